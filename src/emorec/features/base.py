@@ -1,0 +1,83 @@
+"""One interface for every feature extractor, and the registry that names them.
+
+An extractor turns one media file into one array ``(T, F)``: T frames at the extractor's
+frame rate, F features per frame. Everything that changes the output is in :meth:`config`,
+so the cache key (content hash + name + config) changes exactly when the output would.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from emorec.errors import BadInputError, ConfigError
+from emorec.media import load_audio
+
+
+class FeatureExtractor(ABC):
+    name: ClassVar[str] = ""
+    modality: ClassVar[str] = "audio"  # which batch key the features feed: "audio" or "video"
+    sample_rate: int = 16000
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments as given: JSON-able and complete (they define the output)."""
+        params = inspect.signature(type(self).__init__).parameters
+        return {key: getattr(self, key) for key in params if key != "self"}
+
+    @property
+    def frames_per_second(self) -> float:
+        return 0.0
+
+    def extract_file(self, path: str | os.PathLike) -> np.ndarray:
+        """Features ``(T, F)`` float32 for one file; :class:`BadInputError` if it can't be done."""
+        features = self.extract(load_audio(path, self.sample_rate))
+        return validate_features(path, features)
+
+    @abstractmethod
+    def extract(self, wave: np.ndarray) -> np.ndarray:
+        """``wave : ndarray[n]`` mono at ``self.sample_rate`` -> ``ndarray[T, F]``."""
+
+
+def validate_features(path: str | os.PathLike, features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or features.shape[0] == 0:
+        raise BadInputError(path, f"extractor produced no frames (shape {features.shape})")
+    if not np.all(np.isfinite(features)):
+        raise BadInputError(path, "extractor produced NaN or infinite features")
+    return np.ascontiguousarray(features)
+
+
+_EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {}
+
+
+def register_extractor(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a class attribute `name`")
+    _EXTRACTORS[cls.name] = cls
+    return cls
+
+
+def create_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
+    _import_builtin_extractors()
+    if name not in _EXTRACTORS:
+        raise ConfigError(f"unknown feature extractor {name!r}; available: {', '.join(list_extractors())}")
+    try:
+        return _EXTRACTORS[name](**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"feature extractor {name!r}: {err}") from None
+
+
+def list_extractors() -> list[str]:
+    _import_builtin_extractors()
+    return sorted(_EXTRACTORS)
+
+
+def _import_builtin_extractors() -> None:
+    # Imported lazily so optional heavy dependencies load only when their extractor is used.
+    from emorec.features import spectral  # noqa: F401
+    from emorec.features import egemaps, precomputed, ssl  # noqa: F401
