@@ -1,0 +1,67 @@
+"""Shared plumbing for the benchmark scripts: where the real data is, the RAVDESS manifest."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / "benchmarks" / "work"
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def data_dir() -> Path:
+    env = os.environ.get("EMOREC_DATA_DIR")
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    if not path.is_dir():
+        sys.exit(f"real data not found at {path}; set EMOREC_DATA_DIR")
+    return path
+
+
+def ravdess_manifest() -> Path:
+    """Prepare (once) the manifest of all RAVDESS speech audio (1440 clips, 24 actors)."""
+    from emorec.corpora import prepare_corpus
+    from emorec.manifest import write_manifest
+
+    path = WORK / "ravdess" / "manifest.csv"
+    if not path.is_file():
+        result = prepare_corpus("ravdess", data_dir() / "ravdess-speech-16k")
+        write_manifest(result.clips, path)
+    return path
+
+
+def command_line() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]).relative_to(REPO)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])
+
+
+def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, command: str,
+                  speaker_norm: bool = False) -> dict:
+    """A cross-validation run directory -> the committed results format."""
+    import json
+
+    import numpy as np
+
+    folds = []
+    for fold_dir in sorted(run_dir.glob("fold_*"), key=lambda p: int(p.name.split("_")[1])):
+        report = json.loads((fold_dir / "report" / "report.json").read_text())
+        meta = json.loads((fold_dir / "model.json").read_text())
+        extra = report.get("extra", report)
+        folds.append({"fold": int(fold_dir.name.split("_")[1]), "test_speakers": extra.get("test_speakers"),
+                      "ua": report["ua"], "wa": report["wa"], "macro_f1": report["macro_f1"],
+                      "epochs": meta.get("best_epoch"), "epochs_run": meta.get("epochs_run"),
+                      "train_seconds": meta.get("train_seconds")})
+    ua = np.array([f["ua"] for f in folds])
+    return {
+        "corpus": corpus, "features": features, "model": model,
+        "protocol": "standard 6 speaker-independent folds; validation speakers from training actors",
+        "speaker_norm": speaker_norm,
+        "folds": folds,
+        "mean_ua": float(ua.mean()), "std_ua": float(ua.std(ddof=1)) if len(ua) > 1 else 0.0,
+        "mean_wa": float(np.mean([f["wa"] for f in folds])),
+        "mean_macro_f1": float(np.mean([f["macro_f1"] for f in folds])),
+        "mean_train_seconds_per_fold": float(np.mean([f["train_seconds"] or 0 for f in folds])),
+        "run_dir": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
+        "command": command,
+    }

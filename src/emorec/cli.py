@@ -1,0 +1,225 @@
+"""The ``emorec`` command line: one small function per verb, the work lives in the package."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from emorec.errors import EmorecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Emotion recognition from speech and face video.")
+out = Console()
+err = Console(stderr=True)
+
+
+def _options(pairs: list[str]) -> dict:
+    import yaml
+
+    parsed = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise EmorecError(f"option {pair!r}: expected key=value")
+        key, value = pair.split("=", 1)
+        parsed[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return parsed
+
+
+@app.command()
+def prepare(
+    corpus: str = typer.Argument(..., help="ravdess, crema-d, folder or synthetic"),
+    path: Path = typer.Argument(..., help="the corpus folder"),
+    out_path: Path = typer.Option(Path("manifest.csv"), "--out", "-o", help="manifest to write"),
+    option: list[str] = typer.Option([], "--option", "-O", help="corpus option key=value, e.g. include=[speech,song], label_source=voice, labels_csv=labels.csv"),
+) -> None:
+    """Scan a corpus and write its manifest (one row per clip); bad files are listed, not fatal."""
+    from emorec.corpora import prepare_corpus
+    from emorec.features.extract import write_skipped
+    from emorec.manifest import write_manifest
+
+    result = prepare_corpus(corpus, path, **_options(option))
+    write_manifest(result.clips, out_path)
+    skipped_path = out_path.with_suffix(".skipped.csv")
+    write_skipped(result.skipped, skipped_path)
+    speakers = len({c.speaker for c in result.clips})
+    out.print(f"{len(result.clips)} clips from {speakers} speakers -> {out_path}")
+    if result.skipped:
+        err.print(f"[yellow]{len(result.skipped)} file(s) skipped, listed in {skipped_path}:")
+        for item in result.skipped[:10]:
+            err.print(f"  {item.path}: {item.reason}", markup=False, highlight=False)
+
+
+@app.command()
+def split(
+    manifest: Path = typer.Argument(...),
+    scheme: str = typer.Option("auto", help="auto, ravdess6, speaker_kfold or stratified (speaker-dependent)"),
+    k: int = typer.Option(5, help="folds for speaker_kfold"),
+    val_speakers: int = typer.Option(2, help="validation speakers per fold, drawn from training speakers"),
+    seed: int = typer.Option(0),
+    out_path: Path = typer.Option(Path("splits.json"), "--out", "-o"),
+) -> None:
+    """Make speaker-independent folds (with the leakage guard) and print them."""
+    from emorec.manifest import read_manifest
+    from emorec.splits import make_splits, save_splits
+
+    splits = make_splits(read_manifest(manifest), scheme, k=k, val_speakers=val_speakers, seed=seed)
+    save_splits(splits, out_path)
+    table = Table(title=f"{len(splits)} fold(s) -> {out_path}")
+    for col in ("fold", "train", "val", "test", "test speakers", "speaker-independent"):
+        table.add_column(col)
+    for s in splits:
+        table.add_row(s.name, str(len(s.train)), str(len(s.val)), str(len(s.test)),
+                      ", ".join(s.test_speakers) or "-", "yes" if s.speaker_independent else "NO")
+    out.print(table)
+
+
+@app.command()
+def extract(
+    manifest: Path = typer.Argument(...),
+    features: str = typer.Option("logmel", help="extractor name (emorec models-like list: logmel, mfcc, egemaps, ssl, npy)"),
+    option: list[str] = typer.Option([], "--option", "-O", help="extractor option key=value, e.g. n_mels=80, layer=6"),
+    cache: Path = typer.Option(Path(".cache/emorec"), help="feature cache folder"),
+    workers: Optional[int] = typer.Option(None, help="processes (default: all cores)"),
+) -> None:
+    """Extract features for every clip into the cache; cached clips are skipped, bad files listed."""
+    from emorec.features.base import create_extractor
+    from emorec.features.extract import extract_features, write_skipped
+    from emorec.manifest import read_manifest
+
+    extractor = create_extractor(features, **_options(option))
+    result = extract_features(read_manifest(manifest), extractor, cache, workers=workers)
+    out.print(f"{features}: {result.extracted} extracted, {result.cached} already cached, "
+              f"{len(result.skipped)} skipped ({result.seconds:.1f} s)")
+    if result.skipped:
+        path = manifest.with_suffix(f".{features}.skipped.csv")
+        write_skipped(result.skipped, path)
+        err.print(f"[yellow]skipped files listed in {path}")
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML recipe, e.g. configs/attn_crnn.yaml"),
+    manifest: Optional[Path] = typer.Option(None, help="override data.manifest"),
+    epochs: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    patience: Optional[int] = typer.Option(None),
+    noise: Optional[float] = typer.Option(None, help="Gaussian feature noise sigma"),
+    mixup: Optional[float] = typer.Option(None, help="MixUp alpha"),
+    no_augmentation: bool = typer.Option(False, "--no-augmentation", help="disable noise, MixUp and SpecAugment"),
+    fold: Optional[int] = typer.Option(None, help="train this fold only"),
+    folds: Optional[str] = typer.Option(None, help="'all' for cross-validation, or '1,3'"),
+    seed: Optional[int] = typer.Option(None),
+    run_dir: Optional[Path] = typer.Option(None, help="parent folder of run directories"),
+    set_: list[str] = typer.Option([], "--set", help="any config key: section.key=value"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Train a recipe; every run gets a timestamped directory with checkpoints, logs and reports."""
+    from emorec.training.config import load_config
+    from emorec.training.run import train as run_training
+
+    extra: dict = {}
+    def put(section: str, key: str, value) -> None:
+        if value is not None:
+            extra.setdefault(section, {})[key] = value
+    put("data", "manifest", str(manifest) if manifest else None)
+    put("trainer", "epochs", epochs)
+    put("trainer", "batch_size", batch_size)
+    put("trainer", "patience", patience)
+    put("trainer", "seed", seed)
+    put("augment", "noise", noise)
+    put("augment", "mixup", mixup)
+    put("augment", "enabled", False if no_augmentation else None)
+    put("run", "folds", str(fold) if fold is not None else folds)
+    put("run", "dir", str(run_dir) if run_dir else None)
+    cfg = load_config(config, set_, extra)
+    path = run_training(cfg, progress=not quiet)
+    _print_run_result(path)
+
+
+def _print_run_result(run_dir: Path) -> None:
+    import json
+
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        data = json.loads(summary.read_text())
+        m = data.get("mean", {})
+        s = data.get("std", {})
+        out.print(f"cross-validation over {data.get('n_folds', '?')} folds: UA {m.get('ua', 0):.3f} ± {s.get('ua', 0):.3f}, "
+                  f"WA {m.get('wa', 0):.3f} ± {s.get('wa', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}")
+        out.print(f"summary: {run_dir / 'summary.md'}")
+    for report in sorted(run_dir.glob("fold_*/report/report.json")):
+        data = json.loads(report.read_text())
+        out.print(f"{report.parent.parent.name}: UA {data['ua']:.3f}  WA {data['wa']:.3f}  macro-F1 {data['macro_f1']:.3f}  ({report.parent / 'report.md'})")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a run directory (all folds) or one fold directory"),
+    drop: Optional[str] = typer.Option(None, help="evaluate with one modality missing: audio or video"),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Report WA, UA, macro-F1, per-class scores, confusion matrix, ROC/AUC and CIs with plots."""
+    from emorec.evaluation.run_eval import evaluate_run
+
+    if not run_dir.exists():
+        raise EmorecError(f"{run_dir}: no such run directory")
+    reports, summary = evaluate_run(run_dir, drop=drop, progress=not quiet)
+    for report in reports:
+        out.print(f"{report.get('fold', '')}: UA {report['ua']:.3f}  WA {report['wa']:.3f}  macro-F1 {report['macro_f1']:.3f}")
+    if summary:
+        out.print(f"mean UA {summary['mean']['ua']:.3f} ± {summary['std']['ua']:.3f} -> {run_dir / 'summary.md'}")
+    else:
+        out.print(f"report: {run_dir if (run_dir / 'model.json').is_file() else run_dir / 'fold_*'}/report{'_drop_' + drop if drop else ''}/report.md")
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="a fold directory, a one-fold run directory or model.safetensors"),
+    inputs: list[Path] = typer.Argument(..., help="audio files or folders"),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (a .json beside it too)"),
+) -> None:
+    """Emotion probabilities per clip, as a table and as CSV/JSON."""
+    from emorec.predict import predict_paths
+
+    predict_paths(model, inputs, out_path, console=out, err_console=err)
+
+
+@app.command()
+def models() -> None:
+    """Every registered model: name, modalities, parameters, seed."""
+    from emorec.models.registry import describe_models
+
+    table = Table(title="emorec models")
+    for col in ("name", "modalities", "parameters", "seed", "summary"):
+        table.add_column(col)
+    for row in describe_models():
+        table.add_row(row["name"], ", ".join(row["modalities"]), f"{row['parameters']:,}", row["seed"], row["summary"])
+    out.print(table)
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("emorec-demo"), "--out", "-o", help="where the corpus, cache and runs go"),
+    epochs: int = typer.Option(12),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Generate a SYNTHETIC corpus, then prepare -> extract -> train -> evaluate it end to end."""
+    from emorec.demo import run_demo
+
+    run_demo(out_dir, epochs=epochs, progress=not quiet, console=out)
+
+
+def main() -> None:
+    try:
+        app()
+    except EmorecError as error:
+        err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

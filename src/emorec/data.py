@@ -1,0 +1,188 @@
+"""Datasets over cached features, the pad+mask collate (the batch contract) and bucketing.
+
+A batch is a dict: ``audio`` (B, T_a, F_a) float with ``audio_mask`` (B, T_a) bool,
+``video`` (B, T_v, F_v) with ``video_mask`` (B, T_v), ``label`` (B,) long, ``index`` (B,)
+long. ``True`` in a mask marks a real frame; padded frames are zeros.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from emorec.features.store import FeatureStore
+from emorec.manifest import Clip
+
+MODALITIES = ("audio", "video")
+
+
+@dataclass
+class Normalizer:
+    """Per-feature standardisation. ``fit`` on training clips only: nothing from test speakers.
+
+    With ``per_speaker`` the statistics of each speaker's own clips are used instead (that is
+    transductive: it reads the unlabelled clips of test speakers; reports flag it).
+    """
+
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    std: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
+    per_speaker: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @staticmethod
+    def _stats(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        frames = np.concatenate([a.astype(np.float64) for a in arrays], axis=0)  # (sum T, F)
+        mean = frames.mean(axis=0)
+        std = frames.std(axis=0)
+        return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
+
+    @classmethod
+    def fit(cls, arrays: Sequence[np.ndarray]) -> "Normalizer":
+        mean, std = cls._stats(arrays)
+        return cls(mean=mean, std=std)
+
+    def fit_speakers(self, arrays_by_speaker: Mapping[str, Sequence[np.ndarray]]) -> None:
+        self.per_speaker = {spk: self._stats(arrs) for spk, arrs in arrays_by_speaker.items()}
+
+    def __call__(self, features: np.ndarray, speaker: str | None = None) -> np.ndarray:
+        mean, std = self.per_speaker.get(speaker, (self.mean, self.std)) if speaker else (self.mean, self.std)
+        return ((features - mean) / std).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Normalizer":
+        return cls(mean=np.asarray(data["mean"], np.float32), std=np.asarray(data["std"], np.float32))
+
+
+class ClipDataset(Dataset):
+    """Cached features of ``clips`` for the modalities in ``stores``, loaded once into memory.
+
+    Clips whose features are missing from a store (skipped during extraction) are left out
+    and listed in :attr:`missing`.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        label_index: Mapping[str, int],
+        stores: Mapping[str, FeatureStore],
+        normalizers: Mapping[str, Normalizer] | None = None,
+        *,
+        speaker_norm: bool = False,
+    ):
+        self.label_index = dict(label_index)
+        self.modalities = [m for m in MODALITIES if m in stores]
+        self.clips: list[Clip] = []
+        self.features: dict[str, list[np.ndarray]] = {m: [] for m in self.modalities}
+        self.missing: list[Clip] = []
+        for clip in clips:
+            arrays = {m: stores[m].get(clip) for m in self.modalities}
+            if any(a is None for a in arrays.values()):
+                self.missing.append(clip)
+                continue
+            self.clips.append(clip)
+            for m, a in arrays.items():
+                self.features[m].append(a)
+        self.normalizers = dict(normalizers or {})
+        self.speaker_norm = speaker_norm
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def lengths(self, modality: str | None = None) -> list[int]:
+        modality = modality or self.modalities[0]
+        return [a.shape[0] for a in self.features[modality]]
+
+    def labels(self) -> np.ndarray:
+        return np.array([self.label_index[c.emotion] for c in self.clips], dtype=np.int64)
+
+    def __getitem__(self, i: int) -> dict:
+        clip = self.clips[i]
+        item: dict = {"label": self.label_index.get(clip.emotion, -1), "index": i}
+        for m in self.modalities:
+            features = self.features[m][i]
+            if m in self.normalizers:
+                features = self.normalizers[m](features, clip.speaker if self.speaker_norm else None)
+            item[m] = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        return item
+
+
+def pad_collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Pad each modality to the longest clip in the batch and build its mask."""
+    if not items:
+        raise ValueError("empty batch")
+    batch: dict[str, torch.Tensor] = {
+        "label": torch.tensor([it["label"] for it in items], dtype=torch.long),
+        "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
+    }
+    for m in MODALITIES:
+        if m not in items[0]:
+            continue
+        seqs = [it[m] for it in items]
+        longest = max(1, max(s.shape[0] for s in seqs))
+        dim = seqs[0].shape[1]
+        padded = torch.zeros(len(seqs), longest, dim, dtype=torch.float32)  # (B, T, F)
+        mask = torch.zeros(len(seqs), longest, dtype=torch.bool)  # (B, T)
+        for row, seq in enumerate(seqs):
+            padded[row, : seq.shape[0]] = seq
+            mask[row, : seq.shape[0]] = True
+        batch[m] = padded
+        batch[f"{m}_mask"] = mask
+    return batch
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length, to keep padding low; never an empty batch.
+
+    Indices are sorted by length with a little random jitter, cut into batches, and the
+    batches shuffled. Deterministic for a given ``seed`` and epoch.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True,
+                 seed: int = 0, bucketing: bool = True):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.bucketing = bucketing
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        self.epoch += 1
+        order = list(range(len(self.lengths)))
+        if self.shuffle:
+            rng.shuffle(order)
+        if self.bucketing:
+            # Jitter of +-10% keeps batches varied between epochs while lengths stay close.
+            key = {i: self.lengths[i] * (1.0 + (rng.uniform(-0.1, 0.1) if self.shuffle else 0.0)) for i in order}
+            order.sort(key=key.__getitem__)
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.shuffle:
+            rng.shuffle(batches)
+        yield from (b for b in batches if b)
+
+
+def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """Share of padded frames over all batches (0 = no padding)."""
+    total = real = 0
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        total += longest * len(batch)
+        real += sum(lengths[i] for i in batch)
+    return 1.0 - real / total if total else 0.0

@@ -1,0 +1,109 @@
+"""Evaluate a trained run on its test folds: the only place test clips are read.
+
+Used at the end of ``emorec train`` and by ``emorec evaluate RUN_DIR`` (which rebuilds the
+data from the run's saved config and splits, so it can run on a copied run directory as long
+as the manifest and the feature cache are reachable).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from emorec.data import ClipDataset
+from emorec.errors import EmorecError
+from emorec.inference import MODEL_META, Predictor
+
+
+def _experiment_for_run(run_dir: Path, progress: bool = True):
+    from emorec.splits import load_splits
+    from emorec.training.config import load_config
+    from emorec.training.run import prepare_experiment
+
+    config = load_config(run_dir / "config.yaml")
+    return prepare_experiment(config, extract=True, progress=progress, splits=load_splits(run_dir / "splits.json"))
+
+
+def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | None = None,
+                  progress: bool = True) -> dict:
+    """Predict the fold's test clips with its exported model and write ``fold_dir/report``."""
+    from emorec.evaluation.report import write_report
+
+    fold_dir = Path(fold_dir)
+    if not (fold_dir / MODEL_META).is_file():
+        raise EmorecError(f"{fold_dir}: no trained model ({MODEL_META}); did training finish?")
+    if experiment is None:
+        experiment = _experiment_for_run(fold_dir.parent, progress=progress)
+    predictor = Predictor.load(fold_dir)
+    meta = predictor.meta
+    if split is None:
+        fold_no = int(fold_dir.name.split("_")[-1])
+        split = experiment.splits[fold_no - 1]
+    if list(predictor.class_names) != list(experiment.class_names):
+        raise EmorecError(f"{fold_dir}: model classes {predictor.class_names} differ from the data's {experiment.class_names}")
+    by_id = experiment.by_id
+    test_clips = [by_id[i] for i in split.test if i in by_id]
+    label_index = {name: i for i, name in enumerate(experiment.class_names)}
+    normalizers = predictor.normalizers()
+    speaker_norm = bool(meta.get("speaker_norm"))
+    if speaker_norm:
+        from emorec.training.run import fit_speaker_statistics
+
+        fit_speaker_statistics(normalizers, experiment, test_clips)
+    test_set = ClipDataset(test_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm)
+    if len(test_set) == 0:
+        raise EmorecError(f"{fold_dir}: no test clip has cached features")
+    items = [test_set[i] for i in range(len(test_set))]
+    if drop:
+        items = [_drop_modality(item, drop) for item in items]
+    probs = predictor.predict_items(items)
+    out_dir = fold_dir / ("report" if not drop else f"report_drop_{drop}")
+    extra = {
+        "fold": split.name,
+        "test_speakers": list(split.test_speakers),
+        "val_speakers": list(split.val_speakers),
+        "speaker_norm": speaker_norm,
+        "features": meta.get("features"),
+        "model": meta.get("model"),
+        "epochs": meta.get("best_epoch"),
+        "epochs_run": meta.get("epochs_run"),
+        "train_seconds": meta.get("train_seconds"),
+        "missing_test_clips": [c.clip_id for c in test_set.missing],
+    }
+    report = write_report(
+        out_dir, y_true=test_set.labels(), probs=probs, class_names=experiment.class_names,
+        clip_ids=[c.clip_id for c in test_set.clips], title=f"{meta.get('model')} — {split.name}",
+        split=split.to_dict() | {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        history_csv=fold_dir / "metrics.csv" if (fold_dir / "metrics.csv").is_file() else None,
+        extra=extra, bootstrap=experiment.config.run.bootstrap,
+    )
+    return report
+
+
+def _drop_modality(item: dict, modality: str) -> dict:
+    if modality not in item:
+        raise EmorecError(f"cannot drop {modality!r}: the model's input has {sorted(k for k in item if k in ('audio', 'video'))}")
+    out = dict(item)
+    out.pop(modality)
+    return out
+
+
+def write_run_summary(run_dir: Path, reports: list[dict]) -> dict:
+    from emorec.evaluation.report import write_cv_summary
+
+    return write_cv_summary(run_dir, reports, title=f"Cross-validation summary — {Path(run_dir).name}")
+
+
+def evaluate_run(run_dir: str | Path, *, drop: str | None = None, progress: bool = True) -> tuple[list[dict], dict | None]:
+    run_dir = Path(run_dir)
+    if (run_dir / MODEL_META).is_file():
+        return [evaluate_fold(run_dir, drop=drop, progress=progress)], None
+    fold_dirs = sorted((p.parent for p in run_dir.glob(f"fold_*/{MODEL_META}")), key=lambda p: int(p.name.split("_")[-1]))
+    if not fold_dirs:
+        raise EmorecError(f"{run_dir}: not a run directory (no fold_*/{MODEL_META})")
+    experiment = _experiment_for_run(run_dir, progress=progress)
+    reports = [evaluate_fold(d, experiment=experiment, drop=drop, progress=progress) for d in fold_dirs]
+    summary = write_run_summary(run_dir, reports) if len(reports) > 1 else None
+    return reports, summary

@@ -1,0 +1,121 @@
+"""Trained model on disk (safetensors + JSON, never a pickle) -> probabilities for files.
+
+``model.safetensors`` holds the architecture's weights; ``model.json`` holds what is needed to
+rebuild it and to turn a media file into its input: model name and arguments, class names,
+feature extractor configs and normalisation statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from emorec.atomic import write_json
+from emorec.data import Normalizer, pad_collate
+from emorec.errors import BadInputError, EmorecError, SkippedFile
+from emorec.features.base import create_extractor
+from emorec.models import create_model
+
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_META = "model.json"
+
+
+def export_model(module: Any, out_dir: Path, *, class_names: Sequence[str], feature_specs: dict[str, dict],
+                 normalizers: dict[str, Normalizer], speaker_norm: bool = False, extra: dict | None = None) -> None:
+    hp = module.hparams
+    meta = {
+        "format": 1,
+        "model": hp.model_name,
+        "model_kwargs": dict(hp.model_kwargs),
+        "num_classes": hp.num_classes,
+        "audio_dim": hp.audio_dim,
+        "video_dim": hp.video_dim,
+        "class_names": list(class_names),
+        "features": feature_specs,
+        "normalizers": {m: n.to_dict() for m, n in normalizers.items()},
+        "speaker_norm": speaker_norm,
+        **(extra or {}),
+    }
+    tmp = out_dir / f".{MODEL_WEIGHTS}.tmp"
+    state = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
+    save_file(state, str(tmp))
+    os.replace(tmp, out_dir / MODEL_WEIGHTS)
+    write_json(out_dir / MODEL_META, meta)
+
+
+def find_model_dir(path: str | os.PathLike) -> Path:
+    """A fold dir, a run dir with one fold, or the model.safetensors file itself."""
+    path = Path(path)
+    if path.is_file() and path.name == MODEL_WEIGHTS:
+        path = path.parent
+    if (path / MODEL_META).is_file():
+        return path
+    folds = sorted(path.glob(f"fold_*/{MODEL_META}"))
+    if len(folds) == 1:
+        return folds[0].parent
+    if len(folds) > 1:
+        raise EmorecError(f"{path}: a cross-validation run with {len(folds)} folds; name one, e.g. {folds[0].parent}")
+    raise EmorecError(f"{path}: no trained model here (expected {MODEL_META} + {MODEL_WEIGHTS})")
+
+
+@dataclass
+class Predictor:
+    model: torch.nn.Module
+    meta: dict
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Predictor":
+        model_dir = find_model_dir(path)
+        meta = json.loads((model_dir / MODEL_META).read_text())
+        model = create_model(meta["model"], num_classes=meta["num_classes"], audio_dim=meta["audio_dim"],
+                             video_dim=meta["video_dim"], **meta["model_kwargs"])
+        model.load_state_dict(load_file(str(model_dir / MODEL_WEIGHTS)))
+        model.eval()
+        return cls(model=model, meta=meta)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["class_names"])
+
+    def normalizers(self) -> dict[str, Normalizer]:
+        return {m: Normalizer.from_dict(d) for m, d in self.meta.get("normalizers", {}).items()}
+
+    @torch.no_grad()
+    def predict_items(self, items: Sequence[dict], batch_size: int = 32) -> np.ndarray:
+        """``items`` as a dataset yields them -> probabilities ``(N, C)``."""
+        out = []
+        for start in range(0, len(items), batch_size):
+            batch = pad_collate(items[start : start + batch_size])
+            out.append(self.model(batch).float().softmax(-1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+    def features_for_file(self, path: str | os.PathLike) -> dict:
+        norms = self.normalizers()
+        item: dict = {"label": -1, "index": 0}
+        for modality, spec in self.meta["features"].items():
+            extractor = create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+            features = extractor.extract_file(path)
+            if modality in norms:
+                features = norms[modality](features)
+            item[modality] = torch.from_numpy(features)
+        return item
+
+    def predict_files(self, paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+        """Probabilities for each readable file; unreadable ones are listed, not fatal."""
+        results, skipped = [], []
+        for path in paths:
+            try:
+                item = self.features_for_file(path)
+            except BadInputError as err:
+                skipped.append(SkippedFile(err.path, err.reason, "predict"))
+                continue
+            results.append((str(path), self.predict_items([item])[0]))
+        return results, skipped

@@ -1,0 +1,249 @@
+"""The training config: typed dataclasses are the schema; YAML recipes fill them in.
+
+Unknown keys and wrong types are :class:`~emorec.errors.ConfigError` naming the key, so a
+typo never silently falls back to a default. ``model`` and ``features`` are open sections:
+their keys are checked against the chosen model's / extractor's own keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emorec.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    manifest: str = ""
+    cache: str = ".cache/emorec"
+    features: dict[str, Any] = field(default_factory=lambda: {"name": "logmel"})
+    video_features: dict[str, Any] | None = None
+    label_policy: str = "union"
+    labels: list[str] | None = None          # explicit class list; default: from the training clips
+    normalization: str = "global"            # "global" (inductive), "speaker" (transductive), "none"
+    workers: int | None = None               # extraction processes (default: all cores)
+
+
+@dataclass
+class SplitConfig:
+    scheme: str = "auto"                     # auto | ravdess6 | speaker_kfold | stratified
+    k: int = 5
+    val_speakers: int = 2
+    test_size: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    lr_factor: float = 0.5                   # ReduceLROnPlateau on val/loss
+    lr_patience: int = 2
+
+
+@dataclass
+class LossConfig:
+    name: str = "ce"                         # "ce" or "focal"
+    gamma: float = 2.0
+    class_weights: str = "none"              # "none" or "balanced" (inverse frequency)
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    noise: float = 0.0                       # Gaussian sigma added to (normalised) features
+    mixup: float = 0.0                       # MixUp alpha; 0 disables
+    spec_time_masks: int = 0                 # SpecAugment-style masks per clip (train only)
+    spec_freq_masks: int = 0
+    spec_time_width: int = 20
+    spec_freq_width: int = 8
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    patience: int = 6
+    monitor: str = "val/ua"                  # checkpoint + early stopping metric (validation only)
+    seed: int = 0
+    bucketing: bool = True
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    precision: str = "32-true"
+    deterministic: bool = True
+    num_workers: int = 0
+    threads: int | None = None               # torch intra-op threads (default: torch's choice)
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs"
+    name: str = ""
+    folds: str = "1"                         # "all", "1", "1,3,5"
+    bootstrap: int = 1000
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "attn_crnn"})
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if kind is Any:
+        return value
+    if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, where) for v in value]
+        if origin is tuple and args and args[-1] is not Ellipsis and len(items) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(items)}")
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not value.lstrip("-").isdigit()):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if kind is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if kind is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; valid keys: {', '.join(sorted(names))}")
+    values = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, value or {}, key)
+        else:
+            values[name] = _coerce(value, kind, key)
+    return cls(**values)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    return _build(TrainConfig, data or {}, "")
+
+
+def _merge(base: dict, overlay: dict) -> dict:
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("model", "features"):
+            out[key] = _merge(out[key], value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and out[key].get("name") == value.get("name", out[key].get("name")):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
+                extra: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML recipe (which may name a ``base:`` YAML to overlay), apply overrides.
+
+    ``overrides`` are ``section.key=value`` strings (value parsed as YAML); ``extra`` is a
+    nested dict of already-typed values (the CLI's flags). Relative paths in ``data`` are
+    resolved against the current directory.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(Path(path))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        dotted, raw = item.split("=", 1)
+        node = data
+        keys = dotted.strip().split(".")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {key} is not a section")
+        node[keys[-1]] = yaml.safe_load(raw)
+    if extra:
+        data = _merge(data, extra)
+    return config_from_dict(data)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping")
+    base = data.pop("base", None)
+    if base:
+        data = _merge(_read_yaml((path.parent / base).resolve()), data)
+    return data
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
+    from emorec.atomic import write_text
+
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

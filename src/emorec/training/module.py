@@ -1,0 +1,101 @@
+"""The LightningModule: training logic around any registered architecture.
+
+The architecture (an ``nn.Module`` from the registry) knows nothing of losses, optimisers or
+augmentation; this module knows nothing of layers. Metrics are torchmetrics attributes logged
+as ``train/…`` and ``val/…``. The test split is never seen here: evaluation runs after
+training, on the checkpoint chosen by validation (see ``run.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchmetrics
+
+from emorec.models import create_model
+from emorec.training.augment import add_noise, mixup, spec_augment
+from emorec.training.losses import SoftTargetLoss
+
+
+class EmotionClassifier(L.LightningModule):
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        model_kwargs: dict[str, Any],
+        num_classes: int,
+        audio_dim: int | None = None,
+        video_dim: int | None = None,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        lr_factor: float = 0.5,
+        lr_patience: int = 2,
+        focal_gamma: float = 0.0,
+        class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,
+        noise: float = 0.0,
+        mixup_alpha: float = 0.0,
+        spec_augment: dict[str, int] | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = create_model(model_name, num_classes=num_classes, audio_dim=audio_dim,
+                                  video_dim=video_dim, **model_kwargs)
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.loss_fn = SoftTargetLoss(num_classes, gamma=focal_gamma, class_weights=weights,
+                                      label_smoothing=label_smoothing)
+        self.eval_loss_fn = SoftTargetLoss(num_classes, gamma=focal_gamma, class_weights=weights)
+        task = dict(task="multiclass", num_classes=num_classes)
+        self.train_acc = torchmetrics.Accuracy(**task, average="micro")
+        self.val_acc = torchmetrics.Accuracy(**task, average="micro")
+        self.val_ua = torchmetrics.Accuracy(**task, average="macro")
+        self.val_f1 = torchmetrics.F1Score(**task, average="macro")
+        self._rng = np.random.default_rng(seed)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.model(batch)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        labels = batch["label"]
+        targets = F.one_hot(labels, self.hparams.num_classes).float()  # (B, C)
+        hp = self.hparams
+        if hp.spec_augment:
+            batch = spec_augment(batch, rng=self._rng, **hp.spec_augment)
+        batch = add_noise(batch, hp.noise)
+        batch, targets = mixup(batch, targets, hp.mixup_alpha, self._rng)
+        logits = self.model(batch)
+        loss = self.loss_fn(logits, targets)
+        self.train_acc(logits.argmax(-1), labels)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=labels.shape[0], sync_dist=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=labels.shape[0])
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        labels = batch["label"]
+        logits = self.model(batch)
+        loss = self.eval_loss_fn(logits, labels)
+        preds = logits.argmax(-1)
+        n = labels.shape[0]
+        self.val_acc(preds, labels)
+        self.val_ua(preds, labels)
+        self.val_f1(preds, labels)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, batch_size=n)
+        self.log("val/ua", self.val_ua, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("val/macro_f1", self.val_f1, on_epoch=True, batch_size=n)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"probs": self.model(batch).float().softmax(-1), "index": batch["index"]}
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=hp.lr_factor,
+                                                               patience=hp.lr_patience)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}

@@ -1,0 +1,113 @@
+"""The CLI, run as a user runs it: prepare -> extract -> train -> evaluate -> predict."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from emorec.corpora.synthetic import generate_synthetic_corpus
+
+
+def emorec(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "emorec", *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"emorec {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    corpus = generate_synthetic_corpus(root / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry"))
+    # A broken file inside the corpus: listed and skipped, never fatal.
+    (corpus / "speaker_01" / "synth-01-happy-99.wav").write_bytes(b"RIFF\x00\x00garbage")
+    emorec("prepare", "synthetic", corpus, "--out", root / "manifest.csv", cwd=root)
+    config = {
+        "base": str(Path(__file__).resolve().parents[1] / "configs" / "base.yaml"),
+        "data": {"manifest": str(root / "manifest.csv"), "cache": str(root / "cache"), "features": {"name": "logmel", "n_mels": 16}},
+        "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
+        "model": {"name": "attn_crnn", "channels": [4], "gru_hidden": 8, "attention_dim": 8, "dense": 8},
+        "trainer": {"epochs": 2, "batch_size": 8},
+        "run": {"dir": str(root / "runs"), "name": "t", "bootstrap": 50},
+    }
+    (root / "recipe.yaml").write_text(yaml.safe_dump(config))
+    proc = emorec("train", root / "recipe.yaml", "--folds", "all", "--quiet", "--mixup", "0.2", "--noise", "0.01", cwd=root)
+    run_dir = next((root / "runs").glob("t-*"))
+    return root, run_dir, proc
+
+
+def test_prepare_lists_the_broken_file(trained):
+    root, _, _ = trained
+    skipped = list(csv.DictReader(open(root / "manifest.skipped.csv")))
+    assert [Path(r["path"]).name for r in skipped] == ["synth-01-happy-99.wav"]
+    rows = list(csv.DictReader(open(root / "manifest.csv")))
+    assert len(rows) == 6 * 3 * 3
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    _, run_dir, proc = trained
+    assert "cross-validation over 3 folds" in proc.stdout
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["trainer"]["epochs"] == 2 and cfg["augment"]["mixup"] == 0.2
+    for fold in (1, 2, 3):
+        fold_dir = run_dir / f"fold_{fold}"
+        for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.csv", "history.npz",
+                     "model.safetensors", "model.json", "report/report.json", "report/report.md",
+                     "report/confusion_matrix.png", "report/roc_curves.png", "report/history.png"):
+            assert (fold_dir / name).is_file(), name
+        assert list((fold_dir / "tensorboard").rglob("events.out.tfevents*"))
+        report = json.loads((fold_dir / "report" / "report.json").read_text())
+        splits = json.loads((run_dir / "splits.json").read_text())
+        assert report["n"] == len(splits[fold - 1]["test"])
+        assert set(splits[fold - 1]["test_speakers"]).isdisjoint(splits[fold - 1]["val_speakers"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["n_folds"] == 3
+    assert np.isclose(summary["mean"]["ua"], np.mean([json.loads((run_dir / f"fold_{k}/report/report.json").read_text())["ua"] for k in (1, 2, 3)]))
+
+
+def test_evaluate_recomputes_the_same_numbers(trained):
+    root, run_dir, _ = trained
+    before = json.loads((run_dir / "fold_2" / "report" / "report.json").read_text())
+    emorec("evaluate", run_dir, "--quiet", cwd=root)
+    after = json.loads((run_dir / "fold_2" / "report" / "report.json").read_text())
+    assert after["ua"] == before["ua"] and after["confusion_matrix"] == before["confusion_matrix"]
+
+
+def test_predict_prints_and_writes_probabilities(trained, tmp_path):
+    root, run_dir, _ = trained
+    clips = sorted((root / "corpus").rglob("synth-0*-sad-0*.wav"))[:2]
+    bad = tmp_path / "empty.wav"
+    bad.write_bytes(b"")
+    proc = emorec("predict", run_dir / "fold_1", *clips, bad, "--out", tmp_path / "pred.csv", cwd=root)
+    assert "empty.wav" in proc.stderr and "zero-length" in proc.stderr
+    rows = list(csv.DictReader(open(tmp_path / "pred.csv")))
+    assert len(rows) == 2
+    probs = np.array([[float(r[c]) for c in ("happy", "sad", "angry")] for r in rows])
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert json.loads((tmp_path / "pred.json").read_text())["skipped"][0]["reason"] == "zero-length file"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["prepare", "klingon", "."], "klingon"),
+    (["prepare", "ravdess", "/no/such/dir"], "/no/such/dir"),
+    (["evaluate", "/no/such/run"], "/no/such/run"),
+    (["predict", "/no/such/run", "x.wav"], "/no/such/run"),
+])
+def test_bad_requests_get_a_one_line_error(args, needle, tmp_path):
+    proc = emorec(*args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    (tmp_path / "bad.yaml").write_text("trainer:\n  epohcs: 3\n")
+    proc = emorec("train", tmp_path / "bad.yaml", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "epohcs" in proc.stderr

@@ -1,0 +1,218 @@
+"""Splits: standard RAVDESS folds, speaker k-fold, stratified, leakage guard, save/load."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from emorec.corpora import prepare_corpus
+from emorec.errors import ConfigError, EmorecError, LeakageError
+from emorec.manifest import Clip
+from emorec.splits import (
+    RAVDESS_FOLDS, Split, check_leakage, load_splits, make_splits, min_speakers, save_splits,
+)
+
+EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
+def ravdess_clips(actors: range = range(1, 25), per_actor: int = 8) -> list[Clip]:
+    """In-memory RAVDESS-like clips (no files needed for splitting)."""
+    clips = []
+    for actor in actors:
+        for i in range(per_actor):
+            emotion = i % 8 + 1
+            stem = f"03-01-{emotion:02d}-01-01-{i // 8 + 1:02d}-{actor:02d}"
+            clips.append(Clip(
+                clip_id=f"ravdess/{stem}", path=f"/x/{stem}.wav", corpus="ravdess", speaker=f"ravdess/{actor:02d}",
+                emotion=EMOTIONS[emotion - 1], gender="male" if actor % 2 else "female",
+                performance=f"ravdess/{stem[3:]}", content_hash=f"hash-{stem}",
+            ))
+    return clips
+
+
+def generic_clips(speakers: int, per_speaker: int = 4, corpus: str = "c") -> list[Clip]:
+    return [
+        Clip(clip_id=f"{corpus}/{s}-{i}", path=f"/x/{s}-{i}.wav", corpus=corpus, speaker=f"{corpus}/{s:02d}",
+             emotion=EMOTIONS[i % 4], gender="male" if s % 2 else "female", content_hash=f"h{s}-{i}")
+        for s in range(speakers) for i in range(per_speaker)
+    ]
+
+
+def speakers_of(split: Split, clips: list[Clip], part: str) -> set[str]:
+    by_id = {c.clip_id: c for c in clips}
+    return {by_id[cid].speaker for cid in getattr(split, part)}
+
+
+def test_ravdess_folds_constant() -> None:
+    assert RAVDESS_FOLDS[1] == (1, 11, 20, 21) and RAVDESS_FOLDS[6] == (6, 13, 17, 22)
+    actors = sorted(a for fold in RAVDESS_FOLDS.values() for a in fold)
+    assert actors == list(range(1, 25))
+
+
+def test_ravdess6_folds() -> None:
+    clips = ravdess_clips()
+    splits = make_splits(clips)  # auto -> ravdess6
+    assert [s.name for s in splits] == [f"fold{i}" for i in range(1, 7)]
+    for split, (fold, actors) in zip(splits, RAVDESS_FOLDS.items()):
+        assert split.scheme == "ravdess6" and split.speaker_independent
+        assert split.test_speakers == [f"ravdess/{a:02d}" for a in actors]
+        assert speakers_of(split, clips, "test") == set(split.test_speakers)
+        assert len(split.test_speakers) == 4
+        train = speakers_of(split, clips, "train")
+        assert len(split.val_speakers) == 2
+        assert set(split.val_speakers).isdisjoint(train | set(split.test_speakers))
+        assert set(split.val_speakers) | train == {f"ravdess/{a:02d}" for a in range(1, 25)} - set(split.test_speakers)
+        genders = {int(s[-2:]) % 2 for s in split.val_speakers}
+        assert genders == {0, 1}  # one male, one female
+        assert len(split.train) + len(split.val) + len(split.test) == len(clips)
+    assert make_splits(clips, "ravdess6", seed=0)[0].val_speakers == splits[0].val_speakers
+
+
+def test_auto_uses_speaker_kfold_for_incomplete_ravdess() -> None:
+    splits = make_splits(ravdess_clips(range(1, 13)))
+    assert {s.scheme for s in splits} == {"speaker_kfold"} and len(splits) == 5
+
+
+def test_ravdess6_refuses_other_corpora() -> None:
+    with pytest.raises(EmorecError, match="ravdess6 needs RAVDESS"):
+        make_splits(ravdess_clips() + generic_clips(3), "ravdess6")
+
+
+def test_speaker_kfold_covers_every_speaker_once_and_balances_gender() -> None:
+    clips = generic_clips(20)
+    splits = make_splits(clips, "speaker_kfold", k=5, val_speakers=2, seed=3)
+    tests = [set(s.test_speakers) for s in splits]
+    assert sorted(x for t in tests for x in t) == sorted({c.speaker for c in clips})
+    for split in splits:
+        assert len(split.test_speakers) == 4
+        assert sum(int(s[-2:]) % 2 for s in split.test_speakers) == 2  # 2 male + 2 female
+        assert set(split.val_speakers) <= {c.speaker for c in clips} - set(split.test_speakers)
+        assert speakers_of(split, clips, "val") == set(split.val_speakers)
+        assert not speakers_of(split, clips, "train") & set(split.val_speakers)
+    again = make_splits(clips, "speaker_kfold", k=5, val_speakers=2, seed=3)
+    assert [s.to_dict() for s in again] == [s.to_dict() for s in splits]
+    other = make_splits(clips, "speaker_kfold", k=5, val_speakers=2, seed=4)
+    assert [s.test_speakers for s in other] != [s.test_speakers for s in splits]
+
+
+def test_impossible_splits_error() -> None:
+    assert min_speakers(5, 2) == 5 and min_speakers(2, 2) == 6
+    with pytest.raises(EmorecError, match=r"needs at least 5 speakers; the manifest has 4"):
+        make_splits(generic_clips(4), "speaker_kfold", k=5)
+    with pytest.raises(EmorecError, match=r"needs at least 6 speakers"):
+        make_splits(generic_clips(5), "speaker_kfold", k=2, val_speakers=2)
+    with pytest.raises(ConfigError, match="unknown split scheme 'random'"):
+        make_splits(generic_clips(10), "random")
+    with pytest.raises(EmorecError, match="empty manifest"):
+        make_splits([], "speaker_kfold")
+    with pytest.raises(ConfigError, match="val_speakers"):
+        make_splits(generic_clips(10), "speaker_kfold", val_speakers=0)
+
+
+def test_ravdess6_missing_fold_actors_errors() -> None:
+    clips = [c for c in ravdess_clips() if int(c.speaker[-2:]) not in RAVDESS_FOLDS[3]]
+    with pytest.raises(EmorecError, match="fold3: empty test"):
+        make_splits(clips, "ravdess6")
+
+
+def test_unknown_speakers_refused_for_speaker_independent() -> None:
+    clips = generic_clips(10)
+    clips[0] = dataclasses.replace(clips[0], speaker="folder/unknown")
+    with pytest.raises(EmorecError, match="no known speaker.*stratified"):
+        make_splits(clips, "speaker_kfold")
+    assert make_splits(clips, "stratified")[0].speaker_independent is False
+
+
+def test_stratified_split_is_flagged_speaker_dependent() -> None:
+    clips = ravdess_clips(range(1, 25), per_actor=16)
+    (split,) = make_splits(clips, "stratified", test_size=0.2, seed=1)
+    assert split.speaker_independent is False and split.scheme == "stratified"
+    assert split.test_speakers == [] and split.val_speakers == []
+    n = len(clips)
+    assert abs(len(split.test) - 0.2 * n) <= 8
+    assert len(split.train) + len(split.val) + len(split.test) == n
+    by_id = {c.clip_id: c for c in clips}
+    for part in ("train", "val", "test"):
+        assert {by_id[cid].emotion for cid in getattr(split, part)} == set(EMOTIONS)
+
+
+def test_stratified_keeps_duplicate_audio_together() -> None:
+    clips = generic_clips(6, per_speaker=20)
+    twin = dataclasses.replace(clips[0], clip_id="c/twin", content_hash=clips[0].content_hash)
+    for seed in range(5):
+        (split,) = make_splits([*clips, twin], "stratified", seed=seed)
+        side = {cid: part for part in ("train", "val", "test") for cid in getattr(split, part)}
+        assert side["c/twin"] == side[clips[0].clip_id]
+
+
+def _split_for(clips: list[Clip]) -> Split:
+    return make_splits(clips, "ravdess6")[0]
+
+
+def test_leakage_guard_catches_speaker() -> None:
+    clips = ravdess_clips()
+    split = _split_for(clips)
+    leaked = dataclasses.replace(split, train=[*split.train, split.test[0]], test=split.test[1:])
+    with pytest.raises(LeakageError, match="speaker ravdess/01"):
+        check_leakage(leaked, clips)
+    val_leak = dataclasses.replace(split, val=[*split.val, split.train[0]], train=split.train[1:])
+    with pytest.raises(LeakageError, match="speaker .* in both train and val"):
+        check_leakage(val_leak, clips)
+
+
+def test_leakage_guard_catches_content_hash() -> None:
+    clips = ravdess_clips()
+    split = _split_for(clips)
+    by_id = {c.clip_id: c for c in clips}
+    test_clip = by_id[split.test[0]]
+    copy = Clip(clip_id="ravdess/copy", path="/x/copy.wav", corpus="ravdess", speaker="ravdess/02",
+                emotion="neutral", content_hash=test_clip.content_hash)
+    leaked = dataclasses.replace(split, train=[*split.train, "ravdess/copy"])
+    with pytest.raises(LeakageError, match=rf"audio \(content hash\) {test_clip.content_hash}.*ravdess/copy"):
+        check_leakage(leaked, [*clips, copy])
+
+
+def test_leakage_guard_catches_performance_in_speaker_dependent_split() -> None:
+    clips = ravdess_clips()
+    (split,) = make_splits(clips, "stratified")
+    by_id = {c.clip_id: c for c in clips}
+    target = by_id[split.test[0]]
+    av = dataclasses.replace(target, clip_id="ravdess/av-copy", modality="audio_video", content_hash="other")
+    leaked = dataclasses.replace(split, train=[*split.train, "ravdess/av-copy"])
+    with pytest.raises(LeakageError, match=f"performance {target.performance}"):
+        check_leakage(leaked, [*clips, av])
+    check_leakage(split, clips)  # speakers may straddle a speaker-dependent split
+
+
+def test_leakage_guard_catches_clip_in_two_parts_and_unknown_ids() -> None:
+    clips = ravdess_clips()
+    split = _split_for(clips)
+    with pytest.raises(LeakageError, match="in both"):
+        check_leakage(dataclasses.replace(split, val=[*split.val, split.test[0]]), clips)
+    with pytest.raises(EmorecError, match="not in the manifest"):
+        check_leakage(dataclasses.replace(split, test=[*split.test, "ravdess/ghost"]), clips)
+
+
+def test_save_and_load_roundtrip(tmp_path: Path) -> None:
+    splits = make_splits(ravdess_clips(), "ravdess6")
+    path = save_splits(splits, tmp_path / "out" / "splits.json")
+    assert load_splits(path) == splits
+    assert not list((tmp_path / "out").glob("*.tmp"))
+    with pytest.raises(EmorecError, match="not found"):
+        load_splits(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{oops")
+    with pytest.raises(EmorecError, match="not a splits file"):
+        load_splits(tmp_path / "bad.json")
+
+
+@pytest.mark.realdata
+def test_real_ravdess_standard_folds(shared_data: Path) -> None:
+    clips = prepare_corpus("ravdess", shared_data / "ravdess-speech-16k", progress=False).clips
+    splits = make_splits(clips)
+    assert [s.scheme for s in splits] == ["ravdess6"] * 6
+    for split in splits:
+        assert len(split.test) == 240  # 4 actors x 60 clips
+        assert len(split.val) == 120 and len(split.train) == 1080
+        check_leakage(split, clips)

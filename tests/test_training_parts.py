@@ -1,0 +1,50 @@
+import numpy as np
+import torch
+
+from emorec.data import pad_collate
+from emorec.training.augment import add_noise, mixup, spec_augment
+from emorec.training.losses import SoftTargetLoss, inverse_frequency_weights
+
+
+def _batch():
+    items = [{"audio": torch.randn(n, 6), "label": i % 2, "index": i} for i, n in enumerate([5, 3, 8])]
+    return pad_collate(items)
+
+
+def test_soft_target_loss_equals_cross_entropy_for_hard_labels():
+    logits, labels = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    ours = SoftTargetLoss(4)(logits, labels)
+    assert torch.allclose(ours, torch.nn.functional.cross_entropy(logits, labels), atol=1e-6)
+
+
+def test_focal_loss_downweights_easy_examples():
+    logits = torch.tensor([[8.0, 0.0], [0.2, 0.0]])
+    labels = torch.tensor([0, 0])
+    ce = SoftTargetLoss(2, gamma=0.0)
+    focal = SoftTargetLoss(2, gamma=2.0)
+    easy_ratio = focal(logits[:1], labels[:1]) / ce(logits[:1], labels[:1])
+    hard_ratio = focal(logits[1:], labels[1:]) / ce(logits[1:], labels[1:])
+    assert easy_ratio < 1e-5 < hard_ratio < 1
+
+
+def test_inverse_frequency_weights():
+    weights = inverse_frequency_weights(np.array([0, 0, 0, 1]), 3)
+    assert torch.allclose(weights, torch.tensor([4 / 6, 4 / 2, 0.0]))
+
+
+def test_augmentations_leave_padding_untouched():
+    batch = _batch()
+    rng = np.random.default_rng(0)
+    noisy = add_noise(batch, 0.1)
+    masked = spec_augment(batch, time_masks=2, freq_masks=2, time_width=3, freq_width=2, rng=rng)
+    for out in (noisy, masked):
+        assert torch.all(out["audio"][~batch["audio_mask"]] == 0)
+    assert not torch.equal(noisy["audio"], batch["audio"])
+
+
+def test_mixup_mixes_targets_convexly():
+    batch = _batch()
+    targets = torch.nn.functional.one_hot(batch["label"], 2).float()
+    mixed, soft = mixup(batch, targets, 0.2, np.random.default_rng(1))
+    assert torch.allclose(soft.sum(-1), torch.ones(3))
+    assert mixed["audio_mask"].sum() >= batch["audio_mask"].sum()
