@@ -85,6 +85,7 @@ class FeatureStore:
                 np.save(handle, np.ascontiguousarray(features), allow_pickle=False)
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,164 @@
+"""Log-mel spectrograms and MFCCs (librosa), in absolute dB so loudness is kept.
+
+Nothing here normalises per utterance: the output depends only on the waveform and the
+constructor arguments, and normalisation statistics are computed later from training clips.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from emorec.errors import ConfigError
+from emorec.features.base import FeatureExtractor, register_extractor
+
+#: Floor of the mel power before taking dB (-100 dB).
+AMIN = 1e-10
+
+
+class _MelBase(FeatureExtractor):
+    """Shared STFT / mel settings. ``hop_ms`` and ``win_ms`` are converted to samples."""
+
+    sample_rate: int
+    n_mels: int
+    n_fft: int
+    hop_ms: float
+    win_ms: float
+    fmin: float
+    fmax: float
+    top_db: float | None
+    deltas: bool
+
+    def _check(self) -> None:
+        if self.sample_rate <= 0 or self.n_mels <= 0 or self.n_fft <= 0:
+            raise ConfigError(f"{self.name}: sample_rate, n_mels and n_fft must be positive")
+        if not 0 < self.hop_length <= self.win_length <= self.n_fft:
+            raise ConfigError(
+                f"{self.name}: need 0 < hop ({self.hop_length}) <= win ({self.win_length}) "
+                f"<= n_fft ({self.n_fft}) samples")
+        if not 0 <= self.fmin < self.fmax_hz:
+            raise ConfigError(f"{self.name}: need 0 <= fmin < fmax (fmax is clipped to Nyquist)")
+
+    @property
+    def hop_length(self) -> int:
+        return max(1, int(round(self.sample_rate * self.hop_ms / 1000.0)))
+
+    @property
+    def win_length(self) -> int:
+        return max(1, int(round(self.sample_rate * self.win_ms / 1000.0)))
+
+    @property
+    def fmax_hz(self) -> float:
+        return float(min(self.fmax, self.sample_rate / 2.0))
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def _log_mel(self, wave: np.ndarray) -> np.ndarray:
+        """``wave : (n,)`` -> log-mel power ``(n_mels, T)`` in dB re a fixed 1.0."""
+        import librosa
+
+        with warnings.catch_warnings():  # clips shorter than n_fft are fine (zero padded)
+            warnings.filterwarnings("ignore", message="n_fft=.* is too large")
+            power = librosa.feature.melspectrogram(
+                y=np.asarray(wave, dtype=np.float32), sr=self.sample_rate, n_fft=self.n_fft,
+                hop_length=self.hop_length, win_length=self.win_length, window="hann",
+                center=True, pad_mode="constant", power=2.0, n_mels=self.n_mels,
+                fmin=self.fmin, fmax=self.fmax_hz, htk=False, norm="slaney")
+        return librosa.power_to_db(power, ref=1.0, amin=AMIN, top_db=self.top_db)
+
+
+def add_deltas(features: np.ndarray) -> np.ndarray:
+    """``(F, T)`` -> ``(3F, T)``: features, delta and delta-delta (works for any T >= 1)."""
+    import librosa
+
+    frames = features.shape[1]
+    if frames >= 9:
+        d1 = librosa.feature.delta(features, width=9, order=1, mode="interp")
+        d2 = librosa.feature.delta(features, width=9, order=2, mode="interp")
+    elif frames >= 3:  # short clip: a narrower window, edges repeated
+        d1 = librosa.feature.delta(features, width=3, order=1, mode="nearest")
+        d2 = librosa.feature.delta(features, width=3, order=2, mode="nearest")
+    else:
+        d1 = d2 = np.zeros_like(features)
+    return np.concatenate([features, d1, d2], axis=0)
+
+
+@register_extractor
+class LogMel(_MelBase):
+    """Log-mel power spectrogram in dB re a fixed 1.0 (no per-clip reference):
+    ``(T, n_mels)``, or ``(T, 3 * n_mels)`` with ``deltas``.
+    ``T = 1 + n_samples // hop`` (centred frames, 100 per second by default).
+
+    ``top_db`` clips values more than that many dB below the clip's loudest bin (``None``
+    disables it); values are otherwise absolute, so loud and quiet clips differ.
+    """
+
+    name = "logmel"
+
+    def __init__(self, *, sample_rate: int = 16000, n_mels: int = 64, n_fft: int = 512,
+                 hop_ms: float = 10.0, win_ms: float = 25.0, fmin: float = 50.0,
+                 fmax: float = 8000.0, top_db: float | None = 80.0, deltas: bool = False):
+        self.sample_rate = int(sample_rate)
+        self.n_mels = int(n_mels)
+        self.n_fft = int(n_fft)
+        self.hop_ms = float(hop_ms)
+        self.win_ms = float(win_ms)
+        self.fmin = float(fmin)
+        self.fmax = float(fmax)
+        self.top_db = None if top_db is None else float(top_db)
+        self.deltas = bool(deltas)
+        self._check()
+
+    @property
+    def n_features(self) -> int:
+        return self.n_mels * (3 if self.deltas else 1)
+
+    def extract(self, wave: np.ndarray) -> np.ndarray:
+        """``wave : (n,)`` mono at ``sample_rate`` -> ``(T, n_features)`` float32 dB."""
+        mel = self._log_mel(wave)
+        if self.deltas:
+            mel = add_deltas(mel)
+        return np.ascontiguousarray(mel.T, dtype=np.float32)
+
+
+@register_extractor
+class MFCC(_MelBase):
+    """MFCCs (DCT-II, ortho) of the dB log-mel spectrogram: ``(T, n_mfcc)``, or
+    ``(T, 3 * n_mfcc)`` with ``deltas``. Same framing as :class:`LogMel`."""
+
+    name = "mfcc"
+
+    def __init__(self, *, sample_rate: int = 16000, n_mfcc: int = 40, n_mels: int = 64,
+                 n_fft: int = 512, hop_ms: float = 10.0, win_ms: float = 25.0,
+                 fmin: float = 50.0, fmax: float = 8000.0, top_db: float | None = 80.0,
+                 deltas: bool = False):
+        self.sample_rate = int(sample_rate)
+        self.n_mfcc = int(n_mfcc)
+        self.n_mels = int(n_mels)
+        self.n_fft = int(n_fft)
+        self.hop_ms = float(hop_ms)
+        self.win_ms = float(win_ms)
+        self.fmin = float(fmin)
+        self.fmax = float(fmax)
+        self.top_db = None if top_db is None else float(top_db)
+        self.deltas = bool(deltas)
+        if not 0 < self.n_mfcc <= self.n_mels:
+            raise ConfigError("mfcc: need 0 < n_mfcc <= n_mels")
+        self._check()
+
+    @property
+    def n_features(self) -> int:
+        return self.n_mfcc * (3 if self.deltas else 1)
+
+    def extract(self, wave: np.ndarray) -> np.ndarray:
+        """``wave : (n,)`` mono at ``sample_rate`` -> ``(T, n_features)`` float32."""
+        import librosa
+
+        mfcc = librosa.feature.mfcc(S=self._log_mel(wave), n_mfcc=self.n_mfcc, dct_type=2,
+                                    norm="ortho")
+        if self.deltas:
+            mfcc = add_deltas(mfcc)
+        return np.ascontiguousarray(mfcc.T, dtype=np.float32)
