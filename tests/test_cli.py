@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
         "base": str(Path(__file__).resolve().parents[1] / "configs" / "base.yaml"),
         "data": {"manifest": str(root / "manifest.csv"), "cache": str(root / "cache"), "features": {"name": "logmel", "n_mels": 16}},
         "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
-        "model": {"name": "attn_crnn", "channels": [4], "gru_hidden": 8, "attention_dim": 8, "dense": 8},
+        "model": {"name": "attn_crnn", "channels": [4], "time_pool": [2], "freq_pool": [2], "gru_hidden": 8, "attention_dim": 8, "dense": 8},
         "trainer": {"epochs": 2, "batch_size": 8},
         "run": {"dir": str(root / "runs"), "name": "t", "bootstrap": 50},
     }
@@ -64,7 +64,7 @@ def test_train_writes_a_complete_run_directory(trained):
             assert (fold_dir / name).is_file(), name
         assert list((fold_dir / "tensorboard").rglob("events.out.tfevents*"))
         report = json.loads((fold_dir / "report" / "report.json").read_text())
-        splits = json.loads((run_dir / "splits.json").read_text())
+        splits = json.loads((run_dir / "splits.json").read_text())["splits"]
         assert report["n"] == len(splits[fold - 1]["test"])
         assert set(splits[fold - 1]["test_speakers"]).isdisjoint(splits[fold - 1]["val_speakers"])
     summary = json.loads((run_dir / "summary.json").read_text())

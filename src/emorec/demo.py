@@ -21,7 +21,7 @@ def demo_config(out_dir: Path, *, epochs: int) -> dict:
         "data": {"manifest": str(out_dir / "manifest.csv"), "cache": str(out_dir / "cache"),
                  "features": {"name": "logmel", "n_mels": 40}},
         "split": {"scheme": "speaker_kfold", "k": 4, "val_speakers": 1},
-        "model": {"name": "attn_crnn", "channels": [8, 16], "gru_hidden": 32, "attention_dim": 32, "dense": 32},
+        "model": {"name": "attn_crnn", "channels": [8, 16], "time_pool": [2, 2], "freq_pool": [2, 2], "gru_hidden": 32, "attention_dim": 32, "dense": 32},
         "optim": {"lr": 3e-3},
         "augment": {"noise": 0.005, "mixup": 0.2},
         "trainer": {"epochs": epochs, "batch_size": 16, "patience": 6},

@@ -29,6 +29,7 @@ class _MelBase(FeatureExtractor):
     fmax: float
     top_db: float | None
     deltas: bool
+    trim_db: float | None
 
     def _check(self) -> None:
         if self.sample_rate <= 0 or self.n_mels <= 0 or self.n_fft <= 0:
@@ -59,6 +60,11 @@ class _MelBase(FeatureExtractor):
     def _log_mel(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` -> log-mel power ``(n_mels, T)`` in dB re a fixed 1.0."""
         import librosa
+
+        if self.trim_db is not None:
+            # Leading/trailing silence (about 1 s of each RAVDESS clip) carries no emotion.
+            trimmed, _ = librosa.effects.trim(np.asarray(wave, dtype=np.float32), top_db=self.trim_db)
+            wave = trimmed if trimmed.size else wave
 
         with warnings.catch_warnings():  # clips shorter than n_fft are fine (zero padded)
             warnings.filterwarnings("ignore", message="n_fft=.* is too large")
@@ -92,7 +98,8 @@ class LogMel(_MelBase):
     ``(T, n_mels)``, or ``(T, 3 * n_mels)`` with ``deltas``.
     ``T = 1 + n_samples // hop`` (centred frames, 100 per second by default).
 
-    ``top_db`` clips values more than that many dB below the clip's loudest bin (``None``
+    ``trim_db`` (e.g. 40) first trims leading and trailing audio quieter than that many dB
+    below the clip's peak. ``top_db`` clips values more than that many dB below the clip's loudest bin (``None``
     disables it); values are otherwise absolute, so loud and quiet clips differ.
     """
 
@@ -100,7 +107,7 @@ class LogMel(_MelBase):
 
     def __init__(self, *, sample_rate: int = 16000, n_mels: int = 64, n_fft: int = 512,
                  hop_ms: float = 10.0, win_ms: float = 25.0, fmin: float = 50.0,
-                 fmax: float = 8000.0, top_db: float | None = 80.0, deltas: bool = False):
+                 fmax: float = 8000.0, top_db: float | None = 80.0, deltas: bool = False, trim_db: float | None = None):
         self.sample_rate = int(sample_rate)
         self.n_mels = int(n_mels)
         self.n_fft = int(n_fft)
@@ -110,6 +117,7 @@ class LogMel(_MelBase):
         self.fmax = float(fmax)
         self.top_db = None if top_db is None else float(top_db)
         self.deltas = bool(deltas)
+        self.trim_db = None if trim_db is None else float(trim_db)
         self._check()
 
     @property
@@ -134,7 +142,7 @@ class MFCC(_MelBase):
     def __init__(self, *, sample_rate: int = 16000, n_mfcc: int = 40, n_mels: int = 64,
                  n_fft: int = 512, hop_ms: float = 10.0, win_ms: float = 25.0,
                  fmin: float = 50.0, fmax: float = 8000.0, top_db: float | None = 80.0,
-                 deltas: bool = False):
+                 deltas: bool = False, trim_db: float | None = None):
         self.sample_rate = int(sample_rate)
         self.n_mfcc = int(n_mfcc)
         self.n_mels = int(n_mels)
@@ -145,6 +153,7 @@ class MFCC(_MelBase):
         self.fmax = float(fmax)
         self.top_db = None if top_db is None else float(top_db)
         self.deltas = bool(deltas)
+        self.trim_db = None if trim_db is None else float(trim_db)
         if not 0 < self.n_mfcc <= self.n_mels:
             raise ConfigError("mfcc: need 0 < n_mfcc <= n_mels")
         self._check()

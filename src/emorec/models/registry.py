@@ -73,3 +73,28 @@ def create_model(
     if unknown:
         raise ConfigError(f"model {name!r} has no argument(s) {sorted(unknown)}; it takes {sorted(model_arguments(name))}")
     return info.factory(num_classes=num_classes, audio_dim=audio_dim, video_dim=video_dim, **kwargs)
+
+
+def describe_models() -> list[dict[str, Any]]:
+    """One row per registered model: name, modalities, parameter count, seed, summary.
+
+    Parameters are counted on an instance built with ``num_classes=8``, ``audio_dim=64`` and
+    ``video_dim=32`` (for the modalities the model reads) and its default arguments.
+    """
+    rows = []
+    for name in list_models():
+        info = _MODELS[name]
+        model = create_model(
+            name,
+            num_classes=8,
+            audio_dim=64 if "audio" in info.modalities else None,
+            video_dim=32 if "video" in info.modalities else None,
+        )
+        rows.append({
+            "name": name,
+            "modalities": info.modalities,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "seed": info.seed,
+            "summary": info.summary,
+        })
+    return rows

@@ -1,0 +1,139 @@
+"""Attention CRNN for speech emotion recognition (seed 000, ``/work/shared/seeds/000_*.txt``).
+
+Conv blocks learn local time-frequency patterns of the log-mel "image", a bidirectional GRU
+models their order, Bahdanau (additive) attention pools the frames that carry the emotion,
+and dense layers classify::
+
+    audio [B x T x F] -> (Linear F->P if F is large) -> [Conv2d 3x3 -> BN -> ReLU -> max pool] x N
+      -> BiGRU (packed) -> additive attention -> Dense -> embed [B x dense] -> Linear -> logits [B x C]
+
+The seed trained on log-mel or wav2vec features in Keras; this is a PyTorch re-implementation
+that honours the batch contract: padding never changes a clip's logits or attention weights.
+The feature axis F is treated as the frequency axis; any F >= 1 works (frequency pooling stops
+once the axis is down to one bin, and F > 128, e.g. 768 SSL dims, is first projected to 64).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from emorec.errors import ConfigError
+from emorec.layers import AdditiveAttention, MaskedConvBlock2d, apply_time_mask, run_rnn
+from emorec.models.registry import register_model
+
+__all__ = ["AttnCRNN", "attn_crnn"]
+
+AUTO_PROJECT_ABOVE = 128  # feature dims above this are projected (input_proj=None)
+AUTO_PROJECT_TO = 64
+
+
+class AttnCRNN(nn.Module):
+    """Conv blocks -> packed BiGRU -> masked additive attention -> dense -> logits.
+
+    ``forward(batch)`` reads ``batch["audio"] [B x T x F]`` and ``batch["audio_mask"] Bool[B x T]``.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        audio_dim: int,
+        channels: tuple[int, ...] = (16, 32, 64),
+        time_pool: tuple[int, ...] = (2, 2, 2),
+        freq_pool: tuple[int, ...] = (2, 2, 2),
+        input_proj: int | None = None,
+        gru_hidden: int = 128,
+        gru_layers: int = 1,
+        attention_dim: int = 128,
+        dense: int = 128,
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        channels, time_pool, freq_pool = tuple(channels), tuple(time_pool), tuple(freq_pool)
+        if not (len(channels) == len(time_pool) == len(freq_pool)):
+            raise ConfigError(
+                f"attn_crnn: channels {channels}, time_pool {time_pool} and freq_pool {freq_pool} "
+                "need one entry per conv block"
+            )
+        if audio_dim < 1 or num_classes < 1 or min(time_pool + freq_pool, default=1) < 1:
+            raise ConfigError("attn_crnn: audio_dim, num_classes and pool sizes must be >= 1")
+        if input_proj is None:
+            input_proj = AUTO_PROJECT_TO if audio_dim > AUTO_PROJECT_ABOVE else 0
+        self.input_proj = nn.Linear(audio_dim, input_proj) if input_proj > 0 else None
+        freq = input_proj if input_proj > 0 else audio_dim
+
+        blocks, in_ch = [], 1
+        for out_ch, tp, fp in zip(channels, time_pool, freq_pool):
+            block = MaskedConvBlock2d(in_ch, out_ch, time_pool=tp, freq_pool=fp)
+            freq = block.output_freq(freq)
+            blocks.append(block)
+            in_ch = out_ch
+        self.blocks = nn.ModuleList(blocks)
+        self.dropout = nn.Dropout(dropout)
+        self.gru = nn.GRU(
+            in_ch * freq, gru_hidden, num_layers=gru_layers, batch_first=True, bidirectional=True,
+            dropout=dropout if gru_layers > 1 else 0.0,
+        )
+        self.attention = AdditiveAttention(2 * gru_hidden, attention_dim)
+        self.dense = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * gru_hidden, dense), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dense, num_classes))
+        self.embed_dim = dense
+        self.num_classes = num_classes
+
+    def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, mask = batch["audio"], batch["audio_mask"]  # (B, T, F), (B, T)
+        if self.input_proj is not None:
+            x = self.input_proj(x)  # (B, T, P)
+        x = apply_time_mask(x, mask).unsqueeze(1)  # (B, 1, T, F)
+        for block in self.blocks:
+            x, mask = block(x, mask)  # (B, C, T', F'), (B, T')
+        b, c, t, f = x.shape
+        x = x.permute(0, 2, 1, 3).reshape(b, t, c * f)  # (B, T', C*F')
+        h, _ = run_rnn(self.gru, self.dropout(x), mask)  # (B, T', 2H)
+        context, weights = self.attention(h, mask)  # (B, 2H), (B, T')
+        return self.dense(context), weights  # (B, D), (B, T')
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The penultimate representation ``[B x dense]``; ``forward == head(embed)``."""
+        return self._encode(batch)[0]
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits ``[B x C]``; with ``return_attention`` also ``{"audio": weights [B x T']}``,
+        ``T' = T / prod(time_pool)`` (rounded up at every block)."""
+        embedding, weights = self._encode(batch)
+        logits = self.head(embedding)  # (B, C)
+        return (logits, {"audio": weights}) if return_attention else logits
+
+
+@register_model("attn_crnn", modalities=("audio",), seed="000",
+                summary="Conv blocks + packed BiGRU + masked Bahdanau attention (seed 000)")
+def attn_crnn(
+    *,
+    num_classes: int,
+    audio_dim: int | None = None,
+    video_dim: int | None = None,
+    channels: tuple[int, ...] = (16, 32, 64),
+    time_pool: tuple[int, ...] = (2, 2, 2),
+    freq_pool: tuple[int, ...] = (2, 2, 2),
+    input_proj: int | None = None,
+    gru_hidden: int = 128,
+    gru_layers: int = 1,
+    attention_dim: int = 128,
+    dense: int = 128,
+    dropout: float = 0.3,
+) -> AttnCRNN:
+    """Attention CRNN (seed 000): conv blocks, packed BiGRU, masked additive attention, dense.
+
+    ``input_proj``: ``None`` projects features wider than 128 to 64 dims before the convs,
+    ``0`` never projects, ``n > 0`` always projects to ``n``. ``video_dim`` is ignored.
+    """
+    if audio_dim is None:
+        raise ConfigError("attn_crnn reads the audio modality: audio_dim is required")
+    return AttnCRNN(
+        num_classes=num_classes, audio_dim=audio_dim, channels=channels, time_pool=time_pool,
+        freq_pool=freq_pool, input_proj=input_proj, gru_hidden=gru_hidden, gru_layers=gru_layers,
+        attention_dim=attention_dim, dense=dense, dropout=dropout,
+    )
