@@ -46,6 +46,8 @@ def trained(tmp_path_factory):
 def test_prepare_lists_the_broken_file(trained):
     root, _, _ = trained
     skipped = list(csv.DictReader(open(root / "manifest.skipped.csv")))
+    run_skipped = list(csv.DictReader(open(next((root / "runs").glob("t-*")) / "skipped.csv")))
+    assert [Path(r["path"]).name for r in run_skipped] == ["synth-01-happy-99.wav"]
     assert [Path(r["path"]).name for r in skipped] == ["synth-01-happy-99.wav"]
     rows = list(csv.DictReader(open(root / "manifest.csv")))
     assert len(rows) == 6 * 3 * 3

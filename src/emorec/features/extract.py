@@ -273,6 +273,15 @@ def load_features(clips: Iterable[Clip], store: FeatureStore, *,
     return features
 
 
+def read_skipped(path: str | os.PathLike) -> list[SkippedFile]:
+    """The rows of a skipped-files CSV (``[]`` when there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [SkippedFile(row["path"], row["reason"], row.get("stage", "")) for row in csv.DictReader(handle)]
+
+
 def write_skipped(skipped: Iterable[SkippedFile], path: str | os.PathLike) -> Path:
     """Write ``path,stage,reason`` rows as CSV, atomically. Returns the path."""
     path = Path(path)

@@ -30,7 +30,7 @@ from emorec.atomic import write_json
 from emorec.data import ClipDataset, Normalizer
 from emorec.errors import ConfigError, EmorecError
 from emorec.features.base import create_extractor
-from emorec.features.extract import extract_features, write_skipped
+from emorec.features.extract import extract_features, read_skipped, write_skipped
 from emorec.features.store import FeatureStore
 from emorec.labels import apply_label_policy, resolve_label_set
 from emorec.manifest import Clip, read_manifest
@@ -83,7 +83,7 @@ def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: b
     if len(class_names) < 2:
         raise ConfigError(f"need at least two classes, got {class_names}")
 
-    stores, skipped = {}, []
+    stores, skipped = {}, read_skipped(Path(config.data.manifest).with_suffix(".skipped.csv"))
     specs = feature_specs(config)
     for modality, spec in specs.items():
         extractor = create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
@@ -245,7 +245,7 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
         default_root_dir=fold_dir, max_epochs=cfg.trainer.epochs, accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes, precision=cfg.trainer.precision,
         deterministic=cfg.trainer.deterministic, callbacks=callbacks,
-        logger=[CSVLogger(fold_dir, name="", version=""), TensorBoardLogger(fold_dir, name="tensorboard", version="")],
+        logger=[CSVLogger(fold_dir, name="", version="", flush_logs_every_n_steps=10), TensorBoardLogger(fold_dir, name="tensorboard", version="")],
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
         num_sanity_val_steps=0,
     )
