@@ -48,3 +48,26 @@ def test_mixup_mixes_targets_convexly():
     mixed, soft = mixup(batch, targets, 0.2, np.random.default_rng(1))
     assert torch.allclose(soft.sum(-1), torch.ones(3))
     assert mixed["audio_mask"].sum() >= batch["audio_mask"].sum()
+
+
+def test_frequency_shift_moves_bins_and_keeps_padding_zero():
+    from emorec.training.augment import frequency_shift
+
+    batch = _batch()
+    out = frequency_shift(batch, 2, np.random.default_rng(3))
+    assert torch.all(out["audio"][~batch["audio_mask"]] == 0)
+    for row in range(3):
+        real = batch["audio_mask"][row]
+        a, b = batch["audio"][row, real], out["audio"][row, real]
+        assert any(torch.equal(b[:, max(0, s):6 + min(0, s)], a[:, max(0, -s):6 - max(0, s)]) for s in range(-2, 3))
+
+
+def test_time_stretch_scales_lengths_and_masks():
+    from emorec.training.augment import time_stretch
+
+    batch = _batch()
+    out = time_stretch(batch, 0.2, np.random.default_rng(0))
+    rate = out["audio"].shape[1] / batch["audio"].shape[1]
+    lengths = out["audio_mask"].sum(1).float()
+    assert torch.allclose(lengths, torch.round(batch["audio_mask"].sum(1).float() * rate).clamp(min=1), atol=1)
+    assert torch.all(out["audio"][~out["audio_mask"]] == 0)

@@ -60,3 +60,43 @@ def mixup(batch: dict, targets: torch.Tensor, alpha: float, rng: np.random.Gener
             out[m] = lam * batch[m] + (1 - lam) * batch[m][perm]
             out[f"{m}_mask"] = batch[f"{m}_mask"] | batch[f"{m}_mask"][perm]
     return out, lam * targets + (1 - lam) * targets[perm]
+
+
+def frequency_shift(batch: dict, max_bins: int, rng: np.random.Generator) -> dict:
+    """Shift each clip's feature axis by up to ``max_bins`` bins, zero-filling the edge.
+
+    On log-mel features this is a cheap stand-in for vocal-tract-length perturbation
+    (Jaitly & Hinton 2013): it moves formants and pitch harmonics as a different speaker
+    would, which helps speaker-independent generalisation.
+    """
+    if "audio" not in batch or max_bins <= 0:
+        return batch
+    audio = batch["audio"]  # (B, T, F)
+    shifted = torch.zeros_like(audio)
+    for row, shift in enumerate(rng.integers(-max_bins, max_bins + 1, size=audio.shape[0]).tolist()):
+        if shift > 0:
+            shifted[row, :, shift:] = audio[row, :, :-shift]
+        elif shift < 0:
+            shifted[row, :, :shift] = audio[row, :, -shift:]
+        else:
+            shifted[row] = audio[row]
+    return {**batch, "audio": shifted}
+
+
+def time_stretch(batch: dict, max_rate: float, rng: np.random.Generator) -> dict:
+    """Resample the whole batch in time by one factor in ``[1 - max_rate, 1 + max_rate]``.
+
+    Features are linearly interpolated and each clip keeps its real frames (its length
+    scales by the same factor); padding stays zeros.
+    """
+    if "audio" not in batch or max_rate <= 0:
+        return batch
+    audio, mask = batch["audio"], batch["audio_mask"]  # (B, T, F), (B, T)
+    rate = float(rng.uniform(1.0 - max_rate, 1.0 + max_rate))
+    new_t = max(1, int(round(audio.shape[1] * rate)))
+    lengths = mask.sum(dim=1).float()
+    new_lengths = torch.clamp(torch.round(lengths * rate), min=1).long()
+    stretched = torch.nn.functional.interpolate(audio.transpose(1, 2), size=new_t, mode="linear",
+                                                align_corners=False).transpose(1, 2)  # (B, T', F)
+    new_mask = torch.arange(new_t, device=mask.device)[None, :] < new_lengths[:, None]  # (B, T')
+    return {**batch, "audio": stretched * new_mask.unsqueeze(-1), "audio_mask": new_mask}

@@ -66,6 +66,8 @@ class AugmentConfig:
     spec_freq_masks: int = 0
     spec_time_width: int = 20
     spec_freq_width: int = 8
+    freq_shift: int = 0                      # max feature-bin shift per clip (VTLP-like, audio only)
+    time_stretch: float = 0.0                # max relative speed change per batch (0.1 = +-10%)
 
 
 @dataclass

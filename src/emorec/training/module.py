@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from emorec.models import create_model
-from emorec.training.augment import add_noise, mixup, spec_augment
+from emorec.training.augment import add_noise, frequency_shift, mixup, spec_augment, time_stretch
 from emorec.training.losses import SoftTargetLoss
 
 
@@ -41,6 +41,8 @@ class EmotionClassifier(L.LightningModule):
         noise: float = 0.0,
         mixup_alpha: float = 0.0,
         spec_augment: dict[str, int] | None = None,
+        freq_shift: int = 0,
+        time_stretch: float = 0.0,
         seed: int = 0,
     ):
         super().__init__()
@@ -65,6 +67,8 @@ class EmotionClassifier(L.LightningModule):
         labels = batch["label"]
         targets = F.one_hot(labels, self.hparams.num_classes).float()  # (B, C)
         hp = self.hparams
+        batch = time_stretch(batch, hp.time_stretch, self._rng)
+        batch = frequency_shift(batch, hp.freq_shift, self._rng)
         if hp.spec_augment:
             batch = spec_augment(batch, rng=self._rng, **hp.spec_augment)
         batch = add_noise(batch, hp.noise)
