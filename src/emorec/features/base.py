@@ -64,6 +64,9 @@ def register_extractor(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
 
 def create_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
     _import_builtin_extractors()
+    if name == "embed" and name not in _EXTRACTORS:
+        # Model embeddings (the fusion workflow) pull in the training stack: import on demand only.
+        from emorec import fusion_workflow  # noqa: F401
     if name not in _EXTRACTORS:
         raise ConfigError(f"unknown feature extractor {name!r}; available: {', '.join(list_extractors())}")
     try:

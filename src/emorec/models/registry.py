@@ -40,7 +40,7 @@ def register_model(
 
 
 def _load_builtin_models() -> None:
-    from emorec.models import attn_crnn  # noqa: F401
+    from emorec.models import attn_crnn, attn_crnn_v2, bilstm_attention, cnn_lstm, fusion, hybrid_tcn  # noqa: F401
 
 
 def list_models() -> list[str]:
