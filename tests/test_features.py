@@ -36,7 +36,7 @@ def test_logmel_shape_determinism_and_config(tmp_path):
     assert ext.frames_per_second == 100.0
     assert ext.config() == {"sample_rate": 16000, "n_mels": 64, "n_fft": 512, "hop_ms": 10.0,
                             "win_ms": 25.0, "fmin": 50.0, "fmax": 8000.0, "top_db": 80.0,
-                            "deltas": False}
+                            "deltas": False, "trim_db": None}
     assert pickle.loads(pickle.dumps(ext)).config() == ext.config()
 
 
@@ -265,3 +265,17 @@ def test_npy_unreadable_duplicate_and_modality(tmp_path):
     before = ext.config()["files_fingerprint"]
     np.save(tmp_path / "new.npy", np.zeros((1, 2), np.float32))
     assert create_extractor("npy", directory=str(tmp_path)).config()["files_fingerprint"] != before
+
+
+def test_logmel_trim_removes_leading_and_trailing_silence(tmp_path):
+    sr = 16000
+    rng = np.random.default_rng(0)
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr)
+    quiet = 1e-4 * rng.standard_normal(sr // 2)
+    wave = np.concatenate([quiet, tone, quiet]).astype(np.float32)
+    full = create_extractor("logmel").extract(wave)
+    trimmed = create_extractor("logmel", trim_db=40).extract(wave)
+    assert full.shape[0] == 1 + wave.size // 160
+    # librosa.effects.trim works in 2048-sample frames: up to 2048/160 = 12.8 extra frames a side.
+    tone_frames = 1 + sr // 160
+    assert tone_frames - 1 <= trimmed.shape[0] <= tone_frames + 2 * 13 < full.shape[0]

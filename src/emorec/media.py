@@ -55,8 +55,14 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     """Mono float32 waveform at ``sample_rate``: stereo is averaged, any rate is resampled.
 
     Returns ``wave : ndarray[n]``. Raises :class:`BadInputError` for unreadable, empty,
-    NaN-containing or silent audio.
+    NaN-containing or silent audio. Video files (``.mp4``, ``.flv``, ``.avi``, ``.mov``, ...)
+    give their audio track through PyAV (:func:`emorec.video.load_video_audio`); one without
+    an audio track raises :class:`emorec.video.NoAudioTrackError` (a ``BadInputError``).
     """
+    from emorec.video import VIDEO_SUFFIXES, load_video_audio  # light: PyAV loads only when used
+
+    if os.path.splitext(os.fspath(path))[1].lower() in VIDEO_SUFFIXES:
+        return load_video_audio(path, sample_rate)
     samples, rate = read_audio(path)
     mono = samples.mean(axis=1)
     check_not_silent(path, mono)

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emorec.corpora.base import (
-    VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, require_root, scan_files, skip,
+    VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, probe, require_root, scan_files, skip,
 )
 from emorec.errors import ConfigError, EmorecError
 from emorec.manifest import Clip
+from emorec.video import with_video_info
 
 CORPUS = "crema-d"
 EMOTION_CODES: dict[str, str] = {
@@ -125,7 +126,7 @@ def prepare(
                 continue
             clip.acted_emotion, clip.emotion = clip.emotion, emotion
         candidates.append(Candidate(clip, probe_audio=is_audio(path)))
-    return finish(candidates, skipped, progress=progress, workers=workers, description="CREMA-D")
+    return finish(candidates, skipped, progress=progress, workers=workers, description="CREMA-D", probe_fn=probe_media)
 
 
 def _clip(path: Path, name: CremaName, genders: dict[str, str]) -> Clip:
@@ -168,3 +169,10 @@ def _read_csv(path: str | os.PathLike, needed: tuple[str, ...]) -> list[dict[str
             return list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise EmorecError(f"{path}: cannot read CSV ({err})") from None
+
+
+def probe_media(candidate: Candidate) -> Clip:
+    """Audio files as usual; video files hashed by their bytes, with duration and the audio
+    track's rate and channels from the container header (0 channels: no audio track)."""
+    clip = probe(candidate)
+    return clip if candidate.probe_audio else with_video_info(clip)

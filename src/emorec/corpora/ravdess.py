@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emorec.corpora.base import (
-    VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, require_root, scan_files, skip,
+    VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, probe, require_root, scan_files, skip,
 )
 from emorec.errors import ConfigError
 from emorec.manifest import Clip
 from emorec.media import AUDIO_SUFFIXES
+from emorec.video import with_video_info
 
 CORPUS = "ravdess"
 EMOTION_CODES: dict[str, str] = {
@@ -119,4 +120,11 @@ def prepare(
             skipped.append(skip(path, f"RAVDESS modality {name.modality} ({MODALITIES[name.modality]}) in {kind} file"))
             continue
         candidates.append(Candidate(clip_from_name(path, name), probe_audio=is_audio(path)))
-    return finish(candidates, skipped, progress=progress, workers=workers, description="RAVDESS")
+    return finish(candidates, skipped, progress=progress, workers=workers, description="RAVDESS", probe_fn=probe_media)
+
+
+def probe_media(candidate: Candidate) -> Clip:
+    """Audio files as usual; video files hashed by their bytes, with duration and the audio
+    track's rate and channels from the container header (0 channels: no audio track)."""
+    clip = probe(candidate)
+    return clip if candidate.probe_audio else with_video_info(clip)

@@ -84,3 +84,4 @@ def _import_builtin_extractors() -> None:
     # Imported lazily so optional heavy dependencies load only when their extractor is used.
     from emorec.features import spectral  # noqa: F401
     from emorec.features import egemaps, precomputed, ssl  # noqa: F401
+    from emorec.features import face  # noqa: F401  (PyAV and dlib load lazily)
