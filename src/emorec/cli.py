@@ -103,7 +103,7 @@ def extract(
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML recipe, e.g. configs/attn_crnn.yaml"),
+    config: Optional[Path] = typer.Argument(None, help="YAML recipe, e.g. configs/attn_crnn.yaml (not with --resume)"),
     manifest: Optional[Path] = typer.Option(None, help="override data.manifest"),
     epochs: Optional[int] = typer.Option(None),
     batch_size: Optional[int] = typer.Option(None),
@@ -117,10 +117,37 @@ def train(
     run_dir: Optional[Path] = typer.Option(None, help="parent folder of run directories"),
     set_: list[str] = typer.Option([], "--set", help="any config key: section.key=value"),
     quiet: bool = typer.Option(False, help="no progress bars"),
+    devices: Optional[str] = typer.Option(None, help="devices per node: a count (2 = DDP with 2 processes), 'auto', or a list '0,1'"),
+    num_nodes: Optional[int] = typer.Option(None, help="machines (multi-node DDP; set MASTER_ADDR, MASTER_PORT, NODE_RANK)"),
+    accelerator: Optional[str] = typer.Option(None, help="auto, cpu or gpu"),
+    precision: Optional[str] = typer.Option(None, help="32-true, bf16-mixed, 16-mixed, ..."),
+    resume: Optional[Path] = typer.Option(None, help="continue this run directory (after a kill, crash or preemption)"),
 ) -> None:
-    """Train a recipe; every run gets a timestamped directory with checkpoints, logs and reports."""
+    """Train a recipe; every run gets a timestamped directory with checkpoints, logs and reports.
+
+    With --devices/--num-nodes > 1 it trains with DDP (Lightning starts the extra processes);
+    with --resume RUN it continues RUN from its last complete epoch, with RUN's own config.
+    """
     from emorec.training.config import load_config
-    from emorec.training.run import train as run_training
+    from emorec.training.run import is_global_zero, resume as resume_run, train as run_training
+
+    hardware = {"devices": _devices(devices), "num_nodes": num_nodes, "accelerator": accelerator, "precision": precision}
+    if resume is not None:
+        recipe_options = {"CONFIG": config, "--manifest": manifest, "--epochs": epochs, "--batch-size": batch_size,
+                          "--patience": patience, "--noise": noise, "--mixup": mixup, "--fold": fold, "--folds": folds,
+                          "--seed": seed, "--run-dir": run_dir, "--set": set_ or None,
+                          "--no-augmentation": no_augmentation or None}
+        given = [name for name, value in recipe_options.items() if value is not None]
+        if given:
+            raise EmorecError(f"--resume continues a run with its own config.yaml; drop {', '.join(given)}")
+        if not resume.is_dir():
+            raise EmorecError(f"{resume}: no such run directory")
+        path = resume_run(resume, progress=not quiet, hardware={k: v for k, v in hardware.items() if v is not None})
+        if is_global_zero():
+            _print_run_result(path)
+        return
+    if config is None:
+        raise EmorecError("give a recipe (emorec train configs/attn_crnn.yaml) or --resume RUN_DIR")
 
     extra: dict = {}
     def put(section: str, key: str, value) -> None:
@@ -136,9 +163,19 @@ def train(
     put("augment", "enabled", False if no_augmentation else None)
     put("run", "folds", str(fold) if fold is not None else folds)
     put("run", "dir", str(run_dir) if run_dir else None)
+    for key, value in hardware.items():
+        put("trainer", key, value)
     cfg = load_config(config, set_, extra)
     path = run_training(cfg, progress=not quiet)
-    _print_run_result(path)
+    if is_global_zero():
+        _print_run_result(path)
+
+
+def _devices(value: Optional[str]):
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.lstrip("-").isdigit() else value
 
 
 def _print_run_result(run_dir: Path) -> None:
@@ -212,6 +249,93 @@ def demo(
     from emorec.demo import run_demo
 
     run_demo(out_dir, epochs=epochs, progress=not quiet, console=out)
+
+
+@app.command()
+def compare(
+    config_a: Path = typer.Argument(..., help="first YAML recipe, e.g. configs/cnn_lstm.yaml"),
+    config_b: Path = typer.Argument(..., help="second YAML recipe, e.g. configs/cnn_pooling.yaml"),
+    fold: Optional[int] = typer.Option(None, help="train and compare this fold only"),
+    folds: Optional[str] = typer.Option(None, help="'all' or '1,3' (default: CONFIG_A's run.folds)"),
+    manifest: Optional[Path] = typer.Option(None, help="override data.manifest of both"),
+    epochs: Optional[int] = typer.Option(None, help="override trainer.epochs of both"),
+    run_dir: Optional[Path] = typer.Option(None, help="parent folder of both run directories"),
+    set_: list[str] = typer.Option([], "--set", help="config key for both: section.key=value"),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the comparison as JSON"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Train two recipes on the same split; print their metrics side by side and the one better on validation."""
+    from emorec.atomic import write_json
+    from emorec.compare import compare_configs, format_table, verdict
+
+    extra = {"trainer": {"epochs": epochs}} if epochs is not None else None
+    result = compare_configs(config_a, config_b, fold=fold, folds=folds, manifest=manifest, run_dir=run_dir,
+                             overrides=set_, extra=extra, progress=not quiet)
+    out.print(format_table(result))
+    out.print(verdict(result))
+    for model in result["models"]:
+        out.print(f"{model['label']}: {model['run_dir']}", highlight=False)
+    if out_path:
+        write_json(out_path, result)
+        out.print(f"comparison -> {out_path}")
+
+
+@app.command()
+def fuse(
+    audio_run: Path = typer.Argument(..., help="fold directory of the trained audio model, e.g. runs/attn_crnn-.../fold_1"),
+    video_run: Path = typer.Argument(..., help="fold directory of the trained video model (same split, same fold)"),
+    finetune: bool = typer.Option(False, "--finetune", help="then fine-tune the whole fused model end to end"),
+    epochs: int = typer.Option(30, help="epochs of the fusion classifier on cached embeddings"),
+    finetune_epochs: Optional[int] = typer.Option(None, help="epochs of end-to-end fine-tuning (default: --epochs)"),
+    lr: float = typer.Option(1e-3, help="learning rate of the fusion classifier"),
+    finetune_lr: float = typer.Option(1e-4, help="learning rate of end-to-end fine-tuning"),
+    hidden: int = typer.Option(128, help="fusion layer size"),
+    freeze_branches: bool = typer.Option(False, "--freeze-branches", help="fine-tune the fusion head only"),
+    batch_size: Optional[int] = typer.Option(None),
+    patience: Optional[int] = typer.Option(None),
+    cache: Optional[Path] = typer.Option(None, help="feature cache for the embeddings (default: the audio run's)"),
+    run_dir: Optional[Path] = typer.Option(None, help="parent folder of the new run directories"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Fuse a trained audio model and video model: cache their embeddings, train a fusion classifier, optionally fine-tune."""
+    from emorec.fusion_workflow import fuse as run_fuse
+
+    result = run_fuse(audio_run, video_run, finetune=finetune, hidden=hidden, epochs=epochs, lr=lr,
+                      finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, freeze_branches=freeze_branches,
+                      batch_size=batch_size, patience=patience, cache=str(cache) if cache else None,
+                      run_dir=run_dir, progress=not quiet)
+    table = Table(title="fusion (one fold; the test fold never selects a model)")
+    for col in ("model", "val UA", "test UA", "test WA", "test macro-F1"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for row in result.rows:
+        table.add_row(row["model"], *(f"{row[k]:.3f}" for k in ("val_ua", "test_ua", "test_wa", "test_macro_f1")))
+    out.print(table)
+    out.print(f"fusion classifier: {result.fusion_run}", highlight=False)
+    if result.finetune_run is not None:
+        out.print(f"fine-tuned model: {result.finetune_run}", highlight=False)
+
+
+@app.command()
+def monitor(
+    run_dir: Path = typer.Argument(..., help="a run directory (local, or copied back from a cloud machine)"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep redrawing until the run stops running"),
+    interval: float = typer.Option(5.0, help="seconds between redraws with --follow"),
+    lines: int = typer.Option(12, help="last lines of train.log to show"),
+) -> None:
+    """Status, epoch x of y, latest metrics, best so far, ETA, GPU, last log lines of a run."""
+    from emorec.monitor import monitor as show
+
+    show(run_dir, follow=follow, interval=interval, log_lines=lines, console=out)
+
+
+@app.command()
+def runs(
+    directory: Path = typer.Argument(Path("runs"), help="folder of run directories (default: runs)"),
+) -> None:
+    """List runs side by side: model, folds done, status, best validation UA, test UA, duration."""
+    from emorec.monitor import runs_table
+
+    out.print(runs_table(directory))
 
 
 def main() -> None:

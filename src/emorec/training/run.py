@@ -7,16 +7,40 @@ Run directory::
     RUN/fold_K/tensorboard/    TensorBoard logs       RUN/fold_K/history.npz  per-epoch arrays
     RUN/fold_K/model.safetensors + model.json         what predict/evaluate load (no pickle)
     RUN/fold_K/report/         report.json/.md + PNGs (test fold, after training)
+    RUN/fold_K/heartbeat.json  live status (pid, host, epoch x of y, metrics, best so far)
+    RUN/fold_K/train_summary.json  when the fold's training finished: best epoch, metrics, hardware
     RUN/summary.json/.md       mean ± std over folds (cross-validation)
+    RUN/run.json               run status (running / finished / failed), pid, host, sessions
+    RUN/train.log              our messages and Lightning's, one line each
 
 The test clips of a fold are read once, after ``fit``, by the checkpoint that validation chose.
+
+Distributed (``trainer.devices × trainer.num_nodes > 1``): Lightning DDP. Its default launcher
+re-runs the same command line in one subprocess per extra device; the run directory reaches
+them through ``$EMOREC_RUN_DIR`` (set it yourself for multi-node runs so every node agrees).
+Each rank trains on a disjoint shard of batches (:class:`ShardedBucketBatchSampler`), metrics
+are synced, and only global rank 0 writes files, exports the model and evaluates.
+
+Resume (:func:`resume`): ``emorec train --resume RUN`` reads the run's own ``config.yaml`` and
+``splits.json`` (never re-splits), skips finished folds, and continues an interrupted fold from
+``fold_K/checkpoints/last.ckpt``, which holds the state after the last *complete* epoch. Only
+that file inside the run directory is ever loaded, and with ``torch.load(weights_only=True)``
+(tensors, numbers, strings, containers; no pickled code).
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import logging
+import math
 import os
+import random
+import shutil
+import socket
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,17 +51,22 @@ import torch
 from rich.console import Console
 
 from emorec.atomic import write_json
-from emorec.data import ClipDataset, Normalizer
+from emorec.data import BucketBatchSampler, ClipDataset, Normalizer
 from emorec.errors import ConfigError, EmorecError
 from emorec.features.base import create_extractor
 from emorec.features.extract import extract_features, read_skipped, write_skipped
 from emorec.features.store import FeatureStore
 from emorec.labels import apply_label_policy, resolve_label_set
 from emorec.manifest import Clip, read_manifest
-from emorec.splits import Split, check_leakage, make_splits, save_splits
-from emorec.training.config import TrainConfig, save_config
+from emorec.splits import Split, check_leakage, load_splits, make_splits, save_splits
+from emorec.training.config import TrainConfig, load_config, save_config
 
 console = Console(stderr=True)
+log = logging.getLogger("emorec")
+
+RUN_DIR_ENV = "EMOREC_RUN_DIR"
+RUN_STATUS = "run.json"
+HARDWARE_KEYS = ("accelerator", "devices", "num_nodes", "precision")
 
 
 @dataclass
@@ -123,29 +152,166 @@ def new_run_dir(config: TrainConfig) -> Path:
     return run_dir
 
 
+def is_global_zero() -> bool:
+    """Whether this process is global rank 0, before or after the process group exists."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    for key in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(key, "").strip():
+            return int(os.environ[key]) == 0
+    node = int(os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or 0)
+    return node == 0 and int(os.environ.get("LOCAL_RANK") or 0) == 0
+
+
 def train(config: TrainConfig, *, progress: bool = True) -> Path:
-    """Train the folds ``config.run.folds`` asks for; returns the run directory."""
-    experiment = prepare_experiment(config, progress=progress)
+    """Train the folds ``config.run.folds`` asks for; returns the run directory.
+
+    The run directory is new (``run.dir/NAME-TIMESTAMP``) unless ``$EMOREC_RUN_DIR`` names one
+    (DDP subprocesses, multi-node and spot jobs); that folder must not hold a run already.
+    """
+    rank_zero = is_global_zero()
+    env_dir = os.environ.get(RUN_DIR_ENV, "").strip()
+    if rank_zero and env_dir and (Path(env_dir) / "config.yaml").is_file():
+        raise EmorecError(f"{env_dir} already holds a run (${RUN_DIR_ENV}); continue it with "
+                          f"`emorec train --resume {env_dir}`")
+    splits = None
+    if env_dir and not rank_zero and (Path(env_dir) / "splits.json").is_file():
+        splits = load_splits(Path(env_dir) / "splits.json")  # rank 0 wrote them: never re-split
+    experiment = prepare_experiment(config, progress=progress and rank_zero, splits=splits)
     folds = select_folds(config.run.folds, len(experiment.splits))
-    run_dir = new_run_dir(config)
-    save_config(config, run_dir / "config.yaml")
-    save_splits(experiment.splits, run_dir / "splits.json")
-    write_skipped(experiment.skipped, run_dir / "skipped.csv")
-    if experiment.skipped:
-        console.print(f"[yellow]{len(experiment.skipped)} file(s) skipped; see {run_dir / 'skipped.csv'}")
-    console.print(f"run directory: {run_dir}")
+    if rank_zero:
+        if env_dir:
+            run_dir = Path(env_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            run_dir = new_run_dir(config)
+        save_splits(experiment.splits, run_dir / "splits.json")  # first: config.yaml marks a resumable run
+        save_config(config, run_dir / "config.yaml")
+        write_skipped(experiment.skipped, run_dir / "skipped.csv")
+        if experiment.skipped:
+            console.print(f"[yellow]{len(experiment.skipped)} file(s) skipped; see {run_dir / 'skipped.csv'}")
+        console.print(f"run directory: {run_dir}")
+    else:  # a DDP worker: rank 0 owns the folder (nothing is written here without $EMOREC_RUN_DIR)
+        run_dir = Path(env_dir) if env_dir else Path(config.run.dir) / f".rank-{os.getpid()}-unshared"
+    return _train_folds(experiment, run_dir, folds, progress=progress, resume=False)
 
+
+def resume(run_dir: str | os.PathLike, *, progress: bool = True, hardware: dict | None = None) -> Path:
+    """Continue a run directory after a crash, a kill or a preemption; returns it.
+
+    Reads ``RUN/config.yaml`` and ``RUN/splits.json``; folds with a report are kept, folds with
+    an exported model are only evaluated, an interrupted fold continues from its
+    ``checkpoints/last.ckpt`` (the state after its last complete epoch: no epoch is lost or run
+    twice, and ``metrics.csv`` is rebuilt from the rows stored in that checkpoint), folds never
+    started are trained. ``hardware`` may change ``accelerator``, ``devices``, ``num_nodes``
+    and ``precision`` (a spot job recovered on another instance type); nothing else.
+
+    Security: the only checkpoint loaded is ``RUN/fold_K/checkpoints/last.ckpt`` (and
+    ``best.ckpt``) of this run, with ``torch.load(weights_only=True)``.
+    """
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "splits.json").is_file():
+        raise EmorecError(f"{run_dir}: not a run directory (needs config.yaml and splits.json)")
+    config = load_config(run_dir / "config.yaml")
+    for key, value in (hardware or {}).items():
+        if key not in HARDWARE_KEYS:
+            raise ConfigError(f"--resume can change {', '.join(HARDWARE_KEYS)} only, not {key!r}")
+        if value is not None:
+            setattr(config.trainer, key, value)
+    rank_zero = is_global_zero()
+    experiment = prepare_experiment(config, progress=progress and rank_zero, splits=load_splits(run_dir / "splits.json"))
+    folds = select_folds(config.run.folds, len(experiment.splits))
+    if rank_zero:
+        console.print(f"resuming run directory: {run_dir}")
+    return _train_folds(experiment, run_dir, folds, progress=progress, resume=True)
+
+
+def fold_state(fold_dir: Path) -> str:
+    """``evaluated``, ``exported`` (trained, not evaluated), ``checkpoint`` (interrupted) or ``new``."""
+    from emorec.inference import MODEL_META
+    from emorec.training.callbacks import LAST
+
+    if (fold_dir / MODEL_META).is_file():
+        return "evaluated" if (fold_dir / "report" / "report.json").is_file() else "exported"
+    return "checkpoint" if (fold_dir / "checkpoints" / LAST).is_file() else "new"
+
+
+def _write_run_status(run_dir: Path, status: str, folds: list[int], **extra) -> None:
+    path = run_dir / RUN_STATUS
+    previous: dict = {}
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    sessions = list(previous.get("sessions", []))
+    now = time.time()
+    if status == "running" and sessions and not sessions[-1].get("ended"):
+        # the previous session vanished (SIGKILL, preemption): it ended at its last sign of life
+        signs = [p.stat().st_mtime for p in [run_dir / "train.log", *run_dir.glob("fold_*/heartbeat.json")] if p.exists()]
+        sessions[-1] = {**sessions[-1], "ended": max(signs, default=sessions[-1].get("started", now)), "status": "lost"}
+    if status == "running":
+        sessions.append({"pid": os.getpid(), "host": socket.gethostname(), "started": now, "argv": sys.argv})
+    elif sessions:
+        sessions[-1] = {**sessions[-1], "ended": now, "status": status}
+    write_json(path, {
+        "status": status, "pid": os.getpid(), "host": socket.gethostname(), "time": now,
+        "started": previous.get("started", now), "folds": folds, "sessions": sessions, **extra,
+    })
+
+
+def _train_folds(experiment: Experiment, run_dir: Path, folds: list[int], *, progress: bool, resume: bool) -> Path:
     from emorec.evaluation.run_eval import evaluate_fold, write_run_summary
+    from emorec.training.callbacks import attach_log_file, detach_log_file
 
+    rank_zero = is_global_zero()
+    given, run_dir = run_dir, Path(run_dir).absolute()
+    previous_env = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP subprocesses started during fit() inherit it
+    handler = attach_log_file(run_dir / "train.log") if rank_zero else None
+    # Every rank decides from the same files, before any of them trains: the same folds train.
+    states = {k: fold_state(run_dir / f"fold_{k}") if resume else "new" for k in folds}
+    if rank_zero:
+        _write_run_status(run_dir, "running", folds, resumed=resume)
+        log.info("%s %s: folds %s%s", "resuming" if resume else "starting", run_dir, folds,
+                 f" ({', '.join(f'fold {k} {v}' for k, v in states.items())})" if resume else "")
     reports = []
-    for fold in folds:
-        split = experiment.splits[fold - 1]
-        fold_dir = run_dir / f"fold_{fold}"
-        train_fold(experiment, split, fold_dir, progress=progress)
-        reports.append(evaluate_fold(fold_dir, experiment=experiment, split=split))
-    if len(reports) > 1:
-        write_run_summary(run_dir, reports)
-    return run_dir
+    try:
+        for fold in folds:
+            split = experiment.splits[fold - 1]
+            fold_dir = run_dir / f"fold_{fold}"
+            state = states[fold]
+            if state == "evaluated":
+                if rank_zero:
+                    log.info("fold %d: already finished and evaluated; kept", fold)
+                    reports.append(json.loads((fold_dir / "report" / "report.json").read_text()))
+                continue
+            if state in ("new", "checkpoint"):
+                train_fold(experiment, split, fold_dir, progress=progress, resume=state == "checkpoint")
+            if rank_zero:
+                reports.append(evaluate_fold(fold_dir, experiment=experiment, split=split))
+                log.info("fold %d: test UA %.4f  WA %.4f  macro-F1 %.4f", fold, reports[-1]["ua"], reports[-1]["wa"],
+                         reports[-1]["macro_f1"])
+        if rank_zero and len(reports) > 1:
+            write_run_summary(run_dir, reports)
+        if rank_zero:
+            _write_run_status(run_dir, "finished", folds)
+            log.info("run finished")
+    except BaseException as error:
+        if rank_zero:
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            log.error("run %s: %s: %s", status, type(error).__name__, error)
+            _write_run_status(run_dir, status, folds, error=f"{type(error).__name__}: {error}"[:500])
+        raise
+    finally:
+        if handler is not None:
+            detach_log_file(handler)
+        if previous_env is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous_env
+    return given
 
 
 def _datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, ClipDataset, dict[str, Normalizer]]:
@@ -183,17 +349,81 @@ def fit_speaker_statistics(normalizers: dict[str, Normalizer], experiment: Exper
         normalizer.per_speaker.update({spk: Normalizer._stats(a) for spk, a in by_speaker.items()})
 
 
-def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress: bool = True) -> Path:
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+class ShardedBucketBatchSampler(BucketBatchSampler):
+    """:class:`~emorec.data.BucketBatchSampler` that, under DDP, gives each rank a disjoint
+    shard of the epoch's batches, the same number of batches on every rank.
+
+    Single process: exactly the parent's batches. World size W > 1: the epoch's clip order
+    (the same on every rank: same seed, same epoch) is sorted by jittered length and cut into
+    ``W × m`` contiguous chunks of near-equal size (``m = ceil(N / (W × batch_size))``, so no
+    chunk exceeds ``batch_size``; only when ``N < W × m`` is ``m`` lowered to ``N // W`` and a
+    chunk may hold a clip more); the chunks are shuffled and dealt round-robin. Every clip is
+    seen exactly once per epoch across all ranks, nothing is duplicated or dropped (unlike
+    ``DistributedSampler``'s padding), and validation metrics stay exact. Rank and world size
+    are read from ``torch.distributed`` when iterating, so the sampler can be built before
+    Lightning starts the process group.
+    """
+
+    def __init__(self, lengths, batch_size: int, *, shuffle: bool = True, seed: int = 0, bucketing: bool = True,
+                 rank: int | None = None, world_size: int | None = None):
+        super().__init__(lengths, batch_size, shuffle=shuffle, seed=seed, bucketing=bucketing)
+        self._rank, self._world = rank, world_size
+
+    def _world_rank(self) -> tuple[int, int]:
+        if self._world is not None:
+            return self._world, self._rank or 0
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
+
+    def _per_rank(self, world: int) -> int:
+        n = len(self.lengths)
+        if n < world:
+            raise EmorecError(f"{n} clips cannot be shared by {world} processes: use fewer devices")
+        return min(math.ceil(n / (world * self.batch_size)), n // world)
+
+    def __len__(self) -> int:
+        world, _ = self._world_rank()
+        return super().__len__() if world == 1 else self._per_rank(world)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        world, rank = self._world_rank()
+        if world == 1:
+            yield from super().__iter__()
+            return
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        self.epoch += 1
+        order = list(range(len(self.lengths)))
+        if self.shuffle:
+            rng.shuffle(order)
+        if self.bucketing:
+            key = {i: self.lengths[i] * (1.0 + (rng.uniform(-0.1, 0.1) if self.shuffle else 0.0)) for i in order}
+            order.sort(key=key.__getitem__)
+        chunks = [list(map(int, c)) for c in np.array_split(np.asarray(order), world * self._per_rank(world))]
+        if self.shuffle:
+            rng.shuffle(chunks)
+        yield from chunks[rank::world]
+
+
+def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress: bool = True,
+               resume: bool = False) -> Path:
+    """Train one fold into ``fold_dir``; with ``resume`` continue from its ``last.ckpt``."""
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, RichProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
     from torch.utils.data import DataLoader
 
-    from emorec.data import BucketBatchSampler, pad_collate
+    from emorec.data import pad_collate
     from emorec.inference import export_model
+    from emorec.training.callbacks import (BEST, LAST, AtomicCheckpointIO, BatchSamplerEpoch, EpochCheckpoint,
+                                           Heartbeat, RowKeepingCSVLogger, load_checkpoint, repair_best)
     from emorec.training.losses import inverse_frequency_weights
     from emorec.training.module import EmotionClassifier
 
     cfg = experiment.config
+    fold_dir = Path(fold_dir).absolute()
+    rank_zero = is_global_zero()
     check_leakage(split, experiment.clips)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
@@ -220,53 +450,103 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
         spec_augment=dict(time_masks=aug.spec_time_masks, freq_masks=aug.spec_freq_masks,
                           time_width=aug.spec_time_width, freq_width=aug.spec_freq_width)
         if aug.enabled and (aug.spec_time_masks or aug.spec_freq_masks) else None,
-        freq_shift=aug.freq_shift if aug.enabled else 0,
-        time_stretch=aug.time_stretch if aug.enabled else 0.0,
         seed=cfg.trainer.seed,
     )
     first = train_set.modalities[0]
+    # Own generators: creating a loader iterator then draws nothing from the global RNG, whose
+    # state the checkpoint carries (a resumed single-process run is then bit-identical).
     train_loader = DataLoader(
         train_set, collate_fn=pad_collate, num_workers=cfg.trainer.num_workers,
-        batch_sampler=BucketBatchSampler(train_set.lengths(first), cfg.trainer.batch_size, shuffle=True,
-                                         seed=cfg.trainer.seed, bucketing=cfg.trainer.bucketing))
+        generator=torch.Generator().manual_seed(cfg.trainer.seed),
+        batch_sampler=ShardedBucketBatchSampler(train_set.lengths(first), cfg.trainer.batch_size, shuffle=True,
+                                                seed=cfg.trainer.seed, bucketing=cfg.trainer.bucketing))
     val_loader = DataLoader(
         val_set, collate_fn=pad_collate, num_workers=cfg.trainer.num_workers,
-        batch_sampler=BucketBatchSampler(val_set.lengths(first), cfg.trainer.batch_size, shuffle=False))
+        generator=torch.Generator().manual_seed(cfg.trainer.seed),
+        batch_sampler=ShardedBucketBatchSampler(val_set.lengths(first), cfg.trainer.batch_size, shuffle=False))
 
     monitor = cfg.trainer.monitor
     if not monitor.startswith("val/"):
         raise ConfigError(f"trainer.monitor must be a validation metric (val/...), got {monitor!r}: the test fold never selects a checkpoint")
     mode = "min" if monitor.endswith("loss") else "max"
-    checkpoint = ModelCheckpoint(dirpath=fold_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                 save_last=True, auto_insert_metric_name=False)
-    callbacks = [checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.trainer.patience),
-                 LearningRateMonitor(logging_interval="epoch")]
+
+    ckpt_dir = fold_dir / "checkpoints"
+    last_ckpt, rows, finished = None, [], False
+    if resume:
+        last_ckpt = ckpt_dir / LAST
+        state = load_checkpoint(last_ckpt)
+        saved = state.get("callbacks", {}).get("EpochCheckpoint", {})
+        done, step = int(state.get("epoch", 0)), int(state.get("global_step", 0))  # complete epochs, steps
+        finished = bool(saved.get("finished"))
+        best_score = saved.get("best_score")
+        # the rows of the complete epochs; the next epoch's learning-rate row is logged again
+        rows = [r for r in saved.get("metrics_rows", []) if finished or int(r.get("step", 0)) < step]
+        if rank_zero:
+            repair_best(ckpt_dir, state)
+            log.info("%s: resuming after epoch %d from %s%s", split.name, done, last_ckpt,
+                     " (training had finished)" if finished else "")
+        del state
+    elif rank_zero and (fold_dir / "tensorboard").is_dir():
+        shutil.rmtree(fold_dir / "tensorboard", ignore_errors=True)  # left by a start killed in epoch 1
+
+    csv_logger = RowKeepingCSVLogger(fold_dir, name="", version="", rows=rows)
+    checkpoint = EpochCheckpoint(ckpt_dir, monitor=monitor, mode=mode, rows=csv_logger.all_rows)
+    if finished:  # nothing left to fit: only the export below
+        checkpoint.best_score = best_score
+    beat = float(os.environ.get("EMOREC_HEARTBEAT_SECONDS") or 30)
+    callbacks = [Heartbeat(fold_dir, fold=split.name, monitor=monitor, mode=mode, patience=cfg.trainer.patience,
+                           interval=beat),
+                 EarlyStopping(monitor=monitor, mode=mode, patience=cfg.trainer.patience),
+                 LearningRateMonitor(logging_interval="epoch"), BatchSamplerEpoch(), checkpoint]
     if progress:
         callbacks.append(RichProgressBar(leave=True))
-    trainer = L.Trainer(
-        default_root_dir=fold_dir, max_epochs=cfg.trainer.epochs, accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes, precision=cfg.trainer.precision,
-        deterministic=cfg.trainer.deterministic, callbacks=callbacks,
-        logger=[CSVLogger(fold_dir, name="", version="", flush_logs_every_n_steps=10), TensorBoardLogger(fold_dir, name="tensorboard", version="")],
-        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
-        num_sanity_val_steps=0,
-    )
+    devices, nodes = cfg.trainer.devices, cfg.trainer.num_nodes
+    world = devices * nodes if isinstance(devices, int) and devices > 0 else None
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        trainer = L.Trainer(
+            default_root_dir=fold_dir, max_epochs=cfg.trainer.epochs, accelerator=cfg.trainer.accelerator,
+            devices=devices, num_nodes=nodes, strategy="ddp" if world and world > 1 else "auto",
+            precision=cfg.trainer.precision, deterministic=cfg.trainer.deterministic, callbacks=callbacks,
+            logger=[csv_logger, TensorBoardLogger(fold_dir, name="tensorboard", version="")],
+            plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+            enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+            num_sanity_val_steps=0,
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as error:
+        raise ConfigError(f"trainer (accelerator={cfg.trainer.accelerator}, devices={devices}, num_nodes={nodes}, "
+                          f"precision={cfg.trainer.precision}): {str(error).splitlines()[0]}") from None
     started = time.time()
-    trainer.fit(module, train_loader, val_loader)
+    if not finished:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt, weights_only=True)
     seconds = time.time() - started
 
     if trainer.is_global_zero:
-        best_path = checkpoint.best_model_path or checkpoint.last_model_path
-        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+        if finished:
+            csv_logger.experiment._write()  # metrics.csv from the checkpoint's rows
+        best_path = ckpt_dir / BEST if (ckpt_dir / BEST).is_file() else ckpt_dir / LAST
+        state = load_checkpoint(best_path)["state_dict"]
         module.load_state_dict(state)
         best_epoch = _best_epoch(fold_dir / "metrics.csv", monitor, mode)
+        summary = _read_json(fold_dir / "train_summary.json")
         export_model(module, fold_dir, class_names=experiment.class_names, feature_specs=experiment.feature_specs,
                      normalizers=normalizers, speaker_norm=cfg.data.normalization == "speaker",
-                     extra={"fold": split.name, "best_epoch": best_epoch, "epochs_run": trainer.current_epoch,
-                            "train_seconds": round(seconds, 2), "train_clips": len(train_set),
-                            "monitor": monitor, "best_score": float(checkpoint.best_model_score or float("nan"))})
+                     extra={"fold": split.name, "best_epoch": best_epoch,
+                            "epochs_run": summary.get("epochs_run", trainer.current_epoch),
+                            "train_seconds": round(summary.get("train_seconds") or seconds, 2),
+                            "train_clips": len(train_set), "monitor": monitor,
+                            "best_score": float(checkpoint.best_score if checkpoint.best_score is not None else float("nan")),
+                            "world_size": trainer.world_size})
         write_history(fold_dir / "metrics.csv", fold_dir / "history.npz")
     return fold_dir
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def read_epoch_metrics(metrics_csv: Path) -> dict[str, list[float]]:
