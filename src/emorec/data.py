@@ -162,7 +162,8 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def _epoch_order(self) -> tuple[list[int], random.Random]:
+        """This epoch's index order (shuffled, then sorted by jittered length) and its RNG."""
         rng = random.Random(self.seed * 100_003 + self.epoch)
         self.epoch += 1
         order = list(range(len(self.lengths)))
@@ -172,6 +173,10 @@ class BucketBatchSampler(Sampler[list[int]]):
             # Jitter of +-10% keeps batches varied between epochs while lengths stay close.
             key = {i: self.lengths[i] * (1.0 + (rng.uniform(-0.1, 0.1) if self.shuffle else 0.0)) for i in order}
             order.sort(key=key.__getitem__)
+        return order, rng
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order, rng = self._epoch_order()
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.shuffle:
             rng.shuffle(batches)

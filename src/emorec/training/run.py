@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import socket
 import sys
@@ -393,14 +392,7 @@ class ShardedBucketBatchSampler(BucketBatchSampler):
         if world == 1:
             yield from super().__iter__()
             return
-        rng = random.Random(self.seed * 100_003 + self.epoch)
-        self.epoch += 1
-        order = list(range(len(self.lengths)))
-        if self.shuffle:
-            rng.shuffle(order)
-        if self.bucketing:
-            key = {i: self.lengths[i] * (1.0 + (rng.uniform(-0.1, 0.1) if self.shuffle else 0.0)) for i in order}
-            order.sort(key=key.__getitem__)
+        order, rng = self._epoch_order()
         chunks = [list(map(int, c)) for c in np.array_split(np.asarray(order), world * self._per_rank(world))]
         if self.shuffle:
             rng.shuffle(chunks)
