@@ -51,6 +51,7 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
         folds.append({"fold": int(fold_dir.name.split("_")[1]), "test_speakers": extra.get("test_speakers"),
                       "ua": report["ua"], "wa": report["wa"], "macro_f1": report["macro_f1"],
                       "epochs": meta.get("best_epoch"), "epochs_run": meta.get("epochs_run"),
+                      "val_monitor": meta.get("monitor"), "val_best": meta.get("best_score"),
                       "train_seconds": meta.get("train_seconds")})
     ua = np.array([f["ua"] for f in folds])
     return {
@@ -61,6 +62,8 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
         "mean_ua": float(ua.mean()), "std_ua": float(ua.std(ddof=1)) if len(ua) > 1 else 0.0,
         "mean_wa": float(np.mean([f["wa"] for f in folds])),
         "mean_macro_f1": float(np.mean([f["macro_f1"] for f in folds])),
+        "val_monitor": folds[0].get("val_monitor") if folds else None,
+        "mean_val_best": float(np.mean([f["val_best"] for f in folds if f.get("val_best") is not None] or [float("nan")])),
         "mean_train_seconds_per_fold": float(np.mean([f["train_seconds"] or 0 for f in folds])),
         "run_dir": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
         "command": command,

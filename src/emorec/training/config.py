@@ -75,6 +75,7 @@ class TrainerConfig:
     epochs: int = 30
     batch_size: int = 32
     patience: int = 6
+    min_epochs: int = 0                      # early stopping cannot end training before this
     monitor: str = "val/ua"                  # checkpoint + early stopping metric (validation only)
     seed: int = 0
     bucketing: bool = True

@@ -498,7 +498,7 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
 
     try:
         trainer = L.Trainer(
-            default_root_dir=fold_dir, max_epochs=cfg.trainer.epochs, accelerator=cfg.trainer.accelerator,
+            default_root_dir=fold_dir, max_epochs=cfg.trainer.epochs, min_epochs=cfg.trainer.min_epochs, accelerator=cfg.trainer.accelerator,
             devices=devices, num_nodes=nodes, strategy="ddp" if world and world > 1 else "auto",
             precision=cfg.trainer.precision, deterministic=cfg.trainer.deterministic, callbacks=callbacks,
             logger=[csv_logger, TensorBoardLogger(fold_dir, name="tensorboard", version="")],
