@@ -73,3 +73,21 @@ def test_dataset_leaves_out_clips_without_cached_features(tmp_path):
     assert dataset.lengths() == [1, 2, 3]
     assert dataset.labels().tolist() == [0, 1, 0]
     assert dataset[2]["audio"].shape == (3, 2)
+
+
+def test_frames_marked_missing_become_holes_in_the_mask(tmp_path):
+    """Face features carry a face-present column: such frames are masked, not fed as real zeros."""
+    store = FeatureStore(tmp_path, "face_landmarks", {"toy": True})
+    clip = Clip(clip_id="v", path="/x/v.mp4", corpus="t", speaker="s", emotion="sad", content_hash="f" * 64)
+    rows = np.arange(5 * 3, dtype=np.float32).reshape(5, 3) + 1.0
+    valid = np.array([1, 0, 1, 1, 0], np.float32)
+    store.put(clip, np.concatenate([rows, valid[:, None]], axis=1))
+    dataset = ClipDataset([clip], {"sad": 0}, {"video": store})
+    assert dataset.features["video"][0].shape == (5, 3)
+    assert np.array_equal(dataset.real_frames("video")[0], rows[[0, 2, 3]])
+    norm = Normalizer.fit(dataset.real_frames("video"))
+    dataset.normalizers = {"video": norm}
+    batch = pad_collate([dataset[0], {**dataset[0], "video": dataset[0]["video"][:2], "video_valid": dataset[0]["video_valid"][:2]}])
+    assert batch["video_mask"].tolist() == [[True, False, True, True, False], [True, False, False, False, False]]
+    assert torch.all(batch["video"][0, 1] == 0) and torch.all(batch["video"][0, 4] == 0)
+    assert torch.allclose(batch["video"][0, 0], torch.from_numpy(norm(rows[:1])[0]))

@@ -186,7 +186,8 @@ def test_one_video_file_feeds_both_branches(tmp_path: Path) -> None:
         assert extract_features([clip], ext, tmp_path / "cache", workers=0, progress=False).extracted == 1
         stores[modality] = FeatureStore.for_extractor(tmp_path / "cache", ext)
     batch = pad_collate([ClipDataset([clip], {"happy": 0}, stores)[0]])
-    assert batch["video"].shape == (1, 10, 281) and batch["video_mask"].all()  # 25 frames/s
+    # The face-present column becomes video_mask, so the model sees 280 features per frame.
+    assert batch["video"].shape == (1, 10, 280) and batch["video_mask"].all()  # 25 frames/s
     assert 40 <= batch["audio"].shape[1] <= 46  # 100 frames/s (the AAC encoder adds a little)
 
 

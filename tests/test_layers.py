@@ -245,3 +245,18 @@ def test_cross_attention_key_mask():
     assert out.shape == (2, 3, 8) and out[1, 2].eq(0).all()
     assert weights[1, :, :, 1:].eq(0).all()
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 3))
+
+
+def test_run_rnn_skips_holes_in_the_mask():
+    """Frames masked inside a clip (no face) are skipped: same outputs as the clip without them."""
+    import torch
+    from emorec.layers.masking import run_rnn
+
+    torch.manual_seed(0)
+    rnn = torch.nn.GRU(3, 4, batch_first=True, bidirectional=True)
+    x = torch.randn(1, 6, 3)
+    mask = torch.tensor([[True, False, True, True, False, True]])
+    holed, _ = run_rnn(rnn, x, mask)
+    compact, _ = run_rnn(rnn, x[:, mask[0]], torch.ones(1, 4, dtype=torch.bool))
+    assert torch.allclose(holed[0, mask[0]], compact[0], atol=1e-6)
+    assert torch.all(holed[0, ~mask[0]] == 0)

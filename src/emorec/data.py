@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from emorec.features.base import split_frame_mask
 from emorec.features.store import FeatureStore
 from emorec.manifest import Clip
 
@@ -81,6 +82,9 @@ class ClipDataset(Dataset):
         self.modalities = [m for m in MODALITIES if m in stores]
         self.clips: list[Clip] = []
         self.features: dict[str, list[np.ndarray]] = {m: [] for m in self.modalities}
+        # Per-frame validity for extractors that mark missing frames (video frames without a
+        # face): None means every frame is real.
+        self.valid: dict[str, list[np.ndarray | None]] = {m: [] for m in self.modalities}
         self.missing: list[Clip] = []
         for clip in clips:
             arrays = {m: stores[m].get(clip) for m in self.modalities}
@@ -89,12 +93,18 @@ class ClipDataset(Dataset):
                 continue
             self.clips.append(clip)
             for m, a in arrays.items():
-                self.features[m].append(a)
+                features, valid = split_frame_mask(stores[m].name, a)
+                self.features[m].append(features)
+                self.valid[m].append(valid)
         self.normalizers = dict(normalizers or {})
         self.speaker_norm = speaker_norm
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def real_frames(self, modality: str) -> list[np.ndarray]:
+        """Each clip's real frames only (what normalisation statistics are fitted on)."""
+        return [a if v is None else a[v] for a, v in zip(self.features[modality], self.valid[modality])]
 
     def lengths(self, modality: str | None = None) -> list[int]:
         modality = modality or self.modalities[0]
@@ -110,6 +120,10 @@ class ClipDataset(Dataset):
             features = self.features[m][i]
             if m in self.normalizers:
                 features = self.normalizers[m](features, clip.speaker if self.speaker_norm else None)
+            valid = self.valid[m][i]
+            if valid is not None:
+                features = np.where(valid[:, None], features, 0.0)  # missing frames stay zeros
+                item[f"{m}_valid"] = torch.from_numpy(valid)
             item[m] = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         return item
 
@@ -132,7 +146,7 @@ def pad_collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         mask = torch.zeros(len(seqs), longest, dtype=torch.bool)  # (B, T)
         for row, seq in enumerate(seqs):
             padded[row, : seq.shape[0]] = seq
-            mask[row, : seq.shape[0]] = True
+            mask[row, : seq.shape[0]] = items[row].get(f"{m}_valid", True)
         batch[m] = padded
         batch[f"{m}_mask"] = mask
     return batch

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from emorec.atomic import write_json
 from emorec.data import Normalizer, pad_collate
 from emorec.errors import BadInputError, EmorecError, SkippedFile
-from emorec.features.base import create_extractor
+from emorec.features.base import create_extractor, split_frame_mask
 from emorec.models import create_model
 
 MODEL_WEIGHTS = "model.safetensors"
@@ -102,10 +102,13 @@ class Predictor:
         item: dict = {"label": -1, "index": 0}
         for modality, spec in self.meta["features"].items():
             extractor = create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
-            features = extractor.extract_file(path)
+            features, valid = split_frame_mask(spec["name"], extractor.extract_file(path))
             if modality in norms:
                 features = norms[modality](features)
-            item[modality] = torch.from_numpy(features)
+            if valid is not None:
+                features = np.where(valid[:, None], features, 0.0).astype(np.float32)
+                item[f"{modality}_valid"] = torch.from_numpy(valid)
+            item[modality] = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         return item
 
     def predict_files(self, paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:

@@ -63,16 +63,33 @@ def register_extractor(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
 
 
 def create_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
-    _import_builtin_extractors()
-    if name == "embed" and name not in _EXTRACTORS:
-        # Model embeddings (the fusion workflow) pull in the training stack: import on demand only.
-        from emorec import fusion_workflow  # noqa: F401
-    if name not in _EXTRACTORS:
+    if extractor_class(name) is None:
         raise ConfigError(f"unknown feature extractor {name!r}; available: {', '.join(list_extractors())}")
     try:
         return _EXTRACTORS[name](**kwargs)
     except TypeError as err:
         raise ConfigError(f"feature extractor {name!r}: {err}") from None
+
+
+def extractor_class(name: str) -> type[FeatureExtractor] | None:
+    """The registered class called ``name``, or ``None``."""
+    _import_builtin_extractors()
+    if name == "embed" and name not in _EXTRACTORS:
+        # Model embeddings (the fusion workflow) pull in the training stack: import on demand only.
+        from emorec import fusion_workflow  # noqa: F401
+    return _EXTRACTORS.get(name)  # type: ignore[return-value]
+
+
+def has_frame_mask_column(name: str) -> bool:
+    """Whether the extractor's last column marks real frames (1.0) and missing ones (0.0)."""
+    return bool(getattr(extractor_class(name), "frame_mask_column", False))
+
+
+def split_frame_mask(name: str, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(T, F)`` -> ``(features (T, F'), valid (T,) bool or None)`` for extractor ``name``."""
+    if not has_frame_mask_column(name):
+        return features, None
+    return features[:, :-1], features[:, -1] > 0.5
 
 
 def list_extractors() -> list[str]:

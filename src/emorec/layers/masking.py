@@ -246,8 +246,17 @@ def run_rnn(
     """
     if not rnn.batch_first:
         raise ValueError("run_rnn needs an RNN built with batch_first=True")
-    lengths = lengths_from_mask(mask).clamp_min(1).cpu()  # (B,)
-    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    lengths = lengths_from_mask(mask)  # (B,)
+    prefix = torch.arange(mask.size(1), device=mask.device)[None, :] < lengths[:, None]  # (B, T)
+    order = None
+    if not torch.equal(prefix, mask):
+        # Holes (e.g. video frames without a face): run the real frames in order, then put the
+        # outputs back at their time steps, so a missing frame is skipped, never read as zeros.
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, T) real frames first
+        x = torch.gather(x, 1, order.unsqueeze(-1).expand_as(x))
+    packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
     out, hidden = rnn(packed)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # (B, T, H*dirs)
+    if order is not None:
+        out = torch.zeros_like(out).scatter(1, order.unsqueeze(-1).expand_as(out), out)  # (B, T, H*dirs)
     return apply_time_mask(out, mask), hidden

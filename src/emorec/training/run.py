@@ -52,7 +52,7 @@ from rich.console import Console
 from emorec.atomic import write_json
 from emorec.data import BucketBatchSampler, ClipDataset, Normalizer
 from emorec.errors import ConfigError, EmorecError
-from emorec.features.base import create_extractor
+from emorec.features.base import create_extractor, split_frame_mask
 from emorec.features.extract import extract_features, read_skipped, write_skipped
 from emorec.features.store import FeatureStore
 from emorec.labels import apply_label_policy, resolve_label_set
@@ -324,7 +324,7 @@ def _datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, ClipDa
         raise EmorecError(f"{split.name}: no training clip has cached features")
     normalizers = {}
     if cfg.data.normalization in ("global", "speaker"):
-        normalizers = {m: Normalizer.fit(raw_train.features[m]) for m in raw_train.modalities}
+        normalizers = {m: Normalizer.fit(raw_train.real_frames(m)) for m in raw_train.modalities}
     elif cfg.data.normalization != "none":
         raise ConfigError(f"data.normalization: expected global, speaker or none, got {cfg.data.normalization!r}")
     speaker_norm = cfg.data.normalization == "speaker"
@@ -344,7 +344,8 @@ def fit_speaker_statistics(normalizers: dict[str, Normalizer], experiment: Exper
         for clip in clips:
             features = experiment.stores[modality].get(clip)
             if features is not None:
-                by_speaker.setdefault(clip.speaker, []).append(features)
+                features, valid = split_frame_mask(experiment.stores[modality].name, features)
+                by_speaker.setdefault(clip.speaker, []).append(features if valid is None else features[valid])
         normalizer.per_speaker.update({spk: Normalizer._stats(a) for spk, a in by_speaker.items()})
 
 
