@@ -8,6 +8,7 @@ Real RAVDESS speech clips; every timing is the median of several repeats in this
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import statistics
@@ -82,12 +83,15 @@ def main() -> None:
     args = parser.parse_args()
     clips = read_manifest(ravdess_manifest())
     clips = [clips[i] for i in np.random.default_rng(0).permutation(len(clips))[: args.clips]]
+    load_before = os.getloadavg()
     result = {
         "clips": len(clips),
         "torch_threads": torch.get_num_threads(),
         "extraction_logmel": [extraction(clips, workers, args.repeats) for workers in (1, 2)],
         "training_attn_crnn": training(clips, 32, args.repeats),
         "peak_rss_mb": peak_rss_mb(),
+        # Other work on the machine depresses absolute rates; ratios within this run still hold.
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "command": command_line(),
     }
     write_json(RESULTS / "throughput.json", result)
