@@ -31,6 +31,21 @@ class _MelBase(FeatureExtractor):
     deltas: bool
     trim_db: float | None
 
+    def _set_framing(self, *, sample_rate: int, n_mels: int, n_fft: int, hop_ms: float, win_ms: float,
+                     fmin: float, fmax: float, top_db: float | None, deltas: bool, trim_db: float | None) -> None:
+        """Store the shared constructor arguments (typed, as config() reports them) and check them."""
+        self.sample_rate = int(sample_rate)
+        self.n_mels = int(n_mels)
+        self.n_fft = int(n_fft)
+        self.hop_ms = float(hop_ms)
+        self.win_ms = float(win_ms)
+        self.fmin = float(fmin)
+        self.fmax = float(fmax)
+        self.top_db = None if top_db is None else float(top_db)
+        self.deltas = bool(deltas)
+        self.trim_db = None if trim_db is None else float(trim_db)
+        self._check()
+
     def _check(self) -> None:
         if self.sample_rate <= 0 or self.n_mels <= 0 or self.n_fft <= 0:
             raise ConfigError(f"{self.name}: sample_rate, n_mels and n_fft must be positive")
@@ -108,17 +123,8 @@ class LogMel(_MelBase):
     def __init__(self, *, sample_rate: int = 16000, n_mels: int = 64, n_fft: int = 512,
                  hop_ms: float = 10.0, win_ms: float = 25.0, fmin: float = 50.0,
                  fmax: float = 8000.0, top_db: float | None = 80.0, deltas: bool = False, trim_db: float | None = None):
-        self.sample_rate = int(sample_rate)
-        self.n_mels = int(n_mels)
-        self.n_fft = int(n_fft)
-        self.hop_ms = float(hop_ms)
-        self.win_ms = float(win_ms)
-        self.fmin = float(fmin)
-        self.fmax = float(fmax)
-        self.top_db = None if top_db is None else float(top_db)
-        self.deltas = bool(deltas)
-        self.trim_db = None if trim_db is None else float(trim_db)
-        self._check()
+        self._set_framing(sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, hop_ms=hop_ms, win_ms=win_ms,
+                          fmin=fmin, fmax=fmax, top_db=top_db, deltas=deltas, trim_db=trim_db)
 
     @property
     def n_features(self) -> int:
@@ -143,20 +149,11 @@ class MFCC(_MelBase):
                  n_fft: int = 512, hop_ms: float = 10.0, win_ms: float = 25.0,
                  fmin: float = 50.0, fmax: float = 8000.0, top_db: float | None = 80.0,
                  deltas: bool = False, trim_db: float | None = None):
-        self.sample_rate = int(sample_rate)
         self.n_mfcc = int(n_mfcc)
-        self.n_mels = int(n_mels)
-        self.n_fft = int(n_fft)
-        self.hop_ms = float(hop_ms)
-        self.win_ms = float(win_ms)
-        self.fmin = float(fmin)
-        self.fmax = float(fmax)
-        self.top_db = None if top_db is None else float(top_db)
-        self.deltas = bool(deltas)
-        self.trim_db = None if trim_db is None else float(trim_db)
+        self._set_framing(sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, hop_ms=hop_ms, win_ms=win_ms,
+                          fmin=fmin, fmax=fmax, top_db=top_db, deltas=deltas, trim_db=trim_db)
         if not 0 < self.n_mfcc <= self.n_mels:
             raise ConfigError("mfcc: need 0 < n_mfcc <= n_mels")
-        self._check()
 
     @property
     def n_features(self) -> int:
