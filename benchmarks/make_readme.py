@@ -44,7 +44,7 @@ def cv_table(result: dict) -> str:
 def main() -> None:
     parts = [INTRO]
     for name, heading in (("ravdess_6fold.json", "Attention CRNN (headline)"),
-                          ("ravdess_6fold_long.json", "Attention CRNN, longer schedule (second recipe)"),
+                          ("ravdess_6fold_long.json", "Attention CRNN, longer schedule (second recipe, written after seeing the first's per-fold results, so not a clean held-out estimate)"),
                           ("ravdess_6fold_baseline.json", "Classical baseline"),
                           ("ravdess_6fold_speaker_norm.json", "Attention CRNN with per-speaker normalisation (transductive)")):
         path = RESULTS / name
