@@ -28,6 +28,45 @@ AUTO_PROJECT_ABOVE = 128  # feature dims above this are projected (input_proj=No
 AUTO_PROJECT_TO = 64
 
 
+def build_conv_frontend(
+    model: str, *, audio_dim: int, num_classes: int, channels: tuple[int, ...], time_pool: tuple[int, ...],
+    freq_pool: tuple[int, ...], input_proj: int | None, activation: str = "relu",
+) -> tuple[nn.Linear | None, nn.ModuleList, int]:
+    """Checked conv front-end shared by the CRNNs: ``(input projection or None, conv blocks, C*F' out)``."""
+    channels, time_pool, freq_pool = tuple(channels), tuple(time_pool), tuple(freq_pool)
+    if not (len(channels) == len(time_pool) == len(freq_pool)):
+        raise ConfigError(
+            f"{model}: channels {channels}, time_pool {time_pool} and freq_pool {freq_pool} "
+            "need one entry per conv block"
+        )
+    if audio_dim < 1 or num_classes < 1 or min(time_pool + freq_pool, default=1) < 1:
+        raise ConfigError(f"{model}: audio_dim, num_classes and pool sizes must be >= 1")
+    if input_proj is None:
+        input_proj = AUTO_PROJECT_TO if audio_dim > AUTO_PROJECT_ABOVE else 0
+    projection = nn.Linear(audio_dim, input_proj) if input_proj > 0 else None
+    freq = input_proj if input_proj > 0 else audio_dim
+    blocks, in_ch = [], 1
+    for out_ch, tp, fp in zip(channels, time_pool, freq_pool):
+        block = MaskedConvBlock2d(in_ch, out_ch, time_pool=tp, freq_pool=fp, activation=activation)
+        freq = block.output_freq(freq)
+        blocks.append(block)
+        in_ch = out_ch
+    return projection, nn.ModuleList(blocks), in_ch * freq
+
+
+def run_conv_frontend(
+    x: torch.Tensor, mask: torch.Tensor, input_proj: nn.Linear | None, blocks: nn.ModuleList
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x [B x T x F]``, ``mask Bool[B x T]`` -> frame sequence ``[B x T' x C*F']`` and its mask ``[B x T']``."""
+    if input_proj is not None:
+        x = input_proj(x)  # (B, T, P)
+    x = apply_time_mask(x, mask).unsqueeze(1)  # (B, 1, T, F)
+    for block in blocks:
+        x, mask = block(x, mask)  # (B, C, T', F'), (B, T')
+    b, c, t, f = x.shape
+    return x.permute(0, 2, 1, 3).reshape(b, t, c * f), mask  # (B, T', C*F'), (B, T')
+
+
 class AttnCRNN(nn.Module):
     """Conv blocks -> packed BiGRU -> masked additive attention -> dense -> logits.
 
@@ -50,29 +89,12 @@ class AttnCRNN(nn.Module):
         dropout: float = 0.3,
     ):
         super().__init__()
-        channels, time_pool, freq_pool = tuple(channels), tuple(time_pool), tuple(freq_pool)
-        if not (len(channels) == len(time_pool) == len(freq_pool)):
-            raise ConfigError(
-                f"attn_crnn: channels {channels}, time_pool {time_pool} and freq_pool {freq_pool} "
-                "need one entry per conv block"
-            )
-        if audio_dim < 1 or num_classes < 1 or min(time_pool + freq_pool, default=1) < 1:
-            raise ConfigError("attn_crnn: audio_dim, num_classes and pool sizes must be >= 1")
-        if input_proj is None:
-            input_proj = AUTO_PROJECT_TO if audio_dim > AUTO_PROJECT_ABOVE else 0
-        self.input_proj = nn.Linear(audio_dim, input_proj) if input_proj > 0 else None
-        freq = input_proj if input_proj > 0 else audio_dim
-
-        blocks, in_ch = [], 1
-        for out_ch, tp, fp in zip(channels, time_pool, freq_pool):
-            block = MaskedConvBlock2d(in_ch, out_ch, time_pool=tp, freq_pool=fp)
-            freq = block.output_freq(freq)
-            blocks.append(block)
-            in_ch = out_ch
-        self.blocks = nn.ModuleList(blocks)
+        self.input_proj, self.blocks, frontend_dim = build_conv_frontend(
+            "attn_crnn", audio_dim=audio_dim, num_classes=num_classes, channels=channels, time_pool=time_pool,
+            freq_pool=freq_pool, input_proj=input_proj)
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(
-            in_ch * freq, gru_hidden, num_layers=gru_layers, batch_first=True, bidirectional=True,
+            frontend_dim, gru_hidden, num_layers=gru_layers, batch_first=True, bidirectional=True,
             dropout=dropout if gru_layers > 1 else 0.0,
         )
         self.attention = AdditiveAttention(2 * gru_hidden, attention_dim)
@@ -82,14 +104,7 @@ class AttnCRNN(nn.Module):
         self.num_classes = num_classes
 
     def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        x, mask = batch["audio"], batch["audio_mask"]  # (B, T, F), (B, T)
-        if self.input_proj is not None:
-            x = self.input_proj(x)  # (B, T, P)
-        x = apply_time_mask(x, mask).unsqueeze(1)  # (B, 1, T, F)
-        for block in self.blocks:
-            x, mask = block(x, mask)  # (B, C, T', F'), (B, T')
-        b, c, t, f = x.shape
-        x = x.permute(0, 2, 1, 3).reshape(b, t, c * f)  # (B, T', C*F')
+        x, mask = run_conv_frontend(batch["audio"], batch["audio_mask"], self.input_proj, self.blocks)  # (B, T', C*F')
         h, _ = run_rnn(self.gru, self.dropout(x), mask)  # (B, T', 2H)
         context, weights = self.attention(h, mask)  # (B, 2H), (B, T')
         return self.dense(context), weights  # (B, D), (B, T')

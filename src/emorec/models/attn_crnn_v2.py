@@ -28,13 +28,11 @@ from emorec.errors import ConfigError
 from emorec.layers import (
     AdditiveAttention,
     MaskedBatchNorm,
-    MaskedConvBlock2d,
     MaskedSelfAttention,
     VariationalGRU,
-    apply_time_mask,
     masked_mean,
 )
-from emorec.models.attn_crnn import AUTO_PROJECT_ABOVE, AUTO_PROJECT_TO
+from emorec.models.attn_crnn import build_conv_frontend, run_conv_frontend
 from emorec.models.registry import register_model
 
 __all__ = ["AttnCRNNv2", "DenseBNGelu", "attn_crnn_v2"]
@@ -83,12 +81,6 @@ class AttnCRNNv2(nn.Module):
         dropout: float = 0.3,
     ):
         super().__init__()
-        channels, time_pool, freq_pool = tuple(channels), tuple(time_pool), tuple(freq_pool)
-        if not (len(channels) == len(time_pool) == len(freq_pool)):
-            raise ConfigError(f"attn_crnn_v2: channels {channels}, time_pool {time_pool} and freq_pool {freq_pool} "
-                              "need one entry per conv block")
-        if audio_dim < 1 or num_classes < 1 or min(time_pool + freq_pool, default=1) < 1:
-            raise ConfigError("attn_crnn_v2: audio_dim, num_classes and pool sizes must be >= 1")
         if (2 * gru_hidden) % attention_heads:
             raise ConfigError(f"attn_crnn_v2: 2 * gru_hidden ({2 * gru_hidden}) must be divisible by "
                               f"attention_heads ({attention_heads})")
@@ -98,20 +90,11 @@ class AttnCRNNv2(nn.Module):
             raise ConfigError(f"attn_crnn_v2: conv_activation must be one of {CONV_ACTIVATIONS}, got {conv_activation!r}")
         if not 0.0 <= recurrent_dropout < 1.0:
             raise ConfigError(f"attn_crnn_v2: recurrent_dropout must be in [0, 1), got {recurrent_dropout}")
-        if input_proj is None:
-            input_proj = AUTO_PROJECT_TO if audio_dim > AUTO_PROJECT_ABOVE else 0
-        self.input_proj = nn.Linear(audio_dim, input_proj) if input_proj > 0 else None
-        freq = input_proj if input_proj > 0 else audio_dim
-
-        blocks, in_ch = [], 1
-        for out_ch, tp, fp in zip(channels, time_pool, freq_pool):
-            block = MaskedConvBlock2d(in_ch, out_ch, time_pool=tp, freq_pool=fp, activation=conv_activation)
-            freq = block.output_freq(freq)
-            blocks.append(block)
-            in_ch = out_ch
-        self.blocks = nn.ModuleList(blocks)
+        self.input_proj, self.blocks, frontend_dim = build_conv_frontend(
+            "attn_crnn_v2", audio_dim=audio_dim, num_classes=num_classes, channels=channels, time_pool=time_pool,
+            freq_pool=freq_pool, input_proj=input_proj, activation=conv_activation)
         self.dropout = nn.Dropout(dropout)
-        self.gru = VariationalGRU(in_ch * freq, gru_hidden, bidirectional=True, recurrent_dropout=recurrent_dropout)
+        self.gru = VariationalGRU(frontend_dim, gru_hidden, bidirectional=True, recurrent_dropout=recurrent_dropout)
         self.self_attention = MaskedSelfAttention(2 * gru_hidden, attention_heads, dropout=dropout)
         self.pooling = pooling
         self.pool_attention = AdditiveAttention(2 * gru_hidden, attention_dim) if pooling == "attention" else None
@@ -121,14 +104,7 @@ class AttnCRNNv2(nn.Module):
         self.num_classes = num_classes
 
     def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        x, mask = batch["audio"], batch["audio_mask"]  # (B, T, F), (B, T)
-        if self.input_proj is not None:
-            x = self.input_proj(x)  # (B, T, P)
-        x = apply_time_mask(x, mask).unsqueeze(1)  # (B, 1, T, F)
-        for block in self.blocks:
-            x, mask = block(x, mask)  # (B, C, T', F'), (B, T')
-        b, c, t, f = x.shape
-        x = x.permute(0, 2, 1, 3).reshape(b, t, c * f)  # (B, T', C*F')
+        x, mask = run_conv_frontend(batch["audio"], batch["audio_mask"], self.input_proj, self.blocks)  # (B, T', C*F')
         h, _ = self.gru(self.dropout(x), mask)  # (B, T', 2H)
         h, att = self.self_attention(h, mask, return_weights=True)  # (B, T', 2H), (B, heads, T', T')
         if self.pool_attention is not None:
