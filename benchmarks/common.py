@@ -45,6 +45,8 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
 
     folds = []
     for fold_dir in sorted(run_dir.glob("fold_*"), key=lambda p: int(p.name.split("_")[1])):
+        if not (fold_dir / "report" / "report.json").is_file():
+            continue  # a fold another job trained
         report = json.loads((fold_dir / "report" / "report.json").read_text())
         meta = json.loads((fold_dir / "model.json").read_text())
         extra = report.get("extra", report)
@@ -53,6 +55,17 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
                       "epochs": meta.get("best_epoch"), "epochs_run": meta.get("epochs_run"),
                       "val_monitor": meta.get("monitor"), "val_best": meta.get("best_score"),
                       "train_seconds": meta.get("train_seconds")})
+    return summarise_folds(folds, corpus=corpus, features=features, model=model, command=command,
+                           speaker_norm=speaker_norm,
+                           run_dir=str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir))
+
+
+def summarise_folds(folds: list[dict], *, corpus: str, features: str, model: str, command: str,
+                    speaker_norm: bool, run_dir: str | list[str]) -> dict:
+    """Per-fold rows -> the committed results format (mean ± sample std over folds)."""
+    import numpy as np
+
+    folds = sorted(folds, key=lambda f: f["fold"])
     ua = np.array([f["ua"] for f in folds])
     return {
         "corpus": corpus, "features": features, "model": model,
@@ -65,6 +78,6 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
         "val_monitor": folds[0].get("val_monitor") if folds else None,
         "mean_val_best": float(np.mean([f["val_best"] for f in folds if f.get("val_best") is not None] or [float("nan")])),
         "mean_train_seconds_per_fold": float(np.mean([f["train_seconds"] or 0 for f in folds])),
-        "run_dir": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
+        "run_dir": run_dir,
         "command": command,
     }

@@ -113,3 +113,34 @@ def test_unknown_config_key_is_refused(tmp_path):
     (tmp_path / "bad.yaml").write_text("trainer:\n  epohcs: 3\n")
     proc = emorec("train", tmp_path / "bad.yaml", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "epohcs" in proc.stderr
+
+
+def test_fixed_budget_run_keeps_its_last_epoch(trained, tmp_path):
+    """``trainer.checkpoint: last`` trains every epoch (no early stopping), exports the final
+    weights, and the cosine schedule is what the learning-rate log shows."""
+    from safetensors.torch import load_file
+
+    from emorec.training.callbacks import load_checkpoint
+    from emorec.training.module import CosineWithWarmup
+
+    root, _, _ = trained
+    proc = emorec("train", root / "recipe.yaml", "--quiet", "--epochs", "5", "--patience", "1", "--run-dir", tmp_path,
+                  "--set", "trainer.checkpoint=last", "--set", "optim.schedule=cosine",
+                  "--set", "optim.warmup_epochs=1", cwd=root)
+    fold = next(tmp_path.glob("t-*")) / "fold_1"
+    meta = json.loads((fold / "model.json").read_text())
+    assert meta["epochs_run"] == 5 and meta["best_epoch"] == 5 and meta["checkpoint"] == "last", proc.stdout
+    last = load_checkpoint(fold / "checkpoints" / "last.ckpt")["state_dict"]
+    exported = load_file(str(fold / "model.safetensors"))
+    for key, value in exported.items():
+        np.testing.assert_array_equal(value.numpy(), last[f"model.{key}"].numpy())
+    rates = [float(r["lr-Adam"]) for r in csv.DictReader(open(fold / "metrics.csv")) if r.get("lr-Adam")]
+    expected = [1e-3 * CosineWithWarmup(1, 5)(e) for e in range(5)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+
+def test_unknown_schedule_is_refused(trained, tmp_path):
+    root, _, _ = trained
+    proc = emorec("train", root / "recipe.yaml", "--quiet", "--run-dir", tmp_path, "--set", "optim.schedule=linear",
+                  cwd=root, check=False)
+    assert proc.returncode == 2 and "optim.schedule" in proc.stderr

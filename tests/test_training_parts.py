@@ -71,3 +71,13 @@ def test_time_stretch_scales_lengths_and_masks():
     lengths = out["audio_mask"].sum(1).float()
     assert torch.allclose(lengths, torch.round(batch["audio_mask"].sum(1).float() * rate).clamp(min=1), atol=1)
     assert torch.all(out["audio"][~out["audio_mask"]] == 0)
+
+
+def test_cosine_schedule_warms_up_then_decays_towards_zero():
+    from emorec.training.module import CosineWithWarmup
+
+    factor = CosineWithWarmup(2, 10)
+    values = [factor(e) for e in range(10)]
+    assert values[:3] == [1 / 3, 2 / 3, 1.0]  # warm-up, then the full rate
+    assert all(a > b for a, b in zip(values[2:], values[3:]))  # strictly decreasing
+    assert 0 < values[-1] < 0.05  # the last epoch still learns a little

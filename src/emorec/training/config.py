@@ -45,8 +45,10 @@ class OptimConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
-    lr_factor: float = 0.5                   # ReduceLROnPlateau on val/loss
+    schedule: str = "plateau"                # "plateau" (ReduceLROnPlateau on val/loss) or "cosine"
+    lr_factor: float = 0.5                   # plateau: factor and patience
     lr_patience: int = 2
+    warmup_epochs: int = 0                   # cosine: linear warm-up, then cosine decay to 0 at trainer.epochs
 
 
 @dataclass
@@ -77,6 +79,7 @@ class TrainerConfig:
     patience: int = 6
     min_epochs: int = 0                      # early stopping cannot end training before this
     monitor: str = "val/ua"                  # checkpoint + early stopping metric (validation only)
+    checkpoint: str = "best"                 # "best" (by monitor, early stopping) or "last" (fixed budget)
     seed: int = 0
     bucketing: bool = True
     accelerator: str = "auto"

@@ -35,6 +35,9 @@ class EmotionClassifier(L.LightningModule):
         weight_decay: float = 0.0,
         lr_factor: float = 0.5,
         lr_patience: int = 2,
+        schedule: str = "plateau",
+        warmup_epochs: int = 0,
+        max_epochs: int = 30,
         focal_gamma: float = 0.0,
         class_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
@@ -100,6 +103,25 @@ class EmotionClassifier(L.LightningModule):
     def configure_optimizers(self) -> dict:
         hp = self.hparams
         optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        if hp.get("schedule", "plateau") == "cosine":
+            lr_lambda = CosineWithWarmup(hp.warmup_epochs, hp.max_epochs)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=hp.lr_factor,
                                                                patience=hp.lr_patience)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+
+class CosineWithWarmup:
+    """Epoch -> LR multiplier: linear warm-up over ``warmup`` epochs, then cosine decay reaching 0
+    after ``total`` epochs. A class, not a closure, so the scheduler state stays picklable."""
+
+    def __init__(self, warmup: int, total: int):
+        self.warmup, self.total = max(0, int(warmup)), max(1, int(total))
+
+    def __call__(self, epoch: int) -> float:
+        if epoch < self.warmup:
+            return (epoch + 1) / (self.warmup + 1)
+        span = max(1, self.total - self.warmup)
+        progress = min(1.0, (epoch - self.warmup) / span)
+        return 0.5 * (1.0 + float(np.cos(np.pi * progress)))

@@ -427,6 +427,10 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
     weights = inverse_frequency_weights(labels, num_classes).tolist() if cfg.loss.class_weights == "balanced" else None
     if cfg.loss.class_weights not in ("none", "balanced"):
         raise ConfigError(f"loss.class_weights: expected none or balanced, got {cfg.loss.class_weights!r}")
+    if cfg.optim.schedule not in ("plateau", "cosine"):
+        raise ConfigError(f"optim.schedule: expected plateau or cosine, got {cfg.optim.schedule!r}")
+    if cfg.trainer.checkpoint not in ("best", "last"):
+        raise ConfigError(f"trainer.checkpoint: expected best or last, got {cfg.trainer.checkpoint!r}")
     if cfg.loss.name not in ("ce", "focal"):
         raise ConfigError(f"loss.name: expected ce or focal, got {cfg.loss.name!r}")
     aug = cfg.augment
@@ -436,7 +440,8 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
         model_name=cfg.model.get("name", "attn_crnn"), model_kwargs=model_kwargs, num_classes=num_classes,
         audio_dim=dims.get("audio"), video_dim=dims.get("video"),
         lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay,
-        lr_factor=cfg.optim.lr_factor, lr_patience=cfg.optim.lr_patience,
+        lr_factor=cfg.optim.lr_factor, lr_patience=cfg.optim.lr_patience, schedule=cfg.optim.schedule,
+        warmup_epochs=cfg.optim.warmup_epochs, max_epochs=cfg.trainer.epochs,
         focal_gamma=cfg.loss.gamma if cfg.loss.name == "focal" else 0.0, class_weights=weights,
         label_smoothing=cfg.loss.label_smoothing,
         noise=aug.noise if aug.enabled else 0.0, mixup_alpha=aug.mixup if aug.enabled else 0.0,
@@ -487,10 +492,12 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
     if finished:  # nothing left to fit: only the export below
         checkpoint.best_score = best_score
     beat = float(os.environ.get("EMOREC_HEARTBEAT_SECONDS") or 30)
-    callbacks = [Heartbeat(fold_dir, fold=split.name, monitor=monitor, mode=mode, patience=cfg.trainer.patience,
+    patience = cfg.trainer.patience if cfg.trainer.checkpoint == "best" else None
+    callbacks = [Heartbeat(fold_dir, fold=split.name, monitor=monitor, mode=mode, patience=patience,
                            interval=beat),
-                 EarlyStopping(monitor=monitor, mode=mode, patience=cfg.trainer.patience),
                  LearningRateMonitor(logging_interval="epoch"), BatchSamplerEpoch(), checkpoint]
+    if cfg.trainer.checkpoint == "best":  # "last" trains the full budget and keeps its final epoch
+        callbacks.insert(1, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.trainer.patience))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     devices, nodes = cfg.trainer.devices, cfg.trainer.num_nodes
@@ -518,18 +525,24 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
     if trainer.is_global_zero:
         if finished:
             csv_logger.experiment._write()  # metrics.csv from the checkpoint's rows
-        best_path = ckpt_dir / BEST if (ckpt_dir / BEST).is_file() else ckpt_dir / LAST
-        state = load_checkpoint(best_path)["state_dict"]
+        keep_last = cfg.trainer.checkpoint == "last" or not (ckpt_dir / BEST).is_file()
+        state = load_checkpoint(ckpt_dir / (LAST if keep_last else BEST))["state_dict"]
         module.load_state_dict(state)
-        best_epoch = _best_epoch(fold_dir / "metrics.csv", monitor, mode)
         summary = _read_json(fold_dir / "train_summary.json")
+        score = checkpoint.best_score
+        if cfg.trainer.checkpoint == "last":
+            best_epoch = int(summary.get("epochs_run") or trainer.current_epoch)
+            score = (read_epoch_metrics(fold_dir / "metrics.csv").get(monitor) or [float("nan")])[-1]
+        else:
+            best_epoch = _best_epoch(fold_dir / "metrics.csv", monitor, mode)
         export_model(module, fold_dir, class_names=experiment.class_names, feature_specs=experiment.feature_specs,
                      normalizers=normalizers, speaker_norm=cfg.data.normalization == "speaker",
                      extra={"fold": split.name, "best_epoch": best_epoch,
                             "epochs_run": summary.get("epochs_run", trainer.current_epoch),
                             "train_seconds": round(summary.get("train_seconds") or seconds, 2),
                             "train_clips": len(train_set), "monitor": monitor,
-                            "best_score": float(checkpoint.best_score if checkpoint.best_score is not None else float("nan")),
+                            "best_score": float(score if score is not None else float("nan")),
+                            "checkpoint": cfg.trainer.checkpoint,
                             "world_size": trainer.world_size})
         write_history(fold_dir / "metrics.csv", fold_dir / "history.npz")
     return fold_dir
