@@ -126,8 +126,12 @@ def test_fixed_budget_run_keeps_its_last_epoch(trained, tmp_path):
     root, _, _ = trained
     proc = emorec("train", root / "recipe.yaml", "--quiet", "--epochs", "5", "--patience", "1", "--run-dir", tmp_path,
                   "--set", "trainer.checkpoint=last", "--set", "optim.schedule=cosine",
-                  "--set", "optim.warmup_epochs=1", cwd=root)
+                  "--set", "optim.warmup_epochs=1", "--set", "augment.freq_shift=2", "--set", "augment.time_stretch=0.1",
+                  "--set", "augment.spec_time_masks=1", cwd=root)
     fold = next(tmp_path.glob("t-*")) / "fold_1"
+    # every augmentation the config names reaches the training module
+    hparams = yaml.load((fold / "hparams.yaml").read_text(), Loader=yaml.FullLoader)
+    assert hparams["freq_shift"] == 2 and hparams["time_stretch"] == 0.1 and hparams["spec_augment"]["time_masks"] == 1
     meta = json.loads((fold / "model.json").read_text())
     assert meta["epochs_run"] == 5 and meta["best_epoch"] == 5 and meta["checkpoint"] == "last", proc.stdout
     last = load_checkpoint(fold / "checkpoints" / "last.ckpt")["state_dict"]

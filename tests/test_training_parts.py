@@ -81,3 +81,24 @@ def test_cosine_schedule_warms_up_then_decays_towards_zero():
     assert values[:3] == [1 / 3, 2 / 3, 1.0]  # warm-up, then the full rate
     assert all(a > b for a, b in zip(values[2:], values[3:]))  # strictly decreasing
     assert 0 < values[-1] < 0.05  # the last epoch still learns a little
+
+
+def test_modality_dropout_removes_one_modality_per_chosen_clip():
+    from emorec.training.augment import modality_dropout
+
+    gen = torch.Generator().manual_seed(0)
+    batch = {"audio": torch.randn(64, 7, 3, generator=gen), "audio_mask": torch.ones(64, 7, dtype=torch.bool),
+             "video": torch.randn(64, 4, 2, generator=gen), "video_mask": torch.ones(64, 4, dtype=torch.bool)}
+    batch["video_mask"][0] = False  # a clip without a face keeps its audio whatever happens
+    batch["video"][0] = 0.0
+    out = modality_dropout(batch, 0.5, np.random.default_rng(0))
+    audio_gone = ~out["audio_mask"].any(1)
+    video_gone = ~out["video_mask"].any(1)
+    assert not (audio_gone & video_gone).any()  # never both
+    assert not audio_gone[0]
+    dropped = (audio_gone | video_gone)[1:]  # clip 0 had one modality only: never chosen
+    assert 16 <= int(dropped.sum()) <= 48 and audio_gone.any() and video_gone[1:].any()
+    for m, gone in (("audio", audio_gone), ("video", video_gone)):
+        assert (out[m][gone] == 0).all()  # removed frames look like a missing modality
+        torch.testing.assert_close(out[m][~gone], batch[m][~gone])  # the rest untouched
+    assert modality_dropout({k: batch[k] for k in ("audio", "audio_mask")}, 1.0, np.random.default_rng(0))["audio_mask"].all()

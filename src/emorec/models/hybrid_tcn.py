@@ -9,10 +9,13 @@
     fused = w_audio * audio + w_video * video, (w_audio, w_video) = softmax(2 learned logits)
     -> Dropout -> Dense -> ReLU -> embed [B x dense] -> Dropout -> Linear -> logits [B x C]
 
-With one modality (a model built with ``video_dim=None`` or ``audio_dim=None``, or a batch that
-holds only one) the cross-attention is skipped and the fused vector is that modality's. A clip
-whose mask row for a modality has no real frame counts that modality as missing: the modality
-weights are renormalised over the modalities the clip has.
+A model built for one modality (``video_dim=None`` or ``audio_dim=None``) has no cross-attention
+and its fused vector is that modality's. In an audio-visual model, a clip whose mask row for a
+modality has no real frame counts that modality as missing: it gets zero cross-attention and the
+modality weights are renormalised over the modalities the clip has. A batch that lacks one
+modality altogether (``evaluate --drop``, an audio-only file) takes exactly that path for every
+clip, so a missing modality means the same thing however it arrives, and the same thing that
+modality dropout (``augment.modality_dropout``) trains for.
 
 The seed's training habits are in ``configs/hybrid_tcn.yaml``: batch 24, up to 50 epochs, lr 5e-4,
 early-stopping patience 10, focal loss gamma 2 with inverse-frequency class weights.
@@ -118,6 +121,7 @@ class HybridTCN(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dense, num_classes))
         self.embed_dim = dense
         self.num_classes = num_classes
+        self.dims = {"audio": audio_dim, "video": video_dim}
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -130,7 +134,19 @@ class HybridTCN(nn.Module):
             return torch.tensor([1.0, 0.0] if self.audio is not None else [0.0, 1.0])
         return self.weights()
 
+    def _absent_as_missing(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An audio-visual model's batch without one modality -> that modality missing in every
+        clip: one zero frame ``[B x 1 x F]`` under an all-False mask ``[B x 1]``."""
+        present = [m for m in ("audio", "video") if m in batch]
+        if self.cross is None or len(present) != 1:
+            return batch
+        ref = batch[present[0]]
+        absent = "video" if present[0] == "audio" else "audio"
+        return {**batch, absent: ref.new_zeros(ref.shape[0], 1, self.dims[absent]),
+                f"{absent}_mask": torch.zeros(ref.shape[0], 1, dtype=torch.bool, device=ref.device)}
+
     def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        batch = self._absent_as_missing(batch)
         seqs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         if self.audio is not None and "audio" in batch:
             seqs["audio"] = self.audio(batch["audio"], batch["audio_mask"])  # (B, T_a', d), (B, T_a')

@@ -1,4 +1,5 @@
-"""Training-time augmentation on padded batches: Gaussian noise, SpecAugment masks, MixUp.
+"""Training-time augmentation on padded batches: Gaussian noise, SpecAugment masks, MixUp,
+frequency shift, time stretch and modality dropout.
 
 All of them touch real frames only, so padding stays zeros and masks stay true.
 """
@@ -100,3 +101,29 @@ def time_stretch(batch: dict, max_rate: float, rng: np.random.Generator) -> dict
                                                 align_corners=False).transpose(1, 2)  # (B, T', F)
     new_mask = torch.arange(new_t, device=mask.device)[None, :] < new_lengths[:, None]  # (B, T')
     return {**batch, "audio": stretched * new_mask.unsqueeze(-1), "audio_mask": new_mask}
+
+
+def modality_dropout(batch: dict, p: float, rng: np.random.Generator) -> dict:
+    """Remove one modality from a share ``p`` of the clips (never both, never a clip's only one).
+
+    A removed modality looks exactly like a missing one at test time (no face, no audio track,
+    ``evaluate --drop``): zero features and an all-False mask row, so the model learns to use its
+    placeholder and the other modality. Which modality goes is a fair coin per clip. Apply it
+    after MixUp, whose mask union would otherwise bring the removed frames back.
+    """
+    present = [m for m in MODALITIES if m in batch]
+    if p <= 0 or len(present) < 2:
+        return batch
+    has = {m: batch[f"{m}_mask"].any(dim=1) for m in present}  # (B,) clips with real frames
+    both = (has[present[0]] & has[present[1]]).cpu().numpy()
+    chosen = both & (rng.random(both.shape[0]) < p)
+    if not chosen.any():
+        return batch
+    which = rng.integers(0, 2, size=both.shape[0])
+    out = dict(batch)
+    for index, m in enumerate(present):
+        rows = torch.from_numpy(chosen & (which == index)).to(batch[m].device)  # (B,)
+        if rows.any():
+            out[m] = batch[m] * ~rows.view(-1, 1, 1)
+            out[f"{m}_mask"] = batch[f"{m}_mask"] & ~rows.view(-1, 1)
+    return out

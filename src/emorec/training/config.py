@@ -70,6 +70,7 @@ class AugmentConfig:
     spec_freq_width: int = 8
     freq_shift: int = 0                      # max feature-bin shift per clip (VTLP-like, audio only)
     time_stretch: float = 0.0                # max relative speed change per batch (0.1 = +-10%)
+    modality_dropout: float = 0.0            # share of AV clips trained with one modality removed
 
 
 @dataclass

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 import torchmetrics
 
 from emorec.models import create_model
-from emorec.training.augment import add_noise, frequency_shift, mixup, spec_augment, time_stretch
+from emorec.training.augment import (add_noise, frequency_shift, mixup, modality_dropout, spec_augment,
+                                     time_stretch)
 from emorec.training.losses import SoftTargetLoss
 
 
@@ -46,6 +47,7 @@ class EmotionClassifier(L.LightningModule):
         spec_augment: dict[str, int] | None = None,
         freq_shift: int = 0,
         time_stretch: float = 0.0,
+        modality_dropout: float = 0.0,
         seed: int = 0,
     ):
         super().__init__()
@@ -76,6 +78,7 @@ class EmotionClassifier(L.LightningModule):
             batch = spec_augment(batch, rng=self._rng, **hp.spec_augment)
         batch = add_noise(batch, hp.noise)
         batch, targets = mixup(batch, targets, hp.mixup_alpha, self._rng)
+        batch = modality_dropout(batch, hp.get("modality_dropout", 0.0), self._rng)  # after MixUp's mask union
         logits = self.model(batch)
         loss = self.loss_fn(logits, targets)
         self.train_acc(logits.argmax(-1), labels)

@@ -448,6 +448,8 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
         spec_augment=dict(time_masks=aug.spec_time_masks, freq_masks=aug.spec_freq_masks,
                           time_width=aug.spec_time_width, freq_width=aug.spec_freq_width)
         if aug.enabled and (aug.spec_time_masks or aug.spec_freq_masks) else None,
+        freq_shift=aug.freq_shift if aug.enabled else 0, time_stretch=aug.time_stretch if aug.enabled else 0.0,
+        modality_dropout=aug.modality_dropout if aug.enabled else 0.0,
         seed=cfg.trainer.seed,
     )
     first = train_set.modalities[0]
