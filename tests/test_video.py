@@ -32,10 +32,14 @@ CODECS = {  # suffix -> (video codec, audio codec): what each container usually 
 
 
 def write_video(path: Path, frames: np.ndarray, *, fps: float = 25.0, times: np.ndarray | None = None,
-                audio: np.ndarray | None = None, sample_rate: int = 16000, faststart: bool = False) -> Path:
+                audio: np.ndarray | None = None, sample_rate: int = 16000, faststart: bool = False,
+                rotation: float | None = None, audio_start: float = 0.0, audio_codec: str | None = None) -> Path:
     """Encode ``frames`` (T, H, W, 3) uint8 (H, W even) with PyAV; ``times`` (T,) seconds gives
-    a variable frame rate; ``audio`` (n,) or (n, channels) float in [-1, 1] adds an audio track."""
+    a variable frame rate; ``audio`` (n,) or (n, channels) float in [-1, 1] adds an audio track
+    starting ``audio_start`` seconds after the first picture; ``rotation`` stores a display matrix
+    (degrees counter-clockwise, as phones do for portrait video)."""
     vcodec, acodec = CODECS[path.suffix.lower()]
+    acodec = audio_codec or acodec
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as container:
@@ -45,6 +49,8 @@ def write_video(path: Path, frames: np.ndarray, *, fps: float = 25.0, times: np.
         stream.bit_rate = 4_000_000  # good quality: the tests look at faces, not at codec artefacts
         if times is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
         astream = None
         if audio is not None:
             audio = audio[:, None] if audio.ndim == 1 else audio
@@ -59,7 +65,7 @@ def write_video(path: Path, frames: np.ndarray, *, fps: float = 25.0, times: np.
         if astream is not None:
             planes = np.ascontiguousarray(audio.T.astype(np.float32))  # (channels, n)
             frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=astream.layout.name)
-            frame.sample_rate, frame.pts = sample_rate, 0
+            frame.sample_rate, frame.pts = sample_rate, int(round(audio_start * sample_rate))
             container.mux(astream.encode(frame))
             container.mux(astream.encode())
     return path
@@ -285,3 +291,35 @@ def test_real_ravdess_clip_decodes_and_has_no_audio_track(shared_data: Path) -> 
     (clip,) = prepare_corpus("ravdess", path.parent, include=("audio_video",), progress=False).clips
     assert clip.duration == pytest.approx(4.07, abs=0.01) and clip.channels == 0
     assert dataclasses.asdict(clip)["modality"] == "audio_video"
+
+
+@pytest.mark.parametrize("rotation,turns", [(90, 1), (-90, 3), (180, 2)])
+def test_display_rotation_is_applied(tmp_path: Path, rotation: int, turns: int) -> None:
+    """A phone's portrait video is stored on its side with a display matrix: frames come out upright."""
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:16, :24] = 255  # a bright block in the top-left corner of the stored picture
+    path = write_video(tmp_path / "phone.mov", np.stack([image] * 5), rotation=rotation)
+    upright = np.rot90(image, k=turns)
+    frames = read_frames(path).frames
+    assert frames.shape[1:] == upright.shape
+    assert np.abs(frames[0].astype(int) - upright).mean() < 8  # codec noise only
+    scaled = read_frames(path, width=upright.shape[1] // 2, height=upright.shape[0] // 2).frames
+    assert scaled.shape[1:3] == (upright.shape[0] // 2, upright.shape[1] // 2)
+    from emorec.video import frame_luma
+
+    _, frame = next(iter_frames(path))
+    luma = frame_luma(frame)
+    assert luma.shape == upright.shape[:2] and luma[upright[..., 0] > 128].mean() > luma[upright[..., 0] < 128].mean() + 100
+
+
+def test_audio_that_starts_late_is_placed_on_the_video_clock(tmp_path: Path) -> None:
+    wave = tone(0.5)
+    path = write_video(tmp_path / "late.mov", level_frames([100] * 25), audio=wave, audio_start=0.3,
+                       audio_codec="pcm_s16le")
+    aligned = load_video_audio(path, 16000)
+    raw = load_video_audio(path, 16000, align=False)
+    assert raw.size == wave.size and aligned.size == wave.size + int(0.3 * 16000)
+    late = int(0.3 * 16000)
+    assert not aligned[:late].any()  # silence until the sound starts
+    np.testing.assert_allclose(aligned[late:], raw, atol=1e-4)
+    assert np.abs(raw[:16]).max() > 0.05  # the tone is there from its first millisecond

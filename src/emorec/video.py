@@ -9,9 +9,10 @@ Timing. A frame's time is its presentation timestamp, counted from the first dec
 (so t = 0 is the first picture). With ``fps`` given, frames are resampled by timestamp onto
 the grid ``k / fps`` (sample and hold: each grid point shows the last frame presented at or
 before it), which turns a variable frame rate into a constant one; without ``fps`` every
-decoded frame comes out once with its own time. The audio track starts at its own first
-sample; container start offsets between the two streams are not applied (they are a few
-milliseconds in the corpora this is used for).
+decoded frame comes out once with its own time. :func:`load_video_audio` puts the sound on the
+same clock: an audio track that starts after the first picture is preceded by silence, sound
+before it is cut (container start offsets, e.g. a camera starting its audio late). Pictures
+come out upright: a display rotation in the file (portrait phone video) is applied.
 
 Failures are :class:`~emorec.errors.BadInputError` naming the file: missing, empty,
 unreadable, no video stream, corrupt or truncated. A readable video without sound raises
@@ -229,25 +230,44 @@ def iter_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[t
             k += 1
 
 
+def display_quarter_turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns that show ``frame`` upright: its display matrix (phones
+    store portrait video as landscape pictures plus a rotation). Other angles are ignored."""
+    try:
+        degrees = float(frame.rotation or 0)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    turns = degrees / 90.0
+    return int(round(turns)) % 4 if abs(turns - round(turns)) < 1e-3 else 0
+
+
+def _upright(array: np.ndarray, turns: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(array, k=turns, axes=(0, 1))) if turns else array
+
+
 def frame_to_array(frame: Any, format: str = "rgb24", width: int | None = None,
                    height: int | None = None) -> np.ndarray:
-    """One ``av.VideoFrame`` as uint8 ``(H, W, 3)`` (``rgb24``) or ``(H, W)`` (``gray``),
-    scaled by FFmpeg when ``width``/``height`` are given."""
+    """One ``av.VideoFrame`` as uint8 ``(H, W, 3)`` (``rgb24``) or ``(H, W)`` (``gray``), upright
+    (its display rotation applied), scaled by FFmpeg to ``width``/``height`` of the upright picture."""
+    turns = display_quarter_turns(frame)
     if width or height:
+        if turns % 2:  # the stored picture is on its side: scale its sides the other way round
+            width, height = height, width
         frame = frame.reformat(width=width, height=height, format=format)
-        return frame.to_ndarray()
-    return frame.to_ndarray(format=format)
+        return _upright(frame.to_ndarray(), turns)
+    return _upright(frame.to_ndarray(format=format), turns)
 
 
 def frame_luma(frame: Any) -> np.ndarray:
-    """The brightness of an ``av.VideoFrame``, ``(H, W)`` uint8: the Y plane itself for planar
-    YUV frames (no conversion, studio range as stored), FFmpeg's grey conversion otherwise."""
+    """The brightness of an ``av.VideoFrame``, ``(H, W)`` uint8 and upright: the Y plane itself
+    for planar YUV frames (no conversion, studio range as stored), FFmpeg's grey conversion otherwise."""
     name = frame.format.name
+    turns = display_quarter_turns(frame)
     if name.startswith(("yuv", "yuvj", "nv12", "nv21")) and frame.format.components[0].bits == 8:
         plane = frame.planes[0]
         rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
-        return np.ascontiguousarray(rows[:, : frame.width])
-    return frame.to_ndarray(format="gray")
+        return _upright(np.ascontiguousarray(rows[:, : frame.width]), turns)
+    return _upright(frame.to_ndarray(format="gray"), turns)
 
 
 def read_frames(path: str | os.PathLike, fps: float | None = None, *, format: str = "rgb24",
@@ -271,16 +291,33 @@ def read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
     :class:`NoAudioTrackError` when the file has no audio stream.
     """
+    samples, rate, _offset = _read_audio_track(path)
+    return samples, rate
+
+
+def _start_seconds(stream: Any) -> float | None:
+    if stream.start_time is None or stream.time_base is None:
+        return None
+    return float(stream.start_time * stream.time_base)
+
+
+def _read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int, float]:
+    """``(samples, sample_rate, offset)``: ``offset`` seconds from the first picture (the video
+    stream's start) to the first audio sample; 0.0 without a video stream or timestamps."""
     av = import_av()
     with open_container(path) as container:
         if not container.streams.audio:
             raise NoAudioTrackError(path)
         stream = container.streams.audio[0]
+        video_start = _start_seconds(container.streams.video[0]) if container.streams.video else None
+        first_time: float | None = None
         resampler = av.AudioResampler(format="fltp")  # keep layout and rate, convert to float planes
         chunks: list[np.ndarray] = []
         rate = int(stream.codec_context.sample_rate or 0)
         try:
             for frame in container.decode(stream):
+                if first_time is None and frame.time is not None:
+                    first_time = float(frame.time)
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(len(out.layout.channels), -1))
                     rate = out.sample_rate
@@ -297,18 +334,30 @@ def read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     samples = np.concatenate(chunks, axis=1).T.astype(np.float32, copy=False)  # (n, channels)
     if not np.all(np.isfinite(samples)):
         raise BadInputError(path, "audio contains NaN or infinite samples")
-    return np.ascontiguousarray(samples), rate
+    offset = first_time - video_start if first_time is not None and video_start is not None else 0.0
+    return np.ascontiguousarray(samples), rate, offset
 
 
-def load_video_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+def load_video_audio(path: str | os.PathLike, sample_rate: int = 16000, *, align: bool = True) -> np.ndarray:
     """The audio track of a video as :func:`emorec.media.load_audio` gives audio files:
-    mono (channels averaged) float32 at ``sample_rate``; silent tracks are rejected too."""
+    mono (channels averaged) float32 at ``sample_rate``; silent tracks are rejected too.
+
+    ``align``: sample 0 is the time of the first picture (a late audio start is padded with
+    silence, audio before the first picture is cut), so audio and video frames share one clock.
+    """
     import soxr
 
     from emorec.media import check_not_silent
 
-    samples, rate = read_audio_track(path)
+    samples, rate, offset = _read_audio_track(path)
     mono = samples.mean(axis=1)
+    shift = int(round(offset * rate)) if align else 0
+    if shift > 0:
+        mono = np.concatenate([np.zeros(shift, np.float32), mono])
+    elif shift < 0:
+        mono = mono[-shift:]
+        if mono.size == 0:
+            raise BadInputError(path, "the audio track ends before the first picture")
     check_not_silent(path, mono)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32)
