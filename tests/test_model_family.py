@@ -327,3 +327,42 @@ def test_av_bilstm_beats_both_single_modality_variants(tmp_path):
     assert 0.0 <= dropped[0]["ua"] <= 1.0 and (av_run / "fold_1" / "report_drop_video" / "report.json").is_file()
     assert ua["audio+video"] >= max(ua["audio"], ua["video"]) + 0.2, ua
     assert ua["audio+video"] >= 0.75, ua
+
+
+def test_clips_lacking_one_modality_stay_in_as_missing_modality(tmp_path):
+    """A video without an audio track (here: no audio array for some clips) is a missing
+    modality in training and evaluation, listed per clip, never a dropped clip or a crash."""
+    from emorec.data import ClipDataset
+    from emorec.evaluation.run_eval import evaluate_run
+    from emorec.inference import Predictor
+    from emorec.training.config import config_from_dict
+    from emorec.training.run import train
+
+    manifest, audio_dir, video_dir = write_av_corpus(tmp_path, speakers=6, clips=2)
+    lacking = sorted(audio_dir.glob("av__0[1-6]-happy-00.npy"))  # one clip per speaker loses its audio
+    for path in lacking:
+        path.unlink()
+    cfg = config_from_dict(av_config(tmp_path, manifest, audio_dir, video_dir, ("audio", "video"), model=TINY_BILSTM,
+                                     name="partial", epochs=2))
+    run_dir = train(cfg, progress=False)
+    report = json.loads((run_dir / "fold_1" / "report" / "report.json").read_text())
+    missing = report["extra"]["test_clips_missing_a_modality"]
+    assert missing and all(m.endswith("(audio)") and "-happy-00" in m for m in missing)
+    assert report["extra"]["missing_test_clips"] == []
+    assert report["n"] == 2 * 4 * 2  # every test clip (2 speakers) was classified
+    # the dataset's view of such a clip: one invalid zero frame of the right size
+    predictor = Predictor.load(run_dir / "fold_1")
+    reports, _ = evaluate_run(run_dir, drop="video", progress=False)  # then nothing is left for them but the placeholders
+    assert reports[0]["n"] == 16
+    from emorec.training.run import prepare_experiment
+
+    experiment = prepare_experiment(cfg, extract=False, progress=False)
+    data = ClipDataset(experiment.clips, {e: i for i, e in enumerate(experiment.class_names)}, experiment.stores)
+    index = [c.clip_id for c in data.clips].index("av/01-happy-00")
+    item = data[index]
+    assert item["audio"].shape == (1, predictor.meta["audio_dim"]) and not item["audio_valid"].any()
+    # predicting a file that lacks one modality: the missing modality, not a skipped file
+    results, skipped = predictor.predict_files([tmp_path / "media" / "av__01-happy-00.mp4"])
+    assert not skipped and results[0][1].shape == (4,) and abs(results[0][1].sum() - 1) < 1e-5
+    results, skipped = predictor.predict_files([tmp_path / "media" / "av__99-nothing-00.mp4"])
+    assert not results and len(skipped) == 1  # neither modality: listed as a bad file

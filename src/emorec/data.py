@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from emorec.errors import EmorecError
 from emorec.features.base import split_frame_mask
 from emorec.features.store import FeatureStore
 from emorec.manifest import Clip
@@ -65,8 +66,11 @@ class Normalizer:
 class ClipDataset(Dataset):
     """Cached features of ``clips`` for the modalities in ``stores``, loaded once into memory.
 
-    Clips whose features are missing from a store (skipped during extraction) are left out
-    and listed in :attr:`missing`.
+    Clips with no features in any store (skipped during extraction) are left out and listed in
+    :attr:`missing`. With several modalities, a clip that lacks one of them (a video without an
+    audio track, a video without a single face) stays in as a missing modality: one zero frame
+    marked invalid, so its mask row has no real frame; it is listed in :attr:`missing_modality`
+    as ``(clip_id, modality)``. ``dims`` gives a modality's feature size when no clip has it.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class ClipDataset(Dataset):
         normalizers: Mapping[str, Normalizer] | None = None,
         *,
         speaker_norm: bool = False,
+        dims: Mapping[str, int] | None = None,
     ):
         self.label_index = dict(label_index)
         self.modalities = [m for m in MODALITIES if m in stores]
@@ -86,16 +91,31 @@ class ClipDataset(Dataset):
         # face): None means every frame is real.
         self.valid: dict[str, list[np.ndarray | None]] = {m: [] for m in self.modalities}
         self.missing: list[Clip] = []
+        self.missing_modality: list[tuple[str, str]] = []
+        absent: list[tuple[int, str]] = []
         for clip in clips:
             arrays = {m: stores[m].get(clip) for m in self.modalities}
-            if any(a is None for a in arrays.values()):
+            lacking = [m for m, a in arrays.items() if a is None]
+            if len(lacking) == len(self.modalities):
                 self.missing.append(clip)
                 continue
             self.clips.append(clip)
             for m, a in arrays.items():
+                if a is None:
+                    absent.append((len(self.clips) - 1, m))
+                    self.missing_modality.append((clip.clip_id, m))
+                    self.features[m].append(None)
+                    self.valid[m].append(None)
+                    continue
                 features, valid = split_frame_mask(stores[m].name, a)
                 self.features[m].append(features)
                 self.valid[m].append(valid)
+        for index, m in absent:
+            dim = next((a.shape[1] for a in self.features[m] if a is not None), None) or (dims or {}).get(m)
+            if dim is None:
+                raise EmorecError(f"no clip has {m} features (extractor {stores[m].name}): nothing to learn {m} from")
+            self.features[m][index] = np.zeros((1, dim), np.float32)
+            self.valid[m][index] = np.zeros(1, dtype=bool)
         self.normalizers = dict(normalizers or {})
         self.speaker_norm = speaker_norm
 

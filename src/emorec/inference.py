@@ -98,17 +98,33 @@ class Predictor:
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
     def features_for_file(self, path: str | os.PathLike) -> dict:
+        """One file -> a dataset-style item. With several modalities, one the file lacks (a video
+        without an audio track) is a missing modality: one invalid zero frame, as in training;
+        only a file with none of them is a :class:`BadInputError`."""
         norms = self.normalizers()
         item: dict = {"label": -1, "index": 0}
-        for modality, spec in self.meta["features"].items():
+        specs = self.meta["features"]
+        errors: list[BadInputError] = []
+        for modality, spec in specs.items():
             extractor = create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
-            features, valid = split_frame_mask(spec["name"], extractor.extract_file(path))
+            try:
+                array = extractor.extract_file(path)
+            except BadInputError as err:
+                if len(specs) == 1:
+                    raise
+                errors.append(err)
+                item[modality] = torch.zeros(1, int(self.meta[f"{modality}_dim"]))
+                item[f"{modality}_valid"] = torch.zeros(1, dtype=torch.bool)
+                continue
+            features, valid = split_frame_mask(spec["name"], array)
             if modality in norms:
                 features = norms[modality](features)
             if valid is not None:
                 features = np.where(valid[:, None], features, 0.0).astype(np.float32)
                 item[f"{modality}_valid"] = torch.from_numpy(valid)
             item[modality] = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        if len(errors) == len(specs):
+            raise errors[0]
         return item
 
     def predict_files(self, paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:

@@ -52,7 +52,9 @@ def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | No
         from emorec.training.run import fit_speaker_statistics
 
         fit_speaker_statistics(normalizers, experiment, test_clips)
-    test_set = ClipDataset(test_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm)
+    dims = {m: meta.get(f"{m}_dim") for m in ("audio", "video") if meta.get(f"{m}_dim")}
+    test_set = ClipDataset(test_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm,
+                           dims=dims)
     if len(test_set) == 0:
         raise EmorecError(f"{fold_dir}: no test clip has cached features")
     items = [test_set[i] for i in range(len(test_set))]
@@ -71,6 +73,7 @@ def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | No
         "epochs_run": meta.get("epochs_run"),
         "train_seconds": meta.get("train_seconds"),
         "missing_test_clips": [c.clip_id for c in test_set.missing],
+        "test_clips_missing_a_modality": [f"{clip_id} ({m})" for clip_id, m in test_set.missing_modality],
     }
     report = write_report(
         out_dir, y_true=test_set.labels(), probs=probs, class_names=experiment.class_names,

@@ -334,6 +334,10 @@ def _datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, ClipDa
     val_set = ClipDataset(val_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm)
     if len(val_set) == 0:
         raise EmorecError(f"{split.name}: no validation clip has cached features")
+    for name, dataset in (("training", train_set), ("validation", val_set)):
+        if dataset.missing_modality:
+            log.warning("%s: %d %s clip(s) lack a modality and train with it missing (e.g. %s: %s)", split.name,
+                        len(dataset.missing_modality), name, *dataset.missing_modality[0])
     return train_set, val_set, normalizers
 
 

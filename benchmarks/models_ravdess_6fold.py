@@ -1,0 +1,64 @@
+"""Every audio-capable model of the family on RAVDESS, the standard 6 speaker-independent folds.
+
+Each model trains with its own seed recipe (``configs/<model>.yaml``: its epochs, patience,
+loss, optimiser and augmentation) on the same features as the headline benchmark (log-mel, 64
+bands, silence trimmed at 40 dB) and the same folds and validation actors. Two settings are
+added for 100 frames/s log-mel where a recipe runs recurrent layers over raw frames:
+``cnn_lstm.time_pool=4`` and ``bilstm_attention.audio_time_pool=4`` (their recipes say so).
+``attn_crnn`` has the headline recipe's row (``benchmarks/results/ravdess_6fold.json``), which is
+read, not re-run, unless ``--models`` names it.
+
+    python benchmarks/models_ravdess_6fold.py [--models cnn_pooling,hybrid_tcn,...] [--jobs 2]
+
+Results: ``benchmarks/results/models_ravdess_6fold.json``, a list of entries in the format of
+``ravdess_6fold.json`` plus ``recipe`` and the training seconds of every fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from common import REPO, RESULTS, WORK, command_line
+from emorec.atomic import write_json
+
+FEATURES = "{name: logmel, n_mels: 64, trim_db: 40}"
+MODELS = ("cnn_pooling", "hybrid_tcn", "bilstm_attention", "cnn_lstm", "attn_crnn_v2")
+EXTRA = {"cnn_lstm": ["model.time_pool=4"], "bilstm_attention": ["model.audio_time_pool=4"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "models_ravdess_6fold.json"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    entries = {e["model"]: e for e in (json.loads(out.read_text()) if out.is_file() else [])}
+    headline = RESULTS / "ravdess_6fold.json"
+    if "attn_crnn" not in args.models.split(",") and headline.is_file():
+        entries["attn_crnn"] = {**json.loads(headline.read_text()), "recipe": "headline benchmark recipe (see its command)"}
+    for model in args.models.split(","):
+        part = WORK / f"models_{model}.json"
+        overrides = [f"data.features={FEATURES}", "split.scheme=ravdess6", "split.val_speakers=2",
+                     f"run.name=models_{model}", *EXTRA.get(model, [])]
+        cmd = [sys.executable, str(REPO / "benchmarks" / "ravdess_6fold.py"), "--config",
+               str(REPO / "configs" / f"{model}.yaml"), "--jobs", str(args.jobs), "--out", str(part),
+               *[a for o in overrides for a in ("--set", o)]]
+        if subprocess.call(cmd) != 0:
+            sys.exit(f"{model}: training failed")
+        entry = json.loads(part.read_text())
+        entry["recipe"] = f"configs/{model}.yaml" + (f" with {', '.join(EXTRA[model])}" if model in EXTRA else "")
+        entry["train_seconds_per_fold"] = [f.get("train_seconds") for f in entry["folds"]]
+        entry["command"] = command_line()
+        entries[model] = entry
+        write_json(out, sorted(entries.values(), key=lambda e: -e["mean_ua"]))  # after each model: nothing lost
+        print(f"{model}: mean UA {entry['mean_ua']:.3f} ± {entry['std_ua']:.3f}")
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
