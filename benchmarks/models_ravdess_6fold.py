@@ -34,19 +34,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--folds", default="all")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="for every model")
     parser.add_argument("--out", default=str(RESULTS / "models_ravdess_6fold.json"))
     args = parser.parse_args()
     out = Path(args.out)
     entries = {e["model"]: e for e in (json.loads(out.read_text()) if out.is_file() else [])}
     headline = RESULTS / "ravdess_6fold.json"
     if "attn_crnn" not in args.models.split(",") and headline.is_file():
-        entries["attn_crnn"] = {**json.loads(headline.read_text()), "recipe": "headline benchmark recipe (see its command)"}
+        entry = json.loads(headline.read_text())
+        entries["attn_crnn"] = {**entry, "recipe": "headline benchmark recipe (see its command)",
+                                "train_seconds_per_fold": [f.get("train_seconds") for f in entry["folds"]]}
     for model in args.models.split(","):
         part = WORK / f"models_{model}.json"
         overrides = [f"data.features={FEATURES}", "split.scheme=ravdess6", "split.val_speakers=2",
-                     f"run.name=models_{model}", *EXTRA.get(model, [])]
+                     f"run.name=models_{model}", *EXTRA.get(model, []), *args.overrides]
         cmd = [sys.executable, str(REPO / "benchmarks" / "ravdess_6fold.py"), "--config",
-               str(REPO / "configs" / f"{model}.yaml"), "--jobs", str(args.jobs), "--out", str(part),
+               str(REPO / "configs" / f"{model}.yaml"), "--jobs", str(args.jobs), "--folds", args.folds, "--out", str(part),
                *[a for o in overrides for a in ("--set", o)]]
         if subprocess.call(cmd) != 0:
             sys.exit(f"{model}: training failed")
