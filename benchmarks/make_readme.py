@@ -47,6 +47,7 @@ def main() -> None:
     for name, heading in (("ravdess_6fold.json", "Attention CRNN (headline: `configs/ravdess_attn_crnn_cosine.yaml`, a fixed 60-epoch cosine budget whose last epoch is kept; written before its own results were seen, after the two earlier recipes')"),
                           ("ravdess_6fold_first.json", "Attention CRNN, first recipe (run without its frequency-shift and time-stretch augmentation: a bug, since fixed, kept them from training; re-running its command now applies them)"),
                           ("ravdess_6fold_long.json", "Attention CRNN, longer schedule (second recipe, written after seeing the first's per-fold results, so not a clean held-out estimate; also run without frequency shift and time stretch, which a re-run now applies)"),
+                          ("ravdess_6fold_v2_cosine.json", "ATTN-CRNN v2 under the headline protocol (exploratory: written after seeing v2's seed-recipe result, so not a clean held-out estimate)"),
                           ("ravdess_6fold_baseline.json", "Classical baseline"),
                           ("ravdess_6fold_speaker_norm.json", "Attention CRNN with per-speaker normalisation (transductive)")):
         path = RESULTS / name
