@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from emorec.corpora.synthetic_av import generate_av_feature_corpus
 from emorec.errors import ConfigError, EmorecError, LeakageError
 from emorec.features.store import FeatureStore
 from emorec.fusion_workflow import EmbeddingExtractor, fuse, model_fingerprint
@@ -24,7 +25,7 @@ from emorec.models import create_model
 from emorec.splits import load_splits, save_splits
 from emorec.training.config import config_from_dict
 from emorec.training.run import train
-from test_model_family import TINY_BILSTM, av_config, write_av_corpus
+from test_model_family import TINY_BILSTM, av_config
 
 AUDIO_MODEL = {"name": "cnn_pooling", "dense": [16], "dropout": 0.1}
 VIDEO_MODEL = {**TINY_BILSTM, "modalities": ["video"]}
@@ -33,7 +34,7 @@ VIDEO_MODEL = {**TINY_BILSTM, "modalities": ["video"]}
 @pytest.fixture(scope="module")
 def branches(tmp_path_factory):
     root = tmp_path_factory.mktemp("fusion")
-    manifest, audio_dir, video_dir = write_av_corpus(root)
+    manifest, audio_dir, video_dir = generate_av_feature_corpus(root)
     runs = {}
     for role, model in (("audio", AUDIO_MODEL), ("video", VIDEO_MODEL)):
         cfg = config_from_dict(av_config(root, manifest, audio_dir, video_dir, (role,), model=model, name=role, epochs=8))

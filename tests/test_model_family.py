@@ -19,8 +19,7 @@ from emorec.layers import VariationalGRU, reverse_padded, run_rnn
 from emorec.models import create_model
 
 # ---------------------------------------------------------------- a generated audio-visual corpus
-#: each modality tells half of the label (see emorec.corpora.synthetic_av); one alone reaches 50% at best
-write_av_corpus = generate_av_feature_corpus
+# generate_av_feature_corpus: each modality tells half of the label; one alone reaches 50% at best
 
 
 def av_config(root: Path, manifest: Path, audio_dir: Path, video_dir: Path, modalities: tuple[str, ...], *,
@@ -312,7 +311,7 @@ def test_av_bilstm_beats_both_single_modality_variants(tmp_path):
     from emorec.training.run import train
 
     av_run = None
-    manifest, audio_dir, video_dir = write_av_corpus(tmp_path)
+    manifest, audio_dir, video_dir = generate_av_feature_corpus(tmp_path)
     ua = {}
     for mods in (("audio", "video"), ("audio",), ("video",)):
         name = "+".join(mods)
@@ -338,7 +337,7 @@ def test_clips_lacking_one_modality_stay_in_as_missing_modality(tmp_path):
     from emorec.training.config import config_from_dict
     from emorec.training.run import train
 
-    manifest, audio_dir, video_dir = write_av_corpus(tmp_path, speakers=6, clips=2)
+    manifest, audio_dir, video_dir = generate_av_feature_corpus(tmp_path, speakers=6, clips=2)
     lacking = sorted(audio_dir.glob("av__0[1-6]-happy-00.npy"))  # one clip per speaker loses its audio
     for path in lacking:
         path.unlink()

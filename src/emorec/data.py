@@ -63,6 +63,12 @@ class Normalizer:
         return cls(mean=np.asarray(data["mean"], np.float32), std=np.asarray(data["std"], np.float32))
 
 
+def missing_modality_frames(dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A modality a clip lacks: one zero frame ``(1, dim)`` marked invalid ``(1,)``, so the
+    clip's mask row for it has no real frame (what models read as a missing modality)."""
+    return np.zeros((1, int(dim)), np.float32), np.zeros(1, dtype=bool)
+
+
 class ClipDataset(Dataset):
     """Cached features of ``clips`` for the modalities in ``stores``, loaded once into memory.
 
@@ -95,13 +101,12 @@ class ClipDataset(Dataset):
         absent: list[tuple[int, str]] = []
         for clip in clips:
             arrays = {m: stores[m].get(clip) for m in self.modalities}
-            lacking = [m for m, a in arrays.items() if a is None]
-            if len(lacking) == len(self.modalities):
+            if all(a is None for a in arrays.values()):
                 self.missing.append(clip)
                 continue
             self.clips.append(clip)
             for m, a in arrays.items():
-                if a is None:
+                if a is None:  # filled below, once a present clip has told the feature size
                     absent.append((len(self.clips) - 1, m))
                     self.missing_modality.append((clip.clip_id, m))
                     self.features[m].append(None)
@@ -110,12 +115,13 @@ class ClipDataset(Dataset):
                 features, valid = split_frame_mask(stores[m].name, a)
                 self.features[m].append(features)
                 self.valid[m].append(valid)
-        for index, m in absent:
-            dim = next((a.shape[1] for a in self.features[m] if a is not None), None) or (dims or {}).get(m)
-            if dim is None:
+        sizes = dict(dims or {})
+        for m in {m for _, m in absent}:
+            sizes[m] = next((a.shape[1] for a in self.features[m] if a is not None), sizes.get(m))
+            if sizes[m] is None:
                 raise EmorecError(f"no clip has {m} features (extractor {stores[m].name}): nothing to learn {m} from")
-            self.features[m][index] = np.zeros((1, dim), np.float32)
-            self.valid[m][index] = np.zeros(1, dtype=bool)
+        for index, m in absent:
+            self.features[m][index], self.valid[m][index] = missing_modality_frames(sizes[m])
         self.normalizers = dict(normalizers or {})
         self.speaker_norm = speaker_norm
 

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from emorec.atomic import write_json
-from emorec.data import Normalizer, pad_collate
+from emorec.data import Normalizer, missing_modality_frames, pad_collate
 from emorec.errors import BadInputError, EmorecError, SkippedFile
 from emorec.features.base import create_extractor, split_frame_mask
 from emorec.models import create_model
@@ -108,15 +108,12 @@ class Predictor:
         for modality, spec in specs.items():
             extractor = create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
             try:
-                array = extractor.extract_file(path)
+                features, valid = split_frame_mask(spec["name"], extractor.extract_file(path))
             except BadInputError as err:
                 if len(specs) == 1:
                     raise
                 errors.append(err)
-                item[modality] = torch.zeros(1, int(self.meta[f"{modality}_dim"]))
-                item[f"{modality}_valid"] = torch.zeros(1, dtype=torch.bool)
-                continue
-            features, valid = split_frame_mask(spec["name"], array)
+                features, valid = missing_modality_frames(self.meta[f"{modality}_dim"])
             if modality in norms:
                 features = norms[modality](features)
             if valid is not None:

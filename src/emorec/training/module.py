@@ -78,7 +78,7 @@ class EmotionClassifier(L.LightningModule):
             batch = spec_augment(batch, rng=self._rng, **hp.spec_augment)
         batch = add_noise(batch, hp.noise)
         batch, targets = mixup(batch, targets, hp.mixup_alpha, self._rng)
-        batch = modality_dropout(batch, hp.get("modality_dropout", 0.0), self._rng)  # after MixUp's mask union
+        batch = modality_dropout(batch, hp.modality_dropout, self._rng)  # after MixUp's mask union
         logits = self.model(batch)
         loss = self.loss_fn(logits, targets)
         self.train_acc(logits.argmax(-1), labels)
@@ -106,7 +106,7 @@ class EmotionClassifier(L.LightningModule):
     def configure_optimizers(self) -> dict:
         hp = self.hparams
         optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
-        if hp.get("schedule", "plateau") == "cosine":
+        if hp.schedule == "cosine":
             lr_lambda = CosineWithWarmup(hp.warmup_epochs, hp.max_epochs)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
