@@ -148,3 +148,50 @@ def test_unknown_schedule_is_refused(trained, tmp_path):
     proc = emorec("train", root / "recipe.yaml", "--quiet", "--run-dir", tmp_path, "--set", "optim.schedule=linear",
                   cwd=root, check=False)
     assert proc.returncode == 2 and "optim.schedule" in proc.stderr
+
+
+def _probs(predictions_csv: Path) -> tuple[list[str], np.ndarray]:
+    rows = list(csv.DictReader(open(predictions_csv)))
+    cols = [k for k in rows[0] if k.startswith("prob_")]
+    return [r["clip_id"] for r in rows], np.array([[float(r[c]) for c in cols] for r in rows])
+
+
+def test_ensemble_averages_the_members_fold_by_fold(trained, tmp_path):
+    root, run_dir, _ = trained
+    emorec("train", root / "recipe.yaml", "--folds", "all", "--quiet", "--run-dir", tmp_path / "runs",
+           "--set", "trainer.seed=7", "--set", "run.name=seed7", cwd=root)
+    other = next((tmp_path / "runs").glob("seed7-*"))
+    proc = emorec("ensemble", run_dir, other, "--out", tmp_path / "ens", "--quiet", cwd=root)
+    assert "mean UA" in proc.stdout
+    summary = json.loads((tmp_path / "ens" / "summary.json").read_text())
+    assert summary["n_folds"] == 3 and summary["extra"]["part"] == "test"
+    for fold in (1, 2, 3):
+        ids, ensemble = _probs(tmp_path / "ens" / f"fold_{fold}" / "report" / "predictions.csv")
+        members = [_probs(d / f"fold_{fold}" / "report" / "predictions.csv") for d in (run_dir, other)]
+        for member_ids, _ in members:
+            assert member_ids == ids
+        assert np.allclose(ensemble, (members[0][1] + members[1][1]) / 2, atol=1e-5)
+        report = json.loads((tmp_path / "ens" / f"fold_{fold}" / "report" / "report.json").read_text())
+        own = [json.loads((d / f"fold_{fold}" / "report" / "report.json").read_text())["ua"] for d in (run_dir, other)]
+        assert [m["ua"] for m in report["extra"]["members"]] == pytest.approx(own)
+
+    emorec("ensemble", run_dir, other, "--part", "val", "--out", tmp_path / "ens_val", "--quiet", cwd=root)
+    splits = json.loads((run_dir / "splits.json").read_text())["splits"]
+    for fold in (1, 2, 3):
+        ids, _ = _probs(tmp_path / "ens_val" / f"fold_{fold}" / "report" / "predictions.csv")
+        assert sorted(ids) == sorted(splits[fold - 1]["val"])
+        assert set(ids).isdisjoint(splits[fold - 1]["test"])
+
+
+def test_ensemble_refuses_members_that_cannot_be_averaged(trained, tmp_path):
+    root, run_dir, _ = trained
+    proc = emorec("ensemble", run_dir, "--quiet", cwd=root, check=False)
+    assert proc.returncode != 0 and "fewer than 2 members" in proc.stderr
+    proc = emorec("ensemble", run_dir, run_dir, "--quiet", cwd=root, check=False)
+    assert proc.returncode != 0 and "given twice" in proc.stderr
+    # Another split seed puts other speakers in each test fold: averaging would mix models that saw them.
+    emorec("train", root / "recipe.yaml", "--folds", "all", "--quiet", "--run-dir", tmp_path / "runs",
+           "--set", "split.seed=3", "--set", "run.name=othersplit", cwd=root)
+    other = next((tmp_path / "runs").glob("othersplit-*"))
+    proc = emorec("ensemble", run_dir, other, "--quiet", "--out", tmp_path / "e", cwd=root, check=False)
+    assert proc.returncode != 0 and "different split" in proc.stderr and "fold_1" in proc.stderr

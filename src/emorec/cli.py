@@ -215,6 +215,24 @@ def evaluate(
 
 
 @app.command()
+def ensemble(
+    run_dirs: list[Path] = typer.Argument(..., help="run directories; their fold_K models are averaged fold by fold"),
+    part: str = typer.Option("test", help="score the test clips, or 'val' (validation actors) to choose an ensemble"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="output directory (default: ensemble-TIMESTAMP)"),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Average the class probabilities of several trained runs per fold and report the ensemble."""
+    from emorec.evaluation.ensemble import ensemble_runs
+
+    reports, summary, out_path = ensemble_runs(run_dirs, part=part, out_dir=out_dir, progress=not quiet)
+    for report in reports:
+        member_ua = ", ".join(f"{m['ua']:.3f}" for m in report["extra"]["members"])
+        out.print(f"{report.get('fold', '')}: UA {report['ua']:.3f}; its members alone: {member_ua}")
+    out.print(f"mean UA {summary['mean']['ua']:.3f} ± {summary['std']['ua']:.3f} on {part} clips "
+              f"(members alone: {summary['extra']['mean_member_ua']:.3f}) -> {out_path / 'summary.md'}")
+
+
+@app.command()
 def predict(
     model: Path = typer.Argument(..., help="a fold directory, a one-fold run directory or model.safetensors"),
     inputs: list[Path] = typer.Argument(..., help="audio files or folders"),

@@ -26,6 +26,45 @@ def _experiment_for_run(run_dir: Path, progress: bool = True):
     return prepare_experiment(config, extract=True, progress=progress, splits=load_splits(run_dir / "splits.json"))
 
 
+def fold_predictions(fold_dir: Path, experiment, split, *, part: str = "test", drop: str | None = None):
+    """The fold model's probabilities on one part of its split.
+
+    ``part`` is ``"test"`` (evaluation) or ``"val"`` (the validation actors, which may be used to
+    choose a recipe or an ensemble). Returns ``(dataset, probs [N x C], predictor)``; the
+    dataset's clips are in the row order of ``probs``.
+    """
+    if part not in ("test", "val"):
+        raise EmorecError(f"part must be 'test' or 'val', got {part!r}")
+    if not (fold_dir / MODEL_META).is_file():
+        raise EmorecError(f"{fold_dir}: no trained model ({MODEL_META}); did training finish?")
+    predictor = Predictor.load(fold_dir)
+    meta = predictor.meta
+    if list(predictor.class_names) != list(experiment.class_names):
+        raise EmorecError(f"{fold_dir}: model classes {predictor.class_names} differ from the data's {experiment.class_names}")
+    by_id = experiment.by_id
+    clips = [by_id[i] for i in getattr(split, part) if i in by_id]
+    label_index = {name: i for i, name in enumerate(experiment.class_names)}
+    normalizers = predictor.normalizers()
+    speaker_norm = bool(meta.get("speaker_norm"))
+    if speaker_norm:
+        from emorec.training.run import fit_speaker_statistics
+
+        fit_speaker_statistics(normalizers, experiment, clips)
+    dims = {m: meta.get(f"{m}_dim") for m in ("audio", "video") if meta.get(f"{m}_dim")}
+    dataset = ClipDataset(clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm, dims=dims)
+    if len(dataset) == 0:
+        raise EmorecError(f"{fold_dir}: no {part} clip has cached features")
+    items = [dataset[i] for i in range(len(dataset))]
+    if drop:
+        items = [_drop_modality(item, drop) for item in items]
+    return dataset, predictor.predict_items(items), predictor
+
+
+def fold_split(fold_dir: Path, experiment):
+    """The split a fold directory ``fold_K`` was trained on."""
+    return experiment.splits[int(Path(fold_dir).name.split("_")[-1]) - 1]
+
+
 def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | None = None,
                   progress: bool = True) -> dict:
     """Predict the fold's test clips with its exported model and write ``fold_dir/report``."""
@@ -36,37 +75,16 @@ def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | No
         raise EmorecError(f"{fold_dir}: no trained model ({MODEL_META}); did training finish?")
     if experiment is None:
         experiment = _experiment_for_run(fold_dir.parent, progress=progress)
-    predictor = Predictor.load(fold_dir)
-    meta = predictor.meta
     if split is None:
-        fold_no = int(fold_dir.name.split("_")[-1])
-        split = experiment.splits[fold_no - 1]
-    if list(predictor.class_names) != list(experiment.class_names):
-        raise EmorecError(f"{fold_dir}: model classes {predictor.class_names} differ from the data's {experiment.class_names}")
-    by_id = experiment.by_id
-    test_clips = [by_id[i] for i in split.test if i in by_id]
-    label_index = {name: i for i, name in enumerate(experiment.class_names)}
-    normalizers = predictor.normalizers()
-    speaker_norm = bool(meta.get("speaker_norm"))
-    if speaker_norm:
-        from emorec.training.run import fit_speaker_statistics
-
-        fit_speaker_statistics(normalizers, experiment, test_clips)
-    dims = {m: meta.get(f"{m}_dim") for m in ("audio", "video") if meta.get(f"{m}_dim")}
-    test_set = ClipDataset(test_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm,
-                           dims=dims)
-    if len(test_set) == 0:
-        raise EmorecError(f"{fold_dir}: no test clip has cached features")
-    items = [test_set[i] for i in range(len(test_set))]
-    if drop:
-        items = [_drop_modality(item, drop) for item in items]
-    probs = predictor.predict_items(items)
+        split = fold_split(fold_dir, experiment)
+    test_set, probs, predictor = fold_predictions(fold_dir, experiment, split, drop=drop)
+    meta = predictor.meta
     out_dir = fold_dir / ("report" if not drop else f"report_drop_{drop}")
     extra = {
         "fold": split.name,
         "test_speakers": list(split.test_speakers),
         "val_speakers": list(split.val_speakers),
-        "speaker_norm": speaker_norm,
+        "speaker_norm": bool(meta.get("speaker_norm")),
         "features": meta.get("features"),
         "model": meta.get("model"),
         "epochs": meta.get("best_epoch"),
