@@ -96,6 +96,26 @@ def test_predict_prints_and_writes_probabilities(trained, tmp_path):
     assert json.loads((tmp_path / "pred.json").read_text())["skipped"][0]["reason"] == "zero-length file"
 
 
+def test_predict_with_an_ensemble_averages_the_models(trained, tmp_path):
+    root, run_dir, _ = trained
+    clips = sorted((root / "corpus").rglob("synth-0*-angry-0*.wav"))[:3]
+    bad = tmp_path / "empty.wav"
+    bad.write_bytes(b"")
+
+    def probs(*models):
+        first, *others = models
+        extra = [a for m in others for a in ("--ensemble-with", m)]
+        out = tmp_path / f"pred{len(models)}.csv"
+        proc = emorec("predict", first, *clips, bad, "--out", out, *extra, cwd=root)
+        assert "empty.wav" in proc.stderr
+        rows = list(csv.DictReader(open(out)))
+        assert [r["path"] for r in rows] == [str(c) for c in clips]
+        return np.array([[float(r[c]) for c in ("happy", "sad", "angry")] for r in rows])
+
+    single = [probs(run_dir / f"fold_{k}") for k in (1, 2)]
+    assert np.allclose(probs(run_dir / "fold_1", run_dir / "fold_2"), (single[0] + single[1]) / 2, atol=1e-5)
+
+
 @pytest.mark.parametrize("args,needle", [
     (["prepare", "klingon", "."], "klingon"),
     (["prepare", "ravdess", "/no/such/dir"], "/no/such/dir"),

@@ -237,11 +237,13 @@ def predict(
     model: Path = typer.Argument(..., help="a fold directory, a one-fold run directory or model.safetensors"),
     inputs: list[Path] = typer.Argument(..., help="audio files or folders"),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (a .json beside it too)"),
+    ensemble_with: list[Path] = typer.Option([], "--ensemble-with", "-e",
+                                             help="another model to average with (repeatable)"),
 ) -> None:
     """Emotion probabilities per clip, as a table and as CSV/JSON."""
     from emorec.predict import predict_paths
 
-    predict_paths(model, inputs, out_path, console=out, err_console=err)
+    predict_paths(model, inputs, out_path, console=out, err_console=err, ensemble_with=ensemble_with)
 
 
 @app.command()

@@ -135,3 +135,34 @@ class Predictor:
                 continue
             results.append((str(path), self.predict_items([item])[0]))
         return results, skipped
+
+
+@dataclass
+class EnsemblePredictor:
+    """Several exported models over the same classes; probabilities averaged with equal weights.
+
+    Each member turns a file into its own input (its features and normalisation), so members
+    may differ in features as well as architecture. A file any member cannot read is skipped.
+    """
+
+    members: list[Predictor]
+
+    @classmethod
+    def load(cls, paths: Sequence[str | os.PathLike]) -> "EnsemblePredictor":
+        members = [Predictor.load(p) for p in paths]
+        for path, member in zip(paths[1:], members[1:]):
+            if member.class_names != members[0].class_names:
+                raise EmorecError(f"{path}: classes {member.class_names} differ from {paths[0]}'s {members[0].class_names}")
+        return cls(members=members)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.members[0].class_names
+
+    def predict_files(self, paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+        per_member = [member.predict_files(paths) for member in self.members]
+        skipped = {s.path: s for _, member_skipped in per_member for s in member_skipped}
+        probs = [dict(results) for results, _ in per_member]
+        results = [(str(p), np.mean([m[str(p)] for m in probs], axis=0)) for p in paths if str(p) not in skipped
+                   and all(str(p) in m for m in probs)]
+        return results, list(skipped.values())

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from emorec.atomic import atomic_open, write_json
 from emorec.errors import EmorecError
-from emorec.inference import Predictor
+from emorec.inference import EnsemblePredictor, Predictor
 from emorec.media import AUDIO_SUFFIXES
 
 
@@ -31,8 +31,9 @@ def collect_files(inputs: Sequence[Path]) -> list[Path]:
 
 
 def predict_paths(model: Path, inputs: Sequence[Path], out_path: Path | None, *, console: Console,
-                  err_console: Console) -> list[dict]:
-    predictor = Predictor.load(model)
+                  err_console: Console, ensemble_with: Sequence[Path] = ()) -> list[dict]:
+    """Probabilities per file from one model, or averaged over ``model`` and ``ensemble_with``."""
+    predictor = EnsemblePredictor.load([model, *ensemble_with]) if ensemble_with else Predictor.load(model)
     names = predictor.class_names
     results, skipped = predictor.predict_files(collect_files(inputs))
     rows = [{"path": path, "predicted": names[int(probs.argmax())],
