@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -209,9 +210,12 @@ def test_ensemble_refuses_members_that_cannot_be_averaged(trained, tmp_path):
     assert proc.returncode != 0 and "fewer than 2 members" in proc.stderr
     proc = emorec("ensemble", run_dir, run_dir, "--quiet", cwd=root, check=False)
     assert proc.returncode != 0 and "given twice" in proc.stderr
-    # Another split seed puts other speakers in each test fold: averaging would mix models that saw them.
-    emorec("train", root / "recipe.yaml", "--folds", "all", "--quiet", "--run-dir", tmp_path / "runs",
-           "--set", "split.seed=3", "--set", "run.name=othersplit", cwd=root)
-    other = next((tmp_path / "runs").glob("othersplit-*"))
+    # A run whose fold 1 tested other clips: averaging would mix in a model that trained on this test fold.
+    other = tmp_path / "othersplit"
+    shutil.copytree(run_dir, other)
+    splits = json.loads((other / "splits.json").read_text())
+    fold1 = splits["splits"][0]
+    fold1["test"][0], fold1["train"][0] = fold1["train"][0], fold1["test"][0]
+    (other / "splits.json").write_text(json.dumps(splits))
     proc = emorec("ensemble", run_dir, other, "--quiet", "--out", tmp_path / "e", cwd=root, check=False)
     assert proc.returncode != 0 and "different split" in proc.stderr and "fold_1" in proc.stderr
