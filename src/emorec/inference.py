@@ -163,6 +163,6 @@ class EnsemblePredictor:
         per_member = [member.predict_files(paths) for member in self.members]
         skipped = {s.path: s for _, member_skipped in per_member for s in member_skipped}
         probs = [dict(results) for results, _ in per_member]
-        results = [(str(p), np.mean([m[str(p)] for m in probs], axis=0)) for p in paths if str(p) not in skipped
-                   and all(str(p) in m for m in probs)]
+        results = [(str(p), np.mean([m[str(p)] for m in probs], axis=0)) for p in paths
+                   if all(str(p) in m for m in probs)]
         return results, list(skipped.values())

@@ -31,10 +31,6 @@ def _fold_dirs(run_dir: Path) -> list[Path]:
     return folds
 
 
-def _fold_number(fold_dir: Path) -> int:
-    return int(fold_dir.name.split("_")[-1])
-
-
 def ensemble_runs(run_dirs: list[str | Path], *, part: str = "test", out_dir: str | Path | None = None,
                   min_members: int = 2, progress: bool = True) -> tuple[list[dict], dict, Path]:
     """Average the members' probabilities on each fold's ``part`` clips and write reports.
@@ -45,7 +41,7 @@ def ensemble_runs(run_dirs: list[str | Path], *, part: str = "test", out_dir: st
     """
     from emorec.evaluation.metrics import classification_metrics
     from emorec.evaluation.report import write_cv_summary, write_report
-    from emorec.evaluation.run_eval import _experiment_for_run, fold_predictions, fold_split
+    from emorec.evaluation.run_eval import _experiment_for_run, fold_number, fold_predictions, fold_split
 
     if part not in ("test", "val"):
         raise EmorecError(f"part must be 'test' or 'val', got {part!r}")
@@ -58,7 +54,7 @@ def ensemble_runs(run_dirs: list[str | Path], *, part: str = "test", out_dir: st
     members: dict[int, list[Path]] = defaultdict(list)
     for run_dir in run_dirs:
         for fold_dir in _fold_dirs(run_dir):
-            members[_fold_number(fold_dir)].append(fold_dir)
+            members[fold_number(fold_dir)].append(fold_dir)
     thin = {k: len(v) for k, v in members.items() if len(v) < min_members}
     if thin:
         raise EmorecError(f"folds {sorted(thin)} have fewer than {min_members} members "

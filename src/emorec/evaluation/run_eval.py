@@ -35,8 +35,6 @@ def fold_predictions(fold_dir: Path, experiment, split, *, part: str = "test", d
     """
     if part not in ("test", "val"):
         raise EmorecError(f"part must be 'test' or 'val', got {part!r}")
-    if not (fold_dir / MODEL_META).is_file():
-        raise EmorecError(f"{fold_dir}: no trained model ({MODEL_META}); did training finish?")
     predictor = Predictor.load(fold_dir)
     meta = predictor.meta
     if list(predictor.class_names) != list(experiment.class_names):
@@ -60,9 +58,14 @@ def fold_predictions(fold_dir: Path, experiment, split, *, part: str = "test", d
     return dataset, predictor.predict_items(items), predictor
 
 
+def fold_number(fold_dir: Path) -> int:
+    """``K`` of a fold directory ``fold_K``."""
+    return int(Path(fold_dir).name.split("_")[-1])
+
+
 def fold_split(fold_dir: Path, experiment):
     """The split a fold directory ``fold_K`` was trained on."""
-    return experiment.splits[int(Path(fold_dir).name.split("_")[-1]) - 1]
+    return experiment.splits[fold_number(fold_dir) - 1]
 
 
 def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | None = None,
@@ -121,7 +124,7 @@ def evaluate_run(run_dir: str | Path, *, drop: str | None = None, progress: bool
     run_dir = Path(run_dir)
     if (run_dir / MODEL_META).is_file():
         return [evaluate_fold(run_dir, drop=drop, progress=progress)], None
-    fold_dirs = sorted((p.parent for p in run_dir.glob(f"fold_*/{MODEL_META}")), key=lambda p: int(p.name.split("_")[-1]))
+    fold_dirs = sorted((p.parent for p in run_dir.glob(f"fold_*/{MODEL_META}")), key=fold_number)
     if not fold_dirs:
         raise EmorecError(f"{run_dir}: not a run directory (no fold_*/{MODEL_META})")
     experiment = _experiment_for_run(run_dir, progress=progress)
