@@ -61,7 +61,8 @@ def ensemble_table(result: dict) -> str:
 def main() -> None:
     parts = [INTRO]
     for name, heading in (("ravdess_6fold_ensemble.json", "Attention CRNN, ensemble of three seeds (plan fixed before any ensemble test score: `ravdess_ensemble.py`)"),
-                          ("ravdess_6fold_ensemble_family.json", "Ensemble of every fixed-budget run (three Attention CRNN seeds + ATTN-CRNN v2; exploratory, as the v2 row)")):
+                          ("ravdess_6fold_ensemble_family.json", "Ensemble of every fixed-budget run (three Attention CRNN seeds + ATTN-CRNN v2; exploratory, as the v2 row)"),
+                          ("ravdess_6fold_ensemble_v1_v2.json", "Attention CRNN + ATTN-CRNN v2 (its validation columns were the evidence for the seed-ensemble plan; its test column was computed after the plan's results, exploratory)")):
         path = RESULTS / name
         if path.is_file():
             parts.append(f"## {heading}\n\n{ensemble_table(json.loads(path.read_text()))}")

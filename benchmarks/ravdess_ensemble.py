@@ -13,7 +13,8 @@ the single Attention CRNN recipe (``configs/ravdess_attn_crnn_cosine.yaml``, 56.
 trained with seeds 0 (the existing headline run), 1 and 2, and the three are averaged. The
 reason to expect a gain came from validation actors only: averaging the existing v1 and v2
 cosine runs raised mean validation UA from 58.9 % (members alone) to 62.0 %
-(``emorec ensemble RUN... --part val``). The seed count (3) was fixed by the session's CPU
+(``emorec ensemble RUN... --part val``; its committed form is
+``results/ravdess_6fold_ensemble_v1_v2.json``, made after the plan's results). The seed count (3) was fixed by the session's CPU
 budget, not by any score. Also reported, exploratory: the family ensemble of every run under the
 fixed-budget protocol (the three seeds + ``ravdess_6fold_v2_cosine.json``, whose recipe was
 written after seeing v2's seed-recipe test result), written to
