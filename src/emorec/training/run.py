@@ -424,6 +424,10 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
     check_leakage(split, experiment.clips)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
+    if cfg.trainer.deterministic:
+        # Deterministic cuBLAS needs a fixed workspace, read when CUDA first makes a handle:
+        # without it Lightning's deterministic mode stops at the first matmul on a GPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     train_set, val_set, normalizers = _datasets(experiment, split)
     labels = train_set.labels()

@@ -1,0 +1,70 @@
+"""RAVDESS 6-fold: choose among finished candidate recipes by validation actors alone.
+
+    python benchmarks/ravdess_search.py results/search/*.json [--val-only] [--out results/ravdess_search.json]
+
+Each argument is a result of ``ravdess_6fold.py`` (one candidate recipe, all 6 folds, fixed
+budget, final epoch kept). A candidate's score is the mean over folds of its final model's UA on
+that fold's 2 validation actors (``val_best`` in the result, logged at the last epoch). The
+candidate with the highest score is selected; ties go to the cheaper (earlier-listed) one.
+Test actors select nothing: ``--val-only`` prints validation scores without reading any test
+figure, which is how the search is followed while it runs; the final table lists every
+candidate's test UA too, so what selection gained or lost stays visible.
+
+Plan, written down before any candidate of this search was trained (2026-11-23, session 4):
+the headline recipe (``configs/ravdess_attn_crnn_cosine.yaml``: conv 16-32-64, 60 cosine epochs)
+is re-run on a GPU as candidate ``c0``; the other candidates change one thing at a time and are
+listed in ``results/ravdess_search.json`` with the command that trained each. The selected
+recipe then gets more seeds (its seed ensemble, as in ``ravdess_ensemble.py``), and that
+ensemble is the headline if its validation score is above the single runs'. Caveat, stated in
+the results: validation actors of one fold are test actors of another, so choosing one recipe
+for all folds by mean validation UA lets those actors' clips inform the choice; no test clip of
+a fold ever reaches that fold's model, threshold or epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from common import RESULTS, command_line
+from emorec.atomic import write_json
+
+
+def val_score(result: dict) -> float:
+    """Mean final-epoch validation UA over the folds of one candidate."""
+    scores = [fold["val_best"] for fold in result["folds"]]
+    if any(s is None for s in scores):
+        raise SystemExit(f"{result.get('run_dir')}: a fold has no validation score")
+    return float(np.mean(scores))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("candidates", nargs="+", help="results JSONs of ravdess_6fold.py, one per recipe")
+    parser.add_argument("--val-only", action="store_true", help="print validation scores; read no test figure")
+    parser.add_argument("--out", default=str(RESULTS / "ravdess_search.json"))
+    args = parser.parse_args()
+    results = {Path(p).stem: json.loads(Path(p).read_text()) for p in args.candidates}
+    scores = {name: val_score(r) for name, r in results.items()}
+    for name, score in scores.items():
+        folds = " ".join(f"{f['val_best']:.3f}" for f in results[name]["folds"])
+        print(f"{name:>24}  val UA {score:.3f}  ({folds})  {results[name]['command']}")
+    if args.val_only:
+        return
+    chosen = max(scores, key=lambda name: (scores[name], -list(scores).index(name)))
+    table = [{"candidate": name, "val_ua": scores[name], "mean_ua": r["mean_ua"], "std_ua": r["std_ua"],
+              "mean_wa": r["mean_wa"], "mean_macro_f1": r["mean_macro_f1"], "command": r["command"],
+              "model": r["model"], "features": r["features"]} for name, r in results.items()]
+    summary = {"selected": chosen, "rule": "highest mean final-epoch validation UA over the 6 folds",
+               "selected_test_mean_ua": results[chosen]["mean_ua"], "selected_test_std_ua": results[chosen]["std_ua"],
+               "candidates": table, "command": command_line()}
+    write_json(Path(args.out), summary)
+    print(f"selected {chosen}: val UA {scores[chosen]:.3f}, test UA {results[chosen]['mean_ua']:.3f} "
+          f"± {results[chosen]['std_ua']:.3f} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
