@@ -36,6 +36,15 @@ def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]).relative_to(REPO)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])
 
 
+def device_name(hardware: dict) -> str | None:
+    """``train_summary.json``'s hardware -> "NVIDIA H100 80GB HBM3" or "cpu (2 cores)"; None if unrecorded."""
+    if not hardware:
+        return None
+    if hardware.get("gpus") and hardware.get("accelerator") == "cuda":
+        return ", ".join(hardware["gpus"])
+    return f"cpu ({hardware.get('cpu_count')} cores)"
+
+
 def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, command: str,
                   speaker_norm: bool = False) -> dict:
     """A cross-validation run directory -> the committed results format."""
@@ -50,11 +59,13 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
         report = json.loads((fold_dir / "report" / "report.json").read_text())
         meta = json.loads((fold_dir / "model.json").read_text())
         extra = report.get("extra", report)
+        summary_path = fold_dir / "train_summary.json"
+        hardware = json.loads(summary_path.read_text()).get("hardware", {}) if summary_path.is_file() else {}
         folds.append({"fold": int(fold_dir.name.split("_")[1]), "test_speakers": extra.get("test_speakers"),
                       "ua": report["ua"], "wa": report["wa"], "macro_f1": report["macro_f1"],
                       "epochs": meta.get("best_epoch"), "epochs_run": meta.get("epochs_run"),
                       "val_monitor": meta.get("monitor"), "val_best": meta.get("best_score"),
-                      "train_seconds": meta.get("train_seconds")})
+                      "train_seconds": meta.get("train_seconds"), "device": device_name(hardware)})
     return summarise_folds(folds, corpus=corpus, features=features, model=model, command=command,
                            speaker_norm=speaker_norm,
                            run_dir=str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir))
