@@ -117,6 +117,33 @@ def test_predict_with_an_ensemble_averages_the_models(trained, tmp_path):
     assert np.allclose(probs(run_dir / "fold_1", run_dir / "fold_2"), (single[0] + single[1]) / 2, atol=1e-5)
 
 
+def test_utterance_normalisation_makes_a_quieter_recording_predict_the_same(trained, tmp_path):
+    """``data.normalization: utterance`` removes each clip's mean log-mel: half the amplitude
+    (-6 dB, written as float so no rounding enters) gives the same probabilities; the global
+    statistics of the fixture's run do not, so the comparison can tell the two apart."""
+    root, run_dir, _ = trained
+    clips = sorted((root / "corpus").rglob("synth-0*-happy-0*.wav"))[:2]
+    quieter = []
+    for clip in clips:
+        audio, sr = sf.read(clip, dtype="float32")
+        quieter.append(tmp_path / f"quiet-{clip.name}")
+        sf.write(quieter[-1], 0.5 * audio, sr, subtype="FLOAT")
+    emorec("train", root / "recipe.yaml", "--quiet", "--set", "data.normalization=utterance",
+           "--set", "run.name=utt", "--set", "trainer.epochs=1", cwd=root)
+    utterance_run = next((root / "runs").glob("utt-*"))
+    meta = json.loads((utterance_run / "fold_1" / "model.json").read_text())
+    assert meta["normalizers"]["audio"]["center"] == "utterance"
+
+    def probs(model, files, name):
+        emorec("predict", model, *files, "--out", tmp_path / name, cwd=root)
+        return np.array([[float(r[c]) for c in ("happy", "sad", "angry")] for r in csv.DictReader(open(tmp_path / name))])
+
+    model = utterance_run / "fold_1"
+    assert np.allclose(probs(model, clips, "a.csv"), probs(model, quieter, "b.csv"), atol=1e-4)
+    glob_model = run_dir / "fold_1"
+    assert not np.allclose(probs(glob_model, clips, "c.csv"), probs(glob_model, quieter, "d.csv"), atol=1e-4)
+
+
 @pytest.mark.parametrize("args,needle", [
     (["prepare", "klingon", "."], "klingon"),
     (["prepare", "ravdess", "/no/such/dir"], "/no/such/dir"),

@@ -62,6 +62,35 @@ def test_normalizer_standardises_with_training_statistics():
     assert np.allclose(again(arrays[0]), norm(arrays[0]))
 
 
+def test_utterance_normalizer_removes_each_clips_offset():
+    """Per-clip mean removal: a constant offset (a louder recording, on log-mel) changes nothing."""
+    rng = np.random.default_rng(1)
+    arrays = [(rng.normal(0.0, 2.0, size=(int(n), 4)) + rng.normal(0, 10, size=4)).astype(np.float32)
+              for n in rng.integers(10, 50, size=20)]
+    norm = Normalizer.fit(arrays, center="utterance")
+    clip = arrays[3]
+    assert np.allclose(norm(clip + 6.0), norm(clip), atol=1e-5)
+    assert np.allclose(norm(clip).mean(0), 0, atol=1e-5)
+    # scaled by the spread within clips (~2), not by the clips' offsets (~10), as a global fit would be
+    assert np.all(norm.std < 3.0) and np.all(Normalizer.fit(arrays).std > 5.0)
+    assert np.all(norm(clip[:1]) == 0)  # one frame: its own mean, finite zeros
+    again = Normalizer.from_dict(norm.to_dict())
+    assert again.center == "utterance" and np.allclose(again(clip), norm(clip))
+    old_export = {"mean": norm.mean.tolist(), "std": norm.std.tolist()}  # a model.json from before "center"
+    assert Normalizer.from_dict(old_export).center == "global"
+    with pytest.raises(ValueError, match="center"):
+        Normalizer.fit(arrays, center="speaker")
+
+
+def test_utterance_mean_reads_real_frames_only():
+    """Frames marked missing (no face found) neither shift a clip's mean nor leave their zeros."""
+    rows = np.array([[1.0, 2.0], [100.0, 100.0], [3.0, 4.0]], np.float32)
+    valid = np.array([True, False, True])
+    norm = Normalizer(mean=np.zeros(2, np.float32), std=np.ones(2, np.float32), center="utterance")
+    out = norm(rows, valid=valid)
+    assert np.allclose(out[[0, 2]], [[-1.0, -1.0], [1.0, 1.0]])
+
+
 def test_dataset_leaves_out_clips_without_cached_features(tmp_path):
     store = FeatureStore(tmp_path, "toy", {"a": 1})
     clips = [Clip(clip_id=f"c{i}", path=f"/x/{i}.wav", corpus="t", speaker="s", emotion="happy" if i % 2 else "sad",

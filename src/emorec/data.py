@@ -28,6 +28,11 @@ MODALITIES = ("audio", "video")
 class Normalizer:
     """Per-feature standardisation. ``fit`` on training clips only: nothing from test speakers.
 
+    ``center="utterance"`` first removes each clip's own per-feature mean (over its real frames;
+    log-mel/cepstral mean normalisation), then scales by the training clips' std of such
+    mean-removed frames. Still inductive: a clip needs nothing but itself, and a recording's
+    overall level (a constant dB offset on log-mel) no longer changes what the model sees.
+
     With ``per_speaker`` the statistics of each speaker's own clips are used instead (that is
     transductive: it reads the unlabelled clips of test speakers; reports flag it).
     """
@@ -35,6 +40,9 @@ class Normalizer:
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     std: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
     per_speaker: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    center: str = "global"                   # "global" (training mean) or "utterance" (the clip's own)
+
+    CENTERS = ("global", "utterance")
 
     @staticmethod
     def _stats(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -43,24 +51,41 @@ class Normalizer:
         std = frames.std(axis=0)
         return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
 
+    @staticmethod
+    def _clip_mean(features: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """``(T, F)`` -> ``(F,)`` mean over the real frames; zeros if there is none."""
+        real = features if valid is None else features[valid]
+        return real.mean(axis=0) if len(real) else np.zeros(features.shape[1], features.dtype)
+
     @classmethod
-    def fit(cls, arrays: Sequence[np.ndarray]) -> "Normalizer":
+    def fit(cls, arrays: Sequence[np.ndarray], center: str = "global") -> "Normalizer":
+        """``arrays``: each training clip's real frames ``(T_i, F)``."""
+        if center not in cls.CENTERS:
+            raise ValueError(f"center: expected one of {cls.CENTERS}, got {center!r}")
+        if center == "utterance":
+            arrays = [a - cls._clip_mean(a) for a in arrays]
         mean, std = cls._stats(arrays)
-        return cls(mean=mean, std=std)
+        if center == "utterance":
+            mean = np.zeros_like(mean)
+        return cls(mean=mean, std=std, center=center)
 
     def fit_speakers(self, arrays_by_speaker: Mapping[str, Sequence[np.ndarray]]) -> None:
         self.per_speaker = {spk: self._stats(arrs) for spk, arrs in arrays_by_speaker.items()}
 
-    def __call__(self, features: np.ndarray, speaker: str | None = None) -> np.ndarray:
+    def __call__(self, features: np.ndarray, speaker: str | None = None, valid: np.ndarray | None = None) -> np.ndarray:
+        """``features (T, F)`` -> standardised ``(T, F)``; ``valid (T,)`` marks real frames (default all)."""
         mean, std = self.per_speaker.get(speaker, (self.mean, self.std)) if speaker else (self.mean, self.std)
+        if self.center == "utterance":
+            mean = self._clip_mean(features, valid)
         return ((features - mean) / std).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "center": self.center}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Normalizer":
-        return cls(mean=np.asarray(data["mean"], np.float32), std=np.asarray(data["std"], np.float32))
+        return cls(mean=np.asarray(data["mean"], np.float32), std=np.asarray(data["std"], np.float32),
+                   center=data.get("center", "global"))  # models exported before "center" existed are global
 
 
 def missing_modality_frames(dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,9 +169,9 @@ class ClipDataset(Dataset):
         item: dict = {"label": self.label_index.get(clip.emotion, -1), "index": i}
         for m in self.modalities:
             features = self.features[m][i]
-            if m in self.normalizers:
-                features = self.normalizers[m](features, clip.speaker if self.speaker_norm else None)
             valid = self.valid[m][i]
+            if m in self.normalizers:
+                features = self.normalizers[m](features, clip.speaker if self.speaker_norm else None, valid)
             if valid is not None:
                 features = np.where(valid[:, None], features, 0.0)  # missing frames stay zeros
                 item[f"{m}_valid"] = torch.from_numpy(valid)

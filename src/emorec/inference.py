@@ -115,7 +115,7 @@ class Predictor:
                 errors.append(err)
                 features, valid = missing_modality_frames(self.meta[f"{modality}_dim"])
             if modality in norms:
-                features = norms[modality](features)
+                features = norms[modality](features, valid=valid)
             if valid is not None:
                 features = np.where(valid[:, None], features, 0.0).astype(np.float32)
                 item[f"{modality}_valid"] = torch.from_numpy(valid)

@@ -27,7 +27,7 @@ class DataConfig:
     video_features: dict[str, Any] | None = None
     label_policy: str = "union"
     labels: list[str] | None = None          # explicit class list; default: from the training clips
-    normalization: str = "global"            # "global" (inductive), "speaker" (transductive), "none"
+    normalization: str = "global"            # "global" | "utterance" (both inductive) | "speaker" (transductive) | "none"
     workers: int | None = None               # extraction processes (default: all cores)
 
 

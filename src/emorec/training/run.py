@@ -323,10 +323,12 @@ def _datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, ClipDa
     if len(raw_train) == 0:
         raise EmorecError(f"{split.name}: no training clip has cached features")
     normalizers = {}
-    if cfg.data.normalization in ("global", "speaker"):
-        normalizers = {m: Normalizer.fit(raw_train.real_frames(m)) for m in raw_train.modalities}
+    if cfg.data.normalization in ("global", "speaker", "utterance"):
+        center = "utterance" if cfg.data.normalization == "utterance" else "global"
+        normalizers = {m: Normalizer.fit(raw_train.real_frames(m), center=center) for m in raw_train.modalities}
     elif cfg.data.normalization != "none":
-        raise ConfigError(f"data.normalization: expected global, speaker or none, got {cfg.data.normalization!r}")
+        raise ConfigError(f"data.normalization: expected global, utterance, speaker or none, "
+                          f"got {cfg.data.normalization!r}")
     speaker_norm = cfg.data.normalization == "speaker"
     if speaker_norm:
         fit_speaker_statistics(normalizers, experiment, train_clips + val_clips)
