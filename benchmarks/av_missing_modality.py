@@ -31,6 +31,7 @@ from common import REPO, RESULTS, WORK, command_line
 from emorec.atomic import write_json
 from emorec.corpora.synthetic_av import generate_av_feature_corpus
 from emorec.evaluation.run_eval import evaluate_run
+from emorec.runs import fold_number
 from emorec.training.config import load_config
 from emorec.training.run import train
 
@@ -52,7 +53,7 @@ def run(model: str, modalities: tuple[str, ...], corpus: tuple, args: argparse.N
     config = load_config(REPO / "configs" / RECIPES[model], overrides)
     run_dir = train(config, progress=False)
     reports = [json.loads((d / "report" / "report.json").read_text())
-               for d in sorted(run_dir.glob("fold_*"), key=lambda p: int(p.name.split("_")[1]))]
+               for d in sorted(run_dir.glob("fold_*"), key=fold_number)]
     return reports, run_dir
 
 

@@ -50,10 +50,10 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
     """A cross-validation run directory -> the committed results format."""
     import json
 
-    import numpy as np
+    from emorec.runs import fold_number
 
     folds = []
-    for fold_dir in sorted(run_dir.glob("fold_*"), key=lambda p: int(p.name.split("_")[1])):
+    for fold_dir in sorted(run_dir.glob("fold_*"), key=fold_number):
         if not (fold_dir / "report" / "report.json").is_file():
             continue  # a fold another job trained
         report = json.loads((fold_dir / "report" / "report.json").read_text())
@@ -61,7 +61,7 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
         extra = report.get("extra", report)
         summary_path = fold_dir / "train_summary.json"
         hardware = json.loads(summary_path.read_text()).get("hardware", {}) if summary_path.is_file() else {}
-        folds.append({"fold": int(fold_dir.name.split("_")[1]), "test_speakers": extra.get("test_speakers"),
+        folds.append({"fold": fold_number(fold_dir), "test_speakers": extra.get("test_speakers"),
                       "ua": report["ua"], "wa": report["wa"], "macro_f1": report["macro_f1"],
                       "epochs": meta.get("best_epoch"), "epochs_run": meta.get("epochs_run"),
                       "val_monitor": meta.get("monitor"), "val_best": meta.get("best_score"),

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from emorec.errors import EmorecError
+from emorec.runs import fold_number
 from emorec.training.config import TrainConfig, load_config
 
 METRICS = ("ua", "wa", "macro_f1")
@@ -107,7 +108,7 @@ def _mean(values: list[float]) -> float:
 def collect(run_dir: Path, label: str, config_path: str) -> ModelResult:
     from emorec.inference import Predictor
 
-    fold_dirs = sorted((p.parent for p in run_dir.glob("fold_*/model.json")), key=lambda p: int(p.name.split("_")[-1]))
+    fold_dirs = sorted((p.parent for p in run_dir.glob("fold_*/model.json")), key=fold_number)
     if not fold_dirs:
         raise EmorecError(f"{run_dir}: no trained fold")
     folds = [read_fold(d) for d in fold_dirs]

@@ -34,6 +34,7 @@ import numpy as np
 from emorec.errors import BadInputError, ConfigError, EmorecError, LeakageError
 from emorec.features.base import FeatureExtractor, register_extractor
 from emorec.manifest import Clip
+from emorec.runs import fold_number
 
 __all__ = ["EmbeddingExtractor", "FuseResult", "check_same_split", "fuse", "model_fingerprint"]
 
@@ -164,7 +165,7 @@ class Branch:
 
     @property
     def fold_number(self) -> int:
-        return int(self.fold_dir.name.split("_")[-1])
+        return fold_number(self.fold_dir)
 
 
 @dataclass

@@ -171,10 +171,15 @@ class RunView:
         return left + per_fold * len(waiting)
 
 
+def fold_number(fold_dir: str | os.PathLike) -> int:
+    """``K`` of a fold directory ``fold_K``."""
+    return int(Path(fold_dir).name.split("_")[-1])
+
+
 def fold_view(fold_dir: Path, *, now: float | None = None, this_host: str | None = None) -> FoldView:
     now = time.time() if now is None else now
     this_host = this_host or socket.gethostname()
-    number = int(fold_dir.name.split("_")[-1])
+    number = fold_number(fold_dir)
     heartbeat = read_json(fold_dir / "heartbeat.json") or {}
     summary = read_json(fold_dir / "train_summary.json") or {}
     report = read_json(fold_dir / "report" / "report.json") or {}

@@ -15,6 +15,7 @@ import numpy as np
 from emorec.data import ClipDataset
 from emorec.errors import EmorecError
 from emorec.inference import MODEL_META, Predictor
+from emorec.runs import fold_number
 
 
 def _experiment_for_run(run_dir: Path, progress: bool = True):
@@ -56,11 +57,6 @@ def fold_predictions(fold_dir: Path, experiment, split, *, part: str = "test", d
     if drop:
         items = [_drop_modality(item, drop) for item in items]
     return dataset, predictor.predict_items(items), predictor
-
-
-def fold_number(fold_dir: Path) -> int:
-    """``K`` of a fold directory ``fold_K``."""
-    return int(Path(fold_dir).name.split("_")[-1])
 
 
 def fold_split(fold_dir: Path, experiment):
