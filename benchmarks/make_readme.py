@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from common import REPO, RESULTS
+from ravdess_search import val_score
 
 INTRO = """# Benchmarks
 
@@ -79,8 +80,7 @@ def seeds_table(paths: list) -> str:
     for path in paths:
         r = json.loads(path.read_text())
         seed = next((a.split("=")[1] for a in r["command"].split() if a.startswith("trainer.seed=")), "0")
-        val = sum(f["val_best"] for f in r["folds"]) / len(r["folds"])
-        lines.append(f"| `{path.relative_to(RESULTS)}` | {seed} | {fmt(val)} | {fmt(r['mean_ua'])} ± {fmt(r['std_ua'])} |")
+        lines.append(f"| `{path.relative_to(RESULTS)}` | {seed} | {fmt(val_score(r))} | {fmt(r['mean_ua'])} ± {fmt(r['std_ua'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,20 @@ def emorec(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def tiny_recipe(root: Path, name: str) -> Path:
+    """``root/recipe.yaml``: a seconds-long attn_crnn recipe over ``root/manifest.csv``, runs under ``root/runs``."""
+    config = {
+        "base": str(Path(__file__).resolve().parents[1] / "configs" / "base.yaml"),
+        "data": {"manifest": str(root / "manifest.csv"), "cache": str(root / "cache"), "features": {"name": "logmel", "n_mels": 16}},
+        "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
+        "model": {"name": "attn_crnn", "channels": [4], "time_pool": [2], "freq_pool": [2], "gru_hidden": 8, "attention_dim": 8, "dense": 8},
+        "trainer": {"epochs": 2, "batch_size": 8},
+        "run": {"dir": str(root / "runs"), "name": name, "bootstrap": 50},
+    }
+    (root / "recipe.yaml").write_text(yaml.safe_dump(config))
+    return root / "recipe.yaml"
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
@@ -30,16 +44,7 @@ def trained(tmp_path_factory):
     # A broken file inside the corpus: listed and skipped, never fatal.
     (corpus / "speaker_01" / "synth-01-happy-99.wav").write_bytes(b"RIFF\x00\x00garbage")
     emorec("prepare", "synthetic", corpus, "--out", root / "manifest.csv", cwd=root)
-    config = {
-        "base": str(Path(__file__).resolve().parents[1] / "configs" / "base.yaml"),
-        "data": {"manifest": str(root / "manifest.csv"), "cache": str(root / "cache"), "features": {"name": "logmel", "n_mels": 16}},
-        "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
-        "model": {"name": "attn_crnn", "channels": [4], "time_pool": [2], "freq_pool": [2], "gru_hidden": 8, "attention_dim": 8, "dense": 8},
-        "trainer": {"epochs": 2, "batch_size": 8},
-        "run": {"dir": str(root / "runs"), "name": "t", "bootstrap": 50},
-    }
-    (root / "recipe.yaml").write_text(yaml.safe_dump(config))
-    proc = emorec("train", root / "recipe.yaml", "--folds", "all", "--quiet", "--mixup", "0.2", "--noise", "0.01", cwd=root)
+    proc = emorec("train", tiny_recipe(root, "t"), "--folds", "all", "--quiet", "--mixup", "0.2", "--noise", "0.01", cwd=root)
     run_dir = next((root / "runs").glob("t-*"))
     return root, run_dir, proc
 

@@ -9,15 +9,13 @@ rounding), and every model runs forward and backward under bf16 autocast, which 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
 from emorec.corpora.synthetic import generate_synthetic_corpus
-from test_cli import emorec
+from test_cli import emorec, tiny_recipe
 from test_models import LENGTHS, MODELS, NUM_CLASSES, build, collate, make_clips
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -61,16 +59,7 @@ def test_bf16_autocast_forward_backward(name):
 def test_cli_trains_and_evaluates_on_gpu_in_bf16(tmp_path):
     corpus = generate_synthetic_corpus(tmp_path / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry"))
     emorec("prepare", "synthetic", corpus, "--out", tmp_path / "manifest.csv", cwd=tmp_path)
-    config = {
-        "base": str(Path(__file__).resolve().parents[1] / "configs" / "base.yaml"),
-        "data": {"manifest": str(tmp_path / "manifest.csv"), "cache": str(tmp_path / "cache"), "features": {"name": "logmel", "n_mels": 16}},
-        "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
-        "model": {"name": "attn_crnn", "channels": [4], "time_pool": [2], "freq_pool": [2], "gru_hidden": 8, "attention_dim": 8, "dense": 8},
-        "trainer": {"epochs": 2, "batch_size": 8},
-        "run": {"dir": str(tmp_path / "runs"), "name": "gpu", "bootstrap": 50},
-    }
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(config))
-    emorec("train", tmp_path / "recipe.yaml", "--quiet", "--accelerator", "gpu", "--precision", "bf16-mixed", cwd=tmp_path)
+    emorec("train", tiny_recipe(tmp_path, "gpu"), "--quiet", "--accelerator", "gpu", "--precision", "bf16-mixed", cwd=tmp_path)
     fold = next((tmp_path / "runs").glob("gpu-*")) / "fold_1"
     hardware = json.loads((fold / "train_summary.json").read_text())["hardware"]
     assert hardware["accelerator"] == "cuda" and hardware["precision"] == "bf16-mixed" and hardware["gpus"]
