@@ -19,6 +19,14 @@ ensemble is the headline if its validation score is above the single runs'. Cave
 the results: validation actors of one fold are test actors of another, so choosing one recipe
 for all folds by mean validation UA lets those actors' clips inform the choice; no test clip of
 a fold ever reaches that fold's model, threshold or epoch.
+
+Addition, written before candidate ``c5`` was trained (2026-11-23, session 5, CPU only):
+``c5_deltas`` (``configs/ravdess_attn_crnn_deltas.yaml``) changes the input representation of the
+64-mel headline recipe: log-mel, delta and delta-delta as 3 conv input channels. It joins the
+same selection by the same rule; it is trained with seed 0 on the 2-core CPU (``--jobs 2``), so
+its comparison with ``c0`` (GPU) mixes devices, as ``c4`` did. If it is selected, the plan above
+applies to it unchanged (a seed ensemble, headline only if its validation score beats the
+current headline ensemble's); if not, ``c2`` stays selected and nothing else changes.
 """
 
 from __future__ import annotations

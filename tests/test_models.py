@@ -204,3 +204,37 @@ def test_attn_crnn_config_errors():
         create_model("attn_crnn", num_classes=4, audio_dim=64, channels=(8, 16), time_pool=(2,))
     with pytest.raises(ConfigError):
         create_model("attn_crnn", num_classes=4)  # no audio_dim
+
+
+@pytest.mark.parametrize("name", ["attn_crnn", "attn_crnn_v2"])
+def test_crnn_reads_delta_planes_as_input_channels(name):
+    """``input_channels=3`` on ``(T, 3F)`` features is the same network as 3-channel convs over the
+    planes ``[values | delta | delta-delta]``: padding still never leaks, and a change confined to
+    one plane reaches the first conv only through that plane's input channel."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=4, audio_dim=3 * 10, channels=(4, 8), time_pool=(2, 2),
+                         freq_pool=(2, 2), input_channels=3).eval()
+    assert model.input_proj is None and model.blocks[0].conv.in_channels == 3
+    lengths = [1, 6, 11]
+    clips = [torch.randn(n, 30) for n in lengths]
+    batch = {"audio": torch.nn.utils.rnn.pad_sequence(clips, batch_first=True),
+             "audio_mask": torch.arange(11)[None] < torch.tensor(lengths)[:, None]}
+    with torch.no_grad():
+        batched = model(batch)
+        for i, clip in enumerate(clips):
+            alone = model({"audio": clip[None], "audio_mask": torch.ones(1, lengths[i], dtype=torch.bool)})
+            assert (batched[i] - alone[0]).abs().max() <= ATOL
+        # Zeroing the delta plane's weights makes the delta values irrelevant to the output.
+        model.blocks[0].conv.weight[:, 1] = 0.0
+        changed = batch["audio"].clone()
+        changed[..., 10:20] += 5.0
+        assert torch.allclose(model(batch), model({**batch, "audio": changed}), atol=1e-6)
+        changed[..., :10] += 5.0
+        assert not torch.allclose(model(batch), model({**batch, "audio": changed}), atol=1e-3)
+
+
+def test_input_channels_must_divide_features():
+    with pytest.raises(ConfigError, match="input_channels"):
+        create_model("attn_crnn", num_classes=4, audio_dim=64, input_channels=3)
+    with pytest.raises(ConfigError, match="input_proj"):
+        create_model("attn_crnn", num_classes=4, audio_dim=192, input_channels=3, input_proj=32)

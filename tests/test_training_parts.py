@@ -102,3 +102,34 @@ def test_modality_dropout_removes_one_modality_per_chosen_clip():
         assert (out[m][gone] == 0).all()  # removed frames look like a missing modality
         torch.testing.assert_close(out[m][~gone], batch[m][~gone])  # the rest untouched
     assert modality_dropout({k: batch[k] for k in ("audio", "audio_mask")}, 1.0, np.random.default_rng(0))["audio_mask"].all()
+
+
+def _planes_batch():
+    """Two clips of (T, 3 x 4) features whose planes are distinguishable: plane p holds 10 p + bin."""
+    planes = torch.arange(3)[:, None] * 10.0 + torch.arange(1, 5)[None, :]  # (3, 4)
+    items = [{"audio": planes.flatten().repeat(n, 1), "label": 0, "index": i} for i, n in enumerate([4, 2])]
+    return pad_collate(items)
+
+
+def test_frequency_shift_stays_inside_each_plane():
+    from emorec.training.augment import frequency_shift
+
+    batch = _planes_batch()
+    for seed in range(6):
+        out = frequency_shift(batch, 2, np.random.default_rng(seed), planes=3)
+        assert torch.all(out["audio"][~batch["audio_mask"]] == 0)
+        frame = out["audio"][0, 0].view(3, 4)
+        for p in range(3):  # every bin holds its own plane's value or the zero fill
+            values = frame[p][frame[p] != 0]
+            assert torch.all((values > 10 * p) & (values < 10 * p + 5))
+        assert torch.equal(frame != 0, (frame[:1] != 0).expand(3, 4)), "planes shifted by different amounts"
+
+
+def test_spec_augment_masks_the_same_bins_in_every_plane():
+    batch = _planes_batch()
+    out = spec_augment(batch, time_masks=0, freq_masks=1, time_width=0, freq_width=2,
+                       rng=np.random.default_rng(1), planes=3)
+    frames = out["audio"][0].view(-1, 3, 4)  # (T, planes, bins)
+    assert torch.equal(frames == 0, (frames[:, :1] == 0).expand_as(frames))
+    assert (frames == 0).any()
+    assert torch.all(out["audio"][~batch["audio_mask"]] == 0)

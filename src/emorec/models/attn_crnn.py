@@ -30,9 +30,13 @@ AUTO_PROJECT_TO = 64
 
 def build_conv_frontend(
     model: str, *, audio_dim: int, num_classes: int, channels: tuple[int, ...], time_pool: tuple[int, ...],
-    freq_pool: tuple[int, ...], input_proj: int | None, activation: str = "relu",
+    freq_pool: tuple[int, ...], input_proj: int | None, activation: str = "relu", input_channels: int = 1,
 ) -> tuple[nn.Linear | None, nn.ModuleList, int]:
-    """Checked conv front-end shared by the CRNNs: ``(input projection or None, conv blocks, C*F' out)``."""
+    """Checked conv front-end shared by the CRNNs: ``(input projection or None, conv blocks, C*F' out)``.
+
+    ``input_channels > 1`` reads the feature axis as that many stacked planes of equal width
+    (log-mel, delta and delta-delta from ``deltas: true`` are 3 planes of ``n_mels``), which become
+    the first convolution's input channels instead of one image three times as tall."""
     channels, time_pool, freq_pool = tuple(channels), tuple(time_pool), tuple(freq_pool)
     if not (len(channels) == len(time_pool) == len(freq_pool)):
         raise ConfigError(
@@ -41,11 +45,17 @@ def build_conv_frontend(
         )
     if audio_dim < 1 or num_classes < 1 or min(time_pool + freq_pool, default=1) < 1:
         raise ConfigError(f"{model}: audio_dim, num_classes and pool sizes must be >= 1")
+    if input_channels < 1 or audio_dim % input_channels:
+        raise ConfigError(f"{model}: input_channels ({input_channels}) must divide the feature size ({audio_dim}); "
+                          "with deltas: true the features are 3 planes, so input_channels is 1 or 3")
+    if input_channels > 1 and input_proj:
+        raise ConfigError(f"{model}: input_proj works on one plane; use input_channels 1 with it")
+    plane = audio_dim // input_channels
     if input_proj is None:
-        input_proj = AUTO_PROJECT_TO if audio_dim > AUTO_PROJECT_ABOVE else 0
+        input_proj = AUTO_PROJECT_TO if plane > AUTO_PROJECT_ABOVE and input_channels == 1 else 0
     projection = nn.Linear(audio_dim, input_proj) if input_proj > 0 else None
-    freq = input_proj if input_proj > 0 else audio_dim
-    blocks, in_ch = [], 1
+    freq = input_proj if input_proj > 0 else plane
+    blocks, in_ch = [], input_channels
     for out_ch, tp, fp in zip(channels, time_pool, freq_pool):
         block = MaskedConvBlock2d(in_ch, out_ch, time_pool=tp, freq_pool=fp, activation=activation)
         freq = block.output_freq(freq)
@@ -60,7 +70,9 @@ def run_conv_frontend(
     """``x [B x T x F]``, ``mask Bool[B x T]`` -> frame sequence ``[B x T' x C*F']`` and its mask ``[B x T']``."""
     if input_proj is not None:
         x = input_proj(x)  # (B, T, P)
-    x = apply_time_mask(x, mask).unsqueeze(1)  # (B, 1, T, F)
+    planes = blocks[0].conv.in_channels if len(blocks) else 1
+    b, t, f = x.shape
+    x = apply_time_mask(x, mask).reshape(b, t, planes, f // planes).transpose(1, 2)  # (B, planes, T, F / planes)
     for block in blocks:
         x, mask = block(x, mask)  # (B, C, T', F'), (B, T')
     b, c, t, f = x.shape
@@ -82,6 +94,7 @@ class AttnCRNN(nn.Module):
         time_pool: tuple[int, ...] = (2, 2, 2),
         freq_pool: tuple[int, ...] = (2, 2, 2),
         input_proj: int | None = None,
+        input_channels: int = 1,
         gru_hidden: int = 128,
         gru_layers: int = 1,
         attention_dim: int = 128,
@@ -91,7 +104,7 @@ class AttnCRNN(nn.Module):
         super().__init__()
         self.input_proj, self.blocks, frontend_dim = build_conv_frontend(
             "attn_crnn", audio_dim=audio_dim, num_classes=num_classes, channels=channels, time_pool=time_pool,
-            freq_pool=freq_pool, input_proj=input_proj)
+            freq_pool=freq_pool, input_proj=input_proj, input_channels=input_channels)
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(
             frontend_dim, gru_hidden, num_layers=gru_layers, batch_first=True, bidirectional=True,
@@ -134,6 +147,7 @@ def attn_crnn(
     time_pool: tuple[int, ...] = (2, 2, 2),
     freq_pool: tuple[int, ...] = (2, 2, 2),
     input_proj: int | None = None,
+    input_channels: int = 1,
     gru_hidden: int = 128,
     gru_layers: int = 1,
     attention_dim: int = 128,
@@ -143,12 +157,14 @@ def attn_crnn(
     """Attention CRNN (seed 000): conv blocks, packed BiGRU, masked additive attention, dense.
 
     ``input_proj``: ``None`` projects features wider than 128 to 64 dims before the convs,
-    ``0`` never projects, ``n > 0`` always projects to ``n``. ``video_dim`` is ignored.
+    ``0`` never projects, ``n > 0`` always projects to ``n``. ``input_channels: 3`` reads features
+    made with ``deltas: true`` as 3 conv input channels (log-mel, delta, delta-delta).
+    ``video_dim`` is ignored.
     """
     if audio_dim is None:
         raise ConfigError("attn_crnn reads the audio modality: audio_dim is required")
     return AttnCRNN(
         num_classes=num_classes, audio_dim=audio_dim, channels=channels, time_pool=time_pool,
-        freq_pool=freq_pool, input_proj=input_proj, gru_hidden=gru_hidden, gru_layers=gru_layers,
-        attention_dim=attention_dim, dense=dense, dropout=dropout,
+        freq_pool=freq_pool, input_proj=input_proj, input_channels=input_channels, gru_hidden=gru_hidden,
+        gru_layers=gru_layers, attention_dim=attention_dim, dense=dense, dropout=dropout,
     )

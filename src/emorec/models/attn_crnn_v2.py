@@ -72,6 +72,7 @@ class AttnCRNNv2(nn.Module):
         freq_pool: tuple[int, ...] = (2, 2, 2),
         conv_activation: str = "relu",
         input_proj: int | None = None,
+        input_channels: int = 1,
         gru_hidden: int = 128,
         recurrent_dropout: float = 0.3,
         attention_heads: int = 4,
@@ -92,7 +93,8 @@ class AttnCRNNv2(nn.Module):
             raise ConfigError(f"attn_crnn_v2: recurrent_dropout must be in [0, 1), got {recurrent_dropout}")
         self.input_proj, self.blocks, frontend_dim = build_conv_frontend(
             "attn_crnn_v2", audio_dim=audio_dim, num_classes=num_classes, channels=channels, time_pool=time_pool,
-            freq_pool=freq_pool, input_proj=input_proj, activation=conv_activation)
+            freq_pool=freq_pool, input_proj=input_proj, activation=conv_activation,
+            input_channels=input_channels)
         self.dropout = nn.Dropout(dropout)
         self.gru = VariationalGRU(frontend_dim, gru_hidden, bidirectional=True, recurrent_dropout=recurrent_dropout)
         self.self_attention = MaskedSelfAttention(2 * gru_hidden, attention_heads, dropout=dropout)
@@ -149,6 +151,7 @@ def attn_crnn_v2(
     freq_pool: tuple[int, ...] = (2, 2, 2),
     conv_activation: str = "relu",
     input_proj: int | None = None,
+    input_channels: int = 1,
     gru_hidden: int = 128,
     recurrent_dropout: float = 0.3,
     attention_heads: int = 4,
@@ -159,12 +162,12 @@ def attn_crnn_v2(
 ) -> AttnCRNNv2:
     """ATTN-CRNN v2 (seed 001). ``pooling``: ``"mean"`` (masked mean of the self-attention output)
     or ``"attention"`` (masked additive attention, ``attention_dim``). ``conv_activation``: relu,
-    gelu, elu or silu. ``input_proj`` as in ``attn_crnn``. ``video_dim`` is ignored."""
+    gelu, elu or silu. ``input_proj`` and ``input_channels`` as in ``attn_crnn``. ``video_dim`` is ignored."""
     if audio_dim is None:
         raise ConfigError("attn_crnn_v2 reads the audio modality: audio_dim is required")
     return AttnCRNNv2(
         num_classes=num_classes, audio_dim=audio_dim, channels=channels, time_pool=time_pool, freq_pool=freq_pool,
-        conv_activation=conv_activation, input_proj=input_proj, gru_hidden=gru_hidden,
+        conv_activation=conv_activation, input_proj=input_proj, input_channels=input_channels, gru_hidden=gru_hidden,
         recurrent_dropout=recurrent_dropout, attention_heads=attention_heads, pooling=pooling,
         attention_dim=attention_dim, dense=dense, dropout=dropout,
     )

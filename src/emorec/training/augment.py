@@ -1,7 +1,10 @@
 """Training-time augmentation on padded batches: Gaussian noise, SpecAugment masks, MixUp,
 frequency shift, time stretch and modality dropout.
 
-All of them touch real frames only, so padding stays zeros and masks stay true.
+All of them touch real frames only, so padding stays zeros and masks stay true. Features made
+with ``deltas: true`` are ``planes = 3`` stacked planes (values, delta, delta-delta) along the
+feature axis: frequency augmentations then move or mask the same bins in every plane and never
+carry bins across a plane boundary.
 """
 
 from __future__ import annotations
@@ -24,14 +27,23 @@ def add_noise(batch: dict, sigma: float, generator: torch.Generator | None = Non
     return out
 
 
+def as_planes(audio: torch.Tensor, planes: int) -> torch.Tensor:
+    """``[B x T x F]`` -> a view ``[B x T x planes x F / planes]`` (writes go through to ``audio``)."""
+    b, t, f = audio.shape
+    if planes < 1 or f % planes:
+        raise ValueError(f"feature size {f} is not {planes} equal planes")
+    return audio.view(b, t, planes, f // planes)
+
+
 def spec_augment(batch: dict, *, time_masks: int, freq_masks: int, time_width: int, freq_width: int,
-                 rng: np.random.Generator) -> dict:
+                 rng: np.random.Generator, planes: int = 1) -> dict:
     """Zero random time and frequency bands of the audio (Park et al. 2019), within real frames."""
     if "audio" not in batch or (time_masks <= 0 and freq_masks <= 0):
         return batch
     audio = batch["audio"].clone()  # (B, T, F)
+    by_plane = as_planes(audio, planes)  # (B, T, P, F / P), a view of audio
     lengths = batch["audio_mask"].sum(dim=1).tolist()
-    n_freq = audio.shape[2]
+    n_freq = by_plane.shape[3]
     for row, length in enumerate(lengths):
         for _ in range(time_masks):
             width = int(rng.integers(0, min(time_width, max(1, length // 5)) + 1))
@@ -40,7 +52,7 @@ def spec_augment(batch: dict, *, time_masks: int, freq_masks: int, time_width: i
         for _ in range(freq_masks):
             width = int(rng.integers(0, min(freq_width, n_freq) + 1))
             start = int(rng.integers(0, max(1, n_freq - width + 1)))
-            audio[row, :length, start : start + width] = 0.0
+            by_plane[row, :length, :, start : start + width] = 0.0
     return {**batch, "audio": audio}
 
 
@@ -63,8 +75,8 @@ def mixup(batch: dict, targets: torch.Tensor, alpha: float, rng: np.random.Gener
     return out, lam * targets + (1 - lam) * targets[perm]
 
 
-def frequency_shift(batch: dict, max_bins: int, rng: np.random.Generator) -> dict:
-    """Shift each clip's feature axis by up to ``max_bins`` bins, zero-filling the edge.
+def frequency_shift(batch: dict, max_bins: int, rng: np.random.Generator, planes: int = 1) -> dict:
+    """Shift each clip's feature axis (each plane's) by up to ``max_bins`` bins, zero-filling the edge.
 
     On log-mel features this is a cheap stand-in for vocal-tract-length perturbation
     (Jaitly & Hinton 2013): it moves formants and pitch harmonics as a different speaker
@@ -72,16 +84,16 @@ def frequency_shift(batch: dict, max_bins: int, rng: np.random.Generator) -> dic
     """
     if "audio" not in batch or max_bins <= 0:
         return batch
-    audio = batch["audio"]  # (B, T, F)
+    audio = as_planes(batch["audio"], planes)  # (B, T, P, F / P)
     shifted = torch.zeros_like(audio)
     for row, shift in enumerate(rng.integers(-max_bins, max_bins + 1, size=audio.shape[0]).tolist()):
         if shift > 0:
-            shifted[row, :, shift:] = audio[row, :, :-shift]
+            shifted[row, ..., shift:] = audio[row, ..., :-shift]
         elif shift < 0:
-            shifted[row, :, :shift] = audio[row, :, -shift:]
+            shifted[row, ..., :shift] = audio[row, ..., -shift:]
         else:
             shifted[row] = audio[row]
-    return {**batch, "audio": shifted}
+    return {**batch, "audio": shifted.flatten(2)}
 
 
 def time_stretch(batch: dict, max_rate: float, rng: np.random.Generator) -> dict:

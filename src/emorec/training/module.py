@@ -48,6 +48,7 @@ class EmotionClassifier(L.LightningModule):
         freq_shift: int = 0,
         time_stretch: float = 0.0,
         modality_dropout: float = 0.0,
+        feature_planes: int = 1,
         seed: int = 0,
     ):
         super().__init__()
@@ -73,9 +74,10 @@ class EmotionClassifier(L.LightningModule):
         targets = F.one_hot(labels, self.hparams.num_classes).float()  # (B, C)
         hp = self.hparams
         batch = time_stretch(batch, hp.time_stretch, self._rng)
-        batch = frequency_shift(batch, hp.freq_shift, self._rng)
+        planes = hp.feature_planes  # 3 for features made with deltas: true
+        batch = frequency_shift(batch, hp.freq_shift, self._rng, planes=planes)
         if hp.spec_augment:
-            batch = spec_augment(batch, rng=self._rng, **hp.spec_augment)
+            batch = spec_augment(batch, rng=self._rng, planes=planes, **hp.spec_augment)
         batch = add_noise(batch, hp.noise)
         batch, targets = mixup(batch, targets, hp.mixup_alpha, self._rng)
         batch = modality_dropout(batch, hp.modality_dropout, self._rng)  # after MixUp's mask union

@@ -460,6 +460,7 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
         if aug.enabled and (aug.spec_time_masks or aug.spec_freq_masks) else None,
         freq_shift=aug.freq_shift if aug.enabled else 0, time_stretch=aug.time_stretch if aug.enabled else 0.0,
         modality_dropout=aug.modality_dropout if aug.enabled else 0.0,
+        feature_planes=3 if cfg.data.features.get("deltas") else 1,
         seed=cfg.trainer.seed,
     )
     first = train_set.modalities[0]
