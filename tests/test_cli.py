@@ -149,6 +149,25 @@ def test_utterance_normalisation_makes_a_quieter_recording_predict_the_same(trai
     assert not np.allclose(probs(glob_model, clips, "c.csv"), probs(glob_model, quieter, "d.csv"), atol=1e-4)
 
 
+def test_delta_planes_train_as_conv_channels_and_predict(trained, tmp_path):
+    """``deltas: true`` with ``input_channels: 3``: the frequency augmentations are told the
+    feature axis holds 3 planes, the first conv reads 3 channels, and predict rebuilds both."""
+    from safetensors.torch import load_file
+
+    root, _, _ = trained
+    emorec("train", root / "recipe.yaml", "--quiet", "--epochs", "1", "--run-dir", tmp_path,
+           "--set", "data.features.deltas=true", "--set", "model.input_channels=3",
+           "--set", "augment.freq_shift=2", "--set", "augment.spec_freq_masks=1", cwd=root)
+    fold = next(tmp_path.glob("t-*")) / "fold_1"
+    hparams = yaml.load((fold / "hparams.yaml").read_text(), Loader=yaml.FullLoader)
+    assert hparams["feature_planes"] == 3 and hparams["audio_dim"] == 3 * 16
+    assert load_file(str(fold / "model.safetensors"))["blocks.0.conv.weight"].shape[1] == 3
+    clip = sorted((root / "corpus").rglob("*.wav"))[0]
+    emorec("predict", fold, clip, "--out", tmp_path / "p.csv", cwd=root)
+    row = next(csv.DictReader(open(tmp_path / "p.csv")))
+    assert abs(sum(float(row[c]) for c in ("happy", "sad", "angry")) - 1) < 1e-4
+
+
 @pytest.mark.parametrize("args,needle", [
     (["prepare", "klingon", "."], "klingon"),
     (["prepare", "ravdess", "/no/such/dir"], "/no/such/dir"),
