@@ -5,7 +5,9 @@ chosen on validation actors drawn from the training actors, the 4 test actors ar
 
     python benchmarks/ravdess_6fold.py [--config configs/ravdess_attn_crnn_cosine.yaml] [--speaker-norm] [--jobs 2]
 
-The default recipe is the headline's; results go to ``results/ravdess_6fold.json`` unless ``--out``.
+The default recipe is the headline's; results go to ``results/ravdess_6fold.json`` unless ``--out``,
+and every fold's validation and test probabilities to ``results/predictions/<out name>.csv.gz``
+(what ``ravdess_ensemble.py`` averages once the run directories are gone).
 
 ``--jobs N`` trains the folds in N processes of one thread each (on a 2-core machine two
 single-thread processes train ~1.4x faster than one two-thread process) and merges their folds.
@@ -30,6 +32,7 @@ from common import REPO, RESULTS, WORK, command_line, ravdess_manifest, run_to_r
 from emorec.atomic import write_json
 from emorec.training.config import load_config
 from emorec.training.run import train
+from predictions import export_predictions, predictions_path
 
 
 def main() -> None:
@@ -40,12 +43,15 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="results JSON (default by model)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--jobs", type=int, default=1, help="parallel single-thread training processes")
+    parser.add_argument("--no-predictions", dest="predictions", action="store_false",
+                        help="skip writing per-clip probabilities to results/predictions/ (fold jobs of --jobs)")
     args = parser.parse_args()
     manifest = ravdess_manifest()
     default = "ravdess_6fold_speaker_norm.json" if args.speaker_norm else "ravdess_6fold.json"
     out = Path(args.out) if args.out else RESULTS / default
     if args.jobs > 1:
         result = run_parallel(args, command_line())
+        result["predictions"] = export_predictions([REPO / d for d in result["run_dir"]], predictions_path(out))
         write_json(out, result)
         print(f"mean UA {result['mean_ua']:.3f} ± {result['std_ua']:.3f} -> {out}")
         return
@@ -59,6 +65,8 @@ def main() -> None:
     result = run_to_result(run_dir, corpus="RAVDESS speech (audio-only, 1440 clips, 24 actors, 8 classes)",
                            features=features, model=config.model["name"], command=command_line(),
                            speaker_norm=args.speaker_norm)
+    if args.predictions:
+        result["predictions"] = export_predictions([run_dir], predictions_path(out))
     write_json(out, result)
     print(f"mean UA {result['mean_ua']:.3f} ± {result['std_ua']:.3f} -> {out}")
 
@@ -72,7 +80,7 @@ def run_parallel(args: argparse.Namespace, command: str) -> dict:
     children = []
     for group, part in zip(groups, parts):
         cmd = [sys.executable, __file__, "--config", args.config, "--folds", ",".join(map(str, group)),
-               "--out", str(part), "--set", "trainer.threads=1", *[a for o in args.overrides for a in ("--set", o)]]
+               "--out", str(part), "--no-predictions", "--set", "trainer.threads=1", *[a for o in args.overrides for a in ("--set", o)]]
         if args.speaker_norm:
             cmd.append("--speaker-norm")
         children.append(subprocess.Popen(cmd, env=env))

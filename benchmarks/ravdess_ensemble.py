@@ -3,10 +3,13 @@
     python benchmarks/ravdess_ensemble.py results/ravdess_6fold.json results/ravdess_6fold_seed1.json \\
         results/ravdess_6fold_seed2.json --out results/ravdess_6fold_ensemble.json
 
-Each argument is a committed result of ``ravdess_6fold.py``; its ``run_dir`` entries (under the
-gitignored ``benchmarks/work/``) hold the fold models. Every fold is scored twice: on its
-validation actors (``val_ua``: what an ensemble may be chosen by) and on its test actors
-(``ua``). Nothing is fitted: members weigh equally, so the test actors select nothing.
+Each argument is a committed result of ``ravdess_6fold.py``. Members are averaged from their
+committed per-clip probabilities (``results/predictions/<result>.csv.gz``, see ``predictions.py``);
+a member without that file is exported first from its ``run_dir`` entries (under the gitignored
+``benchmarks/work/``), so an ensemble can be re-scored on any machine once its members have been
+exported. Every fold is scored twice: on its validation actors (``val_ua``: what an ensemble may
+be chosen by) and on its test actors (``ua``). Nothing is fitted: members weigh equally, so the
+test actors select nothing.
 
 Plan, written down before any ensemble's test score was seen (2026-11-23, session 3):
 the single Attention CRNN recipe (``configs/ravdess_attn_crnn_cosine.yaml``, 56.6 % UA) is
@@ -31,7 +34,21 @@ import numpy as np
 
 from common import REPO, RESULTS, command_line
 from emorec.atomic import write_json
-from emorec.evaluation.ensemble import ensemble_runs
+from emorec.evaluation.metrics import classification_metrics
+from predictions import FoldPart, average_members, export_predictions, load_predictions, predictions_path
+
+
+def member_predictions(results_json: Path, result: dict) -> Path:
+    """The member's committed per-clip probabilities, exported from its run directories if missing."""
+    path = REPO / result["predictions"] if result.get("predictions") else predictions_path(results_json)
+    if path.is_file():
+        return path
+    dirs = result["run_dir"] if isinstance(result["run_dir"], list) else [result["run_dir"]]
+    run_dirs = [REPO / d for d in dirs]
+    if not all(d.is_dir() for d in run_dirs):
+        raise SystemExit(f"{results_json}: no predictions file ({path}) and its run directories are gone")
+    export_predictions(run_dirs, path)
+    return path
 
 
 def main() -> None:
@@ -43,22 +60,22 @@ def main() -> None:
     member_results = [json.loads(Path(m).read_text()) for m in args.members]
     if any(r.get("speaker_norm") for r in member_results):
         raise SystemExit("a member is transductive (speaker_norm); the ensemble would be too: not supported here")
-    run_dirs = []
-    for result in member_results:
-        dirs = result["run_dir"] if isinstance(result["run_dir"], list) else [result["run_dir"]]
-        run_dirs += [REPO / d for d in dirs]
-    ensemble_dir = REPO / "benchmarks" / "work" / "ensembles" / Path(args.out).stem
-    val_reports, _, _ = ensemble_runs(run_dirs, part="val", out_dir=ensemble_dir / "val", progress=False)
-    test_reports, _, _ = ensemble_runs(run_dirs, part="test", out_dir=ensemble_dir / "test", progress=False)
+    files = [member_predictions(Path(m), r) for m, r in zip(args.members, member_results)]
+    averaged = average_members([load_predictions(f) for f in files], [str(f) for f in files])
+
+    def ua(part: FoldPart, probs: np.ndarray) -> float:
+        return classification_metrics(part.labels, probs, part.class_names, bootstrap=0)["ua"]
+
+    test_speakers = {f["fold"]: f["test_speakers"] for f in member_results[0]["folds"]}
     folds = []
-    for val, test in zip(val_reports, test_reports):
-        assert val["fold"] == test["fold"]
+    for fold in sorted({k for k, _ in averaged}):
+        (val, val_members), (test, test_members) = averaged[(fold, "val")], averaged[(fold, "test")]
+        metrics = classification_metrics(test.labels, test.probs, test.class_names, bootstrap=0)
         folds.append({
-            "fold": int(str(test["fold"]).removeprefix("fold")), "test_speakers": test["extra"]["test_speakers"],
-            "ua": test["ua"], "wa": test["wa"], "macro_f1": test["macro_f1"],
-            "member_ua": [m["ua"] for m in test["extra"]["members"]],
-            "val_ua": val["ua"], "member_val_ua": [m["ua"] for m in val["extra"]["members"]],
-            "members": [m["fold_dir"] for m in test["extra"]["members"]],
+            "fold": fold, "test_speakers": test_speakers[fold],
+            "ua": metrics["ua"], "wa": metrics["wa"], "macro_f1": metrics["macro_f1"],
+            "member_ua": [ua(test, p) for p in test_members],
+            "val_ua": ua(val, val.probs), "member_val_ua": [ua(val, p) for p in val_members],
         })
     ua = np.array([f["ua"] for f in folds])
     names = sorted({r["model"] for r in member_results})
@@ -77,7 +94,7 @@ def main() -> None:
         "members": [{"results": str(Path(m)), "model": r["model"], "mean_ua": r["mean_ua"], "command": r["command"]}
                     for m, r in zip(args.members, member_results)],
         "mean_train_seconds_per_fold": float(sum(r["mean_train_seconds_per_fold"] for r in member_results)),
-        "run_dir": [str(d.relative_to(REPO)) for d in run_dirs],
+        "predictions": [str(f.relative_to(REPO)) for f in files],
         "command": command_line(),
     }
     write_json(Path(args.out), result)

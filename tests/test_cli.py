@@ -270,3 +270,33 @@ def test_ensemble_refuses_members_that_cannot_be_averaged(trained, tmp_path):
     (other / "splits.json").write_text(json.dumps(splits))
     proc = emorec("ensemble", run_dir, other, "--quiet", "--out", tmp_path / "e", cwd=root, check=False)
     assert proc.returncode != 0 and "different split" in proc.stderr and "fold_1" in proc.stderr
+
+
+def test_committed_benchmark_predictions_reproduce_the_evaluation(trained, tmp_path, monkeypatch):
+    """``benchmarks/predictions.py`` exports what ``emorec evaluate`` scored: the test UA recomputed
+    from the exported file equals each fold's report, validation rows are the validation actors'
+    clips, and averaging refuses members that predict different clips."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from predictions import average_members, export_predictions, load_predictions
+
+    from emorec.evaluation.metrics import classification_metrics
+
+    _, run_dir, _ = trained
+    export_predictions([run_dir], tmp_path / "p.csv.gz")
+    parts = load_predictions(tmp_path / "p.csv.gz")
+    from emorec.splits import load_splits
+
+    splits = {fold: split for fold, split in enumerate(load_splits(run_dir / "splits.json"), start=1)}
+    assert sorted(parts) == [(k, p) for k in (1, 2, 3) for p in ("test", "val")]
+    for fold in (1, 2, 3):
+        report = json.loads((run_dir / f"fold_{fold}" / "report" / "report.json").read_text())
+        test = parts[(fold, "test")]
+        assert classification_metrics(test.labels, test.probs, test.class_names, bootstrap=0)["ua"] == pytest.approx(report["ua"], abs=1e-6)
+        assert set(parts[(fold, "val")].clip_ids) == set(splits[fold].val)
+    doubled = average_members([parts, parts], ["a", "b"])
+    assert np.allclose(doubled[(1, "test")][0].probs, parts[(1, "test")].probs)
+    fewer = dict(parts)
+    first = parts[(1, "test")]
+    fewer[(1, "test")] = type(first)(first.clip_ids[1:], first.labels[1:], first.probs[1:], first.class_names)
+    with pytest.raises(SystemExit, match="clips or classes differ"):
+        average_members([parts, fewer], ["a", "b"])
