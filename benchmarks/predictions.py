@@ -4,7 +4,9 @@ Run directories (fold models) live in the gitignored ``benchmarks/work/`` and do
 machine that trained them; a gzipped CSV of every fold's validation and test probabilities does,
 so ensembles can be re-scored or grown later, and anyone can recompute a committed ensemble figure
 without retraining. Columns: ``fold, part, clip_id, true, prob_<class>...`` (``part`` is ``val``
-or ``test``; ``true`` is the class name).
+or ``test``; ``true`` is the class name). ``ravdess_6fold.py`` writes it for every new result;
+
+    python benchmarks/predictions.py results/x.json   # export an older result whose run directories exist
 """
 
 from __future__ import annotations
