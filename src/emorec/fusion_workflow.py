@@ -213,14 +213,14 @@ def _split_signature(splits: list) -> list[dict[str, Any]]:
     return [{"name": s.name, "train": sorted(s.train), "val": sorted(s.val), "test": sorted(s.test)} for s in splits]
 
 
-def train_on_split(config, splits: list, fold_number: int, *, progress: bool = True) -> Path:
-    """:func:`emorec.training.run.train` of fold ``fold_number``, refusing (LeakageError) unless
+def train_on_split(config, splits: list, fold: int, *, progress: bool = True) -> Path:
+    """:func:`emorec.training.run.train` of fold number ``fold``, refusing (LeakageError) unless
     the config splits the data exactly as ``splits`` (checked before training and again in the
     new run's ``splits.json``)."""
     from emorec.splits import load_splits
     from emorec.training.run import prepare_experiment, train
 
-    config.run.folds = str(fold_number)
+    config.run.folds = str(fold)
     expected = _split_signature(splits)
     derived = prepare_experiment(config, extract=False, progress=False).splits
     if _split_signature(derived) != expected:
