@@ -67,8 +67,10 @@ def search_table(search: dict) -> str:
              "gained or lost stays visible.", "",
              "| candidate | change | validation UA % | test UA % ± std | selected |", "|---|---|---:|---:|:-:|"]
     for c in search["candidates"]:
-        change = " ".join(a.strip("'") for a in c["command"].split() if "=" in a and not a.startswith("run.name")
-                          and "--out" not in a) or "none (the headline recipe)"
+        words = c["command"].split()
+        recipe = [f"recipe {w.removeprefix('../')}" for w, prev in zip(words[1:], words) if prev == "--config"]
+        change = " ".join(recipe + [a.strip("'") for a in words if "=" in a and not a.startswith("run.name")
+                                    and "--out" not in a]) or "none (the headline recipe)"
         lines.append(f"| {c['candidate']} | `{change}` | {fmt(c['val_ua'])} | {fmt(c['mean_ua'])} ± {fmt(c['std_ua'])} | "
                      f"{'**yes**' if c['candidate'] == search['selected'] else ''} |")
     lines += ["", f"Command: `{search['command']}` (each candidate's own command is in the JSON).", ""]
