@@ -42,21 +42,20 @@ def predictions_path(results_json: Path) -> Path:
 
 def export_predictions(run_dirs: list[Path], out: Path) -> str:
     """Write every fold's val and test probabilities of ``run_dirs`` to ``out``; returns its repo path."""
-    from emorec.evaluation.ensemble import _fold_dirs
-    from emorec.evaluation.run_eval import _experiment_for_run, fold_predictions, fold_split
+    from emorec.evaluation.run_eval import experiment_for_run, fold_predictions, fold_split, trained_fold_dirs
     from emorec.runs import fold_number
 
     text, header = io.StringIO(), None
     writer = csv.writer(text)
     for run_dir in run_dirs:
-        experiment = _experiment_for_run(run_dir, progress=False)
+        experiment = experiment_for_run(run_dir, progress=False)
         names = list(experiment.class_names)
         if header is None:
             header = ["fold", "part", "clip_id", "true", *[f"prob_{c}" for c in names]]
             writer.writerow(header)
         elif header[4:] != [f"prob_{c}" for c in names]:
             raise SystemExit(f"{run_dir}: classes {names} differ from the first run's")
-        for fold_dir in _fold_dirs(run_dir):
+        for fold_dir in trained_fold_dirs(run_dir):
             split = fold_split(fold_dir, experiment)
             for part in ("val", "test"):
                 dataset, probs, _ = fold_predictions(fold_dir, experiment, split, part=part)

@@ -21,14 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from emorec.errors import EmorecError
-from emorec.inference import MODEL_META
-
-
-def _fold_dirs(run_dir: Path) -> list[Path]:
-    folds = [p.parent for p in run_dir.glob(f"fold_*/{MODEL_META}")]
-    if not folds:
-        raise EmorecError(f"{run_dir}: not a cross-validation run directory (no fold_*/{MODEL_META})")
-    return folds
 
 
 def ensemble_runs(run_dirs: list[str | Path], *, part: str = "test", out_dir: str | Path | None = None,
@@ -41,7 +33,7 @@ def ensemble_runs(run_dirs: list[str | Path], *, part: str = "test", out_dir: st
     """
     from emorec.evaluation.metrics import classification_metrics
     from emorec.evaluation.report import write_cv_summary, write_report
-    from emorec.evaluation.run_eval import _experiment_for_run, fold_predictions, fold_split
+    from emorec.evaluation.run_eval import experiment_for_run, fold_predictions, fold_split, trained_fold_dirs
     from emorec.runs import fold_number
 
     if part not in ("test", "val"):
@@ -54,13 +46,13 @@ def ensemble_runs(run_dirs: list[str | Path], *, part: str = "test", out_dir: st
         raise EmorecError("a run directory is given twice; each member must be a different model")
     members: dict[int, list[Path]] = defaultdict(list)
     for run_dir in run_dirs:
-        for fold_dir in _fold_dirs(run_dir):
+        for fold_dir in trained_fold_dirs(run_dir):
             members[fold_number(fold_dir)].append(fold_dir)
     thin = {k: len(v) for k, v in members.items() if len(v) < min_members}
     if thin:
         raise EmorecError(f"folds {sorted(thin)} have fewer than {min_members} members "
                           f"({', '.join(f'fold {k}: {n}' for k, n in sorted(thin.items()))}); give every fold's runs")
-    experiments = {run_dir: _experiment_for_run(run_dir, progress=progress) for run_dir in run_dirs}
+    experiments = {run_dir: experiment_for_run(run_dir, progress=progress) for run_dir in run_dirs}
     out = Path(out_dir) if out_dir else run_dirs[0].parent / f"ensemble-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     reports = []
     for fold_no in sorted(members):

@@ -18,7 +18,16 @@ from emorec.inference import MODEL_META, Predictor
 from emorec.runs import fold_number
 
 
-def _experiment_for_run(run_dir: Path, progress: bool = True):
+def trained_fold_dirs(run_dir: Path) -> list[Path]:
+    """The run's fold directories that hold an exported model, in fold order."""
+    fold_dirs = sorted((p.parent for p in Path(run_dir).glob(f"fold_*/{MODEL_META}")), key=fold_number)
+    if not fold_dirs:
+        raise EmorecError(f"{run_dir}: not a run directory (no fold_*/{MODEL_META})")
+    return fold_dirs
+
+
+def experiment_for_run(run_dir: Path, progress: bool = True):
+    """The run's data (manifest, features, splits) rebuilt from its saved config and ``splits.json``."""
     from emorec.splits import load_splits
     from emorec.training.config import load_config
     from emorec.training.run import prepare_experiment
@@ -73,7 +82,7 @@ def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | No
     if not (fold_dir / MODEL_META).is_file():
         raise EmorecError(f"{fold_dir}: no trained model ({MODEL_META}); did training finish?")
     if experiment is None:
-        experiment = _experiment_for_run(fold_dir.parent, progress=progress)
+        experiment = experiment_for_run(fold_dir.parent, progress=progress)
     if split is None:
         split = fold_split(fold_dir, experiment)
     test_set, probs, predictor = fold_predictions(fold_dir, experiment, split, drop=drop)
@@ -120,10 +129,8 @@ def evaluate_run(run_dir: str | Path, *, drop: str | None = None, progress: bool
     run_dir = Path(run_dir)
     if (run_dir / MODEL_META).is_file():
         return [evaluate_fold(run_dir, drop=drop, progress=progress)], None
-    fold_dirs = sorted((p.parent for p in run_dir.glob(f"fold_*/{MODEL_META}")), key=fold_number)
-    if not fold_dirs:
-        raise EmorecError(f"{run_dir}: not a run directory (no fold_*/{MODEL_META})")
-    experiment = _experiment_for_run(run_dir, progress=progress)
+    fold_dirs = trained_fold_dirs(run_dir)
+    experiment = experiment_for_run(run_dir, progress=progress)
     reports = [evaluate_fold(d, experiment=experiment, drop=drop, progress=progress) for d in fold_dirs]
     summary = write_run_summary(run_dir, reports) if len(reports) > 1 else None
     return reports, summary
