@@ -280,12 +280,11 @@ def test_committed_benchmark_predictions_reproduce_the_evaluation(trained, tmp_p
     from predictions import average_members, export_predictions, load_predictions
 
     from emorec.evaluation.metrics import classification_metrics
+    from emorec.splits import load_splits
 
     _, run_dir, _ = trained
     export_predictions([run_dir], tmp_path / "p.csv.gz")
     parts = load_predictions(tmp_path / "p.csv.gz")
-    from emorec.splits import load_splits
-
     splits = {fold: split for fold, split in enumerate(load_splits(run_dir / "splits.json"), start=1)}
     assert sorted(parts) == [(k, p) for k in (1, 2, 3) for p in ("test", "val")]
     for fold in (1, 2, 3):

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from emorec.errors import EmorecError
-from emorec.runs import fold_number
 from emorec.training.config import TrainConfig, load_config
 
 METRICS = ("ua", "wa", "macro_f1")
@@ -106,11 +105,10 @@ def _mean(values: list[float]) -> float:
 
 
 def collect(run_dir: Path, label: str, config_path: str) -> ModelResult:
+    from emorec.evaluation.run_eval import trained_fold_dirs
     from emorec.inference import Predictor
 
-    fold_dirs = sorted((p.parent for p in run_dir.glob("fold_*/model.json")), key=fold_number)
-    if not fold_dirs:
-        raise EmorecError(f"{run_dir}: no trained fold")
+    fold_dirs = trained_fold_dirs(run_dir)
     folds = [read_fold(d) for d in fold_dirs]
     model = Predictor.load(fold_dirs[0]).model
     meta = json.loads((fold_dirs[0] / "model.json").read_text())

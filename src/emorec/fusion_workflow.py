@@ -99,12 +99,11 @@ class EmbeddingExtractor(FeatureExtractor):
 
     def _load(self) -> tuple[Any, dict, dict]:
         if self._state is None:
-            from emorec.features.base import create_extractor
+            from emorec.features.base import extractor_from_spec
             from emorec.inference import Predictor
 
             predictor = Predictor.load(self.model_dir)
-            extractors = {m: create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
-                          for m, spec in self.meta["features"].items()}
+            extractors = {m: extractor_from_spec(spec) for m, spec in self.meta["features"].items()}
             self._state = (predictor, extractors, predictor.normalizers())
         return self._state
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from emorec.atomic import write_json
 from emorec.data import Normalizer, missing_modality_frames, pad_collate
 from emorec.errors import BadInputError, EmorecError, SkippedFile
-from emorec.features.base import create_extractor, split_frame_mask
+from emorec.features.base import extractor_from_spec, split_frame_mask
 from emorec.models import create_model
 
 MODEL_WEIGHTS = "model.safetensors"
@@ -106,7 +106,7 @@ class Predictor:
         specs = self.meta["features"]
         errors: list[BadInputError] = []
         for modality, spec in specs.items():
-            extractor = create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+            extractor = extractor_from_spec(spec)
             try:
                 features, valid = split_frame_mask(spec["name"], extractor.extract_file(path))
             except BadInputError as err:

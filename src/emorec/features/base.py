@@ -33,6 +33,11 @@ class FeatureExtractor(ABC):
     def frames_per_second(self) -> float:
         return 0.0
 
+    @property
+    def planes(self) -> int:
+        """How many equal-width planes the feature axis stacks (3 for values + delta + delta-delta)."""
+        return 1
+
     def extract_file(self, path: str | os.PathLike) -> np.ndarray:
         """Features ``(T, F)`` float32 for one file; :class:`BadInputError` if it can't be done."""
         features = self.extract(load_audio(path, self.sample_rate))
@@ -69,6 +74,11 @@ def create_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
         return _EXTRACTORS[name](**kwargs)
     except TypeError as err:
         raise ConfigError(f"feature extractor {name!r}: {err}") from None
+
+
+def extractor_from_spec(spec: dict[str, Any]) -> FeatureExtractor:
+    """The extractor a config's feature section (``{"name": ..., **constructor arguments}``) names."""
+    return create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
 
 
 def extractor_class(name: str) -> type[FeatureExtractor] | None:

@@ -72,6 +72,10 @@ class _MelBase(FeatureExtractor):
     def frames_per_second(self) -> float:
         return self.sample_rate / self.hop_length
 
+    @property
+    def planes(self) -> int:
+        return 3 if self.deltas else 1
+
     def _log_mel(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` -> log-mel power ``(n_mels, T)`` in dB re a fixed 1.0."""
         import librosa
@@ -128,7 +132,7 @@ class LogMel(_MelBase):
 
     @property
     def n_features(self) -> int:
-        return self.n_mels * (3 if self.deltas else 1)
+        return self.n_mels * self.planes
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` mono at ``sample_rate`` -> ``(T, n_features)`` float32 dB."""
@@ -157,7 +161,7 @@ class MFCC(_MelBase):
 
     @property
     def n_features(self) -> int:
-        return self.n_mfcc * (3 if self.deltas else 1)
+        return self.n_mfcc * self.planes
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` mono at ``sample_rate`` -> ``(T, n_features)`` float32."""

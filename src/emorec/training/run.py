@@ -52,7 +52,7 @@ from rich.console import Console
 from emorec.atomic import write_json
 from emorec.data import BucketBatchSampler, ClipDataset, Normalizer
 from emorec.errors import ConfigError, EmorecError
-from emorec.features.base import create_extractor, split_frame_mask
+from emorec.features.base import extractor_from_spec, split_frame_mask
 from emorec.features.extract import extract_features, read_skipped, write_skipped
 from emorec.features.store import FeatureStore
 from emorec.labels import apply_label_policy, resolve_label_set
@@ -91,7 +91,7 @@ def feature_specs(config: TrainConfig) -> dict[str, dict]:
         if spec:
             if "name" not in spec:
                 raise ConfigError(f"data.{'features' if modality == 'audio' else 'video_features'}: needs a 'name'")
-            specs[create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"}).modality] = spec
+            specs[extractor_from_spec(spec).modality] = spec
     return specs
 
 
@@ -114,7 +114,7 @@ def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: b
     stores, skipped = {}, read_skipped(Path(config.data.manifest).with_suffix(".skipped.csv"))
     specs = feature_specs(config)
     for modality, spec in specs.items():
-        extractor = create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+        extractor = extractor_from_spec(spec)
         if extract:
             result = extract_features(clips, extractor, config.data.cache, workers=config.data.workers, progress=progress)
             skipped.extend(result.skipped)
@@ -460,7 +460,8 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
         if aug.enabled and (aug.spec_time_masks or aug.spec_freq_masks) else None,
         freq_shift=aug.freq_shift if aug.enabled else 0, time_stretch=aug.time_stretch if aug.enabled else 0.0,
         modality_dropout=aug.modality_dropout if aug.enabled else 0.0,
-        feature_planes=3 if cfg.data.features.get("deltas") else 1,
+        feature_planes=extractor_from_spec(experiment.feature_specs["audio"]).planes
+        if "audio" in experiment.feature_specs else 1,
         seed=cfg.trainer.seed,
     )
     first = train_set.modalities[0]
