@@ -27,6 +27,20 @@ same selection by the same rule; it is trained with seed 0 on the 2-core CPU (``
 its comparison with ``c0`` (GPU) mixes devices, as ``c4`` did. If it is selected, the plan above
 applies to it unchanged (a seed ensemble, headline only if its validation score beats the
 current headline ensemble's); if not, ``c2`` stays selected and nothing else changes.
+
+Addition, written before candidate ``c6`` was trained (2026-11-23, session 6, CPU only):
+``c6_v2_mels128`` (``configs/ravdess_attn_crnn_v2_mels128.yaml``) is ATTN-CRNN v2's recipe
+(``configs/ravdess_attn_crnn_v2_cosine.yaml``: 30 cosine epochs, betas 0.9/0.98) with 128 mel
+bands. It combines the side validation actors preferred on two axes: v2 over v1 under the same CPU
+protocol (mean validation UA 59.9 % vs 57.8 %, ``results/ravdess_6fold_v2_cosine.json`` and
+``results/ravdess_6fold.json``) and 128 over 64 mels (``c2`` over ``c0``). Caveat: v2's recipe was
+written after its seed-recipe test result was seen (that config says so). ``c6`` is trained with
+seed 0 on the 2-core CPU (``--jobs 2``) and joins the same selection by the same rule. If it is
+selected, the plan above applies unchanged: seeds 0-4 (5 members, as ``c2``'s ensemble), averaged
+by ``ravdess_ensemble.py`` from their committed predictions (members may come from different
+sessions), and that ensemble is the headline only if its mean validation UA beats the current
+headline ensemble's (63.8 %); every member and the ensemble are reported whatever they score. If
+``c6`` is not selected, ``c2`` stays and nothing else changes.
 """
 
 from __future__ import annotations
