@@ -30,8 +30,8 @@ from pathlib import Path
 
 from common import REPO, RESULTS, WORK, command_line, ravdess_manifest, run_to_result, summarise_folds
 from emorec.atomic import write_json
-from emorec.training.config import load_config
-from emorec.training.run import train
+from emorec.training.config import TrainConfig, load_config
+from emorec.training.run import prepare_experiment, train
 from predictions import export_predictions, predictions_path
 
 
@@ -50,16 +50,14 @@ def main() -> None:
     default = "ravdess_6fold_speaker_norm.json" if args.speaker_norm else "ravdess_6fold.json"
     out = Path(args.out) if args.out else RESULTS / default
     if args.jobs > 1:
+        # Extract once here with every core; the fold jobs then all find the cache filled.
+        prepare_experiment(benchmark_config(args, manifest))
         result = run_parallel(args, command_line())
         result["predictions"] = export_predictions([REPO / d for d in result["run_dir"]], predictions_path(out))
         write_json(out, result)
         print(f"mean UA {result['mean_ua']:.3f} ± {result['std_ua']:.3f} -> {out}")
         return
-    overrides = [f"data.manifest={manifest}", f"data.cache={WORK / 'cache'}", f"run.dir={WORK / 'runs'}",
-                 f"run.folds={args.folds}", *args.overrides]
-    if args.speaker_norm:
-        overrides.append("data.normalization=speaker")
-    config = load_config(args.config, overrides)
+    config = benchmark_config(args, manifest)
     run_dir = train(config)
     features = ", ".join(f"{k}={v}" for k, v in config.data.features.items())
     result = run_to_result(run_dir, corpus="RAVDESS speech (audio-only, 1440 clips, 24 actors, 8 classes)",
@@ -69,6 +67,15 @@ def main() -> None:
         result["predictions"] = export_predictions([run_dir], predictions_path(out))
     write_json(out, result)
     print(f"mean UA {result['mean_ua']:.3f} ± {result['std_ua']:.3f} -> {out}")
+
+
+def benchmark_config(args: argparse.Namespace, manifest: Path) -> TrainConfig:
+    """The recipe with the benchmark's manifest, cache, run directory, folds and overrides."""
+    overrides = [f"data.manifest={manifest}", f"data.cache={WORK / 'cache'}", f"run.dir={WORK / 'runs'}",
+                 f"run.folds={args.folds}", *args.overrides]
+    if args.speaker_norm:
+        overrides.append("data.normalization=speaker")
+    return load_config(args.config, overrides)
 
 
 def run_parallel(args: argparse.Namespace, command: str) -> dict:
