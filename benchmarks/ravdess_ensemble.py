@@ -9,7 +9,8 @@ a member without that file is exported first from its ``run_dir`` entries (under
 ``benchmarks/work/``), so an ensemble can be re-scored on any machine once its members have been
 exported. Every fold is scored twice: on its validation actors (``val_ua``: what an ensemble may
 be chosen by) and on its test actors (``ua``). Nothing is fitted: members weigh equally, so the
-test actors select nothing.
+test actors select nothing. ``--val-only`` drops every test row on reading and prints the
+validation scores alone: how an ensemble is judged before its test score may be seen.
 
 Plan, written down before any ensemble's test score was seen (2026-11-23, session 3):
 the single Attention CRNN recipe (``configs/ravdess_attn_crnn_cosine.yaml``, 56.6 % UA) is
@@ -22,6 +23,19 @@ budget, not by any score. Also reported, exploratory: the family ensemble of eve
 fixed-budget protocol (the three seeds + ``ravdess_6fold_v2_cosine.json``, whose recipe was
 written after seeing v2's seed-recipe test result), written to
 ``results/ravdess_6fold_ensemble_family.json``.
+
+Plan, written down before the test score of any ensemble below was seen (2026-11-23, session 6,
+CPU only): the CPU ensemble averages exactly three members, every one trained on the 2-core CPU
+with its per-clip probabilities committed: ``c5_deltas`` and ``c6_v2_mels128`` (the two search
+candidates that have them) and a new run of ATTN-CRNN v2's 64-mel recipe with seed 1
+(``python ravdess_6fold.py --config ../configs/ravdess_attn_crnn_v2_cosine.yaml --jobs 2 --set
+trainer.seed=1 --set run.name=v2_cosine_seed1 --out results/ravdess_6fold_v2_cosine_seed1.json``),
+the cheapest recipe on this CPU (30 epochs). Why expect a gain, from validation actors only:
+``--val-only`` on c5 + c6 gave 62.1 % mean validation UA against 58.9 % for the members alone.
+The member count (3) was fixed by this session's CPU time, not by any score. The ensemble is
+written to ``results/ravdess_6fold_ensemble_cpu.json`` and becomes the headline only if its mean
+validation UA beats the current headline ensemble's (63.8 %); it is reported whatever it scores.
+Caveat: the test scores of c5 and c6 alone (57.4 %, 57.2 %) were seen before this plan.
 """
 
 from __future__ import annotations
@@ -56,16 +70,24 @@ def main() -> None:
     parser.add_argument("members", nargs="+", help="results JSONs of ravdess_6fold.py runs")
     parser.add_argument("--out", default=str(RESULTS / "ravdess_6fold_ensemble.json"))
     parser.add_argument("--model", default=None, help="model name for the results (default: the members' names)")
+    parser.add_argument("--val-only", action="store_true",
+                        help="print the validation UA of the average and its members; read no test row, write nothing")
     args = parser.parse_args()
     member_results = [json.loads(Path(m).read_text()) for m in args.members]
     if any(r.get("speaker_norm") for r in member_results):
         raise SystemExit("a member is transductive (speaker_norm); the ensemble would be too: not supported here")
     files = [member_predictions(Path(m), r) for m, r in zip(args.members, member_results)]
-    averaged = average_members([load_predictions(f) for f in files], [str(f) for f in files])
+    predictions = [load_predictions(f) for f in files]
+    if args.val_only:  # test rows are dropped before anything is averaged or scored
+        predictions = [{key: part for key, part in p.items() if key[1] == "val"} for p in predictions]
+    averaged = average_members(predictions, [str(f) for f in files])
 
     def ua(part: FoldPart, probs: np.ndarray) -> float:
         return classification_metrics(part.labels, probs, part.class_names, bootstrap=0)["ua"]
 
+    if args.val_only:
+        print_validation(averaged, ua)
+        return
     test_speakers = {f["fold"]: f["test_speakers"] for f in member_results[0]["folds"]}
     folds = []
     for fold in sorted({k for k, _ in averaged}):
@@ -100,6 +122,15 @@ def main() -> None:
     write_json(Path(args.out), result)
     print(f"validation UA {result['mean_val_ua']:.3f} (members {result['mean_member_val_ua']:.3f}); "
           f"test UA {result['mean_ua']:.3f} ± {result['std_ua']:.3f} (members {result['mean_member_ua']:.3f}) -> {args.out}")
+
+
+def print_validation(averaged: dict, ua) -> None:
+    """Per-fold validation UA of the average and of each member, then their means over folds."""
+    rows = [(fold, ua(val, val.probs), [ua(val, p) for p in members]) for (fold, _), (val, members) in averaged.items()]
+    for fold, ensemble_ua, member_uas in rows:
+        print(f"fold {fold}: validation UA {ensemble_ua:.3f} (members {' '.join(f'{m:.3f}' for m in member_uas)})")
+    print(f"mean validation UA {np.mean([r[1] for r in rows]):.3f} "
+          f"(members {np.mean([np.mean(r[2]) for r in rows]):.3f})")
 
 
 if __name__ == "__main__":

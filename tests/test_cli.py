@@ -1,6 +1,7 @@
 """The CLI, run as a user runs it: prepare -> extract -> train -> evaluate -> predict."""
 
 import csv
+import gzip
 import json
 import shutil
 import subprocess
@@ -299,3 +300,40 @@ def test_committed_benchmark_predictions_reproduce_the_evaluation(trained, tmp_p
     fewer[(1, "test")] = type(first)(first.clip_ids[1:], first.labels[1:], first.probs[1:], first.class_names)
     with pytest.raises(SystemExit, match="clips or classes differ"):
         average_members([parts, fewer], ["a", "b"])
+
+
+def test_ensemble_benchmark_val_only_reads_no_test_row(trained, tmp_path, monkeypatch):
+    """``ravdess_ensemble.py --val-only`` scores the average on validation actors alone: members
+    whose test rows could not even be averaged still give the validation figure, which matches the
+    one recomputed from the files, and nothing is written."""
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    from predictions import export_predictions, load_predictions
+
+    from emorec.evaluation.metrics import classification_metrics
+
+    _, run_dir, _ = trained
+    export_predictions([run_dir], tmp_path / "a.csv.gz")
+    with gzip.open(tmp_path / "a.csv.gz", "rt") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    first_test = next(i for i, row in enumerate(body) if row[1] == "test")
+    broken = [row for i, row in enumerate(body) if i != first_test]  # one test clip fewer: cannot be averaged
+    with gzip.open(tmp_path / "b.csv.gz", "wt", newline="") as f:
+        csv.writer(f).writerows([header, *broken])
+    members = []
+    for name in ("a", "b"):
+        result = {"speaker_norm": False, "folds": [], "predictions": str(tmp_path / f"{name}.csv.gz")}
+        members.append(tmp_path / f"{name}.json")
+        members[-1].write_text(json.dumps(result))
+    script = [sys.executable, str(benchmarks / "ravdess_ensemble.py"), *map(str, members), "--out", str(tmp_path / "e.json")]
+    full = subprocess.run(script, cwd=benchmarks, capture_output=True, text=True)
+    assert full.returncode != 0 and "differ" in full.stderr
+    proc = subprocess.run([*script, "--val-only"], cwd=benchmarks, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "e.json").exists()
+    parts = load_predictions(tmp_path / "a.csv.gz")
+    expected = np.mean([classification_metrics(p.labels, p.probs, p.class_names, bootstrap=0)["ua"]
+                        for (fold, part), p in parts.items() if part == "val"])
+    assert f"mean validation UA {expected:.3f}" in proc.stdout
+    assert "test" not in proc.stdout.lower()
