@@ -82,11 +82,8 @@ def main() -> None:
         predictions = [{key: part for key, part in p.items() if key[1] == "val"} for p in predictions]
     averaged = average_members(predictions, [str(f) for f in files])
 
-    def ua(part: FoldPart, probs: np.ndarray) -> float:
-        return classification_metrics(part.labels, probs, part.class_names, bootstrap=0)["ua"]
-
     if args.val_only:
-        print_validation(averaged, ua)
+        print_validation(averaged)
         return
     test_speakers = {f["fold"]: f["test_speakers"] for f in member_results[0]["folds"]}
     folds = []
@@ -99,7 +96,7 @@ def main() -> None:
             "member_ua": [ua(test, p) for p in test_members],
             "val_ua": ua(val, val.probs), "member_val_ua": [ua(val, p) for p in val_members],
         })
-    ua = np.array([f["ua"] for f in folds])
+    fold_ua = np.array([f["ua"] for f in folds])
     names = sorted({r["model"] for r in member_results})
     result = {
         "corpus": member_results[0]["corpus"], "features": member_results[0]["features"],
@@ -107,7 +104,7 @@ def main() -> None:
         "protocol": member_results[0]["protocol"] + "; members averaged with equal weights",
         "speaker_norm": False,
         "folds": folds,
-        "mean_ua": float(ua.mean()), "std_ua": float(ua.std(ddof=1)),
+        "mean_ua": float(fold_ua.mean()), "std_ua": float(fold_ua.std(ddof=1)),
         "mean_wa": float(np.mean([f["wa"] for f in folds])),
         "mean_macro_f1": float(np.mean([f["macro_f1"] for f in folds])),
         "mean_member_ua": float(np.mean([f["member_ua"] for f in folds])),
@@ -116,7 +113,7 @@ def main() -> None:
         "members": [{"results": str(Path(m)), "model": r["model"], "mean_ua": r["mean_ua"], "command": r["command"]}
                     for m, r in zip(args.members, member_results)],
         "mean_train_seconds_per_fold": float(sum(r["mean_train_seconds_per_fold"] for r in member_results)),
-        "predictions": [str(f.relative_to(REPO)) for f in files],
+        "predictions": [str(f.relative_to(REPO) if f.is_relative_to(REPO) else f) for f in files],
         "command": command_line(),
     }
     write_json(Path(args.out), result)
@@ -124,7 +121,12 @@ def main() -> None:
           f"test UA {result['mean_ua']:.3f} ± {result['std_ua']:.3f} (members {result['mean_member_ua']:.3f}) -> {args.out}")
 
 
-def print_validation(averaged: dict, ua) -> None:
+def ua(part: FoldPart, probs: np.ndarray) -> float:
+    """Unweighted average recall of ``probs`` on the clips of ``part``."""
+    return classification_metrics(part.labels, probs, part.class_names, bootstrap=0)["ua"]
+
+
+def print_validation(averaged: dict) -> None:
     """Per-fold validation UA of the average and of each member, then their means over folds."""
     rows = [(fold, ua(val, val.probs), [ua(val, p) for p in members]) for (fold, _), (val, members) in averaged.items()]
     for fold, ensemble_ua, member_uas in rows:

@@ -337,3 +337,16 @@ def test_ensemble_benchmark_val_only_reads_no_test_row(trained, tmp_path, monkey
                         for (fold, part), p in parts.items() if part == "val"])
     assert f"mean validation UA {expected:.3f}" in proc.stdout
     assert "test" not in proc.stdout.lower()
+    # Members that agree are averaged and scored on the test actors too: a member with itself scores as it does alone.
+    report = json.loads(members[0].read_text()) | {
+        "corpus": "synthetic", "features": "logmel", "model": "attn_crnn", "protocol": "speaker k-fold",
+        "mean_ua": 0.0, "command": "test", "mean_train_seconds_per_fold": 1.0,
+        "folds": [{"fold": f, "test_speakers": []} for f in (1, 2, 3)]}
+    members[1].write_text(json.dumps(report | {"predictions": str(tmp_path / "a.csv.gz")}))
+    members[0].write_text(json.dumps(report))
+    proc = subprocess.run(script, cwd=benchmarks, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    ensemble = json.loads((tmp_path / "e.json").read_text())
+    for fold in ensemble["folds"]:
+        assert fold["ua"] == pytest.approx(fold["member_ua"][0]) and fold["val_ua"] == pytest.approx(fold["member_val_ua"][1])
+    assert ensemble["mean_val_ua"] == pytest.approx(expected)
