@@ -99,7 +99,8 @@ def main() -> None:
     fold_ua = np.array([f["ua"] for f in folds])
     names = sorted({r["model"] for r in member_results})
     result = {
-        "corpus": member_results[0]["corpus"], "features": member_results[0]["features"],
+        "corpus": member_results[0]["corpus"],
+        "features": " | ".join(dict.fromkeys(r["features"] for r in member_results)),  # each distinct one, in order
         "model": args.model or f"ensemble of {len(member_results)}: {' + '.join(names)}",
         "protocol": member_results[0]["protocol"] + "; members averaged with equal weights",
         "speaker_norm": False,
