@@ -77,24 +77,23 @@ def main() -> None:
     if any(r.get("speaker_norm") for r in member_results):
         raise SystemExit("a member is transductive (speaker_norm); the ensemble would be too: not supported here")
     files = [member_predictions(Path(m), r) for m, r in zip(args.members, member_results)]
-    predictions = [load_predictions(f) for f in files]
+    predictions, sources = [load_predictions(f) for f in files], [str(f) for f in files]
     if args.val_only:  # test rows are dropped before anything is averaged or scored
-        predictions = [{key: part for key, part in p.items() if key[1] == "val"} for p in predictions]
-    averaged = average_members(predictions, [str(f) for f in files])
-
-    if args.val_only:
-        print_validation(averaged)
+        print_validation(validation_scores(average_members([val_rows(p) for p in predictions], sources)))
         return
+    averaged = average_members(predictions, sources)
+    val_scores = validation_scores(averaged)
     test_speakers = {f["fold"]: f["test_speakers"] for f in member_results[0]["folds"]}
     folds = []
     for fold in sorted({k for k, _ in averaged}):
-        (val, val_members), (test, test_members) = averaged[(fold, "val")], averaged[(fold, "test")]
+        test, test_members = averaged[(fold, "test")]
+        val_ua, member_val_ua = val_scores[fold]
         metrics = classification_metrics(test.labels, test.probs, test.class_names, bootstrap=0)
         folds.append({
             "fold": fold, "test_speakers": test_speakers[fold],
             "ua": metrics["ua"], "wa": metrics["wa"], "macro_f1": metrics["macro_f1"],
             "member_ua": [ua(test, p) for p in test_members],
-            "val_ua": ua(val, val.probs), "member_val_ua": [ua(val, p) for p in val_members],
+            "val_ua": val_ua, "member_val_ua": member_val_ua,
         })
     fold_ua = np.array([f["ua"] for f in folds])
     names = sorted({r["model"] for r in member_results})
@@ -127,13 +126,23 @@ def ua(part: FoldPart, probs: np.ndarray) -> float:
     return classification_metrics(part.labels, probs, part.class_names, bootstrap=0)["ua"]
 
 
-def print_validation(averaged: dict) -> None:
+def val_rows(predictions: dict[tuple[int, str], FoldPart]) -> dict[tuple[int, str], FoldPart]:
+    """The validation parts of one member's predictions: what ``--val-only`` may read."""
+    return {key: part for key, part in predictions.items() if key[1] == "val"}
+
+
+def validation_scores(averaged: dict) -> dict[int, tuple[float, list[float]]]:
+    """``{fold: (validation UA of the average, [each member's])}`` from ``average_members``' output."""
+    return {fold: (ua(val, val.probs), [ua(val, p) for p in members])
+            for (fold, part), (val, members) in averaged.items() if part == "val"}
+
+
+def print_validation(scores: dict[int, tuple[float, list[float]]]) -> None:
     """Per-fold validation UA of the average and of each member, then their means over folds."""
-    rows = [(fold, ua(val, val.probs), [ua(val, p) for p in members]) for (fold, _), (val, members) in averaged.items()]
-    for fold, ensemble_ua, member_uas in rows:
+    for fold, (ensemble_ua, member_uas) in sorted(scores.items()):
         print(f"fold {fold}: validation UA {ensemble_ua:.3f} (members {' '.join(f'{m:.3f}' for m in member_uas)})")
-    print(f"mean validation UA {np.mean([r[1] for r in rows]):.3f} "
-          f"(members {np.mean([np.mean(r[2]) for r in rows]):.3f})")
+    print(f"mean validation UA {np.mean([e for e, _ in scores.values()]):.3f} "
+          f"(members {np.mean([np.mean(m) for _, m in scores.values()]):.3f})")
 
 
 if __name__ == "__main__":
