@@ -36,6 +36,20 @@ The member count (3) was fixed by this session's CPU time, not by any score. The
 written to ``results/ravdess_6fold_ensemble_cpu.json`` and becomes the headline only if its mean
 validation UA beats the current headline ensemble's (63.8 %); it is reported whatever it scores.
 Caveat: the test scores of c5 and c6 alone (57.4 %, 57.2 %) were seen before this plan.
+
+Plan, written down before any run below was trained (2026-11-23, session 7, CPU only): weight
+averaging. ATTN-CRNN v2's 64-mel recipe is trained with an exponential moving average of its
+weights and BatchNorm statistics (``configs/ravdess_attn_crnn_v2_ema.yaml``, decay 0.995), with
+exactly two seeds, 0 and 1 (``python ravdess_6fold.py --config ../configs/ravdess_attn_crnn_v2_ema.yaml
+--jobs 2 --set trainer.seed=S --set run.name=v2_ema_seedS --out results/ravdess_6fold_v2_ema_seedS.json``),
+the number this session's CPU time allows. (1) The average is judged against the same recipe
+without it, seed for seed, on validation actors: mean validation UA of the two EMA runs against
+that of ``ravdess_6fold_v2_cosine.json`` and ``ravdess_6fold_v2_cosine_seed1.json`` (59.9 %, 51.2 %:
+55.6 %); test UA is reported beside it whatever it shows. (2) The CPU ensemble grows by the two
+new runs: every run whose per-clip probabilities are committed, five members weighing equally
+(c5, c6, v2 seed 1 and the two EMA runs), written to ``results/ravdess_6fold_ensemble_cpu5.json``.
+It becomes the headline only if its mean validation UA beats the headline ensemble's 63.8 %; it
+is reported whatever it scores. Caveat: the three old members' test scores were seen before.
 """
 
 from __future__ import annotations

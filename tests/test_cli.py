@@ -216,11 +216,12 @@ def test_fixed_budget_run_keeps_its_last_epoch(trained, tmp_path):
     np.testing.assert_allclose(rates, expected, rtol=1e-6)
 
 
-def test_unknown_schedule_is_refused(trained, tmp_path):
+@pytest.mark.parametrize("setting", ["optim.schedule=linear", "trainer.ema_decay=1.5"])
+def test_impossible_training_setting_is_refused(setting, trained, tmp_path):
     root, _, _ = trained
-    proc = emorec("train", root / "recipe.yaml", "--quiet", "--run-dir", tmp_path, "--set", "optim.schedule=linear",
+    proc = emorec("train", root / "recipe.yaml", "--quiet", "--run-dir", tmp_path, "--set", setting,
                   cwd=root, check=False)
-    assert proc.returncode == 2 and "optim.schedule" in proc.stderr
+    assert proc.returncode == 2 and setting.split("=")[0] in proc.stderr
 
 
 def _probs(predictions_csv: Path) -> tuple[list[str], np.ndarray]:

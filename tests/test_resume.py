@@ -2,7 +2,9 @@
 
 The killed run is compared with an uninterrupted run of the same recipe: every epoch appears
 exactly once in ``metrics.csv`` and the resumed run is bit-identical (metrics and weights),
-because the checkpoint is taken after a complete epoch and carries the random states.
+because the checkpoint is taken after a complete epoch and carries the random states. Run
+twice: plain, and with an exponential moving average of the weights (``trainer.ema_decay``),
+whose average and raw weights both travel in the checkpoint.
 """
 
 import csv
@@ -50,8 +52,8 @@ def epoch_rows(metrics_csv: Path) -> tuple[list[int], list[int]]:
     return val, train
 
 
-@pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory):
+@pytest.fixture(scope="module", params=[0.0, 0.9], ids=["plain", "ema"])
+def killed_and_resumed(request, tmp_path_factory):
     from emorec.corpora.synthetic import generate_synthetic_corpus
 
     root = tmp_path_factory.mktemp("resume")
@@ -65,7 +67,7 @@ def killed_and_resumed(tmp_path_factory):
         "model": {"name": "attn_crnn", "channels": [8], "time_pool": [2], "freq_pool": [2], "gru_hidden": 32,
                   "attention_dim": 8, "dense": 8},
         "augment": {"noise": 0.01, "mixup": 0.2},  # random draws, so the RNG state matters
-        "trainer": {"epochs": EPOCHS, "batch_size": 8, "patience": 20},
+        "trainer": {"epochs": EPOCHS, "batch_size": 8, "patience": 20, "ema_decay": request.param},
         "run": {"name": "r", "bootstrap": 20},
     }
     (root / "recipe.yaml").write_text(yaml.safe_dump(config))
@@ -93,9 +95,13 @@ def killed_and_resumed(tmp_path_factory):
     rc = proc.wait(timeout=60)
     assert rc == -signal.SIGKILL, f"training ended by itself ({rc}) before the kill:\n{proc.stderr.read()[-3000:]}"
     run_dir = next((root / "killed").iterdir())
+    killed_ckpt = load_checkpoint(run_dir / "fold_1" / "checkpoints" / "last.ckpt")
+    raw = killed_ckpt.get("current_model_state")
     at_kill = {
+        "average_differs_from_raw": None if raw is None else any(
+            not torch.equal(raw[k], v) for k, v in killed_ckpt["state_dict"].items() if v.is_floating_point()),
         "heartbeat": json.loads((run_dir / "fold_1" / "heartbeat.json").read_text()),
-        "ckpt_epoch": load_checkpoint(run_dir / "fold_1" / "checkpoints" / "last.ckpt")["epoch"],
+        "ckpt_epoch": killed_ckpt["epoch"],
         "val_rows": epoch_rows(run_dir / "fold_1" / "metrics.csv")[0],
         "files": sorted(p.name for p in (root / "killed").iterdir()),
         "monitor": run_view(run_dir),
@@ -152,6 +158,22 @@ def test_the_resumed_run_equals_an_uninterrupted_one(killed_and_resumed):
     a = json.loads((run_dir / "fold_1" / "report" / "report.json").read_text())
     b = json.loads((straight / "fold_1" / "report" / "report.json").read_text())
     assert a["confusion_matrix"] == b["confusion_matrix"] and a["ua"] == b["ua"]
+
+
+def test_the_export_holds_the_chosen_checkpoints_weights_the_average_with_ema(killed_and_resumed):
+    from safetensors.torch import load_file
+
+    root, run_dir, _, at_kill, _ = killed_and_resumed
+    ema = yaml.safe_load((root / "recipe.yaml").read_text())["trainer"]["ema_decay"]
+    chosen = load_checkpoint(run_dir / "fold_1" / "checkpoints" / "best.ckpt")  # the recipe keeps the best epoch
+    exported = load_file(run_dir / "fold_1" / "model.safetensors")
+    assert exported.keys() and all(torch.equal(v, chosen["state_dict"][f"model.{k}"]) for k, v in exported.items())
+    last = load_checkpoint(run_dir / "fold_1" / "checkpoints" / "last.ckpt")
+    if ema:  # every optimiser step went into the average, across the kill
+        assert int(last["averaging_state"]["n_averaged"]) == last["global_step"]
+        assert at_kill["average_differs_from_raw"], "mid-run, state_dict holds the average, not the raw weights"
+    else:
+        assert "current_model_state" not in last and at_kill["average_differs_from_raw"] is None
 
 
 def test_resuming_a_finished_run_keeps_every_fold(killed_and_resumed):

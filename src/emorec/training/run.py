@@ -441,6 +441,8 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
         raise ConfigError(f"optim.schedule: expected plateau or cosine, got {cfg.optim.schedule!r}")
     if cfg.trainer.checkpoint not in ("best", "last"):
         raise ConfigError(f"trainer.checkpoint: expected best or last, got {cfg.trainer.checkpoint!r}")
+    if not 0.0 <= cfg.trainer.ema_decay < 1.0:
+        raise ConfigError(f"trainer.ema_decay: expected 0 (off) or a decay in (0, 1), got {cfg.trainer.ema_decay!r}")
     if cfg.loss.name not in ("ce", "focal"):
         raise ConfigError(f"loss.name: expected ce or focal, got {cfg.loss.name!r}")
     aug = cfg.augment
@@ -512,6 +514,13 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
                  LearningRateMonitor(logging_interval="epoch"), BatchSamplerEpoch(), checkpoint]
     if cfg.trainer.checkpoint == "best":  # "last" trains the full budget and keeps its final epoch
         callbacks.insert(1, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.trainer.patience))
+    if cfg.trainer.ema_decay:
+        # An exponential moving average of the weights and of BatchNorm's running statistics,
+        # updated every step: validation, both checkpoints' ``state_dict`` and the export hold
+        # the average (the raw weights travel in the checkpoint for resuming).
+        from lightning.pytorch.callbacks.weight_averaging import EMAWeightAveraging
+
+        callbacks.insert(0, EMAWeightAveraging(decay=cfg.trainer.ema_decay, use_buffers=True))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     devices, nodes = cfg.trainer.devices, cfg.trainer.num_nodes
