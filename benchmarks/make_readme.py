@@ -86,6 +86,18 @@ def seeds_table(paths: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def recipe_pairs_section(groups: dict[str, list]) -> str:
+    """Seeds of recipes side by side, and each recipe's seed means (how recipes are compared)."""
+    paths = [p for group in groups.values() for p in group]
+    lines = [seeds_table(paths)]
+    for label, group in groups.items():
+        results = [json.loads(p.read_text()) for p in group]
+        val = sum(val_score(r) for r in results) / len(results)
+        test = sum(r["mean_ua"] for r in results) / len(results)
+        lines.append(f"- {label}: mean over its {len(results)} seeds, validation UA {fmt(val)} %, test UA {fmt(test)} %")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parts = [INTRO]
     path = RESULTS / "ravdess_6fold_ensemble_mels128.json"
@@ -101,7 +113,18 @@ def main() -> None:
     path = RESULTS / "ravdess_search.json"
     if path.is_file():
         parts.append("## Recipe search on validation actors (`ravdess_search.py`)\n\n" + search_table(json.loads(path.read_text())))
-    for name, heading in (("ravdess_6fold_ensemble_cpu.json", "CPU ensemble: the deltas and v2/128-mel search candidates + ATTN-CRNN v2 (64 mels) seed 1 (plan fixed before its test score: `ravdess_ensemble.py`; not the headline, since its validation UA did not beat the headline ensemble's 63.8 %)"),
+    ema = sorted(RESULTS.glob("ravdess_6fold_v2_ema_seed*.json"))
+    if ema:
+        plain = [RESULTS / "ravdess_6fold_v2_cosine.json", RESULTS / "ravdess_6fold_v2_cosine_seed1.json"]
+        parts.append("## Weight averaging: ATTN-CRNN v2 (64 mels) with and without an EMA of its weights\n\n"
+                     "`configs/ravdess_attn_crnn_v2_ema.yaml` keeps an exponential moving average (decay 0.995 per "
+                     "step) of the weights and BatchNorm statistics instead of the last epoch's raw weights; the "
+                     "plan (two seeds, judged on validation actors against the same seeds without it) was "
+                     "written in `ravdess_ensemble.py` before they were trained.\n\n"
+                     + recipe_pairs_section({"without EMA (`ravdess_attn_crnn_v2_cosine.yaml`)": plain,
+                                             "with EMA (`ravdess_attn_crnn_v2_ema.yaml`)": ema}))
+    for name, heading in (("ravdess_6fold_ensemble_cpu5.json", "CPU ensemble: every run with committed per-clip probabilities: c5 (deltas), c6 (v2, 128 mels), v2 (64 mels) seed 1 and the EMA runs (plan fixed before the EMA runs were trained: `ravdess_ensemble.py`)"),
+                          ("ravdess_6fold_ensemble_cpu.json", "CPU ensemble: the deltas and v2/128-mel search candidates + ATTN-CRNN v2 (64 mels) seed 1 (plan fixed before its test score: `ravdess_ensemble.py`; not the headline, since its validation UA did not beat the headline ensemble's 63.8 %)"),
                           ("ravdess_6fold_ensemble.json", "Attention CRNN, ensemble of three seeds (plan fixed before any ensemble test score: `ravdess_ensemble.py`)"),
                           ("ravdess_6fold_ensemble_family.json", "Ensemble of every fixed-budget run (three Attention CRNN seeds + ATTN-CRNN v2; exploratory, as the v2 row)"),
                           ("ravdess_6fold_ensemble_v1_v2.json", "Attention CRNN + ATTN-CRNN v2 (its validation columns were the evidence for the seed-ensemble plan; its test column was computed after the plan's results, exploratory)")):
@@ -115,6 +138,8 @@ def main() -> None:
                           ("ravdess_6fold_long.json", "Attention CRNN, longer schedule (second recipe, written after seeing the first's per-fold results, so not a clean held-out estimate; also run without frequency shift and time stretch, which a re-run now applies)"),
                           ("ravdess_6fold_v2_cosine.json", "ATTN-CRNN v2 under the headline protocol (exploratory: written after seeing v2's seed-recipe result, so not a clean held-out estimate)"),
                           ("ravdess_6fold_v2_cosine_seed1.json", "ATTN-CRNN v2, the same recipe with seed 1 (a CPU ensemble member)"),
+                          ("ravdess_6fold_v2_ema_seed0.json", "ATTN-CRNN v2 with an EMA of its weights, seed 0 (a CPU ensemble member)"),
+                          ("ravdess_6fold_v2_ema_seed1.json", "ATTN-CRNN v2 with an EMA of its weights, seed 1 (a CPU ensemble member)"),
                           ("ravdess_6fold_baseline.json", "Classical baseline"),
                           ("ravdess_6fold_speaker_norm.json", "Attention CRNN with per-speaker normalisation (transductive)")):
         path = RESULTS / name

@@ -45,9 +45,12 @@ exactly two seeds, 0 and 1 (``python ravdess_6fold.py --config ../configs/ravdes
 the number this session's CPU time allows. (1) The average is judged against the same recipe
 without it, seed for seed, on validation actors: mean validation UA of the two EMA runs against
 that of ``ravdess_6fold_v2_cosine.json`` and ``ravdess_6fold_v2_cosine_seed1.json`` (59.9 %, 51.2 %:
-55.6 %); test UA is reported beside it whatever it shows. (2) The CPU ensemble grows by the two
-new runs: every run whose per-clip probabilities are committed, five members weighing equally
-(c5, c6, v2 seed 1 and the two EMA runs), written to ``results/ravdess_6fold_ensemble_cpu5.json``.
+55.6 %); test UA is reported beside it whatever it shows. (2) The CPU ensemble grows by the new
+runs: every run whose per-clip probabilities are committed, members weighing equally (c5, c6, v2
+seed 1 and the EMA runs), written to ``results/ravdess_6fold_ensemble_cpu5.json``. Amended at
+16:58 UTC, before any EMA run had finished an epoch past the first: a third EMA seed (2) is
+trained right after seed 1 if seed 1 finishes before 18:20 UTC (the clock is the only
+condition), and then joins as a sixth member; the ensemble is scored once, with all its members.
 It becomes the headline only if its mean validation UA beats the headline ensemble's 63.8 %; it
 is reported whatever it scores. Caveat: the three old members' test scores were seen before.
 """
