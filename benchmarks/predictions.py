@@ -15,6 +15,7 @@ import csv
 import gzip
 import io
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,10 @@ def predictions_path(results_json: Path) -> Path:
     return PREDICTIONS / f"{Path(results_json).stem}.csv.gz"
 
 
-def export_predictions(run_dirs: list[Path], out: Path) -> str:
-    """Write every fold's val and test probabilities of ``run_dirs`` to ``out``; returns its repo path."""
+def export_predictions(run_dirs: list[Path], out: Path, *, parts: tuple[str, ...] = ("val", "test"),
+                       predictor_for: Callable | None = None) -> str:
+    """Write every fold's probabilities on ``parts`` of ``run_dirs`` to ``out``; returns its repo path.
+    ``predictor_for(fold_dir, experiment, split)`` gives the model to use instead of the fold's export."""
     from emorec.evaluation.run_eval import experiment_for_run, fold_predictions, fold_split, trained_fold_dirs
     from emorec.runs import fold_number
 
@@ -57,8 +60,9 @@ def export_predictions(run_dirs: list[Path], out: Path) -> str:
             raise SystemExit(f"{run_dir}: classes {names} differ from the first run's")
         for fold_dir in trained_fold_dirs(run_dir):
             split = fold_split(fold_dir, experiment)
-            for part in ("val", "test"):
-                dataset, probs, _ = fold_predictions(fold_dir, experiment, split, part=part)
+            predictor = predictor_for(fold_dir, experiment, split) if predictor_for else None
+            for part in parts:
+                dataset, probs, _ = fold_predictions(fold_dir, experiment, split, part=part, predictor=predictor)
                 for clip, label, row in zip(dataset.clips, dataset.labels(), probs):
                     writer.writerow([fold_number(fold_dir), part, clip.clip_id, names[label],
                                      *[f"{p:.6f}" for p in row]])

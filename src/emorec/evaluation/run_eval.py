@@ -36,16 +36,18 @@ def experiment_for_run(run_dir: Path, progress: bool = True):
     return prepare_experiment(config, extract=True, progress=progress, splits=load_splits(run_dir / "splits.json"))
 
 
-def fold_predictions(fold_dir: Path, experiment, split, *, part: str = "test", drop: str | None = None):
+def fold_predictions(fold_dir: Path, experiment, split, *, part: str = "test", drop: str | None = None,
+                     predictor: Predictor | None = None):
     """The fold model's probabilities on one part of its split.
 
     ``part`` is ``"test"`` (evaluation) or ``"val"`` (the validation actors, which may be used to
-    choose a recipe or an ensemble). Returns ``(dataset, probs [N x C], predictor)``; the
-    dataset's clips are in the row order of ``probs``.
+    choose a recipe or an ensemble); ``predictor`` is the fold's exported model unless given.
+    Returns ``(dataset, probs [N x C], predictor)``; the dataset's clips are in the row order of
+    ``probs``.
     """
     if part not in ("test", "val"):
         raise EmorecError(f"part must be 'test' or 'val', got {part!r}")
-    predictor = Predictor.load(fold_dir)
+    predictor = predictor or Predictor.load(fold_dir)
     meta = predictor.meta
     if list(predictor.class_names) != list(experiment.class_names):
         raise EmorecError(f"{fold_dir}: model classes {predictor.class_names} differ from the data's {experiment.class_names}")
