@@ -33,25 +33,8 @@ import numpy as np
 from common import REPO, command_line
 from emorec.atomic import write_json
 from emorec.evaluation.metrics import classification_metrics
+from emorec.training.batch_norm import recalibrated_predictor
 from predictions import export_predictions, load_predictions, predictions_path
-
-
-def recalibrated(fold_dir: Path, experiment, split):
-    """The fold's exported model with BatchNorm statistics averaged over its training clips."""
-    from emorec.data import ClipDataset
-    from emorec.inference import Predictor
-    from emorec.training.batch_norm import recalibrate_batch_norm
-
-    predictor = Predictor.load(fold_dir)
-    if predictor.meta.get("speaker_norm"):
-        raise SystemExit(f"{fold_dir}: transductive (speaker_norm) runs are not supported here")
-    by_id = experiment.by_id
-    label_index = {name: i for i, name in enumerate(experiment.class_names)}
-    dims = {m: predictor.meta.get(f"{m}_dim") for m in ("audio", "video") if predictor.meta.get(f"{m}_dim")}
-    train = ClipDataset([by_id[i] for i in split.train if i in by_id], label_index, experiment.stores,
-                        predictor.normalizers(), dims=dims)
-    recalibrate_batch_norm(predictor.model, train)
-    return predictor
 
 
 def main() -> None:
@@ -70,11 +53,11 @@ def main() -> None:
     if args.val_only:  # the test actors are never predicted
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "val.csv.gz"
-            export_predictions(run_dirs, path, parts=("val",), predictor_for=recalibrated)
+            export_predictions(run_dirs, path, parts=("val",), predictor_for=recalibrated_predictor)
             predictions = load_predictions(path)
     else:
         out = Path(args.out)
-        written = export_predictions(run_dirs, predictions_path(out), predictor_for=recalibrated)
+        written = export_predictions(run_dirs, predictions_path(out), predictor_for=recalibrated_predictor)
         predictions = load_predictions(predictions_path(out))
     scores = {key: classification_metrics(p.labels, p.probs, p.class_names, bootstrap=0) for key, p in predictions.items()}
     before = {f["fold"]: f["val_best"] for f in source["folds"]}

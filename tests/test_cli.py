@@ -351,3 +351,41 @@ def test_ensemble_benchmark_val_only_reads_no_test_row(trained, tmp_path, monkey
     for fold in ensemble["folds"]:
         assert fold["ua"] == pytest.approx(fold["member_ua"][0]) and fold["val_ua"] == pytest.approx(fold["member_val_ua"][1])
     assert ensemble["mean_val_ua"] == pytest.approx(expected)
+
+
+def test_batch_norm_recalibration_recomputes_statistics_from_the_training_clips(trained):
+    """Precise BN: every BatchNorm's statistics become an average over the fold's training clips,
+    whatever they were before (the exported ones, or garbage), and the model comes back in eval mode."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from emorec.evaluation.run_eval import experiment_for_run, fold_predictions, fold_split
+    from emorec.inference import Predictor
+    from emorec.training.batch_norm import recalibrate_batch_norm, recalibrated_predictor, training_clips
+
+    _, run_dir, _ = trained
+    fold_dir = run_dir / "fold_1"
+    experiment = experiment_for_run(run_dir, progress=False)
+    split = fold_split(fold_dir, experiment)
+    exported = Predictor.load(fold_dir)
+    recalibrated = recalibrated_predictor(fold_dir, experiment, split)
+    garbage = Predictor.load(fold_dir)
+    norms = [m for m in garbage.model.modules() if isinstance(m, _BatchNorm)]
+    assert norms, "the tiny recipe's model has BatchNorm layers"
+    for norm in norms:
+        norm.running_mean.fill_(100.0)
+        norm.running_var.fill_(1e4)
+    train = training_clips(experiment, split, garbage)
+    assert len(train) == len(split.train) > 0
+    recalibrate_batch_norm(garbage.model, train)
+    assert not garbage.model.training
+    batches = -(-len(train) // 32)
+    for name, tensor in recalibrated.model.state_dict().items():
+        np.testing.assert_allclose(garbage.model.state_dict()[name].float().numpy(), tensor.float().numpy(),
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+        if name.endswith("num_batches_tracked"):
+            assert int(tensor) == batches, name  # each norm saw every training batch once
+    changed = [n for n, t in recalibrated.model.state_dict().items()
+               if n.endswith("running_mean") and not np.array_equal(t.numpy(), exported.model.state_dict()[n].numpy())]
+    assert changed, "the statistics were recomputed, not kept"
+    _, probs, _ = fold_predictions(fold_dir, experiment, split, part="val", predictor=recalibrated)
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-5)
