@@ -47,7 +47,7 @@ without it, seed for seed, on validation actors: mean validation UA of the two E
 that of ``ravdess_6fold_v2_cosine.json`` and ``ravdess_6fold_v2_cosine_seed1.json`` (59.9 %, 51.2 %:
 55.6 %); test UA is reported beside it whatever it shows. (2) The CPU ensemble grows by the new
 runs: every run whose per-clip probabilities are committed, members weighing equally (c5, c6, v2
-seed 1 and the EMA runs), written to ``results/ravdess_6fold_ensemble_cpu5.json``. Amended at
+seed 1 and the EMA runs), written to ``results/ravdess_6fold_ensemble_cpu6.json`` (named for its six members). Amended at
 16:58 UTC, before any EMA run had finished an epoch past the first: a third EMA seed (2) is
 trained right after seed 1 if seed 1 finishes before 18:20 UTC (the clock is the only
 condition), and then joins as a sixth member; the ensemble is scored once, with all its members.
