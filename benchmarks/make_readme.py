@@ -101,9 +101,20 @@ def recipe_pairs_section(groups: dict[str, list]) -> str:
 
 def main() -> None:
     parts = [INTRO]
+    path = RESULTS / "ravdess_6fold_ensemble_cpu_bn.json"
+    if path.is_file():
+        parts.append("## Headline: CPU ensemble of six attention CRNNs, the EMA runs' BatchNorm recalibrated\n\n"
+                     "Every run with committed per-clip probabilities, averaged: Attention CRNN with delta planes "
+                     "(c5), ATTN-CRNN v2 at 128 mels (c6) and at 64 mels (seed 1), and three ATTN-CRNN v2 runs with "
+                     "an EMA of their weights whose BatchNorm statistics were recomputed on training clips. The rule "
+                     "that made it the headline (mean validation UA above the previous headline's 63.8 %) was "
+                     "written in `bn_recalibration.py` before any recalibrated score was seen; its margin on "
+                     "validation is 0.1 points, i.e. the two ensembles tie on validation, and the previous "
+                     "headline is kept below. Caveat: the test scores of c5, c6 and v2 seed 1 alone were known "
+                     "before the plan.\n\n" + ensemble_table(json.loads(path.read_text())))
     path = RESULTS / "ravdess_6fold_ensemble_mels128.json"
     if path.is_file():
-        parts.append("## Headline: Attention CRNN on 128-mel log-mel, five seeds averaged\n\n"
+        parts.append("## Previous headline: Attention CRNN on 128-mel log-mel, five seeds averaged\n\n"
                      "The recipe (`configs/ravdess_attn_crnn_mels128.yaml`) was chosen by validation actors "
                      "(next section); the plan to average its seeds and make the ensemble the headline if its "
                      "validation UA beat the single runs' was written in `ravdess_search.py` before any of it "
@@ -134,8 +145,7 @@ def main() -> None:
                      "after EMA seed 1's validation collapse and before any recalibrated score.\n\n"
                      + recipe_pairs_section({"EMA, statistics as trained": raw,
                                              "EMA, statistics recalibrated": recalibrated}))
-    for name, heading in (("ravdess_6fold_ensemble_cpu_bn.json", "CPU ensemble with the EMA runs' BatchNorm recalibrated (plan: `bn_recalibration.py`)"),
-                          ("ravdess_6fold_ensemble_cpu6.json", "CPU ensemble: every run with committed per-clip probabilities: c5 (deltas), c6 (v2, 128 mels), v2 (64 mels) seed 1 and the EMA runs (plan fixed before the EMA runs were trained: `ravdess_ensemble.py`)"),
+    for name, heading in (("ravdess_6fold_ensemble_cpu6.json", "CPU ensemble: every run with committed per-clip probabilities: c5 (deltas), c6 (v2, 128 mels), v2 (64 mels) seed 1 and the EMA runs, statistics as trained (plan fixed before the EMA runs were trained: `ravdess_ensemble.py`; not the headline: validation UA below 63.8 %)"),
                           ("ravdess_6fold_ensemble_cpu.json", "CPU ensemble: the deltas and v2/128-mel search candidates + ATTN-CRNN v2 (64 mels) seed 1 (plan fixed before its test score: `ravdess_ensemble.py`; not the headline, since its validation UA did not beat the headline ensemble's 63.8 %)"),
                           ("ravdess_6fold_ensemble.json", "Attention CRNN, ensemble of three seeds (plan fixed before any ensemble test score: `ravdess_ensemble.py`)"),
                           ("ravdess_6fold_ensemble_family.json", "Ensemble of every fixed-budget run (three Attention CRNN seeds + ATTN-CRNN v2; exploratory, as the v2 row)"),
