@@ -101,6 +101,7 @@ def main() -> None:
     averaged = average_members(predictions, sources)
     val_scores = validation_scores(averaged)
     test_speakers = {f["fold"]: f["test_speakers"] for f in member_results[0]["folds"]}
+    member_epochs = [{f["fold"]: f.get("epochs") for f in r["folds"]} for r in member_results]
     folds = []
     for fold in sorted({k for k, _ in averaged}):
         test, test_members = averaged[(fold, "test")]
@@ -109,6 +110,7 @@ def main() -> None:
         folds.append({
             "fold": fold, "test_speakers": test_speakers[fold],
             "ua": metrics["ua"], "wa": metrics["wa"], "macro_f1": metrics["macro_f1"],
+            "epochs": [epochs[fold] for epochs in member_epochs],  # the epoch each member kept
             "member_ua": [ua(test, p) for p in test_members],
             "val_ua": val_ua, "member_val_ua": member_val_ua,
         })
