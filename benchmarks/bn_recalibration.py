@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("result", help="results JSON of a ravdess_6fold.py run whose run directories exist")
     parser.add_argument("--out", help="results JSON to write (required unless --val-only)")
     parser.add_argument("--val-only", action="store_true", help="score validation actors only; write nothing")
+    parser.add_argument("--predictions", help="per-clip probabilities to write (default: results/predictions/<out name>.csv.gz)")
     args = parser.parse_args()
     if not args.val_only and not args.out:
         parser.error("--out is required unless --val-only")
@@ -57,8 +58,9 @@ def main() -> None:
             predictions = load_predictions(path)
     else:
         out = Path(args.out)
-        written = export_predictions(run_dirs, predictions_path(out), predictor_for=recalibrated_predictor)
-        predictions = load_predictions(predictions_path(out))
+        path = Path(args.predictions) if args.predictions else predictions_path(out)
+        written = export_predictions(run_dirs, path, predictor_for=recalibrated_predictor)
+        predictions = load_predictions(path)
     scores = {key: classification_metrics(p.labels, p.probs, p.class_names, bootstrap=0) for key, p in predictions.items()}
     before = {f["fold"]: f["val_best"] for f in source["folds"]}
     for fold in sorted(before):

@@ -389,3 +389,37 @@ def test_batch_norm_recalibration_recomputes_statistics_from_the_training_clips(
     assert changed, "the statistics were recomputed, not kept"
     _, probs, _ = fold_predictions(fold_dir, experiment, split, part="val", predictor=recalibrated)
     assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_bn_recalibration_benchmark_scores_validation_first_and_writes_a_member(trained, tmp_path, monkeypatch):
+    """``bn_recalibration.py --val-only`` predicts no test clip and writes nothing; the full mode
+    writes a result whose validation figures are the ones --val-only printed and whose test
+    figures are those of the per-clip probabilities it wrote, so it can join an ensemble."""
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    from predictions import load_predictions
+
+    from emorec.evaluation.metrics import classification_metrics
+
+    _, run_dir, _ = trained
+    source = tmp_path / "run.json"
+    source.write_text(json.dumps({"model": "attn_crnn", "run_dir": [str(run_dir)], "command": "train",
+                                  "folds": [{"fold": f, "val_best": 0.5, "epochs": 2} for f in (1, 2, 3)]}))
+    script = [sys.executable, str(benchmarks / "bn_recalibration.py"), str(source)]
+    val_only = subprocess.run([*script, "--val-only"], cwd=benchmarks, capture_output=True, text=True)
+    assert val_only.returncode == 0, val_only.stderr
+    assert "test" not in val_only.stdout.lower() and not list(tmp_path.glob("*.gz"))
+    out, probs = tmp_path / "bn.json", tmp_path / "bn.csv.gz"
+    full = subprocess.run([*script, "--out", str(out), "--predictions", str(probs)], cwd=benchmarks,
+                          capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+    result = json.loads(out.read_text())
+    parts = load_predictions(probs)
+    for fold in result["folds"]:
+        number = fold["fold"]
+        assert f"fold {number}: validation UA {fold['val_best']:.3f}" in val_only.stdout
+        test = parts[(number, "test")]
+        assert fold["ua"] == classification_metrics(test.labels, test.probs, test.class_names, bootstrap=0)["ua"]
+        assert fold["epochs"] == 2  # the source's fields travel along
+    assert result["recalibrated_from"] == str(source) and result["predictions"] == str(probs)
+    assert "BatchNorm recalibrated" in result["model"]
