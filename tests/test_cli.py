@@ -358,9 +358,9 @@ def test_batch_norm_recalibration_recomputes_statistics_from_the_training_clips(
     whatever they were before (the exported ones, or garbage), and the model comes back in eval mode."""
     from torch.nn.modules.batchnorm import _BatchNorm
 
-    from emorec.evaluation.run_eval import experiment_for_run, fold_predictions, fold_split
+    from emorec.evaluation.run_eval import clips_dataset, experiment_for_run, fold_predictions, fold_split
     from emorec.inference import Predictor
-    from emorec.training.batch_norm import recalibrate_batch_norm, recalibrated_predictor, training_clips
+    from emorec.training.batch_norm import recalibrate_batch_norm, recalibrated_predictor
 
     _, run_dir, _ = trained
     fold_dir = run_dir / "fold_1"
@@ -374,7 +374,7 @@ def test_batch_norm_recalibration_recomputes_statistics_from_the_training_clips(
     for norm in norms:
         norm.running_mean.fill_(100.0)
         norm.running_var.fill_(1e4)
-    train = training_clips(experiment, split, garbage)
+    train = clips_dataset(experiment, split.train, garbage)
     assert len(train) == len(split.train) > 0
     recalibrate_batch_norm(garbage.model, train)
     assert not garbage.model.training

@@ -48,11 +48,23 @@ def fold_predictions(fold_dir: Path, experiment, split, *, part: str = "test", d
     if part not in ("test", "val"):
         raise EmorecError(f"part must be 'test' or 'val', got {part!r}")
     predictor = predictor or Predictor.load(fold_dir)
-    meta = predictor.meta
     if list(predictor.class_names) != list(experiment.class_names):
         raise EmorecError(f"{fold_dir}: model classes {predictor.class_names} differ from the data's {experiment.class_names}")
+    dataset = clips_dataset(experiment, getattr(split, part), predictor)
+    if len(dataset) == 0:
+        raise EmorecError(f"{fold_dir}: no {part} clip has cached features")
+    items = [dataset[i] for i in range(len(dataset))]
+    if drop:
+        items = [_drop_modality(item, drop) for item in items]
+    return dataset, predictor.predict_items(items), predictor
+
+
+def clips_dataset(experiment, clip_ids, predictor: Predictor) -> ClipDataset:
+    """The clips ``clip_ids`` as ``predictor`` sees them: its feature normalisers and sizes (a
+    speaker-normalised model gets each speaker's statistics from these clips)."""
+    meta = predictor.meta
     by_id = experiment.by_id
-    clips = [by_id[i] for i in getattr(split, part) if i in by_id]
+    clips = [by_id[i] for i in clip_ids if i in by_id]
     label_index = {name: i for i, name in enumerate(experiment.class_names)}
     normalizers = predictor.normalizers()
     speaker_norm = bool(meta.get("speaker_norm"))
@@ -61,13 +73,7 @@ def fold_predictions(fold_dir: Path, experiment, split, *, part: str = "test", d
 
         fit_speaker_statistics(normalizers, experiment, clips)
     dims = {m: meta.get(f"{m}_dim") for m in ("audio", "video") if meta.get(f"{m}_dim")}
-    dataset = ClipDataset(clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm, dims=dims)
-    if len(dataset) == 0:
-        raise EmorecError(f"{fold_dir}: no {part} clip has cached features")
-    items = [dataset[i] for i in range(len(dataset))]
-    if drop:
-        items = [_drop_modality(item, drop) for item in items]
-    return dataset, predictor.predict_items(items), predictor
+    return ClipDataset(clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm, dims=dims)
 
 
 def fold_split(fold_dir: Path, experiment):

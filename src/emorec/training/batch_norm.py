@@ -29,23 +29,14 @@ def recalibrate_batch_norm(model: torch.nn.Module, dataset: ClipDataset, *, batc
     return model.eval()
 
 
-def training_clips(experiment, split, predictor) -> ClipDataset:
-    """A fold's training clips as ``predictor`` sees them: its feature normalisers, its feature sizes."""
-    meta = predictor.meta
-    label_index = {name: i for i, name in enumerate(experiment.class_names)}
-    dims = {m: meta[f"{m}_dim"] for m in ("audio", "video") if meta.get(f"{m}_dim")}
-    by_id = experiment.by_id
-    return ClipDataset([by_id[i] for i in split.train if i in by_id], label_index, experiment.stores,
-                       predictor.normalizers(), dims=dims)
-
-
 def recalibrated_predictor(fold_dir, experiment, split):
     """The fold's exported model with BatchNorm statistics averaged over its training clips."""
     from emorec.errors import EmorecError
+    from emorec.evaluation.run_eval import clips_dataset
     from emorec.inference import Predictor
 
     predictor = Predictor.load(fold_dir)
     if predictor.meta.get("speaker_norm"):
         raise EmorecError(f"{fold_dir}: BatchNorm recalibration of a speaker-normalised (transductive) model is not supported")
-    recalibrate_batch_norm(predictor.model, training_clips(experiment, split, predictor))
+    recalibrate_batch_norm(predictor.model, clips_dataset(experiment, split.train, predictor))
     return predictor
