@@ -423,3 +423,40 @@ def test_bn_recalibration_benchmark_scores_validation_first_and_writes_a_member(
         assert fold["epochs"] == 2  # the source's fields travel along
     assert result["recalibrated_from"] == str(source) and result["predictions"] == str(probs)
     assert "BatchNorm recalibrated" in result["model"]
+
+
+def test_training_can_recalibrate_batch_norm_of_the_kept_weights(trained, tmp_path):
+    """``trainer.recalibrate_bn``: the exported weights carry statistics recomputed on the fold's
+    training clips (recomputing them again changes nothing), the checkpoint keeps the trained ones,
+    and the validation score recorded for the fold is the exported model's."""
+    from emorec.evaluation.metrics import classification_metrics
+    from emorec.evaluation.run_eval import clips_dataset, experiment_for_run, fold_predictions, fold_split
+    from emorec.inference import Predictor
+    from emorec.training.batch_norm import recalibrate_batch_norm
+    from emorec.training.callbacks import load_checkpoint
+
+    root, _, _ = trained
+    emorec("train", root / "recipe.yaml", "--quiet", "--run-dir", tmp_path, "--set", "trainer.recalibrate_bn=true",
+           "--set", "trainer.checkpoint=last", cwd=root)
+    run_dir = next(tmp_path.glob("t-*"))
+    fold_dir = run_dir / "fold_1"
+    meta = json.loads((fold_dir / "model.json").read_text())
+    assert meta["bn_recalibrated"] is True
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]
+    experiment = experiment_for_run(run_dir, progress=False)
+    split = fold_split(fold_dir, experiment)
+    exported = Predictor.load(fold_dir)
+    again = Predictor.load(fold_dir)
+    recalibrate_batch_norm(again.model, clips_dataset(experiment, split.train, again), batch_size=cfg["batch_size"],
+                           seed=cfg["seed"])
+    stats = [k for k in exported.model.state_dict() if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for key in stats:
+        np.testing.assert_allclose(again.model.state_dict()[key].numpy(), exported.model.state_dict()[key].numpy(),
+                                   rtol=1e-5, atol=1e-6, err_msg=key)
+    trained_stats = load_checkpoint(fold_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    assert any(not np.allclose(trained_stats[f"model.{k}"].numpy(), exported.model.state_dict()[k].numpy()) for k in stats)
+    _, probs, _ = fold_predictions(fold_dir, experiment, split, part="val")
+    dataset = clips_dataset(experiment, split.val, exported)
+    ua = classification_metrics(dataset.labels(), probs, experiment.class_names, bootstrap=0)["ua"]
+    assert meta["best_score"] == pytest.approx(ua, abs=1e-6)

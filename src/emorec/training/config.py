@@ -91,7 +91,8 @@ class TrainerConfig:
     num_workers: int = 0
     threads: int | None = None               # torch intra-op threads (default: torch's choice)
     ema_decay: float = 0.0                   # >0: validate, checkpoint and export an EMA of the weights
-                                             # (and of BatchNorm statistics: see training/batch_norm.py)
+                                             # (and of BatchNorm statistics: see recalibrate_bn)
+    recalibrate_bn: bool = False             # recompute BatchNorm statistics of the kept weights on training clips
 
 
 @dataclass

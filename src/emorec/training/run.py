@@ -558,6 +558,11 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
             score = (read_epoch_metrics(fold_dir / "metrics.csv").get(monitor) or [float("nan")])[-1]
         else:
             best_epoch = _best_epoch(fold_dir / "metrics.csv", monitor, mode)
+        if cfg.trainer.recalibrate_bn:  # the kept weights' own statistics; the checkpoints keep the trained ones
+            from emorec.training.batch_norm import recalibrate_batch_norm
+
+            recalibrate_batch_norm(module.model, train_set, batch_size=cfg.trainer.batch_size, seed=cfg.trainer.seed)
+            score = validation_metrics(module, val_loader, experiment.class_names)[monitor]
         export_model(module, fold_dir, class_names=experiment.class_names, feature_specs=experiment.feature_specs,
                      normalizers=normalizers, speaker_norm=cfg.data.normalization == "speaker",
                      extra={"fold": split.name, "best_epoch": best_epoch,
@@ -565,10 +570,28 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
                             "train_seconds": round(summary.get("train_seconds") or seconds, 2),
                             "train_clips": len(train_set), "monitor": monitor,
                             "best_score": float(score if score is not None else float("nan")),
-                            "checkpoint": cfg.trainer.checkpoint,
+                            "checkpoint": cfg.trainer.checkpoint, "bn_recalibrated": cfg.trainer.recalibrate_bn,
                             "world_size": trainer.world_size})
         write_history(fold_dir / "metrics.csv", fold_dir / "history.npz")
     return fold_dir
+
+
+def validation_metrics(module, val_loader, class_names) -> dict[str, float]:
+    """``val/loss``, ``val/acc``, ``val/ua``, ``val/macro_f1`` of ``module`` as it is now (eval mode),
+    for weights changed after the last logged validation."""
+    from emorec.evaluation.metrics import classification_metrics
+
+    module.eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for batch in val_loader:
+            logits.append(module.model(batch).float())
+            labels.append(batch["label"])
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    probs = logits.softmax(-1).numpy()
+    metrics = classification_metrics(labels.numpy(), probs, list(class_names), bootstrap=0)
+    return {"val/loss": float(module.eval_loss_fn(logits, labels)), "val/acc": metrics["wa"],
+            "val/ua": metrics["ua"], "val/macro_f1": metrics["macro_f1"]}
 
 
 def _read_json(path: Path) -> dict:
