@@ -562,7 +562,7 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
             from emorec.training.batch_norm import recalibrate_batch_norm
 
             recalibrate_batch_norm(module.model, train_set, batch_size=cfg.trainer.batch_size, seed=cfg.trainer.seed)
-            score = validation_metrics(module, val_loader, experiment.class_names)[monitor]
+            score = validation_metrics(module, val_set, experiment.class_names, batch_size=cfg.trainer.batch_size)[monitor]
         export_model(module, fold_dir, class_names=experiment.class_names, feature_specs=experiment.feature_specs,
                      normalizers=normalizers, speaker_norm=cfg.data.normalization == "speaker",
                      extra={"fold": split.name, "best_epoch": best_epoch,
@@ -576,11 +576,17 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
     return fold_dir
 
 
-def validation_metrics(module, val_loader, class_names) -> dict[str, float]:
+def validation_metrics(module, val_set: ClipDataset, class_names, *, batch_size: int = 32) -> dict[str, float]:
     """``val/loss``, ``val/acc``, ``val/ua``, ``val/macro_f1`` of ``module`` as it is now (eval mode),
-    for weights changed after the last logged validation."""
+    for weights changed after the last logged validation. Every validation clip, in this process
+    (the training loader is sharded under DDP)."""
+    from torch.utils.data import DataLoader
+
+    from emorec.data import pad_collate
     from emorec.evaluation.metrics import classification_metrics
 
+    val_loader = DataLoader(val_set, collate_fn=pad_collate, batch_sampler=BucketBatchSampler(
+        val_set.lengths(val_set.modalities[0]), batch_size, shuffle=False))
     module.eval()
     logits, labels = [], []
     with torch.no_grad():
