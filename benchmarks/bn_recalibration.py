@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common import REPO, command_line
+from common import command_line, summarise_folds
 from emorec.atomic import write_json
 from emorec.evaluation.metrics import classification_metrics
 from emorec.training.batch_norm import recalibrated_predictor
-from predictions import export_predictions, load_predictions, predictions_path
+from predictions import export_predictions, load_predictions, predictions_path, run_dirs_of
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
     if not args.val_only and not args.out:
         parser.error("--out is required unless --val-only")
     source = json.loads(Path(args.result).read_text())
-    run_dirs = [REPO / d for d in (source["run_dir"] if isinstance(source["run_dir"], list) else [source["run_dir"]])]
+    run_dirs = run_dirs_of(source)
     missing = [str(d) for d in run_dirs if not d.is_dir()]
     if missing:
         raise SystemExit(f"{args.result}: run directories gone: {', '.join(missing)}")
@@ -72,12 +72,10 @@ def main() -> None:
     folds = [dict(f, ua=scores[(f["fold"], "test")]["ua"], wa=scores[(f["fold"], "test")]["wa"],
                   macro_f1=scores[(f["fold"], "test")]["macro_f1"], val_best=scores[(f["fold"], "val")]["ua"])
              for f in source["folds"]]
-    fold_ua = np.array([f["ua"] for f in folds])
-    result = dict(source, model=f"{source['model']} + BatchNorm recalibrated on training clips", folds=folds,
-                  mean_ua=float(fold_ua.mean()), std_ua=float(fold_ua.std(ddof=1)),
-                  mean_wa=float(np.mean([f["wa"] for f in folds])),
-                  mean_macro_f1=float(np.mean([f["macro_f1"] for f in folds])),
-                  mean_val_best=val, recalibrated_from=str(args.result), predictions=written, command=command_line())
+    summary = summarise_folds(folds, corpus=source["corpus"], features=source["features"],
+                              model=f"{source['model']} + BatchNorm recalibrated on training clips",
+                              command=command_line(), speaker_norm=False, run_dir=source["run_dir"])
+    result = dict(source, **summary, recalibrated_from=str(args.result), predictions=written)
     write_json(out, result)
     print(f"test UA {result['mean_ua']:.3f} ± {result['std_ua']:.3f} -> {out}")
 

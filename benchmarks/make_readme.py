@@ -137,7 +137,7 @@ def main() -> None:
                                              "with EMA (`ravdess_attn_crnn_v2_ema.yaml`)": ema}))
     recalibrated = sorted(RESULTS.glob("ravdess_6fold_v2_ema_seed*_bn.json"))
     if recalibrated:
-        raw = [RESULTS / json.loads(p.read_text())["recalibrated_from"].removeprefix("results/") for p in recalibrated]
+        raw = [RESULTS.parent / json.loads(p.read_text())["recalibrated_from"] for p in recalibrated]
         parts.append("## BatchNorm recalibration of the EMA runs (`bn_recalibration.py`)\n\n"
                      "The same fold models with every BatchNorm's running statistics recomputed as an average "
                      "over the fold's un-augmented training clips (training actors only: inductive); the plan "

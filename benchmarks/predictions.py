@@ -41,6 +41,12 @@ def predictions_path(results_json: Path) -> Path:
     return PREDICTIONS / f"{Path(results_json).stem}.csv.gz"
 
 
+def run_dirs_of(result: dict) -> list[Path]:
+    """A result's run directories (``run_dir`` is one path or a list, relative to the repo)."""
+    dirs = result["run_dir"] if isinstance(result["run_dir"], list) else [result["run_dir"]]
+    return [REPO / d for d in dirs]
+
+
 def export_predictions(run_dirs: list[Path], out: Path, *, parts: tuple[str, ...] = ("val", "test"),
                        predictor_for: Callable | None = None) -> str:
     """Write every fold's probabilities on ``parts`` of ``run_dirs`` to ``out``; returns its repo path.
@@ -127,8 +133,7 @@ def main() -> None:
     parser.add_argument("results", nargs="+", help="results JSONs of ravdess_6fold.py whose run directories exist")
     for results_json in map(Path, parser.parse_args().results):
         result = json.loads(results_json.read_text())
-        dirs = result["run_dir"] if isinstance(result["run_dir"], list) else [result["run_dir"]]
-        result["predictions"] = export_predictions([REPO / d for d in dirs], predictions_path(results_json))
+        result["predictions"] = export_predictions(run_dirs_of(result), predictions_path(results_json))
         write_json(results_json, result)
         print(f"{results_json} -> {result['predictions']}")
 

@@ -66,7 +66,8 @@ import numpy as np
 from common import REPO, RESULTS, command_line
 from emorec.atomic import write_json
 from emorec.evaluation.metrics import classification_metrics
-from predictions import FoldPart, average_members, export_predictions, load_predictions, predictions_path
+from predictions import (FoldPart, average_members, export_predictions, load_predictions, predictions_path,
+                         run_dirs_of)
 
 
 def member_predictions(results_json: Path, result: dict) -> Path:
@@ -74,8 +75,7 @@ def member_predictions(results_json: Path, result: dict) -> Path:
     path = REPO / result["predictions"] if result.get("predictions") else predictions_path(results_json)
     if path.is_file():
         return path
-    dirs = result["run_dir"] if isinstance(result["run_dir"], list) else [result["run_dir"]]
-    run_dirs = [REPO / d for d in dirs]
+    run_dirs = run_dirs_of(result)
     if not all(d.is_dir() for d in run_dirs):
         raise SystemExit(f"{results_json}: no predictions file ({path}) and its run directories are gone")
     export_predictions(run_dirs, path)

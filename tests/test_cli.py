@@ -403,8 +403,10 @@ def test_bn_recalibration_benchmark_scores_validation_first_and_writes_a_member(
 
     _, run_dir, _ = trained
     source = tmp_path / "run.json"
-    source.write_text(json.dumps({"model": "attn_crnn", "run_dir": [str(run_dir)], "command": "train",
-                                  "folds": [{"fold": f, "val_best": 0.5, "epochs": 2} for f in (1, 2, 3)]}))
+    source.write_text(json.dumps({"corpus": "synthetic", "features": "logmel", "model": "attn_crnn",
+                                  "run_dir": [str(run_dir)], "command": "train",
+                                  "folds": [{"fold": f, "val_best": 0.5, "epochs": 2, "train_seconds": 1.0}
+                                            for f in (1, 2, 3)]}))
     script = [sys.executable, str(benchmarks / "bn_recalibration.py"), str(source)]
     val_only = subprocess.run([*script, "--val-only"], cwd=benchmarks, capture_output=True, text=True)
     assert val_only.returncode == 0, val_only.stderr
