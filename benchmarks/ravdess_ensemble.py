@@ -54,21 +54,23 @@ condition), and then joins as a sixth member; the ensemble is scored once, with 
 It becomes the headline only if its mean validation UA beats the headline ensemble's 63.8 %; it
 is reported whatever it scores. Caveat: the three old members' test scores were seen before.
 
-Plan, written down before any run below was trained (2026-11-23, session 8, 20:40 UTC, CPU only):
+Plan, written down before any run below was trained (2026-11-23, session 8, 20:21 UTC, CPU only):
 the recalibration is built into training (``configs/ravdess_attn_crnn_v2_ema_bn.yaml``:
 the EMA recipe + ``trainer.recalibrate_bn``) and the CPU ensemble grows by new seeds of it:
-seed 3, then seed 4 (``python ravdess_6fold.py --config ../configs/ravdess_attn_crnn_v2_ema_bn.yaml
---jobs 2 --set trainer.seed=S --set run.name=v2_ema_bn_seedS --out results/ravdess_6fold_v2_ema_bn_seedS.json``);
-seed 4 is trained only if it can start before 21:55 UTC (the clock is the only condition). The
+seed 3, then seed 4, then seed 5 (``python ravdess_6fold.py --config ../configs/ravdess_attn_crnn_v2_ema_bn.yaml
+--jobs 2 --set trainer.seed=S --set run.name=v2_ema_bn_seedS --out results/ravdess_6fold_v2_ema_bn_seedS.json``),
+each trained only if it can start before 21:55 UTC (the clock is the only condition). The
 ensemble is the headline ensemble's six members plus every new seed, members weighing equally,
-written to ``results/ravdess_6fold_ensemble_cpu_bn8.json`` (``_bn7`` if seed 4 did not run),
-scored once with all its members. It becomes the headline only if its mean validation UA beats
-the headline's 63.9 %; it is reported whatever it scores. Issue #3's 65 % is judged on this
-inductive protocol only. Also measured, if it can start before 22:05 UTC: the same recipe,
+written to ``results/ravdess_6fold_ensemble_cpu_bnN.json`` (N = its member count), scored once
+with all its members. It becomes the headline only if its mean validation UA beats the
+headline's 63.9 %; it is reported whatever it scores. Issue #3's 65 % is judged on this
+inductive protocol only. Also measured, if it can start before 22:15 UTC: the same recipe,
 seed 3, with per-speaker feature standardisation (``--set data.normalization=speaker``, run
 name ``v2_ema_bn_spk_seed3``): transductive (each test actor's unlabelled clips set its own
 statistics), so it is reported beside its inductive twin, seed for seed, and never joins an
-inductive ensemble nor counts for the headline or for #3.
+inductive ensemble nor counts for the headline or for #3. (Amended at 20:24 UTC while seed 3
+was in its second epoch, no score read: the clock stamp corrected, seed 5 added and the
+speaker-normalised run moved after it, as seed 3 runs faster than the first draft assumed.)
 """
 
 from __future__ import annotations
