@@ -62,7 +62,7 @@ def main() -> None:
     features = ", ".join(f"{k}={v}" for k, v in config.data.features.items())
     result = run_to_result(run_dir, corpus="RAVDESS speech (audio-only, 1440 clips, 24 actors, 8 classes)",
                            features=features, model=config.model["name"], command=command_line(),
-                           speaker_norm=args.speaker_norm)
+                           speaker_norm=config.data.normalization == "speaker")
     if args.predictions:
         result["predictions"] = export_predictions([run_dir], predictions_path(out))
     write_json(out, result)
@@ -97,7 +97,7 @@ def run_parallel(args: argparse.Namespace, command: str) -> dict:
     first = results[0]
     return summarise_folds([f for r in results for f in r["folds"]], corpus=first["corpus"],
                            features=first["features"], model=first["model"], command=command,
-                           speaker_norm=args.speaker_norm, run_dir=[r["run_dir"] for r in results])
+                           speaker_norm=any(r["speaker_norm"] for r in results), run_dir=[r["run_dir"] for r in results])
 
 
 if __name__ == "__main__":

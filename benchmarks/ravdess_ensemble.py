@@ -65,7 +65,7 @@ written to ``results/ravdess_6fold_ensemble_cpu_bnN.json`` (N = its member count
 with all its members. It becomes the headline only if its mean validation UA beats the
 headline's 63.9 %; it is reported whatever it scores. Issue #3's 65 % is judged on this
 inductive protocol only. Also measured, if it can start before 22:15 UTC: the same recipe,
-seed 3, with per-speaker feature standardisation (``--set data.normalization=speaker``, run
+seed 3, with per-speaker feature standardisation (``--speaker-norm``, i.e. ``data.normalization=speaker``, run
 name ``v2_ema_bn_spk_seed3``): transductive (each test actor's unlabelled clips set its own
 statistics), so it is reported beside its inductive twin, seed for seed, and never joins an
 inductive ensemble nor counts for the headline or for #3. (Amended at 20:24 UTC while seed 3
