@@ -95,7 +95,7 @@ def recipe_pairs_section(groups: dict[str, list]) -> str:
         results = [json.loads(p.read_text()) for p in group]
         val = sum(val_score(r) for r in results) / len(results)
         test = sum(r["mean_ua"] for r in results) / len(results)
-        lines.append(f"- {label}: mean over its {len(results)} seeds, validation UA {fmt(val)} %, test UA {fmt(test)} %")
+        lines.append(f"- {label}: mean over its {len(results)} seed{'s' if len(results) > 1 else ''}, validation UA {fmt(val)} %, test UA {fmt(test)} %")
     return "\n".join(lines) + "\n"
 
 
