@@ -61,6 +61,14 @@ def ensemble_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def ensemble_section(name: str, heading: str, prose: str = "") -> str | None:
+    """``## heading``, an optional paragraph, and the ensemble's table; None if ``name`` is not in results/."""
+    path = RESULTS / name
+    if not path.is_file():
+        return None
+    return f"## {heading}\n\n" + (f"{prose}\n\n" if prose else "") + ensemble_table(json.loads(path.read_text()))
+
+
 def search_table(search: dict) -> str:
     lines = ["One change at a time to the headline recipe `configs/ravdess_attn_crnn_cosine.yaml`, seed 0. "
              f"Selection rule: {search['rule']}; test UA is listed for every candidate so what selection "
@@ -101,32 +109,32 @@ def recipe_pairs_section(groups: dict[str, list]) -> str:
 
 def main() -> None:
     parts = [INTRO]
-    path = RESULTS / "ravdess_6fold_ensemble_cpu_bn9.json"
-    if path.is_file():
-        parts.append("## Headline: CPU ensemble of nine attention CRNNs, six of them EMA runs with recalibrated BatchNorm\n\n"
-                     "The previous headline's six members plus three new seeds (3, 4, 5) of ATTN-CRNN v2 with an EMA "
-                     "of its weights and `trainer.recalibrate_bn` (`configs/ravdess_attn_crnn_v2_ema_bn.yaml`). The "
-                     "plan (members, seeds by the clock only, and the rule: headline if its mean validation UA beats "
-                     "the previous headline's 63.9 %) was written in `ravdess_ensemble.py` before any new seed was "
-                     "trained; validation was read before test. Caveat: the test scores of the six older members "
-                     "were known before the plan.\n\n" + ensemble_table(json.loads(path.read_text())))
-    path = RESULTS / "ravdess_6fold_ensemble_cpu_bn.json"
-    if path.is_file():
-        parts.append("## Previous headline: CPU ensemble of six attention CRNNs, the EMA runs' BatchNorm recalibrated\n\n"
-                     "Every run with committed per-clip probabilities at the time, averaged: Attention CRNN with delta planes "
-                     "(c5), ATTN-CRNN v2 at 128 mels (c6) and at 64 mels (seed 1), and three ATTN-CRNN v2 runs with "
-                     "an EMA of their weights whose BatchNorm statistics were recomputed on training clips. The rule "
-                     "that made it the headline (mean validation UA above the earlier headline's 63.8 %) was "
-                     "written in `bn_recalibration.py` before any recalibrated score was seen; its margin on "
-                     "validation was 0.1 points, i.e. a tie. Caveat: the test scores of c5, c6 and v2 seed 1 alone "
-                     "were known before the plan.\n\n" + ensemble_table(json.loads(path.read_text())))
-    path = RESULTS / "ravdess_6fold_ensemble_mels128.json"
-    if path.is_file():
-        parts.append("## Earlier headline: Attention CRNN on 128-mel log-mel, five seeds averaged\n\n"
-                     "The recipe (`configs/ravdess_attn_crnn_mels128.yaml`) was chosen by validation actors "
-                     "(next section); the plan to average its seeds and make the ensemble the headline if its "
-                     "validation UA beat the single runs' was written in `ravdess_search.py` before any of it "
-                     "was trained. Five seeds: what the lent GPU's time allowed.\n\n" + ensemble_table(json.loads(path.read_text())))
+    headlines = (
+        ("ravdess_6fold_ensemble_cpu_bn9.json",
+         "Headline: CPU ensemble of nine attention CRNNs, six of them EMA runs with recalibrated BatchNorm",
+         "The previous headline's six members plus three new seeds (3, 4, 5) of ATTN-CRNN v2 with an EMA "
+         "of its weights and `trainer.recalibrate_bn` (`configs/ravdess_attn_crnn_v2_ema_bn.yaml`). The "
+         "plan (members, seeds by the clock only, and the rule: headline if its mean validation UA beats "
+         "the previous headline's 63.9 %) was written in `ravdess_ensemble.py` before any new seed was "
+         "trained; validation was read before test. Caveat: the test scores of the six older members "
+         "were known before the plan."),
+        ("ravdess_6fold_ensemble_cpu_bn.json",
+         "Previous headline: CPU ensemble of six attention CRNNs, the EMA runs' BatchNorm recalibrated",
+         "Every run with committed per-clip probabilities at the time, averaged: Attention CRNN with delta planes "
+         "(c5), ATTN-CRNN v2 at 128 mels (c6) and at 64 mels (seed 1), and three ATTN-CRNN v2 runs with "
+         "an EMA of their weights whose BatchNorm statistics were recomputed on training clips. The rule "
+         "that made it the headline (mean validation UA above the earlier headline's 63.8 %) was "
+         "written in `bn_recalibration.py` before any recalibrated score was seen; its margin on "
+         "validation was 0.1 points, i.e. a tie. Caveat: the test scores of c5, c6 and v2 seed 1 alone "
+         "were known before the plan."),
+        ("ravdess_6fold_ensemble_mels128.json",
+         "Earlier headline: Attention CRNN on 128-mel log-mel, five seeds averaged",
+         "The recipe (`configs/ravdess_attn_crnn_mels128.yaml`) was chosen by validation actors "
+         "(next section); the plan to average its seeds and make the ensemble the headline if its "
+         "validation UA beat the single runs' was written in `ravdess_search.py` before any of it "
+         "was trained. Five seeds: what the lent GPU's time allowed."))
+    parts += filter(None, (ensemble_section(*h) for h in headlines))
+    if (RESULTS / "ravdess_6fold_ensemble_mels128.json").is_file():
         seeds = sorted((RESULTS / "search").glob("c2_mels128*.json"))
         if seeds:
             parts.append("### Its members, one row per seed\n\n" + seeds_table(seeds))
@@ -175,9 +183,9 @@ def main() -> None:
                           ("ravdess_6fold_ensemble.json", "Attention CRNN, ensemble of three seeds (plan fixed before any ensemble test score: `ravdess_ensemble.py`)"),
                           ("ravdess_6fold_ensemble_family.json", "Ensemble of every fixed-budget run (three Attention CRNN seeds + ATTN-CRNN v2; exploratory, as the v2 row)"),
                           ("ravdess_6fold_ensemble_v1_v2.json", "Attention CRNN + ATTN-CRNN v2 (its validation columns were the evidence for the seed-ensemble plan; its test column was computed after the plan's results, exploratory)")):
-        path = RESULTS / name
-        if path.is_file():
-            parts.append(f"## {heading}\n\n{ensemble_table(json.loads(path.read_text()))}")
+        section = ensemble_section(name, heading)
+        if section:
+            parts.append(section)
     for name, heading in (("ravdess_6fold.json", "Attention CRNN (headline: `configs/ravdess_attn_crnn_cosine.yaml`, a fixed 60-epoch cosine budget whose last epoch is kept; written before its own results were seen, after the two earlier recipes')"),
                           ("ravdess_6fold_seed1.json", "Attention CRNN, headline recipe, seed 1 (an ensemble member)"),
                           ("ravdess_6fold_seed2.json", "Attention CRNN, headline recipe, seed 2 (an ensemble member)"),
