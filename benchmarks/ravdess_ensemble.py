@@ -71,6 +71,23 @@ statistics), so it is reported beside its inductive twin, seed for seed, and nev
 inductive ensemble nor counts for the headline or for #3. (Amended at 20:24 UTC while seed 3
 was in its second epoch, no score read: the clock stamp corrected, seed 5 added and the
 speaker-normalised run moved after it, as seed 3 runs faster than the first draft assumed.)
+
+Plan, written down before any run below was trained (2026-11-23, session 9, 22:55 UTC, CPU only):
+going from 6 to 9 members with seeds of one recipe moved validation UA by 0.2 points, so the
+ensemble now grows by members that differ from the EMA seeds by more than their seed. Two
+one-change variants of the recalibrated EMA recipe: delta and delta-delta input planes
+(``configs/ravdess_attn_crnn_v2_ema_bn_deltas.yaml``) and additive attention pooling
+(``configs/ravdess_attn_crnn_v2_ema_bn_attnpool.yaml``). Trained in this order: deltas seed 6,
+attnpool seed 6, deltas seed 7, attnpool seed 7 (``python ravdess_6fold.py --config
+../configs/ravdess_attn_crnn_v2_ema_bn_V.yaml --jobs 2 --set trainer.seed=S --set
+run.name=v2_ema_bn_V_seedS --out results/ravdess_6fold_v2_ema_bn_V_seedS.json``), each only if
+it can start before 00:30 UTC (the clock is the only condition). The ensemble is the headline
+ensemble's nine members plus every new run, members weighing equally, written to
+``results/ravdess_6fold_ensemble_cpu_mixN.json`` (N = its member count) and scored once with all
+its members. It becomes the headline only if its mean validation UA beats the headline's 64.1 %;
+it is reported whatever it scores. Each variant is also judged alone against the recipe it
+changes, on validation actors (mean of its seeds against 61.5 %, the mean of the six recalibrated
+EMA seeds), with test UA reported beside it. Issue #3's 65 % is judged on this inductive protocol.
 """
 
 from __future__ import annotations
