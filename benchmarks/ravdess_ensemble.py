@@ -86,7 +86,7 @@ ensemble's nine members plus every new run, members weighing equally, written to
 ``results/ravdess_6fold_ensemble_cpu_mixN.json`` (N = its member count) and scored once with all
 its members. It becomes the headline only if its mean validation UA beats the headline's 64.1 %;
 it is reported whatever it scores. Each variant is also judged alone against the recipe it
-changes, on validation actors (mean of its seeds against 61.5 %, the mean of the six recalibrated
+changes, on validation actors (mean of its seeds against 61.4 %, the mean of the six recalibrated
 EMA seeds), with test UA reported beside it. Issue #3's 65 % is judged on this inductive protocol.
 """
 
