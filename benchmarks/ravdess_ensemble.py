@@ -72,7 +72,7 @@ inductive ensemble nor counts for the headline or for #3. (Amended at 20:24 UTC 
 was in its second epoch, no score read: the clock stamp corrected, seed 5 added and the
 speaker-normalised run moved after it, as seed 3 runs faster than the first draft assumed.)
 
-Plan, written down before any run below was trained (2026-11-23, session 9, 22:55 UTC, CPU only):
+Plan, written down before any run below was trained (2026-11-23, session 9, 22:51 UTC, CPU only):
 going from 6 to 9 members with seeds of one recipe moved validation UA by 0.2 points, so the
 ensemble now grows by members that differ from the EMA seeds by more than their seed. Two
 one-change variants of the recalibrated EMA recipe: delta and delta-delta input planes
