@@ -88,6 +88,15 @@ its members. It becomes the headline only if its mean validation UA beats the he
 it is reported whatever it scores. Each variant is also judged alone against the recipe it
 changes, on validation actors (mean of its seeds against 61.4 %, the mean of the six recalibrated
 EMA seeds), with test UA reported beside it. Issue #3's 65 % is judged on this inductive protocol.
+
+Plan, written down after the ensemble of 13 was scored (2026-11-24, session 9, 00:56 UTC, CPU only):
+the delta-plane variant led on validation actors (63.5 and 64.1 % against a 61.4 % mean for the six
+plain recalibrated EMA seeds), so it gets an ensemble of its own made only of seeds trained after
+this plan: seeds 8, 9 and 10 of ``configs/ravdess_attn_crnn_v2_ema_bn_deltas.yaml`` (same command as
+above, V = deltas), members weighing equally, written to ``results/ravdess_6fold_ensemble_deltas3.json``
+and scored once, when all three exist (seed 8 this session, 9 and 10 in the next). Seeds 6 and 7 are
+left out because their test scores (62.8, 62.9 %) were read before this plan. It becomes the headline
+only if its mean validation UA beats the headline's 65.2 %; it is reported whatever it scores.
 """
 
 from __future__ import annotations
