@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from common import REPO, RESULTS
 from ravdess_search import val_score
@@ -112,6 +113,11 @@ VARIANT_LABELS = {"spk": ", per-speaker normalisation (transductive)", "deltas":
                   "attnpool": ", attention pooling"}
 
 
+def seed_of(path: Path) -> int:
+    """The seed a run's file name ends with (``..._seed10.json`` -> 10)."""
+    return int(path.stem.rsplit("seed", 1)[1])
+
+
 def main() -> None:
     parts = [INTRO]
     headlines = (
@@ -187,7 +193,7 @@ def main() -> None:
                      "they were trained, beside the seeds recalibrated after the fact.\n\n"
                      + recipe_pairs_section({"EMA, recalibrated after training by `bn_recalibration.py` (seeds 0-2)": recalibrated,
                                              "EMA + `trainer.recalibrate_bn` (new seeds)": built_in}))
-    variants = {v: sorted(RESULTS.glob(f"ravdess_6fold_v2_ema_bn_{v}_seed?.json")) for v in ("deltas", "attnpool")}
+    variants = {v: sorted(RESULTS.glob(f"ravdess_6fold_v2_ema_bn_{v}_seed*.json"), key=seed_of) for v in ("deltas", "attnpool")}
     if any(variants.values()):
         parts.append("## One-change variants of the recalibrated EMA recipe\n\n"
                      "Delta and delta-delta planes as 3 conv input channels "
@@ -227,9 +233,9 @@ def main() -> None:
                           ("ravdess_6fold_v2_ema_seed0_bn.json", "ATTN-CRNN v2 with an EMA of its weights, seed 0, BatchNorm recalibrated"),
                           ("ravdess_6fold_v2_ema_seed1_bn.json", "ATTN-CRNN v2 with an EMA of its weights, seed 1, BatchNorm recalibrated"),
                           ("ravdess_6fold_v2_ema_seed2_bn.json", "ATTN-CRNN v2 with an EMA of its weights, seed 2, BatchNorm recalibrated"),
-                          *((p.name, f"ATTN-CRNN v2 with an EMA of its weights and `trainer.recalibrate_bn`, seed {p.stem[-1]}"
+                          *((p.name, f"ATTN-CRNN v2 with an EMA of its weights and `trainer.recalibrate_bn`, seed {seed_of(p)}"
                              + "".join(label for tag, label in VARIANT_LABELS.items() if f"_{tag}_" in p.name))
-                            for p in sorted(RESULTS.glob("ravdess_6fold_v2_ema_bn_*seed?.json"))),
+                            for p in sorted(RESULTS.glob("ravdess_6fold_v2_ema_bn_*seed*.json"), key=lambda p: (p.name.rsplit("seed", 1)[0], seed_of(p)))),
                           ("ravdess_6fold_baseline.json", "Classical baseline"),
                           ("ravdess_6fold_speaker_norm.json", "Attention CRNN with per-speaker normalisation (transductive)")):
         path = RESULTS / name
