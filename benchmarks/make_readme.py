@@ -200,7 +200,9 @@ def main() -> None:
                      "(`configs/ravdess_attn_crnn_v2_ema_bn_deltas.yaml`) and additive attention pooling "
                      "(`configs/ravdess_attn_crnn_v2_ema_bn_attnpool.yaml`), each judged against the six "
                      "recalibrated EMA seeds on validation actors; planned in `ravdess_ensemble.py` (session 9) "
-                     "before either was trained, as ensemble members that differ by more than their seed.\n\n"
+                     "before either was trained, as ensemble members that differ by more than their seed. Delta-plane "
+                     "seeds 8 on belong to a delta-plane-only ensemble planned there at 00:56 UTC (after the "
+                     "ensemble of 13 was scored), to be scored once when seeds 8, 9 and 10 exist.\n\n"
                      + recipe_pairs_section({"EMA, recalibrated (seeds 0-5)": recalibrated + built_in,
                                              **{f"{VARIANT_LABELS[v][2:]} (`ravdess_attn_crnn_v2_ema_bn_{v}.yaml`)": paths
                                                 for v, paths in variants.items() if paths}}))
