@@ -118,6 +118,11 @@ def seed_of(path: Path) -> int:
     return int(path.stem.rsplit("seed", 1)[1])
 
 
+def by_recipe_then_seed(path: Path) -> tuple[str, int]:
+    """Sort key: runs of one recipe together, in seed order (seed 10 after seed 9)."""
+    return path.name.rsplit("seed", 1)[0], seed_of(path)
+
+
 def main() -> None:
     parts = [INTRO]
     headlines = (
@@ -184,7 +189,7 @@ def main() -> None:
                      "after EMA seed 1's validation collapse and before any recalibrated score.\n\n"
                      + recipe_pairs_section({"EMA, statistics as trained": raw,
                                              "EMA, statistics recalibrated": recalibrated}))
-    built_in = sorted(RESULTS.glob("ravdess_6fold_v2_ema_bn_seed?.json"))
+    built_in = sorted(RESULTS.glob("ravdess_6fold_v2_ema_bn_seed*.json"), key=seed_of)
     if built_in:
         parts.append("## BatchNorm recalibration built into training (`trainer.recalibrate_bn`)\n\n"
                      "`configs/ravdess_attn_crnn_v2_ema_bn.yaml`: the EMA recipe, whose kept weights get BatchNorm "
@@ -214,14 +219,12 @@ def main() -> None:
                      "them is predicted, so it is reported here and joins no inductive ensemble or headline.\n\n"
                      + recipe_pairs_section({"global statistics from training actors (inductive)": [RESULTS / "ravdess_6fold_v2_ema_bn_seed3.json"],
                                              "per-speaker statistics (transductive)": [speaker]}))
-    for name, heading in (("ravdess_6fold_ensemble_cpu6.json", "CPU ensemble: every run with committed per-clip probabilities: c5 (deltas), c6 (v2, 128 mels), v2 (64 mels) seed 1 and the EMA runs, statistics as trained (plan fixed before the EMA runs were trained: `ravdess_ensemble.py`; not the headline: validation UA below 63.8 %)"),
-                          ("ravdess_6fold_ensemble_cpu.json", "CPU ensemble: the deltas and v2/128-mel search candidates + ATTN-CRNN v2 (64 mels) seed 1 (plan fixed before its test score: `ravdess_ensemble.py`; not the headline, since its validation UA did not beat the headline ensemble's 63.8 %)"),
-                          ("ravdess_6fold_ensemble.json", "Attention CRNN, ensemble of three seeds (plan fixed before any ensemble test score: `ravdess_ensemble.py`)"),
-                          ("ravdess_6fold_ensemble_family.json", "Ensemble of every fixed-budget run (three Attention CRNN seeds + ATTN-CRNN v2; exploratory, as the v2 row)"),
-                          ("ravdess_6fold_ensemble_v1_v2.json", "Attention CRNN + ATTN-CRNN v2 (its validation columns were the evidence for the seed-ensemble plan; its test column was computed after the plan's results, exploratory)")):
-        section = ensemble_section(name, heading)
-        if section:
-            parts.append(section)
+    others = (("ravdess_6fold_ensemble_cpu6.json", "CPU ensemble: every run with committed per-clip probabilities: c5 (deltas), c6 (v2, 128 mels), v2 (64 mels) seed 1 and the EMA runs, statistics as trained (plan fixed before the EMA runs were trained: `ravdess_ensemble.py`; not the headline: validation UA below 63.8 %)"),
+              ("ravdess_6fold_ensemble_cpu.json", "CPU ensemble: the deltas and v2/128-mel search candidates + ATTN-CRNN v2 (64 mels) seed 1 (plan fixed before its test score: `ravdess_ensemble.py`; not the headline, since its validation UA did not beat the headline ensemble's 63.8 %)"),
+              ("ravdess_6fold_ensemble.json", "Attention CRNN, ensemble of three seeds (plan fixed before any ensemble test score: `ravdess_ensemble.py`)"),
+              ("ravdess_6fold_ensemble_family.json", "Ensemble of every fixed-budget run (three Attention CRNN seeds + ATTN-CRNN v2; exploratory, as the v2 row)"),
+              ("ravdess_6fold_ensemble_v1_v2.json", "Attention CRNN + ATTN-CRNN v2 (its validation columns were the evidence for the seed-ensemble plan; its test column was computed after the plan's results, exploratory)"))
+    parts += filter(None, (ensemble_section(*o) for o in others))
     for name, heading in (("ravdess_6fold.json", "Attention CRNN (headline: `configs/ravdess_attn_crnn_cosine.yaml`, a fixed 60-epoch cosine budget whose last epoch is kept; written before its own results were seen, after the two earlier recipes')"),
                           ("ravdess_6fold_seed1.json", "Attention CRNN, headline recipe, seed 1 (an ensemble member)"),
                           ("ravdess_6fold_seed2.json", "Attention CRNN, headline recipe, seed 2 (an ensemble member)"),
@@ -237,7 +240,7 @@ def main() -> None:
                           ("ravdess_6fold_v2_ema_seed2_bn.json", "ATTN-CRNN v2 with an EMA of its weights, seed 2, BatchNorm recalibrated"),
                           *((p.name, f"ATTN-CRNN v2 with an EMA of its weights and `trainer.recalibrate_bn`, seed {seed_of(p)}"
                              + "".join(label for tag, label in VARIANT_LABELS.items() if f"_{tag}_" in p.name))
-                            for p in sorted(RESULTS.glob("ravdess_6fold_v2_ema_bn_*seed*.json"), key=lambda p: (p.name.rsplit("seed", 1)[0], seed_of(p)))),
+                            for p in sorted(RESULTS.glob("ravdess_6fold_v2_ema_bn_*seed*.json"), key=by_recipe_then_seed)),
                           ("ravdess_6fold_baseline.json", "Classical baseline"),
                           ("ravdess_6fold_speaker_norm.json", "Attention CRNN with per-speaker normalisation (transductive)")):
         path = RESULTS / name
