@@ -97,6 +97,16 @@ above, V = deltas), members weighing equally, written to ``results/ravdess_6fold
 and scored once, when all three exist (seed 8 this session, 9 and 10 in the next). Seeds 6 and 7 are
 left out because their test scores (62.8, 62.9 %) were read before this plan. It becomes the headline
 only if its mean validation UA beats the headline's 65.2 %; it is reported whatever it scores.
+
+Plan, written down before the delta-plane ensemble of three was scored and before seeds 11 and 12
+were trained (2026-11-24, session 10, 01:55 UTC, CPU only; seed 9 was in its first epoch, no score
+of 9 or 10 read): the delta-plane ensemble also grows to five, seeds 8 to 12, whatever the ensemble
+of three scores. Seeds 11 and 12 (same command, V = deltas) are trained right after seed 10, each
+only if it can start before 03:40 UTC (the clock is the only condition). The ensemble of every
+delta-plane seed from 8 up, members weighing equally, is written to
+``results/ravdess_6fold_ensemble_deltasN.json`` (N = its member count) and scored once with all its
+members. It becomes the headline only if its mean validation UA beats the headline's at the time
+(65.2 %, or the ensemble of three's if that won); it is reported whatever it scores.
 """
 
 from __future__ import annotations
