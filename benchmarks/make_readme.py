@@ -126,24 +126,33 @@ def by_recipe_then_seed(path: Path) -> tuple[str, int]:
 def main() -> None:
     parts = [INTRO]
     headlines = (
+        ("ravdess_6fold_ensemble_deltas3.json",
+         "Headline: CPU ensemble of three ATTN-CRNN v2 runs with delta planes, EMA and recalibrated BatchNorm",
+         "Seeds 8, 9 and 10 of `configs/ravdess_attn_crnn_v2_ema_bn_deltas.yaml`, every one trained after "
+         "the plan that named them (written in `ravdess_ensemble.py` at 00:56 UTC on 2026-11-24, before seed 8 "
+         "started): members weigh equally, scored once when all three existed, and the headline only if its mean "
+         "validation UA beat the previous headline's 65.2 %. Validation was read before test. The first "
+         "headline at or above 65 % test UA (its WA and macro-F1 are lower: 64.4 %, 63.7 %). Caveat: the recipe was picked for this ensemble after the test scores of its first two seeds "
+         "(6, 7: 62.8 %, 62.9 %) had been read, though its validation lead (63.5 %, 64.1 % against a 61.4 % "
+         "mean for the plain recipe's seeds) was the stated reason; seeds 6 and 7 are not members."),
         ("ravdess_6fold_ensemble_cpu_mix13.json",
-         "Headline: CPU ensemble of thirteen attention CRNNs, four of them one-change variants (delta planes, attention pooling)",
-         "The previous headline's nine members plus two seeds (6, 7) each of two one-change variants of the "
+         "Previous headline: CPU ensemble of thirteen attention CRNNs, four of them one-change variants (delta planes, attention pooling)",
+         "The ensemble of nine's members (next section) plus two seeds (6, 7) each of two one-change variants of the "
          "recalibrated EMA recipe: delta and delta-delta input planes "
          "(`configs/ravdess_attn_crnn_v2_ema_bn_deltas.yaml`) and attention pooling "
          "(`configs/ravdess_attn_crnn_v2_ema_bn_attnpool.yaml`). The plan (variants, seeds by the clock "
-         "only, and the rule: headline if its mean validation UA beats the previous headline's 64.1 %) "
+         "only, and the rule: headline if its mean validation UA beats the ensemble of nine's 64.1 %) "
          "was written in `ravdess_ensemble.py` before any new run was trained; validation was read "
          "before test. It passed the rule on validation (65.2 %) but scores lower on test than the "
-         "previous headline (62.6 % against 63.2 %) and than either delta-plane run alone (62.8 %, "
+         "ensemble of nine (62.6 % against 63.2 %) and than either delta-plane run alone (62.8 %, "
          "62.9 %): the rule was fixed in advance, so the test figure stands as it fell. Caveat: the test "
          "scores of the nine older members were known before the plan."),
         ("ravdess_6fold_ensemble_cpu_bn9.json",
-         "Previous headline: CPU ensemble of nine attention CRNNs, six of them EMA runs with recalibrated BatchNorm",
-         "The previous headline's six members plus three new seeds (3, 4, 5) of ATTN-CRNN v2 with an EMA "
+         "Earlier headline: CPU ensemble of nine attention CRNNs, six of them EMA runs with recalibrated BatchNorm",
+         "The ensemble of six's members (next section) plus three new seeds (3, 4, 5) of ATTN-CRNN v2 with an EMA "
          "of its weights and `trainer.recalibrate_bn` (`configs/ravdess_attn_crnn_v2_ema_bn.yaml`). The "
          "plan (members, seeds by the clock only, and the rule: headline if its mean validation UA beats "
-         "the previous headline's 63.9 %) was written in `ravdess_ensemble.py` before any new seed was "
+         "the ensemble of six's 63.9 %) was written in `ravdess_ensemble.py` before any new seed was "
          "trained; validation was read before test. Caveat: the test scores of the six older members "
          "were known before the plan."),
         ("ravdess_6fold_ensemble_cpu_bn.json",
@@ -257,7 +266,8 @@ def main() -> None:
             rows.append(f"| {e['model']} | {e.get('recipe', '-')} | {fmt(e['mean_ua'])} ± {fmt(e['std_ua'])} | {fmt(e['mean_wa'])} | "
                         f"{fmt(e['mean_macro_f1'])} | {median:.0f} |")
         rows += ["", "Per-fold rows are in the JSON. Command: `python models_ravdess_6fold.py` "
-                 "(attn_crnn's row is the headline recipe's). Training time includes validation; "
+                 "(attn_crnn's row is the first headline recipe's, and the headline ensemble's row is read from its "
+                 "own JSON, its training seconds summed over its members). Training time includes validation; "
                  "two folds train at once, one thread each.", ""]
         parts.append("\n".join(rows))
     path = RESULTS / "av_missing_modality.json"

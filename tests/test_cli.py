@@ -353,6 +353,32 @@ def test_ensemble_benchmark_val_only_reads_no_test_row(trained, tmp_path, monkey
     assert ensemble["mean_val_ua"] == pytest.approx(expected)
 
 
+def test_models_table_reads_the_headline_ensemble_with_its_members_training_time(tmp_path, monkeypatch):
+    """The model-family table's headline row is the ensemble's own result, its recipe named from
+    the members' commands and each fold's training seconds the sum over its members (fold matched
+    by number, not position)."""
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    import models_ravdess_6fold
+
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(models_ravdess_6fold, "RESULTS", results)
+    members = []
+    for seed, seconds in ((1, (10.0, 20.0)), (2, (1.5, 2.5))):
+        folds = [{"fold": f, "train_seconds": s} for f, s in zip((2, 1), seconds[::-1])]
+        (results / f"m{seed}.json").write_text(json.dumps({"folds": folds}))
+        members.append({"results": f"results/m{seed}.json", "model": "attn_crnn_v2", "mean_ua": 0.5,
+                        "command": f"python ravdess_6fold.py --config ../configs/x.yaml --set trainer.seed={seed}"})
+    ensemble = results / "e.json"
+    ensemble.write_text(json.dumps({"model": "CPU ensemble of 2", "mean_ua": 0.6, "members": members,
+                                    "folds": [{"fold": 1, "ua": 0.6}, {"fold": 2, "ua": 0.6}]}))
+    entry = models_ravdess_6fold.headline_entry(ensemble)
+    assert entry["model"] == models_ravdess_6fold.HEADLINE_KEY and entry["mean_ua"] == 0.6
+    assert entry["train_seconds_per_fold"] == [11.5, 22.5]
+    assert entry["recipe"] == "2 runs of configs/x.yaml averaged (e.json)"
+
+
 def test_batch_norm_recalibration_recomputes_statistics_from_the_training_clips(trained):
     """Precise BN: every BatchNorm's statistics become an average over the fold's training clips,
     whatever they were before (the exported ones, or garbage), and the model comes back in eval mode."""
