@@ -31,7 +31,7 @@ from emorec.atomic import write_json
 FEATURES = "{name: logmel, n_mels: 64, trim_db: 40}"
 MODELS = ("cnn_pooling", "hybrid_tcn", "bilstm_attention", "cnn_lstm", "attn_crnn_v2")
 EXTRA = {"cnn_lstm": ["model.time_pool=4"], "bilstm_attention": ["model.audio_time_pool=4"]}
-HEADLINE_ENSEMBLE = RESULTS / "ravdess_6fold_ensemble_deltas3.json"
+HEADLINE_ENSEMBLE = RESULTS / "ravdess_6fold_ensemble_deltas5.json"
 HEADLINE_KEY = "attn_crnn_v2, headline ensemble"
 
 
