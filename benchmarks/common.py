@@ -10,6 +10,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "benchmarks" / "work"
 RESULTS = REPO / "benchmarks" / "results"
+# the headline by the rules in ravdess_ensemble.py; make_readme.py and models_ravdess_6fold.py both show it
+HEADLINE_ENSEMBLE = RESULTS / "ravdess_6fold_ensemble_deltas5.json"
 
 
 def data_dir() -> Path:
@@ -34,6 +36,12 @@ def ravdess_manifest() -> Path:
 
 def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]).relative_to(REPO)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])
+
+
+def recipe_of(command: str) -> str | None:
+    """The recipe a benchmark command trained (``--config ../configs/x.yaml`` -> ``configs/x.yaml``), if it names one."""
+    words = command.split()
+    return next((w.removeprefix("../") for w, prev in zip(words[1:], words) if prev == "--config"), None)
 
 
 def device_name(hardware: dict) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common import REPO, RESULTS
+from common import HEADLINE_ENSEMBLE, REPO, RESULTS, recipe_of
 from ravdess_search import val_score
 
 INTRO = """# Benchmarks
@@ -77,7 +77,7 @@ def search_table(search: dict) -> str:
              "| candidate | change | validation UA % | test UA % ± std | selected |", "|---|---|---:|---:|:-:|"]
     for c in search["candidates"]:
         words = c["command"].split()
-        recipe = [f"recipe {w.removeprefix('../')}" for w, prev in zip(words[1:], words) if prev == "--config"]
+        recipe = [f"recipe {r}" for r in [recipe_of(c["command"])] if r]
         change = " ".join(recipe + [a.strip("'") for a in words if "=" in a and not a.startswith("run.name")
                                     and "--out" not in a]) or "none (the headline recipe)"
         lines.append(f"| {c['candidate']} | `{change}` | {fmt(c['val_ua'])} | {fmt(c['mean_ua'])} ± {fmt(c['std_ua'])} | "
@@ -126,7 +126,7 @@ def by_recipe_then_seed(path: Path) -> tuple[str, int]:
 def main() -> None:
     parts = [INTRO]
     headlines = (
-        ("ravdess_6fold_ensemble_deltas5.json",
+        (HEADLINE_ENSEMBLE.name,
          "Headline: CPU ensemble of five ATTN-CRNN v2 runs with delta planes, EMA and recalibrated BatchNorm",
          "The ensemble of three (next section) grown by seeds 11 and 12, as a plan written in `ravdess_ensemble.py` "
          "at 01:55 UTC on 2026-11-24 required whatever the ensemble of three would score (written before it was "
@@ -225,8 +225,8 @@ def main() -> None:
                      "(`configs/ravdess_attn_crnn_v2_ema_bn_attnpool.yaml`), each judged against the six "
                      "recalibrated EMA seeds on validation actors; planned in `ravdess_ensemble.py` (session 9) "
                      "before either was trained, as ensemble members that differ by more than their seed. Delta-plane "
-                     "seeds 8 on belong to a delta-plane-only ensemble planned there at 00:56 UTC (after the "
-                     "ensemble of 13 was scored), to be scored once when seeds 8, 9 and 10 exist.\n\n"
+                     "seeds 8 on are the members of the delta-plane-only ensembles planned there (at 00:56 UTC, after "
+                     "the ensemble of 13 was scored, and at 01:55 UTC): the headline sections above.\n\n"
                      + recipe_pairs_section({"EMA, recalibrated (seeds 0-5)": recalibrated + built_in,
                                              **{f"{VARIANT_LABELS[v][2:]} (`ravdess_attn_crnn_v2_ema_bn_{v}.yaml`)": paths
                                                 for v, paths in variants.items() if paths}}))

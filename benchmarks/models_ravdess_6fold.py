@@ -7,7 +7,7 @@ added for 100 frames/s log-mel where a recipe runs recurrent layers over raw fra
 ``cnn_lstm.time_pool=4`` and ``bilstm_attention.audio_time_pool=4`` (their recipes say so).
 ``attn_crnn`` has the first headline recipe's row (``benchmarks/results/ravdess_6fold.json``), which
 is read, not re-run, unless ``--models`` names it. The current headline, an ensemble of ATTN-CRNN v2
-runs chosen by the rules in ``ravdess_ensemble.py`` (``HEADLINE_ENSEMBLE``), is read in as a row of its
+runs chosen by the rules in ``ravdess_ensemble.py`` (``common.HEADLINE_ENSEMBLE``), is read in as a row of its
 own (its folds' training seconds are its members' summed: they train one after another).
 
     python benchmarks/models_ravdess_6fold.py [--models cnn_pooling,hybrid_tcn,...] [--jobs 2]
@@ -25,13 +25,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import REPO, RESULTS, WORK, command_line
+from common import HEADLINE_ENSEMBLE, REPO, RESULTS, WORK, command_line, recipe_of
 from emorec.atomic import write_json
 
 FEATURES = "{name: logmel, n_mels: 64, trim_db: 40}"
 MODELS = ("cnn_pooling", "hybrid_tcn", "bilstm_attention", "cnn_lstm", "attn_crnn_v2")
 EXTRA = {"cnn_lstm": ["model.time_pool=4"], "bilstm_attention": ["model.audio_time_pool=4"]}
-HEADLINE_ENSEMBLE = RESULTS / "ravdess_6fold_ensemble_deltas5.json"
 HEADLINE_KEY = "attn_crnn_v2, headline ensemble"
 
 
@@ -39,12 +38,16 @@ def headline_entry(path: Path) -> dict:
     """The headline ensemble as a row of the table, each fold's training seconds summed over its members."""
     entry = json.loads(path.read_text())
     members = [json.loads((RESULTS.parent / m["results"]).read_text()) for m in entry["members"]]
-    recipes = sorted({m["command"].split("--config ")[1].split()[0].removeprefix("../") for m in entry["members"]})
+    recipes = sorted({recipe_of(m["command"]) for m in entry["members"]})
     folds = [{**fold, "train_seconds": sum(next(f["train_seconds"] for f in m["folds"] if f["fold"] == fold["fold"])
                                            for m in members)} for fold in entry["folds"]]
     return {**entry, "model": HEADLINE_KEY, "folds": folds,
             "recipe": f"{len(members)} runs of {', '.join(recipes)} averaged ({path.name})",
             "train_seconds_per_fold": [f["train_seconds"] for f in folds]}
+
+
+def save(out: Path, entries: dict[str, dict]) -> None:
+    write_json(out, sorted(entries.values(), key=lambda e: -e["mean_ua"]))
 
 
 def main() -> None:
@@ -78,9 +81,9 @@ def main() -> None:
         entry["train_seconds_per_fold"] = [f.get("train_seconds") for f in entry["folds"]]
         entry["command"] = command_line()
         entries[model] = entry
-        write_json(out, sorted(entries.values(), key=lambda e: -e["mean_ua"]))  # after each model: nothing lost
+        save(out, entries)  # after each model: nothing lost
         print(f"{model}: mean UA {entry['mean_ua']:.3f} ± {entry['std_ua']:.3f}")
-    write_json(out, sorted(entries.values(), key=lambda e: -e["mean_ua"]))
+    save(out, entries)  # the rows read from other results, when no model was trained
     print(f"-> {out}")
 
 
