@@ -2,25 +2,38 @@
 
 Each clip's features are computed and written to the :class:`FeatureStore` by the process
 that computed them (an atomic rename), so a kill at any moment loses at most the clips in
-flight and a re-run resumes where it stopped. Worker processes come from a fork server
-(or are spawned where there is none), never forked from the caller, so scripts that call
-:func:`extract_features` with ``workers > 1`` need the usual ``if __name__ == "__main__":``
-guard.
+flight and a re-run resumes where it stopped.
+
+Worker processes come from a fork server (or are spawned where there is none), never forked
+from the caller, whose threads (a progress bar, BLAS, torch) make ``fork`` unsafe. Each worker
+re-imports the caller's ``__main__`` as multiprocessing does (it may define the extractor),
+and watches a pipe from the caller: when the caller dies, even by SIGKILL, the workers exit,
+and with them the fork server and the resource tracker, which live only while they are used.
+
+A script that calls :func:`extract_features` outside an ``if __name__ == "__main__":`` guard
+would run that call again in every worker, which multiprocessing refuses during start-up.
+Such a call is detected (the script is parsed) and extracts in this process, with a
+one-line warning that the guard gives it its workers back. ``python -m package`` and
+interactive sessions are never re-imported and keep their workers.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import csv
+import logging
 import os
 import pickle
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_all_start_methods, get_context
+from multiprocessing import Pipe, get_all_start_methods, get_context
+from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from pathlib import Path
 
@@ -31,6 +44,8 @@ from emorec.errors import BadInputError, ConfigError, EmorecError, SkippedFile
 from emorec.features.base import FeatureExtractor, validate_features
 from emorec.features.store import FeatureStore
 from emorec.manifest import Clip
+
+log = logging.getLogger(__name__)
 
 #: Temporary files older than this are leftovers of a killed run and are removed.
 STALE_TMP_SECONDS = 3600.0
@@ -43,7 +58,9 @@ FORKSERVER_PRELOAD = ("emorec.features.extract", "emorec.features.spectral",
 
 @dataclass
 class ExtractResult:
-    """``extracted + cached + len(skipped) == len(clips)``; ``audio_seconds`` counts the
+    """``extracted + cached + duplicates + len(skipped) == len(clips)``. Clips with the same
+    content share one cache entry: the first counts as extracted or cached, each other one
+    as a duplicate (or as skipped, like the first, when it fails). ``audio_seconds`` counts the
     audio of the clips extracted in this run, ``seconds`` the wall time of the whole call."""
 
     extracted: int
@@ -51,6 +68,7 @@ class ExtractResult:
     skipped: list[SkippedFile] = field(default_factory=list)
     seconds: float = 0.0
     audio_seconds: float = 0.0
+    duplicates: int = 0
 
     @property
     def clips_per_second(self) -> float:
@@ -107,10 +125,21 @@ def limit_threads(n: int = 1) -> None:
             sys.modules["torch"].set_num_threads(n)
 
 
-def _init_worker(payload: bytes) -> None:
+def _init_worker(payload: bytes, caller_alive: Connection) -> None:
     global _WORKER
+    threading.Thread(target=_exit_with_caller, args=(caller_alive,), daemon=True).start()
     limit_threads(1)
     _WORKER = pickle.loads(payload)
+
+
+def _exit_with_caller(caller_alive: Connection) -> None:
+    """Block until the caller's end of the pipe closes, then leave. Nothing is ever sent: the
+    end of file comes when the caller exits, however it dies. (Neither the parent's death signal,
+    which follows the fork server, nor the work queue, whose write end every worker holds too,
+    would notice.)"""
+    with contextlib.suppress(EOFError, OSError):
+        caller_alive.recv_bytes()
+    os._exit(1)
 
 
 def _work(clip: Clip) -> _Outcome:
@@ -129,9 +158,9 @@ def _context() -> BaseContext:
     return context
 
 
-def _pool(workers: int, payload: bytes) -> ProcessPoolExecutor:
+def _pool(workers: int, payload: bytes, caller_alive: Connection) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
-                               initializer=_init_worker, initargs=(payload,))
+                               initializer=_init_worker, initargs=(payload, caller_alive))
 
 
 def _run_parallel(todo: Sequence[Clip], workers: int, payload: bytes,
@@ -139,11 +168,22 @@ def _run_parallel(todo: Sequence[Clip], workers: int, payload: bytes,
     """Run ``todo`` on a pool. If a worker dies (segfault, out of memory), the clips left are
     run one at a time in a fresh single-worker pool until the culprit is found and named,
     then the rest go back to a full pool."""
+    # Only this process holds ``alive``: workers get copies of the read end alone.
+    caller_alive, alive = Pipe(duplex=False)
+    try:
+        _run_pools(todo, workers, payload, caller_alive, report)
+    finally:
+        alive.close()
+        caller_alive.close()
+
+
+def _run_pools(todo: Sequence[Clip], workers: int, payload: bytes, caller_alive: Connection,
+               report: Callable[[int, _Outcome], None]) -> None:
     remaining = list(range(len(todo)))
     crashed = _Outcome(reason="worker process died while extracting (crash or out of memory)")
     isolate = False
     while remaining:
-        pool = _pool(1 if isolate else workers, payload)
+        pool = _pool(1 if isolate else workers, payload, caller_alive)
         try:
             if isolate:
                 while remaining:
@@ -192,12 +232,20 @@ def extract_features(clips: Iterable[Clip], extractor: FeatureExtractor,
     groups: dict[Path, list[Clip]] = {}
     for clip in clips:  # clips with identical audio share one entry: compute it once
         groups.setdefault(store.path(clip), []).append(clip)
-    todo = [group for entry, group in groups.items() if not entry.is_file()]
-    result = ExtractResult(extracted=0, cached=len(clips) - sum(len(g) for g in todo))
+    cached = {entry for entry in groups if entry.is_file()}
+    todo = [group for entry, group in groups.items() if entry not in cached]
+    result = ExtractResult(extracted=0, cached=len(cached),
+                           duplicates=sum(len(groups[entry]) - 1 for entry in cached))
     if workers is None:  # starting a worker costs seconds of imports: give each enough work
         workers = (os.cpu_count() or 1) if getattr(extractor, "parallel", True) else 1
         workers = min(workers, -(-len(todo) // MIN_CLIPS_PER_WORKER))
     workers = max(0, min(int(workers), len(todo)))
+    script = _unguarded_main_script() if workers > 1 else None
+    if script is not None:
+        log.warning("%s calls extract_features outside `if __name__ == \"__main__\":`, so each "
+                    "worker would run it again: extracting in this process (add the guard for "
+                    "%d workers)", script, workers)
+        workers = 1
 
     label = f"{extractor.name} ({result.cached} cached)"
     with _progress_bar(progress, len(todo), label) as advance:
@@ -207,7 +255,8 @@ def extract_features(clips: Iterable[Clip], extractor: FeatureExtractor,
                 error = ConfigError if outcome.fatal == "ConfigError" else EmorecError
                 raise error(outcome.reason)
             if outcome.reason is None:
-                result.extracted += len(group)
+                result.extracted += 1
+                result.duplicates += len(group) - 1
                 result.audio_seconds += outcome.audio_seconds
             else:
                 result.skipped.extend(SkippedFile(path=str(c.path), reason=outcome.reason,
@@ -222,6 +271,34 @@ def extract_features(clips: Iterable[Clip], extractor: FeatureExtractor,
             _run_parallel([g[0] for g in todo], workers, payload, report)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _unguarded_main_script() -> str | None:
+    """The caller's ``__main__`` file when a worker's re-import of it (as ``__mp_main__``)
+    would reach this call again, i.e. the call runs from its top level outside an
+    ``if __name__ == "__main__":`` block; else ``None``."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    path = getattr(main, "__file__", None)
+    if main is None or not path or name == "__main__" or name.endswith(".__main__"):
+        return None  # multiprocessing re-imports neither sessions nor a package's __main__
+    top, frame = None, sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            top = frame
+        frame = frame.f_back
+    if top is None:
+        return None
+    try:
+        tree = ast.parse(Path(top.f_code.co_filename).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None  # nothing a worker could re-import either
+    guards = ('__name__ == "__main__"', '"__main__" == __name__')
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test).replace("'", '"') in guards \
+                and node.lineno <= top.f_lineno <= (node.end_lineno or node.lineno):
+            return None
+    return str(path)
 
 
 @contextlib.contextmanager
