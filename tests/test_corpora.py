@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,22 +67,53 @@ def test_ravdess_bad_name_is_skipped_not_fatal(tmp_path: Path) -> None:
     assert all(s.stage == "prepare" for s in result.skipped)
 
 
-def test_ravdess_include_selects_parts_and_video_is_hashed(tmp_path: Path) -> None:
+def test_ravdess_include_selects_parts_and_garbage_videos_are_skipped_at_prepare(tmp_path: Path) -> None:
+    pytest.importorskip("av")
     write_tone(tmp_path / "Actor_19" / "03-01-08-02-01-01-19.wav")
     write_tone(tmp_path / "Actor_19" / "03-02-03-01-01-01-19.wav")
-    (tmp_path / "Actor_19" / "01-01-08-02-01-01-19.mp4").write_bytes(b"not really a video")
+    (tmp_path / "Actor_19" / "01-01-08-02-01-01-19.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
     (tmp_path / "Actor_19" / "02-01-08-02-01-01-19.mp4").write_bytes(b"silent video")
     assert len(prepare_corpus("ravdess", tmp_path, progress=False).clips) == 1
     result = prepare_corpus("ravdess", tmp_path, include=("speech", "audio_video", "video"), progress=False)
-    by_id = {c.clip_id: c for c in result.clips}
-    assert len(by_id) == 3 and not result.skipped
-    av = by_id["ravdess/01-01-08-02-01-01-19"]
-    assert av.modality == "audio_video" and len(av.content_hash) == 64
-    assert by_id["ravdess/02-01-08-02-01-01-19"].modality == "video"
-    # the audio-only and video copies of one performance share it
-    assert av.performance == by_id["ravdess/03-01-08-02-01-01-19"].performance
+    # random bytes named .mp4 are listed now, not accepted with duration 0 and 0 channels to fail at extract
+    assert [c.clip_id for c in result.clips] == ["ravdess/03-01-08-02-01-01-19"]
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert set(reasons) == {"01-01-08-02-01-01-19.mp4", "02-01-08-02-01-01-19.mp4"}
+    assert all(r.startswith("unreadable video") for r in reasons.values()), reasons
     with pytest.raises(ConfigError, match="include"):
         prepare_corpus("ravdess", tmp_path, include=("speeches",))
+
+
+def _truncate_wav(path: Path) -> None:
+    """Cut the sample data in half and leave the header claiming the full length."""
+    data = path.read_bytes()
+    path.write_bytes(data[: 44 + (len(data) - 44) // 2])
+
+
+def test_truncated_wav_is_kept_at_its_decodable_length_with_a_warning(tmp_path: Path) -> None:
+    write_tone(tmp_path / "Actor_01" / "03-01-03-01-01-01-01.wav", seconds=1.0)
+    cut = write_tone(tmp_path / "Actor_01" / "03-01-03-01-01-02-01.wav", seconds=1.0, seed=1)
+    sf.write(tmp_path / "Actor_01" / "03-01-04-01-01-01-01.wav",  # float samples: a 58-byte header, a fact chunk
+             np.sin(np.arange(16000) * 0.05).astype(np.float32) * 0.3, 16000, subtype="FLOAT")
+    write_tone(tmp_path / "Actor_01" / "03-01-05-01-01-01-01.flac", seconds=1.0, seed=2)
+    _truncate_wav(cut)
+    result = prepare_corpus("ravdess", tmp_path, progress=False)
+    assert len(result.clips) == 4 and not result.skipped
+    durations = {Path(c.path).name: c.duration for c in result.clips}
+    assert durations["03-01-03-01-01-02-01.wav"] == pytest.approx(0.5)
+    (warning,) = result.warnings  # the whole files say nothing
+    assert warning.startswith(f"{cut}: header says 16000 frames (1.00 s) but only 8000 (0.50 s) decode")
+    assert "\n" not in warning
+
+
+def test_truncated_float_wav_is_noticed_too(tmp_path: Path) -> None:
+    path = tmp_path / "Actor_01" / "03-01-04-01-01-01-01.wav"
+    path.parent.mkdir()
+    sf.write(path, np.sin(np.arange(16000) * 0.05).astype(np.float32) * 0.3, 16000, subtype="FLOAT")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    (warning,) = prepare_corpus("ravdess", tmp_path, progress=False).warnings
+    assert "header says 16000 frames (1.00 s)" in warning and str(path) in warning
 
 
 def test_stereo_48k_file_info(tmp_path: Path) -> None:
@@ -170,6 +204,7 @@ def test_many_files_with_progress_enabled(tmp_path: Path) -> None:
 def test_crema_d_name_parsing() -> None:
     name = crema_d.parse_name("1001_DFA_ANG_XX")
     assert (name.actor, name.sentence, name.emotion, name.level) == ("1001", "DFA", "ANG", "XX")
+    assert crema_d.parse_name("1040_ITH_SAD_X").stem == "1040_ITH_SAD_XX"  # upstream's one misnamed file
     for bad in ("1001_DFA_ANG", "1001_DFA_BOR_XX", "1001_DFA_ANG_ZZ", "101_DFA_ANG_XX", "1001-DFA-ANG-XX"):
         assert crema_d.parse_name(bad) is None
 
@@ -347,3 +382,129 @@ def test_real_crema_d_metadata_join(shared_data: Path, tmp_path: Path) -> None:
     hap = {c.clip_id: c for c in voice.clips}["crema-d/1001_IEO_HAP_LO"]
     assert (hap.emotion, hap.acted_emotion) == ("neutral", "happy")
     assert any("1001_IEO_ANG_MD" in s.path and "tie" in s.reason for s in voice.skipped)
+
+
+
+@pytest.mark.realdata
+def test_real_crema_d_opus_audio_is_prepared(shared_data: Path, tmp_path: Path) -> None:
+    """The shared CREMA-D audio is Ogg Opus: it used to give "0 clips" (.opus was not an audio suffix)."""
+    meta = shared_data / "crema-d-metadata"
+    stems = ("1001_DFA_ANG_XX", "1001_DFA_HAP_XX", "1002_IEO_SAD_HI", "1040_ITH_SAD_X")
+    for stem in stems:  # links, not copies: the media stay in the shared folder
+        (tmp_path / f"{stem}.opus").symlink_to(shared_data / "crema-d-audio" / f"{stem}.opus")
+    result = prepare_corpus("crema-d", tmp_path, metadata_dir=meta, progress=False)
+    clips = {c.clip_id: c for c in result.clips}
+    # the one upstream name with a single X is the clip its metadata calls 1040_ITH_SAD_XX
+    assert sorted(clips) == ["crema-d/1001_DFA_ANG_XX", "crema-d/1001_DFA_HAP_XX", "crema-d/1002_IEO_SAD_HI",
+                             "crema-d/1040_ITH_SAD_XX"]
+    assert all((c.sample_rate, c.channels) == (16000, 1) and 1.0 < c.duration < 5.0 for c in clips.values())
+    assert clips["crema-d/1002_IEO_SAD_HI"].gender == "female" and clips["crema-d/1040_ITH_SAD_XX"].intensity == "XX"
+    assert not result.skipped and not result.warnings
+    voice = prepare_corpus("crema-d", tmp_path, metadata_dir=meta, label_source="voice", progress=False)
+    assert {c.clip_id: c.emotion for c in voice.clips}["crema-d/1040_ITH_SAD_XX"] == "neutral"  # its VoiceVote
+
+
+# --- the prepare command, as a user runs it ---------------------------------------------------
+
+def emorec_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emorec", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+
+
+def _flat_unlabelled(root: Path) -> list[str]:
+    for i in range(3):
+        write_tone(root / f"take{i}.wav", seconds=0.2, seed=i)
+    return ["3 files skipped, all 'no emotion label'", "labels_csv"]
+
+
+def _empty(root: Path) -> list[str]:
+    root.mkdir(parents=True)
+    (root / "notes.txt").write_text("no media here")
+    return ["no media files (.wav", "in it or its sub-folders"]
+
+
+def _crema_videos_only(root: Path) -> list[str]:
+    for stem in ("1001_DFA_ANG_XX", "1001_DFA_HAP_XX"):
+        (root / f"{stem}.flv").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"{stem}.flv").write_bytes(b"FLV")
+    return ["2 media files (.flv), none of them selected", "include=[audio_video]"]
+
+
+@pytest.mark.parametrize(("kind", "make"), [("folder", _flat_unlabelled), ("folder", _empty),
+                                            ("crema-d", _crema_videos_only)])
+def test_prepare_that_finds_no_clip_is_an_error_naming_the_cause(tmp_path: Path, kind: str, make) -> None:
+    corpus = tmp_path / "corpus"
+    needles = make(corpus)
+    proc = emorec_cli("prepare", kind, corpus, "--out", tmp_path / "m.csv", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    message = proc.stderr.strip()
+    assert message.startswith(f"error: {corpus}: no clip found: ") and "\n" not in message, message
+    for needle in needles:
+        assert needle in message, message
+    assert not (tmp_path / "m.csv").exists()  # no empty manifest to train on by mistake
+
+
+def test_prepare_counts_read_as_english(tmp_path: Path) -> None:
+    write_tone(tmp_path / "one" / "sad" / "spk1" / "a.wav", seconds=0.2)
+    proc = emorec_cli("prepare", "folder", tmp_path / "one", "--out", tmp_path / "one.csv", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("1 clip from 1 speaker -> "), proc.stdout
+    write_tone(tmp_path / "two" / "sad" / "spk1" / "a.wav", seconds=0.2)
+    write_tone(tmp_path / "two" / "sad" / "spk2" / "b.wav", seconds=0.2, seed=1)
+    (tmp_path / "two" / "loose.wav").write_bytes(b"")
+    proc = emorec_cli("prepare", "folder", tmp_path / "two", "--out", tmp_path / "two.csv", cwd=tmp_path)
+    assert proc.stdout.startswith("2 clips from 2 speakers -> ") and "1 file skipped" in proc.stderr
+
+
+def test_labels_outside_the_built_in_set_are_named_once(tmp_path: Path) -> None:
+    for i, label in enumerate(("boredom", "boredom", "angry", "Angyr")):
+        write_tone(tmp_path / "corpus" / label / f"s{i}" / "a.wav", seconds=0.2, seed=i)
+    result = prepare_corpus("folder", tmp_path / "corpus", progress=False)
+    (warning,) = result.warnings
+    assert "3 clips labelled outside the built-in set" in warning and warning.endswith("angyr (1), boredom (2)")
+    proc = emorec_cli("prepare", "folder", tmp_path / "corpus", "--out", tmp_path / "m.csv", cwd=tmp_path)
+    assert proc.returncode == 0
+    lines = [line for line in proc.stderr.splitlines() if "boredom" in line]
+    assert lines == [f"warning: {warning}"]
+    write_tone(tmp_path / "known" / "angry" / "s1" / "a.wav", seconds=0.2)
+    assert prepare_corpus("folder", tmp_path / "known", progress=False).warnings == []
+
+
+def test_crema_d_without_demographics_says_gender_is_empty(tmp_path: Path) -> None:
+    _crema_audio(tmp_path / "audio")
+    (warning,) = prepare_corpus("crema-d", tmp_path / "audio", progress=False).warnings
+    assert "VideoDemographics.csv not found" in warning and "metadata_dir" in warning
+    meta = _crema_metadata(tmp_path / "meta")
+    assert prepare_corpus("crema-d", tmp_path / "audio", metadata_dir=meta, progress=False).warnings == []
+
+
+def test_prepare_help_lists_every_corpus_option() -> None:
+    from typer.testing import CliRunner
+
+    from emorec.cli import app
+    from emorec.corpora import OPTION_HELP, PREPARERS
+
+    result = CliRunner().invoke(app, ["prepare", "folder", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "include=[speech,song]" in text  # not eaten by rich markup
+    listed = " ".join(key for options in OPTION_HELP.values() for key, _ in options)
+    for kind, prepare in PREPARERS.items():
+        for name, param in inspect.signature(prepare).parameters.items():
+            if param.kind is param.KEYWORD_ONLY:
+                assert f"{name}=" in listed, (kind, name)
+                assert f"{name}=" in text, (kind, name)
+    for needle in ("labels_csv=FILE", "speaker_pattern=REGEX", "gender", "label_source=acted|voice|face|multimodal",
+                   "include=[speech,song,audio_video,video]", "include=[audio,audio_video]"):
+        assert needle in text, needle
+
+
+def test_prepare_prints_ten_warnings_and_lists_all_of_them(tmp_path: Path) -> None:
+    for i in range(11):
+        _truncate_wav(write_tone(tmp_path / "corpus" / f"03-01-03-01-01-01-{i + 1:02d}.wav", seconds=0.2, seed=i))
+    proc = emorec_cli("prepare", "ravdess", tmp_path / "corpus", "--out", tmp_path / "m.csv", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("11 clips from 11 speakers"), proc.stdout + proc.stderr
+    shown = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(shown) == 11 and "header says 3200 frames (0.20 s) but only 1600 (0.10 s)" in shown[0]
+    assert shown[-1] == f"warning: 1 more warning, all listed in {tmp_path / 'm.warnings.txt'}"
+    listed = (tmp_path / "m.warnings.txt").read_text().splitlines()
+    assert len(listed) == 11 and all("03-01-03-01-01-01-" in line for line in listed)

@@ -266,13 +266,58 @@ def test_crema_d_flash_videos(tmp_path: Path) -> None:
     write_video(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv", noise_frames(25), audio=tone(1.0, 22050),
                 sample_rate=22050)
     write_tone(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
-    (tmp_path / "VideoFlash" / "1002_DFA_HAP_XX.flv").write_bytes(b"not a video")  # extraction reports it
+    (tmp_path / "VideoFlash" / "1002_DFA_HAP_XX.flv").write_bytes(b"not a video")
     result = prepare_corpus("crema-d", tmp_path, include=("audio", "audio_video"), progress=False)
     by_id = {c.clip_id: c for c in result.clips}
     flv = by_id["crema-d/av/1001_DFA_ANG_XX"]
     assert (flv.modality, flv.sample_rate, flv.channels) == ("audio_video", 22050, 1)
     assert flv.performance == by_id["crema-d/1001_DFA_ANG_XX"].performance
-    assert by_id["crema-d/av/1002_DFA_HAP_XX"].duration == 0.0
+    assert sorted(by_id) == ["crema-d/1001_DFA_ANG_XX", "crema-d/av/1001_DFA_ANG_XX"]
+    (skipped,) = result.skipped  # listed at prepare, not found out at extraction
+    assert skipped.path.endswith("1002_DFA_HAP_XX.flv") and skipped.reason.startswith("unreadable video")
+
+
+def test_prepare_probes_videos_and_lists_the_unusable_ones(tmp_path: Path) -> None:
+    actor = tmp_path / "Actor_19"
+    write_video(actor / "01-01-08-02-01-01-19.mp4", noise_frames(25), audio=tone(1.0))
+    (actor / "01-01-08-02-01-02-19.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
+    with av.open(str(actor / "01-01-08-02-02-01-19.mp4"), "w") as container:  # sound only
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(tone(0.5)[None, :], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    full = write_video(tmp_path / "full.mp4", noise_frames(10), faststart=True).read_bytes()
+    # a complete header (40 frames promised) and not one byte of picture data
+    (actor / "01-01-08-02-02-02-19.mp4").write_bytes(full[: full.index(b"mdat") + 4])
+    result = prepare_corpus("ravdess", actor, include=("audio_video",), progress=False)
+    assert [c.clip_id for c in result.clips] == ["ravdess/01-01-08-02-01-01-19"]
+    reasons = {Path(s.path).stem: s.reason for s in result.skipped}
+    assert reasons["01-01-08-02-01-02-19"].startswith("unreadable video")
+    assert reasons["01-01-08-02-02-01-19"] == "no video stream"
+    assert reasons["01-01-08-02-02-02-19"].startswith("no decodable video frames")
+
+
+def test_folder_corpus_takes_videos_too(tmp_path: Path) -> None:
+    write_video(tmp_path / "happy" / "spk1" / "a.mp4", noise_frames(25), audio=tone(1.0))
+    write_tone(tmp_path / "sad" / "spk1" / "b.wav")
+    clips = {c.clip_id: c for c in prepare_corpus("folder", tmp_path, progress=False).clips}
+    video, audio = clips["folder/happy/spk1/a"], clips["folder/sad/spk1/b"]
+    assert (video.modality, video.emotion, video.speaker, video.sample_rate) == ("audio_video", "happy", "folder/spk1", 16000)
+    assert video.duration == pytest.approx(1.0, abs=0.1) and audio.modality == "audio"
+
+
+def test_predict_expands_a_folder_to_its_videos(tmp_path: Path) -> None:
+    from emorec.predict import collect_files
+
+    write_tone(tmp_path / "in" / "a.wav")
+    for name in ("b.mp4", "sub/c.flv", "d.MOV"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(b"x")
+    (tmp_path / "in" / "notes.txt").write_text("not media")
+    assert sorted(p.relative_to(tmp_path / "in").as_posix() for p in collect_files([tmp_path / "in"])) == [
+        "a.wav", "b.mp4", "d.MOV", "sub/c.flv"]
 
 
 # -- the real RAVDESS clip -------------------------------------------------------------------------

@@ -15,10 +15,10 @@ import soundfile as sf
 import soxr
 
 from emorec.errors import BadInputError
+from emorec.silence import check_not_silent
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-#: Peak amplitude under which a clip counts as silent (about -90 dBFS).
-SILENCE_PEAK = 3e-5
+#: Ogg Opus (``.opus``) too: libsndfile decodes it, and it is how CREMA-D's audio is shared compactly.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,17 @@ class AudioInfo:
     sample_rate: int
     channels: int
     content_hash: str
+    frames: int = 0           # decoded sample frames
+    declared_frames: int = 0  # what the file's header promises (0: it does not say, or not checked)
+
+    @property
+    def truncation(self) -> str:
+        """A one-line warning when the header promises more audio than decodes, else ``""``."""
+        if self.declared_frames <= self.frames or self.sample_rate <= 0:
+            return ""
+        rate = self.sample_rate
+        return (f"header says {self.declared_frames} frames ({self.declared_frames / rate:.2f} s) but only "
+                f"{self.frames} ({self.frames / rate:.2f} s) decode: truncated file, kept at its decodable length")
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -44,11 +55,6 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if not np.all(np.isfinite(samples)):
         raise BadInputError(path, "audio contains NaN or infinite samples")
     return samples, int(rate)
-
-
-def check_not_silent(path: str | os.PathLike, mono: np.ndarray) -> None:
-    if float(np.max(np.abs(mono))) < SILENCE_PEAK:
-        raise BadInputError(path, "silent audio (peak below -90 dBFS)")
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
@@ -80,7 +86,52 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         sample_rate=rate,
         channels=samples.shape[1],
         content_hash=hash_samples(samples),
+        frames=samples.shape[0],
+        declared_frames=declared_frames(path),
     )
+
+
+def declared_frames(path: str | os.PathLike) -> int:
+    """The sample frames a WAV or FLAC header promises; 0 for other formats or an open length.
+
+    libsndfile silently clamps a WAV's length to the bytes present, so a file cut short (a
+    copy interrupted mid-way) would decode at its shorter length without a word: the RIFF
+    ``data`` chunk size is read here to tell. FLAC's STREAMINFO total is exact when set."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    try:
+        if suffix == ".wav":
+            return _wav_data_frames(path)
+        if suffix == ".flac":
+            return max(0, int(sf.info(os.fspath(path)).frames))
+    except (OSError, RuntimeError, ValueError):
+        return 0
+    return 0
+
+
+def _wav_data_frames(path: str | os.PathLike) -> int:
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0  # RF64 and others: sizes live elsewhere; not checked
+        block_align = 0
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return 0
+            kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if kind == b"fmt ":
+                fmt = handle.read(size)
+                if len(fmt) < 14:
+                    return 0
+                block_align = int.from_bytes(fmt[12:14], "little")
+                handle.seek(size & 1, os.SEEK_CUR)
+            elif kind == b"data":
+                # streaming writers leave the size at 0 or 0xFFFFFFFF: an open length, not a claim
+                if block_align <= 0 or size in (0, 0xFFFFFFFF):
+                    return 0
+                return size // block_align
+            else:
+                handle.seek(size + (size & 1), os.SEEK_CUR)
 
 
 def hash_samples(samples: np.ndarray) -> str:

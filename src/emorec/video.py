@@ -149,14 +149,33 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
 
 def with_video_info(clip: "Clip") -> "Clip":
     """``clip`` with ``duration`` and its audio track's ``sample_rate`` and ``channels`` (0 and
-    0 without one) read from the video header. Unchanged when PyAV is not installed or the
-    header is unreadable: preparing a corpus never decodes video, extraction reports bad files."""
+    0 without one) read from the video header, after checking that its first picture decodes.
+
+    Raises :class:`BadInputError` for a file that is no usable video (unreadable header, no
+    video stream, no decodable picture), so preparing a corpus lists it instead of a clip that
+    fails only at extraction. Unchanged when PyAV is not installed: audio-only work must not
+    need it, and extraction says how to install it."""
     try:
-        info = video_info(clip.path)
+        import_av()
     except EmorecError:
         return clip
+    info = video_info(clip.path)
+    check_first_frame(clip.path)
     return replace(clip, duration=round(info.duration, 6), sample_rate=info.audio_sample_rate,
                    channels=info.audio_channels)
+
+
+def check_first_frame(path: str | os.PathLike) -> None:
+    """Decode the first picture of ``path`` (cheap); :class:`BadInputError` when none decodes."""
+    av = import_av()
+    with open_container(path) as container:
+        stream = _video_stream(container, path)
+        try:
+            for _frame in container.decode(stream):
+                return
+        except av.FFmpegError as err:
+            raise BadInputError(path, f"corrupt video: the first picture does not decode ({_short(err)})") from None
+    raise BadInputError(path, "no decodable video frames (corrupt or truncated)")
 
 
 def has_audio_track(path: str | os.PathLike) -> bool:
@@ -347,7 +366,7 @@ def load_video_audio(path: str | os.PathLike, sample_rate: int = 16000, *, align
     """
     import soxr
 
-    from emorec.media import check_not_silent
+    from emorec.silence import check_not_silent
 
     samples, rate, offset = _read_audio_track(path)
     mono = samples.mean(axis=1)

@@ -10,7 +10,8 @@ kind            labels
 ``crema-d``     6: neutral, happy, sad, angry, fearful, disgust (**no calm, no surprised**);
                 acted label from the file name or a crowd-perceived one (``label_source``)
 ``folder``      whatever the sub-folder names / CSV say, lower-cased; obvious spellings
-                ("anger", "happiness", "fear", ...) mapped onto the canonical names
+                ("anger", "happiness", "fear", ...) mapped onto the canonical names;
+                audio files and videos
 ``synthetic``   the emotions it was generated with (generated tones, not speech)
 ==============  ==========================================================================
 
@@ -24,23 +25,30 @@ or renamed at prepare time:
 * ``merge_calm``: RAVDESS ``calm`` becomes ``neutral``, then ``union`` (7 classes).
 
 Folder labels outside the canonical set stay their own classes under ``union`` and vanish
-under ``intersection`` unless every corpus has them.
+under ``intersection`` unless every corpus has them; ``prepare_corpus`` says so in
+``result.warnings`` (a typo such as "angyr" would otherwise become a class unnoticed).
 
 Every per-file problem (unreadable, truncated, zero-length, silent, NaN samples, a name
 that does not parse) becomes a :class:`~emorec.errors.SkippedFile`; it never aborts the job.
+A job that ends with no clip at all is an :class:`~emorec.errors.EmorecError` naming the cause.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from emorec.corpora import crema_d, folder, ravdess, synthetic
-from emorec.corpora.base import UNKNOWN_SPEAKER, PrepareResult
+from emorec.corpora.base import UNKNOWN_SPEAKER, VIDEO_SUFFIXES, PrepareResult, plural, scan_files
 from emorec.corpora.synthetic import generate_synthetic_corpus
-from emorec.errors import ConfigError
+from emorec.errors import ConfigError, EmorecError
+from emorec.labels import EMOTIONS
+from emorec.media import AUDIO_SUFFIXES
 
 PREPARERS: dict[str, Callable[..., PrepareResult]] = {
     "ravdess": ravdess.prepare,
@@ -49,6 +57,37 @@ PREPARERS: dict[str, Callable[..., PrepareResult]] = {
     "synthetic": synthetic.prepare,
 }
 CORPUS_KINDS: tuple[str, ...] = tuple(PREPARERS)
+MODULES: dict[str, ModuleType] = {"ravdess": ravdess, "crema-d": crema_d, "folder": folder, "synthetic": synthetic}
+
+#: ``-O key=value`` options of every corpus, for ``emorec prepare --help`` and the README; a test
+#: checks that every keyword option of every ``prepare`` is listed here.
+OPTION_HELP: dict[str, list[tuple[str, str]]] = {
+    "ravdess": [
+        ("include=[speech,song,audio_video,video]",
+         "parts to read (default speech: the audio-only speech files, 03-01)"),
+    ],
+    "crema-d": [
+        ("include=[audio,audio_video]", "audio files (AudioWAV, AudioMP3; default) and/or the videos (VideoFlash .flv)"),
+        ("label_source=acted|voice|face|multimodal",
+         "the acted label from the name (default) or the crowd's vote from processedResults/summaryTable.csv"),
+        ("metadata_dir=DIR", "folder holding VideoDemographics.csv and processedResults/ "
+                             "(default: PATH or its parent folder)"),
+        ("demographics=FILE", "VideoDemographics.csv itself (gives each actor's gender)"),
+        ("summary_table=FILE", "summaryTable.csv itself (for label_source other than acted)"),
+    ],
+    "folder": [
+        ("labels_csv=FILE", "labels from a CSV with columns path, emotion (or label), optional speaker and "
+                            "gender; without it labels are the sub-folder names PATH/<label>/..."),
+        ("speaker_pattern=REGEX", "speaker from the relative path, a regex with a group (?P<speaker>...), "
+                                  "e.g. 's(?P<speaker>[0-9]+)_'"),
+        ("name=NAME", "corpus name, the prefix of clip and speaker ids (default folder)"),
+    ],
+    "synthetic": [],
+    "every corpus": [
+        ("workers=N", "probing threads"),
+        ("progress=false", "no progress bar"),
+    ],
+}
 
 
 def prepare_corpus(kind: str, root: str | os.PathLike, **options: Any) -> PrepareResult:
@@ -66,7 +105,54 @@ def prepare_corpus(kind: str, root: str | os.PathLike, **options: Any) -> Prepar
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(f"unknown option(s) {', '.join(unknown)} for corpus {key}; accepted: {', '.join(accepted)}")
-    return prepare(root, **options)
+    result = prepare(root, **options)
+    if not result.clips:
+        raise EmorecError(_nothing_prepared(Path(root).expanduser(), key, result, options))
+    result.warnings.extend(label_warnings(result.clips))
+    return result
+
+
+def label_warnings(clips: list[Any]) -> list[str]:
+    """A line naming the labels outside :data:`~emorec.labels.EMOTIONS` and their counts, if any."""
+    outside = Counter(c.emotion for c in clips if c.emotion not in EMOTIONS)
+    if not outside:
+        return []
+    labels = ", ".join(f"{label} ({n})" for label, n in sorted(outside.items()))
+    return [f"{plural(sum(outside.values()), 'clip')} labelled outside the built-in set "
+            f"({' '.join(EMOTIONS)}), each such label kept as a class of its own: {labels}"]
+
+
+def _reason_kind(reason: str) -> str:
+    """A skip reason without its per-file details, so like reasons count together."""
+    if reason.startswith("duplicate clip id"):
+        return "duplicate clip id"
+    return reason.split(" (")[0]
+
+
+def _nothing_prepared(root: Path, kind: str, result: PrepareResult, options: dict[str, Any]) -> str:
+    module = MODULES[kind]
+    head = f"{root}: no clip found"
+    if result.skipped:
+        counts = Counter(_reason_kind(s.reason) for s in result.skipped)
+        n = plural(len(result.skipped), "file")
+        if len(counts) == 1:
+            (reason,) = counts
+            what = f"{n} skipped, all {reason!r}"
+        else:
+            top = ", ".join(f"{c} {r!r}" for r, c in counts.most_common(3))
+            what = f"{n} skipped: {top}{', ...' if len(counts) > 3 else ''}"
+        hints = getattr(module, "NO_CLIP_HINTS", {})
+        hint = next((hints[r] for r, _ in counts.most_common() if r in hints), "")
+        return f"{head}: {what}" + (f" ({hint})" if hint else "")
+    suffixes = (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES)
+    media = scan_files(root, suffixes)
+    if not media:
+        return f"{head}: no media files ({' '.join(suffixes)}) in it or its sub-folders"
+    found = " ".join(sorted({p.suffix.lower() for p in media}))
+    chosen = ", ".join(f"{k}={v!r}" for k, v in sorted(options.items()) if k not in ("progress", "workers"))
+    hint = "; ".join(h for h in (f"options {chosen}" if chosen else "", getattr(module, "NOT_SELECTED_HINT", "")) if h)
+    what = f"{plural(len(media), 'media file')} ({found}), none of them selected"
+    return f"{head}: {what}" + (f" ({hint})" if hint else "")
 
 
 __all__ = [

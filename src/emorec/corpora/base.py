@@ -13,8 +13,8 @@ from typing import Any
 from emorec.errors import BadInputError, EmorecError, SkippedFile
 from emorec.manifest import Clip
 from emorec.media import AUDIO_SUFFIXES, audio_info
+from emorec.video import VIDEO_SUFFIXES, with_video_info
 
-VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".flv", ".avi", ".mov", ".mkv")
 #: Below this many files no progress bar is drawn (it would only flicker).
 PROGRESS_MIN_FILES = 50
 #: Speaker id (last path segment) given to clips whose speaker is not known.
@@ -28,6 +28,16 @@ class PrepareResult:
 
     clips: list[Clip] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
+    #: One line each: things kept but worth a look (a truncated file, a label outside the built-in set).
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Probed:
+    """A probed clip and what probing noticed about a file that is still usable."""
+
+    clip: Clip
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -95,21 +105,39 @@ def deduplicate(candidates: Sequence[Candidate]) -> tuple[list[Candidate], list[
     return ordered, skipped
 
 
-def probe(candidate: Candidate) -> Clip:
+def plural(count: int, noun: str) -> str:
+    """``"1 clip"``, ``"2 clips"``; nouns ending in s, x or ch take ``es``."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun}{'es' if noun.endswith(('s', 'x', 'ch')) else 's'}"
+
+
+def probe(candidate: Candidate) -> Probed:
     """Fill duration, rate, channels and content hash; raises :class:`BadInputError`."""
     path = candidate.clip.path
     if not candidate.probe_audio:
         if os.path.getsize(path) == 0:
             raise BadInputError(path, "zero-length file")
-        return replace(candidate.clip, content_hash=file_sha256(path))
+        return Probed(replace(candidate.clip, content_hash=file_sha256(path)))
     info = audio_info(path)
-    return replace(
+    clip = replace(
         candidate.clip,
         duration=round(info.duration, 6),
         sample_rate=info.sample_rate,
         channels=info.channels,
         content_hash=info.content_hash,
     )
+    return Probed(clip, [f"{path}: {info.truncation}"] if info.truncation else [])
+
+
+def probe_media(candidate: Candidate) -> Probed:
+    """Audio files as :func:`probe`; a video file is hashed by its bytes and its header read
+    (duration, the audio track's rate and channels; 0 channels: no audio track). A file that
+    PyAV cannot open, or whose first picture does not decode, raises :class:`BadInputError`."""
+    probed = probe(candidate)
+    if not candidate.probe_audio:
+        probed.clip = with_video_info(probed.clip)
+    return probed
 
 
 def finish(
@@ -119,23 +147,27 @@ def finish(
     progress: bool = True,
     workers: int | None = None,
     description: str = "prepare",
-    probe_fn: Callable[[Candidate], Clip] = probe,
+    probe_fn: Callable[[Candidate], Probed] = probe,
 ) -> PrepareResult:
     """Probe every candidate (thread pool); a bad file becomes a :class:`SkippedFile`."""
     unique, duplicates = deduplicate(candidates)
     result = PrepareResult(skipped=[*skipped, *duplicates])
-    outcomes: list[Clip | SkippedFile] = []
+    outcomes: list[Probed | SkippedFile] = []
     workers = workers or min(16, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         jobs = pool.map(lambda c: _probe_safely(c, probe_fn), unique)
         for outcome in _track(jobs, len(unique), progress and len(unique) >= PROGRESS_MIN_FILES, description):
             outcomes.append(outcome)
     for outcome in outcomes:
-        (result.clips if isinstance(outcome, Clip) else result.skipped).append(outcome)
+        if isinstance(outcome, Probed):
+            result.clips.append(outcome.clip)
+            result.warnings.extend(outcome.warnings)
+        else:
+            result.skipped.append(outcome)
     return result
 
 
-def _probe_safely(candidate: Candidate, probe_fn: Callable[[Candidate], Clip]) -> Clip | SkippedFile:
+def _probe_safely(candidate: Candidate, probe_fn: Callable[[Candidate], Probed]) -> Probed | SkippedFile:
     try:
         return probe_fn(candidate)
     except BadInputError as err:

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emorec.corpora.base import (
-    VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, probe, require_root, scan_files, skip,
+    VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, probe_media, require_root, scan_files, skip,
 )
 from emorec.errors import ConfigError, EmorecError
 from emorec.manifest import Clip
-from emorec.video import with_video_info
+from emorec.media import AUDIO_SUFFIXES
 
 CORPUS = "crema-d"
 EMOTION_CODES: dict[str, str] = {
@@ -28,13 +28,17 @@ LEVELS = ("LO", "MD", "HI", "XX")
 LABEL_SOURCES: dict[str, str | None] = {
     "acted": None, "voice": "VoiceVote", "face": "FaceVote", "multimodal": "MultiModalVote",
 }
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3")
 #: ``include`` choices: ``audio`` files and/or the ``audio_video`` (.flv/.mp4) files.
 PARTS = ("audio", "audio_video")
 DEMOGRAPHICS = "VideoDemographics.csv"
 SUMMARY_TABLE = "summaryTable.csv"
 BAD_NAME = "not a CREMA-D name (expected AAAA_SSS_EEE_LL, e.g. 1001_DFA_ANG_XX)"
-_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
+NO_CLIP_HINTS = {BAD_NAME.split(" (")[0]: "for files with other names use `emorec prepare folder`"}
+NOT_SELECTED_HINT = ("crema-d reads audio files by default; for the VideoFlash .flv files give "
+                     "-O include=[audio_video]")
+_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})$")
+#: Upstream misnamed one file ``1040_ITH_SAD_X``; its metadata rows say ``1040_ITH_SAD_XX``.
+LEVEL_TYPOS = {"X": "XX"}
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,19 @@ class CremaName:
     emotion: str
     level: str
 
+    @property
+    def stem(self) -> str:
+        """The canonical file stem, as the metadata CSVs spell it."""
+        return f"{self.actor}_{self.sentence}_{self.emotion}_{self.level}"
+
 
 def parse_name(stem: str) -> CremaName | None:
     """The fields of a CREMA-D file stem, or ``None`` when it is not a valid CREMA-D name."""
     match = _NAME.match(stem)
     if not match:
         return None
-    name = CremaName(*match.groups())
+    actor, sentence, emotion, level = match.groups()
+    name = CremaName(actor, sentence, emotion, LEVEL_TYPOS.get(level, level))
     return name if name.emotion in EMOTION_CODES and name.level in LEVELS else None
 
 
@@ -118,7 +128,7 @@ def prepare(
             continue
         clip = _clip(path, name, genders)
         if column:
-            vote = votes.get(path.stem)
+            vote = votes.get(name.stem)
             emotion = perceived_emotion(vote) if vote is not None else None
             if emotion is None:
                 why = f"no {column} in {SUMMARY_TABLE}" if vote is None else f"{column} is a tie or unusable ({vote!r})"
@@ -126,13 +136,19 @@ def prepare(
                 continue
             clip.acted_emotion, clip.emotion = clip.emotion, emotion
         candidates.append(Candidate(clip, probe_audio=is_audio(path)))
-    return finish(candidates, skipped, progress=progress, workers=workers, description="CREMA-D", probe_fn=probe_media)
+    result = finish(candidates, skipped, progress=progress, workers=workers, description="CREMA-D", probe_fn=probe_media)
+    if demographics_csv is None and result.clips:
+        # gender is optional, but a silently empty column would skew any per-gender analysis
+        where = ", ".join(str(p) for p in ([metadata_dir] if metadata_dir else []) + [base, base.parent])
+        result.warnings.append(f"CREMA-D {DEMOGRAPHICS} not found in {where}: gender left empty "
+                               f"(give -O metadata_dir=FOLDER or -O demographics=FILE)")
+    return result
 
 
 def _clip(path: Path, name: CremaName, genders: dict[str, str]) -> Clip:
     audio = is_audio(path)
     return Clip(
-        clip_id=f"{CORPUS}/{path.stem}" if audio else f"{CORPUS}/av/{path.stem}",
+        clip_id=f"{CORPUS}/{name.stem}" if audio else f"{CORPUS}/av/{name.stem}",
         path=str(path),
         corpus=CORPUS,
         speaker=f"{CORPUS}/{name.actor}",
@@ -142,7 +158,7 @@ def _clip(path: Path, name: CremaName, genders: dict[str, str]) -> Clip:
         statement=name.sentence,
         modality="audio" if audio else "audio_video",
         vocal_channel="speech",
-        performance=f"{CORPUS}/{path.stem}",
+        performance=f"{CORPUS}/{name.stem}",
     )
 
 
@@ -170,9 +186,3 @@ def _read_csv(path: str | os.PathLike, needed: tuple[str, ...]) -> list[dict[str
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise EmorecError(f"{path}: cannot read CSV ({err})") from None
 
-
-def probe_media(candidate: Candidate) -> Clip:
-    """Audio files as usual; video files hashed by their bytes, with duration and the audio
-    track's rate and channels from the container header (0 channels: no audio track)."""
-    clip = probe(candidate)
-    return clip if candidate.probe_audio else with_video_info(clip)

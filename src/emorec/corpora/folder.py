@@ -1,4 +1,6 @@
-"""A user's own folder: labels from sub-folder names (``root/<label>/**/file``) or from a CSV."""
+"""A user's own folder: labels from sub-folder names (``root/<label>/**/file``) or from a CSV.
+
+Audio files and videos (the suffixes :mod:`emorec.video` decodes; ``modality`` audio_video)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import re
 from pathlib import Path
 
 from emorec.corpora.base import (
-    UNKNOWN_SPEAKER, Candidate, PrepareResult, finish, require_root, scan_files, skip,
+    UNKNOWN_SPEAKER, VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, probe_media, require_root,
+    scan_files, skip,
 )
 from emorec.errors import ConfigError, EmorecError, SkippedFile
 from emorec.manifest import Clip
@@ -24,6 +27,12 @@ SYNONYMS: dict[str, str] = {
     "surprise": "surprised", "surprised": "surprised", "sur": "surprised",
     "neutral": "neutral", "neu": "neutral",
     "calm": "calm", "calmness": "calm",
+}
+
+
+NO_LABEL = "no emotion label"
+NO_CLIP_HINTS = {
+    NO_LABEL: "give labels by sub-folder, PATH/<label>/file, or -O labels_csv=FILE with columns path, emotion",
 }
 
 
@@ -54,7 +63,7 @@ def prepare(
     progress: bool = True,
     workers: int | None = None,
 ) -> PrepareResult:
-    """Prepare the audio files under ``root``.
+    """Prepare the audio and video files under ``root``.
 
     Speaker: the CSV's ``speaker`` column, else ``speaker_pattern`` (a regex with a named group
     ``speaker``, searched in the path relative to ``root``), else the file's parent folder when
@@ -69,7 +78,7 @@ def prepare(
     for path, emotion, speaker, gender in rows:
         rel = _relative(path, base)
         if not emotion:
-            skipped.append(skip(path, "no emotion label"))
+            skipped.append(skip(path, NO_LABEL))
             continue
         if not speaker and pattern is not None:
             match = pattern.search(rel.as_posix())
@@ -86,9 +95,10 @@ def prepare(
             speaker=f"{name}/{speaker or UNKNOWN_SPEAKER}",
             emotion=canonical_emotion(emotion),
             gender=gender,
+            modality="audio" if is_audio(path) else "audio_video",
         )
-        candidates.append(Candidate(clip))
-    return finish(candidates, skipped, progress=progress, workers=workers, description=name)
+        candidates.append(Candidate(clip, probe_audio=is_audio(path)))
+    return finish(candidates, skipped, progress=progress, workers=workers, description=name, probe_fn=probe_media)
 
 
 def _relative(path: Path, base: Path) -> Path:
@@ -100,7 +110,7 @@ def _relative(path: Path, base: Path) -> Path:
 
 def _rows_from_folders(base: Path) -> list[tuple[Path, str, str, str]]:
     rows = []
-    for path in scan_files(base, AUDIO_SUFFIXES):
+    for path in scan_files(base, (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES)):
         rel = path.relative_to(base)
         label = rel.parts[0] if len(rel.parts) > 1 else ""
         rows.append((path, label, "", ""))

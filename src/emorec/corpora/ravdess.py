@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emorec.corpora.base import (
-    VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, probe, require_root, scan_files, skip,
+    VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, probe_media, require_root, scan_files, skip,
 )
 from emorec.errors import ConfigError
 from emorec.manifest import Clip
 from emorec.media import AUDIO_SUFFIXES
-from emorec.video import with_video_info
 
 CORPUS = "ravdess"
 EMOTION_CODES: dict[str, str] = {
@@ -27,6 +26,10 @@ MODALITIES = {"01": "audio_video", "02": "video", "03": "audio"}
 #: ``include`` choices: which part of the release to prepare.
 PARTS = ("speech", "song", "audio_video", "video")
 BAD_NAME = "not a RAVDESS name (expected MM-VV-EE-II-SS-RR-AA)"
+#: Why a run ended with no clip, keyed by skip reason (without its details), and what to do.
+NO_CLIP_HINTS = {BAD_NAME.split(" (")[0]: "for files with other names use `emorec prepare folder`"}
+NOT_SELECTED_HINT = ("ravdess reads only the parts in include, by default speech (audio-only 03-01 files): "
+                     "e.g. -O include=[speech,song,audio_video,video]")
 _NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 
 
@@ -122,9 +125,3 @@ def prepare(
         candidates.append(Candidate(clip_from_name(path, name), probe_audio=is_audio(path)))
     return finish(candidates, skipped, progress=progress, workers=workers, description="RAVDESS", probe_fn=probe_media)
 
-
-def probe_media(candidate: Candidate) -> Clip:
-    """Audio files as usual; video files hashed by their bytes, with duration and the audio
-    track's rate and channels from the container header (0 channels: no audio track)."""
-    clip = probe(candidate)
-    return clip if candidate.probe_audio else with_video_info(clip)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -111,6 +112,22 @@ def align_landmarks(points: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.concatenate([(centred / scale).ravel(), pose]).astype(np.float32)
 
 
+_LOADED = threading.local()
+
+
+def _loaded_models(model: str) -> tuple[Any, Any]:
+    """dlib's face detector and ``model``'s shape predictor, loaded once per thread.
+
+    Loading them takes over a second, more than finding the faces of a short clip, and
+    ``emorec predict`` builds a fresh extractor for every file. Per thread because dlib's
+    objects are not documented as thread-safe."""
+    cache = _LOADED.__dict__.setdefault("models", {})
+    if model not in cache:
+        dlib = import_dlib()
+        cache[model] = (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path(model))))
+    return cache[model]
+
+
 class _FaceVideoExtractor(FeatureExtractor):
     """Shared decoding and detection; subclasses turn one frame's face into a feature row."""
 
@@ -162,9 +179,7 @@ class _FaceVideoExtractor(FeatureExtractor):
     def _models(self) -> tuple[Any, Any]:
         if self._predictor is None:
             import_av()
-            dlib = import_dlib()
-            self._detector = dlib.get_frontal_face_detector()
-            self._predictor = dlib.shape_predictor(str(landmark_model_path(self.model)))
+            self._detector, self._predictor = _loaded_models(self.model)
         return self._detector, self._predictor
 
     # -- per frame ------------------------------------------------------------------------
