@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from emorec.atomic import write_json
+from emorec.atomic import publish, write_json
 from emorec.data import Normalizer, missing_modality_frames, pad_collate
 from emorec.errors import BadInputError, EmorecError, SkippedFile
 from emorec.features.base import extractor_from_spec, split_frame_mask
+from emorec.model_files import MODEL_META, MODEL_WEIGHTS, find_model_dir
 from emorec.models import create_model
 
-MODEL_WEIGHTS = "model.safetensors"
-MODEL_META = "model.json"
+__all__ = ["MODEL_META", "MODEL_WEIGHTS", "EnsemblePredictor", "Predictor", "export_model", "find_model_dir"]
 
 
 def export_model(module: Any, out_dir: Path, *, class_names: Sequence[str], feature_specs: dict[str, dict],
@@ -47,23 +47,8 @@ def export_model(module: Any, out_dir: Path, *, class_names: Sequence[str], feat
     tmp = out_dir / f".{MODEL_WEIGHTS}.tmp"
     state = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
     save_file(state, str(tmp))
-    os.replace(tmp, out_dir / MODEL_WEIGHTS)
+    publish(tmp, out_dir / MODEL_WEIGHTS)
     write_json(out_dir / MODEL_META, meta)
-
-
-def find_model_dir(path: str | os.PathLike) -> Path:
-    """A fold dir, a run dir with one fold, or the model.safetensors file itself."""
-    path = Path(path)
-    if path.is_file() and path.name == MODEL_WEIGHTS:
-        path = path.parent
-    if (path / MODEL_META).is_file():
-        return path
-    folds = sorted(path.glob(f"fold_*/{MODEL_META}"))
-    if len(folds) == 1:
-        return folds[0].parent
-    if len(folds) > 1:
-        raise EmorecError(f"{path}: a cross-validation run with {len(folds)} folds; name one, e.g. {folds[0].parent}")
-    raise EmorecError(f"{path}: no trained model here (expected {MODEL_META} + {MODEL_WEIGHTS})")
 
 
 @dataclass

@@ -7,6 +7,7 @@ so the cache key (content hash + name + config) changes exactly when the output 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from abc import ABC, abstractmethod
@@ -81,12 +82,21 @@ def extractor_from_spec(spec: dict[str, Any]) -> FeatureExtractor:
     return create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
 
 
+#: Built-in extractors: name -> the module that registers it, imported on first use, so that
+#: optional heavy dependencies load only when their extractor is used and this module imports
+#: nothing above it (``embed`` reads trained models: the fusion workflow registers it).
+BUILTIN_EXTRACTORS = {
+    "logmel": "emorec.features.spectral", "mfcc": "emorec.features.spectral",
+    "egemaps": "emorec.features.egemaps", "ssl": "emorec.features.ssl", "npy": "emorec.features.precomputed",
+    "face_landmarks": "emorec.features.face", "face_crop": "emorec.features.face",
+    "embed": "emorec.fusion_workflow",
+}
+
+
 def extractor_class(name: str) -> type[FeatureExtractor] | None:
     """The registered class called ``name``, or ``None``."""
-    _import_builtin_extractors()
-    if name == "embed" and name not in _EXTRACTORS:
-        # Model embeddings (the fusion workflow) pull in the training stack: import on demand only.
-        from emorec import fusion_workflow  # noqa: F401
+    if name not in _EXTRACTORS and name in BUILTIN_EXTRACTORS:
+        importlib.import_module(BUILTIN_EXTRACTORS[name])
     return _EXTRACTORS.get(name)  # type: ignore[return-value]
 
 
@@ -103,12 +113,4 @@ def split_frame_mask(name: str, features: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def list_extractors() -> list[str]:
-    _import_builtin_extractors()
-    return sorted(_EXTRACTORS)
-
-
-def _import_builtin_extractors() -> None:
-    # Imported lazily so optional heavy dependencies load only when their extractor is used.
-    from emorec.features import spectral  # noqa: F401
-    from emorec.features import egemaps, precomputed, ssl  # noqa: F401
-    from emorec.features import face  # noqa: F401  (PyAV and dlib load lazily)
+    return sorted(set(_EXTRACTORS) | set(BUILTIN_EXTRACTORS))

@@ -1,4 +1,4 @@
-"""Attention CRNN for speech emotion recognition (seed 000, ``/work/shared/seeds/000_*.txt``).
+"""Attention CRNN for speech emotion recognition (seed 000, seed document ``000_0f45aec744754fab.txt``).
 
 Conv blocks learn local time-frequency patterns of the log-mel "image", a bidirectional GRU
 models their order, Bahdanau (additive) attention pools the frames that carry the emotion,

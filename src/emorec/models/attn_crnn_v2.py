@@ -1,4 +1,4 @@
-"""ATTN-CRNN v2 (seed 001, ``/work/shared/seeds/001_*.txt``): the v1 conv blocks and BiGRU, with
+"""ATTN-CRNN v2 (seed 001, seed document ``001_67d2c08da372fa7c.txt``): the v1 conv blocks and BiGRU, with
 honest recurrent dropout, scaled dot-product self-attention with LayerNorm, and a wider
 BatchNorm + GELU dense layer::
 

@@ -1,4 +1,4 @@
-"""BiLSTM with masked attention for audio, video or both (seed 002, ``/work/shared/seeds/002_*.txt``)::
+"""BiLSTM with masked attention for audio, video or both (seed 002, seed document ``002_50342a74a455f735.txt``)::
 
     audio [B x T_a x F_a] -> BiLSTM(128) -> Dropout -> BiLSTM(64)  -> masked attention -> [B x 128] ┐
     video [B x T_v x F_v] -> BiLSTM(256) -> Dropout -> BiLSTM(128) -> masked attention -> [B x 256] ┴-> concat

@@ -1,4 +1,4 @@
-"""CNN-LSTM sequence model and global-pooling model (seed 003, ``/work/shared/seeds/003_*.txt``).
+"""CNN-LSTM sequence model and global-pooling model (seed 003, seed document ``003_c7567aa92ad6b5b7.txt``).
 
 The seed trained both on pre-extracted CNN features (import them with the ``npy`` extractor) and
 kept the one that did better on validation (``emorec compare``)::

@@ -129,11 +129,7 @@ class EmbeddingFusion(nn.Module):
         directory of that branch's model; ``{"fusion": DIR}`` loads everything but the branches
         (LayerNorm, fusion MLP, head, placeholders) from an ``embedding_fusion`` model, e.g. the
         classifier trained on cached embeddings. Only safetensors files are read."""
-        import json
-
-        from safetensors.torch import load_file
-
-        from emorec.inference import MODEL_META, MODEL_WEIGHTS, find_model_dir
+        from emorec.model_files import find_model_dir, read_model_files
 
         unknown = sorted(set(init_from) - {"audio", "video", "fusion"})
         if unknown:
@@ -142,8 +138,7 @@ class EmbeddingFusion(nn.Module):
             if not path:
                 continue
             model_dir = find_model_dir(path)
-            meta = json.loads((model_dir / MODEL_META).read_text())
-            state = load_file(str(model_dir / MODEL_WEIGHTS))
+            meta, state = read_model_files(model_dir)
             if key in MODALITIES:
                 expected = self.branch_models[key]
                 if meta.get("model") != expected:

@@ -1,4 +1,4 @@
-"""Hybrid Conv1D-TCN with bidirectional cross-modal attention (seed 004, ``/work/shared/seeds/004_*.txt``)::
+"""Hybrid Conv1D-TCN with bidirectional cross-modal attention (seed 004, seed document ``004_21c7cb58aa1dfa4c.txt``)::
 
     audio [B x T_a x F_a] -> [parallel Conv1D k=3 | k=5 -> concat -> BN -> ReLU -> max pool] x N
                           -> Linear -> [B x T_a' x d]

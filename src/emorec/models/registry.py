@@ -7,6 +7,7 @@ arguments, which are the model's config schema.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,8 +40,14 @@ def register_model(
     return decorator
 
 
+#: The modules that register the built-in architectures, imported on first use of the registry
+#: (by name, so this module imports none of the architectures that import it).
+BUILTIN_MODEL_MODULES = ("attn_crnn", "attn_crnn_v2", "bilstm_attention", "cnn_lstm", "fusion", "hybrid_tcn")
+
+
 def _load_builtin_models() -> None:
-    from emorec.models import attn_crnn, attn_crnn_v2, bilstm_attention, cnn_lstm, fusion, hybrid_tcn  # noqa: F401
+    for module in BUILTIN_MODEL_MODULES:
+        importlib.import_module(f"emorec.models.{module}")
 
 
 def list_models() -> list[str]:
