@@ -280,3 +280,23 @@ def test_logmel_trim_removes_leading_and_trailing_silence(tmp_path):
     # librosa.effects.trim works in 2048-sample frames: up to 2048/160 = 12.8 extra frames a side.
     tone_frames = 1 + sr // 160
     assert tone_frames - 1 <= trimmed.shape[0] <= tone_frames + 2 * 13 < full.shape[0]
+
+
+def test_ssl_refuses_pickled_weights_unless_trusted(tmp_path):
+    """A model folder with only ``pytorch_model.bin`` (a pickle) is refused by default."""
+    tf = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    directory = tmp_path / "pickled"
+    torch.manual_seed(0)
+    model = tf.Wav2Vec2Model(tf.Wav2Vec2Config(**TINY))
+    model.save_pretrained(directory)
+    for weights in directory.glob("*.safetensors"):  # as older transformers wrote models
+        weights.unlink()
+    torch.save(model.state_dict(), directory / "pytorch_model.bin")
+    assert not list(directory.glob("*.safetensors")) and list(directory.glob("*.bin"))
+    wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    with pytest.raises(ConfigError, match="pickled"):
+        create_extractor("ssl", model=str(directory)).extract(wave)
+    trusted = create_extractor("ssl", model=str(directory), trust_pickled_weights=True)
+    assert trusted.extract(wave).shape[1] == 16
+    assert "trust_pickled_weights" not in trusted.config()  # the output, and so the cache key, is the same

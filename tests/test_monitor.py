@@ -73,7 +73,7 @@ def test_a_fresh_heartbeat_of_a_live_process_is_running_with_an_eta(tmp_path):
     assert view.status == "running" and view.current.number == 1
     # 7 epochs left, half of the current one done, 60 s each
     assert eta_seconds(view.current.heartbeat) == pytest.approx(6.5 * 60, abs=1)
-    assert view.best_val_ua == 0.71
+    assert view.val_ua == 0.71
 
 
 def test_run_eta_adds_the_folds_not_started_at_the_finished_folds_pace(tmp_path):
@@ -202,3 +202,79 @@ def test_train_log_handler_never_appends_and_keeps_earlier_sessions(tmp_path):
     lines = path.read_text().splitlines()
     assert [line.split(": ", 1)[1] for line in lines] == ["session 1 first", "session 1 second",
                                                           "session 2 first", "session 2 second"]
+
+
+def test_a_killed_run_lasted_until_its_last_sign_of_life(tmp_path):
+    """SIGKILL leaves run.json saying "running" with no end: the run lasted from its start to the
+    last heartbeat / train.log write (70 s here), not 0 s (run.json's own time) nor until now."""
+    import os
+
+    run = make_run(tmp_path, "killed", pid=dead_pid(), log="started\n")
+    data = json.loads((run / "run.json").read_text())
+    started = data["sessions"][0]["started"]
+    (run / "run.json").write_text(json.dumps({**data, "time": started}))  # written once, at the start
+    beat = json.loads((run / "fold_1" / "heartbeat.json").read_text())
+    (run / "fold_1" / "heartbeat.json").write_text(json.dumps({**beat, "time": started + 65}))
+    for path in (run / "train.log", run / "fold_1" / "heartbeat.json"):
+        os.utime(path, (started + 70, started + 70))
+    view = run_view(run)
+    assert view.status == "stalled"
+    assert view.duration == pytest.approx(70, abs=0.5)
+    assert "1 min 10 s" in render_text(run)
+
+
+def test_runs_table_keeps_each_run_name_whole_on_one_line_at_80_columns(tmp_path):
+    from rich.console import Console
+
+    long_name = "ravdess_attn_crnn_v2_ema_bn_deltas-20261201-182125"
+    make_run(tmp_path, long_name, status="finished", fold_status="finished", folds=2, finished_folds=2)
+    make_run(tmp_path, "short", pid=dead_pid())
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))  # the width when not in a terminal
+    console.print(runs_table(tmp_path))
+    lines = console.export_text().splitlines()
+    assert any(line.strip() == long_name for line in lines), "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines)
+    header = next(line for line in lines if "val UA" in line and "test UA" in line)
+    row = lines[[line.strip() for line in lines].index(long_name) + 1]  # the run's details, below its name
+    assert row.split()[:4] == ["attn_crnn", "logmel", "2/2", "finished"] and "0.650" in row.split()
+    for column, value in (("status", "finished"), ("test UA", "0.650")):  # each value under its header
+        start, end = header.index(column), header.index(column) + len(column)
+        assert row.index(value) < end and row.index(value) + len(value) > start, f"{header}\n{row}"
+    wide = Console(width=200, record=True, file=open("/dev/null", "w"))
+    wide.print(runs_table(tmp_path))
+    assert any(long_name in line and "finished" in line and "0.650" in line for line in wide.export_text().splitlines())
+
+
+def _exported(run: Path, *, checkpoint: str, kept_score: float) -> None:
+    """A finished fold's model.json: the kept model (last epoch, EMA, BatchNorm recomputed)."""
+    (run / "fold_1" / "model.json").write_text(json.dumps({
+        "best_epoch": 10, "epochs_run": 10, "monitor": "val/ua", "best_score": kept_score, "checkpoint": checkpoint,
+        "bn_recalibrated": True, "val_metrics": {"val/ua": kept_score},
+        "ema": {"set_as": "ema_half_life_epochs", "half_life_epochs": 2.0, "steps_per_epoch": 10, "decay_per_step": 0.97}}))
+
+
+def test_runs_and_monitor_show_the_kept_models_validation_score_not_the_best_epochs(tmp_path):
+    # the heartbeat's best epoch (0.71 at epoch 2) is not the model a last-epoch recipe keeps
+    run = make_run(tmp_path, "kept", status="finished", fold_status="finished", epoch=10, max_epochs=10)
+    _exported(run, checkpoint="last", kept_score=0.477)
+    view = run_view(run)
+    assert view.val_ua == pytest.approx(0.477)
+    text = render_text(run)
+    assert "best so far" not in text and "0.7100" not in text
+    assert "last epoch (10 of 10), EMA of weights (half-life 2 epochs), BatchNorm statistics recomputed" in text
+    assert "its validation UA 0.477" in text and "0.4770 (kept model)" in text
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))
+    console.print(runs_table(tmp_path))
+    row = next(line for line in console.export_text().splitlines() if "kept" in line and "finished" in line)
+    assert "0.477" in row and "0.710" not in row
+
+
+def test_a_last_epoch_recipe_in_training_shows_its_latest_validation_not_its_best(tmp_path):
+    run = make_run(tmp_path, "training")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**config, "trainer": {"checkpoint": "last"}}))
+    assert run_view(run).val_ua == pytest.approx(0.65)  # the latest epoch's, not the best epoch's 0.71
+    text = render_text(run)
+    assert "best epoch so far" in text and "keeps the last epoch" in text

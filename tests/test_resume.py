@@ -3,8 +3,9 @@
 The killed run is compared with an uninterrupted run of the same recipe: every epoch appears
 exactly once in ``metrics.csv`` and the resumed run is bit-identical (metrics and weights),
 because the checkpoint is taken after a complete epoch and carries the random states. Run
-twice: plain, and with an exponential moving average of the weights (``trainer.ema_decay``),
-whose average and raw weights both travel in the checkpoint.
+three times: plain, and with an exponential moving average of the weights, set per step
+(``trainer.ema_decay``) or in epochs (``trainer.ema_half_life_epochs``), whose average and raw
+weights both travel in the checkpoint.
 """
 
 import csv
@@ -42,7 +43,8 @@ def emorec(*args, cwd: Path, check: bool = True, **env) -> subprocess.CompletedP
 
 
 def epoch_rows(metrics_csv: Path) -> tuple[list[int], list[int]]:
-    """Epoch numbers of the validation rows and of the training rows, in file order."""
+    """Epoch numbers of the rows with validation metrics and of those with training metrics, in
+    file order (metrics.csv has one row per epoch, from 1, holding both)."""
     val, train = [], []
     for row in csv.DictReader(open(metrics_csv)):
         if row.get("val/ua"):
@@ -52,7 +54,8 @@ def epoch_rows(metrics_csv: Path) -> tuple[list[int], list[int]]:
     return val, train
 
 
-@pytest.fixture(scope="module", params=[0.0, 0.9], ids=["plain", "ema"])
+@pytest.fixture(scope="module", params=[{"ema_decay": 0.0}, {"ema_decay": 0.9}, {"ema_half_life_epochs": 0.5}],
+                ids=["plain", "ema", "ema_half_life"])
 def killed_and_resumed(request, tmp_path_factory):
     from emorec.corpora.synthetic import generate_synthetic_corpus
 
@@ -67,7 +70,7 @@ def killed_and_resumed(request, tmp_path_factory):
         "model": {"name": "attn_crnn", "channels": [8], "time_pool": [2], "freq_pool": [2], "gru_hidden": 32,
                   "attention_dim": 8, "dense": 8},
         "augment": {"noise": 0.01, "mixup": 0.2},  # random draws, so the RNG state matters
-        "trainer": {"epochs": EPOCHS, "batch_size": 8, "patience": 20, "ema_decay": request.param},
+        "trainer": {"epochs": EPOCHS, "batch_size": 8, "patience": 20, **request.param},
         "run": {"name": "r", "bootstrap": 20},
     }
     (root / "recipe.yaml").write_text(yaml.safe_dump(config))
@@ -145,7 +148,7 @@ def test_resume_continues_in_the_same_run_directory(killed_and_resumed):
 def test_every_epoch_appears_exactly_once_in_the_metrics(killed_and_resumed):
     _, run_dir, _, _, _ = killed_and_resumed
     val, train = epoch_rows(run_dir / "fold_1" / "metrics.csv")
-    assert val == list(range(EPOCHS)) and train == list(range(EPOCHS))
+    assert val == list(range(1, EPOCHS + 1)) and train == list(range(1, EPOCHS + 1))
     from emorec.training.run import read_epoch_metrics
 
     assert read_epoch_metrics(run_dir / "fold_1" / "metrics.csv")["epoch"] == [float(e) for e in range(1, EPOCHS + 1)]
@@ -164,7 +167,8 @@ def test_the_export_holds_the_chosen_checkpoints_weights_the_average_with_ema(ki
     from safetensors.torch import load_file
 
     root, run_dir, _, at_kill, _ = killed_and_resumed
-    ema = yaml.safe_load((root / "recipe.yaml").read_text())["trainer"]["ema_decay"]
+    trainer = yaml.safe_load((root / "recipe.yaml").read_text())["trainer"]
+    ema = trainer.get("ema_decay") or trainer.get("ema_half_life_epochs")
     chosen = load_checkpoint(run_dir / "fold_1" / "checkpoints" / "best.ckpt")  # the recipe keeps the best epoch
     exported = load_file(run_dir / "fold_1" / "model.safetensors")
     assert exported.keys() and all(torch.equal(v, chosen["state_dict"][f"model.{k}"]) for k, v in exported.items())
@@ -172,6 +176,10 @@ def test_the_export_holds_the_chosen_checkpoints_weights_the_average_with_ema(ki
     if ema:  # every optimiser step went into the average, across the kill
         assert int(last["averaging_state"]["n_averaged"]) == last["global_step"]
         assert at_kill["average_differs_from_raw"], "mid-run, state_dict holds the average, not the raw weights"
+        if trainer.get("ema_half_life_epochs"):  # the resumed session averaged with the same per-step decay
+            steps = last["global_step"] // EPOCHS
+            meta = json.loads((run_dir / "fold_1" / "model.json").read_text())
+            assert meta["ema"]["decay_per_step"] == pytest.approx(0.5 ** (1 / (trainer["ema_half_life_epochs"] * steps)))
     else:
         assert "current_model_state" not in last and at_kill["average_differs_from_raw"] is None
 
@@ -183,7 +191,7 @@ def test_resuming_a_finished_run_keeps_every_fold(killed_and_resumed):
     emorec("train", "--resume", run_dir, "--quiet", cwd=root)
     assert weights.stat().st_mtime_ns == stamp
     assert "already finished and evaluated; kept" in (run_dir / "train.log").read_text()
-    assert epoch_rows(run_dir / "fold_1" / "metrics.csv")[0] == list(range(EPOCHS))
+    assert epoch_rows(run_dir / "fold_1" / "metrics.csv")[0] == list(range(1, EPOCHS + 1))
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -129,6 +129,7 @@ def test_stratified_split_is_flagged_speaker_dependent() -> None:
     clips = ravdess_clips(range(1, 25), per_actor=16)
     (split,) = make_splits(clips, "stratified", test_size=0.2, seed=1)
     assert split.speaker_independent is False and split.scheme == "stratified"
+    assert split.name != split.scheme  # reports print "scheme name": never "stratified stratified"
     assert split.test_speakers == [] and split.val_speakers == []
     n = len(clips)
     assert abs(len(split.test) - 0.2 * n) <= 8

@@ -133,3 +133,113 @@ def test_spec_augment_masks_the_same_bins_in_every_plane():
     assert torch.equal(frames == 0, (frames[:, :1] == 0).expand_as(frames))
     assert (frames == 0).any()
     assert torch.all(out["audio"][~batch["audio_mask"]] == 0)
+
+
+def test_metrics_rows_become_one_row_per_epoch_numbered_from_1():
+    from emorec.runs import epoch_columns, epoch_table
+
+    raw = [  # Lightning's order: lr at an epoch's start (no epoch), then validation, then training
+        {"lr-Adam": 0.001, "step": 0},
+        {"val/ua": 0.3, "val/loss": 1.2, "epoch": 0, "step": 3},
+        {"train/loss": 1.5, "epoch": 0, "step": 3},
+        {"lr-Adam": 0.0005, "step": 4},
+        {"val/ua": 0.4, "val/loss": 1.1, "epoch": 1, "step": 7},
+        {"train/loss": 1.3, "epoch": 1, "step": 7},
+        {"lr-Adam": 0.00025, "step": 8},  # the third epoch has only just started
+    ]
+    table = epoch_table(raw)
+    assert table == [{"epoch": 1, "lr-Adam": 0.001, "val/ua": 0.3, "val/loss": 1.2, "train/loss": 1.5},
+                     {"epoch": 2, "lr-Adam": 0.0005, "val/ua": 0.4, "val/loss": 1.1, "train/loss": 1.3}]
+    assert epoch_columns(table) == ["epoch", "train/loss", "val/loss", "val/ua", "lr-Adam"]
+    # the CSV reader's strings and blanks merge the same way
+    text = [{k: "" if v is None else str(v) for k, v in {"epoch": None, "lr-Adam": 0.001, "step": 0, "val/ua": None}.items()},
+            {"epoch": "0", "lr-Adam": "", "step": "3", "val/ua": "0.3"}]
+    assert epoch_table(text) == [{"epoch": 1, "lr-Adam": 0.001, "val/ua": 0.3}]
+
+
+def test_metrics_csv_is_one_row_per_epoch_and_the_checkpoint_keeps_the_raw_rows(tmp_path):
+    import csv
+
+    from emorec.training.callbacks import RowKeepingCSVLogger
+
+    logger = RowKeepingCSVLogger(tmp_path, name="", version="")
+    logger.log_metrics({"lr-Adam": 0.001}, step=0)
+    logger.log_metrics({"val/ua": 0.5, "epoch": 0}, step=3)
+    logger.log_metrics({"train/loss": 1.0, "epoch": 0}, step=3)
+    logger.save()
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert rows == [{"epoch": "1", "train/loss": "1.0", "val/ua": "0.5", "lr-Adam": "0.001"}]
+    assert len(logger.all_rows()) == 3, "the raw rows (what resuming rebuilds from) are all kept"
+    resumed = RowKeepingCSVLogger(tmp_path / "again", name="", version="", rows=logger.all_rows())
+    resumed.experiment  # a resumed fold writes metrics.csv from the checkpoint's rows at once
+    assert list(csv.DictReader(open(tmp_path / "again" / "metrics.csv"))) == rows
+
+
+def test_progress_bar_counts_epochs_from_1():
+    import types
+
+    from emorec.training.callbacks import OneBasedRichProgressBar
+
+    bar = OneBasedRichProgressBar()
+    bar._trainer = types.SimpleNamespace(max_epochs=30)
+    assert bar._get_train_description(0).strip() == "Epoch 1/30"
+    assert bar._get_train_description(29).strip() == "Epoch 30/30"
+
+
+def test_ema_half_life_gives_a_decay_per_step_that_depends_on_steps_per_epoch():
+    import math
+
+    import pytest
+
+    from emorec.runs import ema_decay_per_step, ema_half_life_epochs
+
+    for steps in (12, 34):  # a 535-clip corpus and RAVDESS at batch size 32
+        decay = ema_decay_per_step(2.0, steps)
+        assert decay ** (2 * steps) == pytest.approx(0.5)  # after 2 epochs a step's weight halves
+        assert ema_half_life_epochs(decay, steps) == pytest.approx(2.0)
+    assert ema_decay_per_step(2.0, 12) < ema_decay_per_step(2.0, 34) < 1.0  # fewer steps, faster per step
+    # what the committed recipes' ema_decay 0.995 means on RAVDESS (34 steps) and on 12 steps
+    assert ema_half_life_epochs(0.995, 34) == pytest.approx(math.log(0.5) / math.log(0.995) / 34)
+    assert 4.0 < ema_half_life_epochs(0.995, 34) < 4.1 and 11.5 < ema_half_life_epochs(0.995, 12) < 11.6
+    with pytest.raises(ValueError):
+        ema_decay_per_step(0.0, 12)
+
+
+def test_half_life_ema_takes_its_decay_from_the_loader_length_when_fitting_starts():
+    import lightning as L
+    import pytest
+
+    from emorec.runs import ema_decay_per_step
+    from emorec.training.callbacks import HalfLifeEMA
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+    steps = {"n": 99}
+    ema = HalfLifeEMA(2.0, lambda: steps["n"], use_buffers=True)
+    steps["n"] = 12  # read at setup, not at construction (under DDP the loader's length changes by then)
+    module = Tiny()
+    ema.setup(None, module, "fit")
+    assert ema.steps_per_epoch == 12 and ema.decay == pytest.approx(ema_decay_per_step(2.0, 12))
+    average = ema._average_model
+    average.update_parameters(module)  # the first update copies the weights (0)
+    with torch.no_grad():
+        module.w.fill_(1.0)
+    average.update_parameters(module)
+    assert float(average.module.w.detach()) == pytest.approx(1.0 - ema.decay)  # decay × 0 + (1 - decay) × 1
+
+
+def test_kept_summary_says_how_the_kept_weights_were_made():
+    from emorec.runs import ema_record, kept_summary
+
+    meta = {"checkpoint": "last", "best_epoch": 30, "epochs_run": 30, "monitor": "val/ua", "best_score": 0.4771,
+            "bn_recalibrated": True, "ema": ema_record({"ema_half_life_epochs": 2.0}, 34)}
+    assert kept_summary(meta) == ("last epoch (30 of 30), EMA of weights (half-life 2 epochs), BatchNorm statistics "
+                                  "recomputed on training clips; its validation UA 0.477")
+    old = {"checkpoint": "last", "best_epoch": 30, "epochs_run": 30, "monitor": "val/ua", "best_score": 0.5,
+           "ema": ema_record({"ema_decay": 0.995}, 34)}
+    assert "EMA of weights (decay 0.995 per step: half-life 4.1 epochs of 34 steps)" in kept_summary(old)
+    best = {"checkpoint": "best", "best_epoch": 7, "epochs_run": 13, "monitor": "val/loss", "best_score": 0.91234}
+    assert kept_summary(best) == "epoch 7 of 13, the best validation loss; its validation loss 0.9123"

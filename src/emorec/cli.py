@@ -18,6 +18,34 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from emorec import __version__
+
+        out.print(f"emorec {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Emotion recognition from speech and face video."""
+
+
+def _hush_libraries() -> None:
+    """``--quiet``: Lightning's info lines and tips, and libraries' deprecation notices, stay off the
+    terminal (train.log still gets Lightning's lines: only the terminal handlers are raised)."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.setLevel(logging.WARNING)
+    for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def _options(pairs: list[str]) -> dict:
     import yaml
 
@@ -30,15 +58,31 @@ def _options(pairs: list[str]) -> dict:
     return parsed
 
 
-@app.command()
+def _prepare_epilog() -> str:
+    from rich.markup import escape
+
+    from emorec.corpora import OPTION_HELP
+
+    lines = ["Corpus options, -O key=value (repeatable):"]
+    for kind, options in OPTION_HELP.items():
+        if options:
+            lines.append(f"{kind}: " + "; ".join(f"{key}: {text}" for key, text in options) + ".")
+    # rich markup would eat bracketed lists such as [speech,song]
+    return "\n\n".join(escape(line) for line in lines)
+
+
+@app.command(epilog=_prepare_epilog())
 def prepare(
     corpus: str = typer.Argument(..., help="ravdess, crema-d, folder or synthetic"),
     path: Path = typer.Argument(..., help="the corpus folder"),
     out_path: Path = typer.Option(Path("manifest.csv"), "--out", "-o", help="manifest to write"),
-    option: list[str] = typer.Option([], "--option", "-O", help="corpus option key=value, e.g. include=[speech,song], label_source=voice, labels_csv=labels.csv"),
+    option: list[str] = typer.Option([], "--option", "-O",
+                                     help=r"corpus option key=value, e.g. include=\[speech,song], label_source=voice, "
+                                          "labels_csv=labels.csv (all of them below)"),
 ) -> None:
     """Scan a corpus and write its manifest (one row per clip); bad files are listed, not fatal."""
     from emorec.corpora import prepare_corpus
+    from emorec.corpora.base import plural
     from emorec.features.extract import write_skipped
     from emorec.manifest import write_manifest
 
@@ -47,9 +91,16 @@ def prepare(
     skipped_path = out_path.with_suffix(".skipped.csv")
     write_skipped(result.skipped, skipped_path)
     speakers = len({c.speaker for c in result.clips})
-    out.print(f"{len(result.clips)} clips from {speakers} speakers -> {out_path}")
+    out.print(f"{plural(len(result.clips), 'clip')} from {plural(speakers, 'speaker')} -> {out_path}", highlight=False)
+    for line in result.warnings[:10]:
+        err.print(f"warning: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    if len(result.warnings) > 10:
+        warnings_path = out_path.with_suffix(".warnings.txt")
+        warnings_path.write_text("".join(f"{line}\n" for line in result.warnings), encoding="utf-8")
+        err.print(f"warning: {plural(len(result.warnings) - 10, 'more warning')}, all listed in {warnings_path}", style="yellow",
+                  markup=False, highlight=False, soft_wrap=True)
     if result.skipped:
-        err.print(f"[yellow]{len(result.skipped)} file(s) skipped, listed in {skipped_path}:")
+        err.print(f"[yellow]{plural(len(result.skipped), 'file')} skipped, listed in {skipped_path}:")
         for item in result.skipped[:10]:
             err.print(f"  {item.path}: {item.reason}", markup=False, highlight=False)
 
@@ -93,7 +144,11 @@ def extract(
 
     extractor = create_extractor(features, **_options(option))
     result = extract_features(read_manifest(manifest), extractor, cache, workers=workers)
-    out.print(f"{features}: {result.extracted} extracted, {result.cached} already cached, "
+    # Identical files share one cache entry, computed once: counted apart, "extracted" is what the bar counted.
+    many = result.duplicates > 1
+    duplicates = (f", {result.duplicates} duplicate{'s' if many else ''} of another clip "
+                  f"(share{'' if many else 's'} its cache entry)") if result.duplicates else ""
+    out.print(f"{features}: {result.extracted} extracted, {result.cached} already cached{duplicates}, "
               f"{len(result.skipped)} skipped ({result.seconds:.1f} s)")
     if result.skipped:
         path = manifest.with_suffix(f".{features}.skipped.csv")
@@ -105,18 +160,20 @@ def extract(
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML recipe, e.g. configs/attn_crnn.yaml (not with --resume)"),
     manifest: Optional[Path] = typer.Option(None, help="override data.manifest"),
-    epochs: Optional[int] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None),
-    patience: Optional[int] = typer.Option(None),
-    noise: Optional[float] = typer.Option(None, help="Gaussian feature noise sigma"),
-    mixup: Optional[float] = typer.Option(None, help="MixUp alpha"),
+    splits: Optional[Path] = typer.Option(None, help="use these folds exactly (a splits.json from `emorec split --out`; sets split.file)"),
+    epochs: Optional[int] = typer.Option(None, help="maximum epochs (default: the recipe's trainer.epochs, else 30)"),
+    batch_size: Optional[int] = typer.Option(None, help="clips per batch (default: the recipe's trainer.batch_size, else 32)"),
+    patience: Optional[int] = typer.Option(None, help="early-stopping patience in epochs (default: the recipe's trainer.patience, else 6)"),
+    noise: Optional[float] = typer.Option(None, help="Gaussian feature noise sigma (default: the recipe's augment.noise)"),
+    mixup: Optional[float] = typer.Option(None, help="MixUp alpha (default: the recipe's augment.mixup)"),
     no_augmentation: bool = typer.Option(False, "--no-augmentation", help="disable noise, MixUp and SpecAugment"),
     fold: Optional[int] = typer.Option(None, help="train this fold only"),
     folds: Optional[str] = typer.Option(None, help="'all' for cross-validation, or '1,3'"),
-    seed: Optional[int] = typer.Option(None),
+    jobs: Optional[int] = typer.Option(None, help="train the folds in this many processes side by side, one run folder (run.jobs; default 1)"),
+    seed: Optional[int] = typer.Option(None, help="random seed of training (default: the recipe's trainer.seed, else 0)"),
     run_dir: Optional[Path] = typer.Option(None, help="parent folder of run directories"),
     set_: list[str] = typer.Option([], "--set", help="any config key: section.key=value"),
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    quiet: bool = typer.Option(False, help="no progress bars, no library notices (they still reach train.log)"),
     devices: Optional[str] = typer.Option(None, help="devices per node: a count (2 = DDP with 2 processes), 'auto', or a list '0,1'"),
     num_nodes: Optional[int] = typer.Option(None, help="machines (multi-node DDP; set MASTER_ADDR, MASTER_PORT, NODE_RANK)"),
     accelerator: Optional[str] = typer.Option(None, help="auto, cpu or gpu"),
@@ -131,10 +188,13 @@ def train(
     from emorec.training.config import load_config
     from emorec.training.run import is_global_zero, resume as resume_run, train as run_training
 
+    if quiet:
+        _hush_libraries()
     hardware = {"devices": _devices(devices), "num_nodes": num_nodes, "accelerator": accelerator, "precision": precision}
     if resume is not None:
-        recipe_options = {"CONFIG": config, "--manifest": manifest, "--epochs": epochs, "--batch-size": batch_size,
-                          "--patience": patience, "--noise": noise, "--mixup": mixup, "--fold": fold, "--folds": folds,
+        recipe_options = {"CONFIG": config, "--manifest": manifest, "--splits": splits, "--epochs": epochs,
+                          "--batch-size": batch_size,
+                          "--patience": patience, "--noise": noise, "--mixup": mixup, "--fold": fold, "--folds": folds, "--jobs": jobs,
                           "--seed": seed, "--run-dir": run_dir, "--set": set_ or None,
                           "--no-augmentation": no_augmentation or None}
         given = [name for name, value in recipe_options.items() if value is not None]
@@ -154,6 +214,7 @@ def train(
         if value is not None:
             extra.setdefault(section, {})[key] = value
     put("data", "manifest", str(manifest) if manifest else None)
+    put("split", "file", str(splits) if splits else None)
     put("trainer", "epochs", epochs)
     put("trainer", "batch_size", batch_size)
     put("trainer", "patience", patience)
@@ -163,6 +224,7 @@ def train(
     put("augment", "enabled", False if no_augmentation else None)
     put("run", "folds", str(fold) if fold is not None else folds)
     put("run", "dir", str(run_dir) if run_dir else None)
+    put("run", "jobs", jobs)
     for key, value in hardware.items():
         put("trainer", key, value)
     cfg = load_config(config, set_, extra)
@@ -191,7 +253,8 @@ def _print_run_result(run_dir: Path) -> None:
         out.print(f"summary: {run_dir / 'summary.md'}")
     for report in sorted(run_dir.glob("fold_*/report/report.json")):
         data = json.loads(report.read_text())
-        out.print(f"{report.parent.parent.name}: UA {data['ua']:.3f}  WA {data['wa']:.3f}  macro-F1 {data['macro_f1']:.3f}  ({report.parent / 'report.md'})")
+        out.print(f"{report.parent.parent.name}: UA {data['ua']:.3f}  WA {data['wa']:.3f}  macro-F1 {data['macro_f1']:.3f}  "
+                  f"({report.parent / 'report.md'})", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -211,7 +274,12 @@ def evaluate(
     if summary:
         out.print(f"mean UA {summary['mean']['ua']:.3f} ± {summary['std']['ua']:.3f} -> {run_dir / 'summary.md'}")
     else:
-        out.print(f"report: {run_dir if (run_dir / 'model.json').is_file() else run_dir / 'fold_*'}/report{'_drop_' + drop if drop else ''}/report.md")
+        from emorec.evaluation.run_eval import trained_fold_dirs
+
+        folder = f"report_drop_{drop}" if drop else "report"
+        fold_dirs = [run_dir] if (run_dir / "model.json").is_file() else trained_fold_dirs(run_dir)
+        for fold_dir in fold_dirs:
+            out.print(f"report: {fold_dir / folder / 'report.md'}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -235,7 +303,7 @@ def ensemble(
 @app.command()
 def predict(
     model: Path = typer.Argument(..., help="a fold directory, a one-fold run directory or model.safetensors"),
-    inputs: list[Path] = typer.Argument(..., help="audio files or folders"),
+    inputs: list[Path] = typer.Argument(..., help="audio or video files, or folders of them"),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (a .json beside it too)"),
     ensemble_with: list[Path] = typer.Option([], "--ensemble-with", "-e",
                                              help="another model to average with (repeatable)"),

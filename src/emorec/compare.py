@@ -84,12 +84,16 @@ def read_fold(fold_dir: Path) -> dict[str, Any]:
     if not report_path.is_file():
         raise EmorecError(f"{fold_dir}: no test report (report/report.json)")
     report = json.loads(report_path.read_text())
-    history = read_epoch_metrics(fold_dir / "metrics.csv")
-    epochs = history.get("epoch", [])
     best = meta.get("best_epoch")
-    row = epochs.index(float(best)) if best is not None and float(best) in epochs else None
-    val = {m: (history[key][row] if row is not None and key in history else math.nan)
-           for m, key in VAL_KEYS.items()}
+    kept = meta.get("val_metrics")  # the kept weights' own scores (after averaging or recalibration)
+    if kept:
+        val = {m: float(kept.get(key, math.nan)) for m, key in VAL_KEYS.items()}
+    else:  # a model exported before val_metrics was recorded: the kept epoch's logged scores
+        history = read_epoch_metrics(fold_dir / "metrics.csv")
+        epochs = history.get("epoch", [])
+        row = epochs.index(float(best)) if best is not None and float(best) in epochs else None
+        val = {m: (history[key][row] if row is not None and key in history else math.nan)
+               for m, key in VAL_KEYS.items()}
     return {
         "fold": meta.get("fold", fold_dir.name),
         "best_epoch": best,

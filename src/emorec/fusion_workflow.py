@@ -177,7 +177,7 @@ class FuseResult:
 def _load_branch(path: str | os.PathLike, role: str) -> Branch:
     from emorec.inference import MODEL_META, find_model_dir
     from emorec.splits import load_splits
-    from emorec.training.config import load_config
+    from emorec.training.config import load_run_config
 
     fold_dir = find_model_dir(path)
     run_dir = fold_dir.parent
@@ -189,7 +189,7 @@ def _load_branch(path: str | os.PathLike, role: str) -> Branch:
         raise EmorecError(f"{fold_dir}: the {role} model must read {role} features only; it reads {reads}")
     if meta.get("speaker_norm"):
         raise EmorecError(f"{fold_dir}: per-speaker normalisation is not supported by fuse")
-    return Branch(role, fold_dir, run_dir, meta, load_config(run_dir / "config.yaml"), load_splits(run_dir / "splits.json"))
+    return Branch(role, fold_dir, run_dir, meta, load_run_config(run_dir), load_splits(run_dir / "splits.json"))
 
 
 def check_same_split(audio: Branch, video: Branch) -> None:

@@ -1,11 +1,13 @@
 """``emorec monitor RUN`` and ``emorec runs DIR``: the seeds' monitor/download scripts as views.
 
 ``monitor`` shows a run's status (running / finished / failed / stalled), epoch x of y, latest
-train and validation metrics, the best validation score so far and its epoch, the estimated time
-to finish (from epoch durations), GPU utilisation and memory (NVML through ``pynvml`` when it is
-installed and a GPU is present, else the plain line ``no GPU``) and the last lines of
-``RUN/train.log``; ``--follow`` redraws it live. ``runs`` lists run directories side by side.
-Both read files only (see :mod:`emorec.runs`), so a run directory copied back from a cloud
+train and validation metrics, the best validation score so far and its epoch while a fold trains,
+the kept model (how its weights were made, its own validation score) once a fold is exported,
+the estimated time to finish (from epoch durations), GPU utilisation and memory (NVML through
+``pynvml`` when it is installed and a GPU is present, else the plain line ``no GPU``) and the
+last lines of ``RUN/train.log``; ``--follow`` redraws it live. ``runs`` lists run directories
+side by side: one row each when the table fits the width, else each run's name on a line of its
+own over its details (the name is never cut). Both read files only (see :mod:`emorec.runs`), so a run directory copied back from a cloud
 machine (``sky rsync-down``, a bucket) is shown the same way.
 """
 
@@ -17,7 +19,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -109,13 +112,20 @@ def render(run_dir: str | Path, *, log_lines: int = 12) -> Group:
             epoch += f"; epoch {hb.get('current_epoch') or int(hb.get('epoch', 0)) + 1}: {hb.get('phase')}" \
                      f" batch {hb.get('batch', 0)}/{hb['batches']}"
         table.add_row(f"{fold.path.name} epoch", epoch)
-        table.add_row("train", _metrics(hb.get("train", {})))
-        table.add_row("validation", _metrics(hb.get("val", {})))
-        if hb.get("best") is not None:
+        latest = f"epoch {hb['epoch']} " if hb.get("epoch") else ""
+        table.add_row(f"{latest}train", _metrics(hb.get("train", {})))
+        table.add_row(f"{latest}validation", _metrics(hb.get("val", {})))
+        if fold.kept:
+            # exported: the kept weights' own score, not the best epoch's (another epoch, or
+            # before averaging / BatchNorm recalibration)
+            table.add_row("kept model", fold.kept)
+        elif hb.get("best") is not None:
             best = f"{hb['monitor']} {hb['best']:.4f} at epoch {hb.get('best_epoch')}"
-            if hb.get("patience") and hb.get("early_stop_wait") is not None and fold.status in ("running", "stalled"):
+            if fold.keeps == "last":
+                best += "  (the recipe keeps the last epoch, not this one)"
+            elif hb.get("patience") and hb.get("early_stop_wait") is not None and fold.status in ("running", "stalled"):
                 best += f"  (early stop after {max(0, hb['patience'] - hb['early_stop_wait'])} more epoch(s) without improvement)"
-            table.add_row("best so far", best)
+            table.add_row("best so far" if fold.keeps != "last" else "best epoch so far", best)
         seconds = hb.get("epoch_seconds") or []
         if seconds:
             table.add_row("epoch time", f"median {format_seconds(hb.get('median_epoch_seconds'))}, last "
@@ -129,6 +139,10 @@ def render(run_dir: str | Path, *, log_lines: int = 12) -> Group:
         table.add_row("heartbeat", f"{format_seconds(fold.age)} ago" if fold.age is not None else "-")
     elif view.status == "finished" and view.test_ua is not None:
         pass
+    kept = [f.val_ua for f in view.folds if f.meta and f.val_ua is not None]
+    if kept:
+        table.add_row("val UA", f"{sum(kept) / len(kept):.4f} (kept model"
+                      + (f"s, mean over {len(kept)} folds)" if len(kept) > 1 else ")"))
     if view.test_ua is not None:
         table.add_row("test UA", f"{view.test_ua:.4f}" + (" (mean over folds)" if len(view.folds) > 1 else ""))
     if view.duration is not None:
@@ -169,16 +183,62 @@ def monitor(run_dir: str | Path, *, follow: bool = False, interval: float = 5.0,
             time.sleep(max(0.2, interval))
 
 
-def runs_table(root: str | Path) -> Table:
+RUN_COLUMNS = ("run", "model", "features", "folds", "status", "val UA", "test UA", "duration")
+RIGHT = ("folds", "val UA", "test UA", "duration")
+RUNS_CAPTION = "val UA: the kept models' validation UA (while training: what would be kept now)"
+
+
+class RunsTable:
+    """``emorec runs``: one row per run when that fits the console, else each run's name on a
+    line of its own (whole: it is the key) over its details, in columns aligned across runs."""
+
+    def __init__(self, root: str | Path, views: list[RunView]):
+        self.root = root
+        self.rows = [(view.name, view.model, view.features, f"{view.done}/{len(view.planned) or len(view.folds)}",
+                      _status(view.status), f"{view.val_ua:.3f}" if view.val_ua is not None else "-",
+                      f"{view.test_ua:.3f}" if view.test_ua is not None else "-", format_seconds(view.duration))
+                     for view in views]
+
+    def wide(self) -> Table:
+        table = Table(title=f"runs in {self.root}", caption=RUNS_CAPTION)
+        for column in RUN_COLUMNS:
+            table.add_column(column, justify="right" if column in RIGHT else "left",
+                             no_wrap=column == "run", overflow="fold")
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def stacked(self) -> list:
+        columns = RUN_COLUMNS[1:]
+        widths = [max([len(column)] + [Text(c).cell_len if isinstance(c, str) else c.cell_len for c in cells])
+                  for column, cells in zip(columns, zip(*(row[1:] for row in self.rows)))]
+
+        def grid(header: bool) -> Table:
+            # the same fixed widths in every run's grid line them up under one header
+            table = Table(box=None, show_header=header, show_edge=False, pad_edge=False, padding=(0, 1))
+            table.add_column("", width=1)  # indents the details under their run's name
+            for column, width in zip(columns, widths):
+                table.add_column(column, width=width, justify="right" if column in RIGHT else "left", overflow="fold")
+            return table
+
+        parts: list = [Text(f"runs in {self.root}", style="italic", justify="center"), grid(True)]
+        for name, *details in self.rows:
+            row = grid(False)
+            row.add_row("", *details)
+            parts += [Text(name, style="bold", overflow="fold"), row]
+        return parts + [Text(RUNS_CAPTION, style="dim italic")]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        wide = self.wide()
+        natural = Measurement.get(console, options.update(max_width=10_000), wide).maximum  # unwrapped
+        if natural <= options.max_width:
+            yield wide
+        else:
+            yield from self.stacked()
+
+
+def runs_table(root: str | Path) -> RunsTable:
     views = list_runs(root)
     if not views:
         raise EmorecError(f"{root}: no run directories (folders with config.yaml) here")
-    table = Table(title=f"runs in {root}")
-    for column in ("run", "model", "features", "folds", "status", "best val UA", "test UA", "duration"):
-        table.add_column(column, justify="right" if column in ("best val UA", "test UA", "folds", "duration") else "left",
-                         overflow="fold")
-    for view in views:
-        table.add_row(view.name, view.model, view.features, f"{view.done}/{len(view.planned) or len(view.folds)}",
-                      _status(view.status), f"{view.best_val_ua:.3f}" if view.best_val_ua is not None else "-",
-                      f"{view.test_ua:.3f}" if view.test_ua is not None else "-", format_seconds(view.duration))
-    return table
+    return RunsTable(root, views)

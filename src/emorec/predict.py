@@ -13,6 +13,10 @@ from emorec.atomic import atomic_open, write_json
 from emorec.errors import EmorecError
 from emorec.inference import EnsemblePredictor, Predictor
 from emorec.media import AUDIO_SUFFIXES
+from emorec.video import VIDEO_SUFFIXES
+
+#: What a folder given to ``predict`` expands to: every file the media loader decodes.
+MEDIA_SUFFIXES: tuple[str, ...] = (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES)
 
 
 def collect_files(inputs: Sequence[Path]) -> list[Path]:
@@ -20,14 +24,38 @@ def collect_files(inputs: Sequence[Path]) -> list[Path]:
     for path in inputs:
         path = Path(path)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES))
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file()))
         elif path.exists():
             files.append(path)
         else:
             raise EmorecError(f"{path}: no such file or folder")
     if not files:
-        raise EmorecError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {', '.join(map(str, inputs))}")
+        raise EmorecError(f"no audio or video files ({', '.join(MEDIA_SUFFIXES)}) under {', '.join(map(str, inputs))}")
     return files
+
+
+def probability_table(rows: list[dict], names: Sequence[str], *, width: int) -> Table:
+    """One row per file: every class's probability when that fits in ``width`` columns, else the
+    three most likely classes in one column. File names are never cut (the CSV has every value)."""
+    files = [Path(row["path"]).name for row in rows]
+    title = f"emotion probabilities ({len(rows)} clip{'s' if len(rows) != 1 else ''})"
+    name_width = max([len("file"), *map(len, files)])
+    label_width = max([len("predicted"), *map(len, names)])
+    full = name_width + label_width + sum(max(len(n), 5) for n in names) + 3 * (len(names) + 2) + 1
+    table = Table(title=title)
+    table.add_column("file", no_wrap=True, min_width=name_width)
+    table.add_column("predicted", no_wrap=True)
+    if full <= width:
+        for name in names:
+            table.add_column(name, justify="right", no_wrap=True)
+        for file, row in zip(files, rows):
+            table.add_row(file, row["predicted"], *(f"{row[n]:.3f}" for n in names))
+        return table
+    table.add_column("most likely", overflow="fold")
+    for file, row in zip(files, rows):
+        top = sorted(names, key=lambda n: -row[n])[:3]
+        table.add_row(file, row["predicted"], "  ".join(f"{n} {row[n]:.2f}" for n in top))
+    return table
 
 
 def predict_paths(model: Path, inputs: Sequence[Path], out_path: Path | None, *, console: Console,
@@ -38,16 +66,11 @@ def predict_paths(model: Path, inputs: Sequence[Path], out_path: Path | None, *,
     results, skipped = predictor.predict_files(collect_files(inputs))
     rows = [{"path": path, "predicted": names[int(probs.argmax())],
              **{name: float(p) for name, p in zip(names, probs)}} for path, probs in results]
-    table = Table(title=f"emotion probabilities ({len(rows)} clip(s))")
-    table.add_column("file")
-    table.add_column("predicted")
-    for name in names:
-        table.add_column(name, justify="right")
-    for row in rows:
-        table.add_row(Path(row["path"]).name, row["predicted"], *(f"{row[n]:.3f}" for n in names))
-    console.print(table)
+    console.print(probability_table(rows, names, width=console.width))
     for item in skipped:
-        err_console.print(f"skipped {item.path}: {item.reason}", markup=False, highlight=False)
+        err_console.print(f"skipped {item.path}: {item.reason}", markup=False, highlight=False, soft_wrap=True)
+    if not rows:
+        raise EmorecError(f"no input could be predicted: all {len(skipped)} file(s) skipped (reasons above)")
     if out_path is not None:
         with atomic_open(out_path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=["path", "predicted", *names])

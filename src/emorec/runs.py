@@ -9,11 +9,18 @@ Status of a fold: ``finished``, ``running``, ``stalled`` (its heartbeat is older
 ``max(3 × median epoch duration, 10 min)`` while it says running, or its process is gone on
 this host), ``failed``, ``interrupted``, ``not started``. A run is ``finished`` / ``failed`` /
 ``interrupted`` from ``run.json``, else the status of its current fold.
+
+Scores: a fold's validation score is the *kept* model's (``model.json``'s ``val_metrics`` /
+``best_score``: after weight averaging and BatchNorm recalibration, at the kept epoch), never the
+best per-epoch value of a recipe that keeps another epoch. :func:`kept_summary` says in words how
+the kept weights were made; :func:`epoch_table` turns Lightning's raw CSV rows into the one row
+per epoch (numbered from 1) of ``metrics.csv``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import statistics
@@ -89,15 +96,30 @@ class FoldView:
     summary: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     age: float | None = None                 # seconds since the last heartbeat
+    meta: dict[str, Any] = field(default_factory=dict)   # model.json: the kept (exported) model
+    keeps: str = "best"                      # trainer.checkpoint: which epoch the recipe keeps
 
     @property
-    def best_val_ua(self) -> float | None:
+    def val_ua(self) -> float | None:
+        """The kept model's validation UA; while a fold trains, what it would keep now."""
+        kept = _number((self.meta.get("val_metrics") or {}).get("val/ua"))
+        if kept is None and self.meta.get("monitor") == "val/ua":
+            kept = _number(self.meta.get("best_score"))
+        if kept is not None or self.meta:
+            return kept
+        if self.keeps == "last":  # the best epoch is not what such a recipe keeps: the latest is
+            latest = _number((self.heartbeat.get("val") or {}).get("val/ua"))
+            return latest if latest is not None else _number(self.summary.get("final_metrics", {}).get("val/ua"))
         if self.summary.get("monitor") == "val/ua" and self.summary.get("best_score") is not None:
             return float(self.summary["best_score"])
         if self.heartbeat.get("monitor") == "val/ua" and self.heartbeat.get("best") is not None:
             return float(self.heartbeat["best"])
-        value = self.summary.get("metrics_at_best", {}).get("val/ua")
-        return float(value) if value is not None else None
+        return _number(self.summary.get("metrics_at_best", {}).get("val/ua"))
+
+    @property
+    def kept(self) -> str | None:
+        """How the kept weights were made and their validation score, once exported."""
+        return kept_summary(self.meta) if self.meta else None
 
     @property
     def test_ua(self) -> float | None:
@@ -142,8 +164,9 @@ class RunView:
         return started[-1] if started else None
 
     @property
-    def best_val_ua(self) -> float | None:
-        values = [f.best_val_ua for f in self.folds if f.best_val_ua is not None]
+    def val_ua(self) -> float | None:
+        """Mean over folds of :attr:`FoldView.val_ua` (the kept models' validation UA)."""
+        values = [f.val_ua for f in self.folds if f.val_ua is not None]
         return float(sum(values) / len(values)) if values else None
 
     @property
@@ -176,16 +199,19 @@ def fold_number(fold_dir: str | os.PathLike) -> int:
     return int(Path(fold_dir).name.split("_")[-1])
 
 
-def fold_view(fold_dir: Path, *, now: float | None = None, this_host: str | None = None) -> FoldView:
+def fold_view(fold_dir: Path, *, now: float | None = None, this_host: str | None = None,
+              keeps: str = "best") -> FoldView:
     now = time.time() if now is None else now
     this_host = this_host or socket.gethostname()
     number = fold_number(fold_dir)
     heartbeat = read_json(fold_dir / "heartbeat.json") or {}
     summary = read_json(fold_dir / "train_summary.json") or {}
     report = read_json(fold_dir / "report" / "report.json") or {}
-    view = FoldView(number, fold_dir, "not started", heartbeat=heartbeat, summary=summary, report=report)
+    meta = read_json(fold_dir / "model.json") or {}
+    view = FoldView(number, fold_dir, "not started", heartbeat=heartbeat, summary=summary, report=report, meta=meta,
+                    keeps=str(meta.get("checkpoint") or keeps))
     if not heartbeat:
-        if summary or report or (fold_dir / "model.json").is_file():
+        if summary or report or meta:
             view.status = "finished"
         return view
     view.age = max(0.0, now - float(heartbeat.get("time", now)))
@@ -214,7 +240,8 @@ def run_view(run_dir: str | os.PathLike, *, now: float | None = None) -> RunView
     config = read_yaml(run_dir / "config.yaml")
     run_json = read_json(run_dir / "run.json") or {}
     summary = read_json(run_dir / "summary.json") or {}
-    folds = sorted((fold_view(p, now=now, this_host=this_host) for p in run_dir.glob("fold_*")
+    keeps = str((config.get("trainer") or {}).get("checkpoint") or "best")
+    folds = sorted((fold_view(p, now=now, this_host=this_host, keeps=keeps) for p in run_dir.glob("fold_*")
                     if p.is_dir() and p.name.split("_")[-1].isdigit()), key=lambda f: f.number)
     planned = list(run_json.get("folds") or [])
     if not planned:
@@ -233,7 +260,12 @@ def run_view(run_dir: str | os.PathLike, *, now: float | None = None) -> RunView
     if sessions:
         duration = 0.0
         for session in sessions:
-            end = session.get("ended") or (now if status == "running" and session is sessions[-1] else run_json.get("time"))
+            end = session.get("ended")
+            if not end and session is sessions[-1]:
+                # A session that never recorded its end was killed (or is still going): it lasted
+                # until now while running, else until its last sign of life.
+                end = now if status == "running" else last_sign_of_life(run_dir, folds, run_json)
+            end = end or run_json.get("time")
             if end and session.get("started"):
                 duration += max(0.0, float(end) - float(session["started"]))
     elif folds:
@@ -241,6 +273,19 @@ def run_view(run_dir: str | os.PathLike, *, now: float | None = None) -> RunView
         duration = sum(seconds) if seconds else None
     return RunView(run_dir, run_dir.name, model, features, status, reason, folds, planned, host, pid, same_host,
                    run_json, summary, duration, now)
+
+
+def last_sign_of_life(run_dir: Path, folds: list[FoldView], run_json: dict[str, Any]) -> float | None:
+    """The latest moment a run's files show it alive: heartbeat times (written inside the files,
+    so they survive a copy) and the modification times of ``train.log`` and the heartbeats."""
+    times = [_number(run_json.get("time"))] + [_number(f.heartbeat.get("time")) for f in folds]
+    for path in [run_dir / "train.log", *(f.path / "heartbeat.json" for f in folds)]:
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            pass
+    times = [t for t in times if t is not None]
+    return max(times) if times else None
 
 
 def _run_status(run_json: dict, folds: list[FoldView], planned: list[int], same_host: bool, now: float) -> tuple[str, str]:
@@ -291,3 +336,129 @@ def format_seconds(seconds: float | None) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# --------------------------------------------------------------------------- metrics.csv
+def epoch_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lightning's raw CSV rows as one row per epoch, epochs numbered from 1.
+
+    Lightning logs an epoch's training and its validation metrics on separate rows (epoch counted
+    from 0), and the learning-rate monitor's row, at the start of an epoch, with no epoch at all:
+    such a row belongs to the epoch after the last one seen. Columns: ``epoch``, ``train/*``,
+    ``val/*``, then the rest (the learning rate); ``step`` is dropped. Only epochs with a training
+    or validation metric appear (an epoch that has just started has its learning rate only).
+    """
+    merged: dict[int, dict[str, float]] = {}
+    upcoming = 0
+    for row in rows:
+        raw = _number(row.get("epoch"))
+        if raw is None:
+            epoch = upcoming
+        else:
+            epoch = int(raw)
+            upcoming = epoch + 1
+        values = merged.setdefault(epoch, {})
+        for key, value in row.items():
+            number = _number(value)  # blank cells of the CSV read as None
+            if key not in ("epoch", "step") and number is not None:
+                values[key] = number
+    return [{"epoch": e + 1, **merged[e]} for e in sorted(merged) if any("/" in k for k in merged[e])]
+
+
+def epoch_columns(table: list[dict[str, Any]]) -> list[str]:
+    """``epoch``, then training metrics, validation metrics and the rest, for one row per epoch."""
+    keys = {k for row in table for k in row} - {"epoch"}
+
+    def order(key: str) -> tuple[int, str]:
+        return (0 if key.startswith("train/") else 1 if key.startswith("val/") else 2, key)
+    return ["epoch", *sorted(keys, key=order)]
+
+
+def read_epoch_table(metrics_csv: str | os.PathLike) -> list[dict[str, Any]]:
+    """``metrics.csv`` as one dict per epoch (from 1); a run written before ``metrics.csv`` held
+    one row per epoch (Lightning's raw rows, with a ``step`` column) is merged the same way."""
+    import csv
+
+    with open(metrics_csv, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        fields = reader.fieldnames or []
+    if "step" in fields:
+        return epoch_table(rows)
+    table = []
+    for row in rows:
+        epoch = _number(row.get("epoch"))
+        if epoch is not None:
+            table.append({"epoch": int(epoch), **{k: _number(v) for k, v in row.items()
+                                                   if k != "epoch" and _number(v) is not None}})
+    return table
+
+
+# --------------------------------------------------------------------------- the kept model
+_METRIC_WORDS = {"val/ua": "validation UA", "val/acc": "validation accuracy (WA)", "val/loss": "validation loss",
+                 "val/macro_f1": "validation macro-F1"}
+
+
+def metric_words(monitor: str) -> str:
+    return _METRIC_WORDS.get(monitor, monitor)
+
+
+def ema_half_life_epochs(decay: float, steps_per_epoch: float) -> float:
+    """The horizon of a per-step decay in epochs: after it, a step's weight in the average halves."""
+    return math.log(0.5) / math.log(decay) / steps_per_epoch
+
+
+def ema_decay_per_step(half_life_epochs: float, steps_per_epoch: float) -> float:
+    """The per-step decay whose average halves a step's weight after ``half_life_epochs`` epochs
+    of ``steps_per_epoch`` optimisation steps: ``0.5 ** (1 / (half_life_epochs * steps_per_epoch))``."""
+    if half_life_epochs <= 0 or steps_per_epoch <= 0:
+        raise ValueError(f"half-life {half_life_epochs} epochs of {steps_per_epoch} steps: both must be > 0")
+    return 0.5 ** (1.0 / (half_life_epochs * steps_per_epoch))
+
+
+def ema_record(trainer: dict[str, Any], steps_per_epoch: int | None) -> dict[str, Any] | None:
+    """What ``model.json`` records about the weight average of a run's ``trainer`` section."""
+    decay, half_life = float(trainer.get("ema_decay") or 0.0), float(trainer.get("ema_half_life_epochs") or 0.0)
+    if not decay and not half_life:
+        return None
+    if half_life:
+        return {"set_as": "ema_half_life_epochs", "half_life_epochs": half_life, "steps_per_epoch": steps_per_epoch,
+                "decay_per_step": ema_decay_per_step(half_life, steps_per_epoch) if steps_per_epoch else None}
+    return {"set_as": "ema_decay", "decay_per_step": decay, "steps_per_epoch": steps_per_epoch,
+            "half_life_epochs": ema_half_life_epochs(decay, steps_per_epoch) if steps_per_epoch else None}
+
+
+def kept_summary(meta: dict[str, Any], *, ema: dict[str, Any] | None = None) -> str:
+    """How the kept weights were made, in words, from ``model.json``: e.g. ``last epoch (30 of 30),
+    EMA of weights (half-life 2 epochs), BatchNorm statistics recomputed on training clips; its
+    validation UA 0.477``. ``ema`` stands in for a ``model.json`` written before it recorded one."""
+    epoch, run = meta.get("best_epoch"), meta.get("epochs_run")
+    of = f" of {run}" if run is not None else ""
+    monitor = str(meta.get("monitor") or "val/ua")
+    if meta.get("checkpoint") == "last":
+        parts = [f"last epoch ({epoch}{of})"]
+    else:
+        parts = [f"epoch {epoch}{of}, the best {metric_words(monitor)}"]
+    ema = meta.get("ema", ema)
+    if ema:
+        if ema.get("set_as") == "ema_half_life_epochs":
+            half_life = float(ema["half_life_epochs"])
+            parts.append(f"EMA of weights (half-life {half_life:g} epoch{'' if half_life == 1 else 's'})")
+        elif ema.get("half_life_epochs"):
+            parts.append(f"EMA of weights (decay {ema['decay_per_step']:g} per step: half-life "
+                         f"{ema['half_life_epochs']:.1f} epochs of {ema['steps_per_epoch']} steps)")
+        else:
+            parts.append(f"EMA of weights (decay {ema['decay_per_step']:g} per step)")
+    if meta.get("bn_recalibrated"):
+        parts.append("BatchNorm statistics recomputed on training clips")
+    score = _number(meta.get("best_score"))
+    digits = 4 if monitor.endswith("loss") else 3
+    return ", ".join(parts) + (f"; its {metric_words(monitor)} {score:.{digits}f}" if score is not None else "")

@@ -266,7 +266,7 @@ def _stratified(clips: Sequence[Clip], test_size: float, seed: int) -> Split:
     def ids(groups: list[list[int]]) -> list[str]:
         return [clips[i].clip_id for i in sorted(i for g in groups for i in g)]
 
-    return Split("stratified", ids(train_groups), ids(val_groups), ids(test_groups),
+    return Split("holdout", ids(train_groups), ids(val_groups), ids(test_groups),
                  speaker_independent=False, scheme="stratified")
 
 

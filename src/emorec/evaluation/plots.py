@@ -123,56 +123,29 @@ def plot_roc_curves(roc: Mapping[str, Mapping[str, Any]], path: str | os.PathLik
 
 
 # --------------------------------------------------------------------------- training history
-def _to_float(text: str) -> float:
-    text = text.strip()
-    if not text:
-        return math.nan
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
 def read_metrics_csv(path: str | os.PathLike) -> dict[str, list[float]]:
-    """Per-epoch series from a Lightning ``CSVLogger`` ``metrics.csv``.
+    """Per-epoch series from a run's ``metrics.csv``, epochs numbered from 1.
 
-    Lightning writes train and validation metrics of one epoch on separate rows, leaving the
-    other columns blank. Rows are grouped by ``epoch`` and each column is averaged over its
-    non-blank values in that epoch (an epoch-level metric has one value, a step-level one is
-    averaged). Rows with a blank epoch (e.g. a learning-rate monitor) take the epoch of the
-    previous row. Returns ``{"epoch": [...], column: [...]}`` with NaN where an epoch has no
-    value; the ``step`` column is dropped.
+    ``metrics.csv`` holds one row per epoch. A run written before that holds Lightning's raw
+    ``CSVLogger`` rows (a ``step`` column; train and validation metrics of one epoch on separate
+    rows, epochs from 0, the learning rate on a row with no epoch at the start of an epoch):
+    those are merged into one row per epoch by :func:`emorec.runs.epoch_table`.
+    Returns ``{"epoch": [...], column: [...]}`` with NaN where an epoch has no value; columns
+    with no value at all and ``step`` are dropped.
     """
+    from emorec.runs import epoch_columns, read_epoch_table
+
     path = Path(path)
     if not path.is_file():
         raise BadInputError(path, "metrics CSV not found")
     with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "epoch" not in reader.fieldnames:
-            raise BadInputError(path, "not a Lightning metrics.csv (no 'epoch' column)")
-        columns = [name for name in reader.fieldnames if name not in ("epoch", "step")]
-        sums: dict[int, dict[str, list[float]]] = {}
-        last_epoch: int | None = None
-        for row in reader:
-            epoch_value = _to_float(row.get("epoch") or "")
-            if math.isnan(epoch_value):
-                if last_epoch is None:
-                    continue
-                epoch = last_epoch
-            else:
-                epoch = int(epoch_value)
-                last_epoch = epoch
-            bucket = sums.setdefault(epoch, {})
-            for name in columns:
-                value = _to_float(row.get(name) or "")
-                if not math.isnan(value):
-                    bucket.setdefault(name, []).append(value)
-    epochs = sorted(sums)
-    history: dict[str, list[float]] = {"epoch": [float(e) for e in epochs]}
-    for name in columns:
-        series = [float(np.mean(sums[e][name])) if name in sums[e] else math.nan for e in epochs]
-        if any(not math.isnan(v) for v in series):
-            history[name] = series
+        fields = csv.DictReader(handle).fieldnames
+    if not fields or "epoch" not in fields:
+        raise BadInputError(path, "not a metrics.csv (no 'epoch' column)")
+    table = read_epoch_table(path)
+    history: dict[str, list[float]] = {"epoch": [float(r["epoch"]) for r in table]}
+    for name in epoch_columns(table)[1:]:
+        history[name] = [float(r.get(name, math.nan)) for r in table]
     return history
 
 
@@ -190,13 +163,18 @@ def _kind(name: str) -> str | None:
 
 
 def plot_history(history: Mapping[str, Sequence[float]] | str | os.PathLike,
-                 path: str | os.PathLike, title: str | None = None) -> Path:
-    """Loss curves (left) and accuracy/UA/F1 curves (right) per epoch.
+                 path: str | os.PathLike, title: str | None = None,
+                 kept: Mapping[str, Any] | None = None) -> Path:
+    """Loss curves (left) and accuracy/UA/F1 curves (right) per epoch (numbered from 1).
 
     ``history`` is ``{metric: values per epoch}`` (an optional ``"epoch"`` entry gives the
-    x values) or the path of a Lightning ``metrics.csv`` (see :func:`read_metrics_csv`).
-    Columns are put in a panel by name: anything with ``loss`` on the left; ``acc``, ``ua``,
-    ``uar``, ``wa``, ``f1``, ``recall`` on the right; others (``lr-Adam``) are not drawn.
+    x values, else epochs 1, 2, ...) or the path of a run's ``metrics.csv`` (see
+    :func:`read_metrics_csv`). Columns are put in a panel by name: anything with ``loss`` on
+    the left; ``acc``, ``ua``, ``uar``, ``wa``, ``f1``, ``recall`` on the right; others
+    (``lr-Adam``) are not drawn. ``kept`` (``epoch``, and optionally ``monitor``, ``score`` and
+    ``label``) marks the kept model: a vertical line at its epoch in both panels and, in the
+    monitor's panel, its own validation score, which differs from the curve when its weights
+    were changed after that epoch was logged (BatchNorm statistics recomputed).
     """
     if isinstance(history, (str, os.PathLike)):
         history = read_metrics_csv(history)
@@ -215,7 +193,7 @@ def plot_history(history: Mapping[str, Sequence[float]] | str | os.PathLike,
         if epochs is not None and len(epochs) == y.size:
             x = np.asarray(epochs, dtype=np.float64)
         else:
-            x = np.arange(y.size, dtype=np.float64)
+            x = np.arange(1, y.size + 1, dtype=np.float64)
         ok = np.isfinite(y)
         if not ok.any():
             continue
@@ -224,6 +202,18 @@ def plot_history(history: Mapping[str, Sequence[float]] | str | os.PathLike,
         ax.plot(x[ok], y[ok], style, marker="o" if ok.sum() < 30 else None, markersize=3,
                 label=name)
         drawn[kind] += 1
+    if kept and kept.get("epoch") is not None:
+        label = str(kept.get("label") or f"kept: epoch {kept['epoch']}")
+        for ax in (ax_loss, ax_score):
+            ax.axvline(float(kept["epoch"]), color="black", linestyle=":", linewidth=1.2,
+                       label=label if ax is ax_score else None)
+        score, monitor = kept.get("score"), str(kept.get("monitor") or "")
+        if score is not None and np.isfinite(float(score)) and _kind(monitor):
+            ax = ax_loss if _kind(monitor) == "loss" else ax_score
+            ax.plot([float(kept["epoch"])], [float(score)], marker="*", markersize=12, color="black",
+                    linestyle="none", label=f"kept model: {monitor} {float(score):.3f}")
+            drawn[_kind(monitor)] += 1
+        drawn["score"] += 1
     for ax, kind, label in ((ax_loss, "loss", "loss"), (ax_score, "score", "score")):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -123,6 +123,9 @@ def _report_markdown(report: Mapping[str, Any]) -> str:
     )
     lines += ["", f"{m['n']} clips. UA and macro-F1 average over the {len(m['ua_classes'])} "
               f"classes present in the test set ({', '.join(m['ua_classes'])}).", ""]
+    kept = report.get("kept") or {}
+    if kept.get("summary"):
+        lines += ["## Kept model", "", f"- kept: {kept['summary']}", ""]
     absent = [n for n in names if n not in m["ua_classes"]]
     if absent:
         lines += [f"Classes with no test clips (left out of UA and macro-F1): {', '.join(absent)}.", ""]
@@ -153,8 +156,14 @@ def _report_markdown(report: Mapping[str, Any]) -> str:
 
     if report.get("extra"):
         lines += ["", "## Extra", ""]
-        for key, value in report["extra"].items():
-            lines.append(f"- {key}: {value}")
+        extra = report["extra"]
+        for key, value in extra.items():
+            if key == "epochs" and value is not None and extra.get("epochs_run") is not None:
+                lines.append(f"- epochs: kept epoch {value} of {extra['epochs_run']} run")
+            elif key == "epochs_run" and extra.get("epochs") is not None:
+                continue  # said on the epochs line
+            else:
+                lines.append(f"- {key}: {value}")
     files = report.get("files") or {}
     if files:
         lines += ["", "## Files", ""]
@@ -186,6 +195,7 @@ def write_report(
     extra: Mapping[str, Any] | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
+    kept: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate one test set and write the report files into ``out_dir``.
 
@@ -195,8 +205,11 @@ def write_report(
     JSON-able copy of the split -- a dict, a dataclass or an object with ``to_dict`` -- always
     with ``speaker_independent``, ``None`` when not stated), ``extra`` and ``files``;
     ``report.md``, ``predictions.csv`` (``clip_id, true, predicted, prob_<class>...``),
-    ``confusion_matrix.png``, ``roc_curves.png`` and, when ``history_csv`` (a Lightning
-    ``metrics.csv`` or a ``{metric: values}`` dict) is given, ``history.png``.
+    ``confusion_matrix.png``, ``roc_curves.png`` and, when ``history_csv`` (a run's
+    ``metrics.csv`` or a ``{metric: values}`` dict) is given, ``history.png``. ``kept``
+    describes the evaluated model (``summary``: how its weights were made and its validation
+    score, in words; ``epoch``, ``monitor``, ``score``): report.json's ``kept``, a section of
+    report.md and the kept epoch marked on ``history.png``.
     Returns the dict stored in ``report.json``.
     """
     out = Path(out_dir)
@@ -217,7 +230,7 @@ def write_report(
     plot_roc_curves(metrics["roc"], out / files["roc_curves"], title=f"{title}\nROC (one-vs-rest)")
     if history_csv is not None:
         files["history"] = "history.png"
-        plot_history(history_csv, out / files["history"], title=title)
+        plot_history(history_csv, out / files["history"], title=title, kept=kept)
 
     split_info = _split_info(split)
     fold = None
@@ -230,6 +243,7 @@ def write_report(
         "emorec_version": __version__,
         "split": split_info,
         **metrics,
+        "kept": dict(kept) if kept else None,
         "extra": dict(extra) if extra else {},
         "files": files,
     }

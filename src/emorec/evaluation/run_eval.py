@@ -29,10 +29,10 @@ def trained_fold_dirs(run_dir: Path) -> list[Path]:
 def experiment_for_run(run_dir: Path, progress: bool = True):
     """The run's data (manifest, features, splits) rebuilt from its saved config and ``splits.json``."""
     from emorec.splits import load_splits
-    from emorec.training.config import load_config
+    from emorec.training.config import load_run_config
     from emorec.training.run import prepare_experiment
 
-    config = load_config(run_dir / "config.yaml")
+    config = load_run_config(run_dir)
     return prepare_experiment(config, extract=True, progress=progress, splits=load_splits(run_dir / "splits.json"))
 
 
@@ -110,13 +110,27 @@ def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | No
         "test_clips_missing_a_modality": [f"{clip_id} ({m})" for clip_id, m in test_set.missing_modality],
     }
     report = write_report(
-        out_dir, y_true=test_set.labels(), probs=probs, class_names=experiment.class_names,
+        out_dir, y_true=test_set.labels(), probs=probs, class_names=experiment.class_names, kept=kept_model(meta, experiment),
         clip_ids=[c.clip_id for c in test_set.clips], title=f"{meta.get('model')} — {split.name}",
         split=split.to_dict() | {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
         history_csv=fold_dir / "metrics.csv" if (fold_dir / "metrics.csv").is_file() else None,
         extra=extra, bootstrap=experiment.config.run.bootstrap,
     )
     return report
+
+
+def kept_model(meta: dict, experiment=None) -> dict:
+    """What report.json/report.md/history.png say about the evaluated weights, from model.json.
+    A model.json written before it recorded the weight average gets it from the run's config."""
+    from emorec.runs import ema_record, kept_summary
+
+    fallback = None
+    if "ema" not in meta and experiment is not None:
+        fallback = ema_record(vars(experiment.config.trainer), None)
+    label = f"kept: {'last' if meta.get('checkpoint') == 'last' else 'best'} epoch ({meta.get('best_epoch')})"
+    return {"summary": kept_summary(meta, ema=fallback), "epoch": meta.get("best_epoch"),
+            "epochs_run": meta.get("epochs_run"), "monitor": meta.get("monitor"), "score": meta.get("best_score"),
+            "label": label}
 
 
 def _drop_modality(item: dict, modality: str) -> dict:

@@ -101,7 +101,7 @@ class SSL(FeatureExtractor):
 
     def __init__(self, *, model: str, layer: int | str = -1, device: str = "cpu",
                  max_seconds: float = 30.0, sample_rate: int = 16000,
-                 weights_fingerprint: str | None = None):
+                 weights_fingerprint: str | None = None, trust_pickled_weights: bool = False):
         if not model:
             raise ConfigError("ssl: `model` (a local directory or hub name) is required")
         self.model = str(model)
@@ -112,6 +112,9 @@ class SSL(FeatureExtractor):
             raise ConfigError("ssl: max_seconds must be positive")
         self.sample_rate = int(sample_rate)
         self._expected_fingerprint = weights_fingerprint
+        # Pickled weights (pytorch_model.bin) can run code when loaded: only safetensors unless
+        # the user opts in for a model they trust.
+        self.trust_pickled_weights = bool(trust_pickled_weights)
         self._fingerprint: str | None = None
         self._fps: float | None = None
 
@@ -134,6 +137,7 @@ class SSL(FeatureExtractor):
         """Constructor arguments that define the output: ``device`` is left out (same output)."""
         config = super().config()
         config.pop("device", None)
+        config.pop("trust_pickled_weights", None)
         return config
 
     @property
@@ -149,8 +153,15 @@ class SSL(FeatureExtractor):
         key = (self.model, self.device)
         if key not in _MODELS:
             transformers = _import_transformers()
+            local = Path(self.model).expanduser()
+            if (local.is_dir() and not self.trust_pickled_weights
+                    and not any(local.glob("*.safetensors")) and any(local.glob("*.bin"))):
+                raise ConfigError(f"ssl: {self.model}: only pickled weights (.bin), which can run code when "
+                                  "loaded; convert them to safetensors, or pass trust_pickled_weights=true "
+                                  "for a model you trust")
             try:
-                net = transformers.AutoModel.from_pretrained(self.model)
+                net = transformers.AutoModel.from_pretrained(
+                    self.model, use_safetensors=None if self.trust_pickled_weights else True)
             except Exception as err:
                 raise EmorecError(f"ssl: cannot load model {self.model!r}: "
                                   f"{str(err).strip().splitlines()[0][:200]}") from None

@@ -19,7 +19,12 @@
   metrics, best so far, epoch durations) at start, every epoch, every ~30 s within an epoch,
   at the end and on an exception; ``fold_K/train_summary.json`` when training finishes.
 * :class:`RowKeepingCSVLogger` — Lightning's ``CSVLogger`` that rewrites ``metrics.csv``
-  atomically (never appends: bucket mounts refuse appends) and can start from saved rows.
+  atomically (never appends: bucket mounts refuse appends) and can start from saved rows. It
+  keeps Lightning's raw rows (in memory and in every checkpoint) but writes ``metrics.csv`` as
+  one row per epoch, numbered from 1: epoch, training and validation metrics, learning rate.
+* :class:`HalfLifeEMA` — an EMA of the weights whose horizon is given in epochs, so a recipe
+  means the same average on any corpus size.
+* :class:`OneBasedRichProgressBar` — the progress bar counts epochs from 1, like everything else.
 * :class:`AtomicLogHandler` — ``train.log`` written by whole-file atomic rewrites (same reason).
 
 Only global rank 0 writes files; every rank runs the hooks (saving a checkpoint is collective).
@@ -44,12 +49,14 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, RichProgressBar
+from lightning.pytorch.callbacks.weight_averaging import EMAWeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from emorec.atomic import atomic_open, write_json, write_text
+from emorec.runs import ema_decay_per_step, epoch_columns, epoch_table
 
 log = logging.getLogger("emorec")
 
@@ -271,12 +278,15 @@ class _RowKeepingWriter(ExperimentWriter):
         self._write()
 
     def _write(self) -> None:
-        keys = sorted({k for row in self.all_rows for k in row})
+        # Users read metrics.csv; Lightning's interleaved rows (train and validation apart, the
+        # learning rate on a row of its own, epochs from 0) stay in memory and in the checkpoints.
+        table = epoch_table(self.all_rows)
+        keys = epoch_columns(table)
         self.metrics_keys = keys
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=keys)
         writer.writeheader()
-        writer.writerows(self.all_rows)
+        writer.writerows(table)
         write_text(self.metrics_file_path, buffer.getvalue())
 
 
@@ -299,6 +309,54 @@ class RowKeepingCSVLogger(CSVLogger):
         if self._experiment is None:
             return list(self._seed_rows)
         return list(self._experiment.all_rows) + list(self._experiment.metrics)
+
+
+class OneBasedRichProgressBar(RichProgressBar):
+    """Lightning's bar reads "Epoch 0/29" for the first of 30 epochs; logs, metrics.csv, plots
+    and reports count from 1, so the bar does too ("Epoch 1/30")."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None:
+            description += f"/{self.trainer.max_epochs}"
+        if len(self.validation_description) > len(description):
+            description = f"{description:{len(self.validation_description)}}"  # no flicker between bars
+        return description
+
+
+# ------------------------------------------------------------------------------ averaging
+class HalfLifeEMA(EMAWeightAveraging):
+    """An exponential moving average of the weights (and buffers) whose half-life is given in
+    epochs: a step's weight in the average halves after ``half_life_epochs`` epochs whatever the
+    corpus size. The per-step decay, ``0.5 ** (1 / (half_life_epochs × steps per epoch))``, is
+    fixed when fitting starts, from ``steps_per_epoch()`` (the training loader's length, called
+    once the process group exists, so it counts this rank's share of the batches under DDP).
+    A resumed run computes the same decay from the same loader; the average itself travels in
+    the checkpoint."""
+
+    def __init__(self, half_life_epochs: float, steps_per_epoch: Callable[[], int], **kwargs: Any):
+        if not half_life_epochs > 0:
+            raise ValueError(f"half_life_epochs must be > 0, got {half_life_epochs!r}")
+        super().__init__(**kwargs)
+        self.half_life_epochs = float(half_life_epochs)
+        self._steps_per_epoch = steps_per_epoch
+        self.steps_per_epoch: int | None = None
+        self.decay: float | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            from torch.optim.swa_utils import get_ema_avg_fn
+
+            self.steps_per_epoch = int(self._steps_per_epoch())
+            self.decay = ema_decay_per_step(self.half_life_epochs, self.steps_per_epoch)
+            self._kwargs["avg_fn"] = get_ema_avg_fn(decay=self.decay)
+        super().setup(trainer, pl_module, stage)
+
+    def state_dict(self) -> dict[str, Any]:
+        # Recorded, not restored: a checkpoint says which decay made its average; a resumed run
+        # recomputes the decay from its own loader.
+        return {**super().state_dict(), "half_life_epochs": self.half_life_epochs,
+                "steps_per_epoch": self.steps_per_epoch, "decay": self.decay}
 
 
 class _ShortNameFormatter(logging.Formatter):
@@ -567,8 +625,9 @@ class Heartbeat(Callback):
         }
         with contextlib.suppress(OSError):
             write_json(self.fold_dir / TRAIN_SUMMARY, summary)
-        log.info("%s finished: best %s %.4f at epoch %s after %d epochs (%.1f s)", self.fold, self.monitor,
-                 best if best is not None else float("nan"), best_epoch, len(self.history), sum(seconds))
+        # No score here: which weights are kept (and their score, after averaging or BatchNorm
+        # recalibration) is decided after training; train_fold logs it as "kept: ...".
+        log.info("%s finished training: %d epochs (%.1f s)", self.fold, len(self.history), sum(seconds))
         flush_log_files()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:

@@ -38,6 +38,7 @@ class SplitConfig:
     val_speakers: int = 2
     test_size: float = 0.2
     seed: int = 0
+    file: str = ""                           # a splits.json from `emorec split --out`: used exactly, scheme ignored
 
 
 @dataclass
@@ -92,6 +93,8 @@ class TrainerConfig:
     threads: int | None = None               # torch intra-op threads (default: torch's choice)
     ema_decay: float = 0.0                   # >0: validate, checkpoint and export an EMA of the weights
                                              # (and of BatchNorm statistics: see recalibrate_bn)
+    ema_half_life_epochs: float = 0.0        # >0: the same EMA, its horizon in epochs (a step's weight halves
+                                             # after this many epochs; the same on any corpus size); not with ema_decay
     recalibrate_bn: bool = False             # recompute BatchNorm statistics of the kept weights on training clips
 
 
@@ -100,6 +103,7 @@ class RunConfig:
     dir: str = "runs"
     name: str = ""
     folds: str = "1"                         # "all", "1", "1,3,5"
+    jobs: int = 1                            # folds trained side by side in this many processes
     bootstrap: int = 1000
 
 
@@ -196,7 +200,31 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    return _build(TrainConfig, data or {}, "")
+    """The typed config of ``data``; unknown keys, wrong types and impossible values are a
+    :class:`ConfigError` (see :mod:`emorec.training.validate`)."""
+    from emorec.training.validate import validate_config
+
+    config = _build(TrainConfig, data or {}, "")
+    validate_config(config)
+    return config
+
+
+def _path_fields(config: TrainConfig) -> list[tuple[object, str]]:
+    """The (section, attribute) pairs that hold file paths."""
+    return [(config.data, "manifest"), (config.data, "cache"), (config.split, "file")]
+
+
+def resolve_paths(config: TrainConfig, base: str | os.PathLike | None = None) -> TrainConfig:
+    """Make the config's relative file paths absolute against ``base`` (default: the current
+    directory), so a run folder's ``config.yaml`` works from anywhere."""
+    root = Path(base) if base is not None else Path.cwd()
+    for section, name in _path_fields(config):
+        value = getattr(section, name)
+        if value and not Path(value).expanduser().is_absolute():
+            setattr(section, name, str((root / Path(value)).resolve()))
+        elif value:
+            setattr(section, name, str(Path(value).expanduser()))
+    return config
 
 
 def _merge(base: dict, overlay: dict) -> dict:
@@ -216,8 +244,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     """Read a YAML recipe (which may name a ``base:`` YAML to overlay), apply overrides.
 
     ``overrides`` are ``section.key=value`` strings (value parsed as YAML); ``extra`` is a
-    nested dict of already-typed values (the CLI's flags). Relative paths in ``data`` are
-    resolved against the current directory.
+    nested dict of already-typed values (the CLI's flags). Relative paths (``data.manifest``,
+    ``data.cache``, ``split.file``) are resolved against the current directory.
     """
     data: dict[str, Any] = {}
     if path is not None:
@@ -232,10 +260,13 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {key} is not a section")
-        node[keys[-1]] = yaml.safe_load(raw)
+        try:
+            node[keys[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: {_yaml_problem(err)}") from None
     if extra:
         data = _merge(data, extra)
-    return config_from_dict(data)
+    return resolve_paths(config_from_dict(data))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -244,13 +275,60 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: {_yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping")
     base = data.pop("base", None)
     if base:
         data = _merge(_read_yaml((path.parent / base).resolve()), data)
     return data
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """A run folder's ``config.yaml``, its file paths made to work from here.
+
+    Runs store absolute paths; older runs stored them relative to the directory training
+    started in, which ``run.json`` records (or, in runs older still, which ``run.dir`` implies).
+    A path that is missing where it was, as after copying a run back from another machine, is
+    looked for at the same place relative to the current directory.
+    """
+    import json
+
+    run_dir = Path(run_dir).absolute()
+    config = config_from_dict(_read_yaml(run_dir / "config.yaml"))
+    origins: list[Path] = []
+    try:
+        sessions = json.loads((run_dir / "run.json").read_text()).get("sessions", [])
+        origins += [Path(s["cwd"]) for s in sessions if s.get("cwd")]
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    run_parent = Path(os.path.normpath(config.run.dir)) if config.run.dir else None
+    if run_parent is not None and not run_parent.is_absolute():
+        depth = len([part for part in run_parent.parts if part not in (".", "")])
+        origins.append(run_dir.parents[depth] if depth < len(run_dir.parents) else run_dir.parent)
+    for section, name in _path_fields(config):
+        value = getattr(section, name)
+        if value:
+            setattr(section, name, str(_locate(Path(value).expanduser(), origins)))
+    return config
+
+
+def _locate(path: Path, origins: list[Path]) -> Path:
+    if path.is_absolute():
+        if path.exists():
+            return path
+        moved = [Path.cwd() / path.relative_to(o) for o in origins if path.is_relative_to(o)]
+        return next((p for p in moved if p.exists()), path)
+    candidates = [o / path for o in origins] + [Path.cwd() / path]
+    return next((p for p in candidates if p.exists()), candidates[0]).resolve()
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``not valid YAML at line L, column C: PROBLEM`` (1-based, as editors count)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {problem}"
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike) -> None:

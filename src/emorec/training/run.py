@@ -30,7 +30,6 @@ that file inside the run directory is ever loaded, and with ``torch.load(weights
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -58,7 +57,8 @@ from emorec.features.store import FeatureStore
 from emorec.labels import apply_label_policy, resolve_label_set
 from emorec.manifest import Clip, read_manifest
 from emorec.splits import Split, check_leakage, load_splits, make_splits, save_splits
-from emorec.training.config import TrainConfig, load_config, save_config
+from emorec.training.config import TrainConfig, load_run_config, save_config
+from emorec.training.validate import validate_config
 
 console = Console(stderr=True)
 log = logging.getLogger("emorec")
@@ -120,10 +120,26 @@ def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: b
             skipped.extend(result.skipped)
         stores[modality] = FeatureStore.for_extractor(config.data.cache, extractor)
 
+    if splits is None and config.split.file:
+        splits = splits_from_file(config.split.file, clips)
     if splits is None:
         s = config.split
         splits = make_splits(clips, s.scheme, k=s.k, val_speakers=s.val_speakers, test_size=s.test_size, seed=s.seed)
     return Experiment(config, clips, list(class_names), stores, specs, splits, skipped)
+
+
+def splits_from_file(path: str | os.PathLike, clips: list[Clip]) -> list[Split]:
+    """The folds of a ``splits.json`` (``emorec split --out``), used exactly as written; every clip
+    they name must be in the manifest, and each fold passes the leakage guard."""
+    splits = load_splits(path)
+    known = {c.clip_id for c in clips}
+    for split in splits:
+        missing = [i for i in (*split.train, *split.val, *split.test) if i not in known]
+        if missing:
+            raise ConfigError(f"{path}: {split.name} names {len(missing)} clip(s) not in the manifest "
+                              f"(e.g. {missing[0]}); was it made from another manifest?")
+        check_leakage(split, clips)
+    return splits
 
 
 def select_folds(folds: str, n: int) -> list[int]:
@@ -149,6 +165,33 @@ def new_run_dir(config: TrainConfig) -> Path:
         run_dir = Path(config.run.dir) / f"{name}-{stamp}-{suffix}"
     run_dir.mkdir(parents=True)
     return run_dir
+
+
+def trainer_options(config: TrainConfig) -> dict:
+    """The hardware keywords of ``lightning.Trainer`` for ``config``."""
+    devices, nodes = config.trainer.devices, config.trainer.num_nodes
+    world = devices * nodes if isinstance(devices, int) and devices > 0 else None
+    return dict(accelerator=config.trainer.accelerator, devices=devices, num_nodes=nodes,
+                strategy="ddp" if world and world > 1 else "auto", precision=config.trainer.precision)
+
+
+def check_hardware(config: TrainConfig) -> None:
+    """A :class:`ConfigError` now, before a run folder exists, if Lightning cannot set up the
+    requested accelerator, devices and precision on this machine (a Trainer is built and dropped)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    t = config.trainer
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)  # its "GPU available" lines are printed by the real Trainer
+    try:
+        L.Trainer(**trainer_options(config), logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False)
+    except (MisconfigurationException, ValueError, RuntimeError) as error:
+        raise ConfigError(f"trainer (accelerator={t.accelerator}, devices={t.devices}, num_nodes={t.num_nodes}, "
+                          f"precision={t.precision}): {str(error).splitlines()[0]}") from None
+    finally:
+        lightning_log.setLevel(level)
 
 
 def is_global_zero() -> bool:
@@ -178,6 +221,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     splits = None
     if env_dir and not rank_zero and (Path(env_dir) / "splits.json").is_file():
         splits = load_splits(Path(env_dir) / "splits.json")  # rank 0 wrote them: never re-split
+    check_hardware(config)
     experiment = prepare_experiment(config, progress=progress and rank_zero, splits=splits)
     folds = select_folds(config.run.folds, len(experiment.splits))
     if rank_zero:
@@ -213,12 +257,15 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = True, hardware: dict 
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "splits.json").is_file():
         raise EmorecError(f"{run_dir}: not a run directory (needs config.yaml and splits.json)")
-    config = load_config(run_dir / "config.yaml")
+    config = load_run_config(run_dir)
     for key, value in (hardware or {}).items():
         if key not in HARDWARE_KEYS:
             raise ConfigError(f"--resume can change {', '.join(HARDWARE_KEYS)} only, not {key!r}")
         if value is not None:
             setattr(config.trainer, key, value)
+    if hardware:
+        validate_config(config)
+    check_hardware(config)
     rank_zero = is_global_zero()
     experiment = prepare_experiment(config, progress=progress and rank_zero, splits=load_splits(run_dir / "splits.json"))
     folds = select_folds(config.run.folds, len(experiment.splits))
@@ -251,7 +298,8 @@ def _write_run_status(run_dir: Path, status: str, folds: list[int], **extra) -> 
         signs = [p.stat().st_mtime for p in [run_dir / "train.log", *run_dir.glob("fold_*/heartbeat.json")] if p.exists()]
         sessions[-1] = {**sessions[-1], "ended": max(signs, default=sessions[-1].get("started", now)), "status": "lost"}
     if status == "running":
-        sessions.append({"pid": os.getpid(), "host": socket.gethostname(), "started": now, "argv": sys.argv})
+        sessions.append({"pid": os.getpid(), "host": socket.gethostname(), "started": now, "argv": sys.argv,
+                         "cwd": os.getcwd()})
     elif sessions:
         sessions[-1] = {**sessions[-1], "ended": now, "status": status}
     write_json(path, {
@@ -277,6 +325,12 @@ def _train_folds(experiment: Experiment, run_dir: Path, folds: list[int], *, pro
                  f" ({', '.join(f'fold {k} {v}' for k, v in states.items())})" if resume else "")
     reports = []
     try:
+        pending = [k for k in folds if states[k] in ("new", "checkpoint")]
+        if rank_zero and experiment.config.run.jobs > 1 and len(pending) > 1:
+            from emorec.training.fold_jobs import run_fold_jobs
+
+            run_fold_jobs(run_dir, pending, experiment.config.run.jobs)
+            states.update({k: fold_state(run_dir / f"fold_{k}") for k in pending})
         for fold in folds:
             split = experiment.splits[fold - 1]
             fold_dir = run_dir / f"fold_{fold}"
@@ -409,7 +463,7 @@ class ShardedBucketBatchSampler(BucketBatchSampler):
 def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress: bool = True,
                resume: bool = False) -> Path:
     """Train one fold into ``fold_dir``; with ``resume`` continue from its ``last.ckpt``."""
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, RichProgressBar
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
     from torch.utils.data import DataLoader
 
@@ -435,16 +489,6 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
     labels = train_set.labels()
     num_classes = len(experiment.class_names)
     weights = inverse_frequency_weights(labels, num_classes).tolist() if cfg.loss.class_weights == "balanced" else None
-    if cfg.loss.class_weights not in ("none", "balanced"):
-        raise ConfigError(f"loss.class_weights: expected none or balanced, got {cfg.loss.class_weights!r}")
-    if cfg.optim.schedule not in ("plateau", "cosine"):
-        raise ConfigError(f"optim.schedule: expected plateau or cosine, got {cfg.optim.schedule!r}")
-    if cfg.trainer.checkpoint not in ("best", "last"):
-        raise ConfigError(f"trainer.checkpoint: expected best or last, got {cfg.trainer.checkpoint!r}")
-    if not 0.0 <= cfg.trainer.ema_decay < 1.0:
-        raise ConfigError(f"trainer.ema_decay: expected 0 (off) or a decay in (0, 1), got {cfg.trainer.ema_decay!r}")
-    if cfg.loss.name not in ("ce", "focal"):
-        raise ConfigError(f"loss.name: expected ce or focal, got {cfg.loss.name!r}")
     aug = cfg.augment
     dims = {m: train_set.features[m][0].shape[1] for m in train_set.modalities}
     model_kwargs = {k: v for k, v in cfg.model.items() if k != "name"}
@@ -479,9 +523,7 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
         generator=torch.Generator().manual_seed(cfg.trainer.seed),
         batch_sampler=ShardedBucketBatchSampler(val_set.lengths(first), cfg.trainer.batch_size, shuffle=False))
 
-    monitor = cfg.trainer.monitor
-    if not monitor.startswith("val/"):
-        raise ConfigError(f"trainer.monitor must be a validation metric (val/...), got {monitor!r}: the test fold never selects a checkpoint")
+    monitor = cfg.trainer.monitor  # a val/ metric (validate.py): the test fold never selects a checkpoint
     mode = "min" if monitor.endswith("loss") else "max"
 
     ckpt_dir = fold_dir / "checkpoints"
@@ -514,32 +556,29 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
                  LearningRateMonitor(logging_interval="epoch"), BatchSamplerEpoch(), checkpoint]
     if cfg.trainer.checkpoint == "best":  # "last" trains the full budget and keeps its final epoch
         callbacks.insert(1, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.trainer.patience))
-    if cfg.trainer.ema_decay:
+    if cfg.trainer.ema_decay or cfg.trainer.ema_half_life_epochs:
         # An exponential moving average of the weights and of BatchNorm's running statistics,
         # updated every step: validation, both checkpoints' ``state_dict`` and the export hold
         # the average (the raw weights travel in the checkpoint for resuming).
         from lightning.pytorch.callbacks.weight_averaging import EMAWeightAveraging
 
-        callbacks.insert(0, EMAWeightAveraging(decay=cfg.trainer.ema_decay, use_buffers=True))
-    if progress:
-        callbacks.append(RichProgressBar(leave=True))
-    devices, nodes = cfg.trainer.devices, cfg.trainer.num_nodes
-    world = devices * nodes if isinstance(devices, int) and devices > 0 else None
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
+        from emorec.training.callbacks import HalfLifeEMA
 
-    try:
-        trainer = L.Trainer(
-            default_root_dir=fold_dir, max_epochs=cfg.trainer.epochs, min_epochs=cfg.trainer.min_epochs, accelerator=cfg.trainer.accelerator,
-            devices=devices, num_nodes=nodes, strategy="ddp" if world and world > 1 else "auto",
-            precision=cfg.trainer.precision, deterministic=cfg.trainer.deterministic, callbacks=callbacks,
-            logger=[csv_logger, TensorBoardLogger(fold_dir, name="tensorboard", version="")],
-            plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
-            enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
-            num_sanity_val_steps=0,
-        )
-    except (MisconfigurationException, ValueError, RuntimeError) as error:
-        raise ConfigError(f"trainer (accelerator={cfg.trainer.accelerator}, devices={devices}, num_nodes={nodes}, "
-                          f"precision={cfg.trainer.precision}): {str(error).splitlines()[0]}") from None
+        callbacks.insert(0, HalfLifeEMA(cfg.trainer.ema_half_life_epochs, lambda: len(train_loader), use_buffers=True)
+                         if cfg.trainer.ema_half_life_epochs else
+                         EMAWeightAveraging(decay=cfg.trainer.ema_decay, use_buffers=True))
+    if progress:
+        from emorec.training.callbacks import OneBasedRichProgressBar
+
+        callbacks.append(OneBasedRichProgressBar(leave=True))
+    trainer = L.Trainer(  # its hardware options passed check_hardware before the run folder was made
+        **trainer_options(cfg), default_root_dir=fold_dir, max_epochs=cfg.trainer.epochs,
+        min_epochs=cfg.trainer.min_epochs, deterministic=cfg.trainer.deterministic, callbacks=callbacks,
+        logger=[csv_logger, TensorBoardLogger(fold_dir, name="tensorboard", version="")],
+        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
     started = time.time()
     if not finished:
         trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt, weights_only=True)
@@ -552,26 +591,35 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
         state = load_checkpoint(ckpt_dir / (LAST if keep_last else BEST))["state_dict"]
         module.load_state_dict(state)
         summary = _read_json(fold_dir / "train_summary.json")
-        score = checkpoint.best_score
+        history = read_epoch_metrics(fold_dir / "metrics.csv")
         if cfg.trainer.checkpoint == "last":
             best_epoch = int(summary.get("epochs_run") or trainer.current_epoch)
-            score = (read_epoch_metrics(fold_dir / "metrics.csv").get(monitor) or [float("nan")])[-1]
         else:
             best_epoch = _best_epoch(fold_dir / "metrics.csv", monitor, mode)
+        # The kept model's own validation metrics: the logged epoch's (the average, with EMA),
+        # or measured again after BatchNorm recalibration changed the weights' statistics.
+        row = history["epoch"].index(float(best_epoch)) if best_epoch is not None and float(best_epoch) in history["epoch"] else None
+        val_metrics = {k: v[row] for k, v in history.items() if k.startswith("val/") and row is not None}
         if cfg.trainer.recalibrate_bn:  # the kept weights' own statistics; the checkpoints keep the trained ones
             from emorec.training.batch_norm import recalibrate_batch_norm
 
             recalibrate_batch_norm(module.model, train_set, batch_size=cfg.trainer.batch_size, seed=cfg.trainer.seed)
-            score = validation_metrics(module, val_set, experiment.class_names, batch_size=cfg.trainer.batch_size)[monitor]
+            val_metrics = validation_metrics(module, val_set, experiment.class_names, batch_size=cfg.trainer.batch_size)
+        score = val_metrics.get(monitor, checkpoint.best_score if cfg.trainer.checkpoint == "best" else None)
+        from emorec.runs import ema_record, kept_summary
+
+        steps = summary.get("train_batches_per_epoch") or len(train_loader)  # per rank, as the average counted them
+        extra = {"fold": split.name, "best_epoch": best_epoch,
+                 "epochs_run": summary.get("epochs_run", trainer.current_epoch),
+                 "train_seconds": round(summary.get("train_seconds") or seconds, 2),
+                 "train_clips": len(train_set), "monitor": monitor,
+                 "best_score": float(score if score is not None else float("nan")),
+                 "val_metrics": {k: float(v) for k, v in val_metrics.items()},
+                 "checkpoint": cfg.trainer.checkpoint, "bn_recalibrated": cfg.trainer.recalibrate_bn,
+                 "ema": ema_record(vars(cfg.trainer), steps), "world_size": trainer.world_size}
         export_model(module, fold_dir, class_names=experiment.class_names, feature_specs=experiment.feature_specs,
-                     normalizers=normalizers, speaker_norm=cfg.data.normalization == "speaker",
-                     extra={"fold": split.name, "best_epoch": best_epoch,
-                            "epochs_run": summary.get("epochs_run", trainer.current_epoch),
-                            "train_seconds": round(summary.get("train_seconds") or seconds, 2),
-                            "train_clips": len(train_set), "monitor": monitor,
-                            "best_score": float(score if score is not None else float("nan")),
-                            "checkpoint": cfg.trainer.checkpoint, "bn_recalibrated": cfg.trainer.recalibrate_bn,
-                            "world_size": trainer.world_size})
+                     normalizers=normalizers, speaker_norm=cfg.data.normalization == "speaker", extra=extra)
+        log.info("%s kept: %s", split.name, kept_summary(extra))
         write_history(fold_dir / "metrics.csv", fold_dir / "history.npz")
     return fold_dir
 
@@ -608,20 +656,13 @@ def _read_json(path: Path) -> dict:
 
 
 def read_epoch_metrics(metrics_csv: Path) -> dict[str, list[float]]:
-    """Lightning's CSV has train and val rows per epoch; merge them into one row per epoch."""
-    rows: dict[int, dict[str, float]] = {}
-    with open(metrics_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if not row.get("epoch"):
-                continue
-            epoch = int(float(row["epoch"]))
-            for key, value in row.items():
-                if key not in ("epoch", "step") and value not in ("", None):
-                    rows.setdefault(epoch, {})[key] = float(value)
-    keys = sorted({k for r in rows.values() for k in r})
-    epochs = sorted(rows)
-    history = {"epoch": [float(e + 1) for e in epochs]}
-    history.update({k: [rows[e].get(k, float("nan")) for e in epochs] for k in keys})
+    """``metrics.csv`` (one row per epoch, epochs from 1) as ``{column: values}``; an older
+    run's raw Lightning CSV (train and val rows apart, epochs from 0) is merged the same way."""
+    from emorec.runs import epoch_columns, read_epoch_table
+
+    table = read_epoch_table(metrics_csv)
+    history = {"epoch": [float(r["epoch"]) for r in table]}
+    history.update({k: [r.get(k, float("nan")) for r in table] for k in epoch_columns(table)[1:]})
     return history
 
 
