@@ -10,7 +10,7 @@ clips, un-augmented (``emorec.training.batch_norm``; training actors only, so in
 result has the format of ``ravdess_6fold.py``'s, with per-clip probabilities committed, so it can
 join an ensemble. ``--val-only`` computes and prints validation UA alone and writes nothing.
 
-Why (2026-11-23, session 7): ATTN-CRNN v2 with an EMA of weights and BatchNorm statistics
+Why (2026-11-23): ATTN-CRNN v2 with an EMA of weights and BatchNorm statistics
 scored 58.1 % validation UA with seed 0 but 35.5 % with seed 1, its validation loss rising all
 run long while training loss fell in every fold: the averaged running statistics no longer fit
 the averaged weights. Plan, written before any recalibrated score was seen: the recalibration is
@@ -33,7 +33,7 @@ import numpy as np
 from common import command_line, summarise_folds
 from emorec.atomic import write_json
 from emorec.evaluation.metrics import classification_metrics
-from emorec.training.batch_norm import recalibrated_predictor
+from emorec.evaluation.run_eval import recalibrated_predictor
 from predictions import export_predictions, load_predictions, predictions_path, run_dirs_of
 
 

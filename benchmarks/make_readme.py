@@ -317,7 +317,7 @@ def main() -> None:
                      "Delta and delta-delta planes as 3 conv input channels "
                      "(`configs/ravdess_attn_crnn_v2_ema_bn_deltas.yaml`) and additive attention pooling "
                      "(`configs/ravdess_attn_crnn_v2_ema_bn_attnpool.yaml`), each judged against the six "
-                     "recalibrated EMA seeds on validation actors; planned in `ravdess_ensemble.py` (session 9) "
+                     "recalibrated EMA seeds on validation actors; planned in `ravdess_ensemble.py` "
                      "before either was trained, as ensemble members that differ by more than their seed. Delta-plane "
                      "seeds 8 on are the members of the delta-plane-only ensembles planned there (at 00:56 UTC, after "
                      "the ensemble of 13 was scored, and at 01:55 UTC): the headline sections above.\n\n"

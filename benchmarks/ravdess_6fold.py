@@ -31,7 +31,8 @@ from pathlib import Path
 from common import REPO, RESULTS, WORK, command_line, ravdess_manifest, run_to_result, summarise_folds
 from emorec.atomic import write_json
 from emorec.training.config import TrainConfig, load_config
-from emorec.training.run import prepare_experiment, train
+from emorec.crossval import train
+from emorec.experiment import prepare_experiment
 from predictions import export_predictions, predictions_path
 
 

@@ -10,7 +10,7 @@ Test actors select nothing: ``--val-only`` prints validation scores without read
 figure, which is how the search is followed while it runs; the final table lists every
 candidate's test UA too, so what selection gained or lost stays visible.
 
-Plan, written down before any candidate of this search was trained (2026-11-23, session 4):
+Plan, written down before any candidate of this search was trained (2026-11-23):
 the headline recipe (``configs/ravdess_attn_crnn_cosine.yaml``: conv 16-32-64, 60 cosine epochs)
 is re-run on a GPU as candidate ``c0``; the other candidates change one thing at a time and are
 listed in ``results/ravdess_search.json`` with the command that trained each. The selected
@@ -20,7 +20,7 @@ the results: validation actors of one fold are test actors of another, so choosi
 for all folds by mean validation UA lets those actors' clips inform the choice; no test clip of
 a fold ever reaches that fold's model, threshold or epoch.
 
-Addition, written before candidate ``c5`` was trained (2026-11-23, session 5, CPU only):
+Addition, written before candidate ``c5`` was trained (2026-11-23, CPU only):
 ``c5_deltas`` (``configs/ravdess_attn_crnn_deltas.yaml``) changes the input representation of the
 64-mel headline recipe: log-mel, delta and delta-delta as 3 conv input channels. It joins the
 same selection by the same rule; it is trained with seed 0 on the 2-core CPU (``--jobs 2``), so
@@ -28,7 +28,7 @@ its comparison with ``c0`` (GPU) mixes devices, as ``c4`` did. If it is selected
 applies to it unchanged (a seed ensemble, headline only if its validation score beats the
 current headline ensemble's); if not, ``c2`` stays selected and nothing else changes.
 
-Addition, written before candidate ``c6`` was trained (2026-11-23, session 6, CPU only):
+Addition, written before candidate ``c6`` was trained (2026-11-23, CPU only):
 ``c6_v2_mels128`` (``configs/ravdess_attn_crnn_v2_mels128.yaml``) is ATTN-CRNN v2's recipe
 (``configs/ravdess_attn_crnn_v2_cosine.yaml``: 30 cosine epochs, betas 0.9/0.98) with 128 mel
 bands. It combines the side validation actors preferred on two axes: v2 over v1 under the same CPU
@@ -38,7 +38,7 @@ written after its seed-recipe test result was seen (that config says so). ``c6``
 seed 0 on the 2-core CPU (``--jobs 2``) and joins the same selection by the same rule. If it is
 selected, the plan above applies unchanged: seeds 0-4 (5 members, as ``c2``'s ensemble), averaged
 by ``ravdess_ensemble.py`` from their committed predictions (members may come from different
-sessions), and that ensemble is the headline only if its mean validation UA beats the current
+runs), and that ensemble is the headline only if its mean validation UA beats the current
 headline ensemble's (63.8 %); every member and the ensemble are reported whatever they score. If
 ``c6`` is not selected, ``c2`` stays and nothing else changes.
 """

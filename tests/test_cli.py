@@ -193,7 +193,7 @@ def test_fixed_budget_run_keeps_its_last_epoch(trained, tmp_path):
     weights, and the cosine schedule is what the learning-rate log shows."""
     from safetensors.torch import load_file
 
-    from emorec.training.callbacks import load_checkpoint
+    from emorec.training.checkpoints import load_checkpoint
     from emorec.training.module import CosineWithWarmup
 
     root, _, _ = trained
@@ -386,7 +386,8 @@ def test_batch_norm_recalibration_recomputes_statistics_from_the_training_clips(
 
     from emorec.evaluation.run_eval import clips_dataset, experiment_for_run, fold_predictions, fold_split
     from emorec.inference import Predictor
-    from emorec.training.batch_norm import recalibrate_batch_norm, recalibrated_predictor
+    from emorec.evaluation.run_eval import recalibrated_predictor
+    from emorec.training.batch_norm import recalibrate_batch_norm
 
     _, run_dir, _ = trained
     fold_dir = run_dir / "fold_1"
@@ -461,7 +462,7 @@ def test_training_can_recalibrate_batch_norm_of_the_kept_weights(trained, tmp_pa
     from emorec.evaluation.run_eval import clips_dataset, experiment_for_run, fold_predictions, fold_split
     from emorec.inference import Predictor
     from emorec.training.batch_norm import recalibrate_batch_norm
-    from emorec.training.callbacks import load_checkpoint
+    from emorec.training.checkpoints import load_checkpoint
 
     root, _, _ = trained
     emorec("train", root / "recipe.yaml", "--quiet", "--run-dir", tmp_path, "--set", "trainer.recalibrate_bn=true",

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from emorec.data import BucketBatchSampler
-from emorec.training.run import ShardedBucketBatchSampler
+from emorec.data import ShardedBucketBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ def emorec(*args, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_half_life_decay_counts_each_ranks_steps(tmp_path):
     from emorec.corpora.synthetic import generate_synthetic_corpus
-    from emorec.training.callbacks import load_checkpoint
+    from emorec.training.checkpoints import load_checkpoint
 
     corpus = generate_synthetic_corpus(tmp_path / "corpus", speakers=6, clips_per_emotion=3,
                                        emotions=("happy", "sad", "angry"))

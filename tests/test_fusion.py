@@ -24,7 +24,7 @@ from emorec.manifest import read_manifest
 from emorec.models import create_model
 from emorec.splits import load_splits, save_splits
 from emorec.training.config import config_from_dict
-from emorec.training.run import train
+from emorec.crossval import train
 from test_model_family import TINY_BILSTM, av_config
 
 AUDIO_MODEL = {"name": "cnn_pooling", "dense": [16], "dropout": 0.1}

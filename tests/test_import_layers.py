@@ -78,9 +78,47 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_sees_function_level_imports():
     graph = import_graph()
     assert "emorec.errors" in graph["emorec.cli"]  # module level
-    assert "emorec.training.run" in graph["emorec.cli"]  # inside the `train` command
+    assert "emorec.crossval" in graph["emorec.cli"]  # inside the `train` command
 
 
 def test_no_import_cycle():
     found = cycles(import_graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+#: The layers of docs/ARCHITECTURE.md, top first; a module may import its own layer or lower ones.
+LAYERS = [
+    ("cli", ["emorec.cli", "emorec.__main__"]),
+    ("workflows", ["emorec.crossval", "emorec.compare", "emorec.fusion_workflow", "emorec.evaluation.ensemble",
+                   "emorec.demo"]),
+    ("evaluation", ["emorec.evaluation"]),
+    ("training", ["emorec.training"]),
+    ("experiment", ["emorec.experiment", "emorec.training.config", "emorec.training.validate"]),
+    ("inference", ["emorec.inference", "emorec.predict"]),
+    ("models", ["emorec.models", "emorec.layers"]),
+    ("data", ["emorec.data"]),
+    ("features", ["emorec.features"]),
+    ("corpora", ["emorec.corpora", "emorec.splits"]),
+    ("media", ["emorec.media", "emorec.video", "emorec.silence"]),
+    ("base", ["emorec.errors", "emorec.atomic", "emorec.labels", "emorec.manifest", "emorec.model_files",
+              "emorec.epochs", "emorec.kept", "emorec.runs", "emorec.monitor", "emorec.evaluation.metrics",
+              "emorec"]),
+]
+
+
+def layer_of(module: str) -> int:
+    """The layer index (0 = top) of the longest matching prefix in :data:`LAYERS`."""
+    best, rank = -1, None
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            inside = module == prefix or (prefix != "emorec" and module.startswith(prefix + "."))
+            if inside and len(prefix) > best:
+                best, rank = len(prefix), index
+    assert rank is not None, f"{module} is in no layer of LAYERS (and of docs/ARCHITECTURE.md)"
+    return rank
+
+
+def test_imports_go_down_the_documented_layers():
+    upward = [f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+              for a, targets in import_graph().items() for b in sorted(targets) if layer_of(b) < layer_of(a)]
+    assert not upward, "imports against the layers:\n" + "\n".join(upward)

@@ -120,7 +120,7 @@ def test_metrics_csv_is_one_row_per_epoch_from_1(run):
 
 
 def test_the_half_life_sets_the_decay_from_this_corpus_steps_per_epoch(run):
-    from emorec.training.callbacks import load_checkpoint
+    from emorec.training.checkpoints import load_checkpoint
 
     _, run_dir, meta, _ = run
     summary = json.loads((run_dir / "fold_1" / "train_summary.json").read_text())

@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from emorec.runs import run_view
-from emorec.training.callbacks import AtomicCheckpointIO, load_checkpoint, repair_best
+from emorec.training.checkpoints import AtomicCheckpointIO, load_checkpoint, repair_best
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 6
@@ -149,7 +149,7 @@ def test_every_epoch_appears_exactly_once_in_the_metrics(killed_and_resumed):
     _, run_dir, _, _, _ = killed_and_resumed
     val, train = epoch_rows(run_dir / "fold_1" / "metrics.csv")
     assert val == list(range(1, EPOCHS + 1)) and train == list(range(1, EPOCHS + 1))
-    from emorec.training.run import read_epoch_metrics
+    from emorec.epochs import read_epoch_metrics
 
     assert read_epoch_metrics(run_dir / "fold_1" / "metrics.csv")["epoch"] == [float(e) for e in range(1, EPOCHS + 1)]
 

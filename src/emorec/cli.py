@@ -1,4 +1,8 @@
-"""The ``emorec`` command line: one small function per verb, the work lives in the package."""
+"""The ``emorec`` command line: one small function per verb, the work lives in the package.
+
+Longer than the package's 400-line guide: the verbs' typed option declarations are the CLI's
+reference (names, defaults, help) and read best side by side in one typer app; each function only
+turns options into one library call."""
 
 from __future__ import annotations
 
@@ -186,7 +190,7 @@ def train(
     with --resume RUN it continues RUN from its last complete epoch, with RUN's own config.
     """
     from emorec.training.config import load_config
-    from emorec.training.run import is_global_zero, resume as resume_run, train as run_training
+    from emorec.crossval import is_global_zero, resume as resume_run, train as run_training
 
     if quiet:
         _hush_libraries()

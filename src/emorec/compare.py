@@ -1,7 +1,7 @@
 """Train two recipes on the same split and say which is better on validation (seed 003's habit).
 
 ``emorec compare CONFIG_A CONFIG_B [--fold K] [--manifest M]`` trains each recipe with the normal
-:func:`emorec.training.run.train` into its own run directory, then reads back
+:func:`emorec.crossval.train` into its own run directory, then reads back
 
 * validation UA / WA / macro-F1 of the checkpoint each run selected (its best epoch by
   ``trainer.monitor``, from ``metrics.csv``), and
@@ -54,7 +54,7 @@ def _split_signature(splits) -> list[dict[str, Any]]:
 def check_same_splits(config_a: TrainConfig, config_b: TrainConfig) -> None:
     """Refuse when the two configs would split the data differently (EmorecError naming the
     first difference)."""
-    from emorec.training.run import prepare_experiment
+    from emorec.experiment import prepare_experiment
 
     a = _split_signature(prepare_experiment(config_a, extract=False, progress=False).splits)
     b = _split_signature(prepare_experiment(config_b, extract=False, progress=False).splits)
@@ -77,7 +77,7 @@ def _first_difference(a: list[dict], b: list[dict]) -> str:
 
 def read_fold(fold_dir: Path) -> dict[str, Any]:
     """Validation metrics at the selected epoch and test metrics of one trained fold."""
-    from emorec.training.run import read_epoch_metrics
+    from emorec.epochs import read_epoch_metrics
 
     meta = json.loads((fold_dir / "model.json").read_text())
     report_path = fold_dir / "report" / "report.json"
@@ -159,7 +159,7 @@ def compare_configs(
     (``section.key=value``) and ``extra`` (a nested dict) apply to both recipes.
     """
     from emorec.splits import load_splits
-    from emorec.training.run import console, train
+    from emorec.crossval import console, train
 
     path_a, path_b = Path(config_a), Path(config_b)
     shared: dict[str, Any] = copy.deepcopy(extra or {})

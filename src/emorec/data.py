@@ -256,3 +256,73 @@ def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -
         total += longest * len(batch)
         real += sum(lengths[i] for i in batch)
     return 1.0 - real / total if total else 0.0
+
+
+class ShardedBucketBatchSampler(BucketBatchSampler):
+    """:class:`~emorec.data.BucketBatchSampler` that, under DDP, gives each rank a disjoint
+    shard of the epoch's batches, the same number of batches on every rank.
+
+    Single process: exactly the parent's batches. World size W > 1: the epoch's clip order
+    (the same on every rank: same seed, same epoch) is sorted by jittered length and cut into
+    ``W × m`` contiguous chunks of near-equal size (``m = ceil(N / (W × batch_size))``, so no
+    chunk exceeds ``batch_size``; only when ``N < W × m`` is ``m`` lowered to ``N // W`` and a
+    chunk may hold a clip more); the chunks are shuffled and dealt round-robin. Every clip is
+    seen exactly once per epoch across all ranks, nothing is duplicated or dropped (unlike
+    ``DistributedSampler``'s padding), and validation metrics stay exact. Rank and world size
+    are read from ``torch.distributed`` when iterating, so the sampler can be built before
+    Lightning starts the process group.
+    """
+
+    def __init__(self, lengths, batch_size: int, *, shuffle: bool = True, seed: int = 0, bucketing: bool = True,
+                 rank: int | None = None, world_size: int | None = None):
+        super().__init__(lengths, batch_size, shuffle=shuffle, seed=seed, bucketing=bucketing)
+        self._rank, self._world = rank, world_size
+
+    def _world_rank(self) -> tuple[int, int]:
+        if self._world is not None:
+            return self._world, self._rank or 0
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
+
+    def _per_rank(self, world: int) -> int:
+        n = len(self.lengths)
+        if n < world:
+            raise EmorecError(f"{n} clips cannot be shared by {world} processes: use fewer devices")
+        return min(math.ceil(n / (world * self.batch_size)), n // world)
+
+    def __len__(self) -> int:
+        world, _ = self._world_rank()
+        return super().__len__() if world == 1 else self._per_rank(world)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        world, rank = self._world_rank()
+        if world == 1:
+            yield from super().__iter__()
+            return
+        order, rng = self._epoch_order()
+        chunks = [list(map(int, c)) for c in np.array_split(np.asarray(order), world * self._per_rank(world))]
+        if self.shuffle:
+            rng.shuffle(chunks)
+        yield from chunks[rank::world]
+
+
+def make_loaders(train_set: ClipDataset, val_set: ClipDataset, *, batch_size: int, seed: int,
+                 bucketing: bool = True, num_workers: int = 0):
+    """``(train_loader, val_loader)`` over :func:`pad_collate` batches, sharded under DDP.
+
+    Each loader has its own generator: creating an iterator then draws nothing from the global
+    RNG, whose state a checkpoint carries (so a resumed single-process run is bit-identical)."""
+    from torch.utils.data import DataLoader
+
+    first = train_set.modalities[0]
+    train = DataLoader(train_set, collate_fn=pad_collate, num_workers=num_workers,
+                       generator=torch.Generator().manual_seed(seed),
+                       batch_sampler=ShardedBucketBatchSampler(train_set.lengths(first), batch_size, shuffle=True,
+                                                               seed=seed, bucketing=bucketing))
+    val = DataLoader(val_set, collate_fn=pad_collate, num_workers=num_workers,
+                     generator=torch.Generator().manual_seed(seed),
+                     batch_sampler=ShardedBucketBatchSampler(val_set.lengths(first), batch_size, shuffle=False))
+    return train, val

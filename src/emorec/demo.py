@@ -30,7 +30,7 @@ def demo_config(out_dir: Path, *, epochs: int) -> dict:
 
 
 def run_demo(out_dir: Path, *, epochs: int = 12, progress: bool = True, console: Console | None = None) -> Path:
-    from emorec.training.run import train
+    from emorec.crossval import train
 
     console = console or Console()
     out_dir = Path(out_dir)

@@ -213,11 +213,12 @@ def _split_signature(splits: list) -> list[dict[str, Any]]:
 
 
 def train_on_split(config, splits: list, fold: int, *, progress: bool = True) -> Path:
-    """:func:`emorec.training.run.train` of fold number ``fold``, refusing (LeakageError) unless
+    """:func:`emorec.crossval.train` of fold number ``fold``, refusing (LeakageError) unless
     the config splits the data exactly as ``splits`` (checked before training and again in the
     new run's ``splits.json``)."""
     from emorec.splits import load_splits
-    from emorec.training.run import prepare_experiment, train
+    from emorec.crossval import train
+    from emorec.experiment import prepare_experiment
 
     config.run.folds = str(fold)
     expected = _split_signature(splits)

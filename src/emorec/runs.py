@@ -12,22 +12,29 @@ this host), ``failed``, ``interrupted``, ``not started``. A run is ``finished`` 
 
 Scores: a fold's validation score is the *kept* model's (``model.json``'s ``val_metrics`` /
 ``best_score``: after weight averaging and BatchNorm recalibration, at the kept epoch), never the
-best per-epoch value of a recipe that keeps another epoch. :func:`kept_summary` says in words how
-the kept weights were made; :func:`epoch_table` turns Lightning's raw CSV rows into the one row
-per epoch (numbered from 1) of ``metrics.csv``.
+best per-epoch value of a recipe that keeps another epoch (:mod:`emorec.kept` says how the kept
+weights were made).
+
+Writing: :func:`write_run_status` keeps ``run.json`` (status and the sessions that worked on the
+run, each with its working directory), :func:`fold_state` says how far a fold got.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from emorec.atomic import write_json
+from emorec.epochs import number as _number
+from emorec.kept import kept_summary
+from emorec.model_files import MODEL_META
 
 MIN_STALL_SECONDS = 600.0
 
@@ -338,127 +345,37 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def _number(value: Any) -> float | None:
+RUN_STATUS = "run.json"
+
+
+def fold_state(fold_dir: Path) -> str:
+    """``evaluated``, ``exported`` (trained, not evaluated), ``checkpoint`` (interrupted) or ``new``."""
+    if (fold_dir / MODEL_META).is_file():
+        return "evaluated" if (fold_dir / "report" / "report.json").is_file() else "exported"
+    return "checkpoint" if (fold_dir / "checkpoints" / "last.ckpt").is_file() else "new"
+
+
+def write_run_status(run_dir: Path, status: str, folds: list[int], **extra) -> None:
+    """``run.json``: ``status`` (running, finished, failed, interrupted) and the sessions that worked
+    on the run (pid, host, argv, working directory, start, end); a session that vanished is "lost"."""
+    path = run_dir / RUN_STATUS
+    previous: dict = {}
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-# --------------------------------------------------------------------------- metrics.csv
-def epoch_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Lightning's raw CSV rows as one row per epoch, epochs numbered from 1.
-
-    Lightning logs an epoch's training and its validation metrics on separate rows (epoch counted
-    from 0), and the learning-rate monitor's row, at the start of an epoch, with no epoch at all:
-    such a row belongs to the epoch after the last one seen. Columns: ``epoch``, ``train/*``,
-    ``val/*``, then the rest (the learning rate); ``step`` is dropped. Only epochs with a training
-    or validation metric appear (an epoch that has just started has its learning rate only).
-    """
-    merged: dict[int, dict[str, float]] = {}
-    upcoming = 0
-    for row in rows:
-        raw = _number(row.get("epoch"))
-        if raw is None:
-            epoch = upcoming
-        else:
-            epoch = int(raw)
-            upcoming = epoch + 1
-        values = merged.setdefault(epoch, {})
-        for key, value in row.items():
-            number = _number(value)  # blank cells of the CSV read as None
-            if key not in ("epoch", "step") and number is not None:
-                values[key] = number
-    return [{"epoch": e + 1, **merged[e]} for e in sorted(merged) if any("/" in k for k in merged[e])]
-
-
-def epoch_columns(table: list[dict[str, Any]]) -> list[str]:
-    """``epoch``, then training metrics, validation metrics and the rest, for one row per epoch."""
-    keys = {k for row in table for k in row} - {"epoch"}
-
-    def order(key: str) -> tuple[int, str]:
-        return (0 if key.startswith("train/") else 1 if key.startswith("val/") else 2, key)
-    return ["epoch", *sorted(keys, key=order)]
-
-
-def read_epoch_table(metrics_csv: str | os.PathLike) -> list[dict[str, Any]]:
-    """``metrics.csv`` as one dict per epoch (from 1); a run written before ``metrics.csv`` held
-    one row per epoch (Lightning's raw rows, with a ``step`` column) is merged the same way."""
-    import csv
-
-    with open(metrics_csv, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        rows = list(reader)
-        fields = reader.fieldnames or []
-    if "step" in fields:
-        return epoch_table(rows)
-    table = []
-    for row in rows:
-        epoch = _number(row.get("epoch"))
-        if epoch is not None:
-            table.append({"epoch": int(epoch), **{k: _number(v) for k, v in row.items()
-                                                   if k != "epoch" and _number(v) is not None}})
-    return table
-
-
-# --------------------------------------------------------------------------- the kept model
-_METRIC_WORDS = {"val/ua": "validation UA", "val/acc": "validation accuracy (WA)", "val/loss": "validation loss",
-                 "val/macro_f1": "validation macro-F1"}
-
-
-def metric_words(monitor: str) -> str:
-    return _METRIC_WORDS.get(monitor, monitor)
-
-
-def ema_half_life_epochs(decay: float, steps_per_epoch: float) -> float:
-    """The horizon of a per-step decay in epochs: after it, a step's weight in the average halves."""
-    return math.log(0.5) / math.log(decay) / steps_per_epoch
-
-
-def ema_decay_per_step(half_life_epochs: float, steps_per_epoch: float) -> float:
-    """The per-step decay whose average halves a step's weight after ``half_life_epochs`` epochs
-    of ``steps_per_epoch`` optimisation steps: ``0.5 ** (1 / (half_life_epochs * steps_per_epoch))``."""
-    if half_life_epochs <= 0 or steps_per_epoch <= 0:
-        raise ValueError(f"half-life {half_life_epochs} epochs of {steps_per_epoch} steps: both must be > 0")
-    return 0.5 ** (1.0 / (half_life_epochs * steps_per_epoch))
-
-
-def ema_record(trainer: dict[str, Any], steps_per_epoch: int | None) -> dict[str, Any] | None:
-    """What ``model.json`` records about the weight average of a run's ``trainer`` section."""
-    decay, half_life = float(trainer.get("ema_decay") or 0.0), float(trainer.get("ema_half_life_epochs") or 0.0)
-    if not decay and not half_life:
-        return None
-    if half_life:
-        return {"set_as": "ema_half_life_epochs", "half_life_epochs": half_life, "steps_per_epoch": steps_per_epoch,
-                "decay_per_step": ema_decay_per_step(half_life, steps_per_epoch) if steps_per_epoch else None}
-    return {"set_as": "ema_decay", "decay_per_step": decay, "steps_per_epoch": steps_per_epoch,
-            "half_life_epochs": ema_half_life_epochs(decay, steps_per_epoch) if steps_per_epoch else None}
-
-
-def kept_summary(meta: dict[str, Any], *, ema: dict[str, Any] | None = None) -> str:
-    """How the kept weights were made, in words, from ``model.json``: e.g. ``last epoch (30 of 30),
-    EMA of weights (half-life 2 epochs), BatchNorm statistics recomputed on training clips; its
-    validation UA 0.477``. ``ema`` stands in for a ``model.json`` written before it recorded one."""
-    epoch, run = meta.get("best_epoch"), meta.get("epochs_run")
-    of = f" of {run}" if run is not None else ""
-    monitor = str(meta.get("monitor") or "val/ua")
-    if meta.get("checkpoint") == "last":
-        parts = [f"last epoch ({epoch}{of})"]
-    else:
-        parts = [f"epoch {epoch}{of}, the best {metric_words(monitor)}"]
-    ema = meta.get("ema", ema)
-    if ema:
-        if ema.get("set_as") == "ema_half_life_epochs":
-            half_life = float(ema["half_life_epochs"])
-            parts.append(f"EMA of weights (half-life {half_life:g} epoch{'' if half_life == 1 else 's'})")
-        elif ema.get("half_life_epochs"):
-            parts.append(f"EMA of weights (decay {ema['decay_per_step']:g} per step: half-life "
-                         f"{ema['half_life_epochs']:.1f} epochs of {ema['steps_per_epoch']} steps)")
-        else:
-            parts.append(f"EMA of weights (decay {ema['decay_per_step']:g} per step)")
-    if meta.get("bn_recalibrated"):
-        parts.append("BatchNorm statistics recomputed on training clips")
-    score = _number(meta.get("best_score"))
-    digits = 4 if monitor.endswith("loss") else 3
-    return ", ".join(parts) + (f"; its {metric_words(monitor)} {score:.{digits}f}" if score is not None else "")
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    sessions = list(previous.get("sessions", []))
+    now = time.time()
+    if status == "running" and sessions and not sessions[-1].get("ended"):
+        # the previous session vanished (SIGKILL, preemption): it ended at its last sign of life
+        signs = [p.stat().st_mtime for p in [run_dir / "train.log", *run_dir.glob("fold_*/heartbeat.json")] if p.exists()]
+        sessions[-1] = {**sessions[-1], "ended": max(signs, default=sessions[-1].get("started", now)), "status": "lost"}
+    if status == "running":
+        sessions.append({"pid": os.getpid(), "host": socket.gethostname(), "started": now, "argv": sys.argv,
+                         "cwd": os.getcwd()})
+    elif sessions:
+        sessions[-1] = {**sessions[-1], "ended": now, "status": status}
+    write_json(path, {
+        "status": status, "pid": os.getpid(), "host": socket.gethostname(), "time": now,
+        "started": previous.get("started", now), "folds": folds, "sessions": sessions, **extra,
+    })

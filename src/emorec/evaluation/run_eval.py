@@ -7,10 +7,7 @@ as the manifest and the feature cache are reachable).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import numpy as np
 
 from emorec.data import ClipDataset
 from emorec.errors import EmorecError
@@ -30,7 +27,7 @@ def experiment_for_run(run_dir: Path, progress: bool = True):
     """The run's data (manifest, features, splits) rebuilt from its saved config and ``splits.json``."""
     from emorec.splits import load_splits
     from emorec.training.config import load_run_config
-    from emorec.training.run import prepare_experiment
+    from emorec.experiment import prepare_experiment
 
     config = load_run_config(run_dir)
     return prepare_experiment(config, extract=True, progress=progress, splits=load_splits(run_dir / "splits.json"))
@@ -69,11 +66,22 @@ def clips_dataset(experiment, clip_ids, predictor: Predictor) -> ClipDataset:
     normalizers = predictor.normalizers()
     speaker_norm = bool(meta.get("speaker_norm"))
     if speaker_norm:
-        from emorec.training.run import fit_speaker_statistics
+        from emorec.experiment import fit_speaker_statistics
 
         fit_speaker_statistics(normalizers, experiment, clips)
     dims = {m: meta.get(f"{m}_dim") for m in ("audio", "video") if meta.get(f"{m}_dim")}
     return ClipDataset(clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm, dims=dims)
+
+
+def recalibrated_predictor(fold_dir, experiment, split):
+    """The fold's exported model with BatchNorm statistics averaged over its training clips."""
+    from emorec.training.batch_norm import recalibrate_batch_norm
+
+    predictor = Predictor.load(fold_dir)
+    if predictor.meta.get("speaker_norm"):
+        raise EmorecError(f"{fold_dir}: BatchNorm recalibration of a speaker-normalised (transductive) model is not supported")
+    recalibrate_batch_norm(predictor.model, clips_dataset(experiment, split.train, predictor))
+    return predictor
 
 
 def fold_split(fold_dir: Path, experiment):
@@ -122,7 +130,7 @@ def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | No
 def kept_model(meta: dict, experiment=None) -> dict:
     """What report.json/report.md/history.png say about the evaluated weights, from model.json.
     A model.json written before it recorded the weight average gets it from the run's config."""
-    from emorec.runs import ema_record, kept_summary
+    from emorec.kept import ema_record, kept_summary
 
     fallback = None
     if "ema" not in meta and experiment is not None:

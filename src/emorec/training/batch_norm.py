@@ -27,16 +27,3 @@ def recalibrate_batch_norm(model: torch.nn.Module, dataset: ClipDataset, *, batc
     with torch.no_grad():
         update_bn(loader, model)
     return model.eval()
-
-
-def recalibrated_predictor(fold_dir, experiment, split):
-    """The fold's exported model with BatchNorm statistics averaged over its training clips."""
-    from emorec.errors import EmorecError
-    from emorec.evaluation.run_eval import clips_dataset
-    from emorec.inference import Predictor
-
-    predictor = Predictor.load(fold_dir)
-    if predictor.meta.get("speaker_norm"):
-        raise EmorecError(f"{fold_dir}: BatchNorm recalibration of a speaker-normalised (transductive) model is not supported")
-    recalibrate_batch_norm(predictor.model, clips_dataset(experiment, split.train, predictor))
-    return predictor

@@ -66,6 +66,30 @@ class EmotionClassifier(L.LightningModule):
         self.val_f1 = torchmetrics.F1Score(**task, average="macro")
         self._rng = np.random.default_rng(seed)
 
+    @classmethod
+    def from_config(cls, config, *, num_classes: int, dims: dict[str, int], class_weights: list[float] | None = None,
+                    feature_planes: int = 1) -> "EmotionClassifier":
+        """The module a :class:`~emorec.training.config.TrainConfig` describes, for features of
+        ``dims`` (``{"audio": F_a, "video": F_v}``); augmentation off when ``augment.enabled`` is."""
+        aug, optim, loss = config.augment, config.optim, config.loss
+        on = aug.enabled
+        spec = dict(time_masks=aug.spec_time_masks, freq_masks=aug.spec_freq_masks,
+                    time_width=aug.spec_time_width, freq_width=aug.spec_freq_width)
+        return cls(
+            model_name=config.model.get("name", "attn_crnn"),
+            model_kwargs={k: v for k, v in config.model.items() if k != "name"}, num_classes=num_classes,
+            audio_dim=dims.get("audio"), video_dim=dims.get("video"),
+            lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay, lr_factor=optim.lr_factor,
+            lr_patience=optim.lr_patience, schedule=optim.schedule, warmup_epochs=optim.warmup_epochs,
+            max_epochs=config.trainer.epochs, focal_gamma=loss.gamma if loss.name == "focal" else 0.0,
+            class_weights=class_weights, label_smoothing=loss.label_smoothing,
+            noise=aug.noise if on else 0.0, mixup_alpha=aug.mixup if on else 0.0,
+            spec_augment=spec if on and (aug.spec_time_masks or aug.spec_freq_masks) else None,
+            freq_shift=aug.freq_shift if on else 0, time_stretch=aug.time_stretch if on else 0.0,
+            modality_dropout=aug.modality_dropout if on else 0.0, feature_planes=feature_planes,
+            seed=config.trainer.seed,
+        )
+
     def forward(self, batch: dict) -> torch.Tensor:
         return self.model(batch)
 
