@@ -48,14 +48,28 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(p for p in (root / "runs").glob("*") if p.is_dir()) if (root / "runs").is_dir() else []
 
 
+@pytest.mark.parametrize("override,key", [
+    ("trainer.epochs=0", "trainer.epochs"), ("trainer.batch_size=0", "trainer.batch_size"),
+    ("optim.lr=-1", "optim.lr"), ("optim.lr=.nan", "optim.lr"), ("model.foo=1", "model.foo"),
+    ("trainer.monitor=test/ua", "trainer.monitor"), ("augment.modality_dropout=2", "augment.modality_dropout"),
+    ("split.scheme=random", "split.scheme"), ("loss.label_smoothing=1", "loss.label_smoothing"),
+    ("trainer.min_epochs=40", "trainer.min_epochs"), ("run.folds=one", "run.folds"), ("run.jobs=0", "run.jobs"),
+    ("trainer.precision=8-bit", "trainer.precision"), ("optim.warmup_epochs=30", "optim.warmup_epochs"),
+    ("trainer.ema_half_life_epochs=-1", "trainer.ema_half_life_epochs"),
+])
+def test_every_impossible_value_is_refused_when_the_config_loads(override, key):
+    from emorec.errors import ConfigError
+    from emorec.training.config import load_config
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(REPO / "configs" / "attn_crnn.yaml", [override])
+
+
 @pytest.mark.parametrize("args,key", [
     (["--epochs", "0"], "trainer.epochs"),
     (["--batch-size", "0"], "trainer.batch_size"),
     (["--set", "optim.lr=-1"], "optim.lr"),
     (["--set", "model.foo=1"], "model.foo"),
-    (["--set", "trainer.monitor=test/ua"], "trainer.monitor"),
-    (["--set", "augment.modality_dropout=2"], "augment.modality_dropout"),
-    (["--set", "split.scheme=random"], "split.scheme"),
     (["--set", "trainer.accelerator=gpu"], "accelerator=gpu"),
 ])
 def test_a_bad_value_is_one_line_and_leaves_no_run_folder(project, tmp_path, args, key):
