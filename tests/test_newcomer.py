@@ -54,7 +54,7 @@ def run_folders(root: Path) -> list[Path]:
     ("trainer.monitor=test/ua", "trainer.monitor"), ("augment.modality_dropout=2", "augment.modality_dropout"),
     ("split.scheme=random", "split.scheme"), ("loss.label_smoothing=1", "loss.label_smoothing"),
     ("trainer.min_epochs=40", "trainer.min_epochs"), ("run.folds=one", "run.folds"), ("run.jobs=0", "run.jobs"),
-    ("trainer.precision=8-bit", "trainer.precision"), ("optim.warmup_epochs=30", "optim.warmup_epochs"),
+    ("trainer.precision=8-bit", "trainer.precision"), ("optim.warmup_epochs=-1", "optim.warmup_epochs"),
     ("trainer.ema_half_life_epochs=-1", "trainer.ema_half_life_epochs"),
 ])
 def test_every_impossible_value_is_refused_when_the_config_loads(override, key):

@@ -253,7 +253,7 @@ def _print_run_result(run_dir: Path) -> None:
         m = data.get("mean", {})
         s = data.get("std", {})
         out.print(f"cross-validation over {data.get('n_folds', '?')} folds: UA {m.get('ua', 0):.3f} ± {s.get('ua', 0):.3f}, "
-                  f"WA {m.get('wa', 0):.3f} ± {s.get('wa', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}")
+                  f"WA {m.get('wa', 0):.3f} ± {s.get('wa', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}", soft_wrap=True)
         out.print(f"summary: {run_dir / 'summary.md'}")
     for report in sorted(run_dir.glob("fold_*/report/report.json")):
         data = json.loads(report.read_text())

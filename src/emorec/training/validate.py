@@ -74,8 +74,7 @@ def validate_config(config) -> None:
     _choice("optim.schedule", o.schedule, SCHEDULES)
     _range("optim.lr_factor", o.lr_factor, low=0, high=1, low_open=True, high_open=True)
     _range("optim.lr_patience", o.lr_patience, low=0)
-    _range("optim.warmup_epochs", o.warmup_epochs, low=0, high=t.epochs - 1 if t.epochs >= 1 else None,
-           what=f"0 to {max(t.epochs - 1, 0)} warm-up epochs (trainer.epochs is {t.epochs})")
+    _range("optim.warmup_epochs", o.warmup_epochs, low=0)  # past trainer.epochs: the rate only warms up
 
     _choice("loss.name", loss.name, LOSSES)
     _range("loss.gamma", loss.gamma, low=0)
