@@ -42,6 +42,8 @@ def _hush_libraries() -> None:
     import logging
     import warnings
 
+    import lightning.pytorch  # noqa: F401  (attaches the terminal handler raised below)
+
     for name in ("lightning.pytorch", "lightning.fabric"):
         for handler in logging.getLogger(name).handlers:
             if type(handler) is logging.StreamHandler:
@@ -272,6 +274,8 @@ def evaluate(
 
     if not run_dir.exists():
         raise EmorecError(f"{run_dir}: no such run directory")
+    if quiet:
+        _hush_libraries()
     reports, summary = evaluate_run(run_dir, drop=drop, progress=not quiet)
     for report in reports:
         out.print(f"{report.get('fold', '')}: UA {report['ua']:.3f}  WA {report['wa']:.3f}  macro-F1 {report['macro_f1']:.3f}")
@@ -296,6 +300,8 @@ def ensemble(
     """Average the class probabilities of several trained runs per fold and report the ensemble."""
     from emorec.evaluation.ensemble import ensemble_runs
 
+    if quiet:
+        _hush_libraries()
     reports, summary, out_path = ensemble_runs(run_dirs, part=part, out_dir=out_dir, progress=not quiet)
     for report in reports:
         member_ua = ", ".join(f"{m['ua']:.3f}" for m in report["extra"]["members"])
@@ -340,6 +346,8 @@ def demo(
     """Generate a SYNTHETIC corpus, then prepare -> extract -> train -> evaluate it end to end."""
     from emorec.demo import run_demo
 
+    if quiet:
+        _hush_libraries()
     run_demo(out_dir, epochs=epochs, progress=not quiet, console=out)
 
 
@@ -361,6 +369,8 @@ def compare(
     from emorec.compare import compare_configs, format_table, verdict
 
     extra = {"trainer": {"epochs": epochs}} if epochs is not None else None
+    if quiet:
+        _hush_libraries()
     result = compare_configs(config_a, config_b, fold=fold, folds=folds, manifest=manifest, run_dir=run_dir,
                              overrides=set_, extra=extra, progress=not quiet)
     out.print(format_table(result))
@@ -392,6 +402,8 @@ def fuse(
     """Fuse a trained audio model and video model: cache their embeddings, train a fusion classifier, optionally fine-tune."""
     from emorec.fusion_workflow import fuse as run_fuse
 
+    if quiet:
+        _hush_libraries()
     result = run_fuse(audio_run, video_run, finetune=finetune, hidden=hidden, epochs=epochs, lr=lr,
                       finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, freeze_branches=freeze_branches,
                       batch_size=batch_size, patience=patience, cache=str(cache) if cache else None,

@@ -43,5 +43,5 @@ def run_demo(out_dir: Path, *, epochs: int = 12, progress: bool = True, console:
     config = config_from_dict(demo_config(out_dir, epochs=epochs))
     run_dir = train(config, progress=progress)
     report = next(run_dir.glob("fold_*/report/report.md"))
-    console.print(f"[bold green]done[/bold green]: report at {report} (plots beside it)")
+    console.print(f"[bold green]done[/bold green]: report at {report} (plots beside it)", soft_wrap=True)
     return run_dir
