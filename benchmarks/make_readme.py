@@ -181,8 +181,43 @@ def readme_results(headings: dict[str, str]) -> str:
         lines.append(f"| {label} | **{fmt(result['mean_ua'])}** [{fmt(low)}, {fmt(high)}] | {fmt(result['mean_wa'])} | "
                      f"{fmt(result['mean_macro_f1'])} | {link} |")
     lines += ["", "[benchmarks/README.md](benchmarks/README.md) has every run, how the headline was chosen, every audio "
-              "model of the family, audio-visual results and throughput.", RESULTS_END]
+              "model of the family, audio-visual results and throughput."]
+    lines += speed_lines(compact=True)
+    lines.append(RESULTS_END)
     return "\n".join(lines)
+
+
+def speed_lines(*, compact: bool) -> list[str]:
+    """emorec against the seeds' Keras stack, as ratios from ``results/speed_vs_keras.json``."""
+    path = RESULTS / "speed_vs_keras.json"
+    if not path.is_file():
+        return []
+    speed = json.loads(path.read_text())
+    s, x = speed["summary"], speed["summary"]["extraction"]
+    if "train_ratio" not in s["v1"]:
+        return []
+    link = "[speed](benchmarks/README.md#speed-against-the-seeds-keras-stack)" if compact else f"`{speed['command']}`"
+    lines = ["", f"Speed against the seeds' own Keras stack on this 2-core CPU ({speed['threads']} threads, medians of "
+             f"{speed['rounds']} interleaved rounds; emorec / Keras, above 1 is faster; {link}):", "",
+             "| | v1 (`configs/attn_crnn.yaml`) | v2 (headline recipe) |", "|---|---:|---:|"]
+    rows = [("training clips/s", "train_ratio"), ("inference, batches of 64", "infer_batch64_ratio"),
+            ("inference, one clip", "infer_batch1_speedup"), ("peak memory, emorec / Keras (below 1 is leaner)", "peak_rss_ratio")]
+    for label, key in rows:
+        lines.append(f"| {label} | {s['v1'][key]:.2f}x | {s['v2'][key]:.2f}x |")
+    if not compact:
+        lines += ["", "| absolute | v1 emorec | v1 Keras | v2 emorec | v2 Keras |", "|---|---:|---:|---:|---:|"]
+        for label, ours, theirs in (("training clips/s", "emorec_train_clips_per_s", "peer_train_clips_per_s"),
+                                    ("inference clips/s, batch 64", "emorec_infer_clips_per_s_batch64",
+                                     "peer_infer_clips_per_s_batch64"),
+                                    ("inference ms per clip, batch 1", "emorec_infer_ms_per_clip_batch1",
+                                     "peer_infer_ms_per_clip_batch1"),
+                                    ("peak RSS MB", "emorec_peak_rss_mb", "peer_peak_rss_mb")):
+            lines.append(f"| {label} | {s['v1'][ours]:.1f} | {s['v1'][theirs]:.1f} | {s['v2'][ours]:.1f} | "
+                         f"{s['v2'][theirs]:.1f} |")
+        lines += ["", f"Log-mel extraction with 2 workers: {x['logmel_times_real_time']:.0f}x real time, "
+                  f"{x['logmel_deltas_times_real_time']:.0f}x with delta planes. Versions: "
+                  + ", ".join(f"{k} {v}" for k, v in speed["versions"].items()) + ".", ""]
+    return lines
 
 
 def write_readme_results(section: str) -> None:
@@ -418,6 +453,9 @@ def main() -> None:
         v = json.loads(path.read_text())
         parts.append(f"## Face features\n\n`{v['extractor']}`: {v['frames_per_s']:.1f} frames/s on CPU; face found on "
                      f"{100 * v['face_rate_real_clip']:.0f}% of the real RAVDESS clip's frames.\n\nCommand: `{v['command']}`\n")
+    speed = speed_lines(compact=False)
+    if speed:
+        parts.append("## Speed against the seeds' Keras stack\n" + "\n".join(speed))
     (REPO / "benchmarks" / "README.md").write_text("\n".join(parts))
     write_readme_results(readme_results(SECTIONS))
 
