@@ -37,3 +37,21 @@ def write_tone(path: Path, *, seconds: float = 1.0, sr: int = 16000, freq: float
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, data.astype(np.float32), sr)
     return path
+
+
+def tiny_recipe_config(root: Path, name: str, **sections: dict) -> dict:
+    """A seconds-long attn_crnn recipe over ``root/manifest.csv`` (cache ``root/cache``, runs
+    ``root/runs``) on the synthetic corpus's 3 classes; each keyword updates that section."""
+    config = {
+        "base": str(REPO / "configs" / "base.yaml"),
+        "data": {"manifest": str(root / "manifest.csv"), "cache": str(root / "cache"),
+                 "features": {"name": "logmel", "n_mels": 16}, "workers": 1},
+        "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
+        "model": {"name": "attn_crnn", "channels": [4], "time_pool": [2], "freq_pool": [2], "gru_hidden": 8,
+                  "attention_dim": 8, "dense": 8},
+        "trainer": {"epochs": 2, "batch_size": 8},
+        "run": {"dir": str(root / "runs"), "name": name, "bootstrap": 20},
+    }
+    for section, values in sections.items():
+        config[section] = {**config.get(section, {}), **values}
+    return config

@@ -20,6 +20,7 @@ import yaml
 
 from emorec.data import BucketBatchSampler
 from emorec.data import ShardedBucketBatchSampler
+from conftest import tiny_recipe_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,16 +94,7 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     corpus = generate_synthetic_corpus(root / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry"))
     run([sys.executable, "-m", "emorec", "prepare", "synthetic", corpus, "--out", root / "manifest.csv"], root)
-    config = {
-        "base": str(REPO / "configs" / "base.yaml"),
-        "data": {"manifest": str(root / "manifest.csv"), "cache": str(root / "cache"),
-                 "features": {"name": "logmel", "n_mels": 16}, "workers": 1},
-        "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
-        "model": {"name": "attn_crnn", "channels": [4], "time_pool": [2], "freq_pool": [2], "gru_hidden": 8,
-                  "attention_dim": 8, "dense": 8},
-        "trainer": {"epochs": 2, "batch_size": 8},
-        "run": {"dir": str(root / "runs"), "name": "d", "bootstrap": 20},
-    }
+    config = tiny_recipe_config(root, "d")
     (root / "recipe.yaml").write_text(yaml.safe_dump(config))
     return root
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_recipe_config
 
 REPO = Path(__file__).resolve().parents[1]
 HALF_LIFE = 0.5
@@ -33,16 +34,7 @@ def test_half_life_decay_counts_each_ranks_steps(tmp_path):
     corpus = generate_synthetic_corpus(tmp_path / "corpus", speakers=6, clips_per_emotion=3,
                                        emotions=("happy", "sad", "angry"))
     emorec("prepare", "synthetic", corpus, "--out", tmp_path / "manifest.csv", cwd=tmp_path)
-    config = {
-        "base": str(REPO / "configs" / "base.yaml"),
-        "data": {"manifest": str(tmp_path / "manifest.csv"), "cache": str(tmp_path / "cache"),
-                 "features": {"name": "logmel", "n_mels": 16}, "workers": 1},
-        "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
-        "model": {"name": "attn_crnn", "channels": [4], "time_pool": [2], "freq_pool": [2], "gru_hidden": 8,
-                  "attention_dim": 8, "dense": 8},
-        "trainer": {"epochs": 2, "batch_size": 8, "ema_half_life_epochs": HALF_LIFE},
-        "run": {"dir": str(tmp_path / "runs"), "name": "h", "bootstrap": 20},
-    }
+    config = tiny_recipe_config(tmp_path, "h", trainer={"ema_half_life_epochs": HALF_LIFE})
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(config))
     emorec("train", tmp_path / "recipe.yaml", "--devices", "2", "--accelerator", "cpu", "--quiet", cwd=tmp_path)
     run_dir = next((tmp_path / "runs").iterdir())

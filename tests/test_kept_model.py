@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_recipe_config
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 8
@@ -39,18 +40,9 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("kept")
     corpus = generate_synthetic_corpus(root / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry"))
     emorec("prepare", "synthetic", corpus, "--out", root / "manifest.csv", cwd=root)
-    config = {
-        "base": str(REPO / "configs" / "base.yaml"),
-        "data": {"manifest": str(root / "manifest.csv"), "cache": str(root / "cache"),
-                 "features": {"name": "logmel", "n_mels": 16}, "workers": 1},
-        "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
-        "model": {"name": "attn_crnn", "channels": [8], "time_pool": [2], "freq_pool": [2], "gru_hidden": 32,
-                  "attention_dim": 8, "dense": 8},
-        "augment": {"noise": 0.01, "mixup": 0.2},
-        "trainer": {"epochs": EPOCHS, "batch_size": 8, "checkpoint": "last", "ema_half_life_epochs": HALF_LIFE,
-                    "recalibrate_bn": True},
-        "run": {"dir": str(root / "runs"), "name": "kept", "bootstrap": 20},
-    }
+    config = tiny_recipe_config(
+        root, "kept", model={"channels": [8], "gru_hidden": 32}, augment={"noise": 0.01, "mixup": 0.2},
+        trainer={"epochs": EPOCHS, "checkpoint": "last", "ema_half_life_epochs": HALF_LIFE, "recalibrate_bn": True})
     (root / "recipe.yaml").write_text(yaml.safe_dump(config))
     emorec("train", root / "recipe.yaml", "--quiet", cwd=root)
     run_dir = next((root / "runs").iterdir())

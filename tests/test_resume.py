@@ -23,6 +23,7 @@ import yaml
 
 from emorec.runs import run_view
 from emorec.training.checkpoints import AtomicCheckpointIO, load_checkpoint, repair_best
+from conftest import tiny_recipe_config
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 6
@@ -62,17 +63,11 @@ def killed_and_resumed(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
     corpus = generate_synthetic_corpus(root / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry"))
     emorec("prepare", "synthetic", corpus, "--out", root / "manifest.csv", cwd=root)
-    config = {
-        "base": str(REPO / "configs" / "base.yaml"),
-        "data": {"manifest": str(root / "manifest.csv"), "cache": str(root / "cache"),
-                 "features": {"name": "logmel", "n_mels": 16}, "workers": 1},
-        "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
-        "model": {"name": "attn_crnn", "channels": [8], "time_pool": [2], "freq_pool": [2], "gru_hidden": 32,
-                  "attention_dim": 8, "dense": 8},
-        "augment": {"noise": 0.01, "mixup": 0.2},  # random draws, so the RNG state matters
-        "trainer": {"epochs": EPOCHS, "batch_size": 8, "patience": 20, **request.param},
-        "run": {"name": "r", "bootstrap": 20},
-    }
+    config = tiny_recipe_config(
+        root, "r", model={"channels": [8], "gru_hidden": 32},
+        augment={"noise": 0.01, "mixup": 0.2},  # random draws, so the RNG state matters
+        trainer={"epochs": EPOCHS, "patience": 20, **request.param})
+    del config["run"]["dir"]  # every run of this file names its own --run-dir
     (root / "recipe.yaml").write_text(yaml.safe_dump(config))
 
     # 1. start training, watch the heartbeat, SIGKILL it in the middle of epoch 3

@@ -217,8 +217,8 @@ def test_corrupt_middle_of_an_mp4_is_reported(tmp_path: Path) -> None:
         read_frames(bad)
 
 
-def test_audio_only_container_has_no_video_stream(tmp_path: Path) -> None:
-    path = tmp_path / "sound.mp4"
+def write_sound_only_mp4(path: Path) -> Path:
+    """An .mp4 with half a second of AAC sound and no video stream."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("aac", rate=16000)
         stream.layout = "mono"
@@ -226,6 +226,11 @@ def test_audio_only_container_has_no_video_stream(tmp_path: Path) -> None:
         frame.sample_rate, frame.pts = 16000, 0
         container.mux(stream.encode(frame))
         container.mux(stream.encode())
+    return path
+
+
+def test_audio_only_container_has_no_video_stream(tmp_path: Path) -> None:
+    path = write_sound_only_mp4(tmp_path / "sound.mp4")
     with pytest.raises(BadInputError, match="no video stream"):
         read_frames(path)
     assert load_video_audio(path).size > 0.4 * 16000
@@ -281,13 +286,7 @@ def test_prepare_probes_videos_and_lists_the_unusable_ones(tmp_path: Path) -> No
     actor = tmp_path / "Actor_19"
     write_video(actor / "01-01-08-02-01-01-19.mp4", noise_frames(25), audio=tone(1.0))
     (actor / "01-01-08-02-01-02-19.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
-    with av.open(str(actor / "01-01-08-02-02-01-19.mp4"), "w") as container:  # sound only
-        stream = container.add_stream("aac", rate=16000)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(tone(0.5)[None, :], format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 16000, 0
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    write_sound_only_mp4(actor / "01-01-08-02-02-01-19.mp4")
     full = write_video(tmp_path / "full.mp4", noise_frames(10), faststart=True).read_bytes()
     # a complete header (40 frames promised) and not one byte of picture data
     (actor / "01-01-08-02-02-02-19.mp4").write_bytes(full[: full.index(b"mdat") + 4])

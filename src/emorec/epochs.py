@@ -86,8 +86,14 @@ def read_epoch_metrics(metrics_csv: str | os.PathLike) -> dict[str, list[float]]
     return history
 
 
-def best_epoch(metrics_csv: str | os.PathLike, monitor: str, mode: str) -> int | None:
-    """The epoch (from 1) with the best ``monitor`` value (``mode`` ``min`` or ``max``), if any."""
+def monitor_mode(monitor: str) -> str:
+    """``min`` for a loss, ``max`` for a score: which way ``monitor`` improves."""
+    return "min" if monitor.endswith("loss") else "max"
+
+
+def best_epoch(metrics_csv: str | os.PathLike, monitor: str) -> int | None:
+    """The epoch (from 1) with the best ``monitor`` value, if any."""
+    mode = monitor_mode(monitor)
     history = read_epoch_metrics(metrics_csv)
     values = np.array(history.get(monitor, []), dtype=float)
     if values.size == 0 or np.all(np.isnan(values)):

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emorec.atomic import atomic_open, write_json
+from emorec.corpora.base import plural
 from emorec.errors import EmorecError
 from emorec.inference import EnsemblePredictor, Predictor
 from emorec.media import AUDIO_SUFFIXES
@@ -38,7 +39,7 @@ def probability_table(rows: list[dict], names: Sequence[str], *, width: int) -> 
     """One row per file: every class's probability when that fits in ``width`` columns, else the
     three most likely classes in one column. File names are never cut (the CSV has every value)."""
     files = [Path(row["path"]).name for row in rows]
-    title = f"emotion probabilities ({len(rows)} clip{'s' if len(rows) != 1 else ''})"
+    title = f"emotion probabilities ({plural(len(rows), 'clip')})"
     name_width = max([len("file"), *map(len, files)])
     label_width = max([len("predicted"), *map(len, names)])
     full = name_width + label_width + sum(max(len(n), 5) for n in names) + 3 * (len(names) + 2) + 1

@@ -37,6 +37,7 @@ from emorec.kept import kept_summary
 from emorec.model_files import MODEL_META
 
 MIN_STALL_SECONDS = 600.0
+RUN_STATUS = "run.json"
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -245,7 +246,7 @@ def run_view(run_dir: str | os.PathLike, *, now: float | None = None) -> RunView
     now = time.time() if now is None else now
     this_host = socket.gethostname()
     config = read_yaml(run_dir / "config.yaml")
-    run_json = read_json(run_dir / "run.json") or {}
+    run_json = read_json(run_dir / RUN_STATUS) or {}
     summary = read_json(run_dir / "summary.json") or {}
     keeps = str((config.get("trainer") or {}).get("checkpoint") or "best")
     folds = sorted((fold_view(p, now=now, this_host=this_host, keeps=keeps) for p in run_dir.glob("fold_*")
@@ -286,13 +287,20 @@ def last_sign_of_life(run_dir: Path, folds: list[FoldView], run_json: dict[str, 
     """The latest moment a run's files show it alive: heartbeat times (written inside the files,
     so they survive a copy) and the modification times of ``train.log`` and the heartbeats."""
     times = [_number(run_json.get("time"))] + [_number(f.heartbeat.get("time")) for f in folds]
-    for path in [run_dir / "train.log", *(f.path / "heartbeat.json" for f in folds)]:
+    times = [t for t in times if t is not None] + file_times(run_dir)
+    return max(times) if times else None
+
+
+def file_times(run_dir: Path) -> list[float]:
+    """Modification times of the files a living run keeps touching: ``train.log`` and every
+    fold's ``heartbeat.json``."""
+    times = []
+    for path in [run_dir / "train.log", *run_dir.glob("fold_*/heartbeat.json")]:
         try:
             times.append(path.stat().st_mtime)
         except OSError:
             pass
-    times = [t for t in times if t is not None]
-    return max(times) if times else None
+    return times
 
 
 def _run_status(run_json: dict, folds: list[FoldView], planned: list[int], same_host: bool, now: float) -> tuple[str, str]:
@@ -345,8 +353,6 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-RUN_STATUS = "run.json"
-
 
 def fold_state(fold_dir: Path) -> str:
     """``evaluated``, ``exported`` (trained, not evaluated), ``checkpoint`` (interrupted) or ``new``."""
@@ -368,8 +374,8 @@ def write_run_status(run_dir: Path, status: str, folds: list[int], **extra) -> N
     now = time.time()
     if status == "running" and sessions and not sessions[-1].get("ended"):
         # the previous session vanished (SIGKILL, preemption): it ended at its last sign of life
-        signs = [p.stat().st_mtime for p in [run_dir / "train.log", *run_dir.glob("fold_*/heartbeat.json")] if p.exists()]
-        sessions[-1] = {**sessions[-1], "ended": max(signs, default=sessions[-1].get("started", now)), "status": "lost"}
+        ended = max(file_times(run_dir), default=sessions[-1].get("started", now))
+        sessions[-1] = {**sessions[-1], "ended": ended, "status": "lost"}
     if status == "running":
         sessions.append({"pid": os.getpid(), "host": socket.gethostname(), "started": now, "argv": sys.argv,
                          "cwd": os.getcwd()})

@@ -214,10 +214,10 @@ def _path_fields(config: TrainConfig) -> list[tuple[object, str]]:
     return [(config.data, "manifest"), (config.data, "cache"), (config.split, "file")]
 
 
-def resolve_paths(config: TrainConfig, base: str | os.PathLike | None = None) -> TrainConfig:
-    """Make the config's relative file paths absolute against ``base`` (default: the current
-    directory), so a run folder's ``config.yaml`` works from anywhere."""
-    root = Path(base) if base is not None else Path.cwd()
+def resolve_paths(config: TrainConfig) -> TrainConfig:
+    """Make the config's relative file paths absolute against the current directory, so a run
+    folder's ``config.yaml`` works from anywhere."""
+    root = Path.cwd()
     for section, name in _path_fields(config):
         value = getattr(section, name)
         if value and not Path(value).expanduser().is_absolute():

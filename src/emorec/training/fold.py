@@ -33,7 +33,7 @@ import lightning as L
 import torch
 
 from emorec.data import BucketBatchSampler, ClipDataset, Normalizer, make_loaders, pad_collate
-from emorec.epochs import best_epoch, read_epoch_metrics, write_history
+from emorec.epochs import best_epoch, monitor_mode, read_epoch_metrics, write_history
 from emorec.errors import EmorecError
 from emorec.experiment import Experiment, fit_speaker_statistics
 from emorec.features.base import extractor_from_spec
@@ -185,7 +185,7 @@ def fold_trainer(cfg: TrainConfig, split: Split, fold_dir: Path, state: FoldStat
     from emorec.training.heartbeat import Heartbeat
 
     monitor = cfg.trainer.monitor  # a val/ metric (validate.py): the test fold never selects a checkpoint
-    mode = "min" if monitor.endswith("loss") else "max"
+    mode = monitor_mode(monitor)
     csv_logger = RowKeepingCSVLogger(fold_dir, name="", version="", rows=state.rows)
     checkpoint = EpochCheckpoint(fold_dir / "checkpoints", monitor=monitor, mode=mode, rows=csv_logger.all_rows)
     if state.finished:
@@ -235,7 +235,7 @@ def keep_and_export(experiment: Experiment, split: Split, fold_dir: Path, module
     if cfg.trainer.checkpoint == "last":
         kept_epoch = int(summary.get("epochs_run") or trainer.current_epoch)
     else:
-        kept_epoch = best_epoch(fold_dir / "metrics.csv", monitor, "min" if monitor.endswith("loss") else "max")
+        kept_epoch = best_epoch(fold_dir / "metrics.csv", monitor)
     # The kept model's own validation metrics: the logged epoch's (the average, with EMA),
     # or measured again after BatchNorm recalibration changed the weights' statistics.
     epochs = history["epoch"]
