@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from emorec.layers.conv_block import conv_bn_relu_pool, prefix_lengths
+
 __all__ = [
     "MaskedBatchNorm",
     "MaskedConvBlock2d",
@@ -199,6 +201,10 @@ class MaskedConvBlock2d(nn.Module):
     Padding invariance: the input is zeroed on padded frames before the convolution, so every
     real frame sees zeros past the clip's end exactly as it would alone; the output is zeroed
     again after the activation, and time pooling ignores padded frames.
+
+    With ReLU and prefix masks (audio) the block runs as one fused autograd function
+    (:mod:`emorec.layers.conv_block`, about 3x faster on a CPU); :meth:`reference_forward` is
+    the same computation composed of PyTorch ops.
     """
 
     def __init__(
@@ -227,6 +233,26 @@ class MaskedConvBlock2d(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x : [B x C x T x F]``, ``mask : Bool[B x T]`` -> ``([B x C' x T' x F'], Bool[B x T'])``."""
+        if self._fused_applies(x):
+            lengths = prefix_lengths(mask)
+            if lengths is not None:
+                time_kernel, freq_kernel = self.time_pool, self._freq_kernel(x.size(-1))
+                pooled = conv_bn_relu_pool(x, lengths, self.conv, self.norm, time_kernel, freq_kernel)
+                return pooled, pool_time_mask(mask, time_kernel)
+        return self.reference_forward(x, mask)
+
+    def _fused_applies(self, x: torch.Tensor) -> bool:
+        """Whether :func:`~emorec.layers.conv_block.conv_bn_relu_pool` computes this block: ReLU,
+        float32/64 without autocast, and batch statistics or no gradient wanted."""
+        if not isinstance(self.act, nn.ReLU) or x.dtype not in (torch.float32, torch.float64) or x.dim() != 4:
+            return False
+        if torch.is_autocast_enabled(x.device.type):
+            return False
+        batch_stats = self.norm.training or not self.norm.track_running_stats
+        return batch_stats or not (torch.is_grad_enabled() and (x.requires_grad or self.conv.weight.requires_grad))
+
+    def reference_forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block composed of PyTorch ops (any activation, any mask): what the fused path equals."""
         x = apply_time_mask(x, mask, time_dim=2)
         x = self.act(self.norm(self.conv(x), mask))  # (B, C', T, F)
         time_kernel, freq_kernel = self.time_pool, self._freq_kernel(x.size(-1))

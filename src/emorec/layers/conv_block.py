@@ -1,0 +1,189 @@
+"""Conv2d -> masked BatchNorm -> ReLU -> max pool in one autograd function: the fast path of
+:class:`~emorec.layers.MaskedConvBlock2d`.
+
+The block is memory-bound on a CPU: its first conv has 1-3 input channels, so the convolution is
+cheap and the time goes to passes over the large ``(B, C, T, F)`` activation. Composed from
+PyTorch ops (the reference path in ``masking.py``) the block makes about twenty such passes and
+keeps four full-size tensors for backward (conv output, BN output, ReLU output, int64 pool
+indices); ``max_pool2d`` on a contiguous ``NCHW`` CPU tensor is itself slower than the conv.
+Here the forward makes four passes (conv, statistics, normalise + ReLU, window maximum over
+strided views) and keeps the conv output and a ``uint8`` argmax per pooled value; the backward
+routes the pooled gradient through that argmax and computes BatchNorm's gradient in two passes.
+
+Numerically it is the reference path: the same statistics over real frames, the same maxima (ties
+go to the first position of the window in row-major order, as ``max_pool2d``'s), gradients equal
+up to float rounding (tested). It needs masks whose real frames are a prefix of each row (audio
+always is); the block uses the reference path otherwise, and for activations other than ReLU.
+
+Why ReLU makes padding free: after it every value is >= 0 and padded positions are set to 0,
+so a window's maximum never comes from padding unless the window holds padding only, and a
+window whose maximum is 0 passes no gradient (ReLU's gradient at 0 is 0); such windows are
+marked ``NO_GRADIENT`` in the argmax.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["conv_bn_relu_pool", "prefix_lengths"]
+
+NO_GRADIENT = 255  # argmax code of a window whose maximum is 0 (ReLU passes no gradient)
+
+
+def prefix_lengths(mask: torch.Tensor) -> list[int] | None:
+    """``mask : Bool[B x T]`` -> each row's number of real frames, or ``None`` when some row's
+    real frames are not a prefix (holes, e.g. video frames without a face)."""
+    lengths = mask.sum(dim=1)  # (B,)
+    prefix = torch.arange(mask.size(1), device=mask.device)[None, :] < lengths[:, None]  # (B, T)
+    return lengths.tolist() if torch.equal(prefix, mask) else None
+
+
+def zero_tail_(x: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """Zero, in place, frames ``>= lengths[b]`` of ``x : [B x C x T x ...]``: work in proportion
+    to the padding, not to the tensor."""
+    frames = x.size(2)
+    for row, n in enumerate(lengths):
+        if n < frames:
+            x[row, :, n:].zero_()
+    return x
+
+
+def _tail_is_zero(x: torch.Tensor, lengths: list[int]) -> bool:
+    frames = x.size(2)
+    return all(n >= frames or not x[row, :, n:].any() for row, n in enumerate(lengths))
+
+
+def channel_sum(x: torch.Tensor) -> torch.Tensor:
+    """``x : [B x C x T x F]`` -> ``[C]``, the sum over all but the channel axis. On a channels-last
+    tensor a matrix-vector product with ones, four times faster than ``sum((0, 2, 3))`` on a CPU."""
+    if x.is_contiguous(memory_format=torch.channels_last) and x.size(1) > 1:
+        rows = x.permute(0, 2, 3, 1).reshape(-1, x.size(1))  # (B*T*F, C), a view
+        return rows.new_ones(rows.size(0)) @ rows
+    return x.sum((0, 2, 3))
+
+
+def _real_statistics(y: torch.Tensor, n: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance of ``y : [B x C x T x F]`` over its ``n`` real values,
+    given that every padded value is 0, from the sums of ``y`` and ``y^2`` (two fast reductions;
+    ``var_mean`` over these axes is ten times slower on a CPU). The sums are combined in float64;
+    conv outputs have a mean small against their spread, so the one-pass formula loses nothing."""
+    total = channel_sum(y).double()
+    squares = channel_sum(y * y).double()
+    mean = total / n
+    var = (squares / n - mean**2).clamp_min(0)
+    return mean.to(y.dtype), var.to(y.dtype)
+
+
+def _window_max(z: torch.Tensor, kt: int, kf: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``z : [B x C x T'*kt x F'*kf]`` (values >= 0) -> (maxima ``[B x C x T' x F']``, argmax
+    codes ``uint8``: ``i * kf + j`` for window offset ``(i, j)``, ``NO_GRADIENT`` where the max is 0).
+
+    Offsets are visited in increasing code order, so the code of a new strict maximum is always
+    larger than the current one and ``arg = max(arg, better * code)`` records it without a
+    masked write (``masked_fill_`` is several times slower on a CPU); ties keep the first offset,
+    as ``max_pool2d`` does."""
+    best = z[:, :, 0::kt, 0::kf].clone()
+    arg = torch.zeros_like(best, dtype=torch.uint8)  # the layout of best (channels last)
+    for i in range(kt):
+        for j in range(kf):
+            if i == j == 0:
+                continue
+            v = z[:, :, i::kt, j::kf]
+            torch.maximum(arg, (v > best).to(torch.uint8).mul_(i * kf + j), out=arg)
+            torch.maximum(best, v, out=best)
+    torch.maximum(arg, (best <= 0).to(torch.uint8).mul_(NO_GRADIENT), out=arg)
+    return best, arg
+
+
+def _masked_conv(x, weight, lengths, padding):
+    """``(x with padded frames zeroed, conv output zeroed on padded frames)``, without autograd."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    if not _tail_is_zero(x, lengths):
+        x = zero_tail_(x.clone(), lengths)
+    return x, zero_tail_(F.conv2d(x, weight, None, 1, padding), lengths)  # (B, C, T, F)
+
+
+def _normalise_relu_pool(y, scale, shift, lengths, kt, kf):
+    b, c, t, f = y.shape
+    tp, fp = -(-t // kt) * kt, -(-f // kf) * kf  # ceil_mode: a last partial window pools its own values
+    z = torch.empty(b, c, tp, fp, dtype=y.dtype, device=y.device, memory_format=torch.channels_last)
+    inner = z[:, :, :t, :f]
+    torch.addcmul(shift.view(1, -1, 1, 1), y, scale.view(1, -1, 1, 1), out=inner)
+    inner.clamp_min_(0)
+    zero_tail_(z, lengths)  # padded frames and the ceil rows beyond T
+    if fp > f:
+        z[..., f:] = 0
+    return _window_max(z, kt, kf)
+
+
+class _ConvBNReLUPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bn_weight, bn_bias, lengths, padding, kt, kf, eps):
+        x, y = _masked_conv(x, weight, lengths, padding)
+        n = float(sum(lengths) * y.size(3))
+        mean, var = _real_statistics(y, max(n, 1.0))
+        invstd = torch.rsqrt(var + eps)
+        scale = invstd * bn_weight
+        shift = bn_bias - mean * scale
+        pooled, arg = _normalise_relu_pool(y, scale, shift, lengths, kt, kf)
+        ctx.save_for_backward(x, y, arg, weight, bn_weight, mean, invstd)
+        ctx.lengths, ctx.padding, ctx.kt, ctx.kf, ctx.n = lengths, padding, kt, kf, max(n, 1.0)
+        ctx.mark_non_differentiable(arg, mean, var)
+        return pooled, arg, mean, var
+
+    @staticmethod
+    def backward(ctx, grad_pooled, _grad_arg, _grad_mean, _grad_var):
+        x, y, arg, weight, bn_weight, mean, invstd = ctx.saved_tensors
+        kt, kf, n, lengths = ctx.kt, ctx.kf, ctx.n, ctx.lengths
+        b, c, t, f = y.shape
+        tp, ff = arg.shape[2], arg.shape[3]
+        # the pooled gradient goes to each window's argmax: one write of the full-size gradient
+        grad_z = y.new_empty(b, tp, kt, ff, kf, c).permute(0, 5, 1, 2, 3, 4)  # channels last, as y
+        grad_pooled = grad_pooled.contiguous(memory_format=torch.channels_last)
+        for i in range(kt):
+            for j in range(kf):
+                torch.mul(grad_pooled, arg == i * kf + j, out=grad_z[:, :, :, i, :, j])
+        dz = grad_z.reshape(b, c, tp * kt, ff * kf)[:, :, :t, :f]  # (B, C, T, F), 0 on padded frames
+        shape = (1, -1, 1, 1)
+        sum_dz = channel_sum(grad_z.reshape(b, c, tp * kt, ff * kf))  # (C,); 0 beyond dz, in the ceil rows
+        sum_dz_xhat = (channel_sum(dz * y) - mean * sum_dz) * invstd  # (C,) = sum(dz * xhat)
+        w = invstd * bn_weight
+        k = sum_dz_xhat / n
+        coef_y = -w * invstd * k
+        const = w * (mean * invstd * k - sum_dz / n)
+        grad_y = torch.addcmul(const.view(shape), y, coef_y.view(shape)).addcmul_(dz, w.view(shape))
+        zero_tail_(grad_y, lengths)
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+            grad_y, x, weight, None, [1, 1], [ctx.padding, ctx.padding], [1, 1], False, [0, 0], 1,
+            [need_x, need_w, False])
+        if grad_x is not None:
+            zero_tail_(grad_x, lengths)  # the input was masked: padded frames get no gradient
+        return grad_x, grad_w, sum_dz_xhat, sum_dz, None, None, None, None, None
+
+
+def conv_bn_relu_pool(x: torch.Tensor, lengths: list[int], conv: torch.nn.Conv2d, norm, kt: int, kf: int
+                      ) -> torch.Tensor:
+    """``x : [B x C x T x F]`` with real frames ``[:lengths[b]]`` -> pooled ``[B x C' x T' x F']``,
+    0 on padded windows. With batch statistics (training) it is differentiable and updates
+    ``norm``'s running statistics as ``MaskedBatchNorm`` does; with running statistics it is
+    forward-only (the block uses the reference path when gradients are wanted in eval mode)."""
+    padding = conv.padding[0]
+    if not (norm.training or not norm.track_running_stats):
+        with torch.no_grad():
+            scale = torch.rsqrt(norm.running_var + norm.eps) * norm.weight
+            shift = norm.bias - norm.running_mean * scale
+            _, y = _masked_conv(x, conv.weight, lengths, padding)
+            return _normalise_relu_pool(y, scale, shift, lengths, kt, kf)[0]
+    pooled, _, mean, var = _ConvBNReLUPool.apply(x, conv.weight, norm.weight, norm.bias, lengths, padding, kt, kf,
+                                                 norm.eps)
+    n = sum(lengths) * x.size(3)
+    if norm.training and norm.track_running_stats and n > 0:
+        with torch.no_grad():
+            norm.num_batches_tracked.add_(1)
+            factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+            unbiased = var * (n / (n - 1)) if n > 1 else var
+            norm.running_mean.mul_(1 - factor).add_(factor * mean)
+            norm.running_var.mul_(1 - factor).add_(factor * unbiased)
+    return pooled
