@@ -14,8 +14,9 @@ from emorec.layers.conv_block import prefix_lengths
 
 def two_blocks(cin: int, cout: int, time_pool: int, freq_pool: int) -> tuple[MaskedConvBlock2d, MaskedConvBlock2d]:
     block = MaskedConvBlock2d(cin, cout, time_pool=time_pool, freq_pool=freq_pool).double().train()
-    with torch.no_grad():  # an affine that is not the identity
-        block.norm.weight.uniform_(0.5, 1.5), block.norm.bias.uniform_(-0.5, 0.5)
+    with torch.no_grad():  # an affine that is not the identity, with weights of both signs
+        block.norm.weight.uniform_(0.5, 1.5).mul_(torch.tensor([1.0, -1.0]).repeat(cout)[:cout])
+        block.norm.bias.uniform_(-0.5, 0.5)
     return block, copy.deepcopy(block)
 
 

@@ -75,25 +75,29 @@ def _real_statistics(y: torch.Tensor, n: float) -> tuple[torch.Tensor, torch.Ten
     return mean.to(y.dtype), var.to(y.dtype)
 
 
-def _window_max(z: torch.Tensor, kt: int, kf: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``z : [B x C x T'*kt x F'*kf]`` (values >= 0) -> (maxima ``[B x C x T' x F']``, argmax
-    codes ``uint8``: ``i * kf + j`` for window offset ``(i, j)``, ``NO_GRADIENT`` where the max is 0).
+def _window_max(y: torch.Tensor, kt: int, kf: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y : [B x C x T x F]`` -> (window maxima ``[B x C x ceil(T/kt) x ceil(F/kf)]``, argmax codes
+    ``uint8``, ``i * kf + j`` for window offset ``(i, j)``). A last partial window (ceil mode)
+    pools the values it has.
 
     Offsets are visited in increasing code order, so the code of a new strict maximum is always
     larger than the current one and ``arg = max(arg, better * code)`` records it without a
     masked write (``masked_fill_`` is several times slower on a CPU); ties keep the first offset,
     as ``max_pool2d`` does."""
-    best = z[:, :, 0::kt, 0::kf].clone()
+    best = y[:, :, 0::kt, 0::kf].clone()
     arg = torch.zeros_like(best, dtype=torch.uint8)  # the layout of best (channels last)
-    for i in range(kt):
-        for j in range(kf):
-            if i == j == 0:
-                continue
-            v = z[:, :, i::kt, j::kf]
-            torch.maximum(arg, (v > best).to(torch.uint8).mul_(i * kf + j), out=arg)
-            torch.maximum(best, v, out=best)
-    torch.maximum(arg, (best <= 0).to(torch.uint8).mul_(NO_GRADIENT), out=arg)
+    for i, j, v in _offsets(y, kt, kf)[1:]:
+        rows, cols = v.size(2), v.size(3)
+        b, a = best[:, :, :rows, :cols], arg[:, :, :rows, :cols]
+        torch.maximum(a, (v > b).to(torch.uint8).mul_(i * kf + j), out=a)
+        torch.maximum(b, v, out=b)
     return best, arg
+
+
+def _offsets(y: torch.Tensor, kt: int, kf: int) -> list[tuple[int, int, torch.Tensor]]:
+    """Each window offset ``(i, j)`` with the strided view of ``y`` it selects (ceil mode: views
+    past the last full window have one row or column fewer)."""
+    return [(i, j, y[:, :, i::kt, j::kf]) for i in range(kt) for j in range(kf)]
 
 
 def _masked_conv(x, weight, lengths, padding):
@@ -104,63 +108,81 @@ def _masked_conv(x, weight, lengths, padding):
     return x, zero_tail_(F.conv2d(x, weight, None, 1, padding), lengths)  # (B, C, T, F)
 
 
-def _normalise_relu_pool(y, scale, shift, lengths, kt, kf):
-    b, c, t, f = y.shape
-    tp, fp = -(-t // kt) * kt, -(-f // kf) * kf  # ceil_mode: a last partial window pools its own values
-    z = torch.empty(b, c, tp, fp, dtype=y.dtype, device=y.device, memory_format=torch.channels_last)
-    inner = z[:, :, :t, :f]
-    torch.addcmul(shift.view(1, -1, 1, 1), y, scale.view(1, -1, 1, 1), out=inner)
-    inner.clamp_min_(0)
-    zero_tail_(z, lengths)  # padded frames and the ceil rows beyond T
-    if fp > f:
-        z[..., f:] = 0
-    return _window_max(z, kt, kf)
+def _pool_normalise_relu(y, scale, shift, lengths, kt, kf):
+    """``relu(scale * y + shift)`` max-pooled, for ``scale >= 0``: pooling first (the affine map is
+    increasing), so the full-size normalised tensor is never written. Returns ``(pooled, arg)``;
+    ``arg`` is ``NO_GRADIENT`` where the pooled value is 0."""
+    fill_tail_(y, lengths, float("-inf"))  # padding never wins a window that has a real frame
+    best, arg = _window_max(y, kt, kf)
+    zero_tail_(y, lengths)
+    out = best.mul_(scale.view(1, -1, 1, 1)).add_(shift.view(1, -1, 1, 1)).clamp_min_(0)
+    zero_tail_(out, [-(-n // kt) for n in lengths])  # windows of padding only (-inf, or nan times 0)
+    torch.maximum(arg, (out <= 0).to(torch.uint8).mul_(NO_GRADIENT), out=arg)
+    return out, arg
+
+
+def fill_tail_(x: torch.Tensor, lengths: list[int], value: float) -> torch.Tensor:
+    frames = x.size(2)
+    for row, n in enumerate(lengths):
+        if n < frames:
+            x[row, :, n:].fill_(value)
+    return x
+
+
+def _signs(bn_weight: torch.Tensor) -> torch.Tensor:
+    return torch.where(bn_weight < 0, -1.0, 1.0).to(bn_weight.dtype)  # (C,)
 
 
 class _ConvBNReLUPool(torch.autograd.Function):
+    """Computed on ``y' = sign * conv(x)`` (the conv with each output channel's weights flipped
+    where the BatchNorm weight is negative), so that ``relu(bn(conv(x)))`` is the increasing map
+    ``relu(invstd * |w| * (y' - mean') + b)`` of ``y'`` and can be pooled before it is applied."""
+
     @staticmethod
     def forward(ctx, x, weight, bn_weight, bn_bias, lengths, padding, kt, kf, eps):
-        x, y = _masked_conv(x, weight, lengths, padding)
-        n = float(sum(lengths) * y.size(3))
-        mean, var = _real_statistics(y, max(n, 1.0))
+        sign = _signs(bn_weight)
+        flipped = weight * sign.view(-1, 1, 1, 1)
+        x, y = _masked_conv(x, flipped, lengths, padding)  # y = y' (sign-flipped channels)
+        n = max(float(sum(lengths) * y.size(3)), 1.0)
+        mean, var = _real_statistics(y, n)  # of y'
         invstd = torch.rsqrt(var + eps)
-        scale = invstd * bn_weight
-        shift = bn_bias - mean * scale
-        pooled, arg = _normalise_relu_pool(y, scale, shift, lengths, kt, kf)
-        ctx.save_for_backward(x, y, arg, weight, bn_weight, mean, invstd)
-        ctx.lengths, ctx.padding, ctx.kt, ctx.kf, ctx.n = lengths, padding, kt, kf, max(n, 1.0)
-        ctx.mark_non_differentiable(arg, mean, var)
-        return pooled, arg, mean, var
+        scale = invstd * bn_weight.abs()
+        pooled, arg = _pool_normalise_relu(y, scale, bn_bias - mean * scale, lengths, kt, kf)
+        ctx.save_for_backward(x, y, arg, flipped, sign, scale, mean, invstd)
+        ctx.lengths, ctx.padding, ctx.kt, ctx.kf, ctx.n = lengths, padding, kt, kf, n
+        ctx.mark_non_differentiable(arg)
+        return pooled, arg, mean * sign, var
 
     @staticmethod
     def backward(ctx, grad_pooled, _grad_arg, _grad_mean, _grad_var):
-        x, y, arg, weight, bn_weight, mean, invstd = ctx.saved_tensors
+        x, y, arg, flipped, sign, scale, mean, invstd = ctx.saved_tensors
         kt, kf, n, lengths = ctx.kt, ctx.kf, ctx.n, ctx.lengths
-        b, c, t, f = y.shape
-        tp, ff = arg.shape[2], arg.shape[3]
-        # the pooled gradient goes to each window's argmax: one write of the full-size gradient
-        grad_z = y.new_empty(b, tp, kt, ff, kf, c).permute(0, 5, 1, 2, 3, 4)  # channels last, as y
-        grad_pooled = grad_pooled.contiguous(memory_format=torch.channels_last)
-        for i in range(kt):
-            for j in range(kf):
-                torch.mul(grad_pooled, arg == i * kf + j, out=grad_z[:, :, :, i, :, j])
-        dz = grad_z.reshape(b, c, tp * kt, ff * kf)[:, :, :t, :f]  # (B, C, T, F), 0 on padded frames
         shape = (1, -1, 1, 1)
-        sum_dz = channel_sum(grad_z.reshape(b, c, tp * kt, ff * kf))  # (C,); 0 beyond dz, in the ceil rows
-        sum_dz_xhat = (channel_sum(dz * y) - mean * sum_dz) * invstd  # (C,) = sum(dz * xhat)
-        w = invstd * bn_weight
+        grad_pooled = grad_pooled.contiguous(memory_format=torch.channels_last)
+        # dz, the gradient at the normalised values, is the pooled gradient at each window's
+        # argmax and 0 elsewhere: its sums come from the pooled size, and it is added to grad_y
+        # through the strided views without ever being written at full size
+        routed = [(i, j, v, grad_pooled[:, :, :v.size(2), :v.size(3)] * (arg[:, :, :v.size(2), :v.size(3)] == i * kf + j))
+                  for i, j, v in _offsets(y, kt, kf)]
+        sum_dz = sum(channel_sum(g) for *_, g in routed)  # (C,)
+        sum_dz_y = sum(channel_sum(g * v) for _, _, v, g in routed)
+        sum_dz_xhat = (sum_dz_y - mean * sum_dz) * invstd  # (C,) = sum(dz * xhat')
         k = sum_dz_xhat / n
-        coef_y = -w * invstd * k
-        const = w * (mean * invstd * k - sum_dz / n)
-        grad_y = torch.addcmul(const.view(shape), y, coef_y.view(shape)).addcmul_(dz, w.view(shape))
+        coef_y = -scale * invstd * k
+        const = scale * (mean * invstd * k - sum_dz / n)
+        grad_y = torch.addcmul(const.view(shape), y, coef_y.view(shape))  # (B, C, T, F), channels last
+        for i, j, _, g in routed:
+            grad_y[:, :, i::kt, j::kf].addcmul_(g, scale.view(shape))
         zero_tail_(grad_y, lengths)
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
-            grad_y, x, weight, None, [1, 1], [ctx.padding, ctx.padding], [1, 1], False, [0, 0], 1,
+            grad_y, x, flipped, None, [1, 1], [ctx.padding, ctx.padding], [1, 1], False, [0, 0], 1,
             [need_x, need_w, False])
         if grad_x is not None:
             zero_tail_(grad_x, lengths)  # the input was masked: padded frames get no gradient
-        return grad_x, grad_w, sum_dz_xhat, sum_dz, None, None, None, None, None
+        if grad_w is not None:
+            grad_w = grad_w * sign.view(-1, 1, 1, 1)
+        return grad_x, grad_w, sum_dz_xhat * sign, sum_dz, None, None, None, None, None
 
 
 def conv_bn_relu_pool(x: torch.Tensor, lengths: list[int], conv: torch.nn.Conv2d, norm, kt: int, kf: int
@@ -172,10 +194,10 @@ def conv_bn_relu_pool(x: torch.Tensor, lengths: list[int], conv: torch.nn.Conv2d
     padding = conv.padding[0]
     if not (norm.training or not norm.track_running_stats):
         with torch.no_grad():
-            scale = torch.rsqrt(norm.running_var + norm.eps) * norm.weight
-            shift = norm.bias - norm.running_mean * scale
-            _, y = _masked_conv(x, conv.weight, lengths, padding)
-            return _normalise_relu_pool(y, scale, shift, lengths, kt, kf)[0]
+            sign = _signs(norm.weight)
+            scale = torch.rsqrt(norm.running_var + norm.eps) * norm.weight.abs()
+            _, y = _masked_conv(x, conv.weight * sign.view(-1, 1, 1, 1), lengths, padding)
+            return _pool_normalise_relu(y, scale, norm.bias - norm.running_mean * sign * scale, lengths, kt, kf)[0]
     pooled, _, mean, var = _ConvBNReLUPool.apply(x, conv.weight, norm.weight, norm.bias, lengths, padding, kt, kf,
                                                  norm.eps)
     n = sum(lengths) * x.size(3)
