@@ -112,6 +112,7 @@ def main() -> None:
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total_self = sum(e.self_cpu_time_total for e in ops) or 1.0
 
+    backward_nodes = sorted((e for e in ops if "Backward" in e.key), key=lambda e: e.cpu_time_total, reverse=True)
     per_step = {k: statistics.median(v) * 1000 for k, v in phases.items()}
     step_ms = sum(per_step.values())
     result = {
@@ -122,6 +123,8 @@ def main() -> None:
         "step_ms": step_ms, "clips_per_s": config.trainer.batch_size / (step_ms / 1000),
         "phases_ms": per_step,
         "layers_forward_ms": {k: statistics.median(v) * 1000 for k, v in layers.items() if not k.endswith("@start")},
+        "backward_nodes_share": [{"node": e.key, "share": e.cpu_time_total / total_self, "calls": e.count}
+                                 for e in backward_nodes[:12]],
         "top_ops_self_share": [{"op": e.key, "share": e.self_cpu_time_total / total_self, "calls": e.count}
                                for e in ops[:20]],
     }
@@ -134,6 +137,9 @@ def main() -> None:
     print("forward by layer:")
     for k, v in result["layers_forward_ms"].items():
         print(f"  {k:24s} {v:8.1f} ms")
+    print("backward by autograd node (total time):")
+    for row in result["backward_nodes_share"]:
+        print(f"  {row['node']:40s} {100 * row['share']:5.1f} %  ({row['calls']} calls)")
     print("operators by self time:")
     for row in result["top_ops_self_share"]:
         print(f"  {row['op']:40s} {100 * row['share']:5.1f} %  ({row['calls']} calls)")

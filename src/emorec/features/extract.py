@@ -52,8 +52,8 @@ STALE_TMP_SECONDS = 3600.0
 #: With ``workers=None``, fewer workers than cores when there are fewer clips than this each.
 MIN_CLIPS_PER_WORKER = 32
 #: Imported once by the fork server, so that forked workers start warm (a missing one is skipped).
-FORKSERVER_PRELOAD = ("emorec.features.extract", "emorec.features.spectral",
-                      "librosa.feature.spectral", "scipy.signal")
+#: Only what the spectral extractors need (NumPy): the fork server's imports delay every worker.
+FORKSERVER_PRELOAD = ("emorec.features.extract", "emorec.features.spectral")
 
 
 @dataclass

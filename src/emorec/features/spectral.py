@@ -1,4 +1,4 @@
-"""Log-mel spectrograms and MFCCs (librosa), in absolute dB so loudness is kept.
+"""Log-mel spectrograms and MFCCs (the librosa definitions, computed by ``dsp.py``), in absolute dB so loudness is kept.
 
 Nothing here normalises per utterance: the output depends only on the waveform and the
 constructor arguments, and normalisation statistics are computed later from training clips.
@@ -6,11 +6,11 @@ constructor arguments, and normalisation statistics are computed later from trai
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 
 from emorec.errors import ConfigError
+from emorec.features import dsp
 from emorec.features.base import FeatureExtractor, register_extractor
 
 #: Floor of the mel power before taking dB (-100 dB).
@@ -77,35 +77,34 @@ class _MelBase(FeatureExtractor):
         return 3 if self.deltas else 1
 
     def _log_mel(self, wave: np.ndarray) -> np.ndarray:
-        """``wave : (n,)`` -> log-mel power ``(n_mels, T)`` in dB re a fixed 1.0."""
-        import librosa
-
+        """``wave : (n,)`` -> log-mel power ``(n_mels, T)`` in dB re a fixed 1.0 (NumPy only: ``dsp.py``)."""
+        wave = np.asarray(wave, dtype=np.float32)
         if self.trim_db is not None:
             # Leading/trailing silence (about 1 s of each RAVDESS clip) carries no emotion.
-            trimmed, _ = librosa.effects.trim(np.asarray(wave, dtype=np.float32), top_db=self.trim_db)
+            trimmed = dsp.trim(wave, top_db=self.trim_db)
             wave = trimmed if trimmed.size else wave
+        power = dsp.power_spectrogram(wave, n_fft=self.n_fft, hop_length=self.hop_length,
+                                      win_length=self.win_length)  # (bins, T)
+        mel = self._mel_basis() @ power  # (n_mels, T)
+        return dsp.power_to_db(mel, ref=1.0, amin=AMIN, top_db=self.top_db)
 
-        with warnings.catch_warnings():  # clips shorter than n_fft are fine (zero padded)
-            warnings.filterwarnings("ignore", message="n_fft=.* is too large")
-            power = librosa.feature.melspectrogram(
-                y=np.asarray(wave, dtype=np.float32), sr=self.sample_rate, n_fft=self.n_fft,
-                hop_length=self.hop_length, win_length=self.win_length, window="hann",
-                center=True, pad_mode="constant", power=2.0, n_mels=self.n_mels,
-                fmin=self.fmin, fmax=self.fmax_hz, htk=False, norm="slaney")
-        return librosa.power_to_db(power, ref=1.0, amin=AMIN, top_db=self.top_db)
+    def _mel_basis(self) -> np.ndarray:
+        basis = self.__dict__.get("_basis")
+        if basis is None:
+            basis = self.__dict__["_basis"] = dsp.mel_filterbank(
+                sample_rate=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax_hz)
+        return basis
 
 
 def add_deltas(features: np.ndarray) -> np.ndarray:
     """``(F, T)`` -> ``(3F, T)``: features, delta and delta-delta (works for any T >= 1)."""
-    import librosa
-
     frames = features.shape[1]
     if frames >= 9:
-        d1 = librosa.feature.delta(features, width=9, order=1, mode="interp")
-        d2 = librosa.feature.delta(features, width=9, order=2, mode="interp")
+        d1 = dsp.delta(features, width=9, order=1, mode="interp")
+        d2 = dsp.delta(features, width=9, order=2, mode="interp")
     elif frames >= 3:  # short clip: a narrower window, edges repeated
-        d1 = librosa.feature.delta(features, width=3, order=1, mode="nearest")
-        d2 = librosa.feature.delta(features, width=3, order=2, mode="nearest")
+        d1 = dsp.delta(features, width=3, order=1, mode="nearest")
+        d2 = dsp.delta(features, width=3, order=2, mode="nearest")
     else:
         d1 = d2 = np.zeros_like(features)
     return np.concatenate([features, d1, d2], axis=0)
@@ -165,10 +164,7 @@ class MFCC(_MelBase):
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` mono at ``sample_rate`` -> ``(T, n_features)`` float32."""
-        import librosa
-
-        mfcc = librosa.feature.mfcc(S=self._log_mel(wave), n_mfcc=self.n_mfcc, dct_type=2,
-                                    norm="ortho")
+        mfcc = dsp.dct_matrix(self.n_mfcc, self.n_mels) @ self._log_mel(wave)  # (n_mfcc, T)
         if self.deltas:
             mfcc = add_deltas(mfcc)
         return np.ascontiguousarray(mfcc.T, dtype=np.float32)
