@@ -81,6 +81,27 @@ def test_variational_gru_equals_nn_gru_in_eval():
     torch.testing.assert_close(h_got, h_expected, atol=1e-6, rtol=0)
 
 
+def test_variational_gru_kernel_path_equals_its_python_loop():
+    """Without dropout the GRU runs nn.GRU's kernel on its own parameters: the loop's outputs,
+    final states (0 for a row without real frames) and gradients; holes fall back to the loop."""
+    _, gru = _gru_pair()
+    gru.double().eval()
+    batch = _batch([9, 4, 1, 0], {"audio": 5})
+    x, mask = batch["audio"].double().requires_grad_(True), batch["audio_mask"]
+    fused, h_fused = gru._fused(x, mask)
+    loop, h_loop = gru._loop(x, mask)
+    torch.testing.assert_close(fused, loop, atol=1e-12, rtol=0)
+    torch.testing.assert_close(h_fused, h_loop, atol=1e-12, rtol=0)
+    grads = [torch.autograd.grad((out * out).sum() + h.sum(), (x, gru.weight_hh)) for out, h in
+             ((fused, h_fused), (loop, h_loop))]
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    assert list(gru.state_dict()) == ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    holes = mask.clone()
+    holes[0, 2] = False
+    torch.testing.assert_close(gru(x, holes)[0], gru._loop(x, holes)[0], atol=1e-12, rtol=0)
+
+
 def test_recurrent_dropout_is_active_in_train_and_off_in_eval():
     _, gru = _gru_pair(p=0.5)
     batch = _batch([9, 6], {"audio": 5})

@@ -46,10 +46,15 @@ class Normalizer:
 
     @staticmethod
     def _stats(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        frames = np.concatenate([a.astype(np.float64) for a in arrays], axis=0)  # (sum T, F)
-        mean = frames.mean(axis=0)
-        std = frames.std(axis=0)
-        return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
+        """Mean and (population) std over all frames of ``arrays`` ``[(T_i, F)]``, in two float64
+        passes clip by clip: no concatenated float64 copy of the training set (which was the
+        peak of a training run's memory)."""
+        count = sum(a.shape[0] for a in arrays)
+        if count == 0:
+            raise ValueError("no frames to compute statistics from")
+        mean = sum(a.sum(axis=0, dtype=np.float64) for a in arrays) / count
+        var = sum(np.square(a - mean).sum(axis=0) for a in arrays) / count  # a - mean is float64
+        return mean.astype(np.float32), np.maximum(np.sqrt(var), 1e-5).astype(np.float32)
 
     @staticmethod
     def _clip_mean(features: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
