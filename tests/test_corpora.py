@@ -508,3 +508,13 @@ def test_prepare_prints_ten_warnings_and_lists_all_of_them(tmp_path: Path) -> No
     assert shown[-1] == f"warning: 1 more warning, all listed in {tmp_path / 'm.warnings.txt'}"
     listed = (tmp_path / "m.warnings.txt").read_text().splitlines()
     assert len(listed) == 11 and all("03-01-03-01-01-01-" in line for line in listed)
+
+
+def test_crema_d_finds_its_metadata_in_a_sibling_folder(tmp_path: Path) -> None:
+    """The layout the corpus is often kept in: ``crema-d-audio/`` beside ``crema-d-metadata/``."""
+    _crema_metadata(tmp_path / "crema-d-metadata")
+    _crema_audio(tmp_path / "crema-d-audio")
+    result = prepare_corpus("crema-d", tmp_path / "crema-d-audio", label_source="voice", progress=False)
+    assert result.warnings == []
+    by_id = {c.clip_id: c for c in result.clips}
+    assert by_id["crema-d/1002_DFA_SAD_HI"].gender == "female" and by_id["crema-d/1001_IEO_HAP_LO"].emotion == "neutral"

@@ -65,9 +65,16 @@ def parse_name(stem: str) -> CremaName | None:
 
 
 def find_metadata(filename: str, root: Path, metadata_dir: str | os.PathLike | None) -> Path | None:
-    """``filename`` in ``metadata_dir``, ``root`` or ``root/..`` (also under ``processedResults/``)."""
+    """``filename`` in ``metadata_dir``, ``root``, ``root/..`` or a sibling folder of ``root`` named
+    like CREMA-D's metadata (``crema-d-metadata/`` beside ``crema-d-audio/``), also under
+    ``processedResults/``."""
     folders = [Path(metadata_dir)] if metadata_dir else []
     folders += [root, root.parent]
+    try:
+        folders += sorted(p for p in root.parent.iterdir() if p.is_dir() and p != root
+                          and ("meta" in p.name.lower() or "crema" in p.name.lower()))
+    except OSError:
+        pass
     for folder in folders:
         for candidate in (folder / filename, folder / "processedResults" / filename):
             if candidate.is_file():
