@@ -11,7 +11,8 @@ from emorec.corpora import prepare_corpus
 from emorec.errors import ConfigError, EmorecError, LeakageError
 from emorec.manifest import Clip
 from emorec.splits import (
-    RAVDESS_FOLDS, Split, check_leakage, load_splits, make_splits, min_speakers, save_splits,
+    CREMA_D_FOLDS, RAVDESS_FOLDS, Split, check_leakage, crema_d_folds_from_demographics, load_splits, make_splits,
+    min_speakers, save_splits,
 )
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
@@ -73,6 +74,43 @@ def test_ravdess6_folds() -> None:
 def test_auto_uses_speaker_kfold_for_incomplete_ravdess() -> None:
     splits = make_splits(ravdess_clips(range(1, 13)))
     assert {s.scheme for s in splits} == {"speaker_kfold"} and len(splits) == 5
+
+
+def crema_clips(per_actor: int = 3) -> list[Clip]:
+    """In-memory CREMA-D-like clips of all 91 actors (sex alternating by id)."""
+    return [Clip(clip_id=f"crema-d/{a}_{i}", path=f"/x/{a}_{i}.wav", corpus="crema-d", speaker=f"crema-d/{a}",
+                 emotion=EMOTIONS[i % 6], gender="male" if a % 2 else "female", content_hash=f"h{a}-{i}")
+            for a in range(1001, 1092) for i in range(per_actor)]
+
+
+def test_crema5_folds_are_fixed_disjoint_and_chosen_by_auto() -> None:
+    actors = [a for fold in CREMA_D_FOLDS.values() for a in fold]
+    assert sorted(actors) == list(range(1001, 1092)) and sorted(map(len, CREMA_D_FOLDS.values())) == [18, 18, 18, 18, 19]
+    clips = crema_clips()
+    splits = make_splits(clips)  # auto: a complete CREMA-D manifest
+    assert [s.scheme for s in splits] == ["crema5"] * 5 and [s.name for s in splits] == [f"fold{f}" for f in range(1, 6)]
+    for split, fold in zip(splits, CREMA_D_FOLDS.values()):
+        assert split.test_speakers == sorted(f"crema-d/{a}" for a in fold)
+        assert len(split.val_speakers) == 2 and not set(split.val_speakers) & set(split.test_speakers)
+        assert speakers_of(split, clips, "test").isdisjoint(speakers_of(split, clips, "train") | speakers_of(split, clips, "val"))
+    assert make_splits(clips, "crema5") == splits  # deterministic
+    assert make_splits(clips[:30])[0].scheme == "speaker_kfold"  # not every actor: speaker k-fold
+    with pytest.raises(EmorecError, match="crema5 needs CREMA-D actors"):
+        make_splits(clips + ravdess_clips(range(1, 3)), "crema5")
+
+
+def test_crema5_folds_follow_their_rule_on_the_real_demographics(shared_data: Path) -> None:
+    """The table is the documented rule applied to the corpus's VideoDemographics.csv: 8-10 actors of each
+    sex per fold and the same spread of ages."""
+    demographics = shared_data / "crema-d-metadata" / "VideoDemographics.csv"
+    assert crema_d_folds_from_demographics(demographics) == CREMA_D_FOLDS
+    import csv
+    rows = {int(r["ActorID"]): r for r in csv.DictReader(open(demographics, newline=""))}
+    for fold in CREMA_D_FOLDS.values():
+        men = sum(rows[a]["Sex"] == "Male" for a in fold)
+        assert 9 <= men <= 10 and 8 <= len(fold) - men <= 9
+        ages = sorted(int(rows[a]["Age"]) for a in fold)
+        assert ages[0] <= 22 and ages[-1] >= 56
 
 
 def test_ravdess6_refuses_other_corpora() -> None:

@@ -114,7 +114,7 @@ def prepare(
 @app.command()
 def split(
     manifest: Path = typer.Argument(...),
-    scheme: str = typer.Option("auto", help="auto, ravdess6, speaker_kfold or stratified (speaker-dependent)"),
+    scheme: str = typer.Option("auto", help="auto, ravdess6, crema5, speaker_kfold or stratified (speaker-dependent)"),
     k: int = typer.Option(5, help="folds for speaker_kfold"),
     val_speakers: int = typer.Option(2, help="validation speakers per fold, drawn from training speakers"),
     seed: int = typer.Option(0),

@@ -3,10 +3,11 @@
 Schemes (:func:`make_splits`):
 
 * ``ravdess6``: the six standard RAVDESS folds (4 test actors each, EmoBox protocol).
+* ``crema5``: five fixed CREMA-D folds of 18-19 actors, balanced by sex and age (:data:`CREMA_D_FOLDS`).
 * ``speaker_kfold``: ``k`` folds of speakers, gender-stratified, deterministic given ``seed``.
 * ``stratified``: one plain 80/20 split stratified by label. **Speaker-dependent**
   (``speaker_independent=False``): its numbers are not comparable with speaker-independent ones.
-* ``auto``: ``ravdess6`` for a complete RAVDESS manifest, else ``speaker_kfold``.
+* ``auto``: ``ravdess6`` for a complete RAVDESS manifest, ``crema5`` for a complete CREMA-D one, else ``speaker_kfold``.
 
 In speaker-independent schemes validation speakers come from the fold's training speakers,
 never from its test speakers.
@@ -29,7 +30,7 @@ from emorec.atomic import write_json
 from emorec.errors import ConfigError, EmorecError, LeakageError
 from emorec.manifest import Clip
 
-SCHEMES: tuple[str, ...] = ("auto", "ravdess6", "speaker_kfold", "stratified")
+SCHEMES: tuple[str, ...] = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified")
 #: The standard speaker-independent RAVDESS folds: fold -> test actors.
 RAVDESS_FOLDS: dict[int, tuple[int, ...]] = {
     1: (1, 11, 20, 21),
@@ -40,6 +41,18 @@ RAVDESS_FOLDS: dict[int, tuple[int, ...]] = {
     6: (6, 13, 17, 22),
 }
 _RAVDESS_ACTORS = {f"ravdess/{a:02d}" for a in range(1, 25)}
+#: Fixed speaker-independent CREMA-D folds (91 actors, 18-19 per fold, 8-10 of each sex): within each
+#: sex, actors sorted by (age, id) are dealt to folds 1..5 in serpentine order (1-5, 5-1, 1-5, ...),
+#: women first and the men continuing the same deal, so every fold spans the ages alike
+#: (``crema_d_folds_from_demographics`` applies the rule to ``VideoDemographics.csv``).
+CREMA_D_FOLDS: dict[int, tuple[int, ...]] = {
+    1: (1004, 1006, 1009, 1021, 1031, 1034, 1036, 1045, 1048, 1055, 1065, 1067, 1073, 1074, 1075, 1081, 1082, 1088, 1090),
+    2: (1001, 1002, 1007, 1012, 1014, 1023, 1024, 1028, 1029, 1030, 1032, 1033, 1035, 1042, 1044, 1087, 1089, 1091),
+    3: (1003, 1011, 1018, 1019, 1020, 1022, 1037, 1039, 1047, 1050, 1052, 1056, 1057, 1058, 1060, 1071, 1083, 1085),
+    4: (1005, 1008, 1010, 1015, 1016, 1017, 1027, 1043, 1046, 1054, 1061, 1063, 1064, 1066, 1068, 1077, 1078, 1080),
+    5: (1013, 1025, 1026, 1038, 1040, 1041, 1049, 1051, 1053, 1059, 1062, 1069, 1070, 1072, 1076, 1079, 1084, 1086),
+}
+_CREMA_D_ACTORS = {f"crema-d/{a}" for actors in CREMA_D_FOLDS.values() for a in actors}
 
 
 @dataclass
@@ -96,8 +109,13 @@ def make_splits(
         raise EmorecError("cannot split an empty manifest")
     if scheme == "auto":
         speakers = {c.speaker for c in clips}
-        complete = all(c.corpus == "ravdess" for c in clips) and _RAVDESS_ACTORS <= speakers
-        scheme = "ravdess6" if complete else "speaker_kfold"
+        corpora = {c.corpus for c in clips}
+        if corpora == {"ravdess"} and _RAVDESS_ACTORS <= speakers:
+            scheme = "ravdess6"
+        elif corpora == {"crema-d"} and _CREMA_D_ACTORS <= speakers:
+            scheme = "crema5"
+        else:
+            scheme = "speaker_kfold"
     if scheme == "stratified":
         if not 0 < test_size < 1:
             raise ConfigError(f"test_size must be between 0 and 1, got {test_size}")
@@ -108,6 +126,10 @@ def make_splits(
         _require_known_speakers(clips)
         if scheme == "ravdess6":
             splits = _ravdess6(clips, val_speakers, seed)
+        elif scheme == "crema5":
+            folds = {f: {f"crema-d/{a}" for a in actors} for f, actors in CREMA_D_FOLDS.items()}
+            splits = _fixed_folds("crema5", clips, folds, _CREMA_D_ACTORS, val_speakers, seed,
+                                  actors="CREMA-D actors (crema-d/1001..1091)")
         else:
             splits = _speaker_kfold(clips, k, val_speakers, seed)
     for split in splits:
@@ -165,26 +187,45 @@ def _assemble(name: str, scheme: str, clips: Sequence[Clip], test: set[str], val
 
 
 def _ravdess6(clips: Sequence[Clip], val_speakers: int, seed: int) -> list[Split]:
-    others = sorted({c.speaker for c in clips} - _RAVDESS_ACTORS)
+    folds = {f: {f"ravdess/{a:02d}" for a in actors} for f, actors in RAVDESS_FOLDS.items()}
+    return _fixed_folds("ravdess6", clips, folds, _RAVDESS_ACTORS, val_speakers, seed, actors="RAVDESS actors (ravdess/01..24)")
+
+
+def _fixed_folds(scheme: str, clips: Sequence[Clip], folds: dict[int, set[str]], known: set[str],
+                 val_speakers: int, seed: int, *, actors: str) -> list[Split]:
+    """Splits whose test speakers are a fixed table; validation speakers drawn from each fold's training speakers."""
+    others = sorted({c.speaker for c in clips} - known)
     if others:
-        raise EmorecError(
-            f"scheme ravdess6 needs RAVDESS actors only (ravdess/01..24); found {', '.join(others[:3])}"
-            + (" ..." if len(others) > 3 else "") + "; use scheme speaker_kfold"
-        )
+        raise EmorecError(f"scheme {scheme} needs {actors} only; found {', '.join(others[:3])}"
+                          + (" ..." if len(others) > 3 else "") + "; use scheme speaker_kfold")
     genders = _genders(clips)
     speakers = sorted(genders)
     splits = []
-    for fold, actors in RAVDESS_FOLDS.items():
-        test = {f"ravdess/{a:02d}" for a in actors} & set(speakers)
+    for fold, actors in folds.items():
+        test = actors & set(speakers)
         train = [s for s in speakers if s not in test]
         if len(train) <= val_speakers:
-            raise EmorecError(
-                f"ravdess6 fold{fold}: {len(train)} training actor(s) cannot give {val_speakers} validation "
-                "actor(s) and keep one for training"
-            )
+            raise EmorecError(f"{scheme} fold{fold}: {len(train)} training actor(s) cannot give {val_speakers} "
+                              "validation actor(s) and keep one for training")
         val = pick_val_speakers(train, genders, val_speakers, np.random.default_rng([seed, fold]))
-        splits.append(_assemble(f"fold{fold}", "ravdess6", clips, test, set(val)))
+        splits.append(_assemble(f"fold{fold}", scheme, clips, test, set(val)))
     return splits
+
+
+def crema_d_folds_from_demographics(path: str | os.PathLike) -> dict[int, tuple[int, ...]]:
+    """The rule behind :data:`CREMA_D_FOLDS`, applied to a ``VideoDemographics.csv``."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    folds: dict[int, list[int]] = {f: [] for f in range(1, 6)}
+    position = 0
+    for sex in ("Female", "Male"):
+        for _age, actor in sorted((int(r["Age"]), int(r["ActorID"])) for r in rows if r["Sex"] == sex):
+            cycle, offset = divmod(position, 5)
+            folds[offset + 1 if cycle % 2 == 0 else 5 - offset].append(actor)
+            position += 1
+    return {f: tuple(sorted(actors)) for f, actors in folds.items()}
 
 
 def min_speakers(k: int, val_speakers: int) -> int:
