@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import yaml
 
 from emorec.corpora.synthetic import generate_synthetic_corpus
+from emorec.data import pad_collate
 
 
 def emorec(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -79,6 +81,28 @@ def test_train_writes_a_complete_run_directory(trained):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["n_folds"] == 3
     assert np.isclose(summary["mean"]["ua"], np.mean([json.loads((run_dir / f"fold_{k}/report/report.json").read_text())["ua"] for k in (1, 2, 3)]))
+
+
+def test_each_fold_fits_a_temperature_on_validation_and_reports_calibration(trained):
+    """model.json stores the temperature fitted on the fold's validation clips, prediction applies it,
+    and the report gives the test ECE before and after it with a reliability diagram."""
+    from emorec.evaluation.calibration import softmax
+    from emorec.inference import Predictor
+
+    _, run_dir, _ = trained
+    fold = run_dir / "fold_1"
+    calibration = json.loads((fold / "model.json").read_text())["calibration"]
+    assert calibration["fitted_on"] == "validation clips" and calibration["val_clips"] > 0
+    assert 0.05 <= calibration["temperature"] <= 20 and calibration["val_ece_after"] <= calibration["val_ece_before"] + 1e-9
+    report = json.loads((fold / "report" / "report.json").read_text())
+    assert report["calibration"]["temperature"] == pytest.approx(calibration["temperature"])
+    assert {"ece_before", "ece_after"} <= set(report["calibration"]) and (fold / "report" / "reliability.png").is_file()
+    assert "## Calibration" in (fold / "report" / "report.md").read_text()
+    predictor = Predictor.load(fold)
+    item = {"audio": torch.randn(40, predictor.meta["audio_dim"]), "label": -1, "index": 0}
+    with torch.no_grad():
+        logits = predictor.model(pad_collate([item])).numpy()
+    np.testing.assert_allclose(predictor.predict_items([item]), softmax(logits / calibration["temperature"]), atol=1e-5)
 
 
 def test_evaluate_recomputes_the_same_numbers(trained):

@@ -242,7 +242,8 @@ def test_crema_d_acted_labels_and_demographics(tmp_path: Path) -> None:
         "crema-d/1001", "male", "happy", "LO", "IEO")
     assert hap.performance == "crema-d/1001_IEO_HAP_LO" and hap.acted_emotion == ""
     assert by_id["crema-d/1002_DFA_SAD_HI"].gender == "female"
-    assert by_id["crema-d/1003_TIE_NEU_XX"].gender == ""  # not in the demographics file
+    assert (hap.age, by_id["crema-d/1002_DFA_SAD_HI"].age) == (51, 21)
+    assert by_id["crema-d/1003_TIE_NEU_XX"].gender == "" and by_id["crema-d/1003_TIE_NEU_XX"].age == 0  # not in the file
     assert [Path(s.path).name for s in result.skipped] == ["1001_IEO_BAD_XX.wav"]
     assert "not a CREMA-D name" in result.skipped[0].reason
 

@@ -102,6 +102,7 @@ LAYERS = [
     ("media", ["emorec.media", "emorec.video", "emorec.silence"]),
     ("base", ["emorec.errors", "emorec.atomic", "emorec.labels", "emorec.manifest", "emorec.model_files",
               "emorec.epochs", "emorec.kept", "emorec.runs", "emorec.monitor", "emorec.evaluation.metrics",
+              "emorec.evaluation.calibration",
               "emorec"]),
 ]
 

@@ -73,13 +73,18 @@ class Predictor:
     def normalizers(self) -> dict[str, Normalizer]:
         return {m: Normalizer.from_dict(d) for m, d in self.meta.get("normalizers", {}).items()}
 
-    @torch.no_grad()
+    @property
+    def temperature(self) -> float:
+        """The temperature scaling fitted on validation clips at export (1.0 for models without one)."""
+        return float((self.meta.get("calibration") or {}).get("temperature", 1.0))
+
+    @torch.inference_mode()
     def predict_items(self, items: Sequence[dict], batch_size: int = 32) -> np.ndarray:
-        """``items`` as a dataset yields them -> probabilities ``(N, C)``."""
+        """``items`` as a dataset yields them -> calibrated probabilities ``(N, C)``: ``softmax(logits / T)``."""
         out = []
         for start in range(0, len(items), batch_size):
             batch = pad_collate(items[start : start + batch_size])
-            out.append(self.model(batch).float().softmax(-1).numpy())
+            out.append((self.model(batch).float() / self.temperature).softmax(-1).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
     def features_for_file(self, path: str | os.PathLike) -> dict:

@@ -10,7 +10,7 @@ import csv
 import dataclasses
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from emorec.atomic import atomic_open
@@ -35,6 +35,7 @@ class Clip:
     sample_rate: int = 0    # Hz of the audio stream as stored
     channels: int = 0
     content_hash: str = ""  # sha256 of the decoded audio samples (identical audio => identical hash)
+    age: int = 0            # the speaker's age in years when the corpus gives it (CREMA-D), else 0
 
     @property
     def group(self) -> str:

@@ -88,6 +88,12 @@ def read_demographics(path: str | os.PathLike) -> dict[str, str]:
     return {row["ActorID"].strip(): row["Sex"].strip().lower() for row in rows}
 
 
+def read_ages(path: str | os.PathLike) -> dict[str, int]:
+    """``{actor id: age in years}`` from ``VideoDemographics.csv`` (actors without a usable age left out)."""
+    rows = _read_csv(path, ("ActorID",))
+    return {row["ActorID"].strip(): int(row["Age"]) for row in rows if str(row.get("Age") or "").strip().isdigit()}
+
+
 def read_votes(path: str | os.PathLike, column: str) -> dict[str, str]:
     """``{file stem: vote}`` from ``summaryTable.csv``; a vote is a letter or a tie like ``A:D``."""
     rows = _read_csv(path, ("FileName", column))
@@ -124,6 +130,7 @@ def prepare(
     base = require_root(root)
     demographics_csv = _locate(DEMOGRAPHICS, demographics, base, metadata_dir, required=False)
     genders = read_demographics(demographics_csv) if demographics_csv else {}
+    ages = read_ages(demographics_csv) if demographics_csv else {}
     column = LABEL_SOURCES[label_source]
     votes = read_votes(_locate(SUMMARY_TABLE, summary_table, base, metadata_dir, required=True), column) if column else {}
     suffixes = (AUDIO_SUFFIXES if "audio" in include else ()) + (VIDEO_SUFFIXES if "audio_video" in include else ())
@@ -133,7 +140,7 @@ def prepare(
         if name is None:
             skipped.append(skip(path, BAD_NAME))
             continue
-        clip = _clip(path, name, genders)
+        clip = _clip(path, name, genders, ages)
         if column:
             vote = votes.get(name.stem)
             emotion = perceived_emotion(vote) if vote is not None else None
@@ -152,7 +159,7 @@ def prepare(
     return result
 
 
-def _clip(path: Path, name: CremaName, genders: dict[str, str]) -> Clip:
+def _clip(path: Path, name: CremaName, genders: dict[str, str], ages: dict[str, int]) -> Clip:
     audio = is_audio(path)
     return Clip(
         clip_id=f"{CORPUS}/{name.stem}" if audio else f"{CORPUS}/av/{name.stem}",
@@ -161,6 +168,7 @@ def _clip(path: Path, name: CremaName, genders: dict[str, str]) -> Clip:
         speaker=f"{CORPUS}/{name.actor}",
         emotion=EMOTION_CODES[name.emotion],
         gender=genders.get(name.actor, ""),
+        age=ages.get(name.actor, 0),
         intensity=name.level,
         statement=name.sentence,
         modality="audio" if audio else "audio_video",

@@ -268,6 +268,34 @@ def summarise_folds(fold_metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     return summary
 
 
+def age_group(age: int) -> str:
+    """A speaker's age in decades ("20-29"), or "" when it is unknown (0)."""
+    return f"{10 * (age // 10)}-{10 * (age // 10) + 9}" if age > 0 else ""
+
+
+def breakdown(y_true: Any, probs: Any, class_names: Sequence[str], groups: Mapping[str, Sequence[str]]
+              ) -> dict[str, dict[str, dict[str, Any]]]:
+    """UA and WA of each group of clips: ``{kind: {value: {"n", "ua", "wa"}}}`` for each kind of
+    ``groups`` (``{"gender": [one value per clip], ...}``) that has at least two known values
+    (``""`` is unknown), so a model that fails one group of speakers shows it."""
+    y = np.asarray(y_true)
+    p = np.asarray(probs, dtype=np.float64)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for kind, values in groups.items():
+        values = np.asarray([str(v) for v in values], dtype=object)
+        if len(values) != len(y):
+            raise ValueError(f"breakdown {kind!r}: {len(values)} values for {len(y)} clips")
+        known = sorted({v for v in values if v})
+        if len(known) < 2:
+            continue
+        out[kind] = {}
+        for value in known:
+            inside = values == value
+            m = classification_metrics(y[inside], p[inside], class_names, bootstrap=0)
+            out[kind][value] = {"n": int(inside.sum()), "ua": m["ua"], "wa": m["wa"]}
+    return out
+
+
 def fmt_pct(value: float | None, digits: int = 1) -> str:
     """``0.7134 -> '71.3'``; ``None``/NaN -> ``'n/a'``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -122,6 +122,32 @@ def plot_roc_curves(roc: Mapping[str, Mapping[str, Any]], path: str | os.PathLik
     return _save(fig, path)
 
 
+def plot_reliability(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike,
+                     title: str | None = None) -> Path:
+    """Reliability diagram: accuracy against mean confidence per confidence bin, one line per
+    ``curves`` entry (``{"before scaling (ECE 0.12)": reliability_bins(...), ...}``), with the
+    share of clips in each bin as bars of the first curve. A calibrated model lies on the diagonal."""
+    fig, ax = plt.subplots(figsize=(6.0, 6.0))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
+    first = next(iter(curves.values()), [])
+    total = sum(b["count"] for b in first) or 1
+    for b in first:
+        ax.bar((b["lower"] + b["upper"]) / 2, b["count"] / total, width=b["upper"] - b["lower"], color="lightgrey",
+               edgecolor="white", zorder=0)
+    for k, (label, bins) in enumerate(curves.items()):
+        used = [b for b in bins if b["count"]]
+        ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], marker="o", linewidth=1.5,
+                color=plt.get_cmap("tab10")(k), label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top-class probability)")
+    ax.set_ylabel("accuracy (bars: share of clips)")
+    ax.set_title(title or "reliability")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------- training history
 def read_metrics_csv(path: str | os.PathLike) -> dict[str, list[float]]:
     """Per-epoch series from a run's ``metrics.csv``, epochs numbered from 1.

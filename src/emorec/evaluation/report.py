@@ -18,11 +18,13 @@ import numpy as np
 
 from emorec import __version__
 from emorec.atomic import atomic_open, write_json, write_text
-from emorec.evaluation.metrics import HEADLINE, classification_metrics, fmt_pct, summarise_folds
+from emorec.evaluation.calibration import BINS, expected_calibration_error, reliability_bins, uncalibrated
+from emorec.evaluation.metrics import HEADLINE, breakdown, classification_metrics, fmt_pct, summarise_folds
 from emorec.evaluation.plots import (
     plot_confusion_matrix,
     plot_fold_summary,
     plot_history,
+    plot_reliability,
     plot_roc_curves,
 )
 
@@ -130,6 +132,27 @@ def _report_markdown(report: Mapping[str, Any]) -> str:
     if absent:
         lines += [f"Classes with no test clips (left out of UA and macro-F1): {', '.join(absent)}.", ""]
 
+    calibration = report.get("calibration")
+    if calibration:
+        lines += ["## Calibration", ""]
+        if calibration.get("fitted_on"):
+            lines += [f"Temperature scaling, T = {calibration['temperature']:.3f}, fitted on the {calibration['fitted_on']} "
+                      "(never the test clips); it changes probabilities, not predictions.", ""]
+            lines += _md_table(["expected calibration error (15 bins)", "test"],
+                               [["before scaling", _num(calibration["ece_before"])],
+                                ["after scaling", _num(calibration["ece_after"])]])
+        else:
+            lines += [f"No temperature was fitted for this model; expected calibration error (15 bins): "
+                      f"{_num(calibration['ece_after'])}."]
+        lines += ["", "Reliability diagram: `reliability.png`.", ""]
+
+    if report.get("breakdown"):
+        lines += ["## Breakdown by speaker group", ""]
+        lines += _md_table(["group", "value", "clips", "UA %", "WA %"],
+                           [[kind, value, row["n"], fmt_pct(row["ua"]), fmt_pct(row["wa"])]
+                            for kind, rows in report["breakdown"].items() for value, row in rows.items()])
+        lines += [""]
+
     lines += ["## Classification report", ""]
     rows = []
     for name in names:
@@ -196,6 +219,8 @@ def write_report(
     bootstrap: int = 1000,
     seed: int = 0,
     kept: Mapping[str, Any] | None = None,
+    temperature: float | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate one test set and write the report files into ``out_dir``.
 
@@ -210,6 +235,10 @@ def write_report(
     describes the evaluated model (``summary``: how its weights were made and its validation
     score, in words; ``epoch``, ``monitor``, ``score``): report.json's ``kept``, a section of
     report.md and the kept epoch marked on ``history.png``.
+    ``temperature``: the scaling the probabilities were calibrated with (fitted on validation
+    clips); report.json's ``calibration`` then gives the expected calibration error (15 bins)
+    before and after it, and ``reliability.png`` shows both. ``groups`` (``{"gender": [one value per
+    clip], ...}``) gives report.json's ``breakdown``: UA and WA per group (:func:`breakdown`).
     Returns the dict stored in ``report.json``.
     """
     out = Path(out_dir)
@@ -231,6 +260,21 @@ def write_report(
     if history_csv is not None:
         files["history"] = "history.png"
         plot_history(history_csv, out / files["history"], title=title, kept=kept)
+    calibration = None
+    if metrics["n"]:
+        t = 1.0 if temperature is None else float(temperature)
+        labelled = y >= 0
+        before_bins = reliability_bins(uncalibrated(p[labelled], t), y[labelled])
+        after_bins = reliability_bins(p[labelled], y[labelled])
+        calibration = {"temperature": t, "fitted_on": "validation clips" if temperature is not None else None,
+                       "bins": BINS, "ece_before": expected_calibration_error(uncalibrated(p[labelled], t), y[labelled]),
+                       "ece_after": expected_calibration_error(p[labelled], y[labelled]),
+                       "reliability_before": before_bins, "reliability_after": after_bins}
+        curves = {f"after scaling, T = {t:.2f} (ECE {calibration['ece_after']:.3f})": after_bins}
+        if temperature is not None:
+            curves = {f"before scaling (ECE {calibration['ece_before']:.3f})": before_bins, **curves}
+        files["reliability"] = "reliability.png"
+        plot_reliability(curves, out / files["reliability"], title=f"{title}\nreliability (15 bins)")
 
     split_info = _split_info(split)
     fold = None
@@ -244,6 +288,8 @@ def write_report(
         "split": split_info,
         **metrics,
         "kept": dict(kept) if kept else None,
+        "calibration": calibration,
+        "breakdown": breakdown(y, p, class_names, groups) if groups and metrics["n"] else {},
         "extra": dict(extra) if extra else {},
         "files": files,
     }

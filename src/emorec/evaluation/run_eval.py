@@ -11,6 +11,7 @@ from pathlib import Path
 
 from emorec.data import ClipDataset
 from emorec.errors import EmorecError
+from emorec.evaluation.metrics import age_group
 from emorec.inference import MODEL_META, Predictor
 from emorec.runs import fold_number
 
@@ -123,6 +124,9 @@ def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | No
         split=split.to_dict() | {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
         history_csv=fold_dir / "metrics.csv" if (fold_dir / "metrics.csv").is_file() else None,
         extra=extra, bootstrap=experiment.config.run.bootstrap,
+        temperature=predictor.temperature if meta.get("calibration") else None,
+        groups={"corpus": [c.corpus for c in test_set.clips], "gender": [c.gender for c in test_set.clips],
+                "age group": [age_group(c.age) for c in test_set.clips]},
     )
     return report
 

@@ -245,7 +245,9 @@ def keep_and_export(experiment: Experiment, split: Split, fold_dir: Path, module
         from emorec.training.batch_norm import recalibrate_batch_norm
 
         recalibrate_batch_norm(module.model, train_set, batch_size=cfg.trainer.batch_size, seed=cfg.trainer.seed)
-        val_metrics = validation_metrics(module, val_set, experiment.class_names, batch_size=cfg.trainer.batch_size)
+    logits, labels = validation_logits(module, val_set, batch_size=cfg.trainer.batch_size)
+    if cfg.trainer.recalibrate_bn:
+        val_metrics = validation_metrics(module, logits, labels, experiment.class_names)
     score = val_metrics.get(monitor, checkpoint.best_score if cfg.trainer.checkpoint == "best" else None)
     steps = summary.get("train_batches_per_epoch") or steps_per_epoch  # per rank, as the average counted them
     extra = {"fold": split.name, "best_epoch": kept_epoch,
@@ -255,20 +257,18 @@ def keep_and_export(experiment: Experiment, split: Split, fold_dir: Path, module
              "best_score": float(score if score is not None else float("nan")),
              "val_metrics": {k: float(v) for k, v in val_metrics.items()},
              "checkpoint": cfg.trainer.checkpoint, "bn_recalibrated": cfg.trainer.recalibrate_bn,
-             "ema": ema_record(vars(cfg.trainer), steps), "world_size": trainer.world_size}
+             "ema": ema_record(vars(cfg.trainer), steps), "world_size": trainer.world_size,
+             "calibration": temperature_record(logits, labels)}
     export_model(module, fold_dir, class_names=experiment.class_names, feature_specs=experiment.feature_specs,
                  normalizers=normalizers, speaker_norm=cfg.data.normalization == "speaker", extra=extra)
     log.info("%s kept: %s", split.name, kept_summary(extra))
     write_history(fold_dir / "metrics.csv", fold_dir / "history.npz")
 
 
-def validation_metrics(module, val_set: ClipDataset, class_names, *, batch_size: int = 32) -> dict[str, float]:
-    """``val/loss``, ``val/acc``, ``val/ua``, ``val/macro_f1`` of ``module`` as it is now (eval mode),
-    for weights changed after the last logged validation. Every validation clip, in this process
-    (the training loader is sharded under DDP)."""
+def validation_logits(module, val_set: ClipDataset, *, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits (N, C), labels (N,))`` of ``module`` as it is now (eval mode) on every validation
+    clip, in this process (the training loader is sharded under DDP)."""
     from torch.utils.data import DataLoader
-
-    from emorec.evaluation.metrics import classification_metrics
 
     val_loader = DataLoader(val_set, collate_fn=pad_collate, batch_sampler=BucketBatchSampler(
         val_set.lengths(val_set.modalities[0]), batch_size, shuffle=False))
@@ -278,8 +278,26 @@ def validation_metrics(module, val_set: ClipDataset, class_names, *, batch_size:
         for batch in val_loader:
             logits.append(module.model(batch).float())
             labels.append(batch["label"])
-    logits, labels = torch.cat(logits), torch.cat(labels)
-    probs = logits.softmax(-1).numpy()
-    metrics = classification_metrics(labels.numpy(), probs, list(class_names), bootstrap=0)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def validation_metrics(module, logits: torch.Tensor, labels: torch.Tensor, class_names) -> dict[str, float]:
+    """``val/loss``, ``val/acc``, ``val/ua``, ``val/macro_f1`` of validation ``logits``, for weights
+    changed after the last logged validation (BatchNorm recalibration)."""
+    from emorec.evaluation.metrics import classification_metrics
+
+    metrics = classification_metrics(labels.numpy(), logits.softmax(-1).numpy(), list(class_names), bootstrap=0)
     return {"val/loss": float(module.eval_loss_fn(logits, labels)), "val/acc": metrics["wa"],
             "val/ua": metrics["ua"], "val/macro_f1": metrics["macro_f1"]}
+
+
+def temperature_record(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Temperature scaling fitted on the validation clips' logits, and their calibration error
+    before and after it (``model.json``'s ``calibration``; prediction divides logits by it)."""
+    from emorec.evaluation.calibration import BINS, expected_calibration_error, fit_temperature, softmax
+
+    z, y = logits.double().numpy(), labels.numpy()
+    temperature = fit_temperature(z, y)
+    return {"temperature": temperature, "fitted_on": "validation clips", "bins": BINS, "val_clips": int(len(y)),
+            "val_ece_before": expected_calibration_error(softmax(z), y),
+            "val_ece_after": expected_calibration_error(softmax(z / temperature), y)}
