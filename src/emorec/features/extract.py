@@ -269,8 +269,6 @@ def extract_features(clips: Iterable[Clip], extractor: FeatureExtractor,
         else:
             payload = pickle.dumps((extractor, store))
             _run_parallel([g[0] for g in todo], workers, payload, report)
-    if result.extracted and hasattr(os, "sync"):
-        os.sync()  # the new entries reach the disk once, not one fsync per file
     result.seconds = time.perf_counter() - start
     return result
 
