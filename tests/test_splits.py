@@ -255,3 +255,40 @@ def test_real_ravdess_standard_folds(shared_data: Path) -> None:
         assert len(split.test) == 240  # 4 actors x 60 clips
         assert len(split.val) == 120 and len(split.train) == 1080
         check_leakage(split, clips)
+
+
+def test_train_only_corpora_join_every_training_side_and_never_validation_or_test() -> None:
+    ravdess, crema = ravdess_clips(), crema_clips(per_actor=2)
+    splits = make_splits(ravdess + crema, "ravdess6", train_only_corpora=["crema-d"])
+    plain = make_splits(ravdess, "ravdess6")
+    crema_ids = {c.clip_id for c in crema}
+    for with_crema, alone in zip(splits, plain):
+        assert with_crema.test == alone.test and with_crema.val == alone.val  # RAVDESS's folds, unchanged
+        assert set(with_crema.train) == set(alone.train) | crema_ids
+    with pytest.raises(EmorecError, match="no clip of these corpora"):
+        make_splits(ravdess, "ravdess6", train_only_corpora=["crema-d"])
+
+
+def test_merged_manifest_trains_with_a_corpus_on_the_training_side_only(tmp_path: Path) -> None:
+    """`emorec merge` joins two corpora's manifests (a repeated clip id is refused), and a recipe with
+    split.train_only_corpora gets folds of the first corpus with the second added to training."""
+    from emorec.experiment import prepare_experiment
+    from emorec.manifest import merge_manifests, write_manifest
+    from emorec.training.config import load_config
+
+    write_manifest(ravdess_clips(), tmp_path / "ravdess.csv")
+    write_manifest(crema_clips(per_actor=1), tmp_path / "crema.csv")
+    from test_corpora import emorec_cli
+
+    proc = emorec_cli("merge", tmp_path / "ravdess.csv", tmp_path / "crema.csv", "--out", tmp_path / "both.csv", cwd=tmp_path)
+    assert proc.returncode == 0 and "crema-d: 91" in proc.stdout and "ravdess: 192" in proc.stdout
+    with pytest.raises(EmorecError, match="is also in"):
+        merge_manifests([tmp_path / "ravdess.csv", tmp_path / "ravdess.csv"])
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "ravdess_crema_d_attn_crnn_v2.yaml"
+    config = load_config(recipe, [f"data.manifest={tmp_path / 'both.csv'}"])
+    assert config.split.train_only_corpora == ("crema-d",) and config.trainer.ema_half_life_epochs == 0.5
+    experiment = prepare_experiment(config, extract=False, progress=False)
+    assert len(experiment.splits) == 6 and len(experiment.class_names) == 8
+    for split in experiment.splits:
+        assert all(s.startswith("ravdess/") for s in split.test_speakers + split.val_speakers)
+        assert sum(i.startswith("crema-d/") for i in split.train) == 91

@@ -112,6 +112,24 @@ def prepare(
 
 
 @app.command()
+def merge(
+    manifests: list[Path] = typer.Argument(..., help="manifests from `emorec prepare`"),
+    out_path: Path = typer.Option(..., "--out", "-o", help="the merged manifest"),
+) -> None:
+    """One manifest from several corpora (for multi-corpus training; clip ids must not repeat)."""
+    from collections import Counter
+
+    from emorec.corpora.base import plural
+    from emorec.manifest import merge_manifests, write_manifest
+
+    clips = merge_manifests(manifests)
+    write_manifest(clips, out_path)
+    counts = Counter(c.corpus for c in clips)
+    out.print(f"{plural(len(clips), 'clip')} -> {out_path} (" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")",
+              markup=False, highlight=False)
+
+
+@app.command()
 def split(
     manifest: Path = typer.Argument(...),
     scheme: str = typer.Option("auto", help="auto, ravdess6, crema5, speaker_kfold or stratified (speaker-dependent)"),

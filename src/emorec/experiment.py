@@ -81,7 +81,8 @@ def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: b
         splits = splits_from_file(config.split.file, clips)
     if splits is None:
         s = config.split
-        splits = make_splits(clips, s.scheme, k=s.k, val_speakers=s.val_speakers, test_size=s.test_size, seed=s.seed)
+        splits = make_splits(clips, s.scheme, k=s.k, val_speakers=s.val_speakers, test_size=s.test_size, seed=s.seed,
+                             train_only_corpora=s.train_only_corpora)
     return Experiment(config, clips, list(class_names), stores, specs, splits, skipped)
 
 

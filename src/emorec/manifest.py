@@ -73,6 +73,20 @@ def read_manifest(path: str | os.PathLike) -> list[Clip]:
     return clips
 
 
+def merge_manifests(paths: Iterable[str | os.PathLike]) -> list[Clip]:
+    """The clips of several manifests in one list (e.g. RAVDESS and CREMA-D for multi-corpus
+    training); a clip id in two of them is an error naming both files."""
+    clips: list[Clip] = []
+    where: dict[str, Path] = {}
+    for path in map(Path, paths):
+        for clip in read_manifest(path):
+            if clip.clip_id in where:
+                raise EmorecError(f"{path}: clip {clip.clip_id} is also in {where[clip.clip_id]}")
+            where[clip.clip_id] = path
+            clips.append(clip)
+    return clips
+
+
 def _row_to_clip(row: dict[str, str]) -> Clip:
     values = {}
     for name in FIELDS:

@@ -101,10 +101,28 @@ def make_splits(
     val_speakers: int = 2,
     test_size: float = 0.2,
     seed: int = 0,
+    train_only_corpora: Sequence[str] = (),
 ) -> list[Split]:
-    """Splits of ``clips`` under ``scheme`` (see the module doc); every one passes :func:`check_leakage`."""
+    """Splits of ``clips`` under ``scheme`` (see the module doc); every one passes :func:`check_leakage`.
+
+    ``train_only_corpora``: the clips of these corpora are left out of the folds and added whole
+    to every fold's training side, never to validation or test (e.g. all of CREMA-D added to each
+    standard RAVDESS fold, whose folds and scores then stay RAVDESS's own)."""
     if scheme not in SCHEMES:
         raise ConfigError(f"unknown split scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    if train_only_corpora:
+        extra = [c for c in clips if c.corpus in set(train_only_corpora)]
+        folded = [c for c in clips if c.corpus not in set(train_only_corpora)]
+        if not extra:
+            raise EmorecError(f"split.train_only_corpora {list(train_only_corpora)}: no clip of these corpora in the manifest")
+        if not folded:
+            raise EmorecError("split.train_only_corpora names every corpus of the manifest: nothing left to test on")
+        splits = make_splits(folded, scheme, k=k, val_speakers=val_speakers, test_size=test_size, seed=seed)
+        ids = [c.clip_id for c in extra]
+        for split in splits:
+            split.train = split.train + ids
+            check_leakage(split, clips)
+        return splits
     if not clips:
         raise EmorecError("cannot split an empty manifest")
     if scheme == "auto":

@@ -39,6 +39,7 @@ class SplitConfig:
     test_size: float = 0.2
     seed: int = 0
     file: str = ""                           # a splits.json from `emorec split --out`: used exactly, scheme ignored
+    train_only_corpora: tuple[str, ...] = ()  # corpora added whole to every fold's training side (never val/test)
 
 
 @dataclass
