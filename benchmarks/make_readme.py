@@ -220,6 +220,46 @@ def speed_lines(*, compact: bool) -> list[str]:
     return lines
 
 
+#: The headline recipe's seed-8 run before the speed work, and the same seed after it (the accuracy check).
+SPEED_CHECK = ("ravdess_6fold_v2_ema_bn_deltas_seed8.json", "ravdess_6fold_v2_ema_bn_deltas_seed8_speed.json")
+
+
+def speed_check_lines() -> list[str]:
+    """The accuracy check of the speed work and where a training step's time goes now."""
+    before_path, after_path = (RESULTS / n for n in SPEED_CHECK)
+    lines = []
+    if before_path.is_file() and after_path.is_file():
+        before, after = json.loads(before_path.read_text()), json.loads(after_path.read_text())
+        seeds = [json.loads(p.read_text())["mean_ua"] for p in sorted(RESULTS.glob("ravdess_6fold_v2_ema_bn_deltas_seed*.json"))
+                 if re.search(r"_seed\d+\.json$", p.name)]
+        lines += [f"Accuracy after the speed work: the headline recipe, seed 8, all 6 folds (`{after['command']}`): "
+                  f"test UA **{fmt(after['mean_ua'])} %** (validation {fmt(val_score(after))} %), against "
+                  f"{fmt(before['mean_ua'])} % for the same seed before it and {fmt(min(seeds))}-{fmt(max(seeds))} % over "
+                  f"the recipe's {len(seeds)} committed seeds (float rounding differs, so runs are not bit-identical). "
+                  f"Training time per fold (one thread, two folds side by side): {before['mean_train_seconds_per_fold']:.0f} s "
+                  f"before, {after['mean_train_seconds_per_fold']:.0f} s after"
+                  + (f"; the whole 6-fold run took {after['wall_seconds'] / 60:.1f} min." if "wall_seconds" in after else "."), ""]
+    path = RESULTS / "code_before_after.json"
+    if path.is_file():
+        ab = json.loads(path.read_text())
+        lines += [f"The same training, old code against new, alternating on one machine (`{ab['command']}`; the headline "
+                  f"recipe, RAVDESS fold 1, {ab['threads']} thread): {ab['before_clips_per_s']:.1f} clips/s at "
+                  f"`{ab['before_revision']}` (before the speed work), {ab['after_clips_per_s']:.1f} clips/s now: "
+                  f"**{ab['speedup']:.2f}x**. Timings taken in different sessions are not comparable on this machine: the "
+                  "per-fold times above, measured at different times, do not show what this side-by-side run does.", ""]
+    for path in sorted(RESULTS.glob("profile_*.json")):
+        prof = json.loads(path.read_text())
+        layers = ", ".join(f"{k} {v:.0f}" for k, v in prof["layers_forward_ms"].items())
+        nodes = ", ".join(f"{n['node'].split(': ')[-1]} {100 * n['share']:.0f} %" for n in prof["backward_nodes_share"][:3]
+                          if n["node"].startswith("autograd::engine"))
+        lines += [f"Where a training step of `{prof['recipe']}` goes ({prof['threads']} threads, batch {prof['batch_size']}, "
+                  f"median {prof['median_frames_per_batch']:.0f} frames; `{prof['command']}`): {prof['step_ms']:.0f} ms per step "
+                  f"({prof['clips_per_s']:.0f} clips/s without the Lightning loop): "
+                  + ", ".join(f"{k.replace('_', ' ')} {v:.0f} ms" for k, v in prof["phases_ms"].items())
+                  + f". Forward by layer (ms): {layers}. Backward, largest nodes (share of the step): {nodes}.", ""]
+    return lines
+
+
 def write_readme_results(section: str) -> None:
     readme = REPO / "README.md"
     text = readme.read_text()
@@ -346,7 +386,8 @@ def main() -> None:
                      "they were trained, beside the seeds recalibrated after the fact.\n\n"
                      + recipe_pairs_section({"EMA, recalibrated after training by `bn_recalibration.py` (seeds 0-2)": recalibrated,
                                              "EMA + `trainer.recalibrate_bn` (new seeds)": built_in}))
-    variants = {v: sorted(RESULTS.glob(f"ravdess_6fold_v2_ema_bn_{v}_seed*.json"), key=seed_of) for v in ("deltas", "attnpool")}
+    variants = {v: sorted((p for p in RESULTS.glob(f"ravdess_6fold_v2_ema_bn_{v}_seed*.json") if p.name != SPEED_CHECK[1]),
+                          key=seed_of) for v in ("deltas", "attnpool")}
     if any(variants.values()):
         parts.append("## One-change variants of the recalibrated EMA recipe\n\n"
                      "Delta and delta-delta planes as 3 conv input channels "
@@ -388,7 +429,8 @@ def main() -> None:
                           ("ravdess_6fold_v2_ema_seed2_bn.json", "ATTN-CRNN v2 with an EMA of its weights, seed 2, BatchNorm recalibrated"),
                           *((p.name, f"ATTN-CRNN v2 with an EMA of its weights and `trainer.recalibrate_bn`, seed {seed_of(p)}"
                              + "".join(label for tag, label in VARIANT_LABELS.items() if f"_{tag}_" in p.name))
-                            for p in sorted(RESULTS.glob("ravdess_6fold_v2_ema_bn_*seed*.json"), key=by_recipe_then_seed)),
+                            for p in sorted((p for p in RESULTS.glob("ravdess_6fold_v2_ema_bn_*seed*.json")
+                                             if p.name != SPEED_CHECK[1]), key=by_recipe_then_seed)),
                           ("ravdess_6fold_baseline.json", "Classical baseline"),
                           ("ravdess_6fold_speaker_norm.json", "Attention CRNN with per-speaker normalisation (transductive)")):
         path = RESULTS / name
@@ -455,7 +497,7 @@ def main() -> None:
                      f"{100 * v['face_rate_real_clip']:.0f}% of the real RAVDESS clip's frames.\n\nCommand: `{v['command']}`\n")
     speed = speed_lines(compact=False)
     if speed:
-        parts.append("## Speed against the seeds' Keras stack\n" + "\n".join(speed))
+        parts.append("## Speed against the seeds' Keras stack\n" + "\n".join(speed + speed_check_lines()))
     (REPO / "benchmarks" / "README.md").write_text("\n".join(parts))
     write_readme_results(readme_results(SECTIONS))
 
