@@ -217,7 +217,7 @@ def baseline(args: argparse.Namespace, manifest: Path) -> dict:
         pred = fit(best_c, np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va])).predict(x_te)
         folds.append({"fold": number, "test_speakers": split.test_speakers, "ua": float(balanced_accuracy_score(y_te, pred)),
                       "wa": float(accuracy_score(y_te, pred)), "macro_f1": float(f1_score(y_te, pred, average="macro")),
-                      "epochs": None, "C": best_c, "val_best": float(val_ua[best_c])})
+                      "epochs": None, "C": best_c, "val_best": float(val_ua[best_c]), "train_seconds": None})
         print(f"{split.name}: C={best_c} UA {folds[-1]['ua']:.3f}")
     features = "eGeMAPSv02 functionals (opensmile)" if args.baseline == "egemaps" else "MFCC-40 mean+std"
     result = summarise_folds(folds, corpus=describe(clips, args.corpus, args.corpus_name), features=features,

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import REPO, RESULTS
+from common import REPO
 from emorec.atomic import atomic_open
 
-PREDICTIONS = RESULTS / "predictions"
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,9 @@ class FoldPart:
 
 
 def predictions_path(results_json: Path) -> Path:
-    return PREDICTIONS / f"{Path(results_json).stem}.csv.gz"
+    """``results/X.json`` -> ``results/predictions/X.csv.gz`` (beside the results file, wherever it is)."""
+    path = Path(results_json).resolve()
+    return path.parent / "predictions" / f"{path.stem}.csv.gz"
 
 
 def run_dirs_of(result: dict) -> list[Path]:
