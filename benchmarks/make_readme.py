@@ -220,6 +220,24 @@ def speed_lines(*, compact: bool) -> list[str]:
     return lines
 
 
+CREMA_PROSE = ("CREMA-D (Opus-coded copy of the 16 kHz originals), 6 classes, the 5 fixed speaker-independent folds "
+               "(`split.scheme: crema5`, 18-19 test actors each, balanced by sex and age; validation actors drawn from "
+               "each fold's training actors). Results published on random clip-level CREMA-D splits share actors "
+               "between training and test and are not comparable.")
+
+
+def crossval_section(result: dict) -> str:
+    """One cross-validation result of ``crossval.py``: its folds, mean and command."""
+    low, high = fold_ci(result)
+    lines = [f"**{result['model']}** on {result['features']} ({result['corpus']}; {result['protocol']}).", "",
+             "| fold | test actors | UA % | WA % | macro-F1 % |", "|---|---:|---:|---:|---:|"]
+    for f in result["folds"]:
+        lines.append(f"| {f['fold']} | {len(f['test_speakers'])} | {fmt(f['ua'])} | {fmt(f['wa'])} | {fmt(f['macro_f1'])} |")
+    lines += [f"| **mean** | | **{fmt(result['mean_ua'])}** [{fmt(low)}, {fmt(high)}] | {fmt(result['mean_wa'])} | "
+              f"{fmt(result['mean_macro_f1'])} |", "", f"Command: `{result['command']}`", ""]
+    return "\n".join(lines)
+
+
 #: The headline recipe's seed-8 run before the speed work, and the same seed after it (the accuracy check).
 SPEED_CHECK = ("ravdess_6fold_v2_ema_bn_deltas_seed8.json", "ravdess_6fold_v2_ema_bn_deltas_seed8_speed.json")
 
@@ -465,6 +483,9 @@ def main() -> None:
                         f"{'yes' if e['within_2_points'] else 'no'} |")
         rows += ["", f"Mean test UA % over folds. {a['metric']}. Command: `{a['command']}`", ""]
         parts.append("\n".join(rows))
+    crema = sorted(RESULTS.glob("crema_d_*.json"))
+    if crema:
+        parts.append("## CREMA-D\n\n" + CREMA_PROSE + "\n\n" + "\n".join(crossval_section(json.loads(p.read_text())) for p in crema))
     path = RESULTS / "throughput.json"
     if path.is_file():
         t = json.loads(path.read_text())
