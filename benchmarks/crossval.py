@@ -96,8 +96,8 @@ def main(default_corpus: str | None = None, default_config: str | None = None, d
         from emorec.experiment import prepare_experiment
 
         started = time.time()
-        prepare_experiment(benchmark_config(args, manifest))  # extract once with every core; the jobs find the cache
-        result = run_parallel(args, args.command)
+        experiment = prepare_experiment(benchmark_config(args, manifest))  # extract with every core; jobs find the cache
+        result = run_parallel(args, manifest, len(experiment.splits))
         result["wall_seconds"] = round(time.time() - started, 1)
     else:
         result = train_here(args, manifest)
@@ -139,12 +139,8 @@ def train_here(args: argparse.Namespace, manifest: Path) -> dict:
     return result
 
 
-def run_parallel(args: argparse.Namespace, command: str) -> dict:
+def run_parallel(args: argparse.Namespace, manifest: Path, n_folds: int) -> dict:
     """Folds dealt round-robin to ``args.jobs`` child runs of this script; their folds merged."""
-    from emorec.experiment import prepare_experiment
-
-    manifest = Path(args.manifest) if args.manifest else corpus_manifest(args.corpus, args.data)
-    n_folds = len(prepare_experiment(benchmark_config(args, manifest), extract=False, progress=False).splits)
     folds = list(range(1, n_folds + 1)) if args.folds == "all" else [int(f) for f in args.folds.split(",")]
     groups = [folds[i::args.jobs] for i in range(args.jobs) if folds[i::args.jobs]]
     parts = [WORK / f"part_{os.getpid()}_{i}.json" for i in range(len(groups))]
@@ -164,7 +160,7 @@ def run_parallel(args: argparse.Namespace, command: str) -> dict:
     results = [json.loads(part.read_text()) for part in parts]
     first = results[0]
     merged = summarise_folds([f for r in results for f in r["folds"]], corpus=first["corpus"], features=first["features"],
-                             model=first["model"], command=command, speaker_norm=any(r["speaker_norm"] for r in results),
+                             model=first["model"], command=args.command, speaker_norm=any(r["speaker_norm"] for r in results),
                              run_dir=[r["run_dir"] for r in results])
     merged["protocol"] = first.get("protocol", merged["protocol"])
     return merged

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BINS", "expected_calibration_error", "fit_temperature", "reliability_bins", "softmax", "uncalibrated"]
+__all__ = ["BINS", "ece_of_bins", "expected_calibration_error", "fit_temperature", "reliability_bins", "softmax", "uncalibrated"]
 
 BINS = 15  # equal-width confidence bins, the usual choice for ECE
 T_RANGE = (0.05, 20.0)
@@ -79,7 +79,11 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) ->
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
     """``sum_b n_b / N * |accuracy_b - confidence_b|`` over :func:`reliability_bins`."""
-    rows = reliability_bins(probs, labels, bins)
+    return ece_of_bins(reliability_bins(probs, labels, bins))
+
+
+def ece_of_bins(rows: list[dict]) -> float:
+    """The expected calibration error of rows from :func:`reliability_bins`."""
     total = sum(r["count"] for r in rows)
     if total == 0:
         return float("nan")

@@ -18,7 +18,7 @@ import numpy as np
 
 from emorec import __version__
 from emorec.atomic import atomic_open, write_json, write_text
-from emorec.evaluation.calibration import BINS, expected_calibration_error, reliability_bins, uncalibrated
+from emorec.evaluation.calibration import BINS, ece_of_bins, reliability_bins, uncalibrated
 from emorec.evaluation.metrics import HEADLINE, breakdown, classification_metrics, fmt_pct, summarise_folds
 from emorec.evaluation.plots import (
     plot_confusion_matrix,
@@ -267,8 +267,7 @@ def write_report(
         before_bins = reliability_bins(uncalibrated(p[labelled], t), y[labelled])
         after_bins = reliability_bins(p[labelled], y[labelled])
         calibration = {"temperature": t, "fitted_on": "validation clips" if temperature is not None else None,
-                       "bins": BINS, "ece_before": expected_calibration_error(uncalibrated(p[labelled], t), y[labelled]),
-                       "ece_after": expected_calibration_error(p[labelled], y[labelled]),
+                       "bins": BINS, "ece_before": ece_of_bins(before_bins), "ece_after": ece_of_bins(after_bins),
                        "reliability_before": before_bins, "reliability_after": after_bins}
         curves = {f"after scaling, T = {t:.2f} (ECE {calibration['ece_after']:.3f})": after_bins}
         if temperature is not None:

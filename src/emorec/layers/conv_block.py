@@ -6,21 +6,22 @@ cheap and the time goes to passes over the large ``(B, C, T, F)`` activation. Co
 PyTorch ops (the reference path in ``masking.py``) the block makes about twenty such passes and
 keeps four full-size tensors for backward (conv output, BN output, ReLU output, int64 pool
 indices); ``max_pool2d`` on a contiguous ``NCHW`` CPU tensor is itself slower than the conv.
-Here the forward makes four passes (conv, statistics, normalise + ReLU, window maximum over
-strided views) and keeps the conv output and a ``uint8`` argmax per pooled value; the backward
-routes the pooled gradient through that argmax and computes BatchNorm's gradient in two passes.
+Here, in channels-last layout, the forward makes three full-size passes (conv, statistics, window
+maximum over strided views) and keeps the conv output and a ``uint8`` argmax per pooled value:
+BatchNorm + ReLU is an increasing map once each channel's conv weights are flipped where its
+BatchNorm weight is negative, so it is applied to the pooled values only. The backward routes
+the pooled gradient through that argmax and computes BatchNorm's gradient in two passes.
 
 Numerically it is the reference path: the same statistics over real frames, the same maxima (ties
 go to the first position of the window in row-major order, as ``max_pool2d``'s), gradients equal
 up to float rounding (tested). It needs masks whose real frames are a prefix of each row (audio
 always is); the block uses the reference path otherwise, and for activations other than ReLU.
 
-Why ReLU makes padding free: after it every value is >= 0 and padded positions are set to 0,
-so a window's maximum never comes from padding unless the window holds padding only, and a
-window whose maximum is 0 passes no gradient (ReLU's gradient at 0 is 0); such windows are
-marked ``NO_GRADIENT`` in the argmax.
+Padding: padded frames are set to ``-inf`` while windows are pooled, so a window's maximum never
+comes from padding unless the window holds padding only (its output is then set to 0). A window
+whose output is 0 passes no gradient (ReLU's gradient at 0 is 0); such windows are marked
+``NO_GRADIENT`` in the argmax.
 """
-
 from __future__ import annotations
 
 import torch
@@ -42,10 +43,15 @@ def prefix_lengths(mask: torch.Tensor) -> list[int] | None:
 def zero_tail_(x: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     """Zero, in place, frames ``>= lengths[b]`` of ``x : [B x C x T x ...]``: work in proportion
     to the padding, not to the tensor."""
+    return fill_tail_(x, lengths, 0.0)
+
+
+def fill_tail_(x: torch.Tensor, lengths: list[int], value: float) -> torch.Tensor:
+    """Set, in place, frames ``>= lengths[b]`` of ``x : [B x C x T x ...]`` to ``value``."""
     frames = x.size(2)
     for row, n in enumerate(lengths):
         if n < frames:
-            x[row, :, n:].zero_()
+            x[row, :, n:].fill_(value)
     return x
 
 
@@ -121,14 +127,6 @@ def _pool_normalise_relu(y, scale, shift, lengths, kt, kf):
     return out, arg
 
 
-def fill_tail_(x: torch.Tensor, lengths: list[int], value: float) -> torch.Tensor:
-    frames = x.size(2)
-    for row, n in enumerate(lengths):
-        if n < frames:
-            x[row, :, n:].fill_(value)
-    return x
-
-
 def _signs(bn_weight: torch.Tensor) -> torch.Tensor:
     return torch.where(bn_weight < 0, -1.0, 1.0).to(bn_weight.dtype)  # (C,)
 
@@ -189,7 +187,7 @@ def conv_bn_relu_pool(x: torch.Tensor, lengths: list[int], conv: torch.nn.Conv2d
                       ) -> torch.Tensor:
     """``x : [B x C x T x F]`` with real frames ``[:lengths[b]]`` -> pooled ``[B x C' x T' x F']``,
     0 on padded windows. With batch statistics (training) it is differentiable and updates
-    ``norm``'s running statistics as ``MaskedBatchNorm`` does; with running statistics it is
+    ``norm``'s running statistics (``MaskedBatchNorm.update_running_stats``); with running statistics it is
     forward-only (the block uses the reference path when gradients are wanted in eval mode)."""
     padding = conv.padding[0]
     if not (norm.training or not norm.track_running_stats):
@@ -200,12 +198,5 @@ def conv_bn_relu_pool(x: torch.Tensor, lengths: list[int], conv: torch.nn.Conv2d
             return _pool_normalise_relu(y, scale, norm.bias - norm.running_mean * sign * scale, lengths, kt, kf)[0]
     pooled, _, mean, var = _ConvBNReLUPool.apply(x, conv.weight, norm.weight, norm.bias, lengths, padding, kt, kf,
                                                  norm.eps)
-    n = sum(lengths) * x.size(3)
-    if norm.training and norm.track_running_stats and n > 0:
-        with torch.no_grad():
-            norm.num_batches_tracked.add_(1)
-            factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
-            unbiased = var * (n / (n - 1)) if n > 1 else var
-            norm.running_mean.mul_(1 - factor).add_(factor * mean)
-            norm.running_var.mul_(1 - factor).add_(factor * unbiased)
+    norm.update_running_stats(mean, var, sum(lengths) * x.size(3))
     return pooled

@@ -182,14 +182,20 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
         n = float(mask.sum()) * math.prod(x.shape[3:])  # real values per channel
         weight, bias = (self.weight, self.bias) if self.affine else (None, None)
         out, mean, var = _MaskedBatchNormFn.apply(x, m, weight, bias, self.eps, max(n, 1.0))
-        if self.training and self.track_running_stats and n > 0:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-                unbiased = var * (n / (n - 1)) if n > 1 else var
-                self.running_mean.mul_(1 - factor).add_(factor * mean)
-                self.running_var.mul_(1 - factor).add_(factor * unbiased)
+        self.update_running_stats(mean, var, n)
         return out
+
+    def update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
+        """Fold one batch's statistics over its ``n`` real values per channel (``var`` biased) into
+        the running ones, in training mode, with the unbiased variance as PyTorch does."""
+        if not (self.training and self.track_running_stats and n > 0):
+            return
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            unbiased = var * (n / (n - 1)) if n > 1 else var
+            self.running_mean.mul_(1 - factor).add_(factor * mean)
+            self.running_var.mul_(1 - factor).add_(factor * unbiased)
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU}
@@ -262,13 +268,14 @@ class MaskedConvBlock2d(nn.Module):
 
 
 def run_rnn(
-    rnn: nn.RNNBase, x: torch.Tensor, mask: torch.Tensor
+    rnn: nn.RNNBase, x: torch.Tensor, mask: torch.Tensor, params: dict[str, torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
     """Run a batch-first (bi)GRU/LSTM on the real frames only (packed, ``enforce_sorted=False``).
 
     ``x : [B x T x F]``, ``mask : Bool[B x T]`` -> ``(out [B x T x H*dirs], h_n)`` with ``out``
     zero on padded frames. ``h_n`` is the RNN's final state (a tuple for an LSTM); an all-padded
-    row is run on one zero frame and gets zero outputs.
+    row is run on one zero frame and gets zero outputs. ``params`` replaces the RNN's parameters
+    for this call (``torch.func.functional_call``).
     """
     if not rnn.batch_first:
         raise ValueError("run_rnn needs an RNN built with batch_first=True")
@@ -281,7 +288,7 @@ def run_rnn(
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, T) real frames first
         x = torch.gather(x, 1, order.unsqueeze(-1).expand_as(x))
     packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
-    out, hidden = rnn(packed)
+    out, hidden = rnn(packed) if params is None else torch.func.functional_call(rnn, params, (packed,))
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # (B, T, H*dirs)
     if order is not None:
         out = torch.zeros_like(out).scatter(1, order.unsqueeze(-1).expand_as(out), out)  # (B, T, H*dirs)

@@ -25,9 +25,8 @@ import math
 import torch
 import torch.nn as nn
 
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-from emorec.layers.masking import apply_time_mask, lengths_from_mask
+from emorec.layers.conv_block import prefix_lengths
+from emorec.layers.masking import apply_time_mask, lengths_from_mask, run_rnn
 
 __all__ = ["VariationalGRU", "reverse_padded"]
 
@@ -130,22 +129,18 @@ class VariationalGRU(nn.Module):
         """Without recurrent dropout (eval mode, or ``p = 0``) the equations are ``nn.GRU``'s: run
         its kernel on the packed real frames with this module's parameters (several times faster
         than the Python loop at inference on a CPU). A row without real frames keeps a zero state."""
-        lengths = lengths_from_mask(mask)  # (B,)
-        prefix = torch.arange(mask.size(1), device=mask.device)[None, :] < lengths[:, None]
-        if not torch.equal(prefix, mask):
+        if prefix_lengths(mask) is None:
             return self._loop(x, mask)  # holes: the loop freezes the state on them
         params = {}
         for d in range(self.num_directions):
             suffix = "_reverse" if d else ""
             params.update({f"weight_ih_l0{suffix}": self.weight_ih[d], f"weight_hh_l0{suffix}": self.weight_hh[d],
                            f"bias_ih_l0{suffix}": self.bias_ih[d], f"bias_hh_l0{suffix}": self.bias_hh[d]})
-        packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
-        out, h = torch.func.functional_call(self._kernel(), params, (packed,))
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # (B, T, H*dirs)
-        empty = lengths == 0
+        out, h = run_rnn(self._kernel(), x, mask, params)  # (B, T, H*dirs), (D, B, H)
+        empty = ~mask.any(dim=1)  # (B,): run_rnn ran them on one zero frame
         if empty.any():
             h = h.masked_fill(empty[None, :, None], 0.0)
-        return apply_time_mask(out, mask), h
+        return out, h
 
     def _kernel(self) -> nn.GRU:
         """An ``nn.GRU`` of this shape whose parameters are replaced at each call (kept out of
