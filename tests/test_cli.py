@@ -174,6 +174,32 @@ def test_utterance_normalisation_makes_a_quieter_recording_predict_the_same(trai
     assert not np.allclose(probs(glob_model, clips, "c.csv"), probs(glob_model, quieter, "d.csv"), atol=1e-4)
 
 
+def test_conditions_training_with_level_normalisation_and_the_robustness_suite(trained, tmp_path):
+    """A recipe that simulates recording conditions on its log-mel training clips, with the level
+    taken out of each clip: gain leaves its predictions unchanged (robustness drop exactly 0), and
+    ``emorec robustness`` scores the fold's test clips under each condition with the class shares."""
+    root, _, _ = trained
+    emorec("train", root / "recipe.yaml", "--quiet", "--epochs", "1", "--run-dir", tmp_path,
+           "--set", "data.normalization=level", "--set", "data.features.deltas=true", "--set", "model.input_channels=3",
+           "--set", "augment.band_limit=0.5", "--set", "augment.additive_noise=0.5", "--set", "augment.reverb=0.5",
+           cwd=root)
+    run = next(tmp_path.glob("t-*"))
+    norm = json.loads((run / "fold_1" / "model.json").read_text())["normalizers"]["audio"]
+    assert norm["center"] == "level" and norm["level_columns"] == 16
+    proc = emorec("robustness", run, "--conditions", "gain:-9,noise:10,band:300-3400,opus", "--out", tmp_path, cwd=root)
+    result = json.loads((tmp_path / "robustness.json").read_text())
+    assert list(result["conditions"]) == ["clean", "gain:-9", "noise:10", "band:300-3400", "opus"]
+    assert result["n_clips"] > 0 and result["folds"] == [1] and (tmp_path / "robustness.png").stat().st_size > 0
+    gain, clean = result["conditions"]["gain:-9"], result["conditions"]["clean"]
+    assert gain["drop_points"] == 0.0 and gain["predicted_share"] == clean["predicted_share"]
+    for score in result["conditions"].values():
+        assert sum(score["predicted_share"].values()) == pytest.approx(1.0) and 0 <= score["ua"] <= 1
+        assert score["top_share"] == max(score["predicted_share"].values())
+    assert "most predicted" in proc.stdout
+    bad = emorec("robustness", run, "--conditions", "noise:loud", cwd=root, check=False)
+    assert bad.returncode == 2 and "noise:loud" in bad.stderr
+
+
 def test_delta_planes_train_as_conv_channels_and_predict(trained, tmp_path):
     """``deltas: true`` with ``input_channels: 3``: the frequency augmentations are told the
     feature axis holds 3 planes, the first conv reads 3 channels, and predict rebuilds both."""

@@ -99,7 +99,7 @@ LAYERS = [
     ("data", ["emorec.data"]),
     ("features", ["emorec.features"]),
     ("corpora", ["emorec.corpora", "emorec.splits"]),
-    ("media", ["emorec.media", "emorec.video", "emorec.silence"]),
+    ("media", ["emorec.media", "emorec.video", "emorec.silence", "emorec.conditions"]),
     ("base", ["emorec.errors", "emorec.atomic", "emorec.labels", "emorec.manifest", "emorec.model_files",
               "emorec.epochs", "emorec.kept", "emorec.runs", "emorec.monitor", "emorec.evaluation.metrics",
               "emorec.evaluation.calibration",

@@ -269,6 +269,20 @@ def test_train_only_corpora_join_every_training_side_and_never_validation_or_tes
         make_splits(ravdess, "ravdess6", train_only_corpora=["crema-d"])
 
 
+def test_cross_corpus_trains_on_one_corpus_and_tests_on_all_of_the_other() -> None:
+    ravdess, crema = ravdess_clips(), crema_clips(per_actor=2)
+    (split,) = make_splits(ravdess + crema, "cross_corpus", val_speakers=2, test_corpora=["crema-d"])
+    assert split.name == "ravdess -> crema-d" and split.speaker_independent
+    assert set(split.test) == {c.clip_id for c in crema}
+    assert {c.clip_id for c in ravdess} == set(split.train) | set(split.val)
+    assert len(split.val_speakers) == 2 and all(s.startswith("ravdess/") for s in split.val_speakers)
+    check_leakage(split, ravdess + crema)
+    with pytest.raises(ConfigError, match="test_corpora"):
+        make_splits(ravdess + crema, "cross_corpus")
+    with pytest.raises(EmorecError, match="one to train on"):
+        make_splits(crema, "cross_corpus", test_corpora=["crema-d"])
+
+
 def test_merged_manifest_trains_with_a_corpus_on_the_training_side_only(tmp_path: Path) -> None:
     """`emorec merge` joins two corpora's manifests (a repeated clip id is refused), and a recipe with
     split.train_only_corpora gets folds of the first corpus with the second added to training."""

@@ -132,8 +132,10 @@ def merge(
 @app.command()
 def split(
     manifest: Path = typer.Argument(...),
-    scheme: str = typer.Option("auto", help="auto, ravdess6, crema5, speaker_kfold or stratified (speaker-dependent)"),
+    scheme: str = typer.Option("auto", help="auto, ravdess6, crema5, speaker_kfold, cross_corpus or stratified "
+                               "(speaker-dependent)"),
     k: int = typer.Option(5, help="folds for speaker_kfold"),
+    test_corpora: Optional[str] = typer.Option(None, help="cross_corpus: comma-separated corpora to test on"),
     val_speakers: int = typer.Option(2, help="validation speakers per fold, drawn from training speakers"),
     seed: int = typer.Option(0),
     out_path: Path = typer.Option(Path("splits.json"), "--out", "-o"),
@@ -142,7 +144,8 @@ def split(
     from emorec.manifest import read_manifest
     from emorec.splits import make_splits, save_splits
 
-    splits = make_splits(read_manifest(manifest), scheme, k=k, val_speakers=val_speakers, seed=seed)
+    splits = make_splits(read_manifest(manifest), scheme, k=k, val_speakers=val_speakers, seed=seed,
+                         test_corpora=[c for c in (test_corpora or "").split(",") if c])
     save_splits(splits, out_path)
     table = Table(title=f"{len(splits)} fold(s) -> {out_path}")
     for col in ("fold", "train", "val", "test", "test speakers", "speaker-independent"):
@@ -306,6 +309,31 @@ def evaluate(
         fold_dirs = [run_dir] if (run_dir / "model.json").is_file() else trained_fold_dirs(run_dir)
         for fold_dir in fold_dirs:
             out.print(f"report: {fold_dir / folder / 'report.md'}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def robustness(
+    run_dirs: list[Path] = typer.Argument(..., help="a run directory (or the parts of one run trained side by side)"),
+    conditions: Optional[str] = typer.Option(None, help="comma-separated: clean, gain:DB, band:LOW-HIGH, noise:SNR"
+                                             "[:white|pink|brown], reverb:RT60, opus, mp3 (default: all of the suite)"),
+    folds: Optional[str] = typer.Option(None, help="only these folds, e.g. 1,3"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="where robustness.json/.png go (default: the run)"),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """UA of a run's test folds under recording conditions (gain, telephone band, noise, reverb, codecs) and
+    the share of predictions per class, beside the clean figure."""
+    from emorec.conditions import DEFAULT_SUITE
+    from emorec.evaluation.robustness import robustness_run
+
+    if quiet:
+        _hush_libraries()
+    chosen = [int(f) for f in folds.split(",")] if folds else None
+    suite = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else DEFAULT_SUITE
+    result = robustness_run(run_dirs, suite, folds=chosen, out=out_dir, progress=not quiet)
+    for name, score in result["conditions"].items():
+        out.print(f"{name:>14}: UA {score['ua']:.3f} (drop {score['drop_points']:+.1f} points)  "
+                  f"most predicted {score['top_class']} {score['top_share']:.0%}", highlight=False)
+    out.print(f"robustness: {(out_dir or run_dirs[0]) / 'robustness.json'}", highlight=False, soft_wrap=True)
 
 
 @app.command()

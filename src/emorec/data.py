@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +33,11 @@ class Normalizer:
     mean-removed frames. Still inductive: a clip needs nothing but itself, and a recording's
     overall level (a constant dB offset on log-mel) no longer changes what the model sees.
 
+    ``center="level"`` removes one number per clip, the mean over its real frames of the first
+    ``level_columns`` features (the dB values of a log-mel, not its deltas), before the training
+    standardisation: an overall gain no longer changes what the model sees, while the spectral
+    shape and the loudness contour within the clip, which carry emotion, stay as they are.
+
     With ``per_speaker`` the statistics of each speaker's own clips are used instead (that is
     transductive: it reads the unlabelled clips of test speakers; reports flag it).
     """
@@ -40,9 +45,10 @@ class Normalizer:
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     std: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
     per_speaker: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    center: str = "global"                   # "global" (training mean) or "utterance" (the clip's own)
+    center: str = "global"                   # "global" (training mean), "utterance" (the clip's own) or "level"
+    level_columns: int = 0                   # center="level": the leading columns that are dB values
 
-    CENTERS = ("global", "utterance")
+    CENTERS = ("global", "utterance", "level")
 
     @staticmethod
     def _stats(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -62,17 +68,30 @@ class Normalizer:
         real = features if valid is None else features[valid]
         return real.mean(axis=0) if len(real) else np.zeros(features.shape[1], features.dtype)
 
+    @staticmethod
+    def _without_level(features: np.ndarray, columns: int, valid: np.ndarray | None = None) -> np.ndarray:
+        """``features (T, F)`` with the mean of their real frames' first ``columns`` values taken from those columns."""
+        real = features[:, :columns] if valid is None else features[valid, :columns]
+        out = np.array(features, dtype=np.float32)
+        if real.size:
+            out[:, :columns] -= real.mean(dtype=np.float64)
+        return out
+
     @classmethod
-    def fit(cls, arrays: Sequence[np.ndarray], center: str = "global") -> "Normalizer":
+    def fit(cls, arrays: Sequence[np.ndarray], center: str = "global", level_columns: int = 0) -> "Normalizer":
         """``arrays``: each training clip's real frames ``(T_i, F)``."""
         if center not in cls.CENTERS:
             raise ValueError(f"center: expected one of {cls.CENTERS}, got {center!r}")
         if center == "utterance":
             arrays = [a - cls._clip_mean(a) for a in arrays]
+        if center == "level":
+            if not 0 < level_columns <= (arrays[0].shape[1] if arrays else 0):
+                raise ValueError(f"center='level' needs 0 < level_columns <= features, got {level_columns}")
+            arrays = [cls._without_level(a, level_columns) for a in arrays]
         mean, std = cls._stats(arrays)
         if center == "utterance":
             mean = np.zeros_like(mean)
-        return cls(mean=mean, std=std, center=center)
+        return cls(mean=mean, std=std, center=center, level_columns=level_columns if center == "level" else 0)
 
     def fit_speakers(self, arrays_by_speaker: Mapping[str, Sequence[np.ndarray]]) -> None:
         self.per_speaker = {spk: self._stats(arrs) for spk, arrs in arrays_by_speaker.items()}
@@ -82,15 +101,19 @@ class Normalizer:
         mean, std = self.per_speaker.get(speaker, (self.mean, self.std)) if speaker else (self.mean, self.std)
         if self.center == "utterance":
             mean = self._clip_mean(features, valid)
+        if self.center == "level":
+            features = self._without_level(features, self.level_columns, valid)
         return ((features - mean) / std).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "center": self.center}
+        out = {"mean": self.mean.tolist(), "std": self.std.tolist(), "center": self.center}
+        return out | ({"level_columns": self.level_columns} if self.center == "level" else {})
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Normalizer":
         return cls(mean=np.asarray(data["mean"], np.float32), std=np.asarray(data["std"], np.float32),
-                   center=data.get("center", "global"))  # models exported before "center" existed are global
+                   center=data.get("center", "global"),  # models exported before "center" existed are global
+                   level_columns=int(data.get("level_columns", 0)))
 
 
 def missing_modality_frames(dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +141,8 @@ class ClipDataset(Dataset):
         *,
         speaker_norm: bool = False,
         dims: Mapping[str, int] | None = None,
+        transforms: Mapping[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] | None = None,
+        seed: int = 0,
     ):
         self.label_index = dict(label_index)
         self.modalities = [m for m in MODALITIES if m in stores]
@@ -154,6 +179,19 @@ class ClipDataset(Dataset):
             self.features[m][index], self.valid[m][index] = missing_modality_frames(sizes[m])
         self.normalizers = dict(normalizers or {})
         self.speaker_norm = speaker_norm
+        # Random per-clip transforms of the raw features (training only: simulated recording conditions).
+        self.transforms = dict(transforms or {})
+        self.seed = seed
+        self._rng: tuple[object, np.random.Generator] | None = None
+
+    def generator(self) -> np.random.Generator:
+        """The transforms' random numbers: seeded by ``seed`` in the main process; in a loader worker
+        by that worker's torch seed, which differs per worker and per epoch (no repeated draws)."""
+        info = torch.utils.data.get_worker_info()
+        key = None if info is None else (info.id, torch.initial_seed())
+        if self._rng is None or self._rng[0] != key:
+            self._rng = (key, np.random.default_rng(self.seed if info is None else torch.initial_seed()))
+        return self._rng[1]
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -175,6 +213,8 @@ class ClipDataset(Dataset):
         for m in self.modalities:
             features = self.features[m][i]
             valid = self.valid[m][i]
+            if m in self.transforms:
+                features = self.transforms[m](features, self.generator())
             if m in self.normalizers:
                 features = self.normalizers[m](features, clip.speaker if self.speaker_norm else None, valid)
             if valid is not None:

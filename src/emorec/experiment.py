@@ -82,7 +82,7 @@ def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: b
     if splits is None:
         s = config.split
         splits = make_splits(clips, s.scheme, k=s.k, val_speakers=s.val_speakers, test_size=s.test_size, seed=s.seed,
-                             train_only_corpora=s.train_only_corpora)
+                             train_only_corpora=s.train_only_corpora, test_corpora=s.test_corpora)
     return Experiment(config, clips, list(class_names), stores, specs, splits, skipped)
 
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from emorec.atomic import publish, write_json
 from emorec.data import Normalizer, missing_modality_frames, pad_collate
 from emorec.errors import BadInputError, EmorecError, SkippedFile
-from emorec.features.base import extractor_from_spec, split_frame_mask
+from emorec.features.base import extractor_from_spec, split_frame_mask, validate_features
 from emorec.model_files import MODEL_META, MODEL_WEIGHTS, find_model_dir
 from emorec.models import create_model
 
@@ -91,6 +91,15 @@ class Predictor:
         """One file -> a dataset-style item. With several modalities, one the file lacks (a video
         without an audio track) is a missing modality: one invalid zero frame, as in training;
         only a file with none of them is a :class:`BadInputError`."""
+        return self._item(lambda extractor: extractor.extract_file(path))
+
+    def features_for_wave(self, wave: np.ndarray, name: str = "<samples>") -> dict:
+        """Mono samples ``(n,)`` at the model's sample rate -> a dataset-style item (audio-only models)."""
+        if any(extractor_from_spec(spec).modality != "audio" for spec in self.meta["features"].values()):
+            raise EmorecError("this model reads video: give it a file, not samples")
+        return self._item(lambda extractor: validate_features(name, extractor.extract(wave)))
+
+    def _item(self, extract) -> dict:
         norms = self.normalizers()
         item: dict = {"label": -1, "index": 0}
         specs = self.meta["features"]
@@ -98,7 +107,7 @@ class Predictor:
         for modality, spec in specs.items():
             extractor = extractor_from_spec(spec)
             try:
-                features, valid = split_frame_mask(spec["name"], extractor.extract_file(path))
+                features, valid = split_frame_mask(spec["name"], extract(extractor))
             except BadInputError as err:
                 if len(specs) == 1:
                     raise

@@ -7,6 +7,8 @@ Schemes (:func:`make_splits`):
 * ``speaker_kfold``: ``k`` folds of speakers, gender-stratified, deterministic given ``seed``.
 * ``stratified``: one plain 80/20 split stratified by label. **Speaker-dependent**
   (``speaker_independent=False``): its numbers are not comparable with speaker-independent ones.
+* ``cross_corpus``: one fold that trains on every corpus but ``test_corpora`` (validation speakers
+  drawn from them) and tests on all clips of ``test_corpora``: the cross-corpus figure.
 * ``auto``: ``ravdess6`` for a complete RAVDESS manifest, ``crema5`` for a complete CREMA-D one, else ``speaker_kfold``.
 
 In speaker-independent schemes validation speakers come from the fold's training speakers,
@@ -30,7 +32,7 @@ from emorec.atomic import write_json
 from emorec.errors import ConfigError, EmorecError, LeakageError
 from emorec.manifest import Clip
 
-SCHEMES: tuple[str, ...] = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified")
+SCHEMES: tuple[str, ...] = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus")
 #: The standard speaker-independent RAVDESS folds: fold -> test actors.
 RAVDESS_FOLDS: dict[int, tuple[int, ...]] = {
     1: (1, 11, 20, 21),
@@ -102,6 +104,7 @@ def make_splits(
     test_size: float = 0.2,
     seed: int = 0,
     train_only_corpora: Sequence[str] = (),
+    test_corpora: Sequence[str] = (),
 ) -> list[Split]:
     """Splits of ``clips`` under ``scheme`` (see the module doc); every one passes :func:`check_leakage`.
 
@@ -125,6 +128,8 @@ def make_splits(
         return splits
     if not clips:
         raise EmorecError("cannot split an empty manifest")
+    if (scheme == "cross_corpus") != bool(test_corpora):
+        raise ConfigError("split.scheme cross_corpus and split.test_corpora go together (name the corpora to test on)")
     if scheme == "auto":
         speakers = {c.speaker for c in clips}
         corpora = {c.corpus for c in clips}
@@ -148,6 +153,8 @@ def make_splits(
             folds = {f: {f"crema-d/{a}" for a in actors} for f, actors in CREMA_D_FOLDS.items()}
             splits = _fixed_folds("crema5", clips, folds, _CREMA_D_ACTORS, val_speakers, seed,
                                   actors="CREMA-D actors (crema-d/1001..1091)")
+        elif scheme == "cross_corpus":
+            splits = [_cross_corpus(clips, set(test_corpora), val_speakers, seed)]
         else:
             splits = _speaker_kfold(clips, k, val_speakers, seed)
     for split in splits:
@@ -156,6 +163,19 @@ def make_splits(
                 raise EmorecError(f"{split.scheme} {split.name}: empty {part} set ({len(clips)} clips)")
         check_leakage(split, clips)
     return splits
+
+
+def _cross_corpus(clips: Sequence[Clip], test_corpora: set[str], val_speakers: int, seed: int) -> Split:
+    corpora = {c.corpus for c in clips}
+    if not test_corpora <= corpora or not corpora - test_corpora:
+        raise EmorecError(f"split.test_corpora {sorted(test_corpora)}: the manifest's corpora are {sorted(corpora)}; "
+                          "need at least one to test on and one to train on")
+    train_side = [c for c in clips if c.corpus not in test_corpora]
+    speakers = sorted({c.speaker for c in train_side})
+    val = set(pick_val_speakers(speakers, _genders(train_side), val_speakers, np.random.default_rng(seed)))
+    test = {c.speaker for c in clips if c.corpus in test_corpora}
+    name = f"{'+'.join(sorted(corpora - test_corpora))} -> {'+'.join(sorted(test_corpora))}"
+    return _assemble(name, "cross_corpus", clips, test, val)
 
 
 def _require_known_speakers(clips: Sequence[Clip]) -> None:

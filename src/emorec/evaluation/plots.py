@@ -31,6 +31,8 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_fold_summary",
     "plot_history",
+    "plot_reliability",
+    "plot_robustness",
     "plot_roc_curves",
     "read_metrics_csv",
 ]
@@ -145,6 +147,40 @@ def plot_reliability(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: st
     ax.set_title(title or "reliability")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_robustness(result: Mapping[str, Any], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Left: UA per recording condition with its 95 % CI and chance; right: the share of predictions
+    each class takes under each condition (a cell above 40 % is outlined: a collapse onto that class)."""
+    names = list(result["conditions"])
+    classes = list(result["class_names"])
+    scores = [result["conditions"][n] for n in names]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 0.45 * len(names) + 2.0),
+                                      gridspec_kw={"width_ratios": [1.0, 1.3]})
+    ua = np.array([s["ua"] for s in scores]) * 100
+    ci = [s["ci"]["ua"] if s.get("ci") and s["ci"].get("ua") else [s["ua"], s["ua"]] for s in scores]
+    err = np.array([[u - 100 * c[0], 100 * c[1] - u] for u, c in zip(ua, ci)]).T
+    rows = np.arange(len(names))
+    left.barh(rows, ua, xerr=err, color=["#4c72b0"] + ["#dd8452"] * (len(names) - 1), capsize=3)
+    left.axvline(100 * result.get("chance_ua", 1 / max(1, len(classes))), color="grey", linestyle="--", label="chance")
+    for row, value in zip(rows, ua):
+        left.text(value + 1, row, f"{value:.1f}", va="center", fontsize=8)
+    left.set_yticks(rows, names)
+    left.invert_yaxis()
+    left.set_xlim(0, 100)
+    left.set_xlabel("UA % (95 % CI)")
+    left.legend(loc="lower right", fontsize=8)
+    share = np.array([[s["predicted_share"][c] for c in classes] for s in scores]) * 100
+    right.imshow(share, cmap="Blues", vmin=0, vmax=100, aspect="auto")
+    for (i, j), value in np.ndenumerate(share):
+        right.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8, color="white" if value > 55 else "black")
+        if value > 40:
+            right.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    right.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    right.set_yticks(rows, [])
+    right.set_title("predicted class share %", fontsize=10)
+    fig.suptitle(title or f"robustness of {result.get('run', 'the run')} ({result.get('n_clips', '?')} test clips)")
     return _save(fig, path)
 
 

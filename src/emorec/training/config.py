@@ -27,19 +27,20 @@ class DataConfig:
     video_features: dict[str, Any] | None = None
     label_policy: str = "union"
     labels: list[str] | None = None          # explicit class list; default: from the training clips
-    normalization: str = "global"            # "global" | "utterance" (both inductive) | "speaker" (transductive) | "none"
+    normalization: str = "global"            # "global" | "utterance" | "level" (inductive) | "speaker" (transductive) | "none"
     workers: int | None = None               # extraction processes (default: all cores)
 
 
 @dataclass
 class SplitConfig:
-    scheme: str = "auto"                     # auto | ravdess6 | crema5 | speaker_kfold | stratified
+    scheme: str = "auto"                     # auto | ravdess6 | crema5 | speaker_kfold | stratified | cross_corpus
     k: int = 5
     val_speakers: int = 2
     test_size: float = 0.2
     seed: int = 0
     file: str = ""                           # a splits.json from `emorec split --out`: used exactly, scheme ignored
     train_only_corpora: tuple[str, ...] = ()  # corpora added whole to every fold's training side (never val/test)
+    test_corpora: tuple[str, ...] = ()       # scheme cross_corpus: test on all of these, train on the others
 
 
 @dataclass
@@ -73,6 +74,12 @@ class AugmentConfig:
     freq_shift: int = 0                      # max feature-bin shift per clip (VTLP-like, audio only)
     time_stretch: float = 0.0                # max relative speed change per batch (0.1 = +-10%)
     modality_dropout: float = 0.0            # share of AV clips trained with one modality removed
+    # Recording conditions simulated on log-mel features before normalisation (features/conditions.py):
+    gain_db: float = 0.0                     # gain uniform in +-gain_db dB on every clip
+    band_limit: float = 0.0                  # share of clips through a random telephone-like band (~300-3400 Hz)
+    additive_noise: float = 0.0              # share of clips with white/pink/brown noise at an SNR in snr_db
+    snr_db: tuple[float, float] = (5.0, 30.0)
+    reverb: float = 0.0                      # share of clips with late reverberation (RT60 0.2-1.0 s)
 
 
 @dataclass

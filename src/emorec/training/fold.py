@@ -34,7 +34,7 @@ import torch
 
 from emorec.data import BucketBatchSampler, ClipDataset, Normalizer, make_loaders, pad_collate
 from emorec.epochs import best_epoch, monitor_mode, read_epoch_metrics, write_history
-from emorec.errors import EmorecError
+from emorec.errors import ConfigError, EmorecError
 from emorec.experiment import Experiment, fit_speaker_statistics
 from emorec.features.base import extractor_from_spec
 from emorec.splits import Split, check_leakage
@@ -109,14 +109,13 @@ def fold_datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, Cl
     raw_train = ClipDataset(train_clips, label_index, experiment.stores)
     if len(raw_train) == 0:
         raise EmorecError(f"{split.name}: no training clip has cached features")
-    normalizers = {}
-    if cfg.data.normalization in ("global", "speaker", "utterance"):
-        center = "utterance" if cfg.data.normalization == "utterance" else "global"
-        normalizers = {m: Normalizer.fit(raw_train.real_frames(m), center=center) for m in raw_train.modalities}
+    normalizers = {m: fit_normalizer(experiment, m, raw_train.real_frames(m)) for m in raw_train.modalities
+                   if cfg.data.normalization != "none"}
     speaker_norm = cfg.data.normalization == "speaker"
     if speaker_norm:
         fit_speaker_statistics(normalizers, experiment, train_clips + val_clips)
-    train_set = ClipDataset(train_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm)
+    train_set = ClipDataset(train_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm,
+                            transforms=condition_transforms(experiment), seed=cfg.trainer.seed)
     val_set = ClipDataset(val_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm)
     if len(val_set) == 0:
         raise EmorecError(f"{split.name}: no validation clip has cached features")
@@ -125,6 +124,30 @@ def fold_datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, Cl
             log.warning("%s: %d %s clip(s) lack a modality and train with it missing (e.g. %s: %s)", split.name,
                         len(dataset.missing_modality), name, *dataset.missing_modality[0])
     return train_set, val_set, normalizers
+
+
+def fit_normalizer(experiment: Experiment, modality: str, frames: list) -> Normalizer:
+    """The modality's normaliser of ``data.normalization``, fitted on training frames. ``level``
+    centres a log-mel's dB values (not its deltas) per clip; other features are standardised globally."""
+    normalization = experiment.config.data.normalization
+    if normalization == "level" and modality == "audio":
+        extractor = extractor_from_spec(experiment.feature_specs[modality])
+        if extractor.name != "logmel":
+            raise ConfigError(f"data.normalization=level centres log-mel dB values; features are {extractor.name!r}")
+        return Normalizer.fit(frames, center="level", level_columns=extractor.n_features // extractor.planes)
+    return Normalizer.fit(frames, center="utterance" if normalization == "utterance" else "global")
+
+
+def condition_transforms(experiment: Experiment) -> dict:
+    """``{"audio": MelConditions}`` when the recipe simulates recording conditions, else ``{}``."""
+    a = experiment.config.augment
+    settings = {"gain_db": a.gain_db, "band_limit": a.band_limit, "additive_noise": a.additive_noise,
+                "snr_db": tuple(a.snr_db), "reverb": a.reverb}
+    if not a.enabled or not any(v for k, v in settings.items() if k != "snr_db") or "audio" not in experiment.feature_specs:
+        return {}
+    from emorec.features.conditions import MelConditions
+
+    return {"audio": MelConditions.for_extractor(extractor_from_spec(experiment.feature_specs["audio"]), **settings)}
 
 
 def classifier_for(experiment: Experiment, train_set: ClipDataset):

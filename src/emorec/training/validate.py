@@ -12,8 +12,8 @@ from typing import Any
 
 from emorec.errors import ConfigError
 
-NORMALIZATIONS = ("global", "utterance", "speaker", "none")
-SPLIT_SCHEMES = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified")
+NORMALIZATIONS = ("global", "utterance", "level", "speaker", "none")
+SPLIT_SCHEMES = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus")
 SCHEDULES = ("plateau", "cosine")
 LOSSES = ("ce", "focal")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -87,6 +87,11 @@ def validate_config(config) -> None:
         _range(f"augment.{key}", getattr(a, key), low=1)
     _range("augment.time_stretch", a.time_stretch, low=0, high=1, high_open=True)
     _range("augment.modality_dropout", a.modality_dropout, low=0, high=1)
+    _range("augment.gain_db", a.gain_db, low=0)
+    for key in ("band_limit", "additive_noise", "reverb"):
+        _range(f"augment.{key}", getattr(a, key), low=0, high=1)
+    if not a.snr_db[0] <= a.snr_db[1]:
+        raise ConfigError(f"augment.snr_db: need low <= high, got {list(a.snr_db)}")
 
     _range("trainer.epochs", t.epochs, low=1, what="at least 1 epoch")
     _range("trainer.batch_size", t.batch_size, low=1, what="at least 1 clip per batch")
