@@ -196,6 +196,9 @@ def test_conditions_training_with_level_normalisation_and_the_robustness_suite(t
         assert sum(score["predicted_share"].values()) == pytest.approx(1.0) and 0 <= score["ua"] <= 1
         assert score["top_share"] == max(score["predicted_share"].values())
     assert "most predicted" in proc.stdout
+    emorec("robustness", run, "--conditions", "noise:10", "--part", "val", "--out", tmp_path, cwd=root)
+    val = json.loads((tmp_path / "robustness_val.json").read_text())
+    assert val["part"] == "val" and list(val["conditions"]) == ["clean", "noise:10"]
     bad = emorec("robustness", run, "--conditions", "noise:loud", cwd=root, check=False)
     assert bad.returncode == 2 and "noise:loud" in bad.stderr
 

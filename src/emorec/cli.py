@@ -317,6 +317,7 @@ def robustness(
     conditions: Optional[str] = typer.Option(None, help="comma-separated: clean, gain:DB, band:LOW-HIGH, noise:SNR"
                                              "[:white|pink|brown], reverb:RT60, opus, mp3 (default: all of the suite)"),
     folds: Optional[str] = typer.Option(None, help="only these folds, e.g. 1,3"),
+    part: str = typer.Option("test", help="score the test clips, or 'val' (validation actors) to choose a recipe"),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="where robustness.json/.png go (default: the run)"),
     quiet: bool = typer.Option(False),
 ) -> None:
@@ -329,11 +330,12 @@ def robustness(
         _hush_libraries()
     chosen = [int(f) for f in folds.split(",")] if folds else None
     suite = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else DEFAULT_SUITE
-    result = robustness_run(run_dirs, suite, folds=chosen, out=out_dir, progress=not quiet)
+    result = robustness_run(run_dirs, suite, folds=chosen, out=out_dir, progress=not quiet, part=part)
     for name, score in result["conditions"].items():
         out.print(f"{name:>14}: UA {score['ua']:.3f} (drop {score['drop_points']:+.1f} points)  "
                   f"most predicted {score['top_class']} {score['top_share']:.0%}", highlight=False)
-    out.print(f"robustness: {(out_dir or run_dirs[0]) / 'robustness.json'}", highlight=False, soft_wrap=True)
+    stem = "robustness" if part == "test" else "robustness_val"
+    out.print(f"robustness: {(out_dir or run_dirs[0]) / f'{stem}.json'}", highlight=False, soft_wrap=True)
 
 
 @app.command()

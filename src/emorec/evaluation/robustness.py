@@ -3,8 +3,9 @@ every fold is decoded, passed through each condition of the suite (``emorec.cond
 predicted by its own fold's model; UA per condition with its bootstrap CI, the drop from clean, and
 the share of predictions each class takes, so a collapse onto one class is visible.
 
-Only test clips of the run's own folds are read, with the weights the run kept (nothing here selects
-anything). Writes ``robustness.json`` and ``robustness.png`` into the (first) run folder, or ``out``.
+Only the test clips of the run's own folds are read (or, with ``part="val"``, its validation actors),
+with the weights the run kept; nothing here selects anything. Writes ``robustness.json`` and
+``robustness.png`` (``robustness_val.*``) into the (first) run folder, or ``out``.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ def condition_scores(y_true: np.ndarray, probs: np.ndarray, class_names: Sequenc
 
 def robustness_run(run_dirs: Sequence[str | Path], conditions: Sequence[str] = DEFAULT_SUITE, *,
                    folds: Sequence[int] | None = None, out: str | Path | None = None, progress: bool = True,
-                   bootstrap: int = 1000) -> dict:
+                   bootstrap: int = 1000, part: str = "test") -> dict:
     """Score the fold models of ``run_dirs`` (one run, or the parts of one run trained side by side,
-    whose folds differ) on their test clips under each of ``conditions``."""
+    whose folds differ) on their test clips under each of ``conditions``; ``part="val"`` scores the
+    validation actors instead (to choose a recipe for robustness without reading a test clip)."""
+    if part not in ("test", "val"):
+        raise EmorecError(f"part must be 'test' or 'val', got {part!r}")
     from emorec.evaluation.plots import plot_robustness
 
     run_dirs = [Path(d) for d in run_dirs]
@@ -64,7 +68,7 @@ def robustness_run(run_dirs: Sequence[str | Path], conditions: Sequence[str] = D
         if predictor.class_names != class_names:
             raise EmorecError(f"{fold_dir}: model classes {predictor.class_names} differ from the data's {class_names}")
         rate = int(next(iter(predictor.meta["features"].values())).get("sample_rate", 16000))
-        clips = [experiment.by_id[i] for i in fold_split(fold_dir, experiment).test if i in experiment.by_id]
+        clips = [experiment.by_id[i] for i in getattr(fold_split(fold_dir, experiment), part) if i in experiment.by_id]
         for clip in _progress(clips, f"{fold_dir.name}: {len(names)} conditions", progress):
             try:
                 wave = load_audio(clip.path, rate)
@@ -83,12 +87,13 @@ def robustness_run(run_dirs: Sequence[str | Path], conditions: Sequence[str] = D
     clean_ua = scores["clean"]["ua"]
     for entry in scores.values():
         entry["drop_points"] = round(100.0 * (clean_ua - entry["ua"]), 2)
-    result = {"run": ", ".join(d.name for d in run_dirs), "folds": sorted(numbers), "n_clips": int(y.size),
+    result = {"run": ", ".join(d.name for d in run_dirs), "part": part, "folds": sorted(numbers), "n_clips": int(y.size),
               "class_names": class_names, "chance_ua": 1.0 / len(class_names), "conditions": scores,
               "skipped": skipped}
     out_dir = Path(out) if out else run_dirs[0]
-    write_json(out_dir / "robustness.json", result)
-    plot_robustness(result, out_dir / "robustness.png")
+    stem = "robustness" if part == "test" else "robustness_val"
+    write_json(out_dir / f"{stem}.json", result)
+    plot_robustness(result, out_dir / f"{stem}.png")
     return result
 
 
