@@ -33,6 +33,7 @@ from common import REPO, RESULTS, WORK, command_line, data_dir, run_to_result, s
 CORPORA = {
     "ravdess": ("ravdess-speech-16k", "RAVDESS speech (audio-only"),
     "crema-d": ("crema-d-audio", "CREMA-D"),
+    "ravdess+crema-d": (None, "RAVDESS speech + CREMA-D (Opus-coded copy"),  # the two manifests merged
 }
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 
@@ -43,9 +44,15 @@ def corpus_manifest(corpus: str, data: str | None = None) -> Path:
     from emorec.manifest import write_manifest
 
     path = WORK / corpus / "manifest.csv"
-    if not path.is_file():
-        result = prepare_corpus(corpus, data_dir() / (data or CORPORA[corpus][0]))
-        write_manifest(result.clips, path)
+    if path.is_file():
+        return path
+    if "+" in corpus:
+        from emorec.manifest import merge_manifests
+
+        clips = merge_manifests([corpus_manifest(part) for part in corpus.split("+")])
+    else:
+        clips = prepare_corpus(corpus, data_dir() / (data or CORPORA[corpus][0])).clips
+    write_manifest(clips, path)
     return path
 
 
@@ -62,7 +69,8 @@ def describe(clips, corpus: str | None, name: str | None) -> str:
 
 def protocol(splits) -> str:
     scheme = splits[0].scheme if splits else ""
-    named = {"ravdess6": "standard 6 speaker-independent folds", "crema5": "the 5 fixed CREMA-D speaker-independent folds"}
+    named = {"ravdess6": "standard 6 speaker-independent folds", "crema5": "the 5 fixed CREMA-D speaker-independent folds",
+             "cross_corpus": f"cross-corpus: {splits[0].name if splits else ''} (train on all of one, test on all of the other)"}
     return f"{named.get(scheme, f'{len(splits)} speaker-independent folds ({scheme})')}; validation speakers from training actors"
 
 

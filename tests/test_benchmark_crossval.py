@@ -53,3 +53,51 @@ def test_crossval_benchmark_trains_folds_in_parallel_and_runs_the_baseline_on_th
     base = json.loads(baseline.read_text())
     assert base["model"].startswith("logistic regression") and base["corpus"] == result["corpus"]
     assert [sorted(f["test_speakers"]) for f in base["folds"]] == [sorted(f["test_speakers"]) for f in result["folds"]]
+
+
+def corpus_named(root: Path, name: str, emotions: tuple[str, ...], seed: int) -> list:
+    """A generated corpus whose clips, speakers and corpus column carry ``name`` (as RAVDESS's and CREMA-D's do)."""
+    clips = prepare_corpus("synthetic", generate_synthetic_corpus(root, speakers=4, clips_per_emotion=3,
+                                                                  emotions=emotions, seed=seed), progress=False).clips
+    for clip in clips:
+        clip.corpus, clip.clip_id, clip.speaker = name, f"{name}/{clip.clip_id}", f"{name}/{clip.speaker}"
+        clip.performance = clip.clip_id  # two corpora share no recording
+    return clips
+
+
+def test_crosscorpus_matrix_reads_in_corpus_and_cross_corpus_predictions_on_the_shared_classes(tmp_path):
+    """Train on all of one corpus and test on all of the other (split.scheme cross_corpus), then the
+    matrix: the diagonal from the in-corpus folds without the unshared class, the cross cell pooled."""
+    first = corpus_named(tmp_path / "a", "ravdess", ("neutral", "happy", "sad", "calm"), seed=1)
+    second = corpus_named(tmp_path / "b", "crema-d", ("neutral", "happy", "sad"), seed=2)
+    write_manifest(first + second, tmp_path / "both.csv")
+    write_manifest(first, tmp_path / "first.csv")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_config(tmp_path, "x", split={"k": 2})))
+    results = tmp_path / "results"
+    run_benchmark("--manifest", tmp_path / "both.csv", "--config", recipe, "--set", "data.label_policy=intersection",
+                  "--set", "split.scheme=cross_corpus", "--set", "split.test_corpora=[crema-d]",
+                  "--out", results / "cross.json", work=tmp_path / "work")
+    cross = json.loads((results / "cross.json").read_text())
+    assert cross["protocol"].startswith("cross-corpus: ravdess -> crema-d")
+    assert sorted(cross["folds"][0]["test_speakers"]) == sorted({c.speaker for c in second})
+    run_benchmark("--manifest", tmp_path / "first.csv", "--config", recipe, "--out", results / "in.json",
+                  work=tmp_path / "work")
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "crosscorpus.py"), "--cell", f"RAVDESS={results / 'in.json'}",
+                           "--cell", f"RAVDESS={results / 'cross.json'}", "--bootstrap", "50", "--out", results / "m.json"],
+                          cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    matrix = json.loads((results / "m.json").read_text())
+    cells = {(c["train"], c["test"]): c for c in matrix["cells"]}
+    assert set(cells) == {("RAVDESS", "RAVDESS"), ("RAVDESS", "CREMA-D")}
+    diagonal, off = cells[("RAVDESS", "RAVDESS")], cells[("RAVDESS", "CREMA-D")]
+    assert diagonal["classes"] == off["classes"] == ["neutral", "happy", "sad"]
+    assert diagonal["n"] == 4 * 3 * 3 and diagonal["folds"] == 2  # every actor's clips but the calm ones
+    assert off["n"] == len(second) and off["folds"] == 1
+    for cell in cells.values():
+        assert cell["ci_ua"][0] <= cell["ua"] <= cell["ci_ua"][1]
+    assert "| RAVDESS |" in proc.stdout and (results / "m.png").stat().st_size > 0
+    again = subprocess.run([sys.executable, str(BENCHMARKS / "crosscorpus.py"), "--cell", f"A={results / 'cross.json'}",
+                            "--cell", f"A={results / 'cross.json'}", "--out", results / "n.json"],
+                           cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "same cell" in again.stderr
