@@ -88,13 +88,13 @@ def test_no_import_cycle():
 
 #: The layers of docs/ARCHITECTURE.md, top first; a module may import its own layer or lower ones.
 LAYERS = [
-    ("cli", ["emorec.cli", "emorec.__main__"]),
+    ("cli", ["emorec.cli", "emorec.__main__", "emorec"]),  # the package root is the public facade (emorec.load)
     ("workflows", ["emorec.crossval", "emorec.compare", "emorec.fusion_workflow", "emorec.evaluation.ensemble",
                    "emorec.demo"]),
     ("evaluation", ["emorec.evaluation"]),
     ("training", ["emorec.training"]),
     ("experiment", ["emorec.experiment", "emorec.training.config", "emorec.training.validate"]),
-    ("inference", ["emorec.inference", "emorec.predict"]),
+    ("inference", ["emorec.inference", "emorec.predict", "emorec.api"]),
     ("models", ["emorec.models", "emorec.layers"]),
     ("data", ["emorec.data"]),
     ("features", ["emorec.features"]),
@@ -102,8 +102,7 @@ LAYERS = [
     ("media", ["emorec.media", "emorec.video", "emorec.silence", "emorec.conditions"]),
     ("base", ["emorec.errors", "emorec.atomic", "emorec.labels", "emorec.manifest", "emorec.model_files",
               "emorec.epochs", "emorec.kept", "emorec.runs", "emorec.monitor", "emorec.evaluation.metrics",
-              "emorec.evaluation.calibration",
-              "emorec"]),
+              "emorec.evaluation.calibration", "emorec.version", "emorec.released"]),
 ]
 
 

@@ -24,7 +24,7 @@ err = Console(stderr=True)
 
 def _version(value: bool) -> None:
     if value:
-        from emorec import __version__
+        from emorec.version import __version__
 
         out.print(f"emorec {__version__}", highlight=False)
         raise typer.Exit()

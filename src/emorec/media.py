@@ -91,6 +91,28 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     )
 
 
+def probe_duration(path: str | os.PathLike) -> float | None:
+    """Seconds of audio a file holds, read from its header without decoding it (``None`` when the
+    format does not say): lets a caller refuse an hour-long upload before it fills memory."""
+    from emorec.video import VIDEO_SUFFIXES
+
+    if not os.path.exists(path):
+        raise BadInputError(path, "file not found")
+    if os.path.splitext(os.fspath(path))[1].lower() in VIDEO_SUFFIXES:
+        try:
+            import av
+
+            with av.open(os.fspath(path)) as container:
+                return None if container.duration is None else container.duration / 1_000_000
+        except Exception:  # noqa: BLE001 - PyAV raises many kinds; decoding later names the reason
+            return None
+    try:
+        info = sf.info(os.fspath(path))
+    except Exception:  # noqa: BLE001 - unreadable: decoding names the reason
+        return None
+    return info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else None
+
+
 def declared_frames(path: str | os.PathLike) -> int:
     """The sample frames a WAV or FLAC header promises; 0 for other formats or an open length.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from emorec import __version__
+from emorec.version import __version__
 from emorec.atomic import atomic_open, write_json, write_text
 from emorec.evaluation.calibration import BINS, ece_of_bins, reliability_bins, uncalibrated
 from emorec.evaluation.metrics import HEADLINE, breakdown, classification_metrics, fmt_pct, summarise_folds
