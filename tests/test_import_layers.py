@@ -94,7 +94,7 @@ LAYERS = [
     ("evaluation", ["emorec.evaluation"]),
     ("training", ["emorec.training"]),
     ("experiment", ["emorec.experiment", "emorec.training.config", "emorec.training.validate"]),
-    ("inference", ["emorec.inference", "emorec.predict", "emorec.api"]),
+    ("inference", ["emorec.inference", "emorec.predict", "emorec.api", "emorec.timeline", "emorec.timeline_files"]),
     ("models", ["emorec.models", "emorec.layers"]),
     ("data", ["emorec.data"]),
     ("features", ["emorec.features"]),

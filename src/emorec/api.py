@@ -153,6 +153,15 @@ class Recognizer:
                 out[chosen] = self.predictor.predict_items([items[i] for i in chosen], batch_size=len(chosen))
         return out
 
+    def timeline(self, path: str | os.PathLike, *, window: float = 3.0, hop: float = 1.0, min_segment: float = 1.0,
+                 vad_threshold: float = 0.5, progress=None):
+        """Emotion over time in a recording of any length (streamed): a :class:`emorec.timeline.Timeline`
+        with Silero VAD speech regions, per-window probabilities and smoothed segments."""
+        from emorec.timeline import build_timeline
+
+        return build_timeline(self, path, window=window, hop=hop, min_segment=min_segment,
+                              vad_threshold=vad_threshold, progress=progress)
+
     def _predict_waves(self, waves: list[np.ndarray], sources: list[str], batch_size: int) -> list[Prediction]:
         probs = self.probabilities(waves, batch_size) if waves else np.zeros((0, len(self.classes)))
         return [Prediction(label=self.classes[int(row.argmax())],

@@ -373,6 +373,46 @@ def predict(
 
 
 @app.command()
+def timeline(
+    inputs: list[Path] = typer.Argument(..., help="recordings of any length (audio, or video with sound)"),
+    model: Optional[Path] = typer.Option(None, help="a trained model (fold directory); default: the released model"),
+    out_dir: Path = typer.Option(Path("timeline"), "--out", "-o", help="where FILE.csv/.json/.vtt/.png go"),
+    window: float = typer.Option(3.0, help="window seconds (the clip length the model learned from)"),
+    hop: float = typer.Option(1.0, help="seconds between windows in long speech"),
+    min_segment: float = typer.Option(1.0, help="shorter label runs merge into a neighbour"),
+    formats: str = typer.Option("csv,json,vtt,png", help="comma-separated: csv, json, vtt, png"),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Emotion over time: speech regions (Silero VAD), windowed calibrated probabilities, smoothed segments."""
+    from rich.progress import Progress
+
+    from emorec.api import load
+    from emorec.errors import BadInputError
+    from emorec.timeline_files import write_timeline
+
+    rec = load(model)
+    chosen = [f.strip() for f in formats.split(",") if f.strip()]
+    failed = 0
+    for path in inputs:
+        try:
+            with Progress(transient=True, disable=quiet) as bar:
+                task = bar.add_task(f"{path.name}: windows", total=None)
+                result = rec.timeline(path, window=window, hop=hop, min_segment=min_segment,
+                                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+        except BadInputError as problem:
+            err.print(f"skipped {problem.path}: {problem.reason}", markup=False, highlight=False, soft_wrap=True)
+            failed += 1
+            continue
+        written = write_timeline(result, out_dir, chosen)
+        out.print(f"{path}: {len(result.segments)} segment(s) in {result.duration:.1f} s -> "
+                  + ", ".join(str(p) for p in written), highlight=False, soft_wrap=True)
+        for s in result.segments[:20]:
+            out.print(f"  {s.start:8.2f}-{s.end:8.2f}  {s.label:<10} {s.probabilities[s.label]:.0%}", highlight=False)
+    if failed == len(inputs):
+        raise EmorecError(f"no input could be processed: all {failed} file(s) skipped (reasons above)")
+
+
+@app.command()
 def models() -> None:
     """Every registered model: name, modalities, parameters, seed."""
     from emorec.models.registry import describe_models

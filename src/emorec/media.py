@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,63 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         frames=samples.shape[0],
         declared_frames=declared_frames(path),
     )
+
+
+def stream_audio(path: str | os.PathLike, sample_rate: int = 16000, block_seconds: float = 20.0) -> Iterator[np.ndarray]:
+    """A file as consecutive mono float32 blocks at ``sample_rate`` (about ``block_seconds`` each),
+    decoded and resampled as it is read: memory stays bounded however long the recording is.
+    Video files stream their audio track through PyAV."""
+    from emorec.video import VIDEO_SUFFIXES
+
+    if not os.path.exists(path):
+        raise BadInputError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise BadInputError(path, "zero-length file")
+    if os.path.splitext(os.fspath(path))[1].lower() in VIDEO_SUFFIXES:
+        yield from _stream_video_audio(path, sample_rate)
+        return
+    try:
+        handle = sf.SoundFile(os.fspath(path))
+    except Exception as err:  # noqa: BLE001 - soundfile raises several types
+        raise BadInputError(path, f"unreadable audio ({_short(err)})") from None
+    with handle:
+        resampler = None if handle.samplerate == sample_rate else soxr.ResampleStream(
+            handle.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+        block = max(1, int(block_seconds * handle.samplerate))
+        while True:
+            try:
+                samples = handle.read(block, dtype="float32", always_2d=True)
+            except Exception as err:  # noqa: BLE001 - a corrupt stretch mid-file
+                raise BadInputError(path, f"undecodable audio after {handle.tell() / handle.samplerate:.1f} s "
+                                          f"({_short(err)})") from None
+            last = samples.shape[0] < block
+            mono = samples.mean(axis=1)
+            if not np.all(np.isfinite(mono)):
+                raise BadInputError(path, "audio contains NaN or infinite samples")
+            out = mono if resampler is None else resampler.resample_chunk(mono, last=last)
+            if out.size:
+                yield np.ascontiguousarray(out, dtype=np.float32)
+            if last:
+                return
+
+
+def _stream_video_audio(path: str | os.PathLike, sample_rate: int) -> Iterator[np.ndarray]:
+    import av
+
+    try:
+        with av.open(os.fspath(path)) as container:
+            if not container.streams.audio:
+                raise BadInputError(path, "no audio track")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            for frame in container.decode(container.streams.audio[0]):
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().reshape(-1).astype(np.float32)
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1).astype(np.float32)
+    except BadInputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - PyAV raises many kinds
+        raise BadInputError(path, f"undecodable media ({_short(err)})") from None
 
 
 def probe_duration(path: str | os.PathLike) -> float | None:
