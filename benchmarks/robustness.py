@@ -21,6 +21,7 @@ from predictions import run_dirs_of
 def main(argv: list[str] | None = None) -> None:
     from emorec.atomic import write_json
     from emorec.conditions import DEFAULT_SUITE
+    from emorec.evaluation.plots import plot_robustness
     from emorec.evaluation.robustness import robustness_run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,8 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     stem = source.stem + ("" if args.part == "test" else "_val")
     scores |= {"source": source.name, "source_command": result.get("command"), "command": command_line()}
     write_json(out_dir / f"{stem}.json", scores)
-    made = scratch / ("robustness.png" if args.part == "test" else "robustness_val.png")
-    made.replace(out_dir / f"{stem}.png")
+    plot_robustness(scores, out_dir / f"{stem}.png")
     for leftover in scratch.iterdir():
         leftover.unlink()
     scratch.rmdir()

@@ -360,16 +360,22 @@ def ensemble(
 
 @app.command()
 def predict(
-    model: Path = typer.Argument(..., help="a fold directory, a one-fold run directory or model.safetensors"),
-    inputs: list[Path] = typer.Argument(..., help="audio or video files, or folders of them"),
+    paths: list[Path] = typer.Argument(..., help="[MODEL] FILES...: audio or video files or folders; a first argument "
+                                          "that is a trained model (fold directory, model.safetensors) names the model"),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="a trained model (default: the released model)"),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="an exported ONNX model, run with onnxruntime"),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (a .json beside it too)"),
     ensemble_with: list[Path] = typer.Option([], "--ensemble-with", "-e",
                                              help="another model to average with (repeatable)"),
 ) -> None:
-    """Emotion probabilities per clip, as a table and as CSV/JSON."""
-    from emorec.predict import predict_paths
+    """Emotion probabilities per clip, as a table and as CSV/JSON (the released model unless told otherwise)."""
+    from emorec.predict import is_model_path, predict_paths
 
-    predict_paths(model, inputs, out_path, console=out, err_console=err, ensemble_with=ensemble_with)
+    if model is None and onnx is None and len(paths) > 1 and is_model_path(paths[0]):
+        model, paths = paths[0], paths[1:]
+    if model is not None and onnx is not None:
+        raise EmorecError("give --model or --onnx, not both")
+    predict_paths(model, paths, out_path, console=out, err_console=err, ensemble_with=ensemble_with, onnx=onnx)
 
 
 @app.command()
@@ -410,6 +416,28 @@ def timeline(
             out.print(f"  {s.start:8.2f}-{s.end:8.2f}  {s.label:<10} {s.probabilities[s.label]:.0%}", highlight=False)
     if failed == len(inputs):
         raise EmorecError(f"no input could be processed: all {failed} file(s) skipped (reasons above)")
+
+
+@app.command()
+def export(
+    model: Path = typer.Argument(..., help="a trained model (fold directory, model.safetensors) or a released model's name"),
+    out_path: Path = typer.Argument(..., help="the file to write, e.g. model.onnx"),
+    format: str = typer.Option("onnx", "--format", help="onnx (waveform in, calibrated probabilities out)"),
+    quantize: bool = typer.Option(False, help="also write OUT.int8.onnx with int8 dynamic quantisation of the weights"),
+) -> None:
+    """Export a model as a self-contained ONNX graph (front end inside: onnxruntime alone serves it)."""
+    from emorec.onnx_export import export_onnx
+    from emorec.released import released_model_dir
+
+    if format != "onnx":
+        raise EmorecError(f"unknown export format {format!r}; known: onnx")
+    if not model.exists() and released_model_dir(str(model)) is not None:
+        model = released_model_dir(str(model))
+    written = export_onnx(model, out_path, quantize=quantize)
+    out.print(f"{written['onnx']} ({written['bytes'] / 1e6:.1f} MB); onnxruntime vs torch on a test batch: "
+              f"max |difference| {written['check']['max_abs_diff']:.1e}", highlight=False, soft_wrap=True)
+    if quantize:
+        out.print(f"{written['int8']} ({written['int8_bytes'] / 1e6:.1f} MB, int8 weights)", highlight=False, soft_wrap=True)
 
 
 @app.command()

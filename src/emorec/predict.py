@@ -12,7 +12,7 @@ from rich.table import Table
 from emorec.atomic import atomic_open, write_json
 from emorec.corpora.base import plural
 from emorec.errors import EmorecError
-from emorec.inference import EnsemblePredictor, Predictor
+from emorec.inference import MODEL_META, MODEL_WEIGHTS, EnsemblePredictor, Predictor
 from emorec.media import AUDIO_SUFFIXES
 from emorec.video import VIDEO_SUFFIXES
 
@@ -59,10 +59,26 @@ def probability_table(rows: list[dict], names: Sequence[str], *, width: int) -> 
     return table
 
 
-def predict_paths(model: Path, inputs: Sequence[Path], out_path: Path | None, *, console: Console,
-                  err_console: Console, ensemble_with: Sequence[Path] = ()) -> list[dict]:
-    """Probabilities per file from one model, or averaged over ``model`` and ``ensemble_with``."""
-    predictor = EnsemblePredictor.load([model, *ensemble_with]) if ensemble_with else Predictor.load(model)
+def is_model_path(path: Path) -> bool:
+    """Whether ``path`` is a trained model (a folder with model.json, or its model.safetensors)."""
+    return (path / MODEL_META).is_file() or (path.is_file() and path.name == MODEL_WEIGHTS) or \
+        (path.is_dir() and len(list(path.glob(f"fold_*/{MODEL_META}"))) == 1)
+
+
+def predict_paths(model: Path | None, inputs: Sequence[Path], out_path: Path | None, *, console: Console,
+                  err_console: Console, ensemble_with: Sequence[Path] = (), onnx: Path | None = None) -> list[dict]:
+    """Probabilities per file from one model (``None``: the released one; ``onnx``: an ONNX file
+    through onnxruntime), or averaged over ``model`` and ``ensemble_with``."""
+    if onnx is not None:
+        from emorec.onnx_runtime import OnnxPredictor
+
+        predictor = OnnxPredictor(onnx)
+    else:
+        if model is None:
+            from emorec.released import default_model_dir
+
+            model = default_model_dir()
+        predictor = EnsemblePredictor.load([model, *ensemble_with]) if ensemble_with else Predictor.load(model)
     names = predictor.class_names
     results, skipped = predictor.predict_files(collect_files(inputs))
     rows = [{"path": path, "predicted": names[int(probs.argmax())],

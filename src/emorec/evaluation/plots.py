@@ -164,8 +164,8 @@ def plot_robustness(result: Mapping[str, Any], path: str | os.PathLike, title: s
     rows = np.arange(len(names))
     left.barh(rows, ua, xerr=err, color=["#4c72b0"] + ["#dd8452"] * (len(names) - 1), capsize=3)
     left.axvline(100 * result.get("chance_ua", 1 / max(1, len(classes))), color="grey", linestyle="--", label="chance")
-    for row, value in zip(rows, ua):
-        left.text(value + 1, row, f"{value:.1f}", va="center", fontsize=8)
+    for row, value, high in zip(rows, ua, err[1]):
+        left.text(value + high + 1.5, row, f"{value:.1f}", va="center", fontsize=8)
     left.set_yticks(rows, names)
     left.invert_yaxis()
     left.set_xlim(0, 100)
@@ -180,7 +180,9 @@ def plot_robustness(result: Mapping[str, Any], path: str | os.PathLike, title: s
     right.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     right.set_yticks(rows, [])
     right.set_title("predicted class share %", fontsize=10)
-    fig.suptitle(title or f"robustness of {result.get('run', 'the run')} ({result.get('n_clips', '?')} test clips)")
+    part = "validation" if result.get("part") == "val" else "test"
+    fig.suptitle(title or f"{result.get('source') or result.get('run', 'the run')}: recording conditions "
+                          f"({result.get('n_clips', '?')} {part} clips)")
     return _save(fig, path)
 
 

@@ -8,6 +8,7 @@ here gives a clip, padded inside a batch, the same result on its real frames as 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -28,6 +29,27 @@ __all__ = [
     "pool_time_mask",
     "run_rnn",
 ]
+
+
+_GRAPH_EXPORT = False
+
+
+@contextmanager
+def graph_export():
+    """Inside this block the masked layers take paths a graph exporter (ONNX) can trace: the
+    composed conv block instead of the fused autograd function, and RNNs on padded sequences
+    (each direction reads its rows reversed within their lengths) instead of packed ones. Both
+    compute the same values on real frames; only the speed differs."""
+    global _GRAPH_EXPORT
+    before, _GRAPH_EXPORT = _GRAPH_EXPORT, True
+    try:
+        yield
+    finally:
+        _GRAPH_EXPORT = before
+
+
+def exporting_graph() -> bool:
+    return _GRAPH_EXPORT
 
 
 def lengths_from_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -239,7 +261,7 @@ class MaskedConvBlock2d(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x : [B x C x T x F]``, ``mask : Bool[B x T]`` -> ``([B x C' x T' x F'], Bool[B x T'])``."""
-        if self._fused_applies(x):
+        if not _GRAPH_EXPORT and self._fused_applies(x):
             lengths = prefix_lengths(mask)
             if lengths is not None:
                 time_kernel, freq_kernel = self.time_pool, self._freq_kernel(x.size(-1))

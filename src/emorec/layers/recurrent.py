@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from emorec.layers.conv_block import prefix_lengths
-from emorec.layers.masking import apply_time_mask, lengths_from_mask, run_rnn
+from emorec.layers.masking import apply_time_mask, exporting_graph, lengths_from_mask, run_rnn
 
 __all__ = ["VariationalGRU", "reverse_padded"]
 
@@ -90,6 +90,8 @@ class VariationalGRU(nn.Module):
         return torch.bernoulli(keep) / (1.0 - p)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if exporting_graph() and not self.training:
+            return self._padded(x, mask)
         if (not self.training or self.recurrent_dropout == 0.0) and x.size(1) > 0:
             return self._fused(x, mask)
         return self._loop(x, mask)
@@ -141,6 +143,21 @@ class VariationalGRU(nn.Module):
         if empty.any():
             h = h.masked_fill(empty[None, :, None], 0.0)
         return out, h
+
+    def _padded(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval on padded rows with prefix masks (no packing, which graph exporters lack): each
+        direction runs ``nn.GRU``'s kernel over the whole padded length; the backward one reads each
+        row reversed within its length, so real frames come first and padding cannot reach them."""
+        outs = []
+        h0 = x.new_zeros(1, x.size(0), self.hidden_size)
+        for d in range(self.num_directions):
+            weights = [self.weight_ih[d], self.weight_hh[d], self.bias_ih[d], self.bias_hh[d]]
+            source = x if d == 0 else reverse_padded(x, mask)
+            # nn.GRU's own kernel (what its forward calls), one layer, one direction, batch first
+            out, _ = torch._VF.gru(source, h0, weights, True, 1, 0.0, False, False, True)  # (B, T, H)
+            outs.append(out if d == 0 else reverse_padded(out, mask))
+        out = apply_time_mask(torch.cat(outs, dim=-1), mask)  # (B, T, D*H)
+        return out, out.new_zeros(self.num_directions, x.size(0), self.hidden_size)  # final states: not traced
 
     def _kernel(self) -> nn.GRU:
         """An ``nn.GRU`` of this shape whose parameters are replaced at each call (kept out of

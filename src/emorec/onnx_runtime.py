@@ -1,0 +1,56 @@
+"""An exported ONNX model (``emorec export --format onnx``) served by onnxruntime: the same
+``predict_files`` interface as :class:`emorec.inference.Predictor`, with emorec decoding the media
+and the graph doing everything after (front end, model, calibration)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from emorec.errors import BadInputError, EmorecError, SkippedFile
+from emorec.media import load_audio
+
+
+class OnnxPredictor:
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise EmorecError("ONNX models need onnxruntime: pip install 'emorec[onnx]'") from None
+        if not os.path.isfile(path):
+            raise EmorecError(f"{path}: no such ONNX file")
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime's own error types
+            raise EmorecError(f"{path}: not a loadable ONNX model ({str(err).splitlines()[0][:200]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "class_names" not in meta or "sample_rate" not in meta:
+            raise EmorecError(f"{path}: no emorec metadata (class_names, sample_rate); was it made by `emorec export`?")
+        self.meta = dict(meta)
+        self.class_names = list(json.loads(meta["class_names"]))
+        self.sample_rate = int(meta["sample_rate"])
+
+    def probabilities(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        """Waveforms at the model's rate -> ``(N, C)`` probabilities, one zero-padded batch."""
+        lengths = np.array([w.size for w in waves], np.int64)
+        batch = np.zeros((len(waves), int(lengths.max())), np.float32)
+        for row, wave in enumerate(waves):
+            batch[row, :wave.size] = wave
+        return self.session.run(None, {"waveform": batch, "lengths": lengths})[0]
+
+    def predict_files(self, paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+        results, skipped = [], []
+        for path in paths:
+            try:
+                wave = load_audio(path, self.sample_rate)
+            except BadInputError as err:
+                skipped.append(SkippedFile(err.path, err.reason, "predict"))
+                continue
+            results.append((str(path), self.probabilities([wave])[0]))
+        return results, skipped

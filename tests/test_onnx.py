@@ -1,0 +1,118 @@
+"""ONNX export: the torch front end equals the NumPy one, the graph-export paths of the layers equal
+their fast paths, and the exported file runs in onnxruntime alone (no torch, no emorec) with the
+probabilities `Recognizer.predict` gives."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from test_api import export_random_model, voice
+
+import emorec
+from emorec.data import Normalizer, pad_collate
+from emorec.features.spectral import LogMel
+from emorec.features.torch_frontend import LogMelFrontEnd
+from emorec.inference import Predictor
+from emorec.layers.masking import graph_export
+
+pytest.importorskip("onnxruntime")
+
+
+def padded(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = torch.zeros(len(waves), max(w.size for w in waves))
+    for row, wave in enumerate(waves):
+        batch[row, :wave.size] = torch.from_numpy(wave)
+    return batch, torch.tensor([w.size for w in waves])
+
+
+@pytest.mark.parametrize("settings,center", [({"n_mels": 16, "deltas": True, "trim_db": 40}, "level"),
+                                             ({"n_mels": 24, "top_db": None}, "global")])
+def test_the_torch_front_end_computes_the_logmel_features_of_every_row_alone(settings, center):
+    rng = np.random.default_rng(0)
+    quiet_edges = np.concatenate([np.zeros(4000), voice(1.0, 200), 1e-4 * rng.standard_normal(6000)]).astype(np.float32)
+    waves = [voice(2.3, 150), quiet_edges, voice(0.3, 260), voice(0.07, 180), (0.1 * rng.standard_normal(500)).astype(np.float32)]
+    extractor = LogMel(**settings)
+    reference = [extractor.extract(w) for w in waves]  # 9+ frames, edges trimmed, 3-8 frames, ...
+    level = {"level_columns": 16} if center == "level" else {}
+    norm = Normalizer.fit(reference, center=center, **level)
+    features, mask = LogMelFrontEnd(extractor, norm.to_dict())(*padded(waves))
+    assert [int(m.sum()) for m in mask] == [r.shape[0] for r in reference]
+    for row, ref in enumerate(reference):
+        np.testing.assert_allclose(features[row, :ref.shape[0]].numpy(), norm(ref), atol=1e-4)
+        assert not features[row, ref.shape[0]:].any()
+
+
+def test_graph_export_paths_compute_what_the_fast_paths_compute(tmp_path):
+    predictor = Predictor.load(export_random_model(tmp_path / "m"))
+    waves = [voice(s, f, seed=i) for i, (s, f) in enumerate([(2.5, 140), (0.8, 220), (1.6, 300)])]
+    items = [predictor.features_for_wave(w) for w in waves]
+    batch = pad_collate(items)
+    with torch.no_grad():
+        fast = predictor.model(batch)
+        with graph_export():
+            traced_paths = predictor.model(batch)
+    torch.testing.assert_close(traced_paths, fast, atol=1e-5, rtol=1e-5)
+
+
+SERVE_WITH_ONNXRUNTIME_ONLY = """
+import json, sys
+import numpy as np
+import onnxruntime
+session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+meta = session.get_modelmeta().custom_metadata_map
+waves = np.load(sys.argv[2])
+lengths = np.load(sys.argv[3])
+probs = session.run(None, {"waveform": waves, "lengths": lengths})[0]
+loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "emorec", "librosa"))
+print(json.dumps({"classes": json.loads(meta["class_names"]), "rate": int(meta["sample_rate"]),
+                  "probs": probs.tolist(), "loaded": loaded}))
+"""
+
+
+def test_the_exported_file_serves_alone_with_the_api_probabilities(tmp_path):
+    model = export_random_model(tmp_path / "m")
+    proc = subprocess.run([sys.executable, "-m", "emorec", "export", str(model), str(tmp_path / "m.onnx"), "--quantize"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.int8.onnx").is_file()
+    rec = emorec.load(model)
+    waves = [voice(s, f, seed=i) for i, (s, f) in enumerate([(3.1, 130), (1.2, 210), (2.0, 280), (0.5, 170)])]
+    batch, lengths = padded(waves)
+    np.save(tmp_path / "w.npy", batch.numpy())
+    np.save(tmp_path / "l.npy", lengths.numpy())
+    (tmp_path / "serve.py").write_text(SERVE_WITH_ONNXRUNTIME_ONLY)
+    served = subprocess.run([sys.executable, str(tmp_path / "serve.py"), str(tmp_path / "m.onnx"), str(tmp_path / "w.npy"),
+                             str(tmp_path / "l.npy")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert served.returncode == 0, served.stderr
+    result = json.loads(served.stdout)
+    assert result["loaded"] == [] and result["classes"] == rec.classes and result["rate"] == 16000
+    np.testing.assert_allclose(np.array(result["probs"]), rec.probabilities(waves), atol=1e-4)
+    sf.write(tmp_path / "clip.wav", waves[0], 16000, subtype="FLOAT")
+    via_cli = subprocess.run([sys.executable, "-m", "emorec", "predict", "--onnx", str(tmp_path / "m.onnx"),
+                              str(tmp_path / "clip.wav"), "--out", str(tmp_path / "p.csv")],
+                             capture_output=True, text=True, timeout=300)
+    assert via_cli.returncode == 0, via_cli.stderr
+    row = (tmp_path / "p.csv").read_text().splitlines()[1].split(",")
+    np.testing.assert_allclose([float(v) for v in row[2:]], rec.probabilities(waves[:1])[0], atol=1e-4)
+
+
+@pytest.mark.realdata
+def test_onnx_parity_on_50_real_clips(shared_data, tmp_path):
+    from emorec.onnx_export import export_onnx
+    from emorec.onnx_runtime import OnnxPredictor
+
+    model = export_random_model(tmp_path / "m")
+    export_onnx(model, tmp_path / "m.onnx")
+    files = sorted((shared_data / "ravdess-speech-16k").glob("*/*.flac"))[::29][:50]
+    rec, served = emorec.load(model), OnnxPredictor(tmp_path / "m.onnx")
+    waves = [rec.waveform(f)[0] for f in files]
+    alone = np.stack([served.probabilities([w])[0] for w in waves])
+    np.testing.assert_allclose(alone, rec.probabilities(waves), atol=1e-4)
+    np.testing.assert_allclose(served.probabilities(waves), alone, atol=1e-5)  # one padded batch of 50
