@@ -101,3 +101,39 @@ def test_crosscorpus_matrix_reads_in_corpus_and_cross_corpus_predictions_on_the_
                             "--cell", f"A={results / 'cross.json'}", "--out", results / "n.json"],
                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "same cell" in again.stderr
+
+
+def test_release_trains_on_every_speaker_but_validation_and_ships_the_weights_it_made(tmp_path):
+    """benchmarks/release.py: a `release` fold (no test speakers), its model copied with a card that
+    names the licences, the command and the SHA-256 of exactly the weights trained."""
+    import hashlib
+
+    first = corpus_named(tmp_path / "a", "ravdess", ("neutral", "happy", "sad", "calm"), seed=1)
+    second = corpus_named(tmp_path / "b", "crema-d", ("neutral", "happy", "sad"), seed=2)
+    write_manifest(first + second, tmp_path / "both.csv")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_config(tmp_path, "rel", split={"scheme": "release", "val_speakers": 2})))
+    env = dict(os.environ, EMOREC_BENCHMARK_WORK=str(tmp_path / "work"))
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "release.py"), "--config", str(recipe), "--manifest",
+                           str(tmp_path / "both.csv"), "--name", "tiny", "--dest", str(tmp_path / "released"),
+                           "--out", str(tmp_path / "release.json")], cwd=BENCHMARKS, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shipped = tmp_path / "released" / "tiny"
+    record = json.loads((tmp_path / "release.json").read_text())
+    digest = hashlib.sha256((shipped / "model.safetensors").read_bytes()).hexdigest()
+    assert record["weights_sha256"] == digest
+    run_dir = Path(record["run_dir"]) if Path(record["run_dir"]).is_absolute() else BENCHMARKS.parent / record["run_dir"]
+    assert hashlib.sha256((run_dir / "fold_1" / "model.safetensors").read_bytes()).hexdigest() == digest
+    splits = json.loads((run_dir / "splits.json").read_text())
+    fold = splits[0] if isinstance(splits, list) else splits["splits"][0]
+    assert fold["test"] == [] and {s.split("/")[0] for s in fold["val_speakers"]} == {"ravdess", "crema-d"}
+    assert record["training_clips"] == {"crema-d": {"clips": 27, "speakers": 3}, "ravdess": {"clips": 36, "speakers": 3}}
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert "non-commercial" in card and "CC BY-NC-SA 4.0" in card and digest in card and "release.py" in card
+    meta = json.loads((shipped / "model.json").read_text())
+    assert meta["model_id"] == "tiny" and meta["weights_sha256"] == digest and meta["parameters"] > 0
+    import emorec
+
+    rec = emorec.load(shipped)
+    assert rec.model_id == "tiny" and rec.classes == meta["class_names"]

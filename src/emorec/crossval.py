@@ -185,7 +185,9 @@ def _train_folds(experiment: Experiment, run_dir: Path, folds: list[int], *, pro
                 continue
             if state in ("new", "checkpoint"):
                 train_fold(experiment, split, fold_dir, progress=progress, resume=state == "checkpoint")
-            if rank_zero:
+            if rank_zero and not split.test:
+                log.info("fold %d: no test speakers (a release fold): its accuracy is its recipe's cross-validation", fold)
+            elif rank_zero:
                 reports.append(evaluate_fold(fold_dir, experiment=experiment, split=split))
                 log.info("fold %d: test UA %.4f  WA %.4f  macro-F1 %.4f", fold, reports[-1]["ua"], reports[-1]["wa"],
                          reports[-1]["macro_f1"])

@@ -9,6 +9,9 @@ Schemes (:func:`make_splits`):
   (``speaker_independent=False``): its numbers are not comparable with speaker-independent ones.
 * ``cross_corpus``: one fold that trains on every corpus but ``test_corpora`` (validation speakers
   drawn from them) and tests on all clips of ``test_corpora``: the cross-corpus figure.
+* ``release``: one fold that trains on every speaker but ``val_speakers`` validation speakers
+  (drawn from each corpus by its share of the speakers) and tests on none: the fold a released
+  model is trained on; its accuracy is its recipe's cross-validation figure, never its own.
 * ``auto``: ``ravdess6`` for a complete RAVDESS manifest, ``crema5`` for a complete CREMA-D one, else ``speaker_kfold``.
 
 In speaker-independent schemes validation speakers come from the fold's training speakers,
@@ -32,7 +35,7 @@ from emorec.atomic import write_json
 from emorec.errors import ConfigError, EmorecError, LeakageError
 from emorec.manifest import Clip
 
-SCHEMES: tuple[str, ...] = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus")
+SCHEMES: tuple[str, ...] = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus", "release")
 #: The standard speaker-independent RAVDESS folds: fold -> test actors.
 RAVDESS_FOLDS: dict[int, tuple[int, ...]] = {
     1: (1, 11, 20, 21),
@@ -155,11 +158,13 @@ def make_splits(
                                   actors="CREMA-D actors (crema-d/1001..1091)")
         elif scheme == "cross_corpus":
             splits = [_cross_corpus(clips, set(test_corpora), val_speakers, seed)]
+        elif scheme == "release":
+            splits = [_release(clips, val_speakers, seed)]
         else:
             splits = _speaker_kfold(clips, k, val_speakers, seed)
     for split in splits:
         for part in ("train", "val", "test"):
-            if not getattr(split, part):
+            if not getattr(split, part) and not (part == "test" and split.scheme == "release"):
                 raise EmorecError(f"{split.scheme} {split.name}: empty {part} set ({len(clips)} clips)")
         check_leakage(split, clips)
     return splits
@@ -176,6 +181,20 @@ def _cross_corpus(clips: Sequence[Clip], test_corpora: set[str], val_speakers: i
     test = {c.speaker for c in clips if c.corpus in test_corpora}
     name = f"{'+'.join(sorted(corpora - test_corpora))} -> {'+'.join(sorted(test_corpora))}"
     return _assemble(name, "cross_corpus", clips, test, val)
+
+
+def _release(clips: Sequence[Clip], val_speakers: int, seed: int) -> Split:
+    rng = np.random.default_rng(seed)
+    by_corpus: dict[str, list[Clip]] = defaultdict(list)
+    for clip in clips:
+        by_corpus[clip.corpus].append(clip)
+    total = len({c.speaker for c in clips})
+    val: set[str] = set()
+    for corpus in sorted(by_corpus):
+        speakers = sorted({c.speaker for c in by_corpus[corpus]})
+        share = max(1, round(val_speakers * len(speakers) / total)) if len(speakers) > 1 else 0
+        val |= set(pick_val_speakers(speakers, _genders(by_corpus[corpus]), share, rng))
+    return _assemble("release", "release", clips, set(), val)
 
 
 def _require_known_speakers(clips: Sequence[Clip]) -> None:

@@ -33,7 +33,7 @@ class DataConfig:
 
 @dataclass
 class SplitConfig:
-    scheme: str = "auto"                     # auto | ravdess6 | crema5 | speaker_kfold | stratified | cross_corpus
+    scheme: str = "auto"                     # auto | ravdess6 | crema5 | speaker_kfold | stratified | cross_corpus | release
     k: int = 5
     val_speakers: int = 2
     test_size: float = 0.2

@@ -13,7 +13,7 @@ from typing import Any
 from emorec.errors import ConfigError
 
 NORMALIZATIONS = ("global", "utterance", "level", "speaker", "none")
-SPLIT_SCHEMES = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus")
+SPLIT_SCHEMES = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus", "release")
 SCHEDULES = ("plateau", "cosine")
 LOSSES = ("ce", "focal")
 CLASS_WEIGHTS = ("none", "balanced")

@@ -1,0 +1,166 @@
+"""Train the released model and put it in the package: one command, whose output is exactly what ships.
+
+    python release.py --config ../configs/release_crnn_v2_ravdess_crema_d.yaml \\
+        --cv results/ravdess_6fold_v2_ema_bn_deltas_seed8_speed.json --cv results/crema_d_5fold_v2.json \\
+        [--crosscorpus results/crosscorpus.json]
+
+It trains the recipe's single ``release`` fold (every speaker of RAVDESS speech and CREMA-D but a few
+validation speakers, who fit the calibration temperature), copies ``model.safetensors`` and
+``model.json`` into ``src/emorec/released/<name>/``, writes its ``MODEL_CARD.md`` (training data and
+licences, labels, recipe and this command, the SHA-256 of the weights, and the speaker-independent
+figures of the cross-validation results given with ``--cv``, which measure the recipe, not these
+weights), and records all of it in ``results/release.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from common import REPO, RESULTS, WORK, command_line
+
+LICENCES = {
+    "ravdess": ("RAVDESS speech (Livingstone & Russo 2018)", "CC BY-NC-SA 4.0"),
+    "crema-d": ("CREMA-D (Cao et al. 2014)", "Open Database License 1.0 (database), Database Contents License 1.0"),
+}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cv_lines(paths: list[Path]) -> list[str]:
+    lines = []
+    for path in paths:
+        result = json.loads(path.read_text())
+        ci = result.get("pooled_ci_ua") or result.get("ci_ua")
+        ci_text = f" [95 % CI {100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
+        lines.append(f"| {result['corpus']} | {result.get('protocol', '')} | {100 * result['mean_ua']:.1f} ± "
+                     f"{100 * result['std_ua']:.1f}{ci_text} | `{path.name}` |")
+    return lines
+
+
+def crosscorpus_lines(path: Path | None) -> list[str]:
+    if path is None:
+        return ["Not measured for this release."]
+    matrix = json.loads(path.read_text())
+    return [f"UA on the {len(matrix['classes'])} classes both corpora share ({', '.join(matrix['classes'])}), "
+            f"`{path.name}`:", "", matrix["table"]]
+
+
+def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str, command: str, cv: list[Path],
+               crosscorpus: Path | None, trained: str, train_seconds: float) -> str:
+    calibration = meta.get("calibration") or {}
+    data_rows = [f"| {LICENCES.get(c, (c, 'see its own terms'))[0]} | {n['clips']} | {n['speakers']} | "
+                 f"{LICENCES.get(c, ('', 'see its own terms'))[1]} |" for c, n in sorted(counts.items())]
+    lines = [
+        f"# {name}", "",
+        "A speech emotion recogniser that ships with emorec: `emorec predict clip.wav`, `emorec.load().predict(...)`,",
+        "`emorec timeline recording.wav`, `emorec export " + name + " model.onnx`.", "",
+        "**Licence of the weights: non-commercial use only.** They are learned from RAVDESS, which is licensed",
+        "CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike): these weights inherit its terms.", "",
+        "## Training data", "",
+        "| corpus | clips | speakers | licence |", "|---|---:|---:|---|", *data_rows, "",
+        f"Validation speakers (held out of training, used for the calibration temperature and the kept epoch): "
+        f"{', '.join(meta.get('val_speakers', [])) or 'see model.json'}.", "",
+        "## Labels", "", ", ".join(f"`{c}`" for c in meta["class_names"]) + ".",
+        "Calm and surprised are learned from RAVDESS alone (CREMA-D has neither).", "",
+        "## How it was made", "",
+        f"- Architecture `{meta['model']}` ({meta.get('parameters', '?')} parameters), features "
+        f"`{json.dumps(meta['features']['audio'])}`.",
+        f"- Recipe `{recipe}`; trained {trained} in {train_seconds / 60:.0f} min on a CPU.",
+        f"- Command (from `benchmarks/`): `{command}`",
+        f"- `model.safetensors` SHA-256: `{digest}`", "",
+        "## How well the recipe does (speaker-independent cross-validation)", "",
+        "These figures measure the recipe on folds whose test speakers it never saw; the shipped weights saw every",
+        "speaker, so they have no test figure of their own.", "",
+        "| corpus | protocol | mean UA % ± std over folds | result |", "|---|---|---:|---|", *cv_lines(cv), "",
+        "## Across corpora", "", *crosscorpus_lines(crosscorpus), "",
+        "## Calibration", "",
+        f"Probabilities are divided by the temperature {calibration.get('temperature', 1.0):.3f}, fitted on the "
+        f"validation speakers (expected calibration error there {calibration.get('val_ece_before', float('nan')):.3f} "
+        f"before, {calibration.get('val_ece_after', float('nan')):.3f} after).", "",
+        "## Known limits", "",
+        "- Acted English speech from two studios' corpora; spontaneous speech, other languages and other recording",
+        "  conditions are outside what it learned (see `emorec robustness` for how recording conditions move it).",
+        f"- {len(meta['class_names'])} labels only; anything else is forced into one of them.",
+        "- Clips of 1-5 s (the corpora's lengths); longer input belongs to `emorec timeline`, which windows it.",
+        "- Acted emotion is not felt emotion; do not use it to judge people.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--name", default=None, help="released model name (default: emorec.released.DEFAULT)")
+    parser.add_argument("--manifest", default=None, help="default: RAVDESS speech + CREMA-D from the shared data")
+    parser.add_argument("--cv", action="append", default=[], help="a cross-validation result of the recipe (repeat)")
+    parser.add_argument("--crosscorpus", default=None)
+    parser.add_argument("--dest", default=str(REPO / "src" / "emorec" / "released"))
+    parser.add_argument("--out", default=str(RESULTS / "release.json"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args(argv)
+
+    from collections import defaultdict
+
+    from emorec.atomic import write_json
+    from emorec.crossval import train
+    from emorec.manifest import read_manifest
+    from emorec.released import DEFAULT
+    from emorec.splits import load_splits
+    from emorec.training.config import load_config
+
+    from crossval import corpus_manifest
+
+    name = args.name or DEFAULT
+    manifest = Path(args.manifest) if args.manifest else corpus_manifest("ravdess+crema-d")
+    config = load_config(args.config, [f"data.manifest={manifest}", f"data.cache={WORK / 'cache'}",
+                                       f"run.dir={WORK / 'runs'}", "run.folds=1", *args.overrides])
+    if config.split.scheme != "release":
+        parser.error(f"{args.config}: a release recipe has split.scheme release, not {config.split.scheme}")
+    started = time.time()
+    run_dir = train(config)
+    fold = run_dir / "fold_1"
+    meta = json.loads((fold / "model.json").read_text())
+    split = load_splits(run_dir / "splits.json")[0]
+    clips = {c.clip_id: c for c in read_manifest(manifest)}
+    counts: dict[str, dict] = defaultdict(lambda: {"clips": 0, "speakers": set()})
+    for clip_id in split.train:
+        counts[clips[clip_id].corpus]["clips"] += 1
+        counts[clips[clip_id].corpus]["speakers"].add(clips[clip_id].speaker)
+    counts = {c: {"clips": v["clips"], "speakers": len(v["speakers"])} for c, v in counts.items()}
+    dest = Path(args.dest) / name
+    staging = Path(args.dest) / f".{name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copy2(fold / "model.safetensors", staging / "model.safetensors")
+    digest = sha256(staging / "model.safetensors")
+    trained = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    from safetensors.numpy import load_file
+
+    parameters = sum(int(t.size) for t in load_file(str(staging / "model.safetensors")).values())
+    meta |= {"model_id": name, "recipe": Path(args.config).name, "val_speakers": list(split.val_speakers), "parameters": parameters,
+             "weights_sha256": digest, "trained": trained}
+    (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    card = model_card(name=name, meta=meta, counts=counts, digest=digest, recipe=Path(args.config).name,
+                      command=command_line(), cv=[Path(p) for p in args.cv],
+                      crosscorpus=Path(args.crosscorpus) if args.crosscorpus else None, trained=trained,
+                      train_seconds=float(meta.get("train_seconds") or time.time() - started))
+    (staging / "MODEL_CARD.md").write_text(card)
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)
+    write_json(Path(args.out), {"name": name, "weights_sha256": digest, "recipe": Path(args.config).name,
+                                "command": command_line(), "training_clips": counts, "val_speakers": list(split.val_speakers),
+                                "calibration": meta.get("calibration"), "wall_seconds": round(time.time() - started, 1),
+                                "run_dir": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir)})
+    print(f"{name}: {dest} (weights sha256 {digest[:16]}...)")
+
+
+if __name__ == "__main__":
+    main()
