@@ -10,5 +10,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade "pip>=24" >/dev/null
 .venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,egemaps,ssl,video,onnx]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,egemaps,ssl,video,onnx,serve]"
 echo "emorec installed in .venv (activate with: source .venv/bin/activate)"
