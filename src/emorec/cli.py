@@ -441,6 +441,38 @@ def export(
 
 
 @app.command()
+def serve(
+    model: Optional[Path] = typer.Argument(None, help="a trained model, a released model's name or an .onnx file "
+                                                      "(default: the released model)"),
+    host: str = typer.Option("127.0.0.1", help="listen address (loopback by default; 0.0.0.0 exposes it)"),
+    port: int = typer.Option(8000),
+    workers: int = typer.Option(1, help="inference threads (each job decodes and predicts one upload)"),
+    queue: int = typer.Option(8, help="jobs that may wait for a thread; more are answered 503"),
+    max_mb: float = typer.Option(25.0, help="largest upload (413 above)"),
+    max_seconds: float = typer.Option(600.0, help="longest recording (413 above)"),
+    timeout: float = typer.Option(60.0, help="per-request limit (503 past it)"),
+    api_key: Optional[str] = typer.Option(None, envvar="EMOREC_API_KEY", help="require this key (or $EMOREC_API_KEY)"),
+    cors_origin: list[str] = typer.Option([], help="allow browser pages from this origin (repeatable; off by default)"),
+) -> None:
+    """Serve the model over HTTP: POST /v1/predict and /v1/timeline, GET /v1/model, /healthz, /metrics, a web page at /."""
+    import uvicorn
+
+    from emorec.released import released_model_dir
+    from emorec.serve.app import ServeSettings, create_app
+
+    if model is not None and not model.exists() and released_model_dir(str(model)) is not None:
+        model = released_model_dir(str(model))
+    import torch
+
+    torch.set_num_threads(max(1, (torch.get_num_threads() or 1) // max(1, workers)))
+    settings = ServeSettings(max_bytes=int(max_mb * 1e6), max_seconds=max_seconds, workers=workers, queue=queue,
+                             timeout=timeout, api_key=api_key or None, cors_origins=tuple(cors_origin))
+    app_ = create_app(model, settings)
+    out.print(f"emorec serving {app_.state.service.model_id} at http://{host}:{port}/  (API docs: /docs)", highlight=False)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", h11_max_incomplete_event_size=settings.max_header_bytes)
+
+
+@app.command()
 def models() -> None:
     """Every registered model: name, modalities, parameters, seed."""
     from emorec.models.registry import describe_models

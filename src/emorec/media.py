@@ -7,6 +7,7 @@ batch jobs can skip the file, list it and go on.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -92,23 +93,35 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     )
 
 
-def stream_audio(path: str | os.PathLike, sample_rate: int = 16000, block_seconds: float = 20.0) -> Iterator[np.ndarray]:
-    """A file as consecutive mono float32 blocks at ``sample_rate`` (about ``block_seconds`` each),
-    decoded and resampled as it is read: memory stays bounded however long the recording is.
-    Video files stream their audio track through PyAV."""
+def stream_audio(path: str | os.PathLike | bytes, sample_rate: int = 16000, block_seconds: float = 20.0,
+                 *, name: str = "<upload>") -> Iterator[np.ndarray]:
+    """A file (or the bytes of one: an upload, never written to disk) as consecutive mono float32
+    blocks at ``sample_rate`` (about ``block_seconds`` each), decoded and resampled as it is read:
+    memory stays bounded however long the recording is. Video files, and bytes libsndfile cannot
+    read (WebM from a browser, MP4), stream their audio track through PyAV."""
     from emorec.video import VIDEO_SUFFIXES
 
-    if not os.path.exists(path):
-        raise BadInputError(path, "file not found")
-    if os.path.getsize(path) == 0:
-        raise BadInputError(path, "zero-length file")
-    if os.path.splitext(os.fspath(path))[1].lower() in VIDEO_SUFFIXES:
-        yield from _stream_video_audio(path, sample_rate)
-        return
-    try:
-        handle = sf.SoundFile(os.fspath(path))
-    except Exception as err:  # noqa: BLE001 - soundfile raises several types
-        raise BadInputError(path, f"unreadable audio ({_short(err)})") from None
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        if not len(path):
+            raise BadInputError(name, "zero-length upload")
+        try:
+            handle = sf.SoundFile(io.BytesIO(path))
+        except Exception:  # noqa: BLE001 - not a libsndfile format: try the container demuxer
+            yield from _stream_video_audio(io.BytesIO(path), sample_rate, name=name)
+            return
+        path = name
+    else:
+        if not os.path.exists(path):
+            raise BadInputError(path, "file not found")
+        if os.path.getsize(path) == 0:
+            raise BadInputError(path, "zero-length file")
+        if os.path.splitext(os.fspath(path))[1].lower() in VIDEO_SUFFIXES:
+            yield from _stream_video_audio(path, sample_rate)
+            return
+        try:
+            handle = sf.SoundFile(os.fspath(path))
+        except Exception as err:  # noqa: BLE001 - soundfile raises several types
+            raise BadInputError(path, f"unreadable audio ({_short(err)})") from None
     with handle:
         resampler = None if handle.samplerate == sample_rate else soxr.ResampleStream(
             handle.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
@@ -130,13 +143,14 @@ def stream_audio(path: str | os.PathLike, sample_rate: int = 16000, block_second
                 return
 
 
-def _stream_video_audio(path: str | os.PathLike, sample_rate: int) -> Iterator[np.ndarray]:
+def _stream_video_audio(path, sample_rate: int, name: str | None = None) -> Iterator[np.ndarray]:
     import av
 
+    label = name or path
     try:
-        with av.open(os.fspath(path)) as container:
+        with av.open(path if isinstance(path, io.IOBase) else os.fspath(path)) as container:
             if not container.streams.audio:
-                raise BadInputError(path, "no audio track")
+                raise BadInputError(label, "no audio track")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
             for frame in container.decode(container.streams.audio[0]):
                 for out in resampler.resample(frame):
@@ -146,7 +160,7 @@ def _stream_video_audio(path: str | os.PathLike, sample_rate: int) -> Iterator[n
     except BadInputError:
         raise
     except Exception as err:  # noqa: BLE001 - PyAV raises many kinds
-        raise BadInputError(path, f"undecodable media ({_short(err)})") from None
+        raise BadInputError(label, f"undecodable media ({_short(err)})") from None
 
 
 def probe_duration(path: str | os.PathLike) -> float | None:
@@ -190,28 +204,34 @@ def declared_frames(path: str | os.PathLike) -> int:
 
 def _wav_data_frames(path: str | os.PathLike) -> int:
     with open(path, "rb") as handle:
-        head = handle.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return 0  # RF64 and others: sizes live elsewhere; not checked
-        block_align = 0
-        while True:
-            chunk = handle.read(8)
-            if len(chunk) < 8:
+        return wav_declared_frames(handle)
+
+
+def wav_declared_frames(handle) -> int:
+    """The sample frames a RIFF/WAVE header (read from the binary ``handle``) promises; 0 when it
+    is not a WAV, or leaves its length open."""
+    head = handle.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return 0  # RF64 and others: sizes live elsewhere; not checked
+    block_align = 0
+    while True:
+        chunk = handle.read(8)
+        if len(chunk) < 8:
+            return 0
+        kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+        if kind == b"fmt ":
+            fmt = handle.read(size)
+            if len(fmt) < 14:
                 return 0
-            kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-            if kind == b"fmt ":
-                fmt = handle.read(size)
-                if len(fmt) < 14:
-                    return 0
-                block_align = int.from_bytes(fmt[12:14], "little")
-                handle.seek(size & 1, os.SEEK_CUR)
-            elif kind == b"data":
-                # streaming writers leave the size at 0 or 0xFFFFFFFF: an open length, not a claim
-                if block_align <= 0 or size in (0, 0xFFFFFFFF):
-                    return 0
-                return size // block_align
-            else:
-                handle.seek(size + (size & 1), os.SEEK_CUR)
+            block_align = int.from_bytes(fmt[12:14], "little")
+            handle.seek(size & 1, os.SEEK_CUR)
+        elif kind == b"data":
+            # streaming writers leave the size at 0 or 0xFFFFFFFF: an open length, not a claim
+            if block_align <= 0 or size in (0, 0xFFFFFFFF):
+                return 0
+            return size // block_align
+        else:
+            handle.seek(size + (size & 1), os.SEEK_CUR)
 
 
 def hash_samples(samples: np.ndarray) -> str:

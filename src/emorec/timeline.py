@@ -183,13 +183,13 @@ def _merge_short(runs: list[list], min_segment: float) -> list[list]:
     return runs
 
 
-def build_timeline(recognizer, path: str | os.PathLike, *, window: float = 3.0, hop: float = 1.0,
+def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float = 3.0, hop: float = 1.0,
                    min_segment: float = 1.0, vad_threshold: float = 0.5, batch_size: int = 16,
                    block_seconds: float = 20.0, progress=None) -> Timeline:
     """The :class:`Timeline` of one file with ``recognizer``'s model (see the module docstring)."""
     if not 0 < hop <= window:
         raise ValueError(f"need 0 < hop <= window, got hop {hop} and window {window}")
-    source = os.fspath(path)
+    source = "<upload>" if isinstance(path, (bytes, bytearray)) else os.fspath(path)
     probs, total = speech_probabilities(stream_audio(path, VAD_RATE, block_seconds))
     if total == 0:
         raise BadInputError(path, "no audio samples")
