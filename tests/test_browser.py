@@ -1,0 +1,125 @@
+"""The web page of `emorec serve` in a real headless Chromium (Debian's chromium + chromium-driver,
+driven by Selenium; nothing is downloaded): a file upload and a microphone recording (Chromium's
+fake media stream playing a clip) both end with the top emotion rendered."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from test_api import export_random_model, voice
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Chromium and chromium-driver are not installed "
+                                "(Debian: apt-get install chromium chromium-driver; .ci/run does it)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``emorec serve MODEL`` on a loopback port, for as long as the ``with`` block lasts."""
+
+    def __init__(self, model: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "emorec", "serve", str(model), "--port", str(self.port)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def __enter__(self) -> "Server":
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"emorec serve exited: {self.process.stdout.read()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("emorec serve did not answer /healthz within 120 s")
+
+    def __exit__(self, *_):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def chromium(fake_audio: Path | None = None):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=420,900",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):
+        options.add_argument(flag)
+    if fake_audio:
+        options.add_argument(f"--use-file-for-fake-audio-capture={fake_audio}")
+    return webdriver.Chrome(service=Service(DRIVER), options=options)
+
+
+def wait_for_result(driver, previous: str = "", timeout: float = 60) -> str:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.find_element(By.ID, "top-emotion").text not in ("", previous)
+        or d.find_element(By.ID, "error").is_displayed())
+    error = driver.find_element(By.ID, "error")
+    assert not error.is_displayed(), error.text
+    return driver.find_element(By.ID, "top-emotion").text
+
+
+def clip_for_browser(tmp_path: Path, shared) -> Path:
+    """A real RAVDESS clip when the data is here, else a generated voice; 16-bit WAV for the fake microphone."""
+    if shared is not None:
+        from emorec.media import load_audio
+
+        wave = load_audio(sorted((shared / "ravdess-speech-16k" / "Actor_03").glob("*.flac"))[7], 16000)
+    else:
+        wave = voice(3.0, 190)
+    sf.write(tmp_path / "clip.wav", wave, 16000, subtype="PCM_16")
+    return tmp_path / "clip.wav"
+
+
+def test_the_page_shows_the_top_emotion_of_an_upload_and_of_a_microphone_recording(tmp_path):
+    from conftest import shared_data_dir
+    from selenium.webdriver.common.by import By
+
+    import emorec
+
+    model = export_random_model(tmp_path / "model")
+    clip = clip_for_browser(tmp_path, shared_data_dir())
+    expected = emorec.load(model).predict(clip)
+    with Server(model) as server:
+        driver = chromium(fake_audio=clip)
+        try:
+            driver.get(server.url + "/")
+            assert driver.find_element(By.TAG_NAME, "h1").text == "emorec"
+            driver.find_element(By.ID, "file").send_keys(str(clip))
+            driver.find_element(By.ID, "send").click()
+            assert wait_for_result(driver) == expected.label
+            bars = driver.find_elements(By.CSS_SELECTOR, "#bars li")
+            assert [b.get_attribute("data-emotion") for b in bars][0] == expected.label and len(bars) == 4
+            driver.save_screenshot(str(tmp_path / "page.png"))
+            # the microphone: Chromium's fake capture device plays the clip
+            driver.execute_script("document.getElementById('top-emotion').textContent = '';")
+            driver.find_element(By.ID, "record").click()
+            time.sleep(2.5)
+            driver.find_element(By.ID, "record").click()
+            assert wait_for_result(driver) in expected.probabilities
+            assert "s of audio" in driver.find_element(By.ID, "duration").text
+        finally:
+            driver.quit()
+    assert (tmp_path / "page.png").stat().st_size > 10_000
