@@ -141,6 +141,9 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         return body
 
     async def answer(request: Request, work) -> Response:
+        if pool.full:  # refuse before reading the upload: overload costs the server as little as possible
+            return JSONResponse({"detail": f"the server is busy ({pool.depth} requests in progress); retry shortly"}, 503,
+                                headers={"Retry-After": "1"})
         try:
             data = await upload(request)
             result = await pool.run(lambda: work(data))

@@ -30,6 +30,10 @@ class InferencePool:
         """Jobs queued or running now."""
         return self._pending
 
+    @property
+    def full(self) -> bool:
+        return self._pending >= self.capacity
+
     def _release(self, _future=None) -> None:
         with self._lock:
             self._pending -= 1
