@@ -74,10 +74,20 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
                       "ua": report["ua"], "wa": report["wa"], "macro_f1": report["macro_f1"],
                       "epochs": meta.get("best_epoch"), "epochs_run": meta.get("epochs_run"),
                       "val_monitor": meta.get("monitor"), "val_best": meta.get("best_score"),
-                      "train_seconds": meta.get("train_seconds"), "device": device_name(hardware)})
+                      "train_seconds": meta.get("train_seconds"), "device": device_name(hardware),
+                      **calibration_of(report)})
     return summarise_folds(folds, corpus=corpus, features=features, model=model, command=command,
                            speaker_norm=speaker_norm,
                            run_dir=str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir))
+
+
+def calibration_of(report: dict) -> dict:
+    """A fold report's test ECE before and after its temperature (fitted on validation clips), if any."""
+    calibration = report.get("calibration") or {}
+    if "ece_after" not in calibration:
+        return {}
+    return {"temperature": calibration.get("temperature"), "test_ece_before": calibration.get("ece_before"),
+            "test_ece_after": calibration["ece_after"]}
 
 
 def summarise_folds(folds: list[dict], *, corpus: str, features: str, model: str, command: str,
@@ -98,6 +108,9 @@ def summarise_folds(folds: list[dict], *, corpus: str, features: str, model: str
         "val_monitor": folds[0].get("val_monitor") if folds else None,
         "mean_val_best": float(np.mean([f["val_best"] for f in folds if f.get("val_best") is not None] or [float("nan")])),
         "mean_train_seconds_per_fold": float(np.mean([f["train_seconds"] or 0 for f in folds])),
+        **({"mean_test_ece_before": float(np.mean([f["test_ece_before"] for f in folds])),
+            "mean_test_ece_after": float(np.mean([f["test_ece_after"] for f in folds]))}
+           if folds and all("test_ece_after" in f for f in folds) else {}),
         "run_dir": run_dir,
         "command": command,
     }

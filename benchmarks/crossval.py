@@ -90,10 +90,14 @@ def main(default_corpus: str | None = None, default_config: str | None = None, d
     parser.add_argument("--jobs", type=int, default=1, help="parallel single-thread training processes")
     parser.add_argument("--no-predictions", dest="predictions", action="store_false",
                         help="skip writing per-clip probabilities to results/predictions/ (fold jobs of --jobs)")
+    parser.add_argument("--resummarise", default=None, metavar="RESULT.json",
+                        help="rebuild a result's fold rows from its run directories (same runs, current fields)")
     args = parser.parse_args(argv)
     args.command = command_line()  # what the user typed, also when a wrapper passes argv
+    if args.resummarise:
+        return resummarise(Path(args.resummarise))
     if not (args.manifest or args.corpus):
-        parser.error("give --corpus or --manifest")
+        parser.error("give --corpus or --manifest (or --resummarise RESULT.json)")
     if not (args.config or args.baseline):
         parser.error("give --config RECIPE or --baseline")
     manifest = Path(args.manifest) if args.manifest else corpus_manifest(args.corpus, args.data)
@@ -118,6 +122,26 @@ def main(default_corpus: str | None = None, default_config: str | None = None, d
 
     write_json(out, result)
     print(f"mean UA {result['mean_ua']:.3f} ± {result['std_ua']:.3f} -> {out}")
+
+
+def resummarise(path: Path) -> None:
+    """The fold rows of ``path`` recomputed from the run directories it names (for fields added to
+    the results format after it was made: e.g. test calibration); its command and protocol stay."""
+    from emorec.atomic import write_json
+
+    old = json.loads(path.read_text())
+    dirs = old["run_dir"] if isinstance(old["run_dir"], list) else [old["run_dir"]]
+    folds = [f for d in dirs for f in run_to_result(REPO / d, corpus=old["corpus"], features=old["features"],
+                                                     model=old["model"], command=old["command"])["folds"]]
+    new = summarise_folds(folds, corpus=old["corpus"], features=old["features"], model=old["model"], command=old["command"],
+                          speaker_norm=old.get("speaker_norm", False), run_dir=old["run_dir"])
+    for key in ("protocol", "wall_seconds", "predictions"):
+        if key in old:
+            new[key] = old[key]
+    if [round(f["ua"], 9) for f in new["folds"]] != [round(f["ua"], 9) for f in old["folds"]]:
+        raise SystemExit(f"{path}: its run directories no longer give its fold UAs; not rewritten")
+    write_json(path, new)
+    print(f"{path}: {len(new['folds'])} folds resummarised")
 
 
 def benchmark_config(args: argparse.Namespace, manifest: Path):
