@@ -369,10 +369,12 @@ def predict(
                                              help="another model to average with (repeatable)"),
 ) -> None:
     """Emotion probabilities per clip, as a table and as CSV/JSON (the released model unless told otherwise)."""
-    from emorec.predict import is_model_path, predict_paths
+    from emorec.predict import MEDIA_SUFFIXES, is_model_path, predict_paths
 
     if model is None and onnx is None and len(paths) > 1 and is_model_path(paths[0]):
         model, paths = paths[0], paths[1:]
+    elif model is None and onnx is None and not paths[0].exists() and paths[0].suffix.lower() not in MEDIA_SUFFIXES:
+        raise EmorecError(f"{paths[0]}: no such model or input (a model is a trained fold directory or model.safetensors)")
     if model is not None and onnx is not None:
         raise EmorecError("give --model or --onnx, not both")
     predict_paths(model, paths, out_path, console=out, err_console=err, ensemble_with=ensemble_with, onnx=onnx)
