@@ -180,11 +180,36 @@ def readme_results(headings: dict[str, str]) -> str:
         link = f"[folds, command](benchmarks/README.md#{anchor(heading)})" if heading else f"`benchmarks/results/{name}`"
         lines.append(f"| {label} | **{fmt(result['mean_ua'])}** [{fmt(low)}, {fmt(high)}] | {fmt(result['mean_wa'])} | "
                      f"{fmt(result['mean_macro_f1'])} | {link} |")
+    lines += other_corpus_rows()
     lines += ["", "[benchmarks/README.md](benchmarks/README.md) has every run, how the headline was chosen, every audio "
-              "model of the family, audio-visual results and throughput."]
+              "model of the family, audio-visual results, recording conditions, cross-corpus figures and throughput."]
     lines += speed_lines(compact=True)
     lines.append(RESULTS_END)
     return "\n".join(lines)
+
+
+def other_corpus_rows() -> list[str]:
+    """CREMA-D, cross-corpus and recording-condition rows of README.md's Results, from whichever results exist."""
+    rows = []
+    for name, label in (("crema_d_5fold_v2.json", "CREMA-D, 6 classes, 5 fixed speaker-independent folds: ATTN-CRNN v2"),
+                        ("crema_d_5fold_baseline.json", "CREMA-D, same folds: eGeMAPS functionals + logistic regression")):
+        path = RESULTS / name
+        if path.is_file():
+            r = json.loads(path.read_text())
+            low, high = fold_ci(r)
+            rows.append(f"| {label} | **{fmt(r['mean_ua'])}** [{fmt(low)}, {fmt(high)}] | {fmt(r['mean_wa'])} | "
+                        f"{fmt(r['mean_macro_f1'])} | [CREMA-D](benchmarks/README.md#crema-d) |")
+    path = RESULTS / "crosscorpus.json"
+    if path.is_file():
+        for c in json.loads(path.read_text())["cells"]:
+            if c["train"].upper() != c["test"].upper():
+                rows.append(f"| Cross-corpus, 6 shared classes: train {c['train']}, test all of {c['test']} | "
+                            f"**{fmt(c['ua'])}** [{fmt(c['ci_ua'][0])}, {fmt(c['ci_ua'][1])}] | {fmt(c['wa'])} | | "
+                            "[across corpora](benchmarks/README.md#across-corpora) |")
+    if not rows:
+        return []
+    return ["", "Other corpora (CIs: t over folds, or bootstrap over clips for one test set):", "",
+            "| model | test UA % [95 % CI] | WA % | macro-F1 % | details |", "|---|---:|---:|---:|---|", *rows]
 
 
 def speed_lines(*, compact: bool) -> list[str]:
@@ -238,7 +263,63 @@ def crossval_section(result: dict) -> str:
     return "\n".join(lines)
 
 
-#: The headline recipe's seed-8 run before the speed work, and the same seed after it (the accuracy check).
+CROSS_PROSE = ("UA on the 6 classes RAVDESS and CREMA-D share, test clips pooled over folds, 95 % bootstrap CI. The "
+               "diagonal is each corpus's own speaker-independent cross-validation on those classes; off the diagonal a "
+               "model trained on all of one corpus (validation actors drawn from it) is tested on all of the other. "
+               "\"both\" rows train on RAVDESS + CREMA-D with the other corpus's test folds held out.")
+
+
+def robustness_section(paths: list) -> str:
+    """Each robustness result: UA per recording condition, the drop from clean, and the class taking most predictions."""
+    lines = ["## Recording conditions", "", "`emorec robustness` (through `robustness.py RESULT`) decodes every clip of a "
+             "run's folds, applies each condition to the waveform (gain, a 300-3400 Hz telephone band, pink noise at an "
+             "SNR over the speech's active level, reverberation, Opus and MP3 round-trips) and predicts it with its own "
+             "fold's model. \"top class\" is the class given most often under that condition: a share far above "
+             "1/classes is a collapse.", ""]
+    for path in paths:
+        r = json.loads(path.read_text())
+        part = "validation actors" if r.get("part") == "val" else "test folds"
+        lines += [f"**{r.get('source', path.stem)}** ({part}, {r['n_clips']} clips, chance {fmt(r['chance_ua'])} %):", "",
+                  "| condition | UA % [95 % CI] | drop (points) | top class (share %) |", "|---|---:|---:|---|"]
+        for name, c in r["conditions"].items():
+            ci = c.get("ci", {}).get("ua") or [c["ua"], c["ua"]]
+            lines.append(f"| {name} | {fmt(c['ua'])} [{fmt(ci[0])}, {fmt(ci[1])}] | {c['drop_points']:+.1f} | "
+                         f"{c['top_class']} ({100 * c['top_share']:.0f}) |")
+        lines += ["", f"![robustness](results/robustness/{path.stem}.png)", "", f"Command: `{r['command']}`", ""]
+    return "\n".join(lines)
+
+
+def use_speed_lines(u: dict) -> str:
+    lat, onnx, t = u["latency_ms_batch1"], u["onnx"], u["timeline"]
+    return "\n".join([
+        f"Model `{u['model']}`, {u['threads']} threads, one clip {u['clip']}, medians of 50 calls.", "",
+        "| measure | value | target |", "|---|---:|---:|",
+        f"| model forward, batch 1 | {lat['torch_forward']:.1f} ms | <= {u['targets']['forward_ms']} ms |",
+        f"| `rec.predict(file)` end to end (decode, features, forward) | {lat['torch_end_to_end']:.1f} ms | <= {u['targets']['end_to_end_ms']} ms |",
+        f"| onnxruntime, waveform in (front end in the graph) | {lat['onnxruntime_end_to_end_from_samples']:.1f} ms | |",
+        f"| onnxruntime, int8 weights | {lat['onnxruntime_int8_from_samples']:.1f} ms | |",
+        f"| ONNX file | {onnx['bytes'] / 1e6:.1f} MB (int8: {onnx['int8_bytes'] / 1e6:.1f} MB) | |",
+        f"| ONNX vs `rec.predict`, {onnx['parity_clips']} real clips, max abs probability difference | {onnx['max_abs_prob_diff']:.1e} | <= 1e-4 |",
+        f"| int8: max abs difference / same top class | {onnx['int8_max_abs_prob_diff']:.3f} / {100 * onnx['int8_same_top_class']:.0f} % | |",
+        f"| `emorec timeline`, {t['recording']} | {t['x_real_time']:.0f}x real time, peak RSS {t['peak_rss_mb']:.0f} MB | >= 50x |",
+        "", f"Command: `{u['command']}`", ""])
+
+
+def serve_lines(r: dict) -> str:
+    lines = [f"`{r['server']}` on loopback, {r['clip']}; {r['cpu_count']} cores shared by server and clients.", "",
+             "| phase | requests/s | p50 ms | p95 ms | p99 ms | answers | client timeouts |", "|---|---:|---:|---:|---:|---|---:|"]
+    for name, p in r["phases"].items():
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(p["statuses"].items()))
+        lat = p["latency_ms"]
+        lines.append(f"| {name.replace('_', ' ')} | {p['requests_per_second']:.1f} | {lat['p50']:.0f} | {lat['p95']:.0f} | "
+                     f"{lat['p99']:.0f} | {answers} | {p['client_timeouts']} |")
+    m = r["rss_mb"]
+    lines += ["", f"Resident memory: {m['start']:.0f} MB at start, {m['after_warm_up']:.0f} MB after warm-up, {m['end']:.0f} MB "
+              f"at the end ({100 * m['growth_after_warm_up']:+.1f} % after warm-up).", "", f"Command: `{r['command']}`", ""]
+    return "\n".join(lines)
+
+
+#: The headline recipe's seed-8 run before the speed work, and the same seed after it (the accuracy check).#: The headline recipe's seed-8 run before the speed work, and the same seed after it (the accuracy check).
 SPEED_CHECK = ("ravdess_6fold_v2_ema_bn_deltas_seed8.json", "ravdess_6fold_v2_ema_bn_deltas_seed8_speed.json")
 
 
@@ -486,6 +567,18 @@ def main() -> None:
     crema = sorted(RESULTS.glob("crema_d_*.json"))
     if crema:
         parts.append("## CREMA-D\n\n" + CREMA_PROSE + "\n\n" + "\n".join(crossval_section(json.loads(p.read_text())) for p in crema))
+    robustness = sorted((RESULTS / "robustness").glob("*.json"))
+    if robustness:
+        parts.append(robustness_section(robustness))
+    path = RESULTS / "crosscorpus.json"
+    if path.is_file():
+        m = json.loads(path.read_text())
+        parts.append("## Across corpora\n\n" + CROSS_PROSE + "\n\n" + m["table"] + f"\n\n![cross-corpus matrix](results/crosscorpus.png)"
+                     f"\n\nCommand: `{m['command']}` (each cell's own command is in the JSON).\n")
+    for name, title in (("use_speed.json", "Using the released model"), ("serve_load.json", "Serving under load")):
+        path = RESULTS / name
+        if path.is_file():
+            parts.append(f"## {title}\n\n" + (use_speed_lines if name == "use_speed.json" else serve_lines)(json.loads(path.read_text())))
     path = RESULTS / "throughput.json"
     if path.is_file():
         t = json.loads(path.read_text())
