@@ -476,10 +476,24 @@ def serve(
 
 @app.command()
 def models() -> None:
-    """Every registered model: name, modalities, parameters, seed."""
-    from emorec.models.registry import describe_models
+    """Released models (ready to use) and every registered architecture: name, modalities, parameters, seed."""
+    import json
 
-    table = Table(title="emorec models")
+    from emorec.models.registry import describe_models
+    from emorec.released import DEFAULT, released_model_dir, released_models
+
+    released = Table(title="released models (emorec.load(NAME); the default needs no name)")
+    for col in ("name", "classes", "architecture", "recipe", "weights sha256"):
+        released.add_column(col)
+    for name in released_models():
+        meta = json.loads((released_model_dir(name) / "model.json").read_text())
+        released.add_row(name + (" (default)" if name == DEFAULT else ""), ", ".join(meta["class_names"]), meta["model"],
+                         meta.get("recipe", ""), (meta.get("weights_sha256") or "")[:16])
+    if released_models():
+        out.print(released)
+    else:
+        out.print("no released model in this installation", highlight=False)
+    table = Table(title="architectures (train them with a recipe)")
     for col in ("name", "modalities", "parameters", "seed", "summary"):
         table.add_column(col)
     for row in describe_models():
