@@ -119,3 +119,15 @@ def test_an_unreadable_recording_is_skipped_with_its_reason(tmp_path):
     assert proc.returncode == 2 and "bad.wav" in proc.stderr and "unreadable" in proc.stderr
     write_timeline(Timeline(source="none.wav", duration=1.0, classes=["a", "b"]), tmp_path / "empty")
     assert (tmp_path / "empty" / "none.vtt").read_text().startswith("WEBVTT")
+
+
+@pytest.mark.realdata
+def test_the_released_model_labels_each_clip_of_a_recording_as_it_labels_the_clip_alone(shared_data, tmp_path):
+    from emorec.released import DEFAULT, released_model_dir
+
+    if released_model_dir(DEFAULT) is None:
+        pytest.skip(f"no released model {DEFAULT} in this checkout")
+    rec = emorec.load()
+    files = sorted((shared_data / "ravdess-speech-16k").glob("Actor_1[5-9]/*.flac"))[::23][:8]
+    bounds = recording_of_clips(files, tmp_path / "recording.flac", seed=3)
+    check_clip_segments(rec, files, bounds, rec.timeline(tmp_path / "recording.flac"))
