@@ -95,6 +95,28 @@ def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str,
     return "\n".join(lines) + "\n"
 
 
+def rewrite_card(args: argparse.Namespace) -> None:
+    """The card of the model ``release.json`` records, from its run and the figures now given; the
+    shipped weights must still be the ones that release trained (their digest is checked)."""
+    from emorec.released import DEFAULT
+
+    record = json.loads(Path(args.out).read_text())
+    name = args.name or record["name"] or DEFAULT
+    shipped = Path(args.dest) / name
+    if sha256(shipped / "model.safetensors") != record["weights_sha256"]:
+        raise SystemExit(f"{shipped}: its weights are not the ones {args.out} records; retrain instead")
+    meta = json.loads((shipped / "model.json").read_text())
+    counts = record["training_clips"]
+    run_dir = REPO / record["run_dir"]
+    train_seconds = float(json.loads((run_dir / "fold_1" / "model.json").read_text()).get("train_seconds") or 0)
+    card = model_card(name=name, meta=meta, counts=counts, digest=record["weights_sha256"], recipe=record["recipe"],
+                      command=record["command"], cv=[Path(p) for p in args.cv],
+                      crosscorpus=Path(args.crosscorpus) if args.crosscorpus else None, trained=meta.get("trained", ""),
+                      train_seconds=train_seconds)
+    (shipped / "MODEL_CARD.md").write_text(card)
+    print(f"{shipped / 'MODEL_CARD.md'} rewritten")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
@@ -105,7 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dest", default=str(REPO / "src" / "emorec" / "released"))
     parser.add_argument("--out", default=str(RESULTS / "release.json"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--card-only", action="store_true",
+                        help="rewrite the shipped model's MODEL_CARD.md with the figures given (weights untouched)")
     args = parser.parse_args(argv)
+    if args.card_only:
+        return rewrite_card(args)
 
     from collections import defaultdict
 
