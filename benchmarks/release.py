@@ -119,7 +119,7 @@ def rewrite_card(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", help="the release recipe (split.scheme release)")
     parser.add_argument("--name", default=None, help="released model name (default: emorec.released.DEFAULT)")
     parser.add_argument("--manifest", default=None, help="default: RAVDESS speech + CREMA-D from the shared data")
     parser.add_argument("--cv", action="append", default=[], help="a cross-validation result of the recipe (repeat)")
@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.card_only:
         return rewrite_card(args)
+    if not args.config:
+        parser.error("give --config RECIPE (or --card-only)")
 
     from collections import defaultdict
 
