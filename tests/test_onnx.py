@@ -105,10 +105,13 @@ def test_the_exported_file_serves_alone_with_the_api_probabilities(tmp_path):
 
 @pytest.mark.realdata
 def test_onnx_parity_on_50_real_clips(shared_data, tmp_path):
+    """The released model when this checkout has it (else a random one): its ONNX export gives the
+    probabilities of `Recognizer.predict` on 50 real clips, alone and in one padded batch."""
     from emorec.onnx_export import export_onnx
     from emorec.onnx_runtime import OnnxPredictor
+    from emorec.released import DEFAULT, released_model_dir
 
-    model = export_random_model(tmp_path / "m")
+    model = released_model_dir(DEFAULT) or export_random_model(tmp_path / "m")
     export_onnx(model, tmp_path / "m.onnx")
     files = sorted((shared_data / "ravdess-speech-16k").glob("*/*.flac"))[::29][:50]
     rec, served = emorec.load(model), OnnxPredictor(tmp_path / "m.onnx")
