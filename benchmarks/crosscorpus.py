@@ -59,7 +59,7 @@ def cells_of(train: str, result_path: Path, bootstrap: int) -> list[dict]:
         cells.append({"train": train, "test": CORPUS_NAMES.get(corpus, corpus), "ua": metrics["ua"], "wa": metrics["wa"],
                       "ci_ua": metrics["ci"]["ua"], "n": int(y.size), "folds": len(per_fold),
                       "mean_fold_ua": float(np.mean(per_fold)), "classes": shared,
-                      "source": str(result_path.relative_to(REPO)) if result_path.resolve().is_relative_to(REPO)
+                      "source": str(result_path.resolve().relative_to(REPO)) if result_path.resolve().is_relative_to(REPO)
                       else str(result_path), "source_command": result.get("command")})
     return cells
 
