@@ -22,7 +22,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import REPO, RESULTS, WORK, command_line
+from common import REPO, RESULTS, WORK, command_line, recipe_of
 
 LICENCES = {
     "ravdess": ("RAVDESS speech (Livingstone & Russo 2018)", "CC BY-NC-SA 4.0"),
@@ -40,7 +40,8 @@ def cv_lines(paths: list[Path]) -> list[str]:
         result = json.loads(path.read_text())
         ci = result.get("pooled_ci_ua") or result.get("ci_ua")
         ci_text = f" [95 % CI {100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
-        lines.append(f"| {result['corpus']} | {result.get('protocol', '')} | {100 * result['mean_ua']:.1f} ± "
+        recipe = recipe_of(result.get("command", "")) or "?"
+        lines.append(f"| {result['corpus']} | `{Path(recipe).name}` | {result.get('protocol', '')} | {100 * result['mean_ua']:.1f} ± "
                      f"{100 * result['std_ua']:.1f}{ci_text} | `{path.name}` |")
     return lines
 
@@ -66,7 +67,8 @@ def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str,
         "CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike): these weights inherit its terms.", "",
         "## Training data", "",
         "| corpus | clips | speakers | licence |", "|---|---:|---:|---|", *data_rows, "",
-        f"Validation speakers (held out of training, used for the calibration temperature and the kept epoch): "
+        f"Validation speakers (held out of training; they fit the calibration temperature and select nothing, the last "
+        f"epoch is kept): "
         f"{', '.join(meta.get('val_speakers', [])) or 'see model.json'}.", "",
         "## Labels", "", ", ".join(f"`{c}`" for c in meta["class_names"]) + ".",
         "Calm and surprised are learned from RAVDESS alone (CREMA-D has neither).", "",
@@ -79,7 +81,7 @@ def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str,
         "## How well the recipe does (speaker-independent cross-validation)", "",
         "These figures measure the recipe on folds whose test speakers it never saw; the shipped weights saw every",
         "speaker, so they have no test figure of their own.", "",
-        "| corpus | protocol | mean UA % ± std over folds | result |", "|---|---|---:|---|", *cv_lines(cv), "",
+        "| corpus | recipe | protocol | mean UA % ± std over folds | result |", "|---|---|---|---:|---|", *cv_lines(cv), "",
         "## Across corpora", "", *crosscorpus_lines(crosscorpus), "",
         "## Calibration", "",
         f"Probabilities are divided by the temperature {calibration.get('temperature', 1.0):.3f}, fitted on the "

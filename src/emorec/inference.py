@@ -95,17 +95,26 @@ class Predictor:
 
     def features_for_wave(self, wave: np.ndarray, name: str = "<samples>") -> dict:
         """Mono samples ``(n,)`` at the model's sample rate -> a dataset-style item (audio-only models)."""
-        if any(extractor_from_spec(spec).modality != "audio" for spec in self.meta["features"].values()):
+        if any(extractor.modality != "audio" for extractor in self._front_end()[0].values()):
             raise EmorecError("this model reads video: give it a file, not samples")
         return self._item(lambda extractor: validate_features(name, extractor.extract(wave)))
 
+    def _front_end(self) -> tuple[dict, dict]:
+        """Each modality's extractor and the normalisers, built once per predictor (a mel filterbank
+        and float arrays from JSON are a measurable share of one clip's prediction)."""
+        cached = self.__dict__.get("_front")
+        if cached is None:
+            cached = self.__dict__["_front"] = (
+                {m: extractor_from_spec(spec) for m, spec in self.meta["features"].items()}, self.normalizers())
+        return cached
+
     def _item(self, extract) -> dict:
-        norms = self.normalizers()
+        extractors, norms = self._front_end()
         item: dict = {"label": -1, "index": 0}
         specs = self.meta["features"]
         errors: list[BadInputError] = []
         for modality, spec in specs.items():
-            extractor = extractor_from_spec(spec)
+            extractor = extractors[modality]
             try:
                 features, valid = split_frame_mask(spec["name"], extract(extractor))
             except BadInputError as err:
