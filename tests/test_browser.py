@@ -12,7 +12,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 from test_api import export_random_model, voice
