@@ -30,6 +30,7 @@ from emorec.errors import BadInputError, EmorecError
 from emorec.inference import Predictor
 from emorec.media import load_audio, probe_duration
 from emorec.released import default_model_dir, released_model_dir
+from emorec.silence import check_not_silent
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
 
@@ -135,8 +136,7 @@ class Recognizer:
         if wave.size / sample_rate > self.max_seconds:
             raise BadInputError(source, f"{wave.size / sample_rate:.0f} s of audio is longer than {self.max_seconds:.0f} s: "
                                         "use timeline() for long recordings")
-        if float(np.max(np.abs(wave))) < 10 ** (-90 / 20):
-            raise BadInputError(source, "silent audio (peak below -90 dBFS)")
+        check_not_silent(source, wave)
         if sample_rate != self.sample_rate:
             wave = soxr.resample(wave, sample_rate, self.sample_rate, quality="HQ").astype(np.float32)
         return np.ascontiguousarray(wave), source

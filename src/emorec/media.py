@@ -163,26 +163,30 @@ def _stream_video_audio(path, sample_rate: int, name: str | None = None) -> Iter
         raise BadInputError(label, f"undecodable media ({_short(err)})") from None
 
 
-def probe_duration(path: str | os.PathLike) -> float | None:
-    """Seconds of audio a file holds, read from its header without decoding it (``None`` when the
-    format does not say): lets a caller refuse an hour-long upload before it fills memory."""
+def probe_duration(path: str | os.PathLike | bytes) -> float | None:
+    """Seconds of audio a file (or the bytes of one) holds, read from its header without decoding it
+    (``None`` when the format does not say): lets a caller refuse an hour-long upload before it fills memory."""
     from emorec.video import VIDEO_SUFFIXES
 
-    if not os.path.exists(path):
+    in_memory = isinstance(path, (bytes, bytearray, memoryview))
+    if not in_memory and not os.path.exists(path):
         raise BadInputError(path, "file not found")
-    if os.path.splitext(os.fspath(path))[1].lower() in VIDEO_SUFFIXES:
+    source = io.BytesIO(path) if in_memory else os.fspath(path)
+    if in_memory or os.path.splitext(source)[1].lower() not in VIDEO_SUFFIXES:
         try:
-            import av
-
-            with av.open(os.fspath(path)) as container:
-                return None if container.duration is None else container.duration / 1_000_000
-        except Exception:  # noqa: BLE001 - PyAV raises many kinds; decoding later names the reason
-            return None
+            info = sf.info(source)
+            return info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else None
+        except Exception:  # noqa: BLE001 - not a libsndfile format
+            if not in_memory:
+                return None  # unreadable: decoding names the reason
+            source = io.BytesIO(path)
     try:
-        info = sf.info(os.fspath(path))
-    except Exception:  # noqa: BLE001 - unreadable: decoding names the reason
+        import av
+
+        with av.open(source) as container:
+            return None if container.duration is None else container.duration / 1_000_000
+    except Exception:  # noqa: BLE001 - PyAV raises many kinds; decoding later names the reason
         return None
-    return info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else None
 
 
 def declared_frames(path: str | os.PathLike) -> int:

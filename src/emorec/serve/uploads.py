@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from emorec.errors import BadInputError
-from emorec.media import stream_audio, wav_declared_frames
+from emorec.media import probe_duration, stream_audio, wav_declared_frames
 from emorec.silence import SILENCE_PEAK
 
 
@@ -93,24 +93,6 @@ def multipart_file(body: bytes, content_type: str, field: str = "file") -> bytes
     raise UploadError(400, f"no form field {field!r} in the multipart body (fields: {', '.join(names) or 'none'})")
 
 
-def declared_seconds(data: bytes) -> float | None:
-    """The duration a container's header declares, without decoding it (``None``: it does not say)."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(io.BytesIO(data))
-        return info.frames / info.samplerate if info.samplerate > 0 and info.frames > 0 else None
-    except Exception:  # noqa: BLE001 - not a libsndfile format
-        pass
-    try:
-        import av
-
-        with av.open(io.BytesIO(data)) as container:
-            return None if container.duration is None else container.duration / 1_000_000
-    except Exception:  # noqa: BLE001 - undecodable: decoding names the reason
-        return None
-
-
 def decode_upload(data: bytes, sample_rate: int, *, max_seconds: float, name: str = "upload") -> np.ndarray:
     """Bytes of any supported container -> mono float32 at ``sample_rate``: 413 past ``max_seconds``
     (from the header when it says, else while decoding), 415 undecodable, 422 empty, NaN or silent."""
@@ -126,7 +108,7 @@ def decode_upload(data: bytes, sample_rate: int, *, max_seconds: float, name: st
             present = 0
         if present < promised:
             raise UploadError(422, f"truncated WAV: its header promises {promised} sample frames, the upload holds {present}")
-    seconds = declared_seconds(data)
+    seconds = probe_duration(data)
     if seconds is not None and seconds > max_seconds:
         raise UploadError(413, f"{seconds:.0f} s of audio is longer than the limit of {max_seconds:.0f} s")
     blocks, total, cap = [], 0, int(max_seconds * sample_rate)
