@@ -154,13 +154,14 @@ class Recognizer:
         return out
 
     def timeline(self, path: str | os.PathLike, *, window: float = 3.0, hop: float = 1.0, min_segment: float = 1.0,
-                 vad_threshold: float = 0.5, progress=None):
+                 vad_threshold: float = 0.5, context: float = 1.0, edge_db: float = 25.0, progress=None):
         """Emotion over time in a recording of any length (streamed): a :class:`emorec.timeline.Timeline`
-        with Silero VAD speech regions, per-window probabilities and smoothed segments."""
+        with Silero VAD speech regions, per-window probabilities and smoothed segments (``context``
+        and ``edge_db``: see :mod:`emorec.timeline`)."""
         from emorec.timeline import build_timeline
 
-        return build_timeline(self, path, window=window, hop=hop, min_segment=min_segment,
-                              vad_threshold=vad_threshold, progress=progress)
+        return build_timeline(self, path, window=window, hop=hop, min_segment=min_segment, vad_threshold=vad_threshold,
+                              context=context, edge_db=edge_db, progress=progress)
 
     def _predict_waves(self, waves: list[np.ndarray], sources: list[str], batch_size: int) -> list[Prediction]:
         probs = self.probabilities(waves, batch_size) if waves else np.zeros((0, len(self.classes)))

@@ -388,6 +388,7 @@ def timeline(
     window: float = typer.Option(3.0, help="window seconds (the clip length the model learned from)"),
     hop: float = typer.Option(1.0, help="seconds between windows in long speech"),
     min_segment: float = typer.Option(1.0, help="shorter label runs merge into a neighbour"),
+    context: float = typer.Option(1.0, help="seconds a speech region's windows reach past the VAD's edges"),
     formats: str = typer.Option("csv,json,vtt,png", help="comma-separated: csv, json, vtt, png"),
     quiet: bool = typer.Option(False),
 ) -> None:
@@ -405,7 +406,7 @@ def timeline(
         try:
             with Progress(transient=True, disable=quiet) as bar:
                 task = bar.add_task(f"{path.name}: windows", total=None)
-                result = rec.timeline(path, window=window, hop=hop, min_segment=min_segment,
+                result = rec.timeline(path, window=window, hop=hop, min_segment=min_segment, context=context,
                                       progress=lambda done, total: bar.update(task, completed=done, total=total))
         except BadInputError as problem:
             err.print(f"skipped {problem.path}: {problem.reason}", markup=False, highlight=False, soft_wrap=True)

@@ -5,10 +5,17 @@ smoothed into labelled segments.
 Two streaming passes over the file keep memory bounded for any length: the first runs the VAD
 block by block (its state carries across blocks) and keeps only one speech probability per 32 ms;
 the second cuts the windows of the speech regions out of the stream as it passes. A speech region
-no longer than ``window`` seconds is one window, the region itself (so a clip of a recording gets
-the prediction it would get alone); a longer one gets windows every ``hop`` seconds, and each hop
-of time takes the mean probabilities of the windows covering it. Segments are runs of one label,
-those shorter than ``min_segment`` merged into a neighbour.
+no longer than ``window`` seconds is one window; a longer one gets windows every ``hop`` seconds,
+and each hop of time takes the mean probabilities of the windows covering it. Segments are runs of
+one label, those shorter than ``min_segment`` merged into a neighbour.
+
+Why regions get ``context``: the VAD starts soft onsets (a sigh, a breathy first syllable) up to half
+a second late and ends some regions early, and the model trims leading and trailing silence itself.
+So each region's first and last window reach ``context`` seconds past the VAD's edges (never past
+halfway to the next region): a clip inside a recording is then heard as it is heard alone. The
+segment edges are where the sound around each VAD edge stays within ``edge_db`` of its window's
+loudest 10 ms, pauses up to 0.5 s bridged (a breath before a phrase belongs to it, and the model
+hears it in the clip alone), not the VAD's own edges.
 """
 
 from __future__ import annotations
@@ -111,6 +118,46 @@ def plan_windows(regions: Sequence[tuple[float, float]], window: float, hop: flo
     return planned
 
 
+def context_bounds(regions: Sequence[tuple[float, float]], context: float, duration: float
+                   ) -> list[tuple[float, float]]:
+    """Each region widened by up to ``context`` seconds each side, never past the recording's ends
+    or halfway to a neighbouring region."""
+    widened = []
+    for k, (start, end) in enumerate(regions):
+        before = (regions[k - 1][1] + start) / 2 if k else 0.0
+        after = (end + regions[k + 1][0]) / 2 if k + 1 < len(regions) else duration
+        widened.append((max(before, start - context), min(after, end + context)))
+    return widened
+
+
+def speech_edge(samples: np.ndarray, rate: int, near: float, *, edge_db: float, from_end: bool = False,
+                max_gap: float = 0.5) -> float:
+    """Where speech starts (or, ``from_end``, ends) in ``samples``, in seconds from their start: from
+    the 10 ms frame at ``near`` (the VAD's edge), the first frame within ``edge_db`` of the loudest
+    is found inwards, then followed outwards over loud frames with gaps up to ``max_gap``."""
+    frame = max(1, rate // 100)
+    count = samples.size // frame
+    if count == 0:
+        return near
+    power = np.mean(samples[:count * frame].reshape(count, frame).astype(np.float64) ** 2, axis=1)
+    loud = power > power.max() * 10 ** (-edge_db / 10)
+    if from_end:  # the end of speech is the start of speech in the reversed signal
+        loud, near = loud[::-1], samples.size / rate - near
+    at = min(count - 1, max(0, int(near * rate) // frame))
+    inwards = np.flatnonzero(loud[at:])
+    edge = at + int(inwards[0]) if inwards.size else at
+    gap, limit = 0, int(round(max_gap * rate / frame))
+    for k in range(edge - 1, -1, -1):
+        if loud[k]:
+            edge, gap = k, 0
+        else:
+            gap += 1
+            if gap > limit:
+                break
+    seconds = edge * frame / rate
+    return samples.size / rate - seconds if from_end else seconds
+
+
 def cut_windows(blocks: Iterator[np.ndarray], windows: Sequence[tuple[float, float]], rate: int
                 ) -> Iterator[tuple[int, np.ndarray]]:
     """``(index, samples)`` of each window as the stream passes it; only the stretch from the
@@ -138,10 +185,11 @@ def cut_windows(blocks: Iterator[np.ndarray], windows: Sequence[tuple[float, flo
 
 def smooth_segments(windows: Sequence[tuple[float, float, np.ndarray]], regions: Sequence[tuple[float, float]],
                     classes: Sequence[str], hop: float, min_segment: float) -> list[Segment]:
-    """Labelled segments inside each speech region from the windows that cover it."""
+    """Labelled segments inside each speech region from the windows that overlap it (a window may
+    reach past its region's edges, never into another region)."""
     segments: list[Segment] = []
     for start, end in regions:
-        inside = [(a, b, p) for a, b, p in windows if a >= start - 1e-6 and b <= end + 1e-6]
+        inside = [(a, b, p) for a, b, p in windows if a < end and b > start]
         if not inside:
             continue
         edges = np.arange(start, end, hop).tolist() + [end]
@@ -184,8 +232,8 @@ def _merge_short(runs: list[list], min_segment: float) -> list[list]:
 
 
 def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float = 3.0, hop: float = 1.0,
-                   min_segment: float = 1.0, vad_threshold: float = 0.5, batch_size: int = 16,
-                   block_seconds: float = 20.0, progress=None) -> Timeline:
+                   min_segment: float = 1.0, vad_threshold: float = 0.5, context: float = 1.0, edge_db: float = 25.0,
+                   batch_size: int = 16, block_seconds: float = 20.0, progress=None) -> Timeline:
     """The :class:`Timeline` of one file with ``recognizer``'s model (see the module docstring)."""
     if not 0 < hop <= window:
         raise ValueError(f"need 0 < hop <= window, got hop {hop} and window {window}")
@@ -195,7 +243,17 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
         raise BadInputError(path, "no audio samples")
     duration = total / VAD_RATE
     regions = speech_regions(probs, total, threshold=vad_threshold)
-    planned = plan_windows(regions, window, hop)
+    planned: list[tuple[float, float]] = []
+    first_of: list[int] = []  # index in ``planned`` of each region's first window
+    last_of: list[int] = []
+    for (start, end), (wide_start, wide_end) in zip(regions, context_bounds(regions, context, duration)):
+        own = plan_windows([(start, end)], window, hop)
+        own[0] = (wide_start, own[0][1])
+        own[-1] = (own[-1][0], wide_end)  # the same window as own[0] when the region fits in one
+        first_of.append(len(planned))
+        planned += own
+        last_of.append(len(planned) - 1)
+    edges = {i: None for i in first_of + last_of}
     rate = recognizer.sample_rate
     results: dict[int, np.ndarray] = {}
     pending: list[tuple[int, np.ndarray]] = []
@@ -210,13 +268,23 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
             progress(len(results), len(planned))
 
     for index, samples in cut_windows(stream_audio(path, rate, block_seconds), planned, rate):
+        if index in edges:
+            edges[index] = samples
         pending.append((index, samples))
         if len(pending) >= 4 * batch_size:
             flush()
     flush()
+    speech = []
+    for (start, end), first, last in zip(regions, first_of, last_of):
+        head, tail = edges[first], edges[last]
+        a = planned[first][0] + speech_edge(head, rate, start - planned[first][0], edge_db=edge_db) \
+            if head is not None and head.size else start
+        b = planned[last][0] + speech_edge(tail, rate, end - planned[last][0], edge_db=edge_db, from_end=True) \
+            if tail is not None and tail.size else end
+        speech.append((a, b) if b > a else (start, end))
     windows = [(planned[i][0], planned[i][1], results[i]) for i in sorted(results)]
-    segments = smooth_segments(windows, regions, recognizer.classes, hop, min_segment)
-    return Timeline(source=source, duration=duration, classes=list(recognizer.classes), speech=regions, windows=windows,
+    segments = smooth_segments(windows, speech, recognizer.classes, hop, min_segment)
+    return Timeline(source=source, duration=duration, classes=list(recognizer.classes), speech=speech, windows=windows,
                     segments=segments, model_id=recognizer.model_id,
                     settings={"window": window, "hop": hop, "min_segment": min_segment, "vad": "silero-vad",
-                              "vad_threshold": vad_threshold})
+                              "vad_threshold": vad_threshold, "context": context, "edge_db": edge_db})
