@@ -302,7 +302,15 @@ def use_speed_lines(u: dict) -> str:
         f"| ONNX vs `rec.predict`, {onnx['parity_clips']} real clips, max abs probability difference | {onnx['max_abs_prob_diff']:.1e} | <= 1e-4 |",
         f"| int8: max abs difference / same top class | {onnx['int8_max_abs_prob_diff']:.3f} / {100 * onnx['int8_same_top_class']:.0f} % | |",
         f"| `emorec timeline`, {t['recording']} | {t['x_real_time']:.0f}x real time, peak RSS {t['peak_rss_mb']:.0f} MB | >= 50x |",
-        "", f"Command: `{u['command']}`", ""])
+        *([f"| `emorec timeline`, a recording a sixth as long (bounded memory) | peak RSS {t['peak_rss_mb_on_a_sixth_as_long']:.0f} MB | |"]
+          if "peak_rss_mb_on_a_sixth_as_long" in t else []),
+        *(["", "NumPy's BLAS runs on one thread while features are computed (`emorec/threads.py`): otherwise its threads "
+            "and torch's compete for the cores, and `rec.predict` end to end takes "
+            f"{u['numpy_blas_during_features']['end_to_end_ms']['numpy_default']:.1f} ms instead of "
+            f"{u['numpy_blas_during_features']['end_to_end_ms']['one_thread']:.1f} ms "
+            f"({u['numpy_blas_during_features']['slowdown_without']:.2f}x; fresh processes, alternating, medians of 3)."]
+          if "numpy_blas_during_features" in u else []), "",
+        f"Command: `{u['command']}`", ""])
 
 
 def serve_lines(r: dict) -> str:

@@ -1,10 +1,12 @@
 """How fast the released model is to use: one 3 s clip through ``rec.predict`` and through onnxruntime,
-the ONNX file's size and parity on 50 real clips, and ``emorec timeline`` on a one-hour recording.
+the ONNX file's size and parity on 50 real clips, and ``emorec timeline`` on a one-hour recording
+(and, to show its memory is bounded, on one a sixth as long).
 
     python use_speed.py [--model NAME_OR_DIR] [--threads 2] [--out results/use_speed.json]
 
 Batch-1 latency (median of 50 after 5 warm-up calls): the model forward alone (features ready), and
-end to end from the file's bytes (decode, features, forward). The one-hour recording is made of real
+end to end from the file's bytes (decode, features, forward); the end-to-end time again in fresh
+processes with NumPy's BLAS on one thread during features (as shipped) and at its own thread count. The one-hour recording is made of real
 RAVDESS clips with silence and low noise between them, written once under work/; its timeline runs
 in a child process whose peak resident memory (``ru_maxrss``) is reported with its speed.
 """
@@ -77,6 +79,34 @@ print(json.dumps({"seconds": elapsed, "duration": result.duration, "segments": l
 """
 
 
+LATENCY_CHILD = """
+import contextlib, sys
+import torch
+torch.set_num_threads(int(sys.argv[3]))
+import emorec
+import emorec.features.spectral as spectral
+from use_speed import median_ms
+if sys.argv[4] == "off":
+    spectral.numpy_blas_single_thread = contextlib.nullcontext
+rec = emorec.load(sys.argv[1] if sys.argv[1] != "-" else None)
+print(median_ms(lambda: rec.predict(sys.argv[2])))
+"""
+
+
+def blas_ab(model: str | None, clip: Path, threads: int, rounds: int = 3) -> dict:
+    """End-to-end batch-1 latency with NumPy's BLAS on one thread during features (as shipped) and
+    with its own thread count, in fresh processes, alternating; medians over the rounds."""
+    times: dict[str, list[float]] = {"one_thread": [], "numpy_default": []}
+    for _ in range(rounds):
+        for mode, key in (("on", "one_thread"), ("off", "numpy_default")):
+            child = subprocess.run([sys.executable, "-c", LATENCY_CHILD, model or "-", str(clip), str(threads), mode],
+                                   capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
+            times[key].append(float(child.stdout.strip().splitlines()[-1]))
+    medians = {k: float(np.median(v)) for k, v in times.items()}
+    return {"end_to_end_ms": medians, "rounds_raw": times,
+            "slowdown_without": round(medians["numpy_default"] / medians["one_thread"], 2)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the released model")
@@ -99,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     item = rec.predictor.features_for_wave(wave)
     forward_ms = median_ms(lambda: rec.predictor.predict_items([item]))
     end_to_end_ms = median_ms(lambda: rec.predict(clip))
+    numpy_blas = blas_ab(args.model, clip, args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path = Path(scratch) / "model.onnx"
         exported = export_onnx(rec.model_dir, onnx_path, quantize=True)
@@ -111,27 +142,35 @@ def main(argv: list[str] | None = None) -> None:
         torch_probs = rec.probabilities(waves)
         onnx_probs = np.stack([served.probabilities([w])[0] for w in waves])
         int8_probs = np.stack([served_int8.probabilities([w])[0] for w in waves])
-    recording = hour_recording(WORK / f"recording_{int(args.hour)}s.flac", args.hour)
-    child = subprocess.run([sys.executable, "-c", TIMELINE_CHILD, args.model or "-", str(recording), str(args.threads)],
-                           capture_output=True, text=True, check=True)
-    timeline = json.loads(child.stdout.strip().splitlines()[-1])
+    def run_timeline(seconds: float) -> dict:
+        recording = hour_recording(WORK / f"recording_{int(seconds)}s.flac", seconds)
+        child = subprocess.run([sys.executable, "-c", TIMELINE_CHILD, args.model or "-", str(recording), str(args.threads)],
+                               capture_output=True, text=True, check=True)
+        return json.loads(child.stdout.strip().splitlines()[-1])
+
+    timeline = run_timeline(args.hour)
+    # Bounded memory means a recording six times shorter peaks at about the same resident memory.
+    sixth = run_timeline(args.hour / 6)
     result = {
         "command": command_line(), "model": rec.model_id, "threads": args.threads,
         "clip": f"{clip.name} ({wave.size / rec.sample_rate:.2f} s)",
         "latency_ms_batch1": {"torch_forward": forward_ms, "torch_end_to_end": end_to_end_ms,
                               "onnxruntime_end_to_end_from_samples": onnx_ms, "onnxruntime_int8_from_samples": int8_ms},
+        "numpy_blas_during_features": numpy_blas,
         "onnx": {"bytes": exported["bytes"], "int8_bytes": exported["int8_bytes"],
                  "parity_clips": len(waves), "max_abs_prob_diff": float(np.abs(onnx_probs - torch_probs).max()),
                  "int8_max_abs_prob_diff": float(np.abs(int8_probs - torch_probs).max()),
                  "int8_same_top_class": float(np.mean(int8_probs.argmax(1) == torch_probs.argmax(1)))},
         "timeline": timeline | {"x_real_time": round(timeline["duration"] / timeline["seconds"], 1),
-                                "recording": f"{timeline['duration'] / 3600:.2f} h of RAVDESS clips with gaps"},
+                                "recording": f"{timeline['duration'] / 3600:.2f} h of RAVDESS clips with gaps",
+                                "peak_rss_mb_on_a_sixth_as_long": sixth["peak_rss_mb"]},
         "targets": {"forward_ms": 5, "end_to_end_ms": 15, "timeline_x_real_time": 50, "parity": 1e-4},
         "peak_rss_mb_this_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cpu_count": os.cpu_count(),
     }
     write_json(Path(args.out), result)
-    print(json.dumps({k: result[k] for k in ("latency_ms_batch1", "onnx", "timeline")}, indent=1))
+    print(json.dumps({k: result[k] for k in ("latency_ms_batch1", "numpy_blas_during_features", "onnx", "timeline")},
+                     indent=1))
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ LAYERS = [
     ("media", ["emorec.media", "emorec.video", "emorec.silence", "emorec.conditions"]),
     ("base", ["emorec.errors", "emorec.atomic", "emorec.labels", "emorec.manifest", "emorec.model_files",
               "emorec.epochs", "emorec.kept", "emorec.runs", "emorec.monitor", "emorec.evaluation.metrics",
-              "emorec.evaluation.calibration", "emorec.version", "emorec.released"]),
+              "emorec.evaluation.calibration", "emorec.version", "emorec.released",
+              "emorec.threads", "emorec.memory"]),
 ]
 
 

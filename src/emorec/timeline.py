@@ -29,6 +29,7 @@ import torch
 
 from emorec.errors import BadInputError
 from emorec.media import stream_audio
+from emorec.memory import release_large_blocks
 
 VAD_RATE = 16000
 VAD_CHUNK = 512  # samples per Silero VAD step at 16 kHz (32 ms)
@@ -238,6 +239,7 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
     if not 0 < hop <= window:
         raise ValueError(f"need 0 < hop <= window, got hop {hop} and window {window}")
     source = "<upload>" if isinstance(path, (bytes, bytearray)) else os.fspath(path)
+    release_large_blocks()
     probs, total = speech_probabilities(stream_audio(path, VAD_RATE, block_seconds))
     if total == 0:
         raise BadInputError(path, "no audio samples")
@@ -253,7 +255,11 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
         first_of.append(len(planned))
         planned += own
         last_of.append(len(planned) - 1)
-    edges = {i: None for i in first_of + last_of}
+    # The first window of each region gives its speech start, the last its end; found as the
+    # stream passes (a float each, so memory stays bounded however many regions there are).
+    starts = {first: (k, start) for k, ((start, _), first) in enumerate(zip(regions, first_of))}
+    ends = {last: (k, end) for k, ((_, end), last) in enumerate(zip(regions, last_of))}
+    speech = list(regions)
     rate = recognizer.sample_rate
     results: dict[int, np.ndarray] = {}
     pending: list[tuple[int, np.ndarray]] = []
@@ -268,20 +274,20 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
             progress(len(results), len(planned))
 
     for index, samples in cut_windows(stream_audio(path, rate, block_seconds), planned, rate):
-        if index in edges:
-            edges[index] = samples
+        if samples.size and index in starts:
+            k, vad_start = starts[index]
+            offset = planned[index][0]
+            speech[k] = (offset + speech_edge(samples, rate, vad_start - offset, edge_db=edge_db), speech[k][1])
+        if samples.size and index in ends:
+            k, vad_end = ends[index]
+            offset = planned[index][0]
+            speech[k] = (speech[k][0], offset + speech_edge(samples, rate, vad_end - offset, edge_db=edge_db,
+                                                           from_end=True))
         pending.append((index, samples))
         if len(pending) >= 4 * batch_size:
             flush()
     flush()
-    speech = []
-    for (start, end), first, last in zip(regions, first_of, last_of):
-        head, tail = edges[first], edges[last]
-        a = planned[first][0] + speech_edge(head, rate, start - planned[first][0], edge_db=edge_db) \
-            if head is not None and head.size else start
-        b = planned[last][0] + speech_edge(tail, rate, end - planned[last][0], edge_db=edge_db, from_end=True) \
-            if tail is not None and tail.size else end
-        speech.append((a, b) if b > a else (start, end))
+    speech = [(a, b) if b > a else vad for (a, b), vad in zip(speech, regions)]
     windows = [(planned[i][0], planned[i][1], results[i]) for i in sorted(results)]
     segments = smooth_segments(windows, speech, recognizer.classes, hop, min_segment)
     return Timeline(source=source, duration=duration, classes=list(recognizer.classes), speech=speech, windows=windows,

@@ -12,6 +12,7 @@ import numpy as np
 from emorec.errors import ConfigError
 from emorec.features import dsp
 from emorec.features.base import FeatureExtractor, register_extractor
+from emorec.threads import numpy_blas_single_thread
 
 #: Floor of the mel power before taking dB (-100 dB).
 AMIN = 1e-10
@@ -135,9 +136,10 @@ class LogMel(_MelBase):
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` mono at ``sample_rate`` -> ``(T, n_features)`` float32 dB."""
-        mel = self._log_mel(wave)
-        if self.deltas:
-            mel = add_deltas(mel)
+        with numpy_blas_single_thread():  # the same numbers on every path (cache, predict), and faster
+            mel = self._log_mel(wave)
+            if self.deltas:
+                mel = add_deltas(mel)
         return np.ascontiguousarray(mel.T, dtype=np.float32)
 
 
@@ -164,7 +166,8 @@ class MFCC(_MelBase):
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` mono at ``sample_rate`` -> ``(T, n_features)`` float32."""
-        mfcc = dsp.dct_matrix(self.n_mfcc, self.n_mels) @ self._log_mel(wave)  # (n_mfcc, T)
-        if self.deltas:
-            mfcc = add_deltas(mfcc)
+        with numpy_blas_single_thread():
+            mfcc = dsp.dct_matrix(self.n_mfcc, self.n_mels) @ self._log_mel(wave)  # (n_mfcc, T)
+            if self.deltas:
+                mfcc = add_deltas(mfcc)
         return np.ascontiguousarray(mfcc.T, dtype=np.float32)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fastapi import Request  # at module level: FastAPI resolves the endpoints' annotations here
 
+from emorec.memory import release_large_blocks
 from emorec.serve.pool import InferencePool, Overloaded
 from emorec.serve.uploads import UploadError, decode_upload, multipart_file, read_body
 
@@ -87,6 +88,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
     settings = settings or ServeSettings()
+    release_large_blocks()  # a server decodes uploads of every size for days: keep its heap from fragmenting
     service = service or ModelService(model)
     pool = InferencePool(settings.workers, settings.queue, settings.timeout)
     registry = CollectorRegistry()
