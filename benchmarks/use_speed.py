@@ -6,9 +6,10 @@ the ONNX file's size and parity on 50 real clips, and ``emorec timeline`` on a o
 
 Batch-1 latency (median of 50 after 5 warm-up calls): the model forward alone (features ready), and
 end to end from the file's bytes (decode, features, forward); the end-to-end time again in fresh
-processes with NumPy's BLAS on one thread during features (as shipped) and at its own thread count. The one-hour recording is made of real
-RAVDESS clips with silence and low noise between them, written once under work/; its timeline runs
-in a child process whose peak resident memory (``ru_maxrss``) is reported with its speed.
+processes with NumPy's BLAS on one thread during features (as shipped) and at its own thread count.
+The one-hour recording is made of real RAVDESS clips with silence and low noise between them,
+written once under work/; its timeline runs in a child process whose peak resident memory
+(``ru_maxrss``) is reported with its speed.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from emorec.threads import numpy_blas_single_thread
 
 def blas_threads() -> list[int]:
     """Threads of NumPy's own BLAS (SciPy and others may load their own copies beside it)."""
-    numpy_dir = os.path.dirname(np.__file__)
+    numpy_prefix = os.path.dirname(np.__file__)  # .../site-packages/numpy: also matches numpy.libs/
     found = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"
-             and lib["filepath"].startswith(os.path.dirname(numpy_dir) + os.sep + "numpy")]
+             and lib["filepath"].startswith(numpy_prefix)]
     assert found, "NumPy's BLAS is not among the loaded libraries"
     return found
 

@@ -246,20 +246,18 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
     duration = total / VAD_RATE
     regions = speech_regions(probs, total, threshold=vad_threshold)
     planned: list[tuple[float, float]] = []
-    first_of: list[int] = []  # index in ``planned`` of each region's first window
-    last_of: list[int] = []
-    for (start, end), (wide_start, wide_end) in zip(regions, context_bounds(regions, context, duration)):
+    # Which VAD edges each window refines: a region's first window gives its speech start, its last
+    # its end, found as the stream passes (a float each: memory stays bounded however many regions).
+    edges_of: dict[int, list[tuple[int, float, bool]]] = {}  # window -> [(region, VAD edge, from_end)]
+    widened = context_bounds(regions, context, duration)
+    for k, ((start, end), (wide_start, wide_end)) in enumerate(zip(regions, widened)):
         own = plan_windows([(start, end)], window, hop)
         own[0] = (wide_start, own[0][1])
         own[-1] = (own[-1][0], wide_end)  # the same window as own[0] when the region fits in one
-        first_of.append(len(planned))
+        edges_of.setdefault(len(planned), []).append((k, start, False))
+        edges_of.setdefault(len(planned) + len(own) - 1, []).append((k, end, True))
         planned += own
-        last_of.append(len(planned) - 1)
-    # The first window of each region gives its speech start, the last its end; found as the
-    # stream passes (a float each, so memory stays bounded however many regions there are).
-    starts = {first: (k, start) for k, ((start, _), first) in enumerate(zip(regions, first_of))}
-    ends = {last: (k, end) for k, ((_, end), last) in enumerate(zip(regions, last_of))}
-    speech = list(regions)
+    speech = [list(region) for region in regions]
     rate = recognizer.sample_rate
     results: dict[int, np.ndarray] = {}
     pending: list[tuple[int, np.ndarray]] = []
@@ -274,19 +272,15 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
             progress(len(results), len(planned))
 
     for index, samples in cut_windows(stream_audio(path, rate, block_seconds), planned, rate):
-        if samples.size and index in starts:
-            k, vad_start = starts[index]
-            offset = planned[index][0]
-            speech[k] = (offset + speech_edge(samples, rate, vad_start - offset, edge_db=edge_db), speech[k][1])
-        if samples.size and index in ends:
-            k, vad_end = ends[index]
-            offset = planned[index][0]
-            speech[k] = (speech[k][0], offset + speech_edge(samples, rate, vad_end - offset, edge_db=edge_db,
-                                                           from_end=True))
+        offset = planned[index][0]
+        for k, vad_edge, from_end in edges_of.get(index, ()):
+            speech[k][1 if from_end else 0] = offset + speech_edge(samples, rate, vad_edge - offset, edge_db=edge_db,
+                                                                   from_end=from_end)
         pending.append((index, samples))
         if len(pending) >= 4 * batch_size:
             flush()
     flush()
+    # Where the sound-based edges crossed (nothing loud enough in the region), the VAD's edges stand.
     speech = [(a, b) if b > a else vad for (a, b), vad in zip(speech, regions)]
     windows = [(planned[i][0], planned[i][1], results[i]) for i in sorted(results)]
     segments = smooth_segments(windows, speech, recognizer.classes, hop, min_segment)
