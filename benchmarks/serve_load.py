@@ -14,21 +14,12 @@ import argparse
 import asyncio
 import io
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from common import RESULTS, command_line, data_dir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -104,25 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queue", type=int, default=8)
     parser.add_argument("--out", default=str(RESULTS / "serve_load.json"))
     args = parser.parse_args(argv)
+    import httpx
     from emorec.atomic import write_json
+    from emorec.serve.process import ServeProcess
 
-    port = free_port()
-    command = [sys.executable, "-m", "emorec", "serve", *([args.model] if args.model else []), "--port", str(port),
-               "--workers", str(args.workers), "--queue", str(args.queue)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
-
-        deadline = time.time() + 120
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", timeout=2)
-                break
-            except httpx.HTTPError:
-                if server.poll() is not None or time.time() > deadline:
-                    raise SystemExit(f"emorec serve did not start: {server.stderr.read()}")
-                time.sleep(0.3)
+    options = ["--workers", str(args.workers), "--queue", str(args.queue)]
+    with ServeProcess(args.model, *options) as server:
+        url = server.url
         good = [(body, "audio/wav") for body in clips()]
         rss_start = rss_mb(server.pid)
         asyncio.run(phase(url, 4, min(10.0, args.seconds), good))  # warm-up: allocator and caches settle
@@ -139,12 +118,9 @@ def main(argv: list[str] | None = None) -> None:
         phases["overload_64_clients"] = asyncio.run(phase(url, 64, min(20.0, args.seconds), good))
         print("overload", phases["overload_64_clients"])
         alive = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     normal = [p for name, p in phases.items() if not name.startswith("overload")]
     result = {
-        "command": command_line(), "server": " ".join(["emorec serve", *command[4:]]), "cpu_count": os.cpu_count(),
+        "command": command_line(), "server": " ".join(["emorec serve", *([args.model] if args.model else []), *options]), "cpu_count": os.cpu_count(),
         "clip": "RAVDESS speech clips (3-4 s), 16-bit WAV uploads", "phases": phases,
         "rss_mb": {"start": round(rss_start, 1), "after_warm_up": round(rss_warm, 1), "end": round(rss_end, 1),
                    "growth_after_warm_up": round((rss_end - rss_warm) / rss_warm, 4)},

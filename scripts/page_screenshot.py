@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 
@@ -27,25 +23,16 @@ def main() -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "emorec", "serve", *([args.model] if args.model else []),
-                               "--port", str(port)])
-    try:
-        for _ in range(400):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.3)
+    from emorec.serve.process import ServeProcess
+
+    with ServeProcess(args.model) as server:
         options = webdriver.ChromeOptions()
         options.binary_location = shutil.which("chromium")
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=480,1000"):
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
         try:
-            driver.get(f"http://127.0.0.1:{port}/")
+            driver.get(server.url + "/")
             driver.find_element(By.ID, "file").send_keys(str(Path(args.clip).resolve()))
             driver.find_element(By.ID, "send").click()
             WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "top-emotion").text)
@@ -54,9 +41,6 @@ def main() -> None:
             print(f"{args.out}: top emotion {driver.find_element(By.ID, 'top-emotion').text}")
         finally:
             driver.quit()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -5,53 +5,18 @@ fake media stream playing a clip) both end with the top emotion rendered."""
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+from emorec.serve.process import ServeProcess
 from test_api import export_random_model, voice
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Chromium and chromium-driver are not installed "
                                 "(Debian: apt-get install chromium chromium-driver; .ci/run does it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``emorec serve MODEL`` on a loopback port, for as long as the ``with`` block lasts."""
-
-    def __init__(self, model: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, "-m", "emorec", "serve", str(model), "--port", str(self.port)],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def __enter__(self) -> "Server":
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"emorec serve exited: {self.process.stdout.read()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("emorec serve did not answer /healthz within 120 s")
-
-    def __exit__(self, *_):
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 def chromium(fake_audio: Path | None = None):
@@ -101,7 +66,7 @@ def test_the_page_shows_the_top_emotion_of_an_upload_and_of_a_microphone_recordi
     model = export_random_model(tmp_path / "model")
     clip = clip_for_browser(tmp_path, shared_data_dir())
     expected = emorec.load(model).predict(clip)
-    with Server(model) as server:
+    with ServeProcess(model) as server:
         driver = chromium(fake_audio=clip)
         try:
             driver.get(server.url + "/")

@@ -105,7 +105,7 @@ def test_the_exported_file_serves_alone_with_the_api_probabilities(tmp_path):
 @pytest.mark.realdata
 def test_onnx_parity_on_50_real_clips(shared_data, tmp_path):
     """The released model when this checkout has it (else a random one): its ONNX export gives the
-    probabilities of `Recognizer.predict` on 50 real clips, alone and in one padded batch."""
+    probabilities of `Recognizer.predict` on 50 real clips, alone, in one padded batch and in batches."""
     from emorec.onnx_export import export_onnx
     from emorec.onnx_runtime import OnnxPredictor
     from emorec.released import DEFAULT, released_model_dir
@@ -117,4 +117,5 @@ def test_onnx_parity_on_50_real_clips(shared_data, tmp_path):
     waves = [rec.waveform(f)[0] for f in files]
     alone = np.stack([served.probabilities([w])[0] for w in waves])
     np.testing.assert_allclose(alone, rec.probabilities(waves), atol=1e-4)
-    np.testing.assert_allclose(served.probabilities(waves), alone, atol=1e-5)  # one padded batch of 50
+    np.testing.assert_allclose(served.probabilities(waves, batch_size=50), alone, atol=1e-5)  # one padded batch
+    np.testing.assert_allclose(served.probabilities(waves, batch_size=7), alone, atol=1e-5)  # batches by length

@@ -215,3 +215,22 @@ def test_cors_is_off_unless_configured(tmp_path):
         assert "access-control-allow-origin" not in plain.get("/healthz", headers={"Origin": "http://x"}).headers
     with TestClient(create_app(model, ServeSettings(cors_origins=("http://x",)))) as open_:
         assert open_.get("/healthz", headers={"Origin": "http://x"}).headers["access-control-allow-origin"] == "http://x"
+
+
+def test_a_served_process_answers_on_its_port_and_a_dead_one_says_why(tmp_path):
+    """`ServeProcess` (what the browser test and the load benchmark start servers with): a real
+    `emorec serve` child is up once /healthz answers and gone after the block; one that cannot start
+    raises with the server's own one-line reason, not a timeout."""
+    import json
+    import urllib.request
+
+    from emorec.serve.process import ServeProcess
+
+    with ServeProcess(export_random_model(tmp_path / "m"), "--workers", "1") as server:
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=10) as answer:
+            assert json.loads(answer.read())["status"] == "ok"
+        process = server.process
+    assert process.poll() is not None
+    with pytest.raises(RuntimeError, match=r"exited with status 2: error: .*no_such_model: no trained model here"):
+        with ServeProcess(tmp_path / "no_such_model", startup_timeout=60):
+            pass

@@ -36,13 +36,19 @@ class OnnxPredictor:
         self.class_names = list(json.loads(meta["class_names"]))
         self.sample_rate = int(meta["sample_rate"])
 
-    def probabilities(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        """Waveforms at the model's rate -> ``(N, C)`` probabilities, one zero-padded batch."""
-        lengths = np.array([w.size for w in waves], np.int64)
-        batch = np.zeros((len(waves), int(lengths.max())), np.float32)
-        for row, wave in enumerate(waves):
-            batch[row, :wave.size] = wave
-        return self.session.run(None, {"waveform": batch, "lengths": lengths})[0]
+    def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """Waveforms at the model's rate -> ``(N, C)`` probabilities in input order, in zero-padded
+        batches of up to ``batch_size`` clips of similar length (the graph masks the padding)."""
+        order = sorted(range(len(waves)), key=lambda i: waves[i].size)
+        out = np.zeros((len(waves), len(self.class_names)), np.float32)
+        for start in range(0, len(order), max(1, batch_size)):
+            chosen = order[start:start + max(1, batch_size)]
+            lengths = np.array([waves[i].size for i in chosen], np.int64)
+            batch = np.zeros((len(chosen), int(lengths.max())), np.float32)
+            for row, i in enumerate(chosen):
+                batch[row, :lengths[row]] = waves[i]
+            out[chosen] = self.session.run(None, {"waveform": batch, "lengths": lengths})[0]
+        return out
 
     def predict_files(self, paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
         results, skipped = [], []

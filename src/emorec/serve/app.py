@@ -67,7 +67,7 @@ class ModelService:
                          "card_markdown": card_path.read_text() if card_path and card_path.is_file() else None}
 
     def probabilities(self, waves, batch_size: int = 16):
-        return self.backend.probabilities(waves)
+        return self.backend.probabilities(waves, batch_size=batch_size)
 
     def predict(self, wave) -> dict:
         probs = self.probabilities([wave])[0]
