@@ -199,6 +199,12 @@ def test_conditions_training_with_level_normalisation_and_the_robustness_suite(t
     emorec("robustness", run, "--conditions", "noise:10", "--part", "val", "--out", tmp_path, cwd=root)
     val = json.loads((tmp_path / "robustness_val.json").read_text())
     assert val["part"] == "val" and list(val["conditions"]) == ["clean", "noise:10"]
+    emorec("robustness", run, "--conditions", "noise:10", "--part", "val", "--out", tmp_path / "floor",
+           "--feature", "trim_db=40", "--feature", "trim_floor_db=6", cwd=root)
+    floor = json.loads((tmp_path / "floor" / "robustness_val.json").read_text())
+    assert floor["inference_features"] == {"trim_db": 40, "trim_floor_db": 6} and floor["n_clips"] == val["n_clips"]
+    no_pair = emorec("robustness", run, "--feature", "trim_floor_db", cwd=root, check=False)
+    assert no_pair.returncode == 2 and "expected KEY=VALUE" in no_pair.stderr
     bad = emorec("robustness", run, "--conditions", "noise:loud", cwd=root, check=False)
     assert bad.returncode == 2 and "noise:loud" in bad.stderr
 

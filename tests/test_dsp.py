@@ -64,6 +64,33 @@ def test_dct_rows_equal_scipy_ortho_dct():
     np.testing.assert_allclose(dsp.dct_matrix(40, 64) @ x, scipy_fft.dct(x, axis=0, type=2, norm="ortho")[:40], atol=1e-10)
 
 
+
+def test_the_noise_floor_trim_trims_noise_as_silence_and_leaves_a_quiet_room_alone():
+    """``floor_db``: in a clean clip (floor far below the peak) the trim is librosa's; with noise at
+    10 dB SNR around the same voice, the plain trim keeps the whole clip (the noise is within 40 dB
+    of the peak) while the floor trim drops the noise around the voice: it keeps at most the clean
+    trim's extent and at least the voice's loud part (within 6 dB of its peak: frames 6 dB over
+    the noise floor are kept; the voice's faded edges are under the noise)."""
+    rng = np.random.default_rng(3)
+    for seed in range(3):
+        clean = speech_like(2.0 + seed, seed)
+        np.testing.assert_array_equal(dsp.trim(clean, top_db=40, floor_db=6), librosa.effects.trim(clean, top_db=40)[0])
+        voiced = dsp.trim(clean, top_db=40)
+        power = float(np.mean(voiced ** 2))
+        noisy = (clean + np.sqrt(power / 10) * rng.standard_normal(clean.size)).astype(np.float32)
+        assert dsp.trim(noisy, top_db=40).size == noisy.size
+        kept = dsp.trim(noisy, top_db=40, floor_db=6).size
+        assert dsp.trim(clean, top_db=6).size <= kept <= voiced.size + 2048 < noisy.size, (kept, voiced.size)
+
+
+def test_the_floor_trim_is_a_later_option_that_keeps_old_cache_keys():
+    from emorec.errors import ConfigError
+
+    assert "trim_floor_db" not in LogMel(trim_db=40).config()  # caches and models made before it stay valid
+    assert LogMel(trim_db=40, trim_floor_db=6).config()["trim_floor_db"] == 6.0
+    with pytest.raises(ConfigError, match="trim_floor_db needs trim_db"):
+        LogMel(trim_floor_db=6)
+
 @pytest.mark.parametrize("extractor", [LogMel(), LogMel(deltas=True, trim_db=40), MFCC(deltas=True)])
 def test_extractors_equal_their_librosa_definition(extractor):
     """The whole extractor against the librosa calls it used to make (power_to_db with top_db)."""

@@ -32,11 +32,15 @@ def padded(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("settings,center", [({"n_mels": 16, "deltas": True, "trim_db": 40}, "level"),
+                                             ({"n_mels": 16, "deltas": True, "trim_db": 40, "trim_floor_db": 6}, "level"),
                                              ({"n_mels": 24, "top_db": None}, "global")])
 def test_the_torch_front_end_computes_the_logmel_features_of_every_row_alone(settings, center):
     rng = np.random.default_rng(0)
     quiet_edges = np.concatenate([np.zeros(4000), voice(1.0, 200), 1e-4 * rng.standard_normal(6000)]).astype(np.float32)
-    waves = [voice(2.3, 150), quiet_edges, voice(0.3, 260), voice(0.07, 180), (0.1 * rng.standard_normal(500)).astype(np.float32)]
+    noisy_edges = np.concatenate([np.zeros(7000), voice(1.2, 170), np.zeros(9000)]).astype(np.float32)
+    noisy_edges += (0.02 * rng.standard_normal(noisy_edges.size)).astype(np.float32)
+    waves = [voice(2.3, 150), quiet_edges, noisy_edges, voice(0.3, 260), voice(0.07, 180),
+             (0.1 * rng.standard_normal(500)).astype(np.float32)]
     extractor = LogMel(**settings)
     reference = [extractor.extract(w) for w in waves]  # 9+ frames, edges trimmed, 3-8 frames, ...
     level = {"level_columns": 16} if center == "level" else {}
@@ -101,6 +105,31 @@ def test_the_exported_file_serves_alone_with_the_api_probabilities(tmp_path):
     row = (tmp_path / "p.csv").read_text().splitlines()[1].split(",")
     np.testing.assert_allclose([float(v) for v in row[2:]], rec.probabilities(waves[:1])[0], atol=1e-4)
 
+
+
+def test_an_exported_model_with_the_noise_floor_trim_gives_the_api_probabilities(tmp_path):
+    """``trim_floor_db`` in the graph (a sort per row for the floor): ONNX = ``Recognizer`` on clips
+    with noise around the voice, alone and in one padded batch."""
+    from emorec.onnx_export import export_onnx
+    from emorec.onnx_runtime import OnnxPredictor
+
+    model = export_random_model(tmp_path / "m")
+    meta = json.loads((model / "model.json").read_text())
+    meta["features"]["audio"]["trim_floor_db"] = 6
+    (model / "model.json").write_text(json.dumps(meta))
+    rng = np.random.default_rng(1)
+    waves = [np.concatenate([np.zeros(n), voice(s, f, seed=i), np.zeros(m)]).astype(np.float32)
+             for i, (n, s, f, m) in enumerate([(8000, 1.1, 150, 12000), (3000, 2.0, 230, 500), (0, 0.6, 300, 9000)])]
+    waves = [(w + level * rng.standard_normal(w.size)).astype(np.float32) for w, level in zip(waves, (0.02, 0.005, 0.04))]
+    rec = emorec.load(model)
+    assert rec.predictor._front_end()[0]["audio"].trim_floor_db == 6.0
+    export_onnx(model, tmp_path / "m.onnx")
+    served = OnnxPredictor(tmp_path / "m.onnx")
+    want = rec.probabilities(waves)
+    plain = emorec.load(export_random_model(tmp_path / "plain")).probabilities(waves)
+    assert np.abs(want - plain).max() > 1e-3  # the floor trims these clips, the 40 dB trim alone does not
+    np.testing.assert_allclose(np.stack([served.probabilities([w])[0] for w in waves]), want, atol=1e-4)
+    np.testing.assert_allclose(served.probabilities(waves), want, atol=1e-4)
 
 @pytest.mark.realdata
 def test_onnx_parity_on_50_real_clips(shared_data, tmp_path):

@@ -319,18 +319,22 @@ def robustness(
     folds: Optional[str] = typer.Option(None, help="only these folds, e.g. 1,3"),
     part: str = typer.Option("test", help="score the test clips, or 'val' (validation actors) to choose a recipe"),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="where robustness.json/.png go (default: the run)"),
+    feature: Optional[list[str]] = typer.Option(None, help="KEY=VALUE over the models' audio features at inference "
+                                                "only, e.g. trim_floor_db=6 (a front-end change, no retraining)"),
     quiet: bool = typer.Option(False),
 ) -> None:
     """UA of a run's test folds under recording conditions (gain, telephone band, noise, reverb, codecs) and
     the share of predictions per class, beside the clean figure."""
     from emorec.conditions import DEFAULT_SUITE
     from emorec.evaluation.robustness import robustness_run
+    from emorec.training.config import key_values
 
     if quiet:
         _hush_libraries()
     chosen = [int(f) for f in folds.split(",")] if folds else None
     suite = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else DEFAULT_SUITE
-    result = robustness_run(run_dirs, suite, folds=chosen, out=out_dir, progress=not quiet, part=part)
+    result = robustness_run(run_dirs, suite, folds=chosen, out=out_dir, progress=not quiet, part=part,
+                            features=key_values(feature or [], "--feature"))
     for name, score in result["conditions"].items():
         out.print(f"{name:>14}: UA {score['ua']:.3f} (drop {score['drop_points']:+.1f} points)  "
                   f"most predicted {score['top_class']} {score['top_share']:.0%}", highlight=False)

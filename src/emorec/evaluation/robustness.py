@@ -38,10 +38,13 @@ def condition_scores(y_true: np.ndarray, probs: np.ndarray, class_names: Sequenc
 
 def robustness_run(run_dirs: Sequence[str | Path], conditions: Sequence[str] = DEFAULT_SUITE, *,
                    folds: Sequence[int] | None = None, out: str | Path | None = None, progress: bool = True,
-                   bootstrap: int = 1000, part: str = "test") -> dict:
+                   bootstrap: int = 1000, part: str = "test", features: dict | None = None) -> dict:
     """Score the fold models of ``run_dirs`` (one run, or the parts of one run trained side by side,
     whose folds differ) on their test clips under each of ``conditions``; ``part="val"`` scores the
-    validation actors instead (to choose a recipe for robustness without reading a test clip)."""
+    validation actors instead (to choose a recipe for robustness without reading a test clip).
+
+    ``features``: settings laid over every model's audio feature spec at inference only (e.g.
+    ``{"trim_floor_db": 6}``), to measure a front-end change on trained models; the result names them."""
     if part not in ("test", "val"):
         raise EmorecError(f"part must be 'test' or 'val', got {part!r}")
     from emorec.evaluation.plots import plot_robustness
@@ -65,6 +68,8 @@ def robustness_run(run_dirs: Sequence[str | Path], conditions: Sequence[str] = D
     skipped: list[dict] = []
     for fold_dir, experiment in sorted(fold_jobs, key=lambda job: fold_number(job[0])):
         predictor = Predictor.load(fold_dir)
+        if features:
+            predictor.meta["features"]["audio"] = {**predictor.meta["features"]["audio"], **features}
         if predictor.class_names != class_names:
             raise EmorecError(f"{fold_dir}: model classes {predictor.class_names} differ from the data's {class_names}")
         rate = int(next(iter(predictor.meta["features"].values())).get("sample_rate", 16000))
@@ -89,7 +94,7 @@ def robustness_run(run_dirs: Sequence[str | Path], conditions: Sequence[str] = D
         entry["drop_points"] = round(100.0 * (clean_ua - entry["ua"]), 2)
     result = {"run": ", ".join(d.name for d in run_dirs), "part": part, "folds": sorted(numbers), "n_clips": int(y.size),
               "class_names": class_names, "chance_ua": 1.0 / len(class_names), "conditions": scores,
-              "skipped": skipped}
+              "skipped": skipped, **({"inference_features": dict(features)} if features else {})}
     out_dir = Path(out) if out else run_dirs[0]
     stem = "robustness" if part == "test" else "robustness_val"
     write_json(out_dir / f"{stem}.json", result)

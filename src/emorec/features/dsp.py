@@ -81,14 +81,32 @@ def power_to_db(power: np.ndarray, *, ref: float = 1.0, amin: float = 1e-10, top
     return db
 
 
-def trim(y: np.ndarray, *, top_db: float, frame_length: int = 2048, hop_length: int = 512) -> np.ndarray:
+#: The noise floor of :func:`trim`: this quantile of a clip's frame energies.
+FLOOR_QUANTILE = 0.1
+
+
+def floor_index(frames: int) -> int:
+    """Which frame of ``frames`` sorted by energy is the noise floor (the lower ``FLOOR_QUANTILE``)."""
+    return int(FLOOR_QUANTILE * (frames - 1))
+
+
+def trim(y: np.ndarray, *, top_db: float, floor_db: float | None = None, frame_length: int = 2048,
+         hop_length: int = 512) -> np.ndarray:
     """``y`` without its leading and trailing frames quieter than ``top_db`` below its loudest
-    frame (``librosa.effects.trim``: frame mean-square energy, centred frames); empty if all are."""
+    frame (``librosa.effects.trim``: frame mean-square energy, centred frames); empty if all are.
+
+    ``floor_db``: frames must also be that many dB above the clip's noise floor (its
+    ``FLOOR_QUANTILE`` frame energy), so the noise around speech in a noisy recording is trimmed
+    as silence is in a clean one. A clip whose floor is more than ``top_db + floor_db`` below its
+    peak (a quiet room) is trimmed exactly as without it."""
     padded = np.pad(np.asarray(y, dtype=np.float32), frame_length // 2)
     frames = _frames(padded, frame_length, hop_length)  # (T, frame_length)
     mse = np.mean(np.abs(frames) ** 2, axis=1, dtype=np.float32)  # rms ** 2
     db = power_to_db(mse, ref=float(np.max(mse)), top_db=None)
-    loud = np.flatnonzero(db > -top_db)
+    threshold = -top_db
+    if floor_db is not None:
+        threshold = max(threshold, float(np.partition(db, floor_index(db.size))[floor_index(db.size)]) + floor_db)
+    loud = np.flatnonzero(db > threshold)
     if loud.size == 0:
         return y[:0]
     start = int(loud[0]) * hop_length

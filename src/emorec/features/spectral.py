@@ -31,9 +31,11 @@ class _MelBase(FeatureExtractor):
     top_db: float | None
     deltas: bool
     trim_db: float | None
+    trim_floor_db: float | None
 
     def _set_framing(self, *, sample_rate: int, n_mels: int, n_fft: int, hop_ms: float, win_ms: float,
-                     fmin: float, fmax: float, top_db: float | None, deltas: bool, trim_db: float | None) -> None:
+                     fmin: float, fmax: float, top_db: float | None, deltas: bool, trim_db: float | None,
+                     trim_floor_db: float | None = None) -> None:
         """Store the shared constructor arguments (typed, as config() reports them) and check them."""
         self.sample_rate = int(sample_rate)
         self.n_mels = int(n_mels)
@@ -45,7 +47,15 @@ class _MelBase(FeatureExtractor):
         self.top_db = None if top_db is None else float(top_db)
         self.deltas = bool(deltas)
         self.trim_db = None if trim_db is None else float(trim_db)
+        self.trim_floor_db = None if trim_floor_db is None else float(trim_floor_db)
         self._check()
+
+    def config(self) -> dict:
+        config = super().config()
+        if config.get("trim_floor_db") is None:
+            # Added later: unset, it leaves the cache key (and every cache and model made before) as it was.
+            config.pop("trim_floor_db", None)
+        return config
 
     def _check(self) -> None:
         if self.sample_rate <= 0 or self.n_mels <= 0 or self.n_fft <= 0:
@@ -56,6 +66,8 @@ class _MelBase(FeatureExtractor):
                 f"<= n_fft ({self.n_fft}) samples")
         if not 0 <= self.fmin < self.fmax_hz:
             raise ConfigError(f"{self.name}: need 0 <= fmin < fmax (fmax is clipped to Nyquist)")
+        if self.trim_floor_db is not None and (self.trim_db is None or self.trim_floor_db < 0):
+            raise ConfigError(f"{self.name}: trim_floor_db needs trim_db and must be >= 0, got {self.trim_floor_db}")
 
     @property
     def hop_length(self) -> int:
@@ -82,7 +94,7 @@ class _MelBase(FeatureExtractor):
         wave = np.asarray(wave, dtype=np.float32)
         if self.trim_db is not None:
             # Leading/trailing silence (about 1 s of each RAVDESS clip) carries no emotion.
-            trimmed = dsp.trim(wave, top_db=self.trim_db)
+            trimmed = dsp.trim(wave, top_db=self.trim_db, floor_db=self.trim_floor_db)
             wave = trimmed if trimmed.size else wave
         power = dsp.power_spectrogram(wave, n_fft=self.n_fft, hop_length=self.hop_length,
                                       win_length=self.win_length)  # (bins, T)
@@ -118,7 +130,8 @@ class LogMel(_MelBase):
     ``T = 1 + n_samples // hop`` (centred frames, 100 per second by default).
 
     ``trim_db`` (e.g. 40) first trims leading and trailing audio quieter than that many dB
-    below the clip's peak. ``top_db`` clips values more than that many dB below the clip's loudest bin (``None``
+    below the clip's peak; ``trim_floor_db`` (e.g. 6) also trims what is less than that many dB above
+    the clip's noise floor (``dsp.trim``: the noise before and after speech in a noisy recording). ``top_db`` clips values more than that many dB below the clip's loudest bin (``None``
     disables it); values are otherwise absolute, so loud and quiet clips differ.
     """
 
@@ -126,9 +139,11 @@ class LogMel(_MelBase):
 
     def __init__(self, *, sample_rate: int = 16000, n_mels: int = 64, n_fft: int = 512,
                  hop_ms: float = 10.0, win_ms: float = 25.0, fmin: float = 50.0,
-                 fmax: float = 8000.0, top_db: float | None = 80.0, deltas: bool = False, trim_db: float | None = None):
+                 fmax: float = 8000.0, top_db: float | None = 80.0, deltas: bool = False, trim_db: float | None = None,
+                 trim_floor_db: float | None = None):
         self._set_framing(sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, hop_ms=hop_ms, win_ms=win_ms,
-                          fmin=fmin, fmax=fmax, top_db=top_db, deltas=deltas, trim_db=trim_db)
+                          fmin=fmin, fmax=fmax, top_db=top_db, deltas=deltas, trim_db=trim_db,
+                          trim_floor_db=trim_floor_db)
 
     @property
     def n_features(self) -> int:
@@ -153,10 +168,11 @@ class MFCC(_MelBase):
     def __init__(self, *, sample_rate: int = 16000, n_mfcc: int = 40, n_mels: int = 64,
                  n_fft: int = 512, hop_ms: float = 10.0, win_ms: float = 25.0,
                  fmin: float = 50.0, fmax: float = 8000.0, top_db: float | None = 80.0,
-                 deltas: bool = False, trim_db: float | None = None):
+                 deltas: bool = False, trim_db: float | None = None, trim_floor_db: float | None = None):
         self.n_mfcc = int(n_mfcc)
         self._set_framing(sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, hop_ms=hop_ms, win_ms=win_ms,
-                          fmin=fmin, fmax=fmax, top_db=top_db, deltas=deltas, trim_db=trim_db)
+                          fmin=fmin, fmax=fmax, top_db=top_db, deltas=deltas, trim_db=trim_db,
+                          trim_floor_db=trim_floor_db)
         if not 0 < self.n_mfcc <= self.n_mels:
             raise ConfigError("mfcc: need 0 < n_mfcc <= n_mels")
 

@@ -30,6 +30,7 @@ class LogMelFrontEnd(nn.Module):
             raise ValueError(f"the ONNX front end computes logmel features, not {extractor.name!r}")
         self.n_fft, self.hop, self.n_mels = extractor.n_fft, extractor.hop_length, extractor.n_mels
         self.top_db, self.trim_db, self.deltas = extractor.top_db, extractor.trim_db, extractor.deltas
+        self.trim_floor_db = getattr(extractor, "trim_floor_db", None)
         window = np.zeros(self.n_fft)
         left = (self.n_fft - extractor.win_length) // 2
         window[left:left + extractor.win_length] = dsp._hann(extractor.win_length)
@@ -54,15 +55,22 @@ class LogMelFrontEnd(nn.Module):
 
     # ------------------------------------------------------------------ steps
     def _trim(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows without leading and trailing frames quieter than ``trim_db`` below their loudest,
-        shifted to start at 0; a row with no loud frame stays whole (``LogMel`` keeps it)."""
+        """Rows without leading and trailing frames quieter than ``trim_db`` below their loudest (and,
+        with ``trim_floor_db``, than that far above their noise floor), shifted to start at 0; a row
+        with no loud frame stays whole (``LogMel`` keeps it)."""
         energy = F.conv1d(F.pad(wave * wave, (TRIM_FRAME // 2, TRIM_FRAME // 2)).unsqueeze(1),
                           wave.new_full((1, 1, TRIM_FRAME), 1.0 / TRIM_FRAME), stride=TRIM_HOP).squeeze(1)  # (B, T_e)
         frames = torch.arange(energy.size(1), device=wave.device)
         real = frames[None, :] < (1 + lengths // TRIM_HOP)[:, None]  # (B, T_e)
         peak = torch.where(real, energy, energy.new_zeros(())).amax(dim=1, keepdim=True)
         db = 10 * torch.log10(energy.clamp_min(1e-10)) - 10 * torch.log10(peak.clamp_min(1e-10))
-        loud = real & (db > -self.trim_db)
+        threshold = db.new_full((db.size(0), 1), -self.trim_db)
+        if self.trim_floor_db is not None:  # dsp.trim's noise floor: the FLOOR_QUANTILE frame of each row
+            ordered = torch.where(real, db, db.new_full((), float("inf"))).sort(dim=1).values
+            n_real = real.sum(dim=1, keepdim=True)
+            floor = ordered.gather(1, ((n_real - 1).float() * dsp.FLOOR_QUANTILE).long())  # (B, 1)
+            threshold = torch.maximum(threshold, floor + self.trim_floor_db)
+        loud = real & (db > threshold)
         any_loud = loud.any(dim=1)
         big = energy.size(1)
         first = torch.where(loud, frames[None, :], frames.new_full((), big)).amin(dim=1)

@@ -277,6 +277,20 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     return resolve_paths(config_from_dict(data))
 
 
+def key_values(pairs: list[str], flag: str = "--set") -> dict[str, Any]:
+    """``["trim_floor_db=6", "deltas=true"]`` -> ``{"trim_floor_db": 6, "deltas": True}`` (values as YAML)."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE")
+        try:
+            settings[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{flag} {pair!r}: {_yaml_problem(err)}") from None
+    return settings
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
