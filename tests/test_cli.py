@@ -548,3 +548,38 @@ def test_training_can_recalibrate_batch_norm_of_the_kept_weights(trained, tmp_pa
     dataset = clips_dataset(experiment, split.val, exported)
     ua = classification_metrics(dataset.labels(), probs, experiment.class_names, bootstrap=0)["ua"]
     assert meta["best_score"] == pytest.approx(ua, abs=1e-6)
+
+
+def test_a_corpus_without_a_class_trains_beside_one_with_it_over_its_own_classes(trained, tmp_path):
+    """Two corpora with different label sets in one manifest (the second has no "angry", as CREMA-D
+    has no calm): with ``loss.corpus_classes`` the run trains, and its training clips carry their
+    corpus's classes."""
+    from emorec.experiment import prepare_experiment
+    from emorec.training.config import load_config
+    from emorec.training.fold import fold_datasets
+
+    root, _, _ = trained
+    rows = list(csv.DictReader(open(root / "manifest.csv")))
+    other = {r["speaker"] for r in rows[-12:]}  # the last speakers become a second corpus without "angry"
+    kept = []
+    for row in rows:
+        if row["speaker"] in other:
+            if row["emotion"] == "angry":
+                continue
+            row = {**row, "corpus": "other", "clip_id": "other/" + row["clip_id"], "speaker": "other/" + row["speaker"]}
+        kept.append(row)
+    with open(tmp_path / "two.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    overrides = [f"data.manifest={tmp_path / 'two.csv'}", "split.train_only_corpora=[other]", "loss.corpus_classes=true"]
+    emorec("train", root / "recipe.yaml", "--quiet", "--epochs", "1", "--folds", "1", "--run-dir", tmp_path,
+           *[arg for o in overrides for arg in ("--set", o)], cwd=root)
+    assert (next(tmp_path.glob("t-*")) / "fold_1" / "model.safetensors").is_file()
+    config = load_config(root / "recipe.yaml", overrides)
+    experiment = prepare_experiment(config, progress=False)
+    train_set, val_set, _ = fold_datasets(experiment, experiment.splits[0])
+    angry = experiment.class_names.index("angry")
+    has_angry = {c.corpus: bool(train_set[i]["classes"][angry]) for i, c in enumerate(train_set.clips)}
+    assert has_angry == {rows[0]["corpus"]: True, "other": False}
+    assert "classes" not in val_set[0]  # validation scores every class

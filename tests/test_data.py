@@ -104,6 +104,26 @@ def test_dataset_leaves_out_clips_without_cached_features(tmp_path):
     assert dataset[2]["audio"].shape == (3, 2)
 
 
+
+def test_each_clip_carries_the_classes_its_corpus_has(tmp_path):
+    """``loss.corpus_classes``: the class rows come from the clips of each corpus (CREMA-D has no
+    calm), and every item and batch carries its clip's row for the loss to mask with."""
+    from emorec.data import corpus_class_masks
+
+    store = FeatureStore(tmp_path, "toy", {"a": 1})
+    labels = [("ravdess", "calm"), ("ravdess", "sad"), ("crema-d", "sad"), ("crema-d", "happy"), ("ravdess", "happy")]
+    clips = [Clip(clip_id=f"{corpus}/{i}", path=f"/x/{i}.wav", corpus=corpus, speaker=f"{corpus}/s", emotion=emotion,
+                  content_hash=f"{i:064x}") for i, (corpus, emotion) in enumerate(labels)]
+    for clip in clips:
+        store.put(clip, np.ones((3, 2), np.float32))
+    index = {"calm": 0, "sad": 1, "happy": 2}
+    masks = corpus_class_masks(clips, index)
+    assert masks["ravdess"].tolist() == [True, True, True] and masks["crema-d"].tolist() == [False, True, True]
+    dataset = ClipDataset(clips, index, {"audio": store}, corpus_classes=masks)
+    batch = pad_collate([dataset[i] for i in range(len(dataset))])
+    assert batch["classes"].tolist() == [masks[c.corpus].tolist() for c in clips]
+    assert "classes" not in ClipDataset(clips, index, {"audio": store})[0]
+
 def test_frames_marked_missing_become_holes_in_the_mask(tmp_path):
     """Face features carry a face-present column: such frames are masked, not fed as real zeros."""
     store = FeatureStore(tmp_path, "face_landmarks", {"toy": True})

@@ -17,6 +17,29 @@ def test_soft_target_loss_equals_cross_entropy_for_hard_labels():
     assert torch.allclose(ours, torch.nn.functional.cross_entropy(logits, labels), atol=1e-6)
 
 
+
+def test_a_clip_with_fewer_classes_is_scored_over_its_own_classes_only():
+    """``allowed``: a row's loss is cross-entropy over its corpus's classes alone (with label
+    smoothing spread over those), and the other classes' logits get no gradient from it."""
+    logits = torch.randn(4, 5, requires_grad=True)
+    labels = torch.tensor([2, 3, 1, 4])
+    allowed = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    loss = SoftTargetLoss(5)(logits, labels, allowed)
+    want = torch.stack([torch.nn.functional.cross_entropy(logits[i:i + 1, allowed[i]],
+                                                          torch.tensor([int(allowed[i, :labels[i]].sum())]))
+                        for i in range(4)]).mean()
+    assert torch.allclose(loss, want, atol=1e-6)
+    loss.backward()
+    assert torch.all(logits.grad[~allowed] == 0) and torch.all(logits.grad[allowed] != 0)
+    smoothed = SoftTargetLoss(5, label_smoothing=0.1)(logits.detach()[:1], labels[:1], allowed[:1])
+    want = torch.nn.functional.cross_entropy(logits.detach()[:1, :3], labels[:1], label_smoothing=0.1)
+    assert torch.allclose(smoothed, want, atol=1e-6)
+    items = [{"audio": torch.randn(4, 6), "label": 0, "index": i, "classes": allowed[i]} for i in range(4)]
+    batch = pad_collate(items)
+    assert torch.equal(batch["classes"], allowed)
+    mixed, _ = mixup(batch, torch.nn.functional.one_hot(batch["label"], 5).float(), 0.4, np.random.default_rng(0))
+    assert torch.all(mixed["classes"] >= batch["classes"])  # a mixed clip may have either clip's classes
+
 def test_focal_loss_downweights_easy_examples():
     logits = torch.tensor([[8.0, 0.0], [0.2, 0.0]])
     labels = torch.tensor([0, 0])

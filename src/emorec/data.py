@@ -143,8 +143,11 @@ class ClipDataset(Dataset):
         dims: Mapping[str, int] | None = None,
         transforms: Mapping[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] | None = None,
         seed: int = 0,
+        corpus_classes: Mapping[str, np.ndarray] | None = None,
     ):
         self.label_index = dict(label_index)
+        # corpus -> (C,) bool: the classes its clips can have; each item then carries its row as "classes".
+        self.corpus_classes = dict(corpus_classes or {})
         self.modalities = [m for m in MODALITIES if m in stores]
         self.clips: list[Clip] = []
         self.features: dict[str, list[np.ndarray]] = {m: [] for m in self.modalities}
@@ -210,6 +213,8 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         clip = self.clips[i]
         item: dict = {"label": self.label_index.get(clip.emotion, -1), "index": i}
+        if self.corpus_classes:
+            item["classes"] = torch.from_numpy(self.corpus_classes[clip.corpus])
         for m in self.modalities:
             features = self.features[m][i]
             valid = self.valid[m][i]
@@ -224,6 +229,16 @@ class ClipDataset(Dataset):
         return item
 
 
+def corpus_class_masks(clips: Sequence[Clip], label_index: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """corpus -> ``(C,)`` bool: which classes of ``label_index`` occur among that corpus's ``clips``."""
+    masks: dict[str, np.ndarray] = {}
+    for clip in clips:
+        row = masks.setdefault(clip.corpus, np.zeros(len(label_index), dtype=bool))
+        if clip.emotion in label_index:
+            row[label_index[clip.emotion]] = True
+    return masks
+
+
 def pad_collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     """Pad each modality to the longest clip in the batch and build its mask."""
     if not items:
@@ -232,6 +247,8 @@ def pad_collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         "label": torch.tensor([it["label"] for it in items], dtype=torch.long),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
     }
+    if "classes" in items[0]:
+        batch["classes"] = torch.stack([it["classes"] for it in items])  # (B, C) bool
     for m in MODALITIES:
         if m not in items[0]:
             continue

@@ -72,6 +72,8 @@ def mixup(batch: dict, targets: torch.Tensor, alpha: float, rng: np.random.Gener
         if m in batch:
             out[m] = lam * batch[m] + (1 - lam) * batch[m][perm]
             out[f"{m}_mask"] = batch[f"{m}_mask"] | batch[f"{m}_mask"][perm]
+    if "classes" in batch:  # a mixed clip may have either clip's classes
+        out["classes"] = batch["classes"] | batch["classes"][perm]
     return out, lam * targets + (1 - lam) * targets[perm]
 
 

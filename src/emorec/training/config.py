@@ -60,6 +60,10 @@ class LossConfig:
     gamma: float = 2.0
     class_weights: str = "none"              # "none" or "balanced" (inverse frequency)
     label_smoothing: float = 0.0
+    # Each training clip's softmax over only the classes its corpus has (union of corpora with different
+    # label sets): a CREMA-D clip then never pushes calm or surprised down, so "sounds like RAVDESS" cannot
+    # become evidence for RAVDESS-only classes.
+    corpus_classes: bool = False
 
 
 @dataclass

@@ -32,7 +32,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from emorec.data import BucketBatchSampler, ClipDataset, Normalizer, make_loaders, pad_collate
+from emorec.data import BucketBatchSampler, ClipDataset, Normalizer, corpus_class_masks, make_loaders, pad_collate
 from emorec.epochs import best_epoch, monitor_mode, read_epoch_metrics, write_history
 from emorec.errors import ConfigError, EmorecError
 from emorec.experiment import Experiment, fit_speaker_statistics
@@ -114,8 +114,9 @@ def fold_datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, Cl
     speaker_norm = cfg.data.normalization == "speaker"
     if speaker_norm:
         fit_speaker_statistics(normalizers, experiment, train_clips + val_clips)
+    masks = corpus_class_masks(experiment.clips, label_index) if cfg.loss.corpus_classes else None
     train_set = ClipDataset(train_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm,
-                            transforms=condition_transforms(experiment), seed=cfg.trainer.seed)
+                            transforms=condition_transforms(experiment), seed=cfg.trainer.seed, corpus_classes=masks)
     val_set = ClipDataset(val_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm)
     if len(val_set) == 0:
         raise EmorecError(f"{split.name}: no validation clip has cached features")

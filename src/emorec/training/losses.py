@@ -33,12 +33,20 @@ class SoftTargetLoss(nn.Module):
         weights = class_weights if class_weights is not None else torch.ones(num_classes)
         self.register_buffer("class_weights", weights.float())
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """``allowed (B, C)`` bool: each row's softmax (and label smoothing) runs over its own classes only."""
         if targets.dim() == 1:
             targets = F.one_hot(targets, self.num_classes).float()  # (B, C)
+        logits = logits.float()
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, float("-inf"))
         if self.label_smoothing:
-            targets = targets * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
-        log_p = F.log_softmax(logits.float(), dim=-1)  # (B, C)
+            classes = allowed.sum(dim=-1, keepdim=True) if allowed is not None else self.num_classes
+            spread = self.label_smoothing / classes
+            targets = targets * (1 - self.label_smoothing) + (spread * allowed if allowed is not None else spread)
+        log_p = F.log_softmax(logits, dim=-1)  # (B, C)
+        if allowed is not None:
+            log_p = log_p.masked_fill(~allowed, 0.0)  # no target there: 0, not 0 * -inf
         per_class = -targets * log_p * self.class_weights  # (B, C)
         if self.gamma:
             per_class = per_class * (1.0 - log_p.exp()).pow(self.gamma)

@@ -106,7 +106,7 @@ class EmotionClassifier(L.LightningModule):
         batch, targets = mixup(batch, targets, hp.mixup_alpha, self._rng)
         batch = modality_dropout(batch, hp.modality_dropout, self._rng)  # after MixUp's mask union
         logits = self.model(batch)
-        loss = self.loss_fn(logits, targets)
+        loss = self.loss_fn(logits, targets, batch.get("classes"))
         self.train_acc(logits.argmax(-1), labels)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=labels.shape[0], sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=labels.shape[0])
