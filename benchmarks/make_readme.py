@@ -313,7 +313,9 @@ def robustness_section(paths: list) -> str:
     for path in paths:
         r = json.loads(path.read_text())
         part = "validation actors" if r.get("part") == "val" else "test folds"
-        lines += [f"**{r.get('source', path.stem)}** ({part}, {r['n_clips']} clips, chance {fmt(r['chance_ua'])} %):", "",
+        front = r.get("inference_features")
+        front = (", front end at inference: " + ", ".join(f"`{k}: {v}`" for k, v in front.items())) if front else ""
+        lines += [f"**{r.get('source', path.stem)}** ({part}, {r['n_clips']} clips, chance {fmt(r['chance_ua'])} %{front}):", "",
                   "| condition | UA % [95 % CI] | drop (points) | top class (share %) |", "|---|---:|---:|---|"]
         for name, c in r["conditions"].items():
             ci = c.get("ci", {}).get("ua") or [c["ua"], c["ua"]]
