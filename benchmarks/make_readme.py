@@ -194,7 +194,7 @@ def other_corpus_rows() -> list[str]:
     multi = "[multi-corpus](benchmarks/README.md#ravdess-with-all-of-crema-d-added)"
     for name, label, link in (
             ("ravdess_crema_d_6fold_v2_own_classes.json", "RAVDESS, 8 classes, standard 6 folds, all of CREMA-D added "
-             "to training (each clip scored over its corpus's classes): ATTN-CRNN v2", multi),
+             "to training: ATTN-CRNN v2 (per-corpus classes, noise-floor trim, 10 epochs)", multi),
             ("crema_d_5fold_v2.json", "CREMA-D, 6 classes, 5 fixed speaker-independent folds: ATTN-CRNN v2",
              "[CREMA-D](benchmarks/README.md#crema-d)"),
             ("crema_d_ravdess_5fold_v2.json", "CREMA-D, same folds, all of RAVDESS speech added to training: ATTN-CRNN v2",
