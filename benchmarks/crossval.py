@@ -158,13 +158,13 @@ def benchmark_config(args: argparse.Namespace, manifest: Path):
 def train_here(args: argparse.Namespace, manifest: Path) -> dict:
     from emorec.crossval import train
     from emorec.experiment import prepare_experiment
-    from emorec.manifest import read_manifest
 
     config = benchmark_config(args, manifest)
     run_dir = train(config)
-    splits = prepare_experiment(config, extract=False, progress=False).splits
+    experiment = prepare_experiment(config, extract=False, progress=False)  # the clips and classes under the label policy
+    splits = experiment.splits
     features = ", ".join(f"{k}={v}" for k, v in config.data.features.items())
-    result = run_to_result(run_dir, corpus=describe(read_manifest(manifest), args.corpus, args.corpus_name),
+    result = run_to_result(run_dir, corpus=describe(experiment.clips, args.corpus, args.corpus_name),
                            features=features, model=config.model["name"], command=args.command,
                            speaker_norm=config.data.normalization == "speaker")
     result["protocol"] = protocol(splits)

@@ -47,6 +47,10 @@ def test_crossval_benchmark_trains_folds_in_parallel_and_runs_the_baseline_on_th
     with gzip.open(tmp_path / "results" / "predictions" / "synthetic_3fold.csv.gz", "rt") as handle:
         rows = handle.read().splitlines()
     assert len(rows) > 54  # validation and test rows of every fold
+    two = tmp_path / "results" / "two_classes.json"  # the corpus is described as trained: clips and classes kept
+    run_benchmark("--manifest", tmp_path / "manifest.csv", "--corpus-name", "Synthetic", "--config", recipe, "--folds", "1",
+                  "--set", "data.labels=[happy,sad]", "--no-predictions", "--out", two, work=tmp_path / "work")
+    assert json.loads(two.read_text())["corpus"] == "Synthetic (36 clips, 6 actors, 2 classes)"
 
     baseline = tmp_path / "results" / "baseline.json"
     run_benchmark("--manifest", tmp_path / "manifest.csv", "--corpus-name", "Synthetic", "--baseline", "mfcc_stats",
