@@ -41,8 +41,9 @@ class OnnxPredictor:
         batches of up to ``batch_size`` clips of similar length (the graph masks the padding)."""
         order = sorted(range(len(waves)), key=lambda i: waves[i].size)
         out = np.zeros((len(waves), len(self.class_names)), np.float32)
-        for start in range(0, len(order), max(1, batch_size)):
-            chosen = order[start:start + max(1, batch_size)]
+        step = max(1, batch_size)
+        for start in range(0, len(order), step):
+            chosen = order[start:start + step]
             lengths = np.array([waves[i].size for i in chosen], np.int64)
             batch = np.zeros((len(chosen), int(lengths.max())), np.float32)
             for row, i in enumerate(chosen):

@@ -105,7 +105,8 @@ def trim(y: np.ndarray, *, top_db: float, floor_db: float | None = None, frame_l
     db = power_to_db(mse, ref=float(np.max(mse)), top_db=None)
     threshold = -top_db
     if floor_db is not None:
-        threshold = max(threshold, float(np.partition(db, floor_index(db.size))[floor_index(db.size)]) + floor_db)
+        k = floor_index(db.size)
+        threshold = max(threshold, float(np.partition(db, k)[k]) + floor_db)
     loud = np.flatnonzero(db > threshold)
     if loud.size == 0:
         return y[:0]

@@ -131,8 +131,9 @@ class LogMel(_MelBase):
 
     ``trim_db`` (e.g. 40) first trims leading and trailing audio quieter than that many dB
     below the clip's peak; ``trim_floor_db`` (e.g. 6) also trims what is less than that many dB above
-    the clip's noise floor (``dsp.trim``: the noise before and after speech in a noisy recording). ``top_db`` clips values more than that many dB below the clip's loudest bin (``None``
-    disables it); values are otherwise absolute, so loud and quiet clips differ.
+    the clip's noise floor (``dsp.trim``: the noise before and after speech in a noisy recording).
+    ``top_db`` clips values more than that many dB below the clip's loudest bin (``None`` disables
+    it); values are otherwise absolute, so loud and quiet clips differ.
     """
 
     name = "logmel"
