@@ -550,17 +550,11 @@ def test_training_can_recalibrate_batch_norm_of_the_kept_weights(trained, tmp_pa
     assert meta["best_score"] == pytest.approx(ua, abs=1e-6)
 
 
-def test_a_corpus_without_a_class_trains_beside_one_with_it_over_its_own_classes(trained, tmp_path):
-    """Two corpora with different label sets in one manifest (the second has no "angry", as CREMA-D
-    has no calm): with ``loss.corpus_classes`` the run trains, and its training clips carry their
-    corpus's classes."""
-    from emorec.experiment import prepare_experiment
-    from emorec.training.config import load_config
-    from emorec.training.fold import fold_datasets
-
-    root, _, _ = trained
+def two_corpus_manifest(root: Path, out: Path) -> list[dict]:
+    """``out``: the trained fixture's manifest with its last speakers made a second corpus, "other",
+    without "angry" (as CREMA-D has no calm); returns the fixture's rows."""
     rows = list(csv.DictReader(open(root / "manifest.csv")))
-    other = {r["speaker"] for r in rows[-12:]}  # the last speakers become a second corpus without "angry"
+    other = {r["speaker"] for r in rows[-12:]}
     kept = []
     for row in rows:
         if row["speaker"] in other:
@@ -568,11 +562,54 @@ def test_a_corpus_without_a_class_trains_beside_one_with_it_over_its_own_classes
                 continue
             row = {**row, "corpus": "other", "clip_id": "other/" + row["clip_id"], "speaker": "other/" + row["speaker"]}
         kept.append(row)
-    with open(tmp_path / "two.csv", "w", newline="") as f:
+    with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(kept)
-    overrides = [f"data.manifest={tmp_path / 'two.csv'}", "split.train_only_corpora=[other]", "loss.corpus_classes=true"]
+    return rows
+
+
+def test_corpus_repeats_draw_a_corpus_several_times_per_epoch_with_statistics_from_each_clip_once(trained, tmp_path):
+    """``data.corpus_repeats``: each training clip of the named corpus is listed N times in the
+    training set (so a smaller corpus keeps its passes in a merged manifest); validation clips and
+    the normalisation statistics see every clip once; a corpus the training side lacks is refused."""
+    from emorec.errors import ConfigError
+    from emorec.experiment import prepare_experiment
+    from emorec.training.config import load_config
+    from emorec.training.fold import fold_datasets
+
+    root, _, _ = trained
+    rows = two_corpus_manifest(root, tmp_path / "two.csv")
+    base = [f"data.manifest={tmp_path / 'two.csv'}", "split.train_only_corpora=[other]"]
+    plain = prepare_experiment(load_config(root / "recipe.yaml", base), progress=False)
+    once, val_once, norms_once = fold_datasets(plain, plain.splits[0])
+    config = load_config(root / "recipe.yaml", [*base, "data.corpus_repeats={other: 3}"])
+    assert config.data.corpus_repeats == {"other": 3}
+    thrice, val_thrice, norms_thrice = fold_datasets(prepare_experiment(config, progress=False), plain.splits[0])
+    count = lambda dataset, corpus: sum(c.corpus == corpus for c in dataset.clips)  # noqa: E731
+    assert count(thrice, "other") == 3 * count(once, "other") > 0
+    assert count(thrice, rows[0]["corpus"]) == count(once, rows[0]["corpus"]) > 0
+    assert [c.clip_id for c in val_thrice.clips] == [c.clip_id for c in val_once.clips]
+    np.testing.assert_array_equal(norms_thrice["audio"].mean, norms_once["audio"].mean)
+    missing = load_config(root / "recipe.yaml", [*base, "data.corpus_repeats={ravdess: 2}"])
+    with pytest.raises(ConfigError, match="corpus_repeats.*'ravdess'"):
+        fold_datasets(prepare_experiment(missing, progress=False), plain.splits[0])
+    with pytest.raises(ConfigError, match="corpus_repeats.other: expected an integer"):
+        load_config(root / "recipe.yaml", [*base, "data.corpus_repeats={other: many}"])
+
+
+def test_a_corpus_without_a_class_trains_beside_one_with_it_over_its_own_classes(trained, tmp_path):
+    """Two corpora with different label sets in one manifest (the second has no "angry", as CREMA-D
+    has no calm): with ``loss.corpus_classes`` (and the second corpus drawn twice) the run trains,
+    and its training clips carry their corpus's classes."""
+    from emorec.experiment import prepare_experiment
+    from emorec.training.config import load_config
+    from emorec.training.fold import fold_datasets
+
+    root, _, _ = trained
+    rows = two_corpus_manifest(root, tmp_path / "two.csv")
+    overrides = [f"data.manifest={tmp_path / 'two.csv'}", "split.train_only_corpora=[other]", "loss.corpus_classes=true",
+                 "data.corpus_repeats={other: 2}"]
     emorec("train", root / "recipe.yaml", "--quiet", "--epochs", "1", "--folds", "1", "--run-dir", tmp_path,
            *[arg for o in overrides for arg in ("--set", o)], cwd=root)
     assert (next(tmp_path.glob("t-*")) / "fold_1" / "model.safetensors").is_file()

@@ -29,6 +29,9 @@ class DataConfig:
     labels: list[str] | None = None          # explicit class list; default: from the training clips
     normalization: str = "global"            # "global" | "utterance" | "level" (inductive) | "speaker" (transductive) | "none"
     workers: int | None = None               # extraction processes (default: all cores)
+    # corpus -> N: each training clip of that corpus is drawn N times per epoch (a smaller corpus oversampled
+    # in a merged manifest, so it keeps its number of passes); validation and test clips are never repeated.
+    corpus_repeats: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -168,7 +171,8 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        inner = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, inner, f"{where}.{k}") for k, v in value.items()}
     if kind is bool:
         if isinstance(value, bool):
             return value

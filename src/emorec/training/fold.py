@@ -115,8 +115,9 @@ def fold_datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, Cl
     if speaker_norm:
         fit_speaker_statistics(normalizers, experiment, train_clips + val_clips)
     masks = corpus_class_masks(experiment.clips, label_index) if cfg.loss.corpus_classes else None
-    train_set = ClipDataset(train_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm,
-                            transforms=condition_transforms(experiment), seed=cfg.trainer.seed, corpus_classes=masks)
+    train_set = ClipDataset(repeated(train_clips, cfg.data.corpus_repeats, split.name), label_index, experiment.stores,
+                            normalizers, speaker_norm=speaker_norm, transforms=condition_transforms(experiment),
+                            seed=cfg.trainer.seed, corpus_classes=masks)
     val_set = ClipDataset(val_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm)
     if len(val_set) == 0:
         raise EmorecError(f"{split.name}: no validation clip has cached features")
@@ -125,6 +126,21 @@ def fold_datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, Cl
             log.warning("%s: %d %s clip(s) lack a modality and train with it missing (e.g. %s: %s)", split.name,
                         len(dataset.missing_modality), name, *dataset.missing_modality[0])
     return train_set, val_set, normalizers
+
+
+def repeated(clips: list, repeats: dict[str, int], where: str) -> list:
+    """``clips`` with each clip of a corpus in ``repeats`` listed that many times (an epoch then draws it
+    that often); normalisation statistics are fitted before, on each clip once."""
+    if not repeats:
+        return clips
+    present = {c.corpus for c in clips}
+    for corpus, times in repeats.items():
+        if corpus not in present:
+            raise ConfigError(f"data.corpus_repeats: {where} has no training clip of corpus {corpus!r} "
+                              f"(its corpora: {', '.join(sorted(present))})")
+        if times < 1:
+            raise ConfigError(f"data.corpus_repeats.{corpus}: expected a whole number of draws >= 1, got {times}")
+    return [c for c in clips for _ in range(repeats.get(c.corpus, 1))]
 
 
 def fit_normalizer(experiment: Experiment, modality: str, frames: list) -> Normalizer:
@@ -277,7 +293,7 @@ def keep_and_export(experiment: Experiment, split: Split, fold_dir: Path, module
     extra = {"fold": split.name, "best_epoch": kept_epoch,
              "epochs_run": summary.get("epochs_run", trainer.current_epoch),
              "train_seconds": round(summary.get("train_seconds") or seconds, 2),
-             "train_clips": len(train_set), "monitor": monitor,
+             "train_clips": len(train_set), "monitor": monitor,  # draws per epoch (with data.corpus_repeats)
              "best_score": float(score if score is not None else float("nan")),
              "val_metrics": {k: float(v) for k, v in val_metrics.items()},
              "checkpoint": cfg.trainer.checkpoint, "bn_recalibrated": cfg.trainer.recalibrate_bn,
