@@ -56,7 +56,9 @@ def cells_of(train: str, result_path: Path, bootstrap: int) -> list[dict]:
         metrics = classification_metrics(y, probs, shared, bootstrap=bootstrap)
         per_fold = [classification_metrics(y[folds == f], probs[folds == f], shared, bootstrap=0)["ua"]
                     for f in sorted(set(folds))]
+        shares = np.bincount(probs.argmax(axis=1), minlength=len(shared)) / len(y)  # a collapse onto one class shows here
         cells.append({"train": train, "test": CORPUS_NAMES.get(corpus, corpus), "ua": metrics["ua"], "wa": metrics["wa"],
+                      "top_class": shared[int(shares.argmax())], "top_share": float(shares.max()),
                       "ci_ua": metrics["ci"]["ua"], "n": int(y.size), "folds": len(per_fold),
                       "mean_fold_ua": float(np.mean(per_fold)), "classes": shared,
                       "source": str(result_path.resolve().relative_to(REPO)) if result_path.resolve().is_relative_to(REPO)
@@ -68,12 +70,14 @@ def markdown(cells: list[dict]) -> str:
     trains = list(dict.fromkeys(c["train"] for c in cells))
     tests = list(dict.fromkeys(c["test"] for c in cells))
     by = {(c["train"], c["test"]): c for c in cells}
+    # each cell: UA [95 % CI] (the class predicted most often, its share of the predictions)
     lines = ["| trained on \\ tested on | " + " | ".join(tests) + " |", "|---|" + "---:|" * len(tests)]
     for train in trains:
         row = []
         for test in tests:
             c = by.get((train, test))
-            row.append("not run" if c is None else f"{100 * c['ua']:.1f} [{100 * c['ci_ua'][0]:.1f}, {100 * c['ci_ua'][1]:.1f}]")
+            row.append("not run" if c is None else f"{100 * c['ua']:.1f} [{100 * c['ci_ua'][0]:.1f}, {100 * c['ci_ua'][1]:.1f}]"
+                       f" ({c['top_class']} {100 * c['top_share']:.0f} %)")
         lines.append(f"| {train} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -115,6 +115,7 @@ def test_crosscorpus_matrix_reads_in_corpus_and_cross_corpus_predictions_on_the_
     assert off["n"] == len(second) and off["folds"] == 1
     for cell in cells.values():
         assert cell["ci_ua"][0] <= cell["ua"] <= cell["ci_ua"][1]
+        assert cell["top_class"] in cell["classes"] and 1 / len(cell["classes"]) <= cell["top_share"] <= 1
     assert "| RAVDESS |" in proc.stdout and (results / "m.png").stat().st_size > 0
     again = subprocess.run([sys.executable, str(BENCHMARKS / "crosscorpus.py"), "--cell", f"A={results / 'cross.json'}",
                             "--cell", f"A={results / 'cross.json'}", "--out", results / "n.json"],
