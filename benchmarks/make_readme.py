@@ -325,10 +325,9 @@ CROSS_PROSE = ("UA on the 6 classes RAVDESS and CREMA-D share, test clips pooled
 
 def cross_prose() -> str:
     """CROSS_PROSE with the CREMA-D cross cell's validation UA, plain recipe -> changed recipe, from their results."""
-    vals = [json.loads((RESULTS / f"crosscorpus_crema_d_to_ravdess{suffix}.json").read_text())["mean_val_best"]
-            if (RESULTS / f"crosscorpus_crema_d_to_ravdess{suffix}.json").is_file() else None
-            for suffix in ("", "_conditions_floor")]
-    return CROSS_PROSE.format(crema_val=" -> ".join("?" if v is None else f"{100 * v:.1f} %" for v in vals))
+    paths = [RESULTS / f"crosscorpus_crema_d_to_ravdess{suffix}.json" for suffix in ("", "_conditions_floor")]
+    vals = [f"{100 * json.loads(p.read_text())['mean_val_best']:.1f} %" if p.is_file() else "?" for p in paths]
+    return CROSS_PROSE.format(crema_val=" -> ".join(vals))
 
 
 def robustness_section(paths: list) -> str:

@@ -589,6 +589,8 @@ def test_corpus_repeats_draw_a_corpus_several_times_per_epoch_with_statistics_fr
     count = lambda dataset, corpus: sum(c.corpus == corpus for c in dataset.clips)  # noqa: E731
     assert count(thrice, "other") == 3 * count(once, "other") > 0
     assert count(thrice, rows[0]["corpus"]) == count(once, rows[0]["corpus"]) > 0
+    first = [i for i, c in enumerate(thrice.clips) if c.clip_id == thrice.clips[-1].clip_id]
+    assert len(first) == 3 and all(thrice.features["audio"][i] is thrice.features["audio"][first[0]] for i in first)
     assert [c.clip_id for c in val_thrice.clips] == [c.clip_id for c in val_once.clips]
     np.testing.assert_array_equal(norms_thrice["audio"].mean, norms_once["audio"].mean)
     missing = load_config(root / "recipe.yaml", [*base, "data.corpus_repeats={ravdess: 2}"])

@@ -157,8 +157,11 @@ class ClipDataset(Dataset):
         self.missing: list[Clip] = []
         self.missing_modality: list[tuple[str, str]] = []
         absent: list[tuple[int, str]] = []
+        loaded: dict[str, dict] = {}  # a clip listed more than once (data.corpus_repeats) is read and held once
         for clip in clips:
-            arrays = {m: stores[m].get(clip) for m in self.modalities}
+            if clip.clip_id not in loaded:
+                loaded[clip.clip_id] = {m: stores[m].get(clip) for m in self.modalities}
+            arrays = loaded[clip.clip_id]
             if all(a is None for a in arrays.values()):
                 self.missing.append(clip)
                 continue
