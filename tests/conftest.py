@@ -27,6 +27,16 @@ def shared_data() -> Path:
     return path
 
 
+def corpus_copy(name: str) -> Path:
+    """A corpus fetched beside the checkout (``$EMOREC_CORPORA_DIR/NAME`` or ``../corpora/NAME``, see
+    docs/CORPORA.md); the test skips when it is absent."""
+    env = os.environ.get("EMOREC_CORPORA_DIR")
+    path = (Path(env) if env else REPO.parent / "corpora") / name
+    if not path.is_dir():
+        pytest.skip(f"corpus copy {path.name} (../corpora/{name} or $EMOREC_CORPORA_DIR) is absent")
+    return path
+
+
 def write_tone(path: Path, *, seconds: float = 1.0, sr: int = 16000, freq: float = 220.0,
                channels: int = 1, amplitude: float = 0.3, seed: int = 0) -> Path:
     """A short harmonic tone with a little noise, as WAV or FLAC (by suffix)."""

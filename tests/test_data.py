@@ -140,3 +140,37 @@ def test_frames_marked_missing_become_holes_in_the_mask(tmp_path):
     assert batch["video_mask"].tolist() == [[True, False, True, True, False], [True, False, False, False, False]]
     assert torch.all(batch["video"][0, 1] == 0) and torch.all(batch["video"][0, 4] == 0)
     assert torch.allclose(batch["video"][0, 0], torch.from_numpy(norm(rows[:1])[0]))
+
+
+def _corpus_clips(sizes: dict[str, list[int]]) -> list[Clip]:
+    """``{"big": [300, 100]}``: corpus big with two speakers of 300 and 100 clips."""
+    return [Clip(clip_id=f"{corpus}/{s}/{i}", path="", corpus=corpus, speaker=f"{corpus}/{s}", emotion="sad")
+            for corpus, speakers in sizes.items() for s, n in enumerate(speakers) for i in range(n)]
+
+
+@pytest.mark.parametrize(("power", "big_share", "loud_speaker_share"), [(1.0, 0.8, 0.75), (0.5, 2 / 3, 0.634), (0.0, 0.5, 0.5)])
+def test_balanced_weights_share_corpora_and_speakers_by_size_to_the_power(power, big_share, loud_speaker_share):
+    from emorec.data import balanced_weights
+
+    clips = _corpus_clips({"big": [300, 100], "small": [50, 50]})
+    weights = balanced_weights(clips, power)
+    big = np.array([c.corpus == "big" for c in clips])
+    loud = np.array([c.speaker == "big/0" for c in clips])
+    assert weights.sum() == pytest.approx(1.0) and (weights > 0).all()
+    assert weights[big].sum() == pytest.approx(big_share, abs=1e-3)
+    assert weights[loud].sum() / weights[big].sum() == pytest.approx(loud_speaker_share, abs=1e-3)
+    assert len(set(np.round(weights[loud], 12))) == 1  # one speaker's clips alike
+    with pytest.raises(ValueError, match="power"):
+        balanced_weights(clips, 1.5)
+
+
+def test_weighted_sampler_draws_a_fixed_epoch_by_weight_deterministically():
+    weights = [0.0] * 50 + [1.0] * 50
+    sampler = BucketBatchSampler([10] * 100, 16, seed=3, weights=weights, draws=400)
+    first = list(sampler)
+    drawn = [i for batch in first for i in batch]
+    assert len(sampler) == 25 and len(drawn) == 400 and min(drawn) >= 50  # zero weight: never drawn
+    assert len(set(drawn)) < 400  # with replacement
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+    assert list(sampler) != first  # the next epoch draws anew

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -306,3 +307,18 @@ def test_merged_manifest_trains_with_a_corpus_on_the_training_side_only(tmp_path
     for split in experiment.splits:
         assert all(s.startswith("ravdess/") for s in split.test_speakers + split.val_speakers)
         assert sum(i.startswith("crema-d/") for i in split.train) == 91
+
+
+def test_cross_corpus_validation_hears_every_sizeable_training_corpus() -> None:
+    """Three training corpora: validation speakers come from each by its share of the speakers, none from a
+    corpus too small to spare one (two speakers), and none from the held-out corpus."""
+    tiny = [Clip(clip_id=f"tess/{s}_{i}", path=f"/x/tess_{s}_{i}.wav", corpus="tess", speaker=f"tess/{s}",
+                 emotion="sad", gender="female") for s in ("OAF", "YAF") for i in range(3)]
+    ravdess, crema = ravdess_clips(), crema_clips(per_actor=2)
+    held_out = [Clip(clip_id=f"urdu/{i}", path=f"/x/urdu_{i}.wav", corpus="urdu", speaker=f"urdu/M{i}", emotion="sad")
+                for i in range(5)]
+    (split,) = make_splits(ravdess + crema + tiny + held_out, "cross_corpus", val_speakers=12, test_corpora=["urdu"])
+    by_corpus = Counter(s.split("/")[0] for s in split.val_speakers)
+    assert by_corpus == {"crema-d": 9, "ravdess": 2}  # round(12 x 91/117), round(12 x 24/117); TESS keeps both
+    assert {c.clip_id for c in tiny} <= set(split.train) and set(split.test) == {c.clip_id for c in held_out}
+    check_leakage(split, ravdess + crema + tiny + held_out)

@@ -8,7 +8,7 @@ Schemes (:func:`make_splits`):
 * ``stratified``: one plain 80/20 split stratified by label. **Speaker-dependent**
   (``speaker_independent=False``): its numbers are not comparable with speaker-independent ones.
 * ``cross_corpus``: one fold that trains on every corpus but ``test_corpora`` (validation speakers
-  drawn from them) and tests on all clips of ``test_corpora``: the cross-corpus figure.
+  drawn from each of them by its share of the speakers) and tests on all clips of ``test_corpora``: the cross-corpus figure.
 * ``release``: one fold that trains on every speaker but ``val_speakers`` validation speakers
   (drawn from each corpus by its share of the speakers) and tests on none: the fold a released
   model is trained on; its accuracy is its recipe's cross-validation figure, never its own.
@@ -176,24 +176,37 @@ def _cross_corpus(clips: Sequence[Clip], test_corpora: set[str], val_speakers: i
         raise EmorecError(f"split.test_corpora {sorted(test_corpora)}: the manifest's corpora are {sorted(corpora)}; "
                           "need at least one to test on and one to train on")
     train_side = [c for c in clips if c.corpus not in test_corpora]
-    speakers = sorted({c.speaker for c in train_side})
-    val = set(pick_val_speakers(speakers, _genders(train_side), val_speakers, np.random.default_rng(seed)))
+    val = per_corpus_val_speakers(train_side, val_speakers, np.random.default_rng(seed))
     test = {c.speaker for c in clips if c.corpus in test_corpora}
     name = f"{'+'.join(sorted(corpora - test_corpora))} -> {'+'.join(sorted(test_corpora))}"
     return _assemble(name, "cross_corpus", clips, test, val)
 
 
-def _release(clips: Sequence[Clip], val_speakers: int, seed: int) -> Split:
-    rng = np.random.default_rng(seed)
+#: A corpus with fewer speakers gives none to validation: it cannot spare one (TESS has two).
+MIN_SPEAKERS_FOR_VALIDATION = 4
+
+
+def per_corpus_val_speakers(clips: Sequence[Clip], val_speakers: int, rng: np.random.Generator) -> set[str]:
+    """About ``val_speakers`` validation speakers, drawn from each corpus by its share of the speakers
+    (at least one from each corpus of :data:`MIN_SPEAKERS_FOR_VALIDATION` speakers or more), so that
+    validation, which picks the epoch, hears every sizeable training corpus and not only the largest."""
     by_corpus: dict[str, list[Clip]] = defaultdict(list)
     for clip in clips:
         by_corpus[clip.corpus].append(clip)
+    if len(by_corpus) == 1:
+        (only,) = by_corpus.values()
+        return set(pick_val_speakers(sorted({c.speaker for c in only}), _genders(only), val_speakers, rng))
     total = len({c.speaker for c in clips})
     val: set[str] = set()
     for corpus in sorted(by_corpus):
         speakers = sorted({c.speaker for c in by_corpus[corpus]})
-        share = max(1, round(val_speakers * len(speakers) / total)) if len(speakers) > 1 else 0
+        share = max(1, round(val_speakers * len(speakers) / total)) if len(speakers) >= MIN_SPEAKERS_FOR_VALIDATION else 0
         val |= set(pick_val_speakers(speakers, _genders(by_corpus[corpus]), share, rng))
+    return val
+
+
+def _release(clips: Sequence[Clip], val_speakers: int, seed: int) -> Split:
+    val = per_corpus_val_speakers(clips, val_speakers, np.random.default_rng(seed))
     return _assemble("release", "release", clips, set(), val)
 
 

@@ -12,6 +12,10 @@ kind            labels
 ``folder``      whatever the sub-folder names / CSV say, lower-cased; obvious spellings
                 ("anger", "happiness", "fear", ...) mapped onto the canonical names;
                 audio files and videos
+``tess``        7: neutral, happy, sad, angry, fearful, disgust, surprised ("pleasant surprise");
+                2 women (26 and 64), English
+``emovo``       7: neutral, happy, sad, angry, fearful, disgust, surprised; 6 actors, Italian
+``urdu``        4: neutral, happy, sad, angry; 38 speakers of Urdu talk shows (unscripted)
 ``synthetic``   the emotions it was generated with (generated tones, not speech)
 ==============  ==========================================================================
 
@@ -43,7 +47,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from emorec.corpora import crema_d, folder, ravdess, synthetic
+from emorec.corpora import crema_d, emovo, folder, ravdess, synthetic, tess, urdu
 from emorec.corpora.base import UNKNOWN_SPEAKER, VIDEO_SUFFIXES, PrepareResult, plural, scan_files
 from emorec.corpora.synthetic import generate_synthetic_corpus
 from emorec.errors import ConfigError, EmorecError
@@ -53,11 +57,15 @@ from emorec.media import AUDIO_SUFFIXES
 PREPARERS: dict[str, Callable[..., PrepareResult]] = {
     "ravdess": ravdess.prepare,
     "crema-d": crema_d.prepare,
+    "tess": tess.prepare,
+    "emovo": emovo.prepare,
+    "urdu": urdu.prepare,
     "folder": folder.prepare,
     "synthetic": synthetic.prepare,
 }
 CORPUS_KINDS: tuple[str, ...] = tuple(PREPARERS)
-MODULES: dict[str, ModuleType] = {"ravdess": ravdess, "crema-d": crema_d, "folder": folder, "synthetic": synthetic}
+MODULES: dict[str, ModuleType] = {"ravdess": ravdess, "crema-d": crema_d, "tess": tess, "emovo": emovo, "urdu": urdu,
+                                  "folder": folder, "synthetic": synthetic}
 
 #: ``-O key=value`` options of every corpus, for ``emorec prepare --help`` and the README; a test
 #: checks that every keyword option of every ``prepare`` is listed here.
@@ -82,6 +90,9 @@ OPTION_HELP: dict[str, list[tuple[str, str]]] = {
                                   "e.g. 's(?P<speaker>[0-9]+)_'"),
         ("name=NAME", "corpus name, the prefix of clip and speaker ids (default folder)"),
     ],
+    "tess": [],
+    "emovo": [],
+    "urdu": [],
     "synthetic": [],
     "every corpus": [
         ("workers=N", "probing threads"),

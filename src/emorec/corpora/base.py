@@ -189,3 +189,23 @@ def _track(items: Iterable[Any], total: int, show: bool, description: str) -> It
         for item in items:
             yield item
             bar.advance(task)
+
+
+def prepare_named(
+    root: str | os.PathLike,
+    clip_of: Callable[[Path], Clip | str],
+    *,
+    description: str,
+    progress: bool = True,
+    workers: int | None = None,
+) -> PrepareResult:
+    """A corpus whose labels, speakers and genders all lie in its file paths: ``clip_of(path)`` gives
+    each audio file's clip, or the reason (a string) it is skipped."""
+    candidates, skipped = [], []
+    for path in scan_files(require_root(root), AUDIO_SUFFIXES):
+        clip = clip_of(path)
+        if isinstance(clip, str):
+            skipped.append(skip(path, clip))
+        else:
+            candidates.append(Candidate(clip))
+    return finish(candidates, skipped, progress=progress, workers=workers, description=description)

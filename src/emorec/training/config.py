@@ -32,6 +32,11 @@ class DataConfig:
     # corpus -> N: each training clip of that corpus is drawn N times per epoch (a smaller corpus oversampled
     # in a merged manifest, so it keeps its number of passes); validation and test clips are never repeated.
     corpus_repeats: dict[str, int] = field(default_factory=dict)
+    # < 1: an epoch draws clips (with replacement) by corpus and speaker, each share ∝ its clip count ** this
+    # (0: every corpus and every speaker in it alike; 1: the plain shuffle, every clip once): see
+    # emorec.data.balanced_weights
+    balance_power: float = 1.0
+    epoch_draws: int = 0                     # clips drawn per epoch (0: as many as there are training clips)
 
 
 @dataclass

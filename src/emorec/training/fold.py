@@ -32,7 +32,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from emorec.data import BucketBatchSampler, ClipDataset, Normalizer, corpus_class_masks, make_loaders, pad_collate
+from emorec.data import (
+    BucketBatchSampler, ClipDataset, Normalizer, balanced_weights, corpus_class_masks, make_loaders, pad_collate,
+)
 from emorec.epochs import best_epoch, monitor_mode, read_epoch_metrics, write_history
 from emorec.errors import ConfigError, EmorecError
 from emorec.experiment import Experiment, fit_speaker_statistics
@@ -52,9 +54,11 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
     seed_and_threads(cfg)
     train_set, val_set, normalizers = fold_datasets(experiment, split)
     module = classifier_for(experiment, train_set)
+    weights = balanced_weights(train_set.clips, cfg.data.balance_power) if cfg.data.balance_power < 1 else None
     train_loader, val_loader = make_loaders(train_set, val_set, batch_size=cfg.trainer.batch_size,
                                             seed=cfg.trainer.seed, bucketing=cfg.trainer.bucketing,
-                                            num_workers=cfg.trainer.num_workers)
+                                            num_workers=cfg.trainer.num_workers, weights=weights,
+                                            draws=cfg.data.epoch_draws or None)
     state = resume_state(fold_dir, split.name) if resume else fresh_state(fold_dir)
     trainer, checkpoint = fold_trainer(cfg, split, fold_dir, state, train_loader, progress=progress)
     started = time.time()

@@ -59,6 +59,8 @@ def validate_config(config) -> None:
     for key, spec in (("data.features", d.features), ("data.video_features", d.video_features)):
         if spec is not None and not spec.get("name"):
             raise ConfigError(f"{key}: needs a 'name' (e.g. logmel)")
+    _range("data.balance_power", d.balance_power, low=0, high=1)
+    _range("data.epoch_draws", d.epoch_draws, low=0, what="0 (as many as training clips) or more draws per epoch")
     if d.labels is not None and len(set(d.labels)) < 2:
         raise ConfigError(f"data.labels: need at least two distinct classes, got {d.labels}")
 
