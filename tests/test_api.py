@@ -104,7 +104,7 @@ def test_bad_and_overlong_inputs_are_refused_with_a_reason(model_dir, tmp_path):
     rec = emorec.load(model_dir, max_seconds=5)
     long_file = tmp_path / "long.wav"
     sf.write(long_file, np.zeros(16000 * 6, np.float32), 16000)
-    with pytest.raises(BadInputError, match="longer than 5 s: use timeline"):
+    with pytest.raises(BadInputError, match="longer than the limit of 5 s: use `emorec timeline`"):
         rec.predict(long_file)  # refused from its header, before decoding
     for bad, reason in [(np.full(1000, np.nan, np.float32), "NaN"), (np.zeros(1000, np.float32), "silent"),
                         (np.zeros((2, 3, 4), np.float32), "shape"), (voice(6, 100), "longer than")]:

@@ -9,9 +9,12 @@
 
 Probabilities are the model's calibrated ones (temperature scaling fitted on validation speakers).
 A clip's result does not depend on the batch it is predicted in. Nothing here starts a process, so
-it runs from a plain script without a ``__main__`` guard. An input longer than ``max_seconds``
-(default 10 minutes) is refused from its header, before it is decoded: emotion over time in a long
-recording is :meth:`Recognizer.timeline`'s job, which streams it.
+it runs from a plain script without a ``__main__`` guard. Input longer than a training clip (over
+6 s) is windowed over its speech regions and answered by the duration-weighted mean of its speech
+segments (``prediction.method`` says so, ``prediction.segments`` has them: see
+:mod:`emorec.long_input`). An input longer than ``max_seconds`` (default 10 minutes) is refused from
+its header, before it is decoded: emotion over time in a long recording is
+:meth:`Recognizer.timeline`'s job, which streams it.
 """
 
 from __future__ import annotations
@@ -28,27 +31,29 @@ import torch
 
 from emorec.errors import BadInputError, EmorecError
 from emorec.inference import Predictor
+from emorec.long_input import CLIP, MAX_SECONDS, WINDOWED, check_length, is_long, windowed_answer
 from emorec.media import load_audio, probe_duration
 from emorec.released import default_model_dir, released_model_dir
 from emorec.silence import check_not_silent
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
 
-#: Inputs longer than this are refused by ``predict`` (use ``timeline``).
-MAX_SECONDS = 600.0
-
-
 @dataclass(frozen=True)
 class Prediction:
-    """One clip: the most probable ``label``, every class's calibrated probability, seconds of audio."""
+    """One input: the most probable ``label``, every class's calibrated probability, seconds of audio, and
+    how the answer was made (``method``: the whole clip, or for long input the duration-weighted mean of
+    its speech ``segments``, each an :class:`emorec.timeline.Segment`)."""
 
     label: str
     probabilities: dict[str, float]
     duration: float
     source: str
+    method: str = CLIP
+    segments: tuple = ()
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "label": self.label, "duration": self.duration, "probabilities": self.probabilities}
+        return {"source": self.source, "label": self.label, "duration": self.duration, "probabilities": self.probabilities,
+                "method": self.method, "segments": [s.to_dict() for s in self.segments]}
 
 
 @dataclass(frozen=True)
@@ -102,24 +107,27 @@ class Recognizer:
         if isinstance(inputs, (str, os.PathLike, np.ndarray)):
             wave, source = self.waveform(inputs, sample_rate)
             return self._predict_waves([wave], [source], batch_size)[0]
-        waves, sources, skipped = [], [], []
+        answered: dict[int, Prediction] = {}
+        short: list[tuple[int, np.ndarray, str]] = []
+        skipped = []
         for index, item in enumerate(inputs):
             try:
                 wave, source = self.waveform(item, sample_rate, index=index)
+                if is_long(wave, self.sample_rate):  # windowed alone: one without speech is skipped, not fatal
+                    answered[index] = self._predict_waves([wave], [source], batch_size)[0]
+                    continue
             except BadInputError as err:
                 skipped.append(Skipped(str(err.path), err.reason))
                 continue
-            waves.append(wave)
-            sources.append(source)
-        return BatchPrediction(self._predict_waves(waves, sources, batch_size), skipped)
+            short.append((index, wave, source))
+        batch = self._predict_waves([w for _, w, _ in short], [s for _, _, s in short], batch_size)
+        answered.update({index: p for (index, _, _), p in zip(short, batch)})
+        return BatchPrediction([answered[i] for i in sorted(answered)], skipped)
 
     def waveform(self, item: AudioInput, sample_rate: int | None = None, *, index: int = 0) -> tuple[np.ndarray, str]:
         """``item`` as mono float32 at the model's rate, and how results name it."""
         if isinstance(item, (str, os.PathLike)):
-            seconds = probe_duration(item)
-            if seconds is not None and seconds > self.max_seconds:
-                raise BadInputError(item, f"{seconds:.0f} s of audio is longer than {self.max_seconds:.0f} s: "
-                                          "use timeline() for long recordings")
+            check_length(item, probe_duration(item), self.max_seconds)
             return load_audio(item, self.sample_rate), os.fspath(item)
         source = f"<samples {index}>"
         if not isinstance(item, np.ndarray):
@@ -133,9 +141,7 @@ class Recognizer:
             raise BadInputError(source, f"expected mono (n,) or multichannel (n, channels) samples, got shape {item.shape}")
         if not np.all(np.isfinite(wave)):
             raise BadInputError(source, "samples contain NaN or infinite values")
-        if wave.size / sample_rate > self.max_seconds:
-            raise BadInputError(source, f"{wave.size / sample_rate:.0f} s of audio is longer than {self.max_seconds:.0f} s: "
-                                        "use timeline() for long recordings")
+        check_length(source, wave.size / sample_rate, self.max_seconds)
         check_not_silent(source, wave)
         if sample_rate != self.sample_rate:
             wave = soxr.resample(wave, sample_rate, self.sample_rate, quality="HQ").astype(np.float32)
@@ -163,12 +169,26 @@ class Recognizer:
         return build_timeline(self, path, window=window, hop=hop, min_segment=min_segment, vad_threshold=vad_threshold,
                               context=context, edge_db=edge_db, progress=progress)
 
+    def answer(self, wave: np.ndarray, source: str = "<samples>", batch_size: int = 16) -> Prediction:
+        """One mono waveform at the model's rate -> its :class:`Prediction` (long input windowed)."""
+        return self._predict_waves([wave], [source], batch_size)[0]
+
     def _predict_waves(self, waves: list[np.ndarray], sources: list[str], batch_size: int) -> list[Prediction]:
-        probs = self.probabilities(waves, batch_size) if waves else np.zeros((0, len(self.classes)))
+        short = [i for i, w in enumerate(waves) if not is_long(w, self.sample_rate)]
+        rows: dict[int, tuple[np.ndarray, str, tuple]] = {}
+        if short:
+            probs = self.probabilities([waves[i] for i in short], batch_size)
+            rows.update({i: (row, CLIP, ()) for i, row in zip(short, probs)})
+        for i, wave in enumerate(waves):
+            if i not in rows:  # a long input without speech raises BadInputError
+                long = windowed_answer(sources[i], wave, self.sample_rate, self.classes,
+                                       lambda cut: self.probabilities(cut, batch_size))
+                rows[i] = (long.probabilities, WINDOWED, tuple(long.segments))
         return [Prediction(label=self.classes[int(row.argmax())],
                            probabilities={c: float(p) for c, p in zip(self.classes, row)},
-                           duration=round(len(wave) / self.sample_rate, 4), source=source)
-                for wave, source, row in zip(waves, sources, probs)]
+                           duration=round(len(wave) / self.sample_rate, 4), source=source, method=method,
+                           segments=segments)
+                for (row, method, segments), wave, source in zip((rows[i] for i in range(len(waves))), waves, sources)]
 
 
 def load(model: str | os.PathLike | None = None, *, max_seconds: float = MAX_SECONDS) -> Recognizer:

@@ -371,8 +371,11 @@ def predict(
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (a .json beside it too)"),
     ensemble_with: list[Path] = typer.Option([], "--ensemble-with", "-e",
                                              help="another model to average with (repeatable)"),
+    segments: bool = typer.Option(False, "--segments", help="list the speech segments of input longer than 6 s "
+                                                            "(its answer is their duration-weighted mean)"),
 ) -> None:
-    """Emotion probabilities per clip, as a table and as CSV/JSON (the released model unless told otherwise)."""
+    """Emotion probabilities per clip, as a table and as CSV/JSON (the released model unless told otherwise).
+    Input longer than a training clip (6 s) is windowed over its speech; input over 10 minutes is refused."""
     from emorec.predict import MEDIA_SUFFIXES, is_model_path, predict_paths
 
     if model is None and onnx is None and len(paths) > 1 and is_model_path(paths[0]):
@@ -381,7 +384,8 @@ def predict(
         raise EmorecError(f"{paths[0]}: no such model or input (a model is a trained fold directory or model.safetensors)")
     if model is not None and onnx is not None:
         raise EmorecError("give --model or --onnx, not both")
-    predict_paths(model, paths, out_path, console=out, err_console=err, ensemble_with=ensemble_with, onnx=onnx)
+    predict_paths(model, paths, out_path, console=out, err_console=err, ensemble_with=ensemble_with, onnx=onnx,
+                  show_segments=segments)
 
 
 @app.command()
@@ -456,7 +460,8 @@ def serve(
     workers: int = typer.Option(1, help="inference threads (each job decodes and predicts one upload)"),
     queue: int = typer.Option(8, help="jobs that may wait for a thread; more are answered 503"),
     max_mb: float = typer.Option(25.0, help="largest upload (413 above)"),
-    max_seconds: float = typer.Option(600.0, help="longest recording (413 above)"),
+    max_seconds: float = typer.Option(600.0, help="longest recording (413 above; predict and the Python API refuse "
+                                                  "past 600 s too)"),
     timeout: float = typer.Option(60.0, help="per-request limit (503 past it)"),
     api_key: Optional[str] = typer.Option(None, envvar="EMOREC_API_KEY", help="require this key (or $EMOREC_API_KEY)"),
     cors_origin: list[str] = typer.Option([], help="allow browser pages from this origin (repeatable; off by default)"),

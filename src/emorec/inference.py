@@ -132,17 +132,39 @@ class Predictor:
             raise errors[0]
         return item
 
-    def predict_files(self, paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
-        """Probabilities for each readable file; unreadable ones are listed, not fatal."""
+    @property
+    def audio_only(self) -> bool:
+        return set(self.meta["features"]) == {"audio"}
+
+    def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
+                      ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+        """Probabilities for each readable file; unreadable ones are listed, not fatal. An audio model
+        windows input longer than a training clip over its speech (:mod:`emorec.long_input`), and its
+        :class:`~emorec.long_input.WindowedAnswer` goes to ``answers[path]`` when a dict is given."""
+        from emorec.long_input import answer_file, check_length
+        from emorec.media import probe_duration
+
         results, skipped = [], []
+        rate = int(self.meta["features"].get("audio", {}).get("sample_rate", 16000))
         for path in paths:
+            whole = lambda path=path: self.predict_items([self.features_for_file(path)])[0]  # noqa: E731
             try:
-                item = self.features_for_file(path)
+                if self.audio_only:
+                    probs, answer = answer_file(path, rate, self.class_names, self.probabilities_of_waves, whole)
+                    if answer is not None and answers is not None:
+                        answers[str(path)] = answer
+                else:
+                    check_length(path, probe_duration(path))
+                    probs = whole()
             except BadInputError as err:
                 skipped.append(SkippedFile(err.path, err.reason, "predict"))
                 continue
-            results.append((str(path), self.predict_items([item])[0]))
+            results.append((str(path), probs))
         return results, skipped
+
+    def probabilities_of_waves(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        """Mono waveforms at the model's rate -> calibrated probabilities ``(N, C)``."""
+        return self.predict_items([self.features_for_wave(w) for w in waves])
 
 
 @dataclass
@@ -167,8 +189,10 @@ class EnsemblePredictor:
     def class_names(self) -> list[str]:
         return self.members[0].class_names
 
-    def predict_files(self, paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
-        per_member = [member.predict_files(paths) for member in self.members]
+    def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
+                      ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+        """The members' mean probabilities; ``answers`` (long input's windows) from the first member."""
+        per_member = [member.predict_files(paths, answers if i == 0 else None) for i, member in enumerate(self.members)]
         skipped = {s.path: s for _, member_skipped in per_member for s in member_skipped}
         probs = [dict(results) for results, _ in per_member]
         results = [(str(p), np.mean([m[str(p)] for m in probs], axis=0)) for p in paths

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from emorec.errors import BadInputError, EmorecError, SkippedFile
-from emorec.media import load_audio
 
 
 class OnnxPredictor:
@@ -51,13 +50,19 @@ class OnnxPredictor:
             out[chosen] = self.session.run(None, {"waveform": batch, "lengths": lengths})[0]
         return out
 
-    def predict_files(self, paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+    def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
+                      ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+        """As :meth:`emorec.inference.Predictor.predict_files` (long input windowed over its speech)."""
+        from emorec.long_input import answer_file
+
         results, skipped = [], []
         for path in paths:
             try:
-                wave = load_audio(path, self.sample_rate)
+                probs, answer = answer_file(path, self.sample_rate, self.class_names, self.probabilities)
             except BadInputError as err:
                 skipped.append(SkippedFile(err.path, err.reason, "predict"))
                 continue
-            results.append((str(path), self.probabilities([wave])[0]))
+            if answer is not None and answers is not None:
+                answers[str(path)] = answer
+            results.append((str(path), probs))
         return results, skipped

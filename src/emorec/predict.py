@@ -13,6 +13,7 @@ from emorec.atomic import atomic_open, write_json
 from emorec.corpora.base import plural
 from emorec.errors import EmorecError
 from emorec.inference import MODEL_META, MODEL_WEIGHTS, EnsemblePredictor, Predictor
+from emorec.long_input import CLIP, WINDOWED
 from emorec.media import AUDIO_SUFFIXES
 from emorec.video import VIDEO_SUFFIXES
 
@@ -66,9 +67,11 @@ def is_model_path(path: Path) -> bool:
 
 
 def predict_paths(model: Path | None, inputs: Sequence[Path], out_path: Path | None, *, console: Console,
-                  err_console: Console, ensemble_with: Sequence[Path] = (), onnx: Path | None = None) -> list[dict]:
+                  err_console: Console, ensemble_with: Sequence[Path] = (), onnx: Path | None = None,
+                  show_segments: bool = False) -> list[dict]:
     """Probabilities per file from one model (``None``: the released one; ``onnx``: an ONNX file
-    through onnxruntime), or averaged over ``model`` and ``ensemble_with``."""
+    through onnxruntime), or averaged over ``model`` and ``ensemble_with``. Input over 6 s is
+    windowed over its speech (:mod:`emorec.long_input`); ``show_segments`` prints its segments."""
     if onnx is not None:
         from emorec.onnx_runtime import OnnxPredictor
 
@@ -80,21 +83,32 @@ def predict_paths(model: Path | None, inputs: Sequence[Path], out_path: Path | N
             model = default_model_dir()
         predictor = EnsemblePredictor.load([model, *ensemble_with]) if ensemble_with else Predictor.load(model)
     names = predictor.class_names
-    results, skipped = predictor.predict_files(collect_files(inputs))
-    rows = [{"path": path, "predicted": names[int(probs.argmax())],
-             **{name: float(p) for name, p in zip(names, probs)}} for path, probs in results]
+    answers: dict = {}  # path -> WindowedAnswer of each input longer than a training clip
+    results, skipped = predictor.predict_files(collect_files(inputs), answers)
+    rows = [{"path": path, "predicted": names[int(probs.argmax())], **{name: float(p) for name, p in zip(names, probs)},
+             "method": WINDOWED if path in answers else CLIP} for path, probs in results]
     console.print(probability_table(rows, names, width=console.width))
+    for path, answer in answers.items():
+        console.print(f"{Path(path).name}: {len(answer.segments)} speech segment(s), "
+                      f"{answer.speech_seconds:.1f} s of speech; its answer is the {WINDOWED}"
+                      + ("" if show_segments else " (--segments lists them)"), highlight=False)
+        if show_segments:
+            for seg in answer.segments:
+                console.print(f"  {seg.start:7.2f}-{seg.end:7.2f} s  {seg.label} ({seg.probabilities[seg.label]:.2f})",
+                              highlight=False)
     for item in skipped:
         err_console.print(f"skipped {item.path}: {item.reason}", markup=False, highlight=False, soft_wrap=True)
     if not rows:
         raise EmorecError(f"no input could be predicted: all {len(skipped)} file(s) skipped (reasons above)")
     if out_path is not None:
         with atomic_open(out_path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["path", "predicted", *names])
+            writer = csv.DictWriter(handle, fieldnames=["path", "predicted", *names, "method"])
             writer.writeheader()
             writer.writerows(rows)
         write_json(Path(out_path).with_suffix(".json"), {
-            "classes": names, "predictions": rows,
+            "classes": names,
+            "predictions": [row | {"segments": [s.to_dict() for s in answers[row["path"]].segments]}
+                            if row["path"] in answers else row for row in rows],
             "skipped": [{"path": s.path, "reason": s.reason} for s in skipped]})
         console.print(f"wrote {out_path} and {Path(out_path).with_suffix('.json')}")
     return rows

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fastapi import Request  # at module level: FastAPI resolves the endpoints' annotations here
 
+from emorec.long_input import LONG_INPUT_SECONDS, MAX_SECONDS
 from emorec.memory import release_large_blocks
 from emorec.serve.pool import InferencePool, Overloaded
 from emorec.serve.uploads import UploadError, decode_upload, multipart_file, read_body
@@ -30,7 +31,7 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 @dataclass
 class ServeSettings:
     max_bytes: int = 25_000_000
-    max_seconds: float = 600.0
+    max_seconds: float = MAX_SECONDS
     workers: int = 1
     queue: int = 8
     timeout: float = 60.0
@@ -70,9 +71,23 @@ class ModelService:
         return self.backend.probabilities(waves, batch_size=batch_size)
 
     def predict(self, wave) -> dict:
-        probs = self.probabilities([wave])[0]
+        """The answer ``emorec predict`` and ``Recognizer.predict`` give: input over 6 s windowed over its
+        speech, its segments listed (:mod:`emorec.long_input`); no speech in it is a 422."""
+        from emorec.errors import BadInputError
+        from emorec.long_input import CLIP, WINDOWED, is_long, windowed_answer
+
+        method, segments = CLIP, []
+        try:
+            if not is_long(wave, self.sample_rate):
+                probs = self.probabilities([wave])[0]
+            else:
+                answer = windowed_answer("upload", wave, self.sample_rate, self.classes, self.probabilities)
+                probs, method, segments = answer.probabilities, WINDOWED, [s.to_dict() for s in answer.segments]
+        except BadInputError as err:
+            raise UploadError(422, err.reason) from None
         return {"label": self.classes[int(probs.argmax())], "probabilities": {c: float(p) for c, p in zip(self.classes, probs)},
-                "duration": round(wave.size / self.sample_rate, 3), "model": self.model_id}
+                "duration": round(wave.size / self.sample_rate, 3), "model": self.model_id, "method": method,
+                "segments": segments}
 
     def timeline(self, data: bytes) -> dict:
         from emorec.timeline import build_timeline
@@ -172,7 +187,8 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
 
     @app.get("/v1/model", summary="The model card")
     async def model_card():
-        return service.card | {"limits": {"max_bytes": settings.max_bytes, "max_seconds": settings.max_seconds}}
+        return service.card | {"limits": {"max_bytes": settings.max_bytes, "max_seconds": settings.max_seconds,
+                                          "windowed_above_seconds": LONG_INPUT_SECONDS}}
 
     @app.get("/healthz")
     async def healthz():

@@ -1,8 +1,9 @@
-// The emorec page: send a file or a microphone recording to /v1/predict (and /v1/timeline for long
-// input), then draw the calibrated probabilities as bars. Plain JS, no build step, no CDN.
+// The emorec page: send a file or a microphone recording to /v1/predict, then draw the calibrated
+// probabilities as bars. Long input comes back windowed over its speech: the answer is the
+// duration-weighted mean of the segments listed under it, the same ones `emorec predict` gives.
+// Plain JS, no build step, no CDN.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const LONG_SECONDS = 10;  // longer input also gets the timeline
 
 function showError(message) {
   $("error").textContent = message;
@@ -14,7 +15,9 @@ function render(result) {
   const entries = Object.entries(result.probabilities).sort((a, b) => b[1] - a[1]);
   $("top-emotion").textContent = result.label;
   $("top-confidence").textContent = `(${Math.round(100 * result.probabilities[result.label])} %)`;
-  $("duration").textContent = `${result.duration.toFixed(1)} s of audio · model ${result.model}`;
+  const how = result.segments && result.segments.length
+    ? ` · ${result.method} (${result.segments.length} segment${result.segments.length === 1 ? "" : "s"})` : "";
+  $("duration").textContent = `${result.duration.toFixed(1)} s of audio · model ${result.model}${how}`;
   const bars = $("bars");
   bars.replaceChildren(...entries.map(([name, p]) => {
     const item = document.createElement("li");
@@ -36,14 +39,15 @@ function render(result) {
   $("result").hidden = false;
 }
 
-function renderTimeline(timeline) {
+function renderTimeline(result) {
+  const segments = result.segments || [];
   const list = $("segments");
-  list.replaceChildren(...timeline.segments.map((s) => {
+  list.replaceChildren(...segments.map((s) => {
     const item = document.createElement("li");
     item.textContent = `${s.start.toFixed(1)}–${s.end.toFixed(1)} s: ${s.label} (${Math.round(100 * s.probabilities[s.label])} %)`;
     return item;
   }));
-  $("timeline-block").hidden = timeline.segments.length === 0;
+  $("timeline-block").hidden = segments.length === 0;
 }
 
 async function post(path, body, type) {
@@ -59,8 +63,7 @@ async function recognise(blob, type) {
   try {
     const result = await post("/v1/predict", blob, type);
     render(result);
-    $("timeline-block").hidden = true;
-    if (result.duration > LONG_SECONDS) renderTimeline(await post("/v1/timeline", blob, type));
+    renderTimeline(result);
     $("record-state").textContent = "";
   } catch (err) {
     showError(err.message);
