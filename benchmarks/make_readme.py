@@ -162,6 +162,56 @@ def best_single_run_by_validation() -> Path:
     return max(scored)[2]
 
 
+def loco_summaries() -> list[tuple[Path, dict]]:
+    """Every leave-one-corpus-out summary, the one with the best mean validation UA first (validation
+    speakers of the training corpora choose the recipe shown; the held-out corpora choose nothing)."""
+    found = [(p, json.loads(p.read_text())) for p in sorted(RESULTS.glob("loco_*.json"))]
+    return sorted(found, key=lambda pr: -(pr[1].get("mean_val_ua") or 0.0))
+
+
+def loco_readme_lines() -> list[str]:
+    summaries = loco_summaries()
+    if not summaries:
+        return []
+    path, best = summaries[0]
+    corpora = ", ".join(c["held_out"] for c in best["cells"])
+    return [f"**What to expect on a recording from a corpus the model never heard** (leave one corpus out over {corpora}: "
+            "each row trains on all the other corpora and reads every clip of the held-out one once, over the classes "
+            f"it shares with the model; recipe `{best['recipe']}`, chosen among {len(summaries)} by mean validation UA; "
+            "95 % CI: bootstrap over clips):", "", best["table"], "",
+            f"Mean UA {fmt(best['mean_ua'])} %, lowest {fmt(best['min_ua'])} %; the largest share one class takes of a "
+            f"held-out corpus's predictions is {fmt(best['max_top_share'])} %. Confusion matrices: "
+            f"[{path.with_suffix('.png').name}](benchmarks/results/{path.with_suffix('.png').name}); "
+            "every recipe tried: [leave one corpus out](benchmarks/README.md#leave-one-corpus-out).", ""]
+
+
+def loco_section() -> str | None:
+    summaries = loco_summaries()
+    if not summaries:
+        return None
+    parts = ["## Leave one corpus out", "",
+             "The number that tells a user what to expect on their own audio. For each corpus, one model trains on all "
+             "the others (validation speakers drawn from each training corpus of 4 or more speakers by its share, "
+             "never from the held-out one) and reads every clip of the held-out corpus once, over the classes it "
+             "shares with the model. The copies of TESS, EMOVO and URDU are those of `docs/CORPORA.md`; CREMA-D is the "
+             "Opus-coded copy of the shared data. Recipes are listed best mean validation UA first; that is the only "
+             "thing that ranks them.", ""]
+    for path, s in summaries:
+        parts += [f"### `{s['recipe']}`", "", f"Mean validation UA {fmt(s['mean_val_ua'])} %; test: mean UA "
+                  f"{fmt(s['mean_ua'])} %, lowest {fmt(s['min_ua'])} %, largest single-class share "
+                  f"{fmt(s['max_top_share'])} %.", "", s["table"], "",
+                  "Share of each predicted class: " + "; ".join(
+                      f"{c['held_out']} " + ", ".join(f"{k} {100 * v:.0f}" for k, v in
+                                                      sorted(c["predicted_share"].items(), key=lambda kv: -kv[1]))
+                      for c in s["cells"]) + " (%).", "",
+                  f"![LOCO confusion matrices](results/{path.with_suffix('.png').name})", "",
+                  f"Command: `{s['command']}`; training time per cell "
+                  + ", ".join(f"{c['held_out']} {c['train_seconds'] / 60:.0f} min" for c in s["cells"] if c.get("train_seconds"))
+                  + f" ({s['cells'][0].get('device') or 'cpu'}). Each cell's JSON, command and per-clip predictions: "
+                  f"`results/loco/{Path(s['recipe']).stem}/`.", ""]
+    return "\n".join(parts)
+
+
 def readme_results(headings: dict[str, str]) -> str:
     """README.md's Results section: headline, best single run, classical baseline; each row links to
     the section of benchmarks/README.md that has its folds and its command."""
@@ -169,7 +219,7 @@ def readme_results(headings: dict[str, str]) -> str:
              HEADLINE_ENSEMBLE.name),
             ("Best single run, chosen by validation UA", best_single_run_by_validation().name),
             ("Classical baseline: eGeMAPS functionals + logistic regression", "ravdess_6fold_baseline.json")]
-    lines = [RESULTS_START, "RAVDESS speech, 8 classes, the standard 6 speaker-independent folds (4 test actors each; "
+    lines = [RESULTS_START, *loco_readme_lines(), "RAVDESS speech, 8 classes, the standard 6 speaker-independent folds (4 test actors each; "
              "validation actors drawn from the training actors), inductive. Test UA is the mean over folds with its 95 % "
              "CI (t, folds as samples).", "",
              "| model | test UA % [95 % CI] | WA % | macro-F1 % | details |", "|---|---:|---:|---:|---|"]
@@ -641,6 +691,9 @@ def main() -> None:
     if multi:
         parts.append("## RAVDESS with all of CREMA-D added\n\n" + MULTI_PROSE + " " + headline_seed_range() + "\n\n"
                      + "\n".join(crossval_section(json.loads(p.read_text())) for p in multi))
+    loco = loco_section()
+    if loco:
+        parts.insert(1, loco)
     robustness = sorted((RESULTS / "robustness").glob("*.json"))
     if robustness:
         parts.append(robustness_section(robustness))

@@ -3,6 +3,8 @@
     python release.py --config ../configs/release_crnn_v2_ravdess_crema_d.yaml \\
         --cv results/ravdess_6fold_v2_ema_bn_deltas_seed8_speed.json --cv results/crema_d_5fold_v2.json \\
         [--crosscorpus results/crosscorpus.json]
+    python release.py --config ../configs/release_crnn_v2_multicorpus.yaml --corpora ravdess,crema-d,tess,emovo,urdu \\
+        --name emorec-crnn-v2-multicorpus --loco results/loco_attn_crnn_v2_balanced.json --out results/release_multicorpus.json
 
 It trains the recipe's single ``release`` fold (every speaker of RAVDESS speech and CREMA-D but a few
 validation speakers, who fit the calibration temperature), copies ``model.safetensors`` and
@@ -27,7 +29,12 @@ from common import REPO, RESULTS, WORK, command_line, recipe_of
 LICENCES = {
     "ravdess": ("RAVDESS speech (Livingstone & Russo 2018)", "CC BY-NC-SA 4.0"),
     "crema-d": ("CREMA-D (Cao et al. 2014)", "Open Database License 1.0 (database), Database Contents License 1.0"),
+    "tess": ("TESS (Dupuis & Pichora-Fuller 2010), copy of docs/CORPORA.md", "CC BY-NC-ND 4.0"),
+    "emovo": ("EMOVO (Costantini et al. 2014), copy of docs/CORPORA.md", "research use (the authors' terms)"),
+    "urdu": ("URDU (Latif et al. 2018), copy of docs/CORPORA.md", "research use only"),
 }
+#: Corpora whose terms forbid commercial use: weights learned from any of them inherit that.
+NON_COMMERCIAL = {"ravdess", "tess", "emovo", "urdu"}
 
 
 def sha256(path: Path) -> str:
@@ -54,24 +61,51 @@ def crosscorpus_lines(path: Path | None) -> list[str]:
             f"`{path.name}`:", "", matrix["table"]]
 
 
+def loco_lines(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    loco = json.loads(path.read_text())
+    shares = [f"- {c['held_out']}: " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in
+                                                   sorted(c["predicted_share"].items(), key=lambda kv: -kv[1]))
+              for c in loco["cells"]]
+    return ["## On a corpus it never heard (leave one corpus out)", "",
+            "What to expect on a new recording: for each corpus, a model of this recipe trained on all the others",
+            "(the LOCO model of that corpus stands in for these weights, which heard every corpus) reads every clip of",
+            f"it once, over the classes it shares with the model (`{path.name}`, recipe `{Path(loco['recipe']).name}`):", "",
+            loco["table"], "", "Share of each predicted class on each held-out corpus:", "", *shares, ""]
+
+
+def licence_lines(corpora: list[str]) -> list[str]:
+    restricted = [LICENCES.get(c, (c, ""))[0].split(" (")[0] + f" ({LICENCES.get(c, ('', 'its terms'))[1]})"
+                  for c in corpora if c in NON_COMMERCIAL]
+    if not restricted:
+        return ["**Licence of the weights:** they follow the terms of their training corpora (below).", ""]
+    return ["**Licence of the weights: non-commercial (research) use only.** They are learned from "
+            + ", ".join(restricted) + ", whose terms forbid commercial use: these weights inherit them.", ""]
+
+
 def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str, command: str, cv: list[Path],
-               crosscorpus: Path | None, trained: str, train_seconds: float) -> str:
+               crosscorpus: Path | None, trained: str, train_seconds: float, loco: Path | None = None) -> str:
     calibration = meta.get("calibration") or {}
+    classes = meta["class_names"]
+    few = [c for c in classes if c in ("calm", "surprised")]
+    labels_note = (f"{', '.join(few).capitalize()} come from one or two corpora only." if few else
+                   "The core six that every training corpus shares but URDU (which has neutral, happy, sad and angry): "
+                   "calm (RAVDESS alone) and surprised (RAVDESS, TESS, EMOVO) are left out, so that a class few "
+                   "corpora teach cannot draw another corpus's speech to it.")
     data_rows = [f"| {LICENCES.get(c, (c, 'see its own terms'))[0]} | {n['clips']} | {n['speakers']} | "
                  f"{LICENCES.get(c, ('', 'see its own terms'))[1]} |" for c, n in sorted(counts.items())]
     lines = [
         f"# {name}", "",
         "A speech emotion recogniser that ships with emorec: `emorec predict clip.wav`, `emorec.load().predict(...)`,",
         "`emorec timeline recording.wav`, `emorec export " + name + " model.onnx`.", "",
-        "**Licence of the weights: non-commercial use only.** They are learned from RAVDESS, which is licensed",
-        "CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike): these weights inherit its terms.", "",
+        *licence_lines(sorted(counts)),
         "## Training data", "",
         "| corpus | clips | speakers | licence |", "|---|---:|---:|---|", *data_rows, "",
         f"Validation speakers (held out of training; they fit the calibration temperature and select nothing, the last "
         f"epoch is kept): "
         f"{', '.join(meta.get('val_speakers', [])) or 'see model.json'}.", "",
-        "## Labels", "", ", ".join(f"`{c}`" for c in meta["class_names"]) + ".",
-        "Calm and surprised are learned from RAVDESS alone (CREMA-D has neither).", "",
+        "## Labels", "", ", ".join(f"`{c}`" for c in classes) + ".", labels_note, "",
         "## How it was made", "",
         f"- Architecture `{meta['model']}` ({meta.get('parameters', '?')} parameters), features "
         f"`{json.dumps(meta['features']['audio'])}`.",
@@ -82,16 +116,21 @@ def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str,
         "These figures measure the recipe on folds whose test speakers it never saw; the shipped weights saw every",
         "speaker, so they have no test figure of their own.", "",
         "| corpus | recipe | protocol | mean UA % ± std over folds | result |", "|---|---|---|---:|---|", *cv_lines(cv), "",
+        *loco_lines(loco),
         "## Across corpora", "", *crosscorpus_lines(crosscorpus), "",
         "## Calibration", "",
         f"Probabilities are divided by the temperature {calibration.get('temperature', 1.0):.3f}, fitted on the "
         f"validation speakers (expected calibration error there {calibration.get('val_ece_before', float('nan')):.3f} "
         f"before, {calibration.get('val_ece_after', float('nan')):.3f} after).", "",
         "## Known limits", "",
-        "- Acted English speech from two studios' corpora; spontaneous speech, other languages and other recording",
-        "  conditions are outside what it learned (see `emorec robustness` for how recording conditions move it).",
-        f"- {len(meta['class_names'])} labels only; anything else is forced into one of them.",
-        "- Clips of 1-5 s (the corpora's lengths); longer input belongs to `emorec timeline`, which windows it.",
+        *(["- Acted English speech from two studios' corpora; spontaneous speech, other languages and other recording",
+           "  conditions are outside what it learned (see `emorec robustness` for how recording conditions move it)."]
+          if sorted(counts) == ["crema-d", "ravdess"] else
+          [f"- Mostly acted speech from {len(counts)} corpora ({', '.join(LICENCES.get(c, (c,))[0].split(' (')[0] for c in sorted(counts))}); "
+           "the table above is the best guide to a corpus it never heard."]),
+        f"- {len(classes)} labels only; anything else is forced into one of them.",
+        "- Learned from clips of 1-5 s; input over 6 s is windowed over its speech and answered with the "
+        "duration-weighted mean of its speech segments (`emorec predict --segments` lists them).",
         "- Acted emotion is not felt emotion; do not use it to judge people.",
     ]
     return "\n".join(lines) + "\n"
@@ -114,7 +153,7 @@ def rewrite_card(args: argparse.Namespace) -> None:
     card = model_card(name=name, meta=meta, counts=counts, digest=record["weights_sha256"], recipe=record["recipe"],
                       command=record["command"], cv=[Path(p) for p in args.cv],
                       crosscorpus=Path(args.crosscorpus) if args.crosscorpus else None, trained=meta.get("trained", ""),
-                      train_seconds=train_seconds)
+                      train_seconds=train_seconds, loco=Path(args.loco) if args.loco else None)
     (shipped / "MODEL_CARD.md").write_text(card)
     print(f"{shipped / 'MODEL_CARD.md'} rewritten")
 
@@ -124,8 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="the release recipe (split.scheme release)")
     parser.add_argument("--name", default=None, help="released model name (default: emorec.released.DEFAULT)")
     parser.add_argument("--manifest", default=None, help="default: RAVDESS speech + CREMA-D from the shared data")
+    parser.add_argument("--corpora", default=None, help="corpora of loco.py, comma-separated, merged (instead of --manifest)")
     parser.add_argument("--cv", action="append", default=[], help="a cross-validation result of the recipe (repeat)")
     parser.add_argument("--crosscorpus", default=None)
+    parser.add_argument("--loco", default=None, help="the recipe's leave-one-corpus-out summary (loco.py)")
     parser.add_argument("--dest", default=str(REPO / "src" / "emorec" / "released"))
     parser.add_argument("--out", default=str(RESULTS / "release.json"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -149,7 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     from crossval import corpus_manifest
 
     name = args.name or DEFAULT
-    manifest = Path(args.manifest) if args.manifest else corpus_manifest("ravdess+crema-d")
+    if args.corpora:
+        from loco import merged_manifest
+
+        manifest = merged_manifest([c.strip() for c in args.corpora.split(",")], {})
+    else:
+        manifest = Path(args.manifest) if args.manifest else corpus_manifest("ravdess+crema-d")
     config = load_config(args.config, [f"data.manifest={manifest}", f"data.cache={WORK / 'cache'}",
                                        f"run.dir={WORK / 'runs'}", "run.folds=1", *args.overrides])
     if config.split.scheme != "release":
@@ -181,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     card = model_card(name=name, meta=meta, counts=counts, digest=digest, recipe=Path(args.config).name,
                       command=command_line(), cv=[Path(p) for p in args.cv],
                       crosscorpus=Path(args.crosscorpus) if args.crosscorpus else None, trained=trained,
-                      train_seconds=float(meta.get("train_seconds") or time.time() - started))
+                      train_seconds=float(meta.get("train_seconds") or time.time() - started),
+                      loco=Path(args.loco) if args.loco else None)
     (staging / "MODEL_CARD.md").write_text(card)
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
