@@ -145,8 +145,10 @@ class ClipDataset(Dataset):
         transforms: Mapping[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] | None = None,
         seed: int = 0,
         corpus_classes: Mapping[str, np.ndarray] | None = None,
+        corpus_index: Mapping[str, int] | None = None,
     ):
         self.label_index = dict(label_index)
+        self.corpus_index = dict(corpus_index or {})  # corpus -> int: each item then carries it as "corpus"
         # corpus -> (C,) bool: the classes its clips can have; each item then carries its row as "classes".
         self.corpus_classes = dict(corpus_classes or {})
         self.modalities = [m for m in MODALITIES if m in stores]
@@ -219,6 +221,8 @@ class ClipDataset(Dataset):
         item: dict = {"label": self.label_index.get(clip.emotion, -1), "index": i}
         if self.corpus_classes:
             item["classes"] = torch.from_numpy(self.corpus_classes[clip.corpus])
+        if self.corpus_index:
+            item["corpus"] = self.corpus_index[clip.corpus]
         for m in self.modalities:
             features = self.features[m][i]
             valid = self.valid[m][i]
@@ -279,6 +283,8 @@ def pad_collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     }
     if "classes" in items[0]:
         batch["classes"] = torch.stack([it["classes"] for it in items])  # (B, C) bool
+    if "corpus" in items[0]:
+        batch["corpus"] = torch.tensor([it["corpus"] for it in items], dtype=torch.long)  # (B,)
     for m in MODALITIES:
         if m not in items[0]:
             continue

@@ -72,6 +72,9 @@ class LossConfig:
     # label sets): a CREMA-D clip then never pushes calm or surprised down, so "sounds like RAVDESS" cannot
     # become evidence for RAVDESS-only classes.
     corpus_classes: bool = False
+    # > 0: a corpus classifier on the embedding behind a gradient reversal, its loss weighted by this
+    # (emorec.training.adversary): the encoder learns features that do not tell the training corpora apart
+    corpus_adversary: float = 0.0
 
 
 @dataclass

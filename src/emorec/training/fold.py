@@ -119,9 +119,10 @@ def fold_datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, Cl
     if speaker_norm:
         fit_speaker_statistics(normalizers, experiment, train_clips + val_clips)
     masks = corpus_class_masks(experiment.clips, label_index) if cfg.loss.corpus_classes else None
+    corpora = {c: i for i, c in enumerate(sorted({c.corpus for c in train_clips}))} if cfg.loss.corpus_adversary else None
     train_set = ClipDataset(repeated(train_clips, cfg.data.corpus_repeats, split.name), label_index, experiment.stores,
                             normalizers, speaker_norm=speaker_norm, transforms=condition_transforms(experiment),
-                            seed=cfg.trainer.seed, corpus_classes=masks)
+                            seed=cfg.trainer.seed, corpus_classes=masks, corpus_index=corpora)
     val_set = ClipDataset(val_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm)
     if len(val_set) == 0:
         raise EmorecError(f"{split.name}: no validation clip has cached features")
@@ -183,7 +184,8 @@ def classifier_for(experiment: Experiment, train_set: ClipDataset):
     audio = experiment.feature_specs.get("audio")
     return EmotionClassifier.from_config(
         cfg, num_classes=num_classes, dims={m: train_set.features[m][0].shape[1] for m in train_set.modalities},
-        class_weights=weights, feature_planes=extractor_from_spec(audio).planes if audio else 1)
+        class_weights=weights, feature_planes=extractor_from_spec(audio).planes if audio else 1,
+        num_corpora=len(train_set.corpus_index))
 
 
 @dataclass

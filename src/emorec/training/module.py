@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from emorec.models import create_model
+from emorec.training.adversary import CorpusAdversary, embedding_and_head
 from emorec.training.augment import (add_noise, frequency_shift, mixup, modality_dropout, spec_augment,
                                      time_stretch)
 from emorec.training.losses import SoftTargetLoss
@@ -49,12 +50,18 @@ class EmotionClassifier(L.LightningModule):
         time_stretch: float = 0.0,
         modality_dropout: float = 0.0,
         feature_planes: int = 1,
+        corpus_adversary: float = 0.0,
+        num_corpora: int = 0,
         seed: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.model = create_model(model_name, num_classes=num_classes, audio_dim=audio_dim,
                                   video_dim=video_dim, **model_kwargs)
+        self.corpus_head = None
+        if corpus_adversary > 0:
+            embedding_and_head(self.model)
+            self.corpus_head = CorpusAdversary(self.model.embed_dim, num_corpora)
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.loss_fn = SoftTargetLoss(num_classes, gamma=focal_gamma, class_weights=weights,
                                       label_smoothing=label_smoothing)
@@ -68,7 +75,7 @@ class EmotionClassifier(L.LightningModule):
 
     @classmethod
     def from_config(cls, config, *, num_classes: int, dims: dict[str, int], class_weights: list[float] | None = None,
-                    feature_planes: int = 1) -> "EmotionClassifier":
+                    feature_planes: int = 1, num_corpora: int = 0) -> "EmotionClassifier":
         """The module a :class:`~emorec.training.config.TrainConfig` describes, for features of
         ``dims`` (``{"audio": F_a, "video": F_v}``); augmentation off when ``augment.enabled`` is."""
         aug, optim, loss = config.augment, config.optim, config.loss
@@ -87,7 +94,7 @@ class EmotionClassifier(L.LightningModule):
             spec_augment=spec if on and (aug.spec_time_masks or aug.spec_freq_masks) else None,
             freq_shift=aug.freq_shift if on else 0, time_stretch=aug.time_stretch if on else 0.0,
             modality_dropout=aug.modality_dropout if on else 0.0, feature_planes=feature_planes,
-            seed=config.trainer.seed,
+            corpus_adversary=loss.corpus_adversary, num_corpora=num_corpora, seed=config.trainer.seed,
         )
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -103,10 +110,20 @@ class EmotionClassifier(L.LightningModule):
         if hp.spec_augment:
             batch = spec_augment(batch, rng=self._rng, planes=planes, **hp.spec_augment)
         batch = add_noise(batch, hp.noise)
+        if self.corpus_head is not None:  # corpus targets ride along, so MixUp mixes them with the same weights
+            targets = torch.cat([targets, F.one_hot(batch["corpus"], hp.num_corpora).float()], dim=1)
         batch, targets = mixup(batch, targets, hp.mixup_alpha, self._rng)
         batch = modality_dropout(batch, hp.modality_dropout, self._rng)  # after MixUp's mask union
-        logits = self.model(batch)
-        loss = self.loss_fn(logits, targets, batch.get("classes"))
+        if self.corpus_head is None:
+            logits = self.model(batch)
+            loss = self.loss_fn(logits, targets, batch.get("classes"))
+        else:
+            targets, corpus_targets = targets[:, :hp.num_classes], targets[:, hp.num_classes:]
+            embedding = self.model.embed(batch)  # (B, D)
+            logits = self.model.head(embedding)
+            adversary = self.corpus_head.loss(embedding, corpus_targets)
+            loss = self.loss_fn(logits, targets, batch.get("classes")) + hp.corpus_adversary * adversary
+            self.log("train/corpus_loss", adversary, on_step=False, on_epoch=True, batch_size=labels.shape[0])
         self.train_acc(logits.argmax(-1), labels)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=labels.shape[0], sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=labels.shape[0])

@@ -82,6 +82,7 @@ def validate_config(config) -> None:
     _range("loss.gamma", loss.gamma, low=0)
     _choice("loss.class_weights", loss.class_weights, CLASS_WEIGHTS)
     _range("loss.label_smoothing", loss.label_smoothing, low=0, high=1, high_open=True)
+    _range("loss.corpus_adversary", loss.corpus_adversary, low=0)
 
     for key in ("noise", "mixup", "spec_time_masks", "spec_freq_masks", "freq_shift"):
         _range(f"augment.{key}", getattr(a, key), low=0)
