@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="cells trained side by side (one thread each)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--out", default=None, help="summary JSON (default results/loco_<recipe>.json; PNG beside it)")
+    parser.add_argument("--out", default=None, help="summary JSON (default results/<recipe>.json, named loco_...; PNG beside it)")
     parser.add_argument("--summarise", default=None, metavar="SUMMARY.json", help="rebuild a summary from its cells")
     args = parser.parse_args(argv)
     if args.summarise:
@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     train_cells(args, manifest, held_out)
     recipe = recipe_name(args.config)
     cells = [cell_of(h, cell_path(recipe, h), args.bootstrap) for h in held_out]
-    write_summary(cells, recipe, Path(args.out) if args.out else RESULTS / f"loco_{recipe}.json", command)
+    default = RESULTS / (f"{recipe}.json" if recipe.startswith("loco") else f"loco_{recipe}.json")
+    write_summary(cells, recipe, Path(args.out) if args.out else default, command)
 
 
 if __name__ == "__main__":
