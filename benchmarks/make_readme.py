@@ -207,7 +207,8 @@ def loco_section() -> str | None:
                   f"![LOCO confusion matrices](results/{path.with_suffix('.png').name})", "",
                   f"Command: `{s['command']}`; training time per cell "
                   + ", ".join(f"{c['held_out']} {c['train_seconds'] / 60:.0f} min" for c in s["cells"] if c.get("train_seconds"))
-                  + f" ({s['cells'][0].get('device') or 'cpu'}). Each cell's JSON, command and per-clip predictions: "
+                  + (" (one thread per cell, two cells side by side" if "--jobs 2" in s["command"] else " (")
+                  + f" on {s['cells'][0].get('device') or 'a CPU'}). Each cell's JSON, command and per-clip predictions: "
                   f"`results/loco/{Path(s['recipe']).stem}/`.", ""]
     return "\n".join(parts)
 
