@@ -95,7 +95,7 @@ LAYERS = [
     ("training", ["emorec.training"]),
     ("experiment", ["emorec.experiment", "emorec.training.config", "emorec.training.validate"]),
     ("inference", ["emorec.inference", "emorec.predict", "emorec.api", "emorec.timeline", "emorec.timeline_files",
-                   "emorec.onnx_export", "emorec.onnx_runtime"]),
+                   "emorec.onnx_export", "emorec.onnx_runtime", "emorec.long_input"]),
     ("models", ["emorec.models", "emorec.layers"]),
     ("data", ["emorec.data"]),
     ("features", ["emorec.features"]),

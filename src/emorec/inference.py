@@ -154,7 +154,8 @@ class Predictor:
                     if answer is not None and answers is not None:
                         answers[str(path)] = answer
                 else:
-                    check_length(path, probe_duration(path))
+                    if os.path.exists(path):  # precomputed-feature extractors look files up by name instead
+                        check_length(path, probe_duration(path))
                     probs = whole()
             except BadInputError as err:
                 skipped.append(SkippedFile(err.path, err.reason, "predict"))
