@@ -36,7 +36,14 @@ def ravdess_manifest() -> Path:
 
 
 def command_line() -> str:
-    return "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]).relative_to(REPO)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])
+    """The command as run from the repository root: paths inside the checkout are written relative to it,
+    so a result names no machine's folders (a wrapper such as loco.py passes absolute ones)."""
+    root = str(REPO) + os.sep
+
+    def portable(arg: str) -> str:
+        return arg.replace(root, "") if root in arg else arg
+
+    return "python " + " ".join(shlex.quote(portable(a)) for a in sys.argv)
 
 
 def recipe_of(command: str) -> str | None:
