@@ -169,6 +169,17 @@ class Recognizer:
         return build_timeline(self, path, window=window, hop=hop, min_segment=min_segment, vad_threshold=vad_threshold,
                               context=context, edge_db=edge_db, progress=progress)
 
+    def stream(self, chunks, sample_rate: int = 16000, *, window: float = 3.0, hop: float = 1.0,
+               min_segment: float = 1.0, vad_threshold: float = 0.5, context: float = 1.0, edge_db: float = 25.0):
+        """Emotion while audio arrives: blocks of mono samples (float or int16, at ``sample_rate``) in,
+        :class:`emorec.streaming.StreamEvent` updates out as they are made (speech start and end,
+        interim windows, each region's final segments, then the whole timeline, equal to
+        :meth:`timeline` of the same audio). See :mod:`emorec.streaming`."""
+        from emorec.streaming import stream_events
+
+        return stream_events(self, chunks, sample_rate=sample_rate, window=window, hop=hop, min_segment=min_segment,
+                             vad_threshold=vad_threshold, context=context, edge_db=edge_db)
+
     def answer(self, wave: np.ndarray, source: str = "<samples>", batch_size: int = 16) -> Prediction:
         """One mono waveform at the model's rate -> its :class:`Prediction` (long input windowed)."""
         return self._predict_waves([wave], [source], batch_size)[0]
