@@ -96,7 +96,7 @@ LAYERS = [
     ("experiment", ["emorec.experiment", "emorec.training.config", "emorec.training.validate"]),
     ("inference", ["emorec.inference", "emorec.predict", "emorec.api", "emorec.timeline", "emorec.timeline_files",
                    "emorec.onnx_export", "emorec.onnx_runtime", "emorec.long_input",
-                   "emorec.streaming"]),
+                   "emorec.streaming", "emorec.live"]),
     ("models", ["emorec.models", "emorec.layers"]),
     ("data", ["emorec.data"]),
     ("features", ["emorec.features"]),

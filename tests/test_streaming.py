@@ -127,3 +127,45 @@ def test_events_serialise_to_json_types(rec):
     payloads = [json.loads(json.dumps(e.to_dict())) for e in events]
     assert payloads[-1]["type"] == "end" and "timeline" in payloads[-1]
     assert all("type" in p and "time" in p for p in payloads)
+
+
+@pytest.mark.realdata
+def test_listen_plays_a_file_at_real_time_and_ends_with_the_timeline_s_segments(rec, shared_data, tmp_path):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    model = rec.model_dir
+    files = sorted((shared_data / "ravdess-speech-16k").glob("Actor_2[0-2]/*.flac"))[::31][:2]
+    recording_of_clips(files, tmp_path / "talk.flac", seed=4)
+    seconds = sf.info(tmp_path / "talk.flac").duration
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "emorec", "listen", "--simulate", str(tmp_path / "talk.flac"),
+                           "--model", str(model), "--json", "--out", str(tmp_path / "live")],
+                          capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert took >= seconds  # played at real time, not decoded at once
+    updates = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [u["type"] for u in updates].count("segments") == len(files) and updates[-1]["type"] == "end"
+    live = json.loads((tmp_path / "live" / "talk.json").read_text())
+    offline = rec.timeline(tmp_path / "talk.flac")
+    assert [s["label"] for s in live["segments"]] == [s.label for s in offline.segments]
+    assert [u["label"] for u in updates if u["type"] == "window"]  # interim answers while it played
+
+
+def test_listen_names_what_is_missing_in_one_line(rec, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "emorec", "listen", "--simulate", str(tmp_path / "none.wav"),
+                           "--model", str(rec.model_dir)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "none.wav" in proc.stderr and "not found" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2  # the "listening to" line and the reason
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError):
+        proc = subprocess.run([sys.executable, "-m", "emorec", "listen", "--model", str(rec.model_dir)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and "emorec[live]" in proc.stderr and "Traceback" not in proc.stderr

@@ -430,6 +430,63 @@ def timeline(
 
 
 @app.command()
+def listen(
+    simulate: Optional[Path] = typer.Option(None, help="play this file at real time instead of the microphone"),
+    model: Optional[Path] = typer.Option(None, help="a trained model (fold directory); default: the released model"),
+    speed: float = typer.Option(1.0, help="with --simulate: times real time (0 = as fast as it decodes)"),
+    device: Optional[str] = typer.Option(None, help="the input device (sounddevice's name or number)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per update (JSON lines) on stdout"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="write the final timeline here (as `timeline`)"),
+) -> None:
+    """Emotion while you speak: speech start and end, an interim answer every second of speech, and
+    each stretch of speech's final segments (the same as `emorec timeline` gives the recording). Ctrl-C ends it."""
+    import json
+
+    from emorec.api import load
+    from emorec.live import microphone, played_file
+    from emorec.streaming import EmotionStream
+    from emorec.timeline_files import write_timeline
+
+    from emorec.media import probe_duration
+
+    if simulate:
+        probe_duration(simulate)  # a missing file is one line before anything starts
+    rec = load(model)
+    blocks = played_file(simulate, speed=speed) if simulate else microphone(device=device)
+    stream = EmotionStream(rec)
+
+    def show(events) -> None:
+        for event in events:
+            if as_json:
+                out.print(json.dumps(event.to_dict() if event.kind != "end" else {"type": "end", "time": event.time}),
+                          highlight=False, soft_wrap=True)
+            elif event.kind == "window":
+                out.print(f"{event.time:8.1f} s  now {event.label:<10} {event.probabilities[event.label]:.0%}",
+                          highlight=False)
+            elif event.kind == "speech_start":
+                out.print(f"{event.time:8.1f} s  speech from {event.start:.2f} s", highlight=False)
+            elif event.kind == "segments":
+                for s in event.segments:
+                    out.print(f"{event.time:8.1f} s  segment {s.start:.2f}-{s.end:.2f}  {s.label:<10} "
+                              f"{s.probabilities[s.label]:.0%}", highlight=False)
+    if not as_json:
+        err.print("listening to " + (str(simulate) if simulate else "the microphone") + " (Ctrl-C ends)",
+                  highlight=False, soft_wrap=True)
+    try:
+        for block in blocks:
+            show(stream.feed(block))
+    except KeyboardInterrupt:
+        pass
+    show(stream.close())
+    result = stream.timeline
+    result.source = str(simulate) if simulate else "microphone"
+    if out_dir is not None:
+        written = write_timeline(result, out_dir, ["csv", "json", "vtt", "png"])
+        err.print(f"{len(result.segments)} segment(s) in {result.duration:.1f} s -> " + ", ".join(map(str, written)),
+                  highlight=False, soft_wrap=True)
+
+
+@app.command()
 def export(
     model: Path = typer.Argument(..., help="a trained model (fold directory, model.safetensors) or a released model's name"),
     out_path: Path = typer.Argument(..., help="the file to write, e.g. model.onnx"),
@@ -465,8 +522,10 @@ def serve(
     timeout: float = typer.Option(60.0, help="per-request limit (503 past it)"),
     api_key: Optional[str] = typer.Option(None, envvar="EMOREC_API_KEY", help="require this key (or $EMOREC_API_KEY)"),
     cors_origin: list[str] = typer.Option([], help="allow browser pages from this origin (repeatable; off by default)"),
+    max_streams: int = typer.Option(8, help="live WebSocket streams at once (/v1/stream); the next is refused"),
 ) -> None:
-    """Serve the model over HTTP: POST /v1/predict and /v1/timeline, GET /v1/model, /healthz, /metrics, a web page at /."""
+    """Serve the model over HTTP: POST /v1/predict and /v1/timeline, WS /v1/stream, GET /v1/model, /healthz,
+    /metrics, a web page at /."""
     import uvicorn
 
     from emorec.released import released_model_dir
@@ -478,7 +537,8 @@ def serve(
 
     torch.set_num_threads(max(1, (torch.get_num_threads() or 1) // max(1, workers)))
     settings = ServeSettings(max_bytes=int(max_mb * 1e6), max_seconds=max_seconds, workers=workers, queue=queue,
-                             timeout=timeout, api_key=api_key or None, cors_origins=tuple(cors_origin))
+                             timeout=timeout, api_key=api_key or None, cors_origins=tuple(cors_origin),
+                             max_streams=max_streams)
     app_ = create_app(model, settings)
     out.print(f"emorec serving {app_.state.service.model_id} at http://{host}:{port}/  (API docs: /docs)", highlight=False)
     uvicorn.run(app_, host=host, port=port, log_level="warning", h11_max_incomplete_event_size=settings.max_header_bytes)

@@ -2,6 +2,7 @@
 
 * ``POST /v1/predict`` and ``POST /v1/timeline``: a multipart upload (field ``file``) or a raw audio
   body (WAV, FLAC, Ogg/Opus, MP3, WebM from a browser recorder, a video's audio track);
+* ``WS /v1/stream``: live audio in, emotion updates out (:mod:`emorec.serve.stream`);
 * ``GET /v1/model`` (the model card as JSON), ``GET /healthz``, ``GET /metrics`` (Prometheus text),
   OpenAPI at ``/docs``; the page at ``/`` (file or microphone, plain HTML/JS/CSS from the package).
 
@@ -12,7 +13,6 @@ undecodable, 422 empty/silent/NaN, 400 malformed, 401 without the API key, 408 a
 
 from __future__ import annotations
 
-import hmac
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from fastapi import Request  # at module level: FastAPI resolves the endpoints' 
 from emorec.long_input import LONG_INPUT_SECONDS, MAX_SECONDS
 from emorec.memory import release_large_blocks
 from emorec.serve.pool import InferencePool, Overloaded
+from emorec.serve.stream import add_stream_endpoint, authorised
 from emorec.serve.uploads import UploadError, decode_upload, multipart_file, read_body
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -39,6 +40,7 @@ class ServeSettings:
     max_header_bytes: int = 16_384
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
+    max_streams: int = 8                  # live WebSocket streams at once (/v1/stream); the next is refused
 
 
 class ModelService:
@@ -133,7 +135,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         endpoint = request.url.path if request.url.path in KNOWN_PATHS else "other"
         if sum(len(k) + len(v) for k, v in request.headers.raw) > settings.max_header_bytes:
             response = JSONResponse({"detail": f"request headers larger than {settings.max_header_bytes} bytes"}, 431)
-        elif settings.api_key and request.url.path.startswith("/v1/") and not _authorised(request, settings.api_key):
+        elif settings.api_key and request.url.path.startswith("/v1/") and not authorised(request, settings.api_key):
             response = JSONResponse({"detail": "missing or wrong API key (Authorization: Bearer KEY or X-API-Key)"}, 401,
                                     headers={"WWW-Authenticate": "Bearer"})
         else:
@@ -185,10 +187,13 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
     async def timeline(request: Request):
         return await answer(request, timeline_job)
 
+    add_stream_endpoint(app, service, settings)
+
     @app.get("/v1/model", summary="The model card")
     async def model_card():
         return service.card | {"limits": {"max_bytes": settings.max_bytes, "max_seconds": settings.max_seconds,
-                                          "windowed_above_seconds": LONG_INPUT_SECONDS}}
+                                          "windowed_above_seconds": LONG_INPUT_SECONDS,
+                                          "max_streams": settings.max_streams}}
 
     @app.get("/healthz")
     async def healthz():
@@ -214,11 +219,6 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
 
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
 KNOWN_PATHS = {"/v1/predict", "/v1/timeline", "/v1/model", "/healthz", "/metrics", "/"}
-
-
-def _authorised(request, key: str) -> bool:
-    given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    return hmac.compare_digest(given.encode(), key.encode())
 
 
 def _version() -> str:
