@@ -87,3 +87,70 @@ def test_the_page_shows_the_top_emotion_of_an_upload_and_of_a_microphone_recordi
         finally:
             driver.quit()
     assert (tmp_path / "page.png").stat().st_size > 10_000
+    keep_screenshot(tmp_path / "page.png")
+
+
+def keep_screenshot(path: Path) -> None:
+    """``$EMOREC_SCREENSHOT_DIR/NAME`` as well, when set: how docs/screenshots/ is made."""
+    import os
+
+    if os.environ.get("EMOREC_SCREENSHOT_DIR"):
+        target = Path(os.environ["EMOREC_SCREENSHOT_DIR"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / path.name)
+
+
+def sent_audio(driver):
+    """The PCM16 blocks the page streamed, as one int16 array."""
+    import base64
+
+    import numpy as np
+
+    encoded = driver.execute_script("""
+        const blocks = window.emorecLive.sent;
+        const total = blocks.reduce((n, b) => n + b.length, 0);
+        const all = new Int16Array(total);
+        let at = 0;
+        for (const b of blocks) { all.set(b, at); at += b.length; }
+        const bytes = new Uint8Array(all.buffer);
+        let text = "";
+        for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+        return btoa(text);""")
+    return np.frombuffer(base64.b64decode(encoded), "<i2")
+
+
+def test_live_view_updates_while_the_microphone_plays_and_ends_with_the_timeline_of_what_it_sent(tmp_path):
+    from conftest import shared_data_dir
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import emorec
+
+    model = export_random_model(tmp_path / "model")
+    clip = clip_for_browser(tmp_path, shared_data_dir())
+    with ServeProcess(model) as server:
+        driver = chromium(fake_audio=clip)  # Chromium's fake microphone plays the clip over and over
+        try:
+            driver.get(server.url + "/")
+            driver.find_element(By.ID, "live").click()
+            WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "live-now").text != ""
+                                            or d.find_element(By.ID, "error").is_displayed())
+            assert not driver.find_element(By.ID, "error").is_displayed(), driver.find_element(By.ID, "error").text
+            assert driver.find_element(By.ID, "live-now").text in emorec.load(model).classes  # an interim update
+            time.sleep(4)
+            driver.find_element(By.ID, "live").click()
+            WebDriverWait(driver, 60).until(lambda d: d.execute_script("return window.emorecLive.timeline || null"))
+            shown = driver.execute_script("return window.emorecLive.timeline")
+            assert driver.find_elements(By.CSS_SELECTOR, "#live-band span")  # the band was drawn
+            assert len(driver.find_elements(By.CSS_SELECTOR, "#live-segments li")) == len(shown["segments"]) > 0
+            driver.save_screenshot(str(tmp_path / "live.png"))
+            pcm = sent_audio(driver)
+        finally:
+            driver.quit()
+    sf.write(tmp_path / "sent.wav", pcm, 16000, subtype="PCM_16")
+    offline = emorec.load(model).timeline(tmp_path / "sent.wav")
+    assert shown["duration"] == round(offline.duration, 3)
+    assert [s["label"] for s in shown["segments"]] == [s.label for s in offline.segments]
+    assert [[round(a, 3), round(b, 3)] for a, b in offline.speech] == shown["speech"]
+    assert (tmp_path / "live.png").stat().st_size > 10_000
+    keep_screenshot(tmp_path / "live.png")

@@ -217,7 +217,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
     return app
 
 
-STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
+STATIC = {"app.js": "text/javascript", "live-worklet.js": "text/javascript", "style.css": "text/css"}
 KNOWN_PATHS = {"/v1/predict", "/v1/timeline", "/v1/model", "/healthz", "/metrics", "/"}
 
 

@@ -109,3 +109,135 @@ $("record").addEventListener("click", async () => {
 
 fetch("/v1/model").then((r) => r.json()).then((card) => { $("model").textContent = card.model_id; })
   .catch(() => { $("model").textContent = "unknown"; });
+
+// ---- Live: the microphone at 16 kHz, 100 ms PCM16 blocks over WS /v1/stream, updates as they come.
+const COLOURS = { neutral: "#8d99ae", calm: "#90be6d", happy: "#f9c74f", sad: "#577590", angry: "#d62828",
+  fearful: "#9b5de5", disgust: "#6a994e", surprised: "#f3722c" };
+const live = { socket: null, context: null, stream: null, pending: [], pendingSize: 0, sent: [] };
+window.emorecLive = live;  // what was sent, for checking the timeline against the same audio
+
+function bandSpan(start, end, label, probability, final) {
+  const span = document.createElement("span");
+  span.className = final ? "final" : "interim";
+  span.style.background = COLOURS[label] || "#adb5bd";
+  span.dataset.start = start;
+  span.dataset.width = end - start;
+  span.title = `${start.toFixed(1)}–${end.toFixed(1)} s: ${label} (${Math.round(100 * probability)} %)`;
+  span.textContent = label;
+  return span;
+}
+
+function layoutBand(band) {
+  const spans = [...band.children];
+  const total = Math.max(10, ...spans.map((s) => Number(s.dataset.start) + Number(s.dataset.width)));
+  const from = Math.max(0, total - 30);  // the last 30 s scroll by
+  for (const s of spans) {
+    s.style.left = `${(100 * (Number(s.dataset.start) - from)) / (total - from)}%`;
+    s.style.width = `${(100 * Number(s.dataset.width)) / (total - from)}%`;
+    s.hidden = Number(s.dataset.start) + Number(s.dataset.width) < from;
+  }
+}
+
+function onLiveUpdate(update) {
+  const band = $("live-band");
+  if (update.type === "window") {
+    $("live-now").textContent = update.label;
+    $("live-now-confidence").textContent = `(${Math.round(100 * update.probabilities[update.label])} %)`;
+    $("live-now-line").hidden = false;
+    band.append(bandSpan(Math.max(update.start, update.end - 1), update.end, update.label,
+      update.probabilities[update.label], false));
+  } else if (update.type === "segments") {
+    for (const s of band.querySelectorAll(".interim")) {
+      if (Number(s.dataset.start) < update.end + 1 && Number(s.dataset.start) >= update.start - 1) s.remove();
+    }
+    for (const s of update.segments) band.append(bandSpan(s.start, s.end, s.label, s.probabilities[s.label], true));
+  } else if (update.type === "end") {
+    live.timeline = update.timeline;
+    renderLiveTimeline(update.timeline);
+  } else if (update.type === "speech_start") {
+    $("live-state").textContent = "Hearing speech…";
+  }
+  layoutBand(band);
+}
+
+function renderLiveTimeline(timeline) {
+  const list = $("live-segments");
+  list.replaceChildren(...timeline.segments.map((s) => {
+    const item = document.createElement("li");
+    item.textContent = `${s.start.toFixed(1)}–${s.end.toFixed(1)} s: ${s.label} (${Math.round(100 * s.probabilities[s.label])} %)`;
+    return item;
+  }));
+  $("live-timeline-block").hidden = false;
+  $("live-state").textContent = `${timeline.duration.toFixed(1)} s listened · ${timeline.segments.length} segment(s)`;
+}
+
+function sendBlock(force) {
+  if (!live.pendingSize || (!force && live.pendingSize < 1600)) return;
+  const block = new Int16Array(live.pendingSize);
+  let at = 0;
+  for (const part of live.pending) {
+    for (let i = 0; i < part.length; i += 1) block[at + i] = Math.max(-32768, Math.min(32767, Math.round(part[i] * 32767)));
+    at += part.length;
+  }
+  live.pending = [];
+  live.pendingSize = 0;
+  live.sent.push(block);
+  if (live.socket && live.socket.readyState === WebSocket.OPEN) live.socket.send(block.buffer);
+}
+
+async function startLive() {
+  $("error").hidden = true;
+  $("live-band").replaceChildren();
+  $("live-timeline-block").hidden = true;
+  live.sent = [];
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  live.socket = new WebSocket(`${scheme}://${location.host}/v1/stream?format=pcm16&sample_rate=16000`);
+  live.socket.onmessage = (event) => onLiveUpdate(JSON.parse(event.data));
+  await new Promise((resolve, reject) => {  // every block sent is one the server hears
+    live.socket.onopen = resolve;
+    live.socket.onerror = () => reject(new Error("the server's live stream could not be opened"));
+  });
+  live.socket.onclose = (event) => {
+    if (event.code !== 1000) showError(`Live stream closed: ${event.reason || `code ${event.code}`}`);
+    stopCapture();
+  };
+  live.stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  live.context = new AudioContext({ sampleRate: 16000 });
+  await live.context.audioWorklet.addModule("/static/live-worklet.js");
+  const source = live.context.createMediaStreamSource(live.stream);
+  const capture = new AudioWorkletNode(live.context, "emorec-capture");
+  capture.port.onmessage = (event) => {
+    live.pending.push(event.data);
+    live.pendingSize += event.data.length;
+    sendBlock(false);
+  };
+  source.connect(capture);
+  $("live").textContent = "Stop";
+  $("live").setAttribute("aria-pressed", "true");
+  $("live-state").textContent = "Listening… speak now.";
+}
+
+function stopCapture() {
+  if (live.stream) live.stream.getTracks().forEach((track) => track.stop());
+  if (live.context) live.context.close();
+  live.stream = null;
+  live.context = null;
+  $("live").textContent = "Start live";
+  $("live").setAttribute("aria-pressed", "false");
+}
+
+$("live").addEventListener("click", async () => {
+  if (live.stream) {
+    sendBlock(true);
+    stopCapture();
+    $("live-state").textContent = "Finishing…";
+    if (live.socket && live.socket.readyState === WebSocket.OPEN) live.socket.send(JSON.stringify({ type: "end" }));
+    return;
+  }
+  try {
+    await startLive();
+  } catch (err) {
+    stopCapture();
+    showError(`Live listening unavailable: ${err.message}`);
+  }
+});
