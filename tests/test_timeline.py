@@ -148,3 +148,20 @@ def test_the_released_model_labels_each_clip_of_a_recording_as_it_labels_the_cli
     files = sorted((shared_data / "ravdess-speech-16k").glob("Actor_1[5-9]/*.flac"))[::23][:8]
     bounds = recording_of_clips(files, tmp_path / "recording.flac", seed=3)
     check_clip_segments(rec, files, bounds, rec.timeline(tmp_path / "recording.flac"))
+
+
+def test_the_png_draws_probabilities_over_speech_only_and_segments_as_a_band(tmp_path):
+    from emorec.timeline import Segment
+    from emorec.timeline_files import plot_timeline, speech_lines
+
+    p = np.array([0.7, 0.3])
+    windows = [(0.5, 2.0, p), (9.5, 12.5, p), (10.5, 13.5, 1 - p), (11.0, 14.0, 1 - p)]
+    segments = [Segment(0.8, 2.0, "a", {"a": 0.7, "b": 0.3}), Segment(10.0, 14.0, "b", {"a": 0.4, "b": 0.6})]
+    timeline = Timeline(source="x.wav", duration=20.0, classes=["a", "b"], speech=[(0.8, 2.0), (10.0, 14.0)],
+                        windows=windows, segments=segments)
+    lines = speech_lines(timeline)
+    assert len(lines) == 2  # one line per region: nothing drawn over the 8 s of silence between them
+    for (x, probs), (a, b) in zip(lines, timeline.speech):
+        assert x.min() >= a and x.max() <= b and probs.shape == (x.size, 2)
+    np.testing.assert_array_equal(lines[0][0], [0.8, 2.0])  # one window: level across its region
+    assert plot_timeline(timeline, tmp_path / "t.png").stat().st_size > 5_000

@@ -42,6 +42,23 @@ def to_csv(timeline: Timeline) -> str:
     return text.getvalue()
 
 
+def speech_lines(timeline: Timeline) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(x (n,), probabilities (n, C))`` per speech region, what the PNG draws: probabilities live
+    inside speech only (a line across silence would claim an emotion where nobody spoke). Each window
+    counts for the region it overlaps (it never reaches another); a region of one window is a level line."""
+    lines = []
+    for a, b in timeline.speech:
+        own = [(wa, wb, p) for wa, wb, p in timeline.windows if wa < b and wb > a]
+        if not own:
+            continue
+        x = np.clip([(wa + wb) / 2 for wa, wb, _ in own], a, b)
+        probs = np.stack([p for _, _, p in own])
+        if len(own) == 1:
+            x, probs = np.array([a, b]), np.repeat(probs, 2, axis=0)
+        lines.append((np.asarray(x, dtype=float), probs))
+    return lines
+
+
 def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     import matplotlib
 
@@ -53,20 +70,19 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     for a, b in timeline.speech:
         ax.axvspan(a, b, color="0.9", zorder=0, linewidth=0)
     colours = plt.get_cmap("tab10")
-    if timeline.windows:
-        centres = np.array([(a + b) / 2 for a, b, _ in timeline.windows])
-        probs = np.stack([p for _, _, p in timeline.windows])
+    for number, (x, probs) in enumerate(speech_lines(timeline)):
         for k, name in enumerate(timeline.classes):
-            ax.plot(centres, probs[:, k], marker=".", linewidth=1.2, color=colours(k % 10), label=name)
-    for s in timeline.segments:
+            ax.plot(x, probs[:, k], marker=".", linewidth=1.2, color=colours(k % 10),
+                    label=name if number == 0 else None)
+    for s in timeline.segments:  # the band of segments, one colour per class as the lines
         k = timeline.classes.index(s.label)
-        ax.plot([s.start, s.end], [1.04, 1.04], linewidth=6, color=colours(k % 10), solid_capstyle="butt")
+        ax.axvspan(s.start, s.end, ymin=1.0 / 1.12 * 1.02, ymax=1.0, color=colours(k % 10), linewidth=0)
     ax.set_xlim(0, max(timeline.duration, 1e-3))
-    ax.set_ylim(0, 1.08)
-    ax.set_xlabel("time (s); grey: speech (Silero VAD); bar on top: segments")
+    ax.set_ylim(0, 1.12)
+    ax.set_xlabel("time (s); grey: speech (Silero VAD); lines: probabilities over speech; band on top: segments")
     ax.set_ylabel("probability")
     ax.set_title(f"{Path(timeline.source).name}: emotion over time ({timeline.model_id})", fontsize=10)
-    if timeline.windows:
+    if timeline.windows and timeline.speech:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     path = Path(path)
     try:
