@@ -26,7 +26,8 @@ def chromium(fake_audio: Path | None = None):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=420,900",
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 "--autoplay-policy=no-user-gesture-required"):
         options.add_argument(flag)
     if fake_audio:
         options.add_argument(f"--use-file-for-fake-audio-capture={fake_audio}")
@@ -154,3 +155,58 @@ def test_live_view_updates_while_the_microphone_plays_and_ends_with_the_timeline
     assert [[round(a, 3), round(b, 3)] for a, b in offline.speech] == shown["speech"]
     assert (tmp_path / "live.png").stat().st_size > 10_000
     keep_screenshot(tmp_path / "live.png")
+
+
+def test_a_file_gets_a_player_a_band_of_segments_that_play_and_downloads(tmp_path):
+    from conftest import shared_data_dir
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import emorec
+
+    model = export_random_model(tmp_path / "model")
+    shared = shared_data_dir()
+    if shared is None:
+        pytest.skip("needs the shared RAVDESS clips")
+    from test_timeline import recording_of_clips
+
+    files = sorted((shared / "ravdess-speech-16k" / "Actor_09").glob("*.flac"))[3:6]
+    recording_of_clips(files, tmp_path / "talk.flac", seed=6)
+    data, rate = sf.read(tmp_path / "talk.flac")
+    sf.write(tmp_path / "talk.wav", data, rate, subtype="PCM_16")
+    offline = emorec.load(model).timeline(tmp_path / "talk.wav")
+    with ServeProcess(model) as server:
+        driver = chromium()
+        try:
+            driver.get(server.url + "/")
+            driver.find_element(By.ID, "file").send_keys(str(tmp_path / "talk.wav"))
+            driver.find_element(By.ID, "send").click()
+            wait_for_result(driver)
+            assert "mean of speech windows" in driver.find_element(By.ID, "whole-how").text  # never the clip model
+            band = driver.find_elements(By.CSS_SELECTOR, "#file-band button.segment")
+            assert len(band) == len(offline.segments) == len(files)
+            assert all(offline.segments[0].label in band[0].get_attribute("title") for _ in [0])
+            assert len(driver.find_elements(By.CSS_SELECTOR, "#legend li")) == 4
+            band[1].click()  # plays the second segment from its start
+            start, end = offline.segments[1].start, offline.segments[1].end
+            WebDriverWait(driver, 20).until(lambda d: d.execute_script(
+                "const p = document.getElementById('player'); return !p.paused && p.currentTime > arguments[0];",
+                start + 0.2))
+            at = driver.execute_script("return document.getElementById('player').currentTime")
+            assert start <= at <= end + 0.5
+            texts = {name: driver.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "fetch(document.getElementById(arguments[0]).href).then((r) => r.text()).then(done);", f"download-{name}")
+                for name in ("csv", "json", "vtt")}
+            assert texts["csv"].splitlines()[0] == "start,end,label," + ",".join(offline.classes)
+            assert len(texts["csv"].strip().splitlines()) == len(offline.segments) + 1
+            assert texts["vtt"].startswith("WEBVTT") and texts["vtt"].count(" --> ") == len(offline.segments)
+            import json
+
+            assert [s["label"] for s in json.loads(texts["json"])["segments"]] == [s.label for s in offline.segments]
+            driver.find_element(By.CSS_SELECTOR, "#about summary").click()
+            assert "Labels:" in driver.find_element(By.ID, "about-classes").text
+            driver.save_screenshot(str(tmp_path / "file.png"))
+        finally:
+            driver.quit()
+    keep_screenshot(tmp_path / "file.png")

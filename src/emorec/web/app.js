@@ -40,14 +40,79 @@ function render(result) {
 }
 
 function renderTimeline(result) {
-  const segments = result.segments || [];
-  const list = $("segments");
-  list.replaceChildren(...segments.map((s) => {
+  $("whole-how").textContent = result.segments && result.segments.length
+    ? `The answer above is the ${result.method} (${result.segments.length} segments), not the clip model over the whole file.`
+    : "The answer above is the model on the whole clip; its speech segments are below.";
+}
+
+// ---- Files: a player, a colour band of segments (choose one to hear it), downloads.
+let playUntil = null;
+function playSegment(start, end) {
+  const player = $("player");
+  player.currentTime = start;
+  playUntil = end;
+  player.play().catch((err) => showError(`Cannot play: ${err.message}`));
+}
+$("player").addEventListener("timeupdate", () => {
+  if (playUntil !== null && $("player").currentTime >= playUntil) { $("player").pause(); playUntil = null; }
+});
+
+function download(id, name, text, type) {
+  const link = $(id);
+  if (link.href) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(new Blob([text], { type }));
+  link.download = name;
+}
+
+function vttTime(seconds) {
+  const ms = Math.round(seconds * 1000);
+  const pad = (n, w) => String(n).padStart(w, "0");
+  return `${pad(Math.floor(ms / 3600000), 2)}:${pad(Math.floor(ms / 60000) % 60, 2)}:${pad(Math.floor(ms / 1000) % 60, 2)}.${pad(ms % 1000, 3)}`;
+}
+
+function renderFileTimeline(timeline, audio, result) {
+  const segments = timeline.segments || [];
+  const player = $("player");
+  if (player.src) URL.revokeObjectURL(player.src);
+  player.src = audio instanceof Blob ? URL.createObjectURL(audio) : "";
+  const band = $("file-band");
+  const duration = Math.max(timeline.duration, 1e-3);
+  band.replaceChildren(...segments.map((s) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "segment";
+    button.style.left = `${(100 * s.start) / duration}%`;
+    button.style.width = `${(100 * (s.end - s.start)) / duration}%`;
+    button.style.background = COLOURS[s.label] || "#adb5bd";
+    const detail = Object.entries(s.probabilities).sort((a, b) => b[1] - a[1])
+      .map(([name, p]) => `${name} ${Math.round(100 * p)} %`).join(", ");
+    button.title = `${s.start.toFixed(1)}–${s.end.toFixed(1)} s: ${detail}`;
+    button.setAttribute("aria-label", `play ${s.start.toFixed(1)} to ${s.end.toFixed(1)} seconds: ${detail}`);
+    button.addEventListener("click", () => playSegment(s.start, s.end));
+    return button;
+  }));
+  $("legend").replaceChildren(...timeline.classes.map((name) => {
+    const item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = COLOURS[name] || "#adb5bd";
+    item.append(swatch, document.createTextNode(name));
+    return item;
+  }));
+  $("segments").replaceChildren(...segments.map((s) => {
     const item = document.createElement("li");
     item.textContent = `${s.start.toFixed(1)}–${s.end.toFixed(1)} s: ${s.label} (${Math.round(100 * s.probabilities[s.label])} %)`;
     return item;
   }));
-  $("timeline-block").hidden = segments.length === 0;
+  const csv = [["start", "end", "label", ...timeline.classes].join(",")].concat(segments.map((s) =>
+    [s.start.toFixed(3), s.end.toFixed(3), s.label, ...timeline.classes.map((c) => s.probabilities[c].toFixed(5))].join(",")));
+  const vtt = ["WEBVTT", "", `NOTE emotion captions by emorec (${timeline.model}), calibrated probabilities`, ""];
+  segments.forEach((s, i) => vtt.push(String(i + 1), `${vttTime(s.start)} --> ${vttTime(s.end)}`,
+    `${s.label} (${Math.round(100 * s.probabilities[s.label])}%)`, ""));
+  download("download-csv", "timeline.csv", `${csv.join("\n")}\n`, "text/csv");
+  download("download-json", "timeline.json", JSON.stringify({ ...timeline, answer: result }, null, 1), "application/json");
+  download("download-vtt", "timeline.vtt", vtt.join("\n"), "text/vtt");
+  $("timeline-block").hidden = false;
 }
 
 async function post(path, body, type) {
@@ -57,13 +122,15 @@ async function post(path, body, type) {
   return data;
 }
 
-async function recognise(blob, type) {
+async function recognise(blob, type, audio) {
   $("send").disabled = true;
   $("record-state").textContent = "Recognising…";
   try {
-    const result = await post("/v1/predict", blob, type);
+    // the whole-file answer (for long input: the speech-weighted mean of its segments) and its timeline
+    const [result, timeline] = await Promise.all([post("/v1/predict", blob, type), post("/v1/timeline", blob, type)]);
     render(result);
     renderTimeline(result);
+    renderFileTimeline(timeline, audio || blob, result);
     $("record-state").textContent = "";
   } catch (err) {
     showError(err.message);
@@ -73,13 +140,27 @@ async function recognise(blob, type) {
   }
 }
 
+function sendFile(file) {
+  const form = new FormData();
+  form.append("file", file);
+  recognise(form, null, file);
+}
+
 $("upload-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const file = $("file").files[0];
   if (!file) { showError("Choose a file first."); return; }
-  const form = new FormData();
-  form.append("file", file);
-  recognise(form, null);
+  sendFile(file);
+});
+
+const drop = $("upload-form");
+drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  const file = event.dataTransfer.files[0];
+  if (file) sendFile(file);
 });
 
 let recorder = null;
@@ -107,7 +188,13 @@ $("record").addEventListener("click", async () => {
   }
 });
 
-fetch("/v1/model").then((r) => r.json()).then((card) => { $("model").textContent = card.model_id; })
+fetch("/v1/model").then((r) => r.json()).then((card) => {
+  $("model").textContent = card.model_id;
+  $("about-classes").textContent = `Labels: ${card.classes.join(", ")} · ${card.sample_rate} Hz`;
+  $("about-limits").textContent = `Uploads up to ${Math.round(card.limits.max_bytes / 1e6)} MB and `
+    + `${Math.round(card.limits.max_seconds)} s; over ${card.limits.windowed_above_seconds} s the answer is windowed over the speech.`;
+  $("about-card").textContent = card.card_markdown || "This model has no card.";
+})
   .catch(() => { $("model").textContent = "unknown"; });
 
 // ---- Live: the microphone at 16 kHz, 100 ms PCM16 blocks over WS /v1/stream, updates as they come.
