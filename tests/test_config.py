@@ -35,3 +35,28 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
 def test_every_recipe_loads(recipe):
     cfg = load_config(REPO_CONFIGS / recipe)
     assert cfg.trainer.monitor.startswith("val/")
+
+
+def test_config_show_prints_the_resolved_recipe_and_what_differs_from_another(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    (tmp_path / "base.yaml").write_text("trainer: {epochs: 7}\naugment: {freq_shift: 3}\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\naugment: {freq_shift: 6}\n")
+    (tmp_path / "same.yaml").write_text("base: base.yaml\naugment: {freq_shift: 3}\n")
+
+    def show(*args):
+        proc = subprocess.run([sys.executable, "-m", "emorec", "config", "show", *map(str, args)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    resolved = show(tmp_path / "child.yaml", "--set", "trainer.seed=5")
+    settings = yaml.safe_load(resolved.stdout)
+    assert settings["trainer"]["epochs"] == 7 and settings["trainer"]["seed"] == 5
+    assert settings["augment"]["freq_shift"] == 6 and "lr" in settings["optim"]  # defaults filled in
+    assert "child.yaml <- base.yaml" in resolved.stderr
+    assert show(tmp_path / "child.yaml", "--against", tmp_path / "base.yaml").stdout.strip() == "augment.freq_shift: 3 -> 6"
+    assert "the same settings" in show(tmp_path / "same.yaml", "--against", tmp_path / "base.yaml").stdout

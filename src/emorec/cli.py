@@ -20,6 +20,31 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Emotion recognition from speech and face video.")
 out = Console()
 err = Console(stderr=True)
+config_app = typer.Typer(no_args_is_help=True, help="Recipes: what a YAML file resolves to.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    recipe: Path = typer.Argument(..., help="a recipe YAML (its base: chain is followed)"),
+    overrides: list[str] = typer.Option([], "--set", help="section.key=value, as train takes it"),
+    against: Optional[Path] = typer.Option(None, help="print only what differs from this recipe"),
+) -> None:
+    """The recipe resolved: every setting training will use, its base: chain followed and defaults filled in."""
+    import yaml
+
+    from emorec.training.config import differences, load_config, recipe_chain
+
+    config = load_config(recipe, overrides).to_dict()
+    err.print("recipe: " + " <- ".join(p.name for p in recipe_chain(recipe)), highlight=False, soft_wrap=True)
+    if against is None:
+        out.print(yaml.safe_dump(config, sort_keys=False).rstrip(), highlight=False, markup=False, soft_wrap=True)
+        return
+    changed = differences(config, load_config(against).to_dict())
+    for key, old, new in changed:
+        out.print(f"{key}: {old!r} -> {new!r}", highlight=False, markup=False, soft_wrap=True)
+    if not changed:
+        out.print(f"{recipe.name} and {against.name} resolve to the same settings", highlight=False)
 
 
 def _version(value: bool) -> None:

@@ -322,6 +322,30 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def recipe_chain(path: str | os.PathLike) -> list[Path]:
+    """The recipe files ``path`` is built from, itself first, then its ``base:`` and that one's base."""
+    chain, path = [], Path(path)
+    while path.is_file() and path not in chain:
+        chain.append(path)
+        base = (yaml.safe_load(path.read_text()) or {}).get("base")
+        if not base:
+            break
+        path = (path.parent / base).resolve()
+    return chain
+
+
+def differences(new: dict[str, Any], old: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` wherever two config dicts differ."""
+    found = []
+    for key in sorted(set(new) | set(old), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += differences(b, a, f"{prefix}{key}.")
+        elif a != b:
+            found.append((f"{prefix}{key}", a, b))
+    return found
+
+
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     """A run folder's ``config.yaml``, its file paths made to work from here.
 
