@@ -84,6 +84,9 @@ def test_timeline_of_an_uploaded_recording_of_real_clips(client, shared_data):
                            load_audio(clips[1]), np.zeros(16000, np.float32)])
     data = client.post("/v1/timeline", content=encoded(wave, fmt="FLAC")).json()
     assert len(data["speech"]) == 2 and len(data["segments"]) == 2
+    both = client.post("/v1/predict?timeline=true", content=encoded(wave, fmt="FLAC")).json()
+    assert both["timeline"] == data and set(both["probabilities"]) == set(data["classes"])
+    assert "timeline" not in client.post("/v1/predict", content=encoded(wave, fmt="FLAC")).json()
 
 
 def wav_header(data_bytes: int, rate: int = 16000) -> bytes:

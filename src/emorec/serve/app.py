@@ -172,16 +172,20 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             return JSONResponse({"detail": err.reason}, 503, headers={"Retry-After": str(err.retry_after)})
         return JSONResponse(result)
 
-    def predict_job(data: bytes) -> dict:
-        return service.predict(decode_upload(data, service.sample_rate, max_seconds=settings.max_seconds))
+    def predict_job(data: bytes, with_timeline: bool = False) -> dict:
+        result = service.predict(decode_upload(data, service.sample_rate, max_seconds=settings.max_seconds))
+        if with_timeline:  # the page's one request: the answer and the timeline it is read beside
+            result["timeline"] = service.timeline(data)
+        return result
 
     def timeline_job(data: bytes) -> dict:
         decode_upload(data, 16000, max_seconds=settings.max_seconds)  # the same refusals as predict, first
         return service.timeline(data)
 
     @app.post("/v1/predict", summary="Emotion probabilities of one recording")
-    async def predict(request: Request):
-        return await answer(request, predict_job)
+    async def predict(request: Request, timeline: bool = False):
+        """``?timeline=true`` adds the recording's timeline (as ``/v1/timeline`` gives it) under ``timeline``."""
+        return await answer(request, lambda data: predict_job(data, timeline))
 
     @app.post("/v1/timeline", summary="Emotion over time: speech regions, windows and segments")
     async def timeline(request: Request):

@@ -126,8 +126,10 @@ async function recognise(blob, type, audio) {
   $("send").disabled = true;
   $("record-state").textContent = "Recognising…";
   try {
-    // the whole-file answer (for long input: the speech-weighted mean of its segments) and its timeline
-    const [result, timeline] = await Promise.all([post("/v1/predict", blob, type), post("/v1/timeline", blob, type)]);
+    // one request: the whole-file answer (for long input: the speech-weighted mean of its segments) and its timeline
+    const result = await post("/v1/predict?timeline=true", blob, type);
+    const { timeline } = result;
+    delete result.timeline;
     render(result);
     renderTimeline(result);
     renderFileTimeline(timeline, audio || blob, result);
