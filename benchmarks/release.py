@@ -6,6 +6,10 @@
     python release.py --config ../configs/release_crnn_v2_multicorpus.yaml --corpora ravdess,crema-d,tess,emovo,urdu \\
         --name emorec-crnn-v2-multicorpus --loco results/loco_attn_crnn_v2_balanced.json --out results/release_multicorpus.json
 
+``--front-end KEY=VALUE`` lays inference-only settings over the trained model's audio features before
+it ships (``trim_to_sample=true``: ``trim_shift.py``); with ``--card-only`` it sets them on the shipped
+model, whose weights stay as trained, and records them in the result.
+
 It trains the recipe's single ``release`` fold (every speaker of RAVDESS speech and CREMA-D but a few
 validation speakers, who fit the calibration temperature), copies ``model.safetensors`` and
 ``model.json`` into ``src/emorec/released/<name>/``, writes its ``MODEL_CARD.md`` (training data and
@@ -90,7 +94,8 @@ def licence_lines(corpora: list[str]) -> list[str]:
 
 
 def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str, command: str, cv: list[Path],
-               crosscorpus: Path | None, trained: str, train_seconds: float, loco: Path | None = None) -> str:
+               crosscorpus: Path | None, trained: str, train_seconds: float, loco: Path | None = None,
+               front_end: dict | None = None) -> str:
     calibration = meta.get("calibration") or {}
     classes = meta["class_names"]
     few = [c for c in classes if c in ("calm", "surprised")]
@@ -116,6 +121,8 @@ def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str,
         f"`{json.dumps(meta['features']['audio'])}`.",
         f"- Recipe `{recipe}`; trained {trained} in {train_seconds / 60:.0f} min on a CPU.",
         f"- Command (from `benchmarks/`): `{command}`",
+        *([f"- Front end set after training, weights unchanged: `{json.dumps(front_end)}` (why, and what it moved on "
+           "the validation speakers: `benchmarks/trim_shift.py`, `results/trim_shift.json`)."] if front_end else []),
         f"- `model.safetensors` SHA-256: `{digest}`", "",
         *loco_lines(loco),
         "## How well the recipe does (speaker-independent cross-validation)", "",
@@ -154,15 +161,38 @@ def rewrite_card(args: argparse.Namespace) -> None:
     if sha256(shipped / "model.safetensors") != record["weights_sha256"]:
         raise SystemExit(f"{shipped}: its weights are not the ones {args.out} records; retrain instead")
     meta = json.loads((shipped / "model.json").read_text())
+    front_end = set_front_end(meta, args.front_end, record.get("front_end_after_training"))
+    if args.front_end:
+        from emorec.atomic import write_json
+
+        (shipped / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        record["front_end_after_training"] = front_end
+        record["front_end_command"] = command_line()
+        write_json(Path(args.out), record)
     counts = record["training_clips"]
-    run_dir = REPO / record["run_dir"]
-    train_seconds = float(json.loads((run_dir / "fold_1" / "model.json").read_text()).get("train_seconds") or 0)
     card = model_card(name=name, meta=meta, counts=counts, digest=record["weights_sha256"], recipe=record["recipe"],
                       command=record["command"], cv=[Path(p) for p in args.cv],
                       crosscorpus=Path(args.crosscorpus) if args.crosscorpus else None, trained=meta.get("trained", ""),
-                      train_seconds=train_seconds, loco=Path(args.loco) if args.loco else None)
+                      train_seconds=float(meta.get("train_seconds") or 0), loco=Path(args.loco) if args.loco else None,
+                      front_end=front_end)
     (shipped / "MODEL_CARD.md").write_text(card)
     print(f"{shipped / 'MODEL_CARD.md'} rewritten")
+
+
+def set_front_end(meta: dict, pairs: list[str], earlier: dict | None = None) -> dict:
+    """``["trim_to_sample=true"]`` laid over ``meta``'s audio features (after ``earlier`` settings);
+    the settings, checked by building the extractor (an unknown key or a bad value fails here)."""
+    from emorec.errors import ConfigError
+    from emorec.features.base import extractor_from_spec
+    from emorec.training.config import key_values
+
+    try:
+        settings = {**(earlier or {}), **key_values(pairs, flag="--front-end")}
+        meta["features"]["audio"] |= settings
+        extractor_from_spec(meta["features"]["audio"])
+    except ConfigError as err:
+        raise SystemExit(f"release.py --front-end: {err}") from None
+    return settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dest", default=str(REPO / "src" / "emorec" / "released"))
     parser.add_argument("--out", default=str(RESULTS / "release.json"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--front-end", action="append", default=[], metavar="KEY=VALUE",
+                        help="inference-only audio feature settings for the shipped model, e.g. trim_to_sample=true")
     parser.add_argument("--card-only", action="store_true",
                         help="rewrite the shipped model's MODEL_CARD.md with the figures given (weights untouched)")
     args = parser.parse_args(argv)
@@ -228,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     from safetensors.numpy import load_file
 
     parameters = sum(int(t.size) for t in load_file(str(staging / "model.safetensors")).values())
+    front_end = set_front_end(meta, args.front_end)
     meta |= {"model_id": name, "recipe": Path(args.config).name, "val_speakers": list(split.val_speakers), "parameters": parameters,
              "weights_sha256": digest, "trained": trained}
     (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -235,13 +268,14 @@ def main(argv: list[str] | None = None) -> None:
                       command=command_line(), cv=[Path(p) for p in args.cv],
                       crosscorpus=Path(args.crosscorpus) if args.crosscorpus else None, trained=trained,
                       train_seconds=float(meta.get("train_seconds") or time.time() - started),
-                      loco=Path(args.loco) if args.loco else None)
+                      loco=Path(args.loco) if args.loco else None, front_end=front_end)
     (staging / "MODEL_CARD.md").write_text(card)
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     write_json(Path(args.out), {"name": name, "weights_sha256": digest, "recipe": Path(args.config).name,
                                 "command": command_line(), "training_clips": counts, "val_speakers": list(split.val_speakers),
-                                "calibration": meta.get("calibration"), "wall_seconds": round(time.time() - started, 1),
+                                "calibration": meta.get("calibration"),
+                                **({"front_end_after_training": front_end} if front_end else {}), "wall_seconds": round(time.time() - started, 1),
                                 "run_dir": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir)})
     print(f"{name}: {dest} (weights sha256 {digest[:16]}...)")
 

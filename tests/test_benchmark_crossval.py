@@ -157,3 +157,21 @@ def test_release_trains_on_every_speaker_but_validation_and_ships_the_weights_it
 
     rec = emorec.load(shipped)
     assert rec.model_id == "tiny" and rec.classes == meta["class_names"]
+    # an inference-only front-end setting laid over the shipped model later: weights kept, record and card say so
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "release.py"), "--card-only", "--name", "tiny", "--dest",
+                           str(tmp_path / "released"), "--out", str(tmp_path / "release.json"),
+                           "--front-end", "trim_db=40", "--front-end", "trim_to_sample=true"],
+                          cwd=BENCHMARKS, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    meta = json.loads((shipped / "model.json").read_text())
+    assert meta["features"]["audio"] | {"trim_db": 40, "trim_to_sample": True} == meta["features"]["audio"]
+    assert json.loads((tmp_path / "release.json").read_text())["front_end_after_training"] == {
+        "trim_db": 40, "trim_to_sample": True}
+    assert hashlib.sha256((shipped / "model.safetensors").read_bytes()).hexdigest() == digest
+    assert '"trim_to_sample": true' in (shipped / "MODEL_CARD.md").read_text()
+    assert emorec.load(shipped).predictor._front_end()[0]["audio"].trim_to_sample
+    bad = subprocess.run([sys.executable, str(BENCHMARKS / "release.py"), "--card-only", "--name", "tiny", "--dest",
+                          str(tmp_path / "released"), "--out", str(tmp_path / "release.json"),
+                          "--front-end", "trim_to_sampel=true"], cwd=BENCHMARKS, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode != 0 and "trim_to_sampel" in bad.stderr

@@ -109,3 +109,22 @@ def test_extractors_equal_their_librosa_definition(extractor):
     got = extractor.extract(speech_like(2.5, 4))
     assert got.shape == want.T.shape
     np.testing.assert_allclose(got, want.T, rtol=0, atol=2e-3)
+
+
+def test_the_per_sample_trim_cuts_the_same_speech_however_much_silence_precedes_it():
+    """librosa's edges sit on a 512-sample grid from the first sample, so 64 more samples of silence
+    move the trimmed audio against the speech; per-sample edges cut the same samples every time, and
+    lie within half a hop of the grid's."""
+    rng = np.random.default_rng(4)
+    voiced = np.concatenate([np.zeros(3000), speech_like(1.3, 5), 1e-4 * rng.standard_normal(5000)]).astype(np.float32)
+    cuts = [dsp.trim(np.concatenate([np.zeros(pad, np.float32), voiced]), top_db=40, to_sample=True)
+            for pad in range(0, 1024, 64)]
+    for cut in cuts[1:]:
+        np.testing.assert_array_equal(cut, cuts[0])
+    grid = [dsp.trim(np.concatenate([np.zeros(pad, np.float32), voiced]), top_db=40) for pad in range(0, 1024, 64)]
+    assert len({g.size for g in grid}) > 1  # the grid's cut moves with the padding
+    assert abs(cuts[0].size - librosa.effects.trim(voiced, top_db=40)[0].size) <= 512
+    assert dsp.trim(np.zeros(0, np.float32), top_db=40, to_sample=True).size == 0
+    with_floor = [dsp.trim(np.concatenate([np.zeros(pad, np.float32), voiced]), top_db=40, floor_db=6, to_sample=True)
+                  for pad in (0, 320)]
+    np.testing.assert_array_equal(with_floor[0], with_floor[1])

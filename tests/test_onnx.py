@@ -33,6 +33,9 @@ def padded(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("settings,center", [({"n_mels": 16, "deltas": True, "trim_db": 40}, "level"),
                                              ({"n_mels": 16, "deltas": True, "trim_db": 40, "trim_floor_db": 6}, "level"),
+                                             ({"n_mels": 16, "deltas": True, "trim_db": 40, "trim_floor_db": 6,
+                                               "trim_to_sample": True}, "level"),
+                                             ({"n_mels": 16, "trim_db": 40, "trim_to_sample": True}, "global"),
                                              ({"n_mels": 24, "top_db": None}, "global")])
 def test_the_torch_front_end_computes_the_logmel_features_of_every_row_alone(settings, center):
     rng = np.random.default_rng(0)
@@ -108,15 +111,16 @@ def test_the_exported_file_serves_alone_with_the_api_probabilities(tmp_path):
 
 
 
-def test_an_exported_model_with_the_noise_floor_trim_gives_the_api_probabilities(tmp_path):
-    """``trim_floor_db`` in the graph (a sort per row for the floor): ONNX = ``Recognizer`` on clips
-    with noise around the voice, alone and in one padded batch."""
+@pytest.mark.parametrize("to_sample", [False, True])
+def test_an_exported_model_with_the_noise_floor_trim_gives_the_api_probabilities(tmp_path, to_sample):
+    """``trim_floor_db`` in the graph (a sort per row for the floor), with edges on the frame grid or
+    per sample: ONNX = ``Recognizer`` on clips with noise around the voice, alone and in one padded batch."""
     from emorec.onnx_export import export_onnx
     from emorec.onnx_runtime import OnnxPredictor
 
     model = export_random_model(tmp_path / "m")
     meta = json.loads((model / "model.json").read_text())
-    meta["features"]["audio"]["trim_floor_db"] = 6
+    meta["features"]["audio"].update(trim_floor_db=6, trim_to_sample=to_sample)
     (model / "model.json").write_text(json.dumps(meta))
     rng = np.random.default_rng(1)
     waves = [np.concatenate([np.zeros(n), voice(s, f, seed=i), np.zeros(m)]).astype(np.float32)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import emorec
 from emorec.released import DEFAULT, released_model_dir, released_models
 
@@ -23,3 +25,15 @@ def test_the_card_states_the_weights_licence_and_what_to_expect_on_an_unheard_co
     meta = json.loads((folder / "model.json").read_text())
     assert "non-commercial" in card and "CC BY-NC-ND 4.0" in card and "leave one corpus out" in card
     assert meta["weights_sha256"] in card and "TESS" in card and "URDU" in card
+
+
+def test_the_released_answer_does_not_move_with_the_silence_before_a_clip():
+    """Its front end trims to the sample (``trim_to_sample``): the same voice behind 0-28 ms more
+    silence gets the same probabilities (on the frame grid they moved by up to 0.2)."""
+    from test_api import voice
+
+    rec = emorec.load()
+    assert rec.predictor._front_end()[0]["audio"].trim_to_sample
+    clip = np.concatenate([np.zeros(4000), voice(1.8, 170), np.zeros(3000)]).astype(np.float32)
+    rows = rec.probabilities([np.concatenate([np.zeros(pad, np.float32), clip]) for pad in range(0, 512, 64)])
+    np.testing.assert_allclose(rows, np.repeat(rows[:1], len(rows), axis=0), atol=1e-5)

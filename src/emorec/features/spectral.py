@@ -32,10 +32,11 @@ class _MelBase(FeatureExtractor):
     deltas: bool
     trim_db: float | None
     trim_floor_db: float | None
+    trim_to_sample: bool
 
     def _set_framing(self, *, sample_rate: int, n_mels: int, n_fft: int, hop_ms: float, win_ms: float,
                      fmin: float, fmax: float, top_db: float | None, deltas: bool, trim_db: float | None,
-                     trim_floor_db: float | None = None) -> None:
+                     trim_floor_db: float | None = None, trim_to_sample: bool = False) -> None:
         """Store the shared constructor arguments (typed, as config() reports them) and check them."""
         self.sample_rate = int(sample_rate)
         self.n_mels = int(n_mels)
@@ -48,6 +49,7 @@ class _MelBase(FeatureExtractor):
         self.deltas = bool(deltas)
         self.trim_db = None if trim_db is None else float(trim_db)
         self.trim_floor_db = None if trim_floor_db is None else float(trim_floor_db)
+        self.trim_to_sample = bool(trim_to_sample)
         self._check()
 
     def config(self) -> dict:
@@ -55,6 +57,8 @@ class _MelBase(FeatureExtractor):
         if config.get("trim_floor_db") is None:
             # Added later: unset, it leaves the cache key (and every cache and model made before) as it was.
             config.pop("trim_floor_db", None)
+        if not config.get("trim_to_sample"):
+            config.pop("trim_to_sample", None)  # the same: added later, off by default
         return config
 
     def _check(self) -> None:
@@ -68,6 +72,8 @@ class _MelBase(FeatureExtractor):
             raise ConfigError(f"{self.name}: need 0 <= fmin < fmax (fmax is clipped to Nyquist)")
         if self.trim_floor_db is not None and (self.trim_db is None or self.trim_floor_db < 0):
             raise ConfigError(f"{self.name}: trim_floor_db needs trim_db and must be >= 0, got {self.trim_floor_db}")
+        if self.trim_to_sample and self.trim_db is None:
+            raise ConfigError(f"{self.name}: trim_to_sample needs trim_db")
 
     @property
     def hop_length(self) -> int:
@@ -94,7 +100,8 @@ class _MelBase(FeatureExtractor):
         wave = np.asarray(wave, dtype=np.float32)
         if self.trim_db is not None:
             # Leading/trailing silence (about 1 s of each RAVDESS clip) carries no emotion.
-            trimmed = dsp.trim(wave, top_db=self.trim_db, floor_db=self.trim_floor_db)
+            trimmed = dsp.trim(wave, top_db=self.trim_db, floor_db=self.trim_floor_db,
+                               to_sample=self.trim_to_sample)
             wave = trimmed if trimmed.size else wave
         power = dsp.power_spectrogram(wave, n_fft=self.n_fft, hop_length=self.hop_length,
                                       win_length=self.win_length)  # (bins, T)
@@ -131,7 +138,9 @@ class LogMel(_MelBase):
 
     ``trim_db`` (e.g. 40) first trims leading and trailing audio quieter than that many dB
     below the clip's peak; ``trim_floor_db`` (e.g. 6) also trims what is less than that many dB above
-    the clip's noise floor (``dsp.trim``: the noise before and after speech in a noisy recording).
+    the clip's noise floor (``dsp.trim``: the noise before and after speech in a noisy recording);
+    ``trim_to_sample`` finds the edges per sample, so the answer does not depend on how much
+    silence precedes the speech (``dsp.trim``).
     ``top_db`` clips values more than that many dB below the clip's loudest bin (``None`` disables
     it); values are otherwise absolute, so loud and quiet clips differ.
     """
@@ -141,10 +150,10 @@ class LogMel(_MelBase):
     def __init__(self, *, sample_rate: int = 16000, n_mels: int = 64, n_fft: int = 512,
                  hop_ms: float = 10.0, win_ms: float = 25.0, fmin: float = 50.0,
                  fmax: float = 8000.0, top_db: float | None = 80.0, deltas: bool = False, trim_db: float | None = None,
-                 trim_floor_db: float | None = None):
+                 trim_floor_db: float | None = None, trim_to_sample: bool = False):
         self._set_framing(sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, hop_ms=hop_ms, win_ms=win_ms,
                           fmin=fmin, fmax=fmax, top_db=top_db, deltas=deltas, trim_db=trim_db,
-                          trim_floor_db=trim_floor_db)
+                          trim_floor_db=trim_floor_db, trim_to_sample=trim_to_sample)
 
     @property
     def n_features(self) -> int:
@@ -169,11 +178,12 @@ class MFCC(_MelBase):
     def __init__(self, *, sample_rate: int = 16000, n_mfcc: int = 40, n_mels: int = 64,
                  n_fft: int = 512, hop_ms: float = 10.0, win_ms: float = 25.0,
                  fmin: float = 50.0, fmax: float = 8000.0, top_db: float | None = 80.0,
-                 deltas: bool = False, trim_db: float | None = None, trim_floor_db: float | None = None):
+                 deltas: bool = False, trim_db: float | None = None, trim_floor_db: float | None = None,
+                 trim_to_sample: bool = False):
         self.n_mfcc = int(n_mfcc)
         self._set_framing(sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, hop_ms=hop_ms, win_ms=win_ms,
                           fmin=fmin, fmax=fmax, top_db=top_db, deltas=deltas, trim_db=trim_db,
-                          trim_floor_db=trim_floor_db)
+                          trim_floor_db=trim_floor_db, trim_to_sample=trim_to_sample)
         if not 0 < self.n_mfcc <= self.n_mels:
             raise ConfigError("mfcc: need 0 < n_mfcc <= n_mels")
 

@@ -3,7 +3,7 @@ built from ops an ONNX graph has: the exported model reads waveforms, not featur
 
 ``forward(wave (B, N) float32, lengths (B,) int64) -> (features (B, T, F), mask (B, T))`` computes,
 row by row, what ``LogMel.extract`` computes with ``dsp.py`` on each waveform alone: silence trim
-(frame energies over 2048 samples, hop 512), centred STFT (periodic Hann), Slaney mel filterbank,
+(frame energies over 2048 samples, hop 512 or every sample), centred STFT (periodic Hann), Slaney mel filterbank,
 dB with the ``top_db`` floor, Savitzky-Golay deltas with librosa's edge fits, then the model's
 normalisation. Every data-dependent step (trim bounds, each row's frame count, edge windows) is an
 index or a mask, never a shape, so one graph serves any batch of any lengths.
@@ -31,6 +31,7 @@ class LogMelFrontEnd(nn.Module):
         self.n_fft, self.hop, self.n_mels = extractor.n_fft, extractor.hop_length, extractor.n_mels
         self.top_db, self.trim_db, self.deltas = extractor.top_db, extractor.trim_db, extractor.deltas
         self.trim_floor_db = getattr(extractor, "trim_floor_db", None)
+        self.trim_to_sample = bool(getattr(extractor, "trim_to_sample", False))
         window = np.zeros(self.n_fft)
         left = (self.n_fft - extractor.win_length) // 2
         window[left:left + extractor.win_length] = dsp._hann(extractor.win_length)
@@ -58,10 +59,20 @@ class LogMelFrontEnd(nn.Module):
         """Rows without leading and trailing frames quieter than ``trim_db`` below their loudest (and,
         with ``trim_floor_db``, than that far above their noise floor), shifted to start at 0; a row
         with no loud frame stays whole (``LogMel`` keeps it)."""
-        energy = F.conv1d(F.pad(wave * wave, (TRIM_FRAME // 2, TRIM_FRAME // 2)).unsqueeze(1),
-                          wave.new_full((1, 1, TRIM_FRAME), 1.0 / TRIM_FRAME), stride=TRIM_HOP).squeeze(1)  # (B, T_e)
-        frames = torch.arange(energy.size(1), device=wave.device)
-        real = frames[None, :] < (1 + lengths // TRIM_HOP)[:, None]  # (B, T_e)
+        if self.trim_to_sample:
+            # dsp.trim(to_sample=True): a frame centred on every sample, from float64 running sums
+            squares = F.pad(wave.double() * wave.double(), (TRIM_FRAME // 2 + 1, TRIM_FRAME // 2))
+            sums = squares.cumsum(dim=1)  # (B, N + TRIM_FRAME + 1), sums[:, 0] = 0
+            energy = (sums[:, TRIM_FRAME:] - sums[:, :-TRIM_FRAME])[:, :wave.size(1)] / TRIM_FRAME  # float64 as dsp
+            frames = torch.arange(energy.size(1), device=wave.device)
+            real = frames[None, :] < lengths[:, None]  # (B, N)
+            unit, offset = 1, TRIM_HOP // 2
+        else:
+            energy = F.conv1d(F.pad(wave * wave, (TRIM_FRAME // 2, TRIM_FRAME // 2)).unsqueeze(1),
+                              wave.new_full((1, 1, TRIM_FRAME), 1.0 / TRIM_FRAME), stride=TRIM_HOP).squeeze(1)
+            frames = torch.arange(energy.size(1), device=wave.device)
+            real = frames[None, :] < (1 + lengths // TRIM_HOP)[:, None]  # (B, T_e)
+            unit, offset = TRIM_HOP, 0
         peak = torch.where(real, energy, energy.new_zeros(())).amax(dim=1, keepdim=True)
         db = 10 * torch.log10(energy.clamp_min(1e-10)) - 10 * torch.log10(peak.clamp_min(1e-10))
         threshold = db.new_full((db.size(0), 1), -self.trim_db)
@@ -75,8 +86,8 @@ class LogMelFrontEnd(nn.Module):
         big = energy.size(1)
         first = torch.where(loud, frames[None, :], frames.new_full((), big)).amin(dim=1)
         last = torch.where(loud, frames[None, :], frames.new_full((), -1)).amax(dim=1)
-        start = torch.where(any_loud, first * TRIM_HOP, torch.zeros_like(first))
-        end = torch.where(any_loud, torch.minimum(lengths, (last + 1) * TRIM_HOP), lengths)
+        start = torch.where(any_loud, torch.minimum(lengths, first * unit + offset), torch.zeros_like(first))
+        end = torch.where(any_loud, torch.minimum(lengths, (last + 1) * unit + offset), lengths)
         new_lengths = (end - start).clamp_min(0)
         index = torch.arange(wave.size(1), device=wave.device)[None, :] + start[:, None]  # (B, N)
         shifted = wave.gather(1, index.clamp(max=wave.size(1) - 1))
