@@ -63,16 +63,32 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 def _hush_libraries() -> None:
     """``--quiet``: Lightning's info lines and tips, and libraries' deprecation notices, stay off the
-    terminal (train.log still gets Lightning's lines: only the terminal handlers are raised)."""
+    terminal (train.log still gets Lightning's lines: only the terminal handlers are raised).
+
+    Lightning gives its loggers a terminal handler on import unless the root logger has one (then
+    they pass their lines up, and the ``lightning`` package logger prints them at INFO). So the
+    root gets a handler at WARNING and Lightning's loggers their own terminal handler at WARNING,
+    not passing lines up, before it loads: it stays quiet without being imported (seconds) in a
+    command that never trains."""
     import logging
     import warnings
 
-    import lightning.pytorch  # noqa: F401  (attaches the terminal handler raised below)
+    def terminal() -> logging.Handler:
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        return handler
 
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(terminal())
     for name in ("lightning.pytorch", "lightning.fabric"):
-        for handler in logging.getLogger(name).handlers:
-            if type(handler) is logging.StreamHandler:
-                handler.setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        streams = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+        for handler in streams:  # Lightning already imported: raise the handler it added
+            handler.setLevel(logging.WARNING)
+        if not streams:
+            logger.addHandler(terminal())
+        logger.propagate = False
     for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
 
@@ -238,10 +254,7 @@ def train(
     with --resume RUN it continues RUN from its last complete epoch, with RUN's own config.
     """
     from emorec.training.config import load_config
-    from emorec.crossval import is_global_zero, resume as resume_run, train as run_training
 
-    if quiet:
-        _hush_libraries()
     hardware = {"devices": _devices(devices), "num_nodes": num_nodes, "accelerator": accelerator, "precision": precision}
     if resume is not None:
         recipe_options = {"CONFIG": config, "--manifest": manifest, "--splits": splits, "--epochs": epochs,
@@ -254,6 +267,10 @@ def train(
             raise EmorecError(f"--resume continues a run with its own config.yaml; drop {', '.join(given)}")
         if not resume.is_dir():
             raise EmorecError(f"{resume}: no such run directory")
+        if quiet:
+            _hush_libraries()
+        from emorec.crossval import is_global_zero, resume as resume_run
+
         path = resume_run(resume, progress=not quiet, hardware={k: v for k, v in hardware.items() if v is not None})
         if is_global_zero():
             _print_run_result(path)
@@ -280,6 +297,11 @@ def train(
     for key, value in hardware.items():
         put("trainer", key, value)
     cfg = load_config(config, set_, extra)
+    # Lightning takes seconds to import: a typo in the recipe is reported before it loads
+    if quiet:
+        _hush_libraries()
+    from emorec.crossval import is_global_zero, train as run_training
+
     path = run_training(cfg, progress=not quiet)
     if is_global_zero():
         _print_run_result(path)
@@ -316,10 +338,10 @@ def evaluate(
     quiet: bool = typer.Option(False),
 ) -> None:
     """Report WA, UA, macro-F1, per-class scores, confusion matrix, ROC/AUC and CIs with plots."""
-    from emorec.evaluation.run_eval import evaluate_run
-
     if not run_dir.exists():
         raise EmorecError(f"{run_dir}: no such run directory")
+    from emorec.evaluation.run_eval import evaluate_run
+
     if quiet:
         _hush_libraries()
     reports, summary = evaluate_run(run_dir, drop=drop, progress=not quiet)
@@ -350,16 +372,20 @@ def robustness(
 ) -> None:
     """UA of a run's test folds under recording conditions (gain, telephone band, noise, reverb, codecs) and
     the share of predictions per class, beside the clean figure."""
-    from emorec.conditions import DEFAULT_SUITE
-    from emorec.evaluation.robustness import robustness_run
+    from emorec.conditions import DEFAULT_SUITE, parse_condition
     from emorec.training.config import key_values
 
     if quiet:
         _hush_libraries()
     chosen = [int(f) for f in folds.split(",")] if folds else None
     suite = [c.strip() for c in conditions.split(",") if c.strip()] if conditions else DEFAULT_SUITE
+    for name in suite:  # a bad condition or setting is named before the models load
+        parse_condition(name)
+    settings = key_values(feature or [], "--feature")
+    from emorec.evaluation.robustness import robustness_run
+
     result = robustness_run(run_dirs, suite, folds=chosen, out=out_dir, progress=not quiet, part=part,
-                            features=key_values(feature or [], "--feature"))
+                            features=settings)
     for name, score in result["conditions"].items():
         out.print(f"{name:>14}: UA {score['ua']:.3f} (drop {score['drop_points']:+.1f} points)  "
                   f"most predicted {score['top_class']} {score['top_share']:.0%}", highlight=False)
