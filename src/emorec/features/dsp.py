@@ -106,43 +106,34 @@ def trim(y: np.ndarray, *, top_db: float, floor_db: float | None = None, to_samp
     behind 20 ms more silence starts up to a hop later in its content and every STFT frame after
     it moves: a model can change its answer. Edges found per sample move with the speech, and the
     trimmed audio is the same however much silence (up to the noise floor) surrounds it."""
-    if to_sample:
-        return _trim_to_sample(y, top_db=top_db, floor_db=floor_db, frame_length=frame_length,
-                               half_hop=hop_length // 2)
-    padded = np.pad(np.asarray(y, dtype=np.float32), frame_length // 2)
-    frames = _frames(padded, frame_length, hop_length)  # (T, frame_length)
-    mse = np.mean(np.abs(frames) ** 2, axis=1, dtype=np.float32)  # rms ** 2
-    start, end = _loud_span(power_to_db(mse, ref=float(np.max(mse)), top_db=None), top_db, floor_db)
-    if start is None:
-        return y[:0]
-    return y[start * hop_length:min(y.shape[-1], (end + 1) * hop_length)]
-
-
-def _trim_to_sample(y: np.ndarray, *, top_db: float, floor_db: float | None, frame_length: int,
-                    half_hop: int) -> np.ndarray:
     n = y.shape[-1]
     if n == 0:
         return y[:0]
-    padded = np.pad(np.asarray(y, dtype=np.float32).astype(np.float64), frame_length // 2)
-    # float64 running sums: a frame's energy is a difference of two sums that grow with the clip
-    sums = np.concatenate([[0.0], np.cumsum(padded * padded)])
-    mse = (sums[frame_length:frame_length + n] - sums[:n]) / frame_length  # (n,): a frame centred on each sample
-    start, end = _loud_span(power_to_db(mse, ref=float(mse.max()), top_db=None), top_db, floor_db)
-    if start is None:
-        return y[:0]
-    return y[min(n, start + half_hop):min(n, end + 1 + half_hop)]
-
-
-def _loud_span(db: np.ndarray, top_db: float, floor_db: float | None) -> tuple[int | None, int | None]:
-    """The first and last frame of ``db`` (dB re the loudest) above the trim threshold."""
+    if to_sample:
+        mse, unit, offset = _energy_per_sample(y, frame_length), 1, hop_length // 2
+    else:
+        padded = np.pad(np.asarray(y, dtype=np.float32), frame_length // 2)
+        frames = _frames(padded, frame_length, hop_length)  # (T, frame_length)
+        mse = np.mean(np.abs(frames) ** 2, axis=1, dtype=np.float32)  # rms ** 2
+        unit, offset = hop_length, 0
+    db = power_to_db(mse, ref=float(np.max(mse)), top_db=None)
     threshold = -top_db
     if floor_db is not None:
         k = floor_index(db.size)
         threshold = max(threshold, float(np.partition(db, k)[k]) + floor_db)
     loud = np.flatnonzero(db > threshold)
     if loud.size == 0:
-        return None, None
-    return int(loud[0]), int(loud[-1])
+        return y[:0]
+    return y[min(n, int(loud[0]) * unit + offset):min(n, (int(loud[-1]) + 1) * unit + offset)]
+
+
+def _energy_per_sample(y: np.ndarray, frame_length: int) -> np.ndarray:
+    """``(n,)`` -> ``(n,)`` float64: the mean square of a ``frame_length`` frame centred on each sample."""
+    n = y.shape[-1]
+    padded = np.pad(np.asarray(y, dtype=np.float32).astype(np.float64), frame_length // 2)
+    # float64 running sums: a frame's energy is a difference of two sums that grow with the clip
+    sums = np.concatenate([[0.0], np.cumsum(padded * padded)])
+    return (sums[frame_length:frame_length + n] - sums[:n]) / frame_length
 
 
 def _savgol_coefficients(width: int, order: int) -> np.ndarray:

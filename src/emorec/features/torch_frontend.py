@@ -3,8 +3,8 @@ built from ops an ONNX graph has: the exported model reads waveforms, not featur
 
 ``forward(wave (B, N) float32, lengths (B,) int64) -> (features (B, T, F), mask (B, T))`` computes,
 row by row, what ``LogMel.extract`` computes with ``dsp.py`` on each waveform alone: silence trim
-(frame energies over 2048 samples, hop 512 or every sample), centred STFT (periodic Hann), Slaney mel filterbank,
-dB with the ``top_db`` floor, Savitzky-Golay deltas with librosa's edge fits, then the model's
+(frame energies over 2048 samples, hop 512 or every sample), centred STFT (periodic Hann), Slaney
+mel filterbank, dB with the ``top_db`` floor, Savitzky-Golay deltas with librosa's edge fits, then the model's
 normalisation. Every data-dependent step (trim bounds, each row's frame count, edge windows) is an
 index or a mask, never a shape, so one graph serves any batch of any lengths.
 """
