@@ -65,3 +65,9 @@ def tiny_recipe_config(root: Path, name: str, **sections: dict) -> dict:
     for section, values in sections.items():
         config[section] = {**config.get(section, {}), **values}
     return config
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import cli_process
+
+    cli_process.close()

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
+from cli_process import python_script
 from conftest import tiny_recipe_config
 
 from emorec.corpora import prepare_corpus
@@ -22,11 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def run_benchmark(*args, work: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, EMOREC_BENCHMARK_WORK=str(work))
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / "crossval.py"), *map(str, args)], cwd=BENCHMARKS, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
+    return python_script(BENCHMARKS / "crossval.py", *args, cwd=BENCHMARKS, EMOREC_BENCHMARK_WORK=work)
 
 
 def test_crossval_benchmark_trains_folds_in_parallel_and_runs_the_baseline_on_the_same_folds(tmp_path):
@@ -102,10 +97,9 @@ def test_crosscorpus_matrix_reads_in_corpus_and_cross_corpus_predictions_on_the_
     assert cross["protocol"].startswith("cross-corpus: ravdess -> crema-d")
     assert sorted(cross["folds"][0]["test_speakers"]) == sorted({c.speaker for c in second})
     in_corpus_predictions(first, results / "in.json")  # the diagonal's cross-validation, as crossval.py writes it
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / "crosscorpus.py"), "--cell", f"RAVDESS={results / 'in.json'}",
-                           "--cell", f"RAVDESS={results / 'cross.json'}", "--bootstrap", "50", "--out", results / "m.json"],
-                          cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = python_script(BENCHMARKS / "crosscorpus.py", "--cell", f"RAVDESS={results / 'in.json'}",
+                         "--cell", f"RAVDESS={results / 'cross.json'}", "--bootstrap", "50", "--out", results / "m.json",
+                         cwd=BENCHMARKS, timeout=300)
     matrix = json.loads((results / "m.json").read_text())
     cells = {(c["train"], c["test"]): c for c in matrix["cells"]}
     assert set(cells) == {("RAVDESS", "RAVDESS"), ("RAVDESS", "CREMA-D")}
@@ -117,9 +111,9 @@ def test_crosscorpus_matrix_reads_in_corpus_and_cross_corpus_predictions_on_the_
         assert cell["ci_ua"][0] <= cell["ua"] <= cell["ci_ua"][1]
         assert cell["top_class"] in cell["classes"] and 1 / len(cell["classes"]) <= cell["top_share"] <= 1
     assert "| RAVDESS |" in proc.stdout and (results / "m.png").stat().st_size > 0
-    again = subprocess.run([sys.executable, str(BENCHMARKS / "crosscorpus.py"), "--cell", f"A={results / 'cross.json'}",
-                            "--cell", f"A={results / 'cross.json'}", "--out", results / "n.json"],
-                           cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+    again = python_script(BENCHMARKS / "crosscorpus.py", "--cell", f"A={results / 'cross.json'}",
+                          "--cell", f"A={results / 'cross.json'}", "--out", results / "n.json",
+                          cwd=BENCHMARKS, check=False, timeout=300)
     assert again.returncode != 0 and "same cell" in again.stderr
 
 
@@ -133,12 +127,9 @@ def test_release_trains_on_every_speaker_but_validation_and_ships_the_weights_it
     write_manifest(first + second, tmp_path / "both.csv")
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe_config(tmp_path, "rel", split={"scheme": "release", "val_speakers": 2})))
-    env = dict(os.environ, EMOREC_BENCHMARK_WORK=str(tmp_path / "work"))
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / "release.py"), "--config", str(recipe), "--manifest",
-                           str(tmp_path / "both.csv"), "--name", "tiny", "--dest", str(tmp_path / "released"),
-                           "--out", str(tmp_path / "release.json")], cwd=BENCHMARKS, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    work = {"EMOREC_BENCHMARK_WORK": tmp_path / "work"}
+    python_script(BENCHMARKS / "release.py", "--config", recipe, "--manifest", tmp_path / "both.csv", "--name", "tiny",
+                  "--dest", tmp_path / "released", "--out", tmp_path / "release.json", cwd=BENCHMARKS, **work)
     shipped = tmp_path / "released" / "tiny"
     record = json.loads((tmp_path / "release.json").read_text())
     digest = hashlib.sha256((shipped / "model.safetensors").read_bytes()).hexdigest()
@@ -158,11 +149,9 @@ def test_release_trains_on_every_speaker_but_validation_and_ships_the_weights_it
     rec = emorec.load(shipped)
     assert rec.model_id == "tiny" and rec.classes == meta["class_names"]
     # an inference-only front-end setting laid over the shipped model later: weights kept, record and card say so
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / "release.py"), "--card-only", "--name", "tiny", "--dest",
-                           str(tmp_path / "released"), "--out", str(tmp_path / "release.json"),
-                           "--front-end", "trim_db=40", "--front-end", "trim_to_sample=true"],
-                          cwd=BENCHMARKS, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    python_script(BENCHMARKS / "release.py", "--card-only", "--name", "tiny", "--dest", tmp_path / "released",
+                  "--out", tmp_path / "release.json", "--front-end", "trim_db=40", "--front-end", "trim_to_sample=true",
+                  cwd=BENCHMARKS, timeout=300, **work)
     meta = json.loads((shipped / "model.json").read_text())
     assert meta["features"]["audio"] | {"trim_db": 40, "trim_to_sample": True} == meta["features"]["audio"]
     assert json.loads((tmp_path / "release.json").read_text())["front_end_after_training"] == {
@@ -170,8 +159,7 @@ def test_release_trains_on_every_speaker_but_validation_and_ships_the_weights_it
     assert hashlib.sha256((shipped / "model.safetensors").read_bytes()).hexdigest() == digest
     assert '"trim_to_sample": true' in (shipped / "MODEL_CARD.md").read_text()
     assert emorec.load(shipped).predictor._front_end()[0]["audio"].trim_to_sample
-    bad = subprocess.run([sys.executable, str(BENCHMARKS / "release.py"), "--card-only", "--name", "tiny", "--dest",
-                          str(tmp_path / "released"), "--out", str(tmp_path / "release.json"),
-                          "--front-end", "trim_to_sampel=true"], cwd=BENCHMARKS, env=env, capture_output=True, text=True,
-                         timeout=300)
+    bad = python_script(BENCHMARKS / "release.py", "--card-only", "--name", "tiny", "--dest", tmp_path / "released",
+                        "--out", tmp_path / "release.json", "--front-end", "trim_to_sampel=true",
+                        cwd=BENCHMARKS, check=False, timeout=300, **work)
     assert bad.returncode != 0 and "trim_to_sampel" in bad.stderr

@@ -4,8 +4,6 @@ import csv
 import gzip
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +12,9 @@ import soundfile as sf
 import torch
 import yaml
 
+from cli_process import emorec, python_script
 from emorec.corpora.synthetic import generate_synthetic_corpus
 from emorec.data import pad_collate
-
-
-def emorec(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "emorec", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"emorec {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def tiny_recipe(root: Path, name: str) -> Path:
@@ -386,11 +377,10 @@ def test_ensemble_benchmark_val_only_reads_no_test_row(trained, tmp_path, monkey
         result = {"speaker_norm": False, "folds": [], "predictions": str(tmp_path / f"{name}.csv.gz")}
         members.append(tmp_path / f"{name}.json")
         members[-1].write_text(json.dumps(result))
-    script = [sys.executable, str(benchmarks / "ravdess_ensemble.py"), *map(str, members), "--out", str(tmp_path / "e.json")]
-    full = subprocess.run(script, cwd=benchmarks, capture_output=True, text=True)
+    script = [benchmarks / "ravdess_ensemble.py", *members, "--out", tmp_path / "e.json"]
+    full = python_script(*script, cwd=benchmarks, check=False)
     assert full.returncode != 0 and "differ" in full.stderr
-    proc = subprocess.run([*script, "--val-only"], cwd=benchmarks, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = python_script(*script, "--val-only", cwd=benchmarks)
     assert not (tmp_path / "e.json").exists()
     parts = load_predictions(tmp_path / "a.csv.gz")
     expected = np.mean([classification_metrics(p.labels, p.probs, p.class_names, bootstrap=0)["ua"]
@@ -404,8 +394,7 @@ def test_ensemble_benchmark_val_only_reads_no_test_row(trained, tmp_path, monkey
         "folds": [{"fold": f, "test_speakers": []} for f in (1, 2, 3)]}
     members[1].write_text(json.dumps(report | {"predictions": str(tmp_path / "a.csv.gz")}))
     members[0].write_text(json.dumps(report))
-    proc = subprocess.run(script, cwd=benchmarks, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    python_script(*script, cwd=benchmarks)
     ensemble = json.loads((tmp_path / "e.json").read_text())
     for fold in ensemble["folds"]:
         assert fold["ua"] == pytest.approx(fold["member_ua"][0]) and fold["val_ua"] == pytest.approx(fold["member_val_ua"][1])
@@ -493,14 +482,11 @@ def test_bn_recalibration_benchmark_scores_validation_first_and_writes_a_member(
                                   "run_dir": [str(run_dir)], "command": "train",
                                   "folds": [{"fold": f, "val_best": 0.5, "epochs": 2, "train_seconds": 1.0}
                                             for f in (1, 2, 3)]}))
-    script = [sys.executable, str(benchmarks / "bn_recalibration.py"), str(source)]
-    val_only = subprocess.run([*script, "--val-only"], cwd=benchmarks, capture_output=True, text=True)
-    assert val_only.returncode == 0, val_only.stderr
+    script = [benchmarks / "bn_recalibration.py", source]
+    val_only = python_script(*script, "--val-only", cwd=benchmarks)
     assert "test" not in val_only.stdout.lower() and not list(tmp_path.glob("*.gz"))
     out, probs = tmp_path / "bn.json", tmp_path / "bn.csv.gz"
-    full = subprocess.run([*script, "--out", str(out), "--predictions", str(probs)], cwd=benchmarks,
-                          capture_output=True, text=True)
-    assert full.returncode == 0, full.stderr
+    python_script(*script, "--out", out, "--predictions", probs, cwd=benchmarks)
     result = json.loads(out.read_text())
     parts = load_predictions(probs)
     for fold in result["folds"]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import cli_process
 import pytest
 import yaml
 
@@ -47,11 +45,9 @@ def corpus(tmp_path_factory):
 
 def test_compare_cli_trains_both_on_one_split_and_picks_by_validation(corpus):
     root = corpus
-    proc = subprocess.run(
-        [sys.executable, "-m", "emorec", "compare", root / "cnn_lstm.yaml", root / "cnn_pooling.yaml", "--fold", "2",
-         "--out", root / "compare.json", "--quiet"],
-        cwd=root, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = cli_process.emorec("compare", root / "cnn_lstm.yaml", root / "cnn_pooling.yaml", "--fold", "2",
+                              "--out", root / "compare.json", "--quiet", cwd=root, check=False, timeout=600,
+                              COLUMNS="200")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads((root / "compare.json").read_text())
     a, b = result["models"]

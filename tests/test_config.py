@@ -1,3 +1,4 @@
+import cli_process
 import pytest
 
 from emorec.errors import ConfigError
@@ -38,8 +39,6 @@ def test_every_recipe_loads(recipe):
 
 
 def test_config_show_prints_the_resolved_recipe_and_what_differs_from_another(tmp_path):
-    import subprocess
-    import sys
 
     import yaml
 
@@ -48,10 +47,7 @@ def test_config_show_prints_the_resolved_recipe_and_what_differs_from_another(tm
     (tmp_path / "same.yaml").write_text("base: base.yaml\naugment: {freq_shift: 3}\n")
 
     def show(*args):
-        proc = subprocess.run([sys.executable, "-m", "emorec", "config", "show", *map(str, args)],
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return proc
+        return cli_process.emorec("config", "show", *args, timeout=120)
 
     resolved = show(tmp_path / "child.yaml", "--set", "trainer.seed=5")
     settings = yaml.safe_load(resolved.stdout)

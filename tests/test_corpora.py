@@ -5,12 +5,12 @@ from __future__ import annotations
 import inspect
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import cli_process
 from conftest import write_tone
 
 from emorec.corpora import prepare_corpus
@@ -408,8 +408,7 @@ def test_real_crema_d_opus_audio_is_prepared(shared_data: Path, tmp_path: Path) 
 # --- the prepare command, as a user runs it ---------------------------------------------------
 
 def emorec_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emorec", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    return cli_process.emorec(*args, cwd=cwd, check=False, timeout=120, COLUMNS="200")
 
 
 def _flat_unlabelled(root: Path) -> list[str]:

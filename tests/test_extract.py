@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import cli_process
 import pytest
 import soundfile as sf
 from conftest import REPO, write_tone
@@ -84,11 +85,8 @@ def test_the_cli_counts_duplicates_apart_from_extracted_clips(tmp_path):
     copy = tmp_path / "audio" / "copy.wav"
     copy.write_bytes(Path(clips[0].path).read_bytes())
     manifest = write_manifest(clips + [make_clip(copy)], tmp_path / "manifest.csv")
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "emorec", "extract", str(manifest), "--cache",
-                           str(tmp_path / "cache"), "--workers", "1"], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = cli_process.emorec("extract", manifest, "--cache", tmp_path / "cache", "--workers", "1", timeout=120,
+                              COLUMNS="200")
     assert "logmel: 2 extracted, 0 already cached, 1 duplicate of another clip (shares its cache " \
            "entry), 0 skipped" in proc.stdout
 

@@ -4,13 +4,11 @@ split -> ``emorec fuse --finetune`` -> cached embeddings, fusion classifier, fin
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import cli_process
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -45,11 +43,9 @@ def branches(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fused(branches):
     root, runs = branches
-    proc = subprocess.run(
-        [sys.executable, "-m", "emorec", "fuse", runs["audio"], runs["video"], "--finetune", "--epochs", "10", "--lr", "0.01",
-         "--finetune-epochs", "3", "--hidden", "16", "--run-dir", root / "fused", "--quiet"],
-        cwd=root, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = cli_process.emorec("fuse", runs["audio"], runs["video"], "--finetune", "--epochs", "10", "--lr", "0.01",
+                              "--finetune-epochs", "3", "--hidden", "16", "--run-dir", root / "fused", "--quiet",
+                              cwd=root, check=False, timeout=600, COLUMNS="200")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     fusion_run = next((root / "fused").glob("fuse-*"))
     finetune_run = next((root / "fused").glob("finetune-*"))

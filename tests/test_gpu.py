@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from emorec.corpora.synthetic import generate_synthetic_corpus
-from test_cli import emorec, tiny_recipe
+from cli_process import emorec
+from test_cli import tiny_recipe
 from test_models import LENGTHS, MODELS, NUM_CLASSES, build, collate, make_clips
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

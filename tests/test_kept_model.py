@@ -9,13 +9,12 @@ the average's horizon is given in epochs (``trainer.ema_half_life_epochs``).
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+import cli_process
 from conftest import tiny_recipe_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,13 +23,7 @@ HALF_LIFE = 1.0
 
 
 def emorec(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="80")
-    env.pop("EMOREC_RUN_DIR", None)
-    proc = subprocess.run([sys.executable, "-m", "emorec", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=900, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"emorec {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
-    return proc
+    return cli_process.emorec(*args, cwd=cwd, check=check, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="80")
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,14 @@
 elsewhere, saved splits, predictions of nothing."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from emorec.corpora.synthetic import generate_synthetic_corpus
-from test_cli import emorec
+from cli_process import emorec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +71,8 @@ def test_every_impossible_value_is_refused_when_the_config_loads(override, key):
 ])
 def test_a_bad_value_is_one_line_and_leaves_no_run_folder(project, tmp_path, args, key):
     root, _, _ = project
-    proc = emorec("train", root / "recipe.yaml", "--quiet", "--run-dir", tmp_path / "runs", *args, cwd=root, check=False)
+    proc = emorec("train", root / "recipe.yaml", "--quiet", "--run-dir", tmp_path / "runs", *args, cwd=root, check=False,
+                  fresh=True)  # a fresh interpreter: its start-up notices would count as lines too
     assert proc.returncode == 2, proc.stderr
     assert key in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -83,7 +81,7 @@ def test_a_bad_value_is_one_line_and_leaves_no_run_folder(project, tmp_path, arg
 
 def test_yaml_syntax_error_names_line_and_column(tmp_path):
     (tmp_path / "bad.yaml").write_text("trainer:\n  epochs: 3\n  batch_size: [8\n")
-    proc = emorec("train", tmp_path / "bad.yaml", cwd=tmp_path, check=False)
+    proc = emorec("train", tmp_path / "bad.yaml", cwd=tmp_path, check=False, fresh=True)
     assert proc.returncode == 2 and "line 4, column 1" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -184,9 +182,7 @@ def test_predicting_nothing_fails_and_some_succeeds(project, tmp_path):
 def test_predict_table_keeps_file_names_at_80_columns(project, tmp_path):
     root, run_dir, corpus = project
     good = sorted(corpus.rglob("*.wav"))[:2]
-    proc = subprocess.run([sys.executable, "-m", "emorec", "predict", str(run_dir / "fold_1"), *map(str, good)],
-                          cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = emorec("predict", run_dir / "fold_1", *good, cwd=tmp_path, timeout=300, COLUMNS="80")
     assert all(path.name in proc.stdout for path in good), proc.stdout
     assert max(len(line) for line in proc.stdout.splitlines()) <= 80
 
@@ -219,7 +215,8 @@ def test_folds_in_parallel_jobs_make_one_run_with_one_summary(project, tmp_path)
 
 def test_quiet_training_prints_no_library_notices(project, tmp_path):
     root, _, _ = project
-    proc = emorec("train", "recipe.yaml", "--quiet", "--epochs", "1", "--run-dir", tmp_path / "runs", cwd=root)
+    proc = emorec("train", "recipe.yaml", "--quiet", "--epochs", "1", "--run-dir", tmp_path / "runs", cwd=root,
+                  fresh=True)  # import-time notices too
     noise = [line for line in proc.stderr.splitlines() if "Tip" in line or "deprecated" in line.lower()
              or "GPU available" in line]
     assert not noise, proc.stderr
@@ -235,5 +232,5 @@ def test_resuming_a_run_with_an_impossible_value_is_one_line(project, tmp_path):
     config = yaml.safe_load((broken / "config.yaml").read_text())
     config["trainer"]["epochs"] = 0
     (broken / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = emorec("train", "--resume", broken, "--quiet", cwd=tmp_path, check=False)
+    proc = emorec("train", "--resume", broken, "--quiet", cwd=tmp_path, check=False, fresh=True)
     assert proc.returncode == 2 and "trainer.epochs" in proc.stderr and "Traceback" not in proc.stderr

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import cli_process
 import pytest
 import soundfile as sf
 import torch
@@ -84,9 +85,7 @@ print(json.dumps({"classes": json.loads(meta["class_names"]), "rate": int(meta["
 
 def test_the_exported_file_serves_alone_with_the_api_probabilities(tmp_path):
     model = export_random_model(tmp_path / "m")
-    proc = subprocess.run([sys.executable, "-m", "emorec", "export", str(model), str(tmp_path / "m.onnx"), "--quantize"],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    cli_process.emorec("export", model, tmp_path / "m.onnx", "--quantize", timeout=600)
     assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.int8.onnx").is_file()
     rec = emorec.load(model)
     waves = [voice(s, f, seed=i) for i, (s, f) in enumerate([(3.1, 130), (1.2, 210), (2.0, 280), (0.5, 170)])]
@@ -101,10 +100,8 @@ def test_the_exported_file_serves_alone_with_the_api_probabilities(tmp_path):
     assert result["loaded"] == [] and result["classes"] == rec.classes and result["rate"] == 16000
     np.testing.assert_allclose(np.array(result["probs"]), rec.probabilities(waves), atol=1e-4)
     sf.write(tmp_path / "clip.wav", waves[0], 16000, subtype="FLOAT")
-    via_cli = subprocess.run([sys.executable, "-m", "emorec", "predict", "--onnx", str(tmp_path / "m.onnx"),
-                              str(tmp_path / "clip.wav"), "--out", str(tmp_path / "p.csv")],
-                             capture_output=True, text=True, timeout=300)
-    assert via_cli.returncode == 0, via_cli.stderr
+    cli_process.emorec("predict", "--onnx", tmp_path / "m.onnx", tmp_path / "clip.wav", "--out", tmp_path / "p.csv",
+                       timeout=300)
     row = (tmp_path / "p.csv").read_text().splitlines()[1].split(",")
     assert row[-1] == "whole clip"  # how the answer was made: a 2 s clip is read whole
     np.testing.assert_allclose([float(v) for v in row[2:-1]], rec.probabilities(waves[:1])[0], atol=1e-4)

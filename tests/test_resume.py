@@ -23,6 +23,7 @@ import yaml
 
 from emorec.runs import run_view
 from emorec.training.checkpoints import AtomicCheckpointIO, load_checkpoint, repair_best
+import cli_process
 from conftest import tiny_recipe_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,11 +37,7 @@ def _env(**extra) -> dict:
 
 
 def emorec(*args, cwd: Path, check: bool = True, **env) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "emorec", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=900, env=_env(**env))
-    if check and proc.returncode != 0:
-        raise AssertionError(f"emorec {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
-    return proc
+    return cli_process.emorec(*args, cwd=cwd, check=check, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **env)
 
 
 def epoch_rows(metrics_csv: Path) -> tuple[list[int], list[int]]:

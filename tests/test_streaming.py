@@ -4,6 +4,7 @@ Silero's offline one, and a stream's final timeline equals ``Recognizer.timeline
 from __future__ import annotations
 
 import numpy as np
+import cli_process
 import pytest
 import soundfile as sf
 import soxr
@@ -132,8 +133,6 @@ def test_events_serialise_to_json_types(rec):
 @pytest.mark.realdata
 def test_listen_plays_a_file_at_real_time_and_ends_with_the_timeline_s_segments(rec, shared_data, tmp_path):
     import json
-    import subprocess
-    import sys
     import time
 
     model = rec.model_dir
@@ -141,9 +140,8 @@ def test_listen_plays_a_file_at_real_time_and_ends_with_the_timeline_s_segments(
     recording_of_clips(files, tmp_path / "talk.flac", seed=4)
     seconds = sf.info(tmp_path / "talk.flac").duration
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "emorec", "listen", "--simulate", str(tmp_path / "talk.flac"),
-                           "--model", str(model), "--json", "--out", str(tmp_path / "live")],
-                          capture_output=True, text=True, timeout=300)
+    proc = cli_process.emorec("listen", "--simulate", tmp_path / "talk.flac", "--model", model, "--json",
+                              "--out", tmp_path / "live", check=False, timeout=300)
     took = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     assert took >= seconds  # played at real time, not decoded at once
@@ -156,16 +154,12 @@ def test_listen_plays_a_file_at_real_time_and_ends_with_the_timeline_s_segments(
 
 
 def test_listen_names_what_is_missing_in_one_line(rec, tmp_path):
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "emorec", "listen", "--simulate", str(tmp_path / "none.wav"),
-                           "--model", str(rec.model_dir)], capture_output=True, text=True, timeout=120)
+    proc = cli_process.emorec("listen", "--simulate", tmp_path / "none.wav", "--model", rec.model_dir, check=False,
+                              timeout=120, fresh=True)  # a fresh interpreter, whose start-up notices would show
     assert proc.returncode != 0 and "none.wav" in proc.stderr and "not found" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 2  # the "listening to" line and the reason
     try:
         import sounddevice  # noqa: F401
     except (ImportError, OSError):
-        proc = subprocess.run([sys.executable, "-m", "emorec", "listen", "--model", str(rec.model_dir)],
-                              capture_output=True, text=True, timeout=120)
+        proc = cli_process.emorec("listen", "--model", rec.model_dir, check=False, timeout=120)
         assert proc.returncode != 0 and "emorec[live]" in proc.stderr and "Traceback" not in proc.stderr

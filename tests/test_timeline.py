@@ -4,11 +4,10 @@ the output files, and a recording made of real RAVDESS clips separated by silenc
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import cli_process
 import pytest
 import soundfile as sf
 from test_api import export_random_model
@@ -118,10 +117,8 @@ def test_a_recording_of_real_clips_gets_one_segment_per_clip_and_the_cli_writes_
     files = sorted((shared_data / "ravdess-speech-16k").glob("Actor_0[1-4]/*.flac"))[::37][:6]
     bounds = recording_of_clips(files, tmp_path / "recording.flac")
     check_clip_segments(rec, files, bounds, rec.timeline(tmp_path / "recording.flac"))
-    proc = subprocess.run([sys.executable, "-m", "emorec", "timeline", str(tmp_path / "recording.flac"), "--model",
-                           str(tmp_path / "model"), "--out", str(tmp_path / "out"), "--quiet"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    cli_process.emorec("timeline", tmp_path / "recording.flac", "--model", tmp_path / "model", "--out", tmp_path / "out",
+                       "--quiet", timeout=300)
     assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".csv", ".json", ".png", ".vtt"]
     data = json.loads((tmp_path / "out" / "recording.json").read_text())
     assert len(data["segments"]) == len(files) and data["settings"]["vad"] == "silero-vad"
@@ -131,8 +128,8 @@ def test_a_recording_of_real_clips_gets_one_segment_per_clip_and_the_cli_writes_
 def test_an_unreadable_recording_is_skipped_with_its_reason(tmp_path):
     model = export_random_model(tmp_path / "model")
     (tmp_path / "bad.wav").write_bytes(b"RIFF....WAVE")
-    proc = subprocess.run([sys.executable, "-m", "emorec", "timeline", str(tmp_path / "bad.wav"), "--model", str(model),
-                           "--out", str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, timeout=300)
+    proc = cli_process.emorec("timeline", tmp_path / "bad.wav", "--model", model, "--out", tmp_path / "out", "--quiet",
+                              check=False, timeout=300)
     assert proc.returncode == 2 and "bad.wav" in proc.stderr and "unreadable" in proc.stderr
     write_timeline(Timeline(source="none.wav", duration=1.0, classes=["a", "b"]), tmp_path / "empty")
     assert (tmp_path / "empty" / "none.vtt").read_text().startswith("WEBVTT")
