@@ -481,13 +481,26 @@ def speed_check_lines() -> list[str]:
 
 
 def write_readme_results(section: str) -> None:
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    if RESULTS_START not in text:
-        raise SystemExit(f"{readme}: no {RESULTS_START} marker under ## Results")
-    head, rest = text.split(RESULTS_START, 1)
-    tail = rest.split(RESULTS_END, 1)[1]
-    readme.write_text(head + section + tail)
+    """The Results section into README.md and into the documentation site's results page. The site
+    holds only docs/, so there a link to a file of the repository becomes that file's path."""
+    for page, text in ((REPO / "README.md", section), (REPO / "docs" / "results.md", site_links(section))):
+        current = page.read_text()
+        if RESULTS_START not in current:
+            raise SystemExit(f"{page}: no {RESULTS_START} marker")
+        head, rest = current.split(RESULTS_START, 1)
+        tail = rest.split(RESULTS_END, 1)[1]
+        page.write_text(head + text + tail)
+
+
+def site_links(markdown: str) -> str:
+    """``[text](benchmarks/README.md#part)`` -> ``text (`benchmarks/README.md`, part)``: the site's
+    strict build refuses links out of docs/."""
+    def path_of(match: re.Match) -> str:
+        text, target = match.group(1), match.group(2)
+        path, _, part = target.partition("#")
+        where = f"`{path}`" + (f", section {part.replace('-', ' ')}" if part else "")
+        return f"{text} ({where})" if text != path else where
+    return re.sub(r"\[([^\]]+)\]\(((?:benchmarks|src|deploy|configs)/[^)]+)\)", path_of, markdown)
 
 
 def figure(name: str, key: str = "mean_ua") -> str:
