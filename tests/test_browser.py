@@ -127,6 +127,8 @@ def test_live_view_updates_while_the_microphone_plays_and_ends_with_the_timeline
 
     import emorec
 
+    if shared_data_dir() is None:  # Silero VAD gives a generated harmonic tone at most 0.17, so nothing would start
+        pytest.skip("the live view needs a real voice (../shared/data or $EMOREC_DATA_DIR is absent)")
     model = export_random_model(tmp_path / "model")
     clip = clip_for_browser(tmp_path, shared_data_dir())
     with ServeProcess(model) as server:
