@@ -536,6 +536,25 @@ def test_training_can_recalibrate_batch_norm_of_the_kept_weights(trained, tmp_pa
     assert meta["best_score"] == pytest.approx(ua, abs=1e-6)
 
 
+def test_fold_datasets_read_each_training_clip_once_from_the_pack(trained, monkeypatch):
+    """Normalisation statistics read every training clip once, and nothing else is read before
+    training starts: the datasets hold where each clip lies in the pack, not its frames."""
+    from emorec.experiment import prepare_experiment
+    from emorec.features.packed import PackedStore
+    from emorec.training.config import load_config
+    from emorec.training.fold import fold_datasets
+
+    root, _, _ = trained
+    experiment = prepare_experiment(load_config(root / "recipe.yaml"), progress=False)
+    assert isinstance(experiment.stores["audio"], PackedStore)
+    reads: list[str] = []
+    real_get = PackedStore.get
+    monkeypatch.setattr(PackedStore, "get", lambda self, clip: reads.append(clip.clip_id) or real_get(self, clip))
+    train_set, val_set, _ = fold_datasets(experiment, experiment.splits[0])
+    assert sorted(reads) == sorted(c.clip_id for c in train_set.clips) and len(set(reads)) == len(reads)
+    assert not set(reads) & {c.clip_id for c in val_set.clips}
+
+
 def two_corpus_manifest(root: Path, out: Path) -> list[dict]:
     """``out``: the trained fixture's manifest with its last speakers made a second corpus, "other",
     without "angry" (as CREMA-D has no calm); returns the fixture's rows."""
@@ -576,7 +595,8 @@ def test_corpus_repeats_draw_a_corpus_several_times_per_epoch_with_statistics_fr
     assert count(thrice, "other") == 3 * count(once, "other") > 0
     assert count(thrice, rows[0]["corpus"]) == count(once, rows[0]["corpus"]) > 0
     first = [i for i, c in enumerate(thrice.clips) if c.clip_id == thrice.clips[-1].clip_id]
-    assert len(first) == 3 and all(thrice.features["audio"][i] is thrice.features["audio"][first[0]] for i in first)
+    assert len(first) == 3
+    assert all(np.array_equal(thrice.features["audio"][i], thrice.features["audio"][first[0]]) for i in first)
     assert [c.clip_id for c in val_thrice.clips] == [c.clip_id for c in val_once.clips]
     np.testing.assert_array_equal(norms_thrice["audio"].mean, norms_once["audio"].mean)
     missing = load_config(root / "recipe.yaml", [*base, "data.corpus_repeats={ravdess: 2}"])

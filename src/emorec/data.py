@@ -19,10 +19,24 @@ from torch.utils.data import Dataset, Sampler
 
 from emorec.errors import EmorecError
 from emorec.features.base import split_frame_mask
+from emorec.features.packed import PackedStore
 from emorec.features.store import FeatureStore
 from emorec.manifest import Clip
 
 MODALITIES = ("audio", "video")
+
+
+class _Mapped(Sequence):
+    """``function(arrays[i])`` computed when read: a view of a training set, not a copy of it."""
+
+    def __init__(self, arrays: Sequence[np.ndarray], function: Callable[[np.ndarray], np.ndarray]):
+        self.arrays, self.function = arrays, function
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        return self.function(self.arrays[i])
 
 
 @dataclass
@@ -53,14 +67,19 @@ class Normalizer:
 
     @staticmethod
     def _stats(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and (population) std over all frames of ``arrays`` ``[(T_i, F)]``, in two float64
-        passes clip by clip: no concatenated float64 copy of the training set (which was the
-        peak of a training run's memory)."""
-        count = sum(a.shape[0] for a in arrays)
+        """Mean and (population) std over all frames of ``arrays`` ``[(T_i, F)]``, in one float64
+        pass clip by clip (sums of values and of squares): no concatenated copy of the training
+        set, and each clip is read once (from a pack, a read from disk)."""
+        count, total, squares = 0, 0.0, 0.0
+        for a in arrays:
+            a = np.asarray(a, dtype=np.float64)
+            count += a.shape[0]
+            total = total + a.sum(axis=0)
+            squares = squares + np.square(a).sum(axis=0)
         if count == 0:
             raise ValueError("no frames to compute statistics from")
-        mean = sum(a.sum(axis=0, dtype=np.float64) for a in arrays) / count
-        var = sum(np.square(a - mean).sum(axis=0) for a in arrays) / count  # a - mean is float64
+        mean = total / count
+        var = np.maximum(squares / count - np.square(mean), 0.0)
         return mean.astype(np.float32), np.maximum(np.sqrt(var), 1e-5).astype(np.float32)
 
     @staticmethod
@@ -84,11 +103,11 @@ class Normalizer:
         if center not in cls.CENTERS:
             raise ValueError(f"center: expected one of {cls.CENTERS}, got {center!r}")
         if center == "utterance":
-            arrays = [a - cls._clip_mean(a) for a in arrays]
+            arrays = _Mapped(arrays, lambda a: a - cls._clip_mean(a))
         if center == "level":
-            if not 0 < level_columns <= (arrays[0].shape[1] if arrays else 0):
+            if not 0 < level_columns <= (arrays[0].shape[1] if len(arrays) else 0):
                 raise ValueError(f"center='level' needs 0 < level_columns <= features, got {level_columns}")
-            arrays = [cls._without_level(a, level_columns) for a in arrays]
+            arrays = _Mapped(arrays, lambda a: cls._without_level(a, level_columns))
         mean, std = cls._stats(arrays)
         if center == "utterance":
             mean = np.zeros_like(mean)
@@ -123,14 +142,91 @@ def missing_modality_frames(dim: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((1, int(dim)), np.float32), np.zeros(1, dtype=bool)
 
 
+class ClipFrames(Sequence):
+    """One modality's frames of each clip of a dataset: ``frames[i]`` is ``(T_i, F)`` and
+    ``frames.valid(i)`` its real-frame mask ``(T_i,)`` (``None``: every frame is real).
+
+    A clip from a :class:`~emorec.features.packed.PackedStore` is read from its pack on access,
+    so a dataset over any number of clips holds only their lengths; a clip from a plain
+    :class:`FeatureStore` (or a missing modality's placeholder) is held in memory, once however
+    often the dataset lists it."""
+
+    def __init__(self, store_name: str):
+        self.store_name = store_name
+        self._items: list = []   # (features, valid) held, or (PackedStore, Clip) read on access
+        self.lengths: list[int] = []
+
+    def append(self, item: tuple) -> None:
+        """``item``: ``(features, valid)`` to hold, or ``(PackedStore, Clip)`` to read on access."""
+        self._items.append(item)
+        self.lengths.append(self._length(item))
+
+    def replace(self, i: int, item: tuple) -> None:
+        self._items[i] = item
+        self.lengths[i] = self._length(item)
+
+    @staticmethod
+    def _length(item: tuple) -> int:
+        first, second = item
+        return first.shape[0] if isinstance(first, np.ndarray) else first.frames(second)
+
+    def entry(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        first, second = self._items[i]
+        if isinstance(first, np.ndarray):
+            return first, second
+        # a copy as float32 (a pack may be float16): the transforms may write into it
+        return split_frame_mask(self.store_name, first.get(second).astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        return self.entry(i)[0]
+
+    def valid(self, i: int) -> np.ndarray | None:
+        return self.entry(i)[1]
+
+    def real(self, i: int) -> np.ndarray:
+        features, valid = self.entry(i)
+        return features if valid is None else features[valid]
+
+
+def _lookup(store, clip: Clip, held: dict) -> tuple | None:
+    """How a dataset reaches ``clip``'s frames in ``store``: ``(pack, clip)`` to read on access,
+    ``(features, valid)`` read now (once per clip, kept in ``held``), or ``None`` when absent."""
+    if isinstance(store, PackedStore):
+        return (store, clip) if clip in store else None
+    key = (clip.clip_id, store.name)
+    if key not in held:
+        array = store.get(clip)
+        held[key] = None if array is None else split_frame_mask(store.name, array)
+    return held[key]
+
+
+class _RealFrames(Sequence):
+    """``frames.real(i)`` for the clips ``indices``: what normalisation statistics are read from,
+    one clip at a time."""
+
+    def __init__(self, frames: ClipFrames, indices: Sequence[int]):
+        self.frames, self.indices = frames, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        return self.frames.real(self.indices[i])
+
+
 class ClipDataset(Dataset):
-    """Cached features of ``clips`` for the modalities in ``stores``, loaded once into memory.
+    """Cached features of ``clips`` for the modalities in ``stores``.
 
     Clips with no features in any store (skipped during extraction) are left out and listed in
     :attr:`missing`. With several modalities, a clip that lacks one of them (a video without an
     audio track, a video without a single face) stays in as a missing modality: one zero frame
     marked invalid, so its mask row has no real frame; it is listed in :attr:`missing_modality`
     as ``(clip_id, modality)``. ``dims`` gives a modality's feature size when no clip has it.
+    ``features[m]`` is a :class:`ClipFrames`: clips of a packed store are read on access, so the
+    dataset's memory does not grow with the corpus.
     """
 
     def __init__(
@@ -153,45 +249,44 @@ class ClipDataset(Dataset):
         self.corpus_classes = dict(corpus_classes or {})
         self.modalities = [m for m in MODALITIES if m in stores]
         self.clips: list[Clip] = []
-        self.features: dict[str, list[np.ndarray]] = {m: [] for m in self.modalities}
-        # Per-frame validity for extractors that mark missing frames (video frames without a
-        # face): None means every frame is real.
-        self.valid: dict[str, list[np.ndarray | None]] = {m: [] for m in self.modalities}
+        self.features: dict[str, ClipFrames] = {m: ClipFrames(stores[m].name) for m in self.modalities}
         self.missing: list[Clip] = []
         self.missing_modality: list[tuple[str, str]] = []
+        self._first_index: dict[str, int] = {}  # clip id -> its first position (a clip listed more than once)
         absent: list[tuple[int, str]] = []
-        loaded: dict[str, dict] = {}  # a clip listed more than once (data.corpus_repeats) is read and held once
+        held: dict[tuple[str, str], tuple | None] = {}  # a repeated clip (data.corpus_repeats) is read once
         for clip in clips:
-            if clip.clip_id not in loaded:
-                loaded[clip.clip_id] = {m: stores[m].get(clip) for m in self.modalities}
-            arrays = loaded[clip.clip_id]
-            if all(a is None for a in arrays.values()):
+            found = {m: _lookup(stores[m], clip, held) for m in self.modalities}
+            if all(item is None for item in found.values()):
                 self.missing.append(clip)
                 continue
+            self._first_index.setdefault(clip.clip_id, len(self.clips))
             self.clips.append(clip)
-            for m, a in arrays.items():
-                if a is None:  # filled below, once a present clip has told the feature size
+            for m, item in found.items():
+                if item is None:  # filled below, once a present clip has told the feature size
                     absent.append((len(self.clips) - 1, m))
                     self.missing_modality.append((clip.clip_id, m))
-                    self.features[m].append(None)
-                    self.valid[m].append(None)
-                    continue
-                features, valid = split_frame_mask(stores[m].name, a)
-                self.features[m].append(features)
-                self.valid[m].append(valid)
+                self.features[m].append(item or missing_modality_frames(1))
         sizes = dict(dims or {})
+        gaps = {(i, m) for i, m in absent}
         for m in {m for _, m in absent}:
-            sizes[m] = next((a.shape[1] for a in self.features[m] if a is not None), sizes.get(m))
+            present = next((i for i in range(len(self.clips)) if (i, m) not in gaps), None)
+            sizes[m] = self.features[m][present].shape[1] if present is not None else sizes.get(m)
             if sizes[m] is None:
                 raise EmorecError(f"no clip has {m} features (extractor {stores[m].name}): nothing to learn {m} from")
-        for index, m in absent:
-            self.features[m][index], self.valid[m][index] = missing_modality_frames(sizes[m])
+        for i, m in absent:
+            self.features[m].replace(i, missing_modality_frames(sizes[m]))
         self.normalizers = dict(normalizers or {})
         self.speaker_norm = speaker_norm
         # Random per-clip transforms of the raw features (training only: simulated recording conditions).
         self.transforms = dict(transforms or {})
         self.seed = seed
         self._rng: tuple[object, np.random.Generator] | None = None
+
+    @property
+    def valid(self) -> dict[str, list[np.ndarray | None]]:
+        """Per-frame validity of each clip and modality (``None``: every frame is real)."""
+        return {m: [frames.valid(i) for i in range(len(frames))] for m, frames in self.features.items()}
 
     def generator(self) -> np.random.Generator:
         """The transforms' random numbers: seeded by ``seed`` in the main process; in a loader worker
@@ -205,13 +300,15 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def real_frames(self, modality: str) -> list[np.ndarray]:
-        """Each clip's real frames only (what normalisation statistics are fitted on)."""
-        return [a if v is None else a[v] for a, v in zip(self.features[modality], self.valid[modality])]
+    def real_frames(self, modality: str, *, once: bool = False) -> Sequence[np.ndarray]:
+        """Each clip's real frames only (what normalisation statistics are fitted on), read one
+        clip at a time; ``once``: a clip the dataset lists more than once appears once."""
+        indices = sorted(self._first_index.values()) if once else range(len(self.clips))
+        return _RealFrames(self.features[modality], indices)
 
     def lengths(self, modality: str | None = None) -> list[int]:
         modality = modality or self.modalities[0]
-        return [a.shape[0] for a in self.features[modality]]
+        return list(self.features[modality].lengths)
 
     def labels(self) -> np.ndarray:
         return np.array([self.label_index[c.emotion] for c in self.clips], dtype=np.int64)
@@ -224,8 +321,7 @@ class ClipDataset(Dataset):
         if self.corpus_index:
             item["corpus"] = self.corpus_index[clip.corpus]
         for m in self.modalities:
-            features = self.features[m][i]
-            valid = self.valid[m][i]
+            features, valid = self.features[m].entry(i)
             if m in self.transforms:
                 features = self.transforms[m](features, self.generator())
             if m in self.normalizers:

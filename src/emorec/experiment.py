@@ -18,6 +18,7 @@ from emorec.data import Normalizer
 from emorec.errors import ConfigError
 from emorec.features.base import extractor_from_spec, split_frame_mask
 from emorec.features.extract import extract_features, read_skipped
+from emorec.features.packed import PackedStore
 from emorec.features.store import FeatureStore
 from emorec.labels import apply_label_policy, resolve_label_set
 from emorec.manifest import Clip, read_manifest
@@ -75,7 +76,8 @@ def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: b
         if extract:
             result = extract_features(clips, extractor, config.data.cache, workers=config.data.workers, progress=progress)
             skipped.extend(result.skipped)
-        stores[modality] = FeatureStore.for_extractor(config.data.cache, extractor)
+        store = FeatureStore.for_extractor(config.data.cache, extractor)
+        stores[modality] = store if config.data.pack == "none" else PackedStore.for_clips(store, clips, config.data.pack)
 
     if splits is None and config.split.file:
         splits = splits_from_file(config.split.file, clips)

@@ -37,6 +37,10 @@ class DataConfig:
     # emorec.data.balanced_weights
     balance_power: float = 1.0
     epoch_draws: int = 0                     # clips drawn per epoch (0: as many as there are training clips)
+    # the features of the manifest's clips packed into shards read clip by clip (emorec.features.packed),
+    # so a run's memory does not grow with its corpus; float16 halves the pack (log-mel dB values keep
+    # about 0.03 dB); "none": every clip held in memory as before packs
+    pack: str = "float32"                    # "float32" | "float16" | "none"
 
 
 @dataclass

@@ -110,19 +110,21 @@ def fold_datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, Cl
     label_index = {name: i for i, name in enumerate(experiment.class_names)}
     train_clips = [by_id[i] for i in split.train if i in by_id]
     val_clips = [by_id[i] for i in split.val if i in by_id]
-    raw_train = ClipDataset(train_clips, label_index, experiment.stores)
-    if len(raw_train) == 0:
-        raise EmorecError(f"{split.name}: no training clip has cached features")
-    normalizers = {m: fit_normalizer(experiment, m, raw_train.real_frames(m)) for m in raw_train.modalities
-                   if cfg.data.normalization != "none"}
-    speaker_norm = cfg.data.normalization == "speaker"
-    if speaker_norm:
-        fit_speaker_statistics(normalizers, experiment, train_clips + val_clips)
     masks = corpus_class_masks(experiment.clips, label_index) if cfg.loss.corpus_classes else None
     corpora = {c: i for i, c in enumerate(sorted({c.corpus for c in train_clips}))} if cfg.loss.corpus_adversary else None
+    speaker_norm = cfg.data.normalization == "speaker"
     train_set = ClipDataset(repeated(train_clips, cfg.data.corpus_repeats, split.name), label_index, experiment.stores,
-                            normalizers, speaker_norm=speaker_norm, transforms=condition_transforms(experiment),
+                            speaker_norm=speaker_norm, transforms=condition_transforms(experiment),
                             seed=cfg.trainer.seed, corpus_classes=masks, corpus_index=corpora)
+    if len(train_set) == 0:
+        raise EmorecError(f"{split.name}: no training clip has cached features")
+    # fitted on the raw frames of each training clip once (a repeated clip counts once), then set:
+    # the one dataset is read for its statistics and for training, never built twice
+    normalizers = {m: fit_normalizer(experiment, m, train_set.real_frames(m, once=True)) for m in train_set.modalities
+                   if cfg.data.normalization != "none"}
+    if speaker_norm:
+        fit_speaker_statistics(normalizers, experiment, train_clips + val_clips)
+    train_set.normalizers = normalizers
     val_set = ClipDataset(val_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm)
     if len(val_set) == 0:
         raise EmorecError(f"{split.name}: no validation clip has cached features")

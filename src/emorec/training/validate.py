@@ -13,6 +13,7 @@ from typing import Any
 from emorec.errors import ConfigError
 
 NORMALIZATIONS = ("global", "utterance", "level", "speaker", "none")
+PACKS = ("float32", "float16", "none")
 SPLIT_SCHEMES = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus", "release")
 SCHEDULES = ("plateau", "cosine")
 LOSSES = ("ce", "focal")
@@ -55,6 +56,7 @@ def validate_config(config) -> None:
 
     _choice("data.label_policy", d.label_policy, LABEL_POLICIES)
     _choice("data.normalization", d.normalization, NORMALIZATIONS)
+    _choice("data.pack", d.pack, PACKS)
     _range("data.workers", d.workers, low=0, what="0 (extract in this process) or more processes (or leave it out: all cores)")
     for key, spec in (("data.features", d.features), ("data.video_features", d.video_features)):
         if spec is not None and not spec.get("name"):
