@@ -38,6 +38,16 @@ def test_every_recipe_loads(recipe):
     assert cfg.trainer.monitor.startswith("val/")
 
 
+def test_every_recipe_inherits_at_most_from_base_plus_one_level():
+    """A recipe reads whole in two files at most besides itself: its family (an architecture's
+    defaults) and base.yaml; the history of how it came about is in benchmarks/HISTORY.md."""
+    from emorec.training.config import recipe_chain
+
+    deep = {p.name: [c.name for c in recipe_chain(p)] for p in REPO_CONFIGS.glob("*.yaml")
+            if len(recipe_chain(p)) > 3}
+    assert not deep, f"recipes deeper than base + one level: {deep}"
+
+
 def test_config_show_prints_the_resolved_recipe_and_what_differs_from_another(tmp_path):
 
     import yaml
