@@ -1,0 +1,3 @@
+from emorec.cli import main
+
+main()

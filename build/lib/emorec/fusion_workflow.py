@@ -1,0 +1,342 @@
+"""Multimodal fusion from two separately trained models (seed 000's workflow).
+
+1. Train an audio model and a video model separately, **on the same split** (same manifest,
+   same split settings: ``splits.json`` must be identical, else test clips of one would be
+   training clips of the other).
+2. ``emorec fuse AUDIO_RUN/fold_K VIDEO_RUN/fold_K`` extracts both models' penultimate
+   embeddings (``model.embed``) for every clip into the feature cache, through the ``embed``
+   feature extractor: a :class:`~emorec.features.store.FeatureStore` named
+   ``embed-<model>-<hash>`` whose config holds the source model's fingerprint (a hash of its
+   ``model.safetensors`` and ``model.json``), one ``(1, D)`` array per clip.
+3. It trains the fusion classifier (``embedding_fusion`` with ``"precomputed"`` branches:
+   LayerNorm -> Dense -> head over the concatenated embeddings) on them with the normal training
+   loop, on the branches' split and fold, and evaluates it on that fold's test clips.
+4. With ``--finetune`` it builds the end-to-end ``embedding_fusion`` model (the two branch
+   architectures + the fusion head), initialised from both branch checkpoints and from the
+   classifier of step 3, and fine-tunes it end to end on the original features.
+
+Every step writes an ordinary run directory (``config.yaml``, ``splits.json``, ``fold_K/...``),
+so ``emorec evaluate`` and ``emorec predict`` work on it as on any run.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emorec.errors import BadInputError, ConfigError, EmorecError, LeakageError
+from emorec.features.base import FeatureExtractor, register_extractor
+from emorec.manifest import Clip
+from emorec.runs import fold_number
+
+__all__ = ["EmbeddingExtractor", "FuseResult", "check_same_split", "fuse", "model_fingerprint"]
+
+
+def model_fingerprint(model_dir: str | os.PathLike) -> str:
+    """sha256 (16 hex digits) of a trained model's ``model.safetensors`` and ``model.json``."""
+    from emorec.inference import MODEL_META, MODEL_WEIGHTS
+
+    digest = hashlib.sha256()
+    for name in (MODEL_WEIGHTS, MODEL_META):
+        with open(Path(model_dir) / name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+@register_extractor
+class EmbeddingExtractor(FeatureExtractor):
+    """A trained model's penultimate embedding ``(1, D)`` per clip, as a feature.
+
+    ``model_dir``: a trained fold directory. ``modality``: the batch key the embedding feeds
+    (default: the one modality the model reads). ``cache``: the feature cache holding the model's
+    own input features (they are recomputed from the media file when absent there). The cache
+    entry is keyed by the model's fingerprint, so retraining the model gives new entries.
+    """
+
+    name = "embed"
+    parallel = False  # one model in one process; a forward pass per clip is cheap
+
+    def __init__(self, *, model_dir: str, modality: str | None = None, cache: str | None = None):
+        from emorec.inference import MODEL_META, find_model_dir
+
+        try:
+            found = find_model_dir(model_dir)
+        except EmorecError as err:
+            raise ConfigError(f"embed: {err}") from None
+        self.model_dir = str(found)
+        self.meta = json.loads((found / MODEL_META).read_text())
+        inputs = sorted(self.meta.get("features", {}))
+        if modality is None:
+            if len(inputs) != 1:
+                raise ConfigError(f"embed: {found} reads {inputs}; say which batch key the embedding feeds (modality)")
+            modality = inputs[0]
+        if modality not in ("audio", "video"):
+            raise ConfigError(f"embed: modality must be 'audio' or 'video', not {modality!r}")
+        if self.meta.get("speaker_norm"):
+            raise ConfigError(f"embed: {found} was trained with per-speaker normalisation, which embed does not support")
+        self.modality = modality  # type: ignore[misc]  # instance value overrides the class one
+        self.cache = str(cache) if cache else None
+        self.fingerprint = model_fingerprint(found)
+        self.name = f"embed-{self.meta['model']}"  # type: ignore[misc]  # the store is named after the model
+        self._state: tuple[Any, dict, dict] | None = None
+
+    def config(self) -> dict[str, Any]:
+        """What defines the output: the source model (by fingerprint) and the batch key."""
+        return {"model": self.meta["model"], "fingerprint": self.fingerprint, "modality": self.modality}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_state"] = None  # workers load the model themselves
+        return state
+
+    def _load(self) -> tuple[Any, dict, dict]:
+        if self._state is None:
+            from emorec.features.base import extractor_from_spec
+            from emorec.inference import Predictor
+
+            predictor = Predictor.load(self.model_dir)
+            extractors = {m: extractor_from_spec(spec) for m, spec in self.meta["features"].items()}
+            self._state = (predictor, extractors, predictor.normalizers())
+        return self._state
+
+    def _input_features(self, clip: Clip | None, path: str | os.PathLike) -> dict[str, np.ndarray]:
+        from emorec.features.extract import compute_features
+        from emorec.features.store import FeatureStore, config_key
+
+        _, extractors, _ = self._load()
+        arrays = {}
+        for modality, extractor in extractors.items():
+            features = None
+            if clip is not None and self.cache:
+                root = Path(self.cache) / config_key(extractor.name, extractor.config())
+                if root.is_dir():  # read the model's own cached input, never create a store
+                    features = FeatureStore(self.cache, extractor.name, extractor.config()).get(clip)
+            if features is None:
+                features = compute_features(extractor, clip) if clip is not None else extractor.extract_file(path)
+            arrays[modality] = features
+        return arrays
+
+    def _embed(self, arrays: dict[str, np.ndarray], path: str | os.PathLike) -> np.ndarray:
+        import torch
+
+        from emorec.data import pad_collate
+
+        predictor, _, normalizers = self._load()
+        item: dict[str, Any] = {"label": -1, "index": 0}
+        for modality, features in arrays.items():
+            if modality in normalizers:
+                features = normalizers[modality](features)
+            item[modality] = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        with torch.no_grad():
+            embedding = predictor.model.embed(pad_collate([item]))  # (1, D)
+        embedding = embedding.float().numpy()
+        if not np.all(np.isfinite(embedding)):
+            raise BadInputError(path, f"{self.meta['model']} gave a non-finite embedding")
+        return embedding
+
+    def extract_clip(self, clip: Clip) -> np.ndarray:
+        return self._embed(self._input_features(clip, clip.path), clip.path)
+
+    def extract_file(self, path: str | os.PathLike) -> np.ndarray:
+        return self._embed(self._input_features(None, path), path)
+
+    def extract(self, wave: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("embed features come from a trained model's input features, see extract_file")
+
+
+# -- the workflow ----------------------------------------------------------------------------------
+@dataclass
+class Branch:
+    role: str           # "audio" or "video"
+    fold_dir: Path
+    run_dir: Path
+    meta: dict
+    config: Any         # TrainConfig of the branch run
+    splits: list
+
+    @property
+    def fold_number(self) -> int:
+        return fold_number(self.fold_dir)
+
+
+@dataclass
+class FuseResult:
+    fusion_run: Path
+    finetune_run: Path | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)   # one per model: name, val UA, test UA/WA/F1
+
+
+def _load_branch(path: str | os.PathLike, role: str) -> Branch:
+    from emorec.inference import MODEL_META, find_model_dir
+    from emorec.splits import load_splits
+    from emorec.training.config import load_run_config
+
+    fold_dir = find_model_dir(path)
+    run_dir = fold_dir.parent
+    if not fold_dir.name.startswith("fold_") or not (run_dir / "splits.json").is_file():
+        raise EmorecError(f"{fold_dir}: not a fold of a training run (expected RUN/fold_K with RUN/splits.json)")
+    meta = json.loads((fold_dir / MODEL_META).read_text())
+    reads = sorted(meta.get("features", {}))
+    if reads != [role]:
+        raise EmorecError(f"{fold_dir}: the {role} model must read {role} features only; it reads {reads}")
+    if meta.get("speaker_norm"):
+        raise EmorecError(f"{fold_dir}: per-speaker normalisation is not supported by fuse")
+    return Branch(role, fold_dir, run_dir, meta, load_run_config(run_dir), load_splits(run_dir / "splits.json"))
+
+
+def check_same_split(audio: Branch, video: Branch) -> None:
+    """Refuse (LeakageError) unless both branches were trained on identical splits and the same fold."""
+    a = [s.to_dict() for s in audio.splits]
+    v = [s.to_dict() for s in video.splits]
+    if a != v:
+        raise LeakageError(
+            f"{audio.run_dir / 'splits.json'} and {video.run_dir / 'splits.json'} differ: the two models were "
+            "trained on different splits, so test clips of one may be training clips of the other; "
+            "train both with the same manifest and split settings"
+        )
+    if audio.fold_number != video.fold_number or audio.meta.get("fold") != video.meta.get("fold"):
+        raise LeakageError(f"{audio.fold_dir} and {video.fold_dir} are different folds; fuse one fold with the same fold")
+    if audio.meta["class_names"] != video.meta["class_names"]:
+        raise EmorecError(f"the models' classes differ: {audio.meta['class_names']} vs {video.meta['class_names']}")
+
+
+def _split_signature(splits: list) -> list[dict[str, Any]]:
+    return [{"name": s.name, "train": sorted(s.train), "val": sorted(s.val), "test": sorted(s.test)} for s in splits]
+
+
+def train_on_split(config, splits: list, fold: int, *, progress: bool = True) -> Path:
+    """:func:`emorec.crossval.train` of fold number ``fold``, refusing (LeakageError) unless
+    the config splits the data exactly as ``splits`` (checked before training and again in the
+    new run's ``splits.json``)."""
+    from emorec.splits import load_splits
+    from emorec.crossval import train
+    from emorec.experiment import prepare_experiment
+
+    config.run.folds = str(fold)
+    expected = _split_signature(splits)
+    derived = prepare_experiment(config, extract=False, progress=False).splits
+    if _split_signature(derived) != expected:
+        raise LeakageError("the fusion run would not reproduce the branches' split (were data.manifest or the "
+                           "split settings of the branch runs changed?); nothing was trained")
+    run_dir = train(config, progress=progress)
+    if _split_signature(load_splits(run_dir / "splits.json")) != expected:
+        raise LeakageError(f"{run_dir} was trained on another split than the branches; do not use it")
+    return run_dir
+
+
+def _summary_row(name: str, fold_dir: Path) -> dict[str, Any]:
+    from emorec.compare import read_fold
+
+    try:
+        fold = read_fold(fold_dir)
+    except (EmorecError, OSError, ValueError, KeyError):
+        nan = float("nan")
+        return {"model": name, "dir": str(fold_dir), "val_ua": nan, "test_ua": nan, "test_wa": nan, "test_macro_f1": nan}
+    return {"model": name, "dir": str(fold_dir), "val_ua": fold["val"]["ua"], **{f"test_{k}": v for k, v in fold["test"].items()}}
+
+
+def _forget_init(fold_dir: Path) -> None:
+    """The exported weights are complete: drop ``init_from`` from model.json so the model loads
+    without the source runs."""
+    from emorec.atomic import write_json
+    from emorec.inference import MODEL_META
+
+    meta = json.loads((fold_dir / MODEL_META).read_text())
+    if meta.get("model_kwargs", {}).get("init_from"):
+        meta["initialised_from"] = meta["model_kwargs"]["init_from"]
+        meta["model_kwargs"]["init_from"] = None
+        write_json(fold_dir / MODEL_META, meta)
+
+
+def fuse(
+    audio_fold: str | os.PathLike,
+    video_fold: str | os.PathLike,
+    *,
+    finetune: bool = False,
+    hidden: int = 128,
+    dropout: float = 0.3,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    finetune_epochs: int | None = None,
+    finetune_lr: float = 1e-4,
+    freeze_branches: bool = False,
+    batch_size: int | None = None,
+    patience: int | None = None,
+    cache: str | os.PathLike | None = None,
+    run_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> FuseResult:
+    """The seed-000 workflow on one fold (see the module doc). Returns the run directories and a
+    summary row per model (the two branches, the fusion classifier, the fine-tuned model)."""
+    audio = _load_branch(audio_fold, "audio")
+    video = _load_branch(video_fold, "video")
+    check_same_split(audio, video)
+    fold = audio.fold_number
+    base = copy.deepcopy(audio.config)
+    if run_dir is not None:
+        base.run.dir = str(run_dir)
+    if cache is not None:
+        base.data.cache = str(cache)
+    if batch_size is not None:
+        base.trainer.batch_size = batch_size
+    if patience is not None:
+        base.trainer.patience = patience
+    names = f"{audio.meta['model']}+{video.meta['model']}"
+
+    # 1-3: cached embeddings -> fusion classifier
+    stage1 = copy.deepcopy(base)
+    stage1.data.features = {"name": "embed", "model_dir": str(audio.fold_dir.resolve()), "modality": "audio",
+                            "cache": str(Path(audio.config.data.cache).resolve())}
+    stage1.data.video_features = {"name": "embed", "model_dir": str(video.fold_dir.resolve()), "modality": "video",
+                                  "cache": str(Path(video.config.data.cache).resolve())}
+    stage1.data.normalization = "none"  # the fusion head's LayerNorm scales the embeddings
+    stage1.model = {"name": "embedding_fusion", "audio_model": "precomputed", "video_model": "precomputed",
+                    "fusion_hidden": hidden, "dropout": dropout}
+    stage1.augment.enabled = False
+    stage1.optim.lr = lr
+    stage1.trainer.epochs = epochs
+    stage1.trainer.bucketing = False  # every clip is one frame
+    stage1.run.name = f"fuse-{names}"
+    fusion_run = train_on_split(stage1, audio.splits, fold, progress=progress)
+    fusion_fold = fusion_run / f"fold_{fold}"
+    result = FuseResult(fusion_run=fusion_run)
+
+    # 4: end-to-end model from both checkpoints and the fusion classifier
+    if finetune:
+        if audio.config.data.normalization != video.config.data.normalization:
+            raise EmorecError(f"the branches were trained with different data.normalization "
+                              f"({audio.config.data.normalization} vs {video.config.data.normalization})")
+        stage2 = copy.deepcopy(base)
+        stage2.data.features = dict(audio.meta["features"]["audio"])
+        stage2.data.video_features = dict(video.meta["features"]["video"])
+        stage2.data.normalization = audio.config.data.normalization
+        stage2.model = {
+            "name": "embedding_fusion",
+            "audio_model": audio.meta["model"], "audio_kwargs": audio.meta["model_kwargs"],
+            "video_model": video.meta["model"], "video_kwargs": video.meta["model_kwargs"],
+            "fusion_hidden": hidden, "dropout": dropout, "freeze_branches": freeze_branches,
+            "init_from": {"audio": str(audio.fold_dir.resolve()), "video": str(video.fold_dir.resolve()),
+                          "fusion": str(fusion_fold.resolve())},
+        }
+        stage2.optim.lr = finetune_lr
+        stage2.trainer.epochs = finetune_epochs if finetune_epochs is not None else epochs
+        stage2.run.name = f"finetune-{names}"
+        result.finetune_run = train_on_split(stage2, audio.splits, fold, progress=progress)
+        _forget_init(result.finetune_run / f"fold_{fold}")
+
+    result.rows = [
+        _summary_row(f"audio: {audio.meta['model']}", audio.fold_dir),
+        _summary_row(f"video: {video.meta['model']}", video.fold_dir),
+        _summary_row("fusion classifier (cached embeddings)", fusion_fold),
+    ]
+    if result.finetune_run is not None:
+        result.rows.append(_summary_row("fine-tuned end to end", result.finetune_run / f"fold_{fold}"))
+    return result

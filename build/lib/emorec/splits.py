@@ -1,0 +1,445 @@
+"""Train/validation/test splits of a manifest, speaker-independent by default, with a leakage guard.
+
+Schemes (:func:`make_splits`):
+
+* ``ravdess6``: the six standard RAVDESS folds (4 test actors each, EmoBox protocol).
+* ``crema5``: five fixed CREMA-D folds of 18-19 actors, balanced by sex and age (:data:`CREMA_D_FOLDS`).
+* ``speaker_kfold``: ``k`` folds of speakers, gender-stratified, deterministic given ``seed``.
+* ``stratified``: one plain 80/20 split stratified by label. **Speaker-dependent**
+  (``speaker_independent=False``): its numbers are not comparable with speaker-independent ones.
+* ``cross_corpus``: one fold that trains on every corpus but ``test_corpora`` (validation speakers
+  drawn from each of them by its share of the speakers) and tests on all clips of ``test_corpora``: the cross-corpus figure.
+* ``release``: one fold that trains on every speaker but ``val_speakers`` validation speakers
+  (drawn from each corpus by its share of the speakers) and tests on none: the fold a released
+  model is trained on; its accuracy is its recipe's cross-validation figure, never its own.
+* ``auto``: ``ravdess6`` for a complete RAVDESS manifest, ``crema5`` for a complete CREMA-D one, else ``speaker_kfold``.
+
+In speaker-independent schemes validation speakers come from the fold's training speakers,
+never from its test speakers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emorec.atomic import write_json
+from emorec.errors import ConfigError, EmorecError, LeakageError
+from emorec.manifest import Clip
+
+SCHEMES: tuple[str, ...] = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus", "release")
+#: The standard speaker-independent RAVDESS folds: fold -> test actors.
+RAVDESS_FOLDS: dict[int, tuple[int, ...]] = {
+    1: (1, 11, 20, 21),
+    2: (4, 10, 12, 14),
+    3: (8, 9, 19, 23),
+    4: (3, 5, 7, 24),
+    5: (2, 15, 16, 18),
+    6: (6, 13, 17, 22),
+}
+_RAVDESS_ACTORS = {f"ravdess/{a:02d}" for a in range(1, 25)}
+#: Fixed speaker-independent CREMA-D folds (91 actors, 18-19 per fold, 8-10 of each sex): within each
+#: sex, actors sorted by (age, id) are dealt to folds 1..5 in serpentine order (1-5, 5-1, 1-5, ...),
+#: women first and the men continuing the same deal, so every fold spans the ages alike
+#: (``crema_d_folds_from_demographics`` applies the rule to ``VideoDemographics.csv``).
+CREMA_D_FOLDS: dict[int, tuple[int, ...]] = {
+    1: (1004, 1006, 1009, 1021, 1031, 1034, 1036, 1045, 1048, 1055, 1065, 1067, 1073, 1074, 1075, 1081, 1082, 1088, 1090),
+    2: (1001, 1002, 1007, 1012, 1014, 1023, 1024, 1028, 1029, 1030, 1032, 1033, 1035, 1042, 1044, 1087, 1089, 1091),
+    3: (1003, 1011, 1018, 1019, 1020, 1022, 1037, 1039, 1047, 1050, 1052, 1056, 1057, 1058, 1060, 1071, 1083, 1085),
+    4: (1005, 1008, 1010, 1015, 1016, 1017, 1027, 1043, 1046, 1054, 1061, 1063, 1064, 1066, 1068, 1077, 1078, 1080),
+    5: (1013, 1025, 1026, 1038, 1040, 1041, 1049, 1051, 1053, 1059, 1062, 1069, 1070, 1072, 1076, 1079, 1084, 1086),
+}
+_CREMA_D_ACTORS = {f"crema-d/{a}" for actors in CREMA_D_FOLDS.values() for a in actors}
+
+
+@dataclass
+class Split:
+    """One fold: clip ids of train / val / test and how they were chosen."""
+
+    name: str
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    speaker_independent: bool
+    test_speakers: list[str] = field(default_factory=list)
+    val_speakers: list[str] = field(default_factory=list)
+    scheme: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Split:
+        try:
+            return cls(
+                name=str(data["name"]),
+                train=[str(x) for x in data["train"]],
+                val=[str(x) for x in data["val"]],
+                test=[str(x) for x in data["test"]],
+                speaker_independent=bool(data["speaker_independent"]),
+                test_speakers=[str(x) for x in data.get("test_speakers", [])],
+                val_speakers=[str(x) for x in data.get("val_speakers", [])],
+                scheme=str(data.get("scheme", "")),
+            )
+        except (KeyError, TypeError) as err:
+            raise EmorecError(f"not a split record (missing or bad field {err})") from None
+
+
+def is_unknown_speaker(speaker: str) -> bool:
+    """True for ``""`` and for ids whose last segment is ``unknown`` (see the folder corpus)."""
+    return speaker.rsplit("/", 1)[-1].strip().lower() in ("", "unknown")
+
+
+def make_splits(
+    clips: Sequence[Clip],
+    scheme: str = "auto",
+    *,
+    k: int = 5,
+    val_speakers: int = 2,
+    test_size: float = 0.2,
+    seed: int = 0,
+    train_only_corpora: Sequence[str] = (),
+    test_corpora: Sequence[str] = (),
+) -> list[Split]:
+    """Splits of ``clips`` under ``scheme`` (see the module doc); every one passes :func:`check_leakage`.
+
+    ``train_only_corpora``: the clips of these corpora are left out of the folds and added whole
+    to every fold's training side, never to validation or test (e.g. all of CREMA-D added to each
+    standard RAVDESS fold, whose folds and scores then stay RAVDESS's own)."""
+    if scheme not in SCHEMES:
+        raise ConfigError(f"unknown split scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    if train_only_corpora:
+        extra = [c for c in clips if c.corpus in set(train_only_corpora)]
+        folded = [c for c in clips if c.corpus not in set(train_only_corpora)]
+        if not extra:
+            raise EmorecError(f"split.train_only_corpora {list(train_only_corpora)}: no clip of these corpora in the manifest")
+        if not folded:
+            raise EmorecError("split.train_only_corpora names every corpus of the manifest: nothing left to test on")
+        splits = make_splits(folded, scheme, k=k, val_speakers=val_speakers, test_size=test_size, seed=seed)
+        ids = [c.clip_id for c in extra]
+        for split in splits:
+            split.train = split.train + ids
+            check_leakage(split, clips)
+        return splits
+    if not clips:
+        raise EmorecError("cannot split an empty manifest")
+    if (scheme == "cross_corpus") != bool(test_corpora):
+        raise ConfigError("split.scheme cross_corpus and split.test_corpora go together (name the corpora to test on)")
+    if scheme == "auto":
+        speakers = {c.speaker for c in clips}
+        corpora = {c.corpus for c in clips}
+        if corpora == {"ravdess"} and _RAVDESS_ACTORS <= speakers:
+            scheme = "ravdess6"
+        elif corpora == {"crema-d"} and _CREMA_D_ACTORS <= speakers:
+            scheme = "crema5"
+        else:
+            scheme = "speaker_kfold"
+    if scheme == "stratified":
+        if not 0 < test_size < 1:
+            raise ConfigError(f"test_size must be between 0 and 1, got {test_size}")
+        splits = [_stratified(clips, test_size, seed)]
+    else:
+        if val_speakers < 1:
+            raise ConfigError(f"val_speakers must be at least 1, got {val_speakers}")
+        _require_known_speakers(clips)
+        if scheme == "ravdess6":
+            splits = _ravdess6(clips, val_speakers, seed)
+        elif scheme == "crema5":
+            folds = {f: {f"crema-d/{a}" for a in actors} for f, actors in CREMA_D_FOLDS.items()}
+            splits = _fixed_folds("crema5", clips, folds, _CREMA_D_ACTORS, val_speakers, seed,
+                                  actors="CREMA-D actors (crema-d/1001..1091)")
+        elif scheme == "cross_corpus":
+            splits = [_cross_corpus(clips, set(test_corpora), val_speakers, seed)]
+        elif scheme == "release":
+            splits = [_release(clips, val_speakers, seed)]
+        else:
+            splits = _speaker_kfold(clips, k, val_speakers, seed)
+    for split in splits:
+        for part in ("train", "val", "test"):
+            if not getattr(split, part) and not (part == "test" and split.scheme == "release"):
+                raise EmorecError(f"{split.scheme} {split.name}: empty {part} set ({len(clips)} clips)")
+        check_leakage(split, clips)
+    return splits
+
+
+def _cross_corpus(clips: Sequence[Clip], test_corpora: set[str], val_speakers: int, seed: int) -> Split:
+    corpora = {c.corpus for c in clips}
+    if not test_corpora <= corpora or not corpora - test_corpora:
+        raise EmorecError(f"split.test_corpora {sorted(test_corpora)}: the manifest's corpora are {sorted(corpora)}; "
+                          "need at least one to test on and one to train on")
+    train_side = [c for c in clips if c.corpus not in test_corpora]
+    val = per_corpus_val_speakers(train_side, val_speakers, np.random.default_rng(seed))
+    test = {c.speaker for c in clips if c.corpus in test_corpora}
+    name = f"{'+'.join(sorted(corpora - test_corpora))} -> {'+'.join(sorted(test_corpora))}"
+    return _assemble(name, "cross_corpus", clips, test, val)
+
+
+#: A corpus with fewer speakers gives none to validation: it cannot spare one (TESS has two).
+MIN_SPEAKERS_FOR_VALIDATION = 4
+
+
+def per_corpus_val_speakers(clips: Sequence[Clip], val_speakers: int, rng: np.random.Generator) -> set[str]:
+    """About ``val_speakers`` validation speakers, drawn from each corpus by its share of the speakers
+    (at least one from each corpus of :data:`MIN_SPEAKERS_FOR_VALIDATION` speakers or more), so that
+    validation, which picks the epoch, hears every sizeable training corpus and not only the largest."""
+    by_corpus: dict[str, list[Clip]] = defaultdict(list)
+    for clip in clips:
+        by_corpus[clip.corpus].append(clip)
+    if len(by_corpus) == 1:
+        (only,) = by_corpus.values()
+        return set(pick_val_speakers(sorted({c.speaker for c in only}), _genders(only), val_speakers, rng))
+    total = len({c.speaker for c in clips})
+    val: set[str] = set()
+    for corpus in sorted(by_corpus):
+        speakers = sorted({c.speaker for c in by_corpus[corpus]})
+        share = max(1, round(val_speakers * len(speakers) / total)) if len(speakers) >= MIN_SPEAKERS_FOR_VALIDATION else 0
+        val |= set(pick_val_speakers(speakers, _genders(by_corpus[corpus]), share, rng))
+    return val
+
+
+def _release(clips: Sequence[Clip], val_speakers: int, seed: int) -> Split:
+    val = per_corpus_val_speakers(clips, val_speakers, np.random.default_rng(seed))
+    return _assemble("release", "release", clips, set(), val)
+
+
+def _require_known_speakers(clips: Sequence[Clip]) -> None:
+    unknown = [c for c in clips if is_unknown_speaker(c.speaker)]
+    if unknown:
+        raise EmorecError(
+            f"{len(unknown)} clip(s) have no known speaker (e.g. {unknown[0].clip_id}); a speaker-independent "
+            "split is impossible: give speakers (folder corpus: labels_csv speaker column or speaker_pattern) "
+            "or use scheme 'stratified' (speaker-dependent)"
+        )
+
+
+def _genders(clips: Iterable[Clip]) -> dict[str, str]:
+    """Speaker -> the gender most of its clips give ("" when none does)."""
+    votes: dict[str, Counter[str]] = defaultdict(Counter)
+    for clip in clips:
+        votes[clip.speaker].update([clip.gender] if clip.gender else [])
+    return {s: (v.most_common(1)[0][0] if v else "") for s, v in votes.items()}
+
+
+def pick_val_speakers(train_speakers: Sequence[str], genders: dict[str, str], n: int,
+                      rng: np.random.Generator) -> list[str]:
+    """``n`` of ``train_speakers``, alternating genders where possible (deterministic given rng)."""
+    by_gender: dict[str, list[str]] = defaultdict(list)
+    for speaker in sorted(train_speakers):
+        by_gender[genders.get(speaker, "")].append(speaker)
+    pools = [list(rng.permutation(by_gender[g])) for g in sorted(by_gender)]
+    picked: list[str] = []
+    while len(picked) < n and any(pools):
+        for pool in sorted(pools, key=len, reverse=True):
+            if pool and len(picked) < n:
+                picked.append(str(pool.pop()))
+    return sorted(picked)
+
+
+def _assemble(name: str, scheme: str, clips: Sequence[Clip], test: set[str], val: set[str]) -> Split:
+    return Split(
+        name=name,
+        train=[c.clip_id for c in clips if c.speaker not in test and c.speaker not in val],
+        val=[c.clip_id for c in clips if c.speaker in val],
+        test=[c.clip_id for c in clips if c.speaker in test],
+        speaker_independent=True,
+        test_speakers=sorted(test),
+        val_speakers=sorted(val),
+        scheme=scheme,
+    )
+
+
+def _ravdess6(clips: Sequence[Clip], val_speakers: int, seed: int) -> list[Split]:
+    folds = {f: {f"ravdess/{a:02d}" for a in actors} for f, actors in RAVDESS_FOLDS.items()}
+    return _fixed_folds("ravdess6", clips, folds, _RAVDESS_ACTORS, val_speakers, seed, actors="RAVDESS actors (ravdess/01..24)")
+
+
+def _fixed_folds(scheme: str, clips: Sequence[Clip], folds: dict[int, set[str]], known: set[str],
+                 val_speakers: int, seed: int, *, actors: str) -> list[Split]:
+    """Splits whose test speakers are a fixed table; validation speakers drawn from each fold's training speakers."""
+    others = sorted({c.speaker for c in clips} - known)
+    if others:
+        raise EmorecError(f"scheme {scheme} needs {actors} only; found {', '.join(others[:3])}"
+                          + (" ..." if len(others) > 3 else "") + "; use scheme speaker_kfold")
+    genders = _genders(clips)
+    speakers = sorted(genders)
+    splits = []
+    for fold, actors in folds.items():
+        test = actors & set(speakers)
+        train = [s for s in speakers if s not in test]
+        if len(train) <= val_speakers:
+            raise EmorecError(f"{scheme} fold{fold}: {len(train)} training actor(s) cannot give {val_speakers} "
+                              "validation actor(s) and keep one for training")
+        val = pick_val_speakers(train, genders, val_speakers, np.random.default_rng([seed, fold]))
+        splits.append(_assemble(f"fold{fold}", scheme, clips, test, set(val)))
+    return splits
+
+
+def crema_d_folds_from_demographics(path: str | os.PathLike) -> dict[int, tuple[int, ...]]:
+    """The rule behind :data:`CREMA_D_FOLDS`, applied to a ``VideoDemographics.csv``."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    folds: dict[int, list[int]] = {f: [] for f in range(1, 6)}
+    position = 0
+    for sex in ("Female", "Male"):
+        for _age, actor in sorted((int(r["Age"]), int(r["ActorID"])) for r in rows if r["Sex"] == sex):
+            cycle, offset = divmod(position, 5)
+            folds[offset + 1 if cycle % 2 == 0 else 5 - offset].append(actor)
+            position += 1
+    return {f: tuple(sorted(actors)) for f, actors in folds.items()}
+
+
+def min_speakers(k: int, val_speakers: int) -> int:
+    """Fewest speakers for ``k`` folds with ``val_speakers`` validation and one training speaker each."""
+    n = k
+    while n - math.ceil(n / k) < val_speakers + 1:
+        n += 1
+    return n
+
+
+def _speaker_kfold(clips: Sequence[Clip], k: int, val_speakers: int, seed: int) -> list[Split]:
+    if k < 2:
+        raise ConfigError(f"k must be at least 2 for speaker_kfold, got {k}")
+    genders = _genders(clips)
+    need = min_speakers(k, val_speakers)
+    if len(genders) < need:
+        raise EmorecError(
+            f"speaker_kfold with k={k} and val_speakers={val_speakers} needs at least {need} speakers; "
+            f"the manifest has {len(genders)} ({', '.join(sorted(genders)[:6])}{' ...' if len(genders) > 6 else ''})"
+        )
+    rng = np.random.default_rng(seed)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    turn = 0
+    for gender in sorted(set(genders.values())):  # deal each gender round-robin: stratified folds
+        for speaker in rng.permutation(sorted(s for s, g in genders.items() if g == gender)):
+            folds[turn % k].append(str(speaker))
+            turn += 1
+    splits = []
+    for i, test in enumerate(folds, start=1):
+        train = [s for s in sorted(genders) if s not in test]
+        val = pick_val_speakers(train, genders, val_speakers, np.random.default_rng([seed, i]))
+        splits.append(_assemble(f"fold{i}", "speaker_kfold", clips, set(test), set(val)))
+    return splits
+
+
+def _groups(clips: Sequence[Clip]) -> list[list[int]]:
+    """Indices of clips that must stay together: same performance or same audio (union-find)."""
+    parent = list(range(len(clips)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, clip in enumerate(clips):
+        for key in (f"p:{clip.performance}" if clip.performance else "", f"h:{clip.content_hash}" if clip.content_hash else ""):
+            if key:
+                j = first.setdefault(key, i)
+                parent[find(i)] = find(j)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(clips)):
+        members[find(i)].append(i)
+    return list(members.values())
+
+
+def _stratified_take(groups: list[list[int]], clips: Sequence[Clip], fraction: float,
+                     rng: np.random.Generator) -> tuple[list[list[int]], list[list[int]]]:
+    """Split groups into (rest, taken) with about ``fraction`` of each label's groups taken."""
+    by_label: dict[str, list[list[int]]] = defaultdict(list)
+    for group in groups:
+        by_label[Counter(clips[i].emotion for i in group).most_common(1)[0][0]].append(group)
+    rest, taken = [], []
+    for label in sorted(by_label):
+        members = by_label[label]
+        order = rng.permutation(len(members))
+        n_take = min(len(members) - 1, max(1, round(fraction * len(members)))) if len(members) > 1 else 0
+        taken += [members[j] for j in order[:n_take]]
+        rest += [members[j] for j in order[n_take:]]
+    return rest, taken
+
+
+def _stratified(clips: Sequence[Clip], test_size: float, seed: int) -> Split:
+    rng = np.random.default_rng(seed)
+    train_groups, test_groups = _stratified_take(_groups(clips), clips, test_size, rng)
+    train_groups, val_groups = _stratified_take(train_groups, clips, test_size, rng)
+
+    def ids(groups: list[list[int]]) -> list[str]:
+        return [clips[i].clip_id for i in sorted(i for g in groups for i in g)]
+
+    return Split("holdout", ids(train_groups), ids(val_groups), ids(test_groups),
+                 speaker_independent=False, scheme="stratified")
+
+
+def check_leakage(split: Split, clips: Sequence[Clip]) -> None:
+    """Raise :class:`LeakageError` if a speaker, audio or performance is on both sides.
+
+    Checked: test vs train+val and train vs val. Speakers only for speaker-independent splits;
+    content hash and performance (:attr:`Clip.group`) always.
+    """
+    by_id = {c.clip_id: c for c in clips}
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    missing = [cid for ids in parts.values() for cid in ids if cid not in by_id]
+    if missing:
+        raise EmorecError(f"split {split.name}: {len(missing)} clip id(s) not in the manifest, e.g. {missing[0]}")
+    seen: dict[str, str] = {}
+    for part, ids in parts.items():
+        for cid in ids:
+            if cid in seen:
+                raise LeakageError(f"split {split.name}: clip {cid} is in both {seen[cid]} and {part}")
+            seen[cid] = part
+    pairs = [("train+val", split.train + split.val, "test", split.test), ("train", split.train, "val", split.val)]
+    keys = [("performance", lambda c: c.performance), ("audio (content hash)", lambda c: c.content_hash)]
+    if split.speaker_independent:
+        keys.insert(0, ("speaker", lambda c: c.speaker))
+    for what, key in keys:
+        for left_name, left, right_name, right in pairs:
+            left_keys: dict[str, str] = {}
+            for cid in left:
+                value = key(by_id[cid])
+                if value:
+                    left_keys.setdefault(value, cid)
+            shared = sorted({key(by_id[cid]) for cid in right} & left_keys.keys())
+            if shared:
+                example = shared[0]
+                right_cid = next(cid for cid in right if key(by_id[cid]) == example)
+                head = ", ".join(shared[:3]) + (f" and {len(shared) - 3} more" if len(shared) > 3 else "")
+                raise LeakageError(
+                    f"split {split.name}: {what} {head} in both {left_name} and {right_name} "
+                    f"(e.g. clips {left_keys[example]} and {right_cid})"
+                )
+
+
+def save_splits(splits: Sequence[Split], path: str | os.PathLike) -> Path:
+    """Write ``splits`` as JSON (atomically)."""
+    path = Path(path)
+    write_json(path, {"version": 1, "splits": [s.to_dict() for s in splits]})
+    return path
+
+
+def load_splits(path: str | os.PathLike) -> list[Split]:
+    """Read splits written by :func:`save_splits`."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmorecError(f"{path}: splits file not found (run `emorec split` first)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EmorecError(f"{path}: not a splits file ({err})") from None
+    records = data.get("splits") if isinstance(data, dict) else data
+    if not isinstance(records, list):
+        raise EmorecError(f"{path}: not a splits file (no 'splits' list)")
+    try:
+        return [Split.from_dict(r) for r in records]
+    except EmorecError as err:
+        raise EmorecError(f"{path}: {err}") from None

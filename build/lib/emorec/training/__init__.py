@@ -1,0 +1,1 @@
+"""Training: typed config, LightningModule, losses, augmentation, the run driver."""

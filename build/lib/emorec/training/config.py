@@ -1,0 +1,403 @@
+"""The training config: typed dataclasses are the schema; YAML recipes fill them in.
+
+Unknown keys and wrong types are :class:`~emorec.errors.ConfigError` naming the key, so a
+typo never silently falls back to a default. ``model`` and ``features`` are open sections:
+their keys are checked against the chosen model's / extractor's own keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emorec.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    manifest: str = ""
+    cache: str = ".cache/emorec"
+    features: dict[str, Any] = field(default_factory=lambda: {"name": "logmel"})
+    video_features: dict[str, Any] | None = None
+    label_policy: str = "union"
+    labels: list[str] | None = None          # explicit class list; default: from the training clips
+    normalization: str = "global"            # "global" | "utterance" | "level" (inductive) | "speaker" (transductive) | "none"
+    workers: int | None = None               # extraction processes (default: all cores)
+    # corpus -> N: each training clip of that corpus is drawn N times per epoch (a smaller corpus oversampled
+    # in a merged manifest, so it keeps its number of passes); validation and test clips are never repeated.
+    corpus_repeats: dict[str, int] = field(default_factory=dict)
+    # < 1: an epoch draws clips (with replacement) by corpus and speaker, each share ∝ its clip count ** this
+    # (0: every corpus and every speaker in it alike; 1: the plain shuffle, every clip once): see
+    # emorec.data.balanced_weights
+    balance_power: float = 1.0
+    epoch_draws: int = 0                     # clips drawn per epoch (0: as many as there are training clips)
+    # the features of the manifest's clips packed into shards read clip by clip (emorec.features.packed),
+    # so a run's memory does not grow with its corpus; float16 halves the pack (log-mel dB values keep
+    # about 0.03 dB); "none": every clip held in memory as before packs
+    pack: str = "float32"                    # "float32" | "float16" | "none"
+
+
+@dataclass
+class SplitConfig:
+    scheme: str = "auto"                     # auto | ravdess6 | crema5 | speaker_kfold | stratified | cross_corpus | release
+    k: int = 5
+    val_speakers: int = 2
+    test_size: float = 0.2
+    seed: int = 0
+    file: str = ""                           # a splits.json from `emorec split --out`: used exactly, scheme ignored
+    train_only_corpora: tuple[str, ...] = ()  # corpora added whole to every fold's training side (never val/test)
+    test_corpora: tuple[str, ...] = ()       # scheme cross_corpus: test on all of these, train on the others
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    schedule: str = "plateau"                # "plateau" (ReduceLROnPlateau on val/loss) or "cosine"
+    lr_factor: float = 0.5                   # plateau: factor and patience
+    lr_patience: int = 2
+    warmup_epochs: int = 0                   # cosine: linear warm-up, then cosine decay to 0 at trainer.epochs
+
+
+@dataclass
+class LossConfig:
+    name: str = "ce"                         # "ce" or "focal"
+    gamma: float = 2.0
+    class_weights: str = "none"              # "none" or "balanced" (inverse frequency)
+    label_smoothing: float = 0.0
+    # Each training clip's softmax over only the classes its corpus has (union of corpora with different
+    # label sets): a CREMA-D clip then never pushes calm or surprised down, so "sounds like RAVDESS" cannot
+    # become evidence for RAVDESS-only classes.
+    corpus_classes: bool = False
+    # > 0: a corpus classifier on the embedding behind a gradient reversal, its loss weighted by this
+    # (emorec.training.adversary): the encoder learns features that do not tell the training corpora apart
+    corpus_adversary: float = 0.0
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    noise: float = 0.0                       # Gaussian sigma added to (normalised) features
+    mixup: float = 0.0                       # MixUp alpha; 0 disables
+    spec_time_masks: int = 0                 # SpecAugment-style masks per clip (train only)
+    spec_freq_masks: int = 0
+    spec_time_width: int = 20
+    spec_freq_width: int = 8
+    freq_shift: int = 0                      # max feature-bin shift per clip (VTLP-like, audio only)
+    time_stretch: float = 0.0                # max relative speed change per batch (0.1 = +-10%)
+    modality_dropout: float = 0.0            # share of AV clips trained with one modality removed
+    # Recording conditions simulated on log-mel features before normalisation (features/conditions.py):
+    gain_db: float = 0.0                     # gain uniform in +-gain_db dB on every clip
+    band_limit: float = 0.0                  # share of clips through a random telephone-like band (~300-3400 Hz)
+    additive_noise: float = 0.0              # share of clips with white/pink/brown noise at an SNR in snr_db
+    snr_db: tuple[float, float] = (5.0, 30.0)
+    reverb: float = 0.0                      # share of clips with late reverberation (RT60 0.2-1.0 s)
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    patience: int = 6
+    min_epochs: int = 0                      # early stopping cannot end training before this
+    monitor: str = "val/ua"                  # checkpoint + early stopping metric (validation only)
+    checkpoint: str = "best"                 # "best" (by monitor, early stopping) or "last" (fixed budget)
+    seed: int = 0
+    bucketing: bool = True
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    precision: str = "32-true"
+    deterministic: bool = True
+    num_workers: int = 0
+    threads: int | None = None               # torch intra-op threads (default: torch's choice)
+    ema_decay: float = 0.0                   # >0: validate, checkpoint and export an EMA of the weights
+                                             # (and of BatchNorm statistics: see recalibrate_bn)
+    ema_half_life_epochs: float = 0.0        # >0: the same EMA, its horizon in epochs (a step's weight halves
+                                             # after this many epochs; the same on any corpus size); not with ema_decay
+    recalibrate_bn: bool = False             # recompute BatchNorm statistics of the kept weights on training clips
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs"
+    name: str = ""
+    folds: str = "1"                         # "all", "1", "1,3,5"
+    jobs: int = 1                            # folds trained side by side in this many processes
+    bootstrap: int = 1000
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "attn_crnn"})
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if kind is Any:
+        return value
+    if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, where) for v in value]
+        if origin is tuple and args and args[-1] is not Ellipsis and len(items) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(items)}")
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        inner = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, inner, f"{where}.{k}") for k, v in value.items()}
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not value.lstrip("-").isdigit()):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if kind is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if kind is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; valid keys: {', '.join(sorted(names))}")
+    values = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, value or {}, key)
+        else:
+            values[name] = _coerce(value, kind, key)
+    return cls(**values)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """The typed config of ``data``; unknown keys, wrong types and impossible values are a
+    :class:`ConfigError` (see :mod:`emorec.training.validate`)."""
+    from emorec.training.validate import validate_config
+
+    config = _build(TrainConfig, data or {}, "")
+    validate_config(config)
+    return config
+
+
+def _path_fields(config: TrainConfig) -> list[tuple[object, str]]:
+    """The (section, attribute) pairs that hold file paths."""
+    return [(config.data, "manifest"), (config.data, "cache"), (config.split, "file")]
+
+
+def resolve_paths(config: TrainConfig) -> TrainConfig:
+    """Make the config's relative file paths absolute against the current directory, so a run
+    folder's ``config.yaml`` works from anywhere."""
+    root = Path.cwd()
+    for section, name in _path_fields(config):
+        value = getattr(section, name)
+        if value and not Path(value).expanduser().is_absolute():
+            setattr(section, name, str((root / Path(value)).resolve()))
+        elif value:
+            setattr(section, name, str(Path(value).expanduser()))
+    return config
+
+
+def _merge(base: dict, overlay: dict) -> dict:
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("model", "features"):
+            out[key] = _merge(out[key], value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and out[key].get("name") == value.get("name", out[key].get("name")):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
+                extra: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML recipe (which may name a ``base:`` YAML to overlay), apply overrides.
+
+    ``overrides`` are ``section.key=value`` strings (value parsed as YAML); ``extra`` is a
+    nested dict of already-typed values (the CLI's flags). Relative paths (``data.manifest``,
+    ``data.cache``, ``split.file``) are resolved against the current directory.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(Path(path))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        dotted, raw = item.split("=", 1)
+        node = data
+        keys = dotted.strip().split(".")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {key} is not a section")
+        try:
+            node[keys[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: {_yaml_problem(err)}") from None
+    if extra:
+        data = _merge(data, extra)
+    return resolve_paths(config_from_dict(data))
+
+
+def key_values(pairs: list[str], flag: str = "--set") -> dict[str, Any]:
+    """``["trim_floor_db=6", "deltas=true"]`` -> ``{"trim_floor_db": 6, "deltas": True}`` (values as YAML)."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE")
+        try:
+            settings[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{flag} {pair!r}: {_yaml_problem(err)}") from None
+    return settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: {_yaml_problem(err)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping")
+    base = data.pop("base", None)
+    if base:
+        data = _merge(_read_yaml((path.parent / base).resolve()), data)
+    return data
+
+
+def recipe_chain(path: str | os.PathLike) -> list[Path]:
+    """The recipe files ``path`` is built from, itself first, then its ``base:`` and that one's base."""
+    chain, path = [], Path(path)
+    while path.is_file() and path not in chain:
+        chain.append(path)
+        base = (yaml.safe_load(path.read_text()) or {}).get("base")
+        if not base:
+            break
+        path = (path.parent / base).resolve()
+    return chain
+
+
+def differences(new: dict[str, Any], old: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` wherever two config dicts differ."""
+    found = []
+    for key in sorted(set(new) | set(old), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += differences(b, a, f"{prefix}{key}.")
+        elif a != b:
+            found.append((f"{prefix}{key}", a, b))
+    return found
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """A run folder's ``config.yaml``, its file paths made to work from here.
+
+    Runs store absolute paths; older runs stored them relative to the directory training
+    started in, which ``run.json`` records (or, in runs older still, which ``run.dir`` implies).
+    A path that is missing where it was, as after copying a run back from another machine, is
+    looked for at the same place relative to the current directory.
+    """
+    import json
+
+    run_dir = Path(run_dir).absolute()
+    config = config_from_dict(_read_yaml(run_dir / "config.yaml"))
+    origins: list[Path] = []
+    try:
+        sessions = json.loads((run_dir / "run.json").read_text()).get("sessions", [])
+        origins += [Path(s["cwd"]) for s in sessions if s.get("cwd")]
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    run_parent = Path(os.path.normpath(config.run.dir)) if config.run.dir else None
+    if run_parent is not None and not run_parent.is_absolute():
+        depth = len([part for part in run_parent.parts if part not in (".", "")])
+        origins.append(run_dir.parents[depth] if depth < len(run_dir.parents) else run_dir.parent)
+    for section, name in _path_fields(config):
+        value = getattr(section, name)
+        if value:
+            setattr(section, name, str(_locate(Path(value).expanduser(), origins)))
+    return config
+
+
+def _locate(path: Path, origins: list[Path]) -> Path:
+    if path.is_absolute():
+        if path.exists():
+            return path
+        moved = [Path.cwd() / path.relative_to(o) for o in origins if path.is_relative_to(o)]
+        return next((p for p in moved if p.exists()), path)
+    candidates = [o / path for o in origins] + [Path.cwd() / path]
+    return next((p for p in candidates if p.exists()), candidates[0]).resolve()
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``not valid YAML at line L, column C: PROBLEM`` (1-based, as editors count)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {problem}"
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
+    from emorec.atomic import write_text
+
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
