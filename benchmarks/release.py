@@ -28,6 +28,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from emorec.model_files import ModelMeta
+
 from common import REPO, RESULTS, WORK, command_line, recipe_of
 
 LICENCES = {
@@ -160,12 +162,12 @@ def rewrite_card(args: argparse.Namespace) -> None:
     shipped = Path(args.dest) / name
     if sha256(shipped / "model.safetensors") != record["weights_sha256"]:
         raise SystemExit(f"{shipped}: its weights are not the ones {args.out} records; retrain instead")
-    meta = json.loads((shipped / "model.json").read_text())
+    meta = ModelMeta.read(shipped)
     front_end = set_front_end(meta, args.front_end, record.get("front_end_after_training"))
     if args.front_end:
         from emorec.atomic import write_json
 
-        (shipped / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        meta.write(shipped)
         record["front_end_after_training"] = front_end
         record["front_end_command"] = command_line()
         write_json(Path(args.out), record)
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     run_dir = train(config)
     fold = run_dir / "fold_1"
-    meta = json.loads((fold / "model.json").read_text())
+    meta = ModelMeta.read(fold)
     split = load_splits(run_dir / "splits.json")[0]
     clips = {c.clip_id: c for c in read_manifest(manifest)}
     counts: dict[str, dict] = defaultdict(lambda: {"clips": 0, "speakers": set()})
@@ -261,9 +263,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parameters = sum(int(t.size) for t in load_file(str(staging / "model.safetensors")).values())
     front_end = set_front_end(meta, args.front_end)
-    meta |= {"model_id": name, "recipe": Path(args.config).name, "val_speakers": list(split.val_speakers), "parameters": parameters,
-             "weights_sha256": digest, "trained": trained}
-    (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    meta.update({"model_id": name, "recipe": Path(args.config).name, "val_speakers": list(split.val_speakers), "parameters": parameters,
+                 "weights_sha256": digest, "trained": trained})
+    meta.write(staging)
     card = model_card(name=name, meta=meta, counts=counts, digest=digest, recipe=Path(args.config).name,
                       command=command_line(), cv=[Path(p) for p in args.cv],
                       crosscorpus=Path(args.crosscorpus) if args.crosscorpus else None, trained=trained,

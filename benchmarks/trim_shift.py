@@ -43,9 +43,11 @@ def model_copy(name: str, to_sample: bool, where: Path) -> Path:
 
     copy = where / f"{name}-{'sample' if to_sample else 'grid'}"
     shutil.copytree(released_model_dir(name), copy)
-    meta = json.loads((copy / "model.json").read_text())
-    meta["features"]["audio"]["trim_to_sample"] = to_sample
-    (copy / "model.json").write_text(json.dumps(meta, indent=2))
+    from emorec.model_files import ModelMeta
+
+    meta = ModelMeta.read(copy)
+    meta.features["audio"]["trim_to_sample"] = to_sample
+    meta.write(copy)
     return copy
 
 

@@ -598,8 +598,7 @@ def serve(
 @app.command()
 def models() -> None:
     """Released models (ready to use) and every registered architecture: name, modalities, parameters, seed."""
-    import json
-
+    from emorec.model_files import ModelMeta
     from emorec.models.registry import describe_models
     from emorec.released import DEFAULT, released_model_dir, released_models
 
@@ -607,7 +606,7 @@ def models() -> None:
     for col in ("name", "classes", "architecture", "recipe", "weights sha256"):
         released.add_column(col)
     for name in released_models():
-        meta = json.loads((released_model_dir(name) / "model.json").read_text())
+        meta = ModelMeta.read(released_model_dir(name))
         released.add_row(name + (" (default)" if name == DEFAULT else ""), ", ".join(meta["class_names"]), meta["model"],
                          meta.get("recipe", ""), (meta.get("weights_sha256") or "")[:16])
     if released_models():

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from emorec.errors import EmorecError
+from emorec.model_files import ModelMeta
 from emorec.training.config import TrainConfig, load_config
 
 METRICS = ("ua", "wa", "macro_f1")
@@ -79,7 +80,7 @@ def read_fold(fold_dir: Path) -> dict[str, Any]:
     """Validation metrics at the selected epoch and test metrics of one trained fold."""
     from emorec.epochs import read_epoch_metrics
 
-    meta = json.loads((fold_dir / "model.json").read_text())
+    meta = ModelMeta.read(fold_dir)
     report_path = fold_dir / "report" / "report.json"
     if not report_path.is_file():
         raise EmorecError(f"{fold_dir}: no test report (report/report.json)")
@@ -115,9 +116,9 @@ def collect(run_dir: Path, label: str, config_path: str) -> ModelResult:
     fold_dirs = trained_fold_dirs(run_dir)
     folds = [read_fold(d) for d in fold_dirs]
     model = Predictor.load(fold_dirs[0]).model
-    meta = json.loads((fold_dirs[0] / "model.json").read_text())
+    meta = ModelMeta.read(fold_dirs[0])
     return ModelResult(
-        label=label, config=config_path, model=str(meta.get("model")), run_dir=str(run_dir),
+        label=label, config=config_path, model=meta.model, run_dir=str(run_dir),
         parameters=sum(p.numel() for p in model.parameters()),
         val={m: _mean([f["val"][m] for f in folds]) for m in METRICS},
         test={m: _mean([f["test"][m] for f in folds]) for m in METRICS},

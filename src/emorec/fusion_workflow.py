@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 from emorec.errors import BadInputError, ConfigError, EmorecError, LeakageError
 from emorec.features.base import FeatureExtractor, register_extractor
 from emorec.manifest import Clip
+from emorec.model_files import ModelMeta
 from emorec.runs import fold_number
 
 __all__ = ["EmbeddingExtractor", "FuseResult", "check_same_split", "fuse", "model_fingerprint"]
@@ -65,14 +65,14 @@ class EmbeddingExtractor(FeatureExtractor):
     parallel = False  # one model in one process; a forward pass per clip is cheap
 
     def __init__(self, *, model_dir: str, modality: str | None = None, cache: str | None = None):
-        from emorec.inference import MODEL_META, find_model_dir
+        from emorec.inference import find_model_dir
 
         try:
             found = find_model_dir(model_dir)
         except EmorecError as err:
             raise ConfigError(f"embed: {err}") from None
         self.model_dir = str(found)
-        self.meta = json.loads((found / MODEL_META).read_text())
+        self.meta = ModelMeta.read(found)
         inputs = sorted(self.meta.get("features", {}))
         if modality is None:
             if len(inputs) != 1:
@@ -175,7 +175,7 @@ class FuseResult:
 
 
 def _load_branch(path: str | os.PathLike, role: str) -> Branch:
-    from emorec.inference import MODEL_META, find_model_dir
+    from emorec.inference import find_model_dir
     from emorec.splits import load_splits
     from emorec.training.config import load_run_config
 
@@ -183,8 +183,8 @@ def _load_branch(path: str | os.PathLike, role: str) -> Branch:
     run_dir = fold_dir.parent
     if not fold_dir.name.startswith("fold_") or not (run_dir / "splits.json").is_file():
         raise EmorecError(f"{fold_dir}: not a fold of a training run (expected RUN/fold_K with RUN/splits.json)")
-    meta = json.loads((fold_dir / MODEL_META).read_text())
-    reads = sorted(meta.get("features", {}))
+    meta = ModelMeta.read(fold_dir)
+    reads = sorted(meta.features)
     if reads != [role]:
         raise EmorecError(f"{fold_dir}: the {role} model must read {role} features only; it reads {reads}")
     if meta.get("speaker_norm"):
@@ -246,14 +246,11 @@ def _summary_row(name: str, fold_dir: Path) -> dict[str, Any]:
 def _forget_init(fold_dir: Path) -> None:
     """The exported weights are complete: drop ``init_from`` from model.json so the model loads
     without the source runs."""
-    from emorec.atomic import write_json
-    from emorec.inference import MODEL_META
-
-    meta = json.loads((fold_dir / MODEL_META).read_text())
-    if meta.get("model_kwargs", {}).get("init_from"):
-        meta["initialised_from"] = meta["model_kwargs"]["init_from"]
-        meta["model_kwargs"]["init_from"] = None
-        write_json(fold_dir / MODEL_META, meta)
+    meta = ModelMeta.read(fold_dir)
+    if meta.model_kwargs.get("init_from"):
+        meta.record["initialised_from"] = meta.model_kwargs["init_from"]
+        meta.model_kwargs["init_from"] = None
+        meta.write(fold_dir)
 
 
 def fuse(

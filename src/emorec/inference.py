@@ -7,7 +7,6 @@ feature extractor configs and normalisation statistics.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,11 +17,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from emorec.atomic import publish, write_json
+from emorec.atomic import publish
 from emorec.data import Normalizer, missing_modality_frames, pad_collate
 from emorec.errors import BadInputError, EmorecError, SkippedFile
 from emorec.features.base import extractor_from_spec, split_frame_mask, validate_features
-from emorec.model_files import MODEL_META, MODEL_WEIGHTS, find_model_dir
+from emorec.model_files import MODEL_META, MODEL_WEIGHTS, ModelMeta, find_model_dir
 from emorec.models import create_model
 
 __all__ = ["MODEL_META", "MODEL_WEIGHTS", "EnsemblePredictor", "Predictor", "export_model", "find_model_dir"]
@@ -31,52 +30,45 @@ __all__ = ["MODEL_META", "MODEL_WEIGHTS", "EnsemblePredictor", "Predictor", "exp
 def export_model(module: Any, out_dir: Path, *, class_names: Sequence[str], feature_specs: dict[str, dict],
                  normalizers: dict[str, Normalizer], speaker_norm: bool = False, extra: dict | None = None) -> None:
     hp = module.hparams
-    meta = {
-        "format": 1,
-        "model": hp.model_name,
-        "model_kwargs": dict(hp.model_kwargs),
-        "num_classes": hp.num_classes,
-        "audio_dim": hp.audio_dim,
-        "video_dim": hp.video_dim,
-        "class_names": list(class_names),
-        "features": feature_specs,
-        "normalizers": {m: n.to_dict() for m, n in normalizers.items()},
-        "speaker_norm": speaker_norm,
-        **(extra or {}),
-    }
+    meta = ModelMeta.from_dict({
+        "model": hp.model_name, "model_kwargs": dict(hp.model_kwargs), "num_classes": hp.num_classes,
+        "audio_dim": hp.audio_dim, "video_dim": hp.video_dim, "class_names": list(class_names),
+        "features": feature_specs, "normalizers": {m: n.to_dict() for m, n in normalizers.items()},
+        "speaker_norm": speaker_norm, **(extra or {}),
+    })
     tmp = out_dir / f".{MODEL_WEIGHTS}.tmp"
     state = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
     save_file(state, str(tmp))
     publish(tmp, out_dir / MODEL_WEIGHTS)
-    write_json(out_dir / MODEL_META, meta)
+    meta.write(out_dir)
 
 
 @dataclass
 class Predictor:
     model: torch.nn.Module
-    meta: dict
+    meta: ModelMeta
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Predictor":
         model_dir = find_model_dir(path)
-        meta = json.loads((model_dir / MODEL_META).read_text())
-        model = create_model(meta["model"], num_classes=meta["num_classes"], audio_dim=meta["audio_dim"],
-                             video_dim=meta["video_dim"], **meta["model_kwargs"])
+        meta = ModelMeta.read(model_dir)
+        model = create_model(meta.model, num_classes=meta.num_classes, audio_dim=meta.audio_dim,
+                             video_dim=meta.video_dim, **meta.model_kwargs)
         model.load_state_dict(load_file(str(model_dir / MODEL_WEIGHTS)))
         model.eval()
         return cls(model=model, meta=meta)
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.meta["class_names"])
+        return list(self.meta.class_names)
 
     def normalizers(self) -> dict[str, Normalizer]:
-        return {m: Normalizer.from_dict(d) for m, d in self.meta.get("normalizers", {}).items()}
+        return {m: Normalizer.from_dict(d) for m, d in self.meta.normalizers.items()}
 
     @property
     def temperature(self) -> float:
         """The temperature scaling fitted on validation clips at export (1.0 for models without one)."""
-        return float((self.meta.get("calibration") or {}).get("temperature", 1.0))
+        return self.meta.temperature
 
     @torch.inference_mode()
     def predict_items(self, items: Sequence[dict], batch_size: int = 32) -> np.ndarray:

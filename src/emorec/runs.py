@@ -34,7 +34,7 @@ from typing import Any
 from emorec.atomic import write_json
 from emorec.epochs import number as _number
 from emorec.kept import kept_summary
-from emorec.model_files import MODEL_META
+from emorec.model_files import MODEL_META, ModelMeta
 
 MIN_STALL_SECONDS = 600.0
 RUN_STATUS = "run.json"
@@ -215,7 +215,7 @@ def fold_view(fold_dir: Path, *, now: float | None = None, this_host: str | None
     heartbeat = read_json(fold_dir / "heartbeat.json") or {}
     summary = read_json(fold_dir / "train_summary.json") or {}
     report = read_json(fold_dir / "report" / "report.json") or {}
-    meta = read_json(fold_dir / "model.json") or {}
+    meta = ModelMeta.read(fold_dir) if (fold_dir / MODEL_META).is_file() else {}
     view = FoldView(number, fold_dir, "not started", heartbeat=heartbeat, summary=summary, report=report, meta=meta,
                     keeps=str(meta.get("checkpoint") or keeps))
     if not heartbeat:
