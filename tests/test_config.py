@@ -66,3 +66,28 @@ def test_config_show_prints_the_resolved_recipe_and_what_differs_from_another(tm
     assert "child.yaml <- base.yaml" in resolved.stderr
     assert show(tmp_path / "child.yaml", "--against", tmp_path / "base.yaml").stdout.strip() == "augment.freq_shift: 3 -> 6"
     assert "the same settings" in show(tmp_path / "same.yaml", "--against", tmp_path / "base.yaml").stdout
+
+
+def test_every_declared_choice_and_range_is_checked_at_load():
+    """Validation is read from the fields themselves: any field declared with choices or a range
+    refuses a value outside them with an error naming the key."""
+    import dataclasses
+
+    from emorec.training.config import TrainConfig
+
+    checked = 0
+    for section in ("data", "split", "optim", "loss", "augment", "trainer", "run"):
+        for f in dataclasses.fields(getattr(TrainConfig(), section)):
+            if "choices" in f.metadata:
+                bad = "no-such-option"
+            elif "range" in f.metadata:
+                bounds = f.metadata["range"]
+                bad = bounds["low"] - 1 if bounds["low"] is not None else bounds["high"] + 1
+                if isinstance(f.default, tuple):
+                    bad = [bad] * len(f.default)
+            else:
+                continue
+            with pytest.raises(ConfigError, match=rf"^{section}\.{f.name}"):
+                config_from_dict({section: {f.name: bad}})
+            checked += 1
+    assert checked >= 40

@@ -17,6 +17,20 @@ from typing import Any
 import yaml
 
 from emorec.errors import ConfigError
+from emorec.labels import LABEL_POLICIES
+from emorec.training.fields import choice, ranged
+
+NORMALIZATIONS = ("global", "utterance", "level", "speaker", "none")  # utterance, level: inductive; speaker: not
+PACKS = ("float32", "float16", "none")
+SPLIT_SCHEMES = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus", "release")
+SCHEDULES = ("plateau", "cosine")
+LOSSES = ("ce", "focal")
+CLASS_WEIGHTS = ("none", "balanced")
+CHECKPOINTS = ("best", "last")
+MONITORS = ("val/loss", "val/acc", "val/ua", "val/macro_f1")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
+              "transformer-engine", "transformer-engine-float16")
 
 
 @dataclass
@@ -25,30 +39,31 @@ class DataConfig:
     cache: str = ".cache/emorec"
     features: dict[str, Any] = field(default_factory=lambda: {"name": "logmel"})
     video_features: dict[str, Any] | None = None
-    label_policy: str = "union"
+    label_policy: str = choice("union", LABEL_POLICIES)
     labels: list[str] | None = None          # explicit class list; default: from the training clips
-    normalization: str = "global"            # "global" | "utterance" | "level" (inductive) | "speaker" (transductive) | "none"
-    workers: int | None = None               # extraction processes (default: all cores)
+    normalization: str = choice("global", NORMALIZATIONS)
+    # extraction processes (default: all cores)
+    workers: int | None = ranged(None, low=0, what="0 (extract in this process) or more processes (or leave it out: all cores)")
     # corpus -> N: each training clip of that corpus is drawn N times per epoch (a smaller corpus oversampled
     # in a merged manifest, so it keeps its number of passes); validation and test clips are never repeated.
     corpus_repeats: dict[str, int] = field(default_factory=dict)
     # < 1: an epoch draws clips (with replacement) by corpus and speaker, each share ∝ its clip count ** this
     # (0: every corpus and every speaker in it alike; 1: the plain shuffle, every clip once): see
     # emorec.data.balanced_weights
-    balance_power: float = 1.0
-    epoch_draws: int = 0                     # clips drawn per epoch (0: as many as there are training clips)
+    balance_power: float = ranged(1.0, low=0, high=1)
+    epoch_draws: int = ranged(0, low=0, what="0 (as many as training clips) or more draws per epoch")
     # the features of the manifest's clips packed into shards read clip by clip (emorec.features.packed),
     # so a run's memory does not grow with its corpus; float16 halves the pack (log-mel dB values keep
     # about 0.03 dB); "none": every clip held in memory as before packs
-    pack: str = "float32"                    # "float32" | "float16" | "none"
+    pack: str = choice("float32", PACKS)
 
 
 @dataclass
 class SplitConfig:
-    scheme: str = "auto"                     # auto | ravdess6 | crema5 | speaker_kfold | stratified | cross_corpus | release
-    k: int = 5
-    val_speakers: int = 2
-    test_size: float = 0.2
+    scheme: str = choice("auto", SPLIT_SCHEMES)  # auto | ravdess6 | crema5 | speaker_kfold | stratified | cross_corpus | release
+    k: int = ranged(5, low=2, what="at least 2 folds")
+    val_speakers: int = ranged(2, low=1, what="at least 1 validation speaker")
+    test_size: float = ranged(0.2, low=0, high=1, low_open=True, high_open=True)
     seed: int = 0
     file: str = ""                           # a splits.json from `emorec split --out`: used exactly, scheme ignored
     train_only_corpora: tuple[str, ...] = ()  # corpora added whole to every fold's training side (never val/test)
@@ -57,70 +72,70 @@ class SplitConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    schedule: str = "plateau"                # "plateau" (ReduceLROnPlateau on val/loss) or "cosine"
-    lr_factor: float = 0.5                   # plateau: factor and patience
-    lr_patience: int = 2
-    warmup_epochs: int = 0                   # cosine: linear warm-up, then cosine decay to 0 at trainer.epochs
+    lr: float = ranged(1e-3, low=0, low_open=True, what="a learning rate > 0")
+    betas: tuple[float, float] = ranged((0.9, 0.999), low=0, high=1, high_open=True)
+    weight_decay: float = ranged(0.0, low=0)
+    schedule: str = choice("plateau", SCHEDULES)  # "plateau" (ReduceLROnPlateau on val/loss) or "cosine"
+    lr_factor: float = ranged(0.5, low=0, high=1, low_open=True, high_open=True)  # plateau: factor and patience
+    lr_patience: int = ranged(2, low=0)
+    warmup_epochs: int = ranged(0, low=0)    # past trainer.epochs: the rate only warms up; cosine: linear warm-up, then cosine decay to 0 at trainer.epochs
 
 
 @dataclass
 class LossConfig:
-    name: str = "ce"                         # "ce" or "focal"
-    gamma: float = 2.0
-    class_weights: str = "none"              # "none" or "balanced" (inverse frequency)
-    label_smoothing: float = 0.0
+    name: str = choice("ce", LOSSES)
+    gamma: float = ranged(2.0, low=0)         # focal loss
+    class_weights: str = choice("none", CLASS_WEIGHTS)  # "none" or "balanced" (inverse frequency)
+    label_smoothing: float = ranged(0.0, low=0, high=1, high_open=True)
     # Each training clip's softmax over only the classes its corpus has (union of corpora with different
     # label sets): a CREMA-D clip then never pushes calm or surprised down, so "sounds like RAVDESS" cannot
     # become evidence for RAVDESS-only classes.
     corpus_classes: bool = False
     # > 0: a corpus classifier on the embedding behind a gradient reversal, its loss weighted by this
     # (emorec.training.adversary): the encoder learns features that do not tell the training corpora apart
-    corpus_adversary: float = 0.0
+    corpus_adversary: float = ranged(0.0, low=0)
 
 
 @dataclass
 class AugmentConfig:
     enabled: bool = True
-    noise: float = 0.0                       # Gaussian sigma added to (normalised) features
-    mixup: float = 0.0                       # MixUp alpha; 0 disables
-    spec_time_masks: int = 0                 # SpecAugment-style masks per clip (train only)
-    spec_freq_masks: int = 0
-    spec_time_width: int = 20
-    spec_freq_width: int = 8
-    freq_shift: int = 0                      # max feature-bin shift per clip (VTLP-like, audio only)
-    time_stretch: float = 0.0                # max relative speed change per batch (0.1 = +-10%)
-    modality_dropout: float = 0.0            # share of AV clips trained with one modality removed
+    noise: float = ranged(0.0, low=0)        # Gaussian sigma added to (normalised) features
+    mixup: float = ranged(0.0, low=0)        # MixUp alpha; 0 disables
+    spec_time_masks: int = ranged(0, low=0)  # SpecAugment-style masks per clip (train only)
+    spec_freq_masks: int = ranged(0, low=0)
+    spec_time_width: int = ranged(20, low=1)
+    spec_freq_width: int = ranged(8, low=1)
+    freq_shift: int = ranged(0, low=0)       # max feature-bin shift per clip (VTLP-like, audio only)
+    time_stretch: float = ranged(0.0, low=0, high=1, high_open=True)  # max relative speed change per batch (0.1 = +-10%)
+    modality_dropout: float = ranged(0.0, low=0, high=1)  # share of AV clips trained with one modality removed
     # Recording conditions simulated on log-mel features before normalisation (features/conditions.py):
-    gain_db: float = 0.0                     # gain uniform in +-gain_db dB on every clip
-    band_limit: float = 0.0                  # share of clips through a random telephone-like band (~300-3400 Hz)
-    additive_noise: float = 0.0              # share of clips with white/pink/brown noise at an SNR in snr_db
+    gain_db: float = ranged(0.0, low=0)      # gain uniform in +-gain_db dB on every clip
+    band_limit: float = ranged(0.0, low=0, high=1)  # share of clips through a random telephone-like band (~300-3400 Hz)
+    additive_noise: float = ranged(0.0, low=0, high=1)  # share of clips with white/pink/brown noise at an SNR in snr_db
     snr_db: tuple[float, float] = (5.0, 30.0)
-    reverb: float = 0.0                      # share of clips with late reverberation (RT60 0.2-1.0 s)
+    reverb: float = ranged(0.0, low=0, high=1)  # share of clips with late reverberation (RT60 0.2-1.0 s)
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 30
-    batch_size: int = 32
-    patience: int = 6
+    epochs: int = ranged(30, low=1, what="at least 1 epoch")
+    batch_size: int = ranged(32, low=1, what="at least 1 clip per batch")
+    patience: int = ranged(6, low=1, what="at least 1 epoch")
     min_epochs: int = 0                      # early stopping cannot end training before this
-    monitor: str = "val/ua"                  # checkpoint + early stopping metric (validation only)
-    checkpoint: str = "best"                 # "best" (by monitor, early stopping) or "last" (fixed budget)
+    monitor: str = choice("val/ua", MONITORS)  # checkpoint + early stopping metric (validation only)
+    checkpoint: str = choice("best", CHECKPOINTS)  # "best" (by monitor, early stopping) or "last" (fixed budget)
     seed: int = 0
     bucketing: bool = True
-    accelerator: str = "auto"
-    devices: int | str = 1
-    num_nodes: int = 1
-    precision: str = "32-true"
+    accelerator: str = choice("auto", ACCELERATORS)
+    devices: int | str = 1                   # a count (-1: all), "auto" or a list like "0,1"
+    num_nodes: int = ranged(1, low=1, what="at least 1 machine")
+    precision: str = choice("32-true", PRECISIONS)
     deterministic: bool = True
-    num_workers: int = 0
-    threads: int | None = None               # torch intra-op threads (default: torch's choice)
-    ema_decay: float = 0.0                   # >0: validate, checkpoint and export an EMA of the weights
+    num_workers: int = ranged(0, low=0)
+    threads: int | None = ranged(None, low=1, what="at least 1 thread (or leave it out)")  # torch intra-op threads (default: torch's choice)
+    ema_decay: float = ranged(0.0, low=0, high=1, high_open=True, what="0 (off) or a decay in (0, 1)")  # >0: validate, checkpoint and export an EMA of the weights
                                              # (and of BatchNorm statistics: see recalibrate_bn)
-    ema_half_life_epochs: float = 0.0        # >0: the same EMA, its horizon in epochs (a step's weight halves
+    ema_half_life_epochs: float = ranged(0.0, low=0, what="0 (off) or a half-life in epochs > 0")  # >0: the same EMA, its horizon in epochs (a step's weight halves
                                              # after this many epochs; the same on any corpus size); not with ema_decay
     recalibrate_bn: bool = False             # recompute BatchNorm statistics of the kept weights on training clips
 
@@ -130,8 +145,8 @@ class RunConfig:
     dir: str = "runs"
     name: str = ""
     folds: str = "1"                         # "all", "1", "1,3,5"
-    jobs: int = 1                            # folds trained side by side in this many processes
-    bootstrap: int = 1000
+    jobs: int = ranged(1, low=1, what="at least 1 process")  # folds trained side by side in this many processes
+    bootstrap: int = ranged(1000, low=0)
 
 
 @dataclass
