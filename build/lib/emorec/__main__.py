@@ -1,3 +1,0 @@
-from emorec.cli import main
-
-main()

@@ -1,1 +1,0 @@
-"""``emorec serve``: an HTTP API and a web page over a released, trained or ONNX model."""

@@ -1,1 +1,0 @@
-"""Training: typed config, LightningModule, losses, augmentation, the run driver."""
