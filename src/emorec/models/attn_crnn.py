@@ -22,7 +22,7 @@ from emorec.errors import ConfigError
 from emorec.layers import AdditiveAttention, MaskedConvBlock2d, apply_time_mask, run_rnn
 from emorec.models.registry import register_model
 
-__all__ = ["AttnCRNN", "attn_crnn"]
+__all__ = ["AttnCRNN"]
 
 AUTO_PROJECT_ABOVE = 128  # feature dims above this are projected (input_proj=None)
 AUTO_PROJECT_TO = 64
@@ -79,11 +79,19 @@ def run_conv_frontend(
     return x.permute(0, 2, 1, 3).reshape(b, t, c * f), mask  # (B, T', C*F'), (B, T')
 
 
+@register_model("attn_crnn", modalities=("audio",), seed="000",
+                summary="Conv blocks + packed BiGRU + masked Bahdanau attention (seed 000)")
 class AttnCRNN(nn.Module):
     """Conv blocks -> packed BiGRU -> masked additive attention -> dense -> logits.
 
     ``forward(batch)`` reads ``batch["audio"] [B x T x F]`` and ``batch["audio_mask"] Bool[B x T]``.
-    """
+
+    Attention CRNN (seed 000): conv blocks, packed BiGRU, masked additive attention, dense.
+
+    ``input_proj``: ``None`` projects features wider than 128 to 64 dims before the convs,
+    ``0`` never projects, ``n > 0`` always projects to ``n``. ``input_channels: 3`` reads features
+    made with ``deltas: true`` as 3 conv input channels (log-mel, delta, delta-delta).
+    ``video_dim`` is ignored."""
 
     def __init__(
         self,
@@ -134,37 +142,3 @@ class AttnCRNN(nn.Module):
         embedding, weights = self._encode(batch)
         logits = self.head(embedding)  # (B, C)
         return (logits, {"audio": weights}) if return_attention else logits
-
-
-@register_model("attn_crnn", modalities=("audio",), seed="000",
-                summary="Conv blocks + packed BiGRU + masked Bahdanau attention (seed 000)")
-def attn_crnn(
-    *,
-    num_classes: int,
-    audio_dim: int | None = None,
-    video_dim: int | None = None,
-    channels: tuple[int, ...] = (16, 32, 64),
-    time_pool: tuple[int, ...] = (2, 2, 2),
-    freq_pool: tuple[int, ...] = (2, 2, 2),
-    input_proj: int | None = None,
-    input_channels: int = 1,
-    gru_hidden: int = 128,
-    gru_layers: int = 1,
-    attention_dim: int = 128,
-    dense: int = 128,
-    dropout: float = 0.3,
-) -> AttnCRNN:
-    """Attention CRNN (seed 000): conv blocks, packed BiGRU, masked additive attention, dense.
-
-    ``input_proj``: ``None`` projects features wider than 128 to 64 dims before the convs,
-    ``0`` never projects, ``n > 0`` always projects to ``n``. ``input_channels: 3`` reads features
-    made with ``deltas: true`` as 3 conv input channels (log-mel, delta, delta-delta).
-    ``video_dim`` is ignored.
-    """
-    if audio_dim is None:
-        raise ConfigError("attn_crnn reads the audio modality: audio_dim is required")
-    return AttnCRNN(
-        num_classes=num_classes, audio_dim=audio_dim, channels=channels, time_pool=time_pool,
-        freq_pool=freq_pool, input_proj=input_proj, input_channels=input_channels, gru_hidden=gru_hidden,
-        gru_layers=gru_layers, attention_dim=attention_dim, dense=dense, dropout=dropout,
-    )

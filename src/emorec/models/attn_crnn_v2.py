@@ -35,7 +35,7 @@ from emorec.layers import (
 from emorec.models.attn_crnn import build_conv_frontend, run_conv_frontend
 from emorec.models.registry import register_model
 
-__all__ = ["AttnCRNNv2", "DenseBNGelu", "attn_crnn_v2"]
+__all__ = ["AttnCRNNv2", "DenseBNGelu"]
 
 POOLINGS = ("mean", "attention")
 CONV_ACTIVATIONS = ("relu", "gelu", "elu", "silu")
@@ -58,9 +58,15 @@ class DenseBNGelu(nn.Module):
         return self.dropout(self.act(self.norm(y, ones).squeeze(-1)))  # (B, D)
 
 
+@register_model("attn_crnn_v2", modalities=("audio",), seed="001",
+                summary="ATTN-CRNN v2: BiGRU with variational recurrent dropout, self-attention + LayerNorm, Dense/BN/GELU (seed 001)")
 class AttnCRNNv2(nn.Module):
     """Conv blocks -> BiGRU (variational recurrent dropout) -> self-attention + LayerNorm ->
-    masked pooling -> Dense/BN/GELU -> logits. Reads ``batch["audio"]`` and ``batch["audio_mask"]``."""
+    masked pooling -> Dense/BN/GELU -> logits. Reads ``batch["audio"]`` and ``batch["audio_mask"]``.
+
+    ATTN-CRNN v2 (seed 001). ``pooling``: ``"mean"`` (masked mean of the self-attention output)
+    or ``"attention"`` (masked additive attention, ``attention_dim``). ``conv_activation``: relu,
+    gelu, elu or silu. ``input_proj`` and ``input_channels`` as in ``attn_crnn``. ``video_dim`` is ignored."""
 
     def __init__(
         self,
@@ -137,37 +143,3 @@ def received_attention(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     ``[B x Tk]``: the mean over heads and real queries; sums to 1 over real frames, 0 on padding."""
     per_query = weights.mean(dim=1)  # (B, Tq, Tk)
     return masked_mean(per_query, mask, dim=1)  # (B, Tk)
-
-
-@register_model("attn_crnn_v2", modalities=("audio",), seed="001",
-                summary="ATTN-CRNN v2: BiGRU with variational recurrent dropout, self-attention + LayerNorm, Dense/BN/GELU (seed 001)")
-def attn_crnn_v2(
-    *,
-    num_classes: int,
-    audio_dim: int | None = None,
-    video_dim: int | None = None,
-    channels: tuple[int, ...] = (16, 32, 64),
-    time_pool: tuple[int, ...] = (2, 2, 2),
-    freq_pool: tuple[int, ...] = (2, 2, 2),
-    conv_activation: str = "relu",
-    input_proj: int | None = None,
-    input_channels: int = 1,
-    gru_hidden: int = 128,
-    recurrent_dropout: float = 0.3,
-    attention_heads: int = 4,
-    pooling: str = "mean",
-    attention_dim: int = 128,
-    dense: int = 256,
-    dropout: float = 0.3,
-) -> AttnCRNNv2:
-    """ATTN-CRNN v2 (seed 001). ``pooling``: ``"mean"`` (masked mean of the self-attention output)
-    or ``"attention"`` (masked additive attention, ``attention_dim``). ``conv_activation``: relu,
-    gelu, elu or silu. ``input_proj`` and ``input_channels`` as in ``attn_crnn``. ``video_dim`` is ignored."""
-    if audio_dim is None:
-        raise ConfigError("attn_crnn_v2 reads the audio modality: audio_dim is required")
-    return AttnCRNNv2(
-        num_classes=num_classes, audio_dim=audio_dim, channels=channels, time_pool=time_pool, freq_pool=freq_pool,
-        conv_activation=conv_activation, input_proj=input_proj, input_channels=input_channels, gru_hidden=gru_hidden,
-        recurrent_dropout=recurrent_dropout, attention_heads=attention_heads, pooling=pooling,
-        attention_dim=attention_dim, dense=dense, dropout=dropout,
-    )

@@ -32,7 +32,7 @@ from emorec.errors import ConfigError
 from emorec.layers import AdditiveAttention, masked_max_pool, run_rnn
 from emorec.models.registry import register_model
 
-__all__ = ["BiLSTMAttention", "BiLSTMBranch", "bilstm_attention"]
+__all__ = ["BiLSTMAttention", "BiLSTMBranch"]
 
 MODALITIES = ("audio", "video")
 
@@ -73,11 +73,17 @@ class BiLSTMBranch(nn.Module):
         return self.attention(h, mask)  # (B, 2H), (B, T)
 
 
+@register_model("bilstm_attention", modalities=("audio", "video"), seed="002",
+                summary="BiLSTM + masked attention per modality, audio / video / audio-visual (seed 002)")
 class BiLSTMAttention(nn.Module):
     """Per-modality BiLSTM + attention branches, concatenated -> dense -> logits.
 
     ``placeholders[m]`` is the learned embedding used when modality ``m`` is missing.
-    """
+
+    BiLSTM attention (seed 002). A branch exists for each of ``modalities`` whose features the
+    data has; a missing modality at run time uses a learned placeholder embedding.
+    ``audio_time_pool > 1`` max-pools the audio frames (masked) before the LSTMs, for long inputs
+    such as 100 fps log-mel (1 = none, as the seed)."""
 
     def __init__(
         self,
@@ -152,30 +158,3 @@ class BiLSTMAttention(nn.Module):
         embedding, weights = self._encode(batch)
         logits = self.head(embedding)
         return (logits, weights) if return_attention else logits
-
-
-@register_model("bilstm_attention", modalities=("audio", "video"), seed="002",
-                summary="BiLSTM + masked attention per modality, audio / video / audio-visual (seed 002)")
-def bilstm_attention(
-    *,
-    num_classes: int,
-    audio_dim: int | None = None,
-    video_dim: int | None = None,
-    modalities: tuple[str, ...] = MODALITIES,
-    audio_hidden: tuple[int, ...] = (128, 64),
-    video_hidden: tuple[int, ...] = (256, 128),
-    audio_time_pool: int = 1,
-    attention_dim: int = 128,
-    dense: int = 128,
-    dropout: float = 0.3,
-) -> BiLSTMAttention:
-    """BiLSTM attention (seed 002). A branch exists for each of ``modalities`` whose features the
-    data has; a missing modality at run time uses a learned placeholder embedding.
-    ``audio_time_pool > 1`` max-pools the audio frames (masked) before the LSTMs, for long inputs
-    such as 100 fps log-mel (1 = none, as the seed)."""
-    return BiLSTMAttention(
-        num_classes=num_classes, audio_dim=audio_dim, video_dim=video_dim, modalities=tuple(modalities),
-        audio_hidden=tuple(audio_hidden), video_hidden=tuple(video_hidden), audio_time_pool=audio_time_pool,
-        attention_dim=attention_dim,
-        dense=dense, dropout=dropout,
-    )

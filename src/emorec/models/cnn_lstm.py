@@ -24,7 +24,7 @@ from emorec.errors import ConfigError
 from emorec.layers import apply_time_mask, masked_max_pool, masked_mean, masked_std, run_rnn
 from emorec.models.registry import register_model
 
-__all__ = ["CNNLSTM", "CNNPooling", "TimeDistributedMLP", "cnn_lstm", "cnn_pooling"]
+__all__ = ["CNNLSTM", "CNNPooling", "TimeDistributedMLP"]
 
 
 class TimeDistributedMLP(nn.Module):
@@ -54,12 +54,20 @@ def _check(name: str, audio_dim: int | None, num_classes: int, **sizes: tuple[in
             raise ConfigError(f"{name}: {key} must hold positive sizes, got {list(value)}")
 
 
+@register_model("cnn_lstm", modalities=("audio",), seed="003",
+                summary="Time-distributed dense layers + packed BiLSTMs over (CNN) features (seed 003)")
 class CNNLSTM(nn.Module):
-    """Time-distributed dense layers -> stacked packed BiLSTMs -> last states -> dense -> logits."""
+    """Time-distributed dense layers -> stacked packed BiLSTMs -> last states -> dense -> logits.
+
+    CNN-LSTM (seed 003): ``frame_dims`` time-distributed dense layers, optional masked max
+    pooling over ``time_pool`` frames (for long inputs such as 100 fps log-mel; the seed's CNN
+    features needed none), then BiLSTMs of ``lstm_hidden`` units, then a ``dense`` layer.
+    ``video_dim`` is ignored."""
 
     def __init__(self, *, num_classes: int, audio_dim: int, frame_dims: tuple[int, ...] = (256,),
                  time_pool: int = 1, lstm_hidden: tuple[int, ...] = (128, 64), dense: int = 128, dropout: float = 0.3):
         super().__init__()
+        _check("cnn_lstm", audio_dim, num_classes, frame_dims=frame_dims, lstm_hidden=lstm_hidden)
         if not lstm_hidden:
             raise ConfigError("cnn_lstm: lstm_hidden needs at least one LSTM size")
         if time_pool < 1:
@@ -93,12 +101,18 @@ class CNNLSTM(nn.Module):
         return self.head(self.embed(batch))  # (B, C)
 
 
+@register_model("cnn_pooling", modalities=("audio",), seed="003",
+                summary="Masked global average pooling + dense layers (seed 003)")
 class CNNPooling(nn.Module):
-    """(Time-distributed dense) -> masked global average pooling -> dense layers -> logits."""
+    """(Time-distributed dense) -> masked global average pooling -> dense layers -> logits.
+
+    Global pooling (seed 003): optional ``frame_dims`` time-distributed layers, masked mean
+    (``pooling="mean_std"`` adds the std) over real frames, then ``dense`` layers."""
 
     def __init__(self, *, num_classes: int, audio_dim: int, frame_dims: tuple[int, ...] = (),
                  pooling: str = "mean", dense: tuple[int, ...] = (256, 128), dropout: float = 0.3):
         super().__init__()
+        _check("cnn_pooling", audio_dim, num_classes, frame_dims=frame_dims, dense=dense)
         if pooling not in ("mean", "mean_std"):
             raise ConfigError(f"cnn_pooling: pooling must be 'mean' or 'mean_std', got {pooling!r}")
         if not dense:
@@ -125,44 +139,3 @@ class CNNPooling(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.embed(batch))  # (B, C)
-
-
-@register_model("cnn_lstm", modalities=("audio",), seed="003",
-                summary="Time-distributed dense layers + packed BiLSTMs over (CNN) features (seed 003)")
-def cnn_lstm(
-    *,
-    num_classes: int,
-    audio_dim: int | None = None,
-    video_dim: int | None = None,
-    frame_dims: tuple[int, ...] = (256,),
-    time_pool: int = 1,
-    lstm_hidden: tuple[int, ...] = (128, 64),
-    dense: int = 128,
-    dropout: float = 0.3,
-) -> CNNLSTM:
-    """CNN-LSTM (seed 003): ``frame_dims`` time-distributed dense layers, optional masked max
-    pooling over ``time_pool`` frames (for long inputs such as 100 fps log-mel; the seed's CNN
-    features needed none), then BiLSTMs of ``lstm_hidden`` units, then a ``dense`` layer.
-    ``video_dim`` is ignored."""
-    _check("cnn_lstm", audio_dim, num_classes, frame_dims=frame_dims, lstm_hidden=lstm_hidden)
-    return CNNLSTM(num_classes=num_classes, audio_dim=audio_dim, frame_dims=tuple(frame_dims), time_pool=time_pool,
-                   lstm_hidden=tuple(lstm_hidden), dense=dense, dropout=dropout)
-
-
-@register_model("cnn_pooling", modalities=("audio",), seed="003",
-                summary="Masked global average pooling + dense layers (seed 003)")
-def cnn_pooling(
-    *,
-    num_classes: int,
-    audio_dim: int | None = None,
-    video_dim: int | None = None,
-    frame_dims: tuple[int, ...] = (),
-    pooling: str = "mean",
-    dense: tuple[int, ...] = (256, 128),
-    dropout: float = 0.3,
-) -> CNNPooling:
-    """Global pooling (seed 003): optional ``frame_dims`` time-distributed layers, masked mean
-    (``pooling="mean_std"`` adds the std) over real frames, then ``dense`` layers."""
-    _check("cnn_pooling", audio_dim, num_classes, frame_dims=frame_dims, dense=dense)
-    return CNNPooling(num_classes=num_classes, audio_dim=audio_dim, frame_dims=tuple(frame_dims), pooling=pooling,
-                      dense=tuple(dense), dropout=dropout)

@@ -27,7 +27,7 @@ from emorec.errors import ConfigError
 from emorec.layers import masked_mean
 from emorec.models.registry import create_model, model_info, register_model
 
-__all__ = ["PRECOMPUTED", "EmbeddingFusion", "PrecomputedEmbedding", "embedding_fusion"]
+__all__ = ["PRECOMPUTED", "EmbeddingFusion", "PrecomputedEmbedding"]
 
 PRECOMPUTED = "precomputed"
 MODALITIES = ("audio", "video")
@@ -73,8 +73,15 @@ def _embed_dim(branch: nn.Module, modality: str, dim: int) -> int:
     return int(size)
 
 
+@register_model("embedding_fusion", modalities=("audio", "video"), seed="000",
+                summary="Fuses an audio and a video model's embeddings; cached-embedding classifier or end-to-end (seed 000)")
 class EmbeddingFusion(nn.Module):
-    """Audio branch + video branch embeddings -> fusion MLP -> logits (see the module doc)."""
+    """Audio branch + video branch embeddings -> fusion MLP -> logits (see the module doc).
+
+    Embedding fusion (seed 000 workflow). ``audio_model`` / ``video_model``: registered model
+    names (built with their ``*_kwargs`` on one modality each) or ``"precomputed"`` for cached
+    embeddings. ``init_from``: ``{"audio": DIR, "video": DIR, "fusion": DIR}`` trained model
+    directories to start from. ``freeze_branches`` trains only the fusion head."""
 
     def __init__(
         self,
@@ -82,9 +89,9 @@ class EmbeddingFusion(nn.Module):
         num_classes: int,
         audio_dim: int,
         video_dim: int,
-        audio_model: str,
+        audio_model: str = "attn_crnn",
         audio_kwargs: dict[str, Any] | None = None,
-        video_model: str,
+        video_model: str = "bilstm_attention",
         video_kwargs: dict[str, Any] | None = None,
         fusion_hidden: int = 128,
         dropout: float = 0.3,
@@ -199,32 +206,3 @@ class EmbeddingFusion(nn.Module):
                 for key, w in weights.items():
                     attention[key if key not in attention else f"{m}.{key}"] = w
         return logits, attention
-
-
-@register_model("embedding_fusion", modalities=("audio", "video"), seed="000",
-                summary="Fuses an audio and a video model's embeddings; cached-embedding classifier or end-to-end (seed 000)")
-def embedding_fusion(
-    *,
-    num_classes: int,
-    audio_dim: int | None = None,
-    video_dim: int | None = None,
-    audio_model: str = "attn_crnn",
-    audio_kwargs: dict[str, Any] | None = None,
-    video_model: str = "bilstm_attention",
-    video_kwargs: dict[str, Any] | None = None,
-    fusion_hidden: int = 128,
-    dropout: float = 0.3,
-    freeze_branches: bool = False,
-    init_from: dict[str, str] | None = None,
-) -> EmbeddingFusion:
-    """Embedding fusion (seed 000 workflow). ``audio_model`` / ``video_model``: registered model
-    names (built with their ``*_kwargs`` on one modality each) or ``"precomputed"`` for cached
-    embeddings. ``init_from``: ``{"audio": DIR, "video": DIR, "fusion": DIR}`` trained model
-    directories to start from. ``freeze_branches`` trains only the fusion head."""
-    if audio_dim is None or video_dim is None:
-        raise ConfigError("embedding_fusion needs audio and video features (data.features and data.video_features)")
-    return EmbeddingFusion(
-        num_classes=num_classes, audio_dim=audio_dim, video_dim=video_dim, audio_model=audio_model,
-        audio_kwargs=audio_kwargs, video_model=video_model, video_kwargs=video_kwargs, fusion_hidden=fusion_hidden,
-        dropout=dropout, freeze_branches=freeze_branches, init_from=init_from,
-    )

@@ -38,7 +38,7 @@ from emorec.layers import (
 )
 from emorec.models.registry import register_model
 
-__all__ = ["HybridTCN", "hybrid_tcn"]
+__all__ = ["HybridTCN"]
 
 
 class AudioConvBranch(nn.Module):
@@ -77,8 +77,15 @@ class VideoTCNBranch(nn.Module):
         return self.self_attention(apply_time_mask(self.proj(h), mask), mask)  # (B, T, d)
 
 
+@register_model("hybrid_tcn", modalities=("audio", "video"), seed="004",
+                summary="Multi-scale Conv1D audio + dilated TCN/self-attention video + cross-modal attention (seed 004)")
 class HybridTCN(nn.Module):
-    """Conv1D audio branch + TCN/self-attention video branch + cross-modal attention + weighted fusion."""
+    """Conv1D audio branch + TCN/self-attention video branch + cross-modal attention + weighted fusion.
+
+    Hybrid Conv1D-TCN (seed 004). Audio: ``audio_blocks`` blocks of parallel Conv1D with
+    ``audio_kernels``, ``audio_channels`` each, max pool ``audio_pool``. Video: a TCN of
+    ``tcn_levels`` residual blocks with dilations 1, 2, 4, ... and self-attention. Either modality
+    may be absent (``*_dim=None``): the cross-modal attention is then skipped."""
 
     def __init__(
         self,
@@ -184,35 +191,3 @@ class HybridTCN(nn.Module):
         embedding, attention = self._encode(batch)
         logits = self.head(embedding)
         return (logits, attention) if return_attention else logits
-
-
-@register_model("hybrid_tcn", modalities=("audio", "video"), seed="004",
-                summary="Multi-scale Conv1D audio + dilated TCN/self-attention video + cross-modal attention (seed 004)")
-def hybrid_tcn(
-    *,
-    num_classes: int,
-    audio_dim: int | None = None,
-    video_dim: int | None = None,
-    audio_channels: int = 64,
-    audio_kernels: tuple[int, ...] = (3, 5),
-    audio_blocks: int = 2,
-    audio_pool: int = 2,
-    video_channels: int = 64,
-    tcn_levels: int = 4,
-    tcn_kernel: int = 3,
-    model_dim: int = 128,
-    heads: int = 4,
-    attention_dim: int = 64,
-    dense: int = 128,
-    dropout: float = 0.3,
-) -> HybridTCN:
-    """Hybrid Conv1D-TCN (seed 004). Audio: ``audio_blocks`` blocks of parallel Conv1D with
-    ``audio_kernels``, ``audio_channels`` each, max pool ``audio_pool``. Video: a TCN of
-    ``tcn_levels`` residual blocks with dilations 1, 2, 4, ... and self-attention. Either modality
-    may be absent (``*_dim=None``): the cross-modal attention is then skipped."""
-    return HybridTCN(
-        num_classes=num_classes, audio_dim=audio_dim, video_dim=video_dim, audio_channels=audio_channels,
-        audio_kernels=tuple(audio_kernels), audio_blocks=audio_blocks, audio_pool=audio_pool,
-        video_channels=video_channels, tcn_levels=tcn_levels, tcn_kernel=tcn_kernel, model_dim=model_dim,
-        heads=heads, attention_dim=attention_dim, dense=dense, dropout=dropout,
-    )

@@ -1,8 +1,10 @@
 """Model registry in the style of timm: ``@register_model``, ``create_model``, ``list_models``.
 
-Every registered factory takes the same keywords ``num_classes``, ``audio_dim`` and
-``video_dim`` (``None`` for a modality the model does not read) plus its own typed keyword
-arguments, which are the model's config schema.
+A registered model is its ``nn.Module`` class: ``num_classes``, the feature sizes of the
+modalities it reads (``audio_dim``, ``video_dim``) and its own typed keyword arguments, which
+are the model's config schema, written once in its ``__init__``. :func:`create_model` passes a
+feature size only to a class that takes it, refuses ``None`` where the class needs a size, and
+gives tuple arguments from a YAML list as tuples.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from emorec.errors import ConfigError
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
-    factory: Callable[..., nn.Module]
+    factory: Callable[..., nn.Module]   # the model class (or any callable with its signature)
     modalities: tuple[str, ...]   # the batch keys the model can read: ("audio",), ("audio", "video"), ...
     seed: str                     # the seed document it comes from, e.g. "000"
     summary: str
 
 
 _MODELS: dict[str, ModelInfo] = {}
+DIMS = ("audio_dim", "video_dim")
 
 
 def register_model(
@@ -65,11 +68,7 @@ def model_info(name: str) -> ModelInfo:
 def model_arguments(name: str) -> dict[str, Any]:
     """The model-specific keyword arguments with their defaults (the config schema)."""
     params = inspect.signature(model_info(name).factory).parameters
-    return {
-        key: p.default
-        for key, p in params.items()
-        if key not in ("num_classes", "audio_dim", "video_dim") and p.kind == p.KEYWORD_ONLY
-    }
+    return {key: p.default for key, p in params.items() if key not in (*DIMS, "num_classes") and p.kind == p.KEYWORD_ONLY}
 
 
 def create_model(
@@ -79,7 +78,17 @@ def create_model(
     unknown = set(kwargs) - set(model_arguments(name))
     if unknown:
         raise ConfigError(f"model {name!r} has no argument(s) {sorted(unknown)}; it takes {sorted(model_arguments(name))}")
-    return info.factory(num_classes=num_classes, audio_dim=audio_dim, video_dim=video_dim, **kwargs)
+    params = inspect.signature(info.factory).parameters
+    given = {"audio_dim": audio_dim, "video_dim": video_dim}
+    for key, value in given.items():
+        if key in params and value is None and "None" not in str(params[key].annotation):
+            modality = key.removesuffix("_dim")
+            raise ConfigError(f"{name} reads the {modality} modality: {key} is required")
+    arguments = {k: v for k, v in given.items() if k in params}
+    for key, value in kwargs.items():  # YAML has lists only: a tuple-typed argument gets its tuple
+        is_tuple = str(params[key].annotation).startswith(("tuple", "Tuple"))
+        arguments[key] = tuple(value) if is_tuple and isinstance(value, list) else value
+    return info.factory(num_classes=num_classes, **arguments)
 
 
 def describe_models() -> list[dict[str, Any]]:
