@@ -93,7 +93,7 @@ LAYERS = [
                    "emorec.demo"]),
     ("evaluation", ["emorec.evaluation"]),
     ("training", ["emorec.training"]),
-    ("experiment", ["emorec.experiment", "emorec.training.config", "emorec.training.validate",
+    ("experiment", ["emorec.experiment", "emorec.training.config", "emorec.training.validate", "emorec.training.typed",
                     "emorec.training.fields"]),
     ("inference", ["emorec.inference", "emorec.predict", "emorec.api", "emorec.timeline", "emorec.timeline_files",
                    "emorec.onnx_export", "emorec.onnx_runtime", "emorec.long_input",
