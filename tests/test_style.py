@@ -12,7 +12,6 @@ REPO = Path(__file__).resolve().parents[1]
 LIMIT = 400
 #: modules still over the limit, each with how it will come under it; the list only shrinks
 OVER_LIMIT = {
-    "src/emorec/cli.py": "one module per command group",
     "src/emorec/splits.py": "the fixed fold tables and the split files in modules of their own",
 }
 

@@ -88,6 +88,16 @@ class ModelMeta(MutableMapping):
             raise EmorecError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
         return cls.from_dict(data)
 
+    @staticmethod
+    def peek(model_dir: str | os.PathLike) -> dict[str, Any]:
+        """The file's keys as they stand, ``{}`` when it is absent or unreadable: for views of runs in
+        progress (``emorec runs``, ``monitor``), which show what is there and never fail on it."""
+        try:
+            data = json.loads((Path(model_dir) / MODEL_META).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, **{k: getattr(self, k) for k in self.fields() if k != "format"}, **self.record}
 

@@ -215,7 +215,7 @@ def fold_view(fold_dir: Path, *, now: float | None = None, this_host: str | None
     heartbeat = read_json(fold_dir / "heartbeat.json") or {}
     summary = read_json(fold_dir / "train_summary.json") or {}
     report = read_json(fold_dir / "report" / "report.json") or {}
-    meta = ModelMeta.read(fold_dir) if (fold_dir / MODEL_META).is_file() else {}
+    meta = ModelMeta.peek(fold_dir)
     view = FoldView(number, fold_dir, "not started", heartbeat=heartbeat, summary=summary, report=report, meta=meta,
                     keeps=str(meta.get("checkpoint") or keeps))
     if not heartbeat:
