@@ -149,9 +149,45 @@ def fold_ci(result: dict) -> tuple[float, float]:
     return scores.mean() - half, scores.mean() + half
 
 
+def pack_study(path: Path) -> bool:
+    """A run of the float16 / float32 feature-pack comparison (``..._pack16_...``, ``..._pack32_...``): a
+    side study on some folds, shown in its own section, never among the recipe's seeds."""
+    return "_pack16" in path.name or "_pack32" in path.name
+
+
+def pack_section() -> str | None:
+    """Training memory over a large made corpus, and float16 against float32 packs on the headline recipe."""
+    lines = []
+    path = RESULTS / "store_memory.json"
+    if path.is_file():
+        m = json.loads(path.read_text())
+        lines += [f"Peak resident memory of `emorec train` (one epoch of {m['epoch_draws']} draws, "
+                  f"`{m['recipe']}`) over {m['clips']} made clips of {m['speakers']} speakers whose features "
+                  f"({m['features_float32_mib'] / 1024:.1f} GiB as float32) are cached; target "
+                  f"{m['target_mib'] / 1024:.0f} GiB.", "", "| `data.pack` | peak RSS | wall time |", "|---|---:|---:|"]
+        lines += [f"| {r['pack']} | {r['peak_rss_mib'] / 1024:.2f} GiB | {r['seconds']:.0f} s |" for r in m["runs"]]
+        lines += ["", f"Command: `{m['command']}`", ""]
+    pairs = sorted(RESULTS.glob("*_pack32*.json"))
+    for wide in pairs:
+        half = wide.with_name(wide.name.replace("_pack32", "_pack16"))
+        if not half.is_file():
+            continue
+        a, b = json.loads(wide.read_text()), json.loads(half.read_text())
+        lines += [f"Float16 against float32 packs, the same recipe and seed ({a['command'].split('--config ')[1].split()[0]}), "
+                  f"folds {', '.join(str(f['fold']) for f in a['folds'])}:", "",
+                  "| fold | float32 validation UA | float16 validation UA | float32 test UA | float16 test UA |",
+                  "|---|---:|---:|---:|---:|"]
+        for fa, fb in zip(a["folds"], b["folds"]):
+            lines.append(f"| {fa['fold']} | {fmt(fa['val_best'])} | {fmt(fb['val_best'])} | {fmt(fa['ua'])} | {fmt(fb['ua'])} |")
+        lines += [f"| mean | {fmt(a['mean_val_best'])} | {fmt(b['mean_val_best'])} | {fmt(a['mean_ua'])} | "
+                  f"{fmt(b['mean_ua'])} |", "", f"Commands: `{a['command']}`; `{b['command']}`", ""]
+    return "## Feature packs: memory and float16\n\n" + "\n".join(lines) if lines else None
+
+
 def best_single_run_by_validation() -> Path:
     """The single cross-validated run (not an ensemble, inductive) with the best mean validation UA."""
-    runs = [p for p in RESULTS.glob("ravdess_6fold_*.json") if "ensemble" not in p.name and "baseline" not in p.name]
+    runs = [p for p in RESULTS.glob("ravdess_6fold_*.json")
+            if "ensemble" not in p.name and "baseline" not in p.name and not pack_study(p)]
     scored = []
     for path in runs:
         result = json.loads(path.read_text())
@@ -619,7 +655,8 @@ def main() -> None:
                      "they were trained, beside the seeds recalibrated after the fact.\n\n"
                      + recipe_pairs_section({"EMA, recalibrated after training by `bn_recalibration.py` (seeds 0-2)": recalibrated,
                                              "EMA + `trainer.recalibrate_bn` (new seeds)": built_in}))
-    variants = {v: sorted((p for p in RESULTS.glob(f"ravdess_6fold_v2_ema_bn_{v}_seed*.json") if p.name != SPEED_CHECK[1]),
+    variants = {v: sorted((p for p in RESULTS.glob(f"ravdess_6fold_v2_ema_bn_{v}_seed*.json")
+                           if p.name != SPEED_CHECK[1] and not pack_study(p)),
                           key=seed_of) for v in ("deltas", "attnpool")}
     if any(variants.values()):
         parts.append("## One-change variants of the recalibrated EMA recipe\n\n"
@@ -663,7 +700,7 @@ def main() -> None:
                           *((p.name, f"ATTN-CRNN v2 with an EMA of its weights and `trainer.recalibrate_bn`, seed {seed_of(p)}"
                              + "".join(label for tag, label in VARIANT_LABELS.items() if f"_{tag}_" in p.name))
                             for p in sorted((p for p in RESULTS.glob("ravdess_6fold_v2_ema_bn_*seed*.json")
-                                             if p.name != SPEED_CHECK[1]), key=by_recipe_then_seed)),
+                                             if p.name != SPEED_CHECK[1] and not pack_study(p)), key=by_recipe_then_seed)),
                           ("ravdess_6fold_baseline.json", "Classical baseline"),
                           ("ravdess_6fold_speaker_norm.json", "Attention CRNN with per-speaker normalisation (transductive)")):
         path = RESULTS / name
@@ -735,6 +772,9 @@ def main() -> None:
                  f"| peak memory (RSS) | {t['peak_rss_mb']:.0f} MB |",
                  f"| load average before / after (other jobs depress absolute rates) | {' / '.join(map(str, t.get('load_average_before_after', [])))} |", "", f"Command: `{t['command']}`", ""]
         parts.append("\n".join(rows))
+    packs = pack_section()
+    if packs:
+        parts.append(packs)
     path = RESULTS / "ddp.json"
     if path.is_file():
         d = json.loads(path.read_text())
