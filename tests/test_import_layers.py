@@ -101,7 +101,7 @@ LAYERS = [
     ("models", ["emorec.models", "emorec.layers"]),
     ("data", ["emorec.data"]),
     ("features", ["emorec.features"]),
-    ("corpora", ["emorec.corpora", "emorec.splits"]),
+    ("corpora", ["emorec.corpora", "emorec.splits", "emorec.leakage", "emorec.standard_folds"]),
     ("media", ["emorec.media", "emorec.video", "emorec.silence", "emorec.conditions"]),
     ("base", ["emorec.errors", "emorec.atomic", "emorec.labels", "emorec.manifest", "emorec.model_files",
               "emorec.epochs", "emorec.kept", "emorec.runs", "emorec.monitor", "emorec.evaluation.metrics",

@@ -12,9 +12,16 @@ from emorec.corpora import prepare_corpus
 from emorec.errors import ConfigError, EmorecError, LeakageError
 from emorec.manifest import Clip
 from emorec.splits import (
-    CREMA_D_FOLDS, RAVDESS_FOLDS, Split, check_leakage, crema_d_folds_from_demographics, load_splits, make_splits,
-    min_speakers, save_splits,
+    CREMA_D_FOLDS,
+    RAVDESS_FOLDS,
+    Split,
+    check_leakage,
+    load_splits,
+    make_splits,
+    min_speakers,
+    save_splits,
 )
+from emorec.standard_folds import crema_d_folds_from_demographics
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 

@@ -32,32 +32,17 @@ from typing import Any
 import numpy as np
 
 from emorec.atomic import write_json
-from emorec.errors import ConfigError, EmorecError, LeakageError
+from emorec.errors import ConfigError, EmorecError
+from emorec.leakage import check_leakage
 from emorec.manifest import Clip
+from emorec.standard_folds import (
+    CREMA_D_ACTORS,
+    CREMA_D_FOLDS,
+    RAVDESS_ACTORS,
+    RAVDESS_FOLDS,
+)
 
 SCHEMES: tuple[str, ...] = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus", "release")
-#: The standard speaker-independent RAVDESS folds: fold -> test actors.
-RAVDESS_FOLDS: dict[int, tuple[int, ...]] = {
-    1: (1, 11, 20, 21),
-    2: (4, 10, 12, 14),
-    3: (8, 9, 19, 23),
-    4: (3, 5, 7, 24),
-    5: (2, 15, 16, 18),
-    6: (6, 13, 17, 22),
-}
-_RAVDESS_ACTORS = {f"ravdess/{a:02d}" for a in range(1, 25)}
-#: Fixed speaker-independent CREMA-D folds (91 actors, 18-19 per fold, 8-10 of each sex): within each
-#: sex, actors sorted by (age, id) are dealt to folds 1..5 in serpentine order (1-5, 5-1, 1-5, ...),
-#: women first and the men continuing the same deal, so every fold spans the ages alike
-#: (``crema_d_folds_from_demographics`` applies the rule to ``VideoDemographics.csv``).
-CREMA_D_FOLDS: dict[int, tuple[int, ...]] = {
-    1: (1004, 1006, 1009, 1021, 1031, 1034, 1036, 1045, 1048, 1055, 1065, 1067, 1073, 1074, 1075, 1081, 1082, 1088, 1090),
-    2: (1001, 1002, 1007, 1012, 1014, 1023, 1024, 1028, 1029, 1030, 1032, 1033, 1035, 1042, 1044, 1087, 1089, 1091),
-    3: (1003, 1011, 1018, 1019, 1020, 1022, 1037, 1039, 1047, 1050, 1052, 1056, 1057, 1058, 1060, 1071, 1083, 1085),
-    4: (1005, 1008, 1010, 1015, 1016, 1017, 1027, 1043, 1046, 1054, 1061, 1063, 1064, 1066, 1068, 1077, 1078, 1080),
-    5: (1013, 1025, 1026, 1038, 1040, 1041, 1049, 1051, 1053, 1059, 1062, 1069, 1070, 1072, 1076, 1079, 1084, 1086),
-}
-_CREMA_D_ACTORS = {f"crema-d/{a}" for actors in CREMA_D_FOLDS.values() for a in actors}
 
 
 @dataclass
@@ -136,9 +121,9 @@ def make_splits(
     if scheme == "auto":
         speakers = {c.speaker for c in clips}
         corpora = {c.corpus for c in clips}
-        if corpora == {"ravdess"} and _RAVDESS_ACTORS <= speakers:
+        if corpora == {"ravdess"} and RAVDESS_ACTORS <= speakers:
             scheme = "ravdess6"
-        elif corpora == {"crema-d"} and _CREMA_D_ACTORS <= speakers:
+        elif corpora == {"crema-d"} and CREMA_D_ACTORS <= speakers:
             scheme = "crema5"
         else:
             scheme = "speaker_kfold"
@@ -154,7 +139,7 @@ def make_splits(
             splits = _ravdess6(clips, val_speakers, seed)
         elif scheme == "crema5":
             folds = {f: {f"crema-d/{a}" for a in actors} for f, actors in CREMA_D_FOLDS.items()}
-            splits = _fixed_folds("crema5", clips, folds, _CREMA_D_ACTORS, val_speakers, seed,
+            splits = _fixed_folds("crema5", clips, folds, CREMA_D_ACTORS, val_speakers, seed,
                                   actors="CREMA-D actors (crema-d/1001..1091)")
         elif scheme == "cross_corpus":
             splits = [_cross_corpus(clips, set(test_corpora), val_speakers, seed)]
@@ -258,7 +243,7 @@ def _assemble(name: str, scheme: str, clips: Sequence[Clip], test: set[str], val
 
 def _ravdess6(clips: Sequence[Clip], val_speakers: int, seed: int) -> list[Split]:
     folds = {f: {f"ravdess/{a:02d}" for a in actors} for f, actors in RAVDESS_FOLDS.items()}
-    return _fixed_folds("ravdess6", clips, folds, _RAVDESS_ACTORS, val_speakers, seed, actors="RAVDESS actors (ravdess/01..24)")
+    return _fixed_folds("ravdess6", clips, folds, RAVDESS_ACTORS, val_speakers, seed, actors="RAVDESS actors (ravdess/01..24)")
 
 
 def _fixed_folds(scheme: str, clips: Sequence[Clip], folds: dict[int, set[str]], known: set[str],
@@ -280,22 +265,6 @@ def _fixed_folds(scheme: str, clips: Sequence[Clip], folds: dict[int, set[str]],
         val = pick_val_speakers(train, genders, val_speakers, np.random.default_rng([seed, fold]))
         splits.append(_assemble(f"fold{fold}", scheme, clips, test, set(val)))
     return splits
-
-
-def crema_d_folds_from_demographics(path: str | os.PathLike) -> dict[int, tuple[int, ...]]:
-    """The rule behind :data:`CREMA_D_FOLDS`, applied to a ``VideoDemographics.csv``."""
-    import csv
-
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    folds: dict[int, list[int]] = {f: [] for f in range(1, 6)}
-    position = 0
-    for sex in ("Female", "Male"):
-        for _age, actor in sorted((int(r["Age"]), int(r["ActorID"])) for r in rows if r["Sex"] == sex):
-            cycle, offset = divmod(position, 5)
-            folds[offset + 1 if cycle % 2 == 0 else 5 - offset].append(actor)
-            position += 1
-    return {f: tuple(sorted(actors)) for f, actors in folds.items()}
 
 
 def min_speakers(k: int, val_speakers: int) -> int:
@@ -379,45 +348,6 @@ def _stratified(clips: Sequence[Clip], test_size: float, seed: int) -> Split:
 
     return Split("holdout", ids(train_groups), ids(val_groups), ids(test_groups),
                  speaker_independent=False, scheme="stratified")
-
-
-def check_leakage(split: Split, clips: Sequence[Clip]) -> None:
-    """Raise :class:`LeakageError` if a speaker, audio or performance is on both sides.
-
-    Checked: test vs train+val and train vs val. Speakers only for speaker-independent splits;
-    content hash and performance (:attr:`Clip.group`) always.
-    """
-    by_id = {c.clip_id: c for c in clips}
-    parts = {"train": split.train, "val": split.val, "test": split.test}
-    missing = [cid for ids in parts.values() for cid in ids if cid not in by_id]
-    if missing:
-        raise EmorecError(f"split {split.name}: {len(missing)} clip id(s) not in the manifest, e.g. {missing[0]}")
-    seen: dict[str, str] = {}
-    for part, ids in parts.items():
-        for cid in ids:
-            if cid in seen:
-                raise LeakageError(f"split {split.name}: clip {cid} is in both {seen[cid]} and {part}")
-            seen[cid] = part
-    pairs = [("train+val", split.train + split.val, "test", split.test), ("train", split.train, "val", split.val)]
-    keys = [("performance", lambda c: c.performance), ("audio (content hash)", lambda c: c.content_hash)]
-    if split.speaker_independent:
-        keys.insert(0, ("speaker", lambda c: c.speaker))
-    for what, key in keys:
-        for left_name, left, right_name, right in pairs:
-            left_keys: dict[str, str] = {}
-            for cid in left:
-                value = key(by_id[cid])
-                if value:
-                    left_keys.setdefault(value, cid)
-            shared = sorted({key(by_id[cid]) for cid in right} & left_keys.keys())
-            if shared:
-                example = shared[0]
-                right_cid = next(cid for cid in right if key(by_id[cid]) == example)
-                head = ", ".join(shared[:3]) + (f" and {len(shared) - 3} more" if len(shared) > 3 else "")
-                raise LeakageError(
-                    f"split {split.name}: {what} {head} in both {left_name} and {right_name} "
-                    f"(e.g. clips {left_keys[example]} and {right_cid})"
-                )
 
 
 def save_splits(splits: Sequence[Split], path: str | os.PathLike) -> Path:
