@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from emorec.data.normalizer import Normalizer
+from emorec.data.normalizer import MappedSequence, Normalizer
 from emorec.errors import EmorecError
 from emorec.features.base import split_frame_mask
 from emorec.features.packed import PackedStore
@@ -27,8 +27,9 @@ def missing_modality_frames(dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ClipFrames(Sequence):
-    """One modality's frames of each clip of a dataset: ``frames[i]`` is ``(T_i, F)`` and
-    ``frames.valid(i)`` its real-frame mask ``(T_i,)`` (``None``: every frame is real).
+    """One modality's frames of each clip of a dataset: ``frames[i]`` is ``(T_i, F)``, and
+    ``frames.entry(i)`` is ``(features, valid)`` with the real-frame mask ``(T_i,)`` (``None``: every
+    frame is real).
 
     A clip from a :class:`~emorec.features.packed.PackedStore` is read from its pack on access,
     so a dataset over any number of clips holds only their lengths; a clip from a plain
@@ -67,9 +68,6 @@ class ClipFrames(Sequence):
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
         return self.entry(i)[0]
 
-    def valid(self, i: int) -> np.ndarray | None:
-        return self.entry(i)[1]
-
     def real(self, i: int) -> np.ndarray:
         features, valid = self.entry(i)
         return features if valid is None else features[valid]
@@ -85,20 +83,6 @@ def _lookup(store, clip: Clip, held: dict) -> tuple | None:
         array = store.get(clip)
         held[key] = None if array is None else split_frame_mask(store.name, array)
     return held[key]
-
-
-class _RealFrames(Sequence):
-    """``frames.real(i)`` for the clips ``indices``: what normalisation statistics are read from,
-    one clip at a time."""
-
-    def __init__(self, frames: ClipFrames, indices: Sequence[int]):
-        self.frames, self.indices = frames, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
-        return self.frames.real(self.indices[i])
 
 
 class ClipDataset(Dataset):
@@ -167,11 +151,6 @@ class ClipDataset(Dataset):
         self.seed = seed
         self._rng: tuple[object, np.random.Generator] | None = None
 
-    @property
-    def valid(self) -> dict[str, list[np.ndarray | None]]:
-        """Per-frame validity of each clip and modality (``None``: every frame is real)."""
-        return {m: [frames.valid(i) for i in range(len(frames))] for m, frames in self.features.items()}
-
     def generator(self) -> np.random.Generator:
         """The transforms' random numbers: seeded by ``seed`` in the main process; in a loader worker
         by that worker's torch seed, which differs per worker and per epoch (no repeated draws)."""
@@ -188,7 +167,7 @@ class ClipDataset(Dataset):
         """Each clip's real frames only (what normalisation statistics are fitted on), read one
         clip at a time; ``once``: a clip the dataset lists more than once appears once."""
         indices = sorted(self._first_index.values()) if once else range(len(self.clips))
-        return _RealFrames(self.features[modality], indices)
+        return MappedSequence(list(indices), self.features[modality].real)
 
     def lengths(self, modality: str | None = None) -> list[int]:
         modality = modality or self.modalities[0]

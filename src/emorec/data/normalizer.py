@@ -9,17 +9,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-class _Mapped(Sequence):
-    """``function(arrays[i])`` computed when read: a view of a training set, not a copy of it."""
+class MappedSequence(Sequence):
+    """``function(items[i])`` computed when read: a view of a training set's frames, not a copy of them."""
 
-    def __init__(self, arrays: Sequence[np.ndarray], function: Callable[[np.ndarray], np.ndarray]):
-        self.arrays, self.function = arrays, function
+    def __init__(self, items: Sequence, function: Callable[..., np.ndarray]):
+        self.items, self.function = items, function
 
     def __len__(self) -> int:
-        return len(self.arrays)
+        return len(self.items)
 
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
-        return self.function(self.arrays[i])
+        return self.function(self.items[i])
 
 
 @dataclass
@@ -86,11 +86,11 @@ class Normalizer:
         if center not in cls.CENTERS:
             raise ValueError(f"center: expected one of {cls.CENTERS}, got {center!r}")
         if center == "utterance":
-            arrays = _Mapped(arrays, lambda a: a - cls._clip_mean(a))
+            arrays = MappedSequence(arrays, lambda a: a - cls._clip_mean(a))
         if center == "level":
             if not 0 < level_columns <= (arrays[0].shape[1] if len(arrays) else 0):
                 raise ValueError(f"center='level' needs 0 < level_columns <= features, got {level_columns}")
-            arrays = _Mapped(arrays, lambda a: cls._without_level(a, level_columns))
+            arrays = MappedSequence(arrays, lambda a: cls._without_level(a, level_columns))
         mean, std = cls._stats(arrays)
         if center == "utterance":
             mean = np.zeros_like(mean)
