@@ -125,7 +125,7 @@ def _build(store: FeatureStore, keys: Sequence[str], folder: Path, dtype: np.dty
     _remove_stale(folder.parent)
     headers, readable = [], []
     for key in keys:  # shapes only: np.load with mmap_mode reads the header, not the data
-        path = store.root / key[:2] / f"{key}.npy"
+        path = store.entry_path(key)
         try:
             headers.append((path, np.load(path, mmap_mode="r", allow_pickle=False).shape))
             readable.append(key)

@@ -52,7 +52,10 @@ class FeatureStore:
         return clip.content_hash or hashlib.sha256(clip.path.encode()).hexdigest()
 
     def path(self, clip: Clip) -> Path:
-        key = self.key(clip)
+        return self.entry_path(self.key(clip))
+
+    def entry_path(self, key: str) -> Path:
+        """Where the entry of content key ``key`` lies (see the layout above)."""
         return self.root / key[:2] / f"{key}.npy"
 
     def __contains__(self, clip: Clip) -> bool:
