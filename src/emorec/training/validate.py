@@ -7,19 +7,19 @@ traceback from deep inside Lightning or PyTorch after one was made.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from emorec.errors import ConfigError
 from emorec.training.fields import check_fields, check_range
 
-SECTIONS = ("data", "split", "optim", "loss", "augment", "trainer", "run")
-
-
 def validate_config(config) -> None:
     """Raise :class:`ConfigError` for the first impossible value of ``config``: each field against
     the choices or range it declares (:mod:`emorec.training.fields`), then what ties fields together."""
-    for name in SECTIONS:
-        check_fields(getattr(config, name), name)
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        if dataclasses.is_dataclass(value):  # the typed sections; model is an open mapping, checked below
+            check_fields(value, section.name)
     d, a, t, r = config.data, config.augment, config.trainer, config.run
     for key, spec in (("data.features", d.features), ("data.video_features", d.video_features)):
         if spec is not None and not spec.get("name"):
