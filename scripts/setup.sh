@@ -11,4 +11,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade "pip>=24" >/dev/null
 .venv/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,egemaps,ssl,video,onnx,serve]"
+# The voice_encoder front end reads the encoder weights that the resemblyzer wheel ships; its code and its
+# dependencies (webrtcvad, built from source) are not used, so the wheel alone is installed.
+.venv/bin/python -m pip install -q -c constraints.txt --no-deps "resemblyzer==0.1.4"
 echo "emorec installed in .venv (activate with: source .venv/bin/activate)"

@@ -87,7 +87,8 @@ def extractor_from_spec(spec: dict[str, Any]) -> FeatureExtractor:
 #: nothing above it (``embed`` reads trained models: the fusion workflow registers it).
 BUILTIN_EXTRACTORS = {
     "logmel": "emorec.features.spectral", "mfcc": "emorec.features.spectral",
-    "egemaps": "emorec.features.egemaps", "ssl": "emorec.features.ssl", "npy": "emorec.features.precomputed",
+    "egemaps": "emorec.features.egemaps", "ssl": "emorec.features.ssl",
+    "voice_encoder": "emorec.features.voice_encoder", "npy": "emorec.features.precomputed",
     "face_landmarks": "emorec.features.face", "face_crop": "emorec.features.face",
     "embed": "emorec.fusion_workflow",
 }

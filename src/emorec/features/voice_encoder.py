@@ -1,0 +1,179 @@
+"""Frame states of a frozen, pretrained speaker encoder: a front end trained on thousands of voices.
+
+The encoder is the GE2E d-vector network (Wan et al. 2018, "Generalized end-to-end loss for
+speaker verification"): three LSTM layers of 256 over 40 power-mel bands at 100 frames per
+second. Its weights ship inside the ``resemblyzer`` package (Apache-2.0, trained on LibriSpeech,
+VoxCeleb 1 and 2: about 8 000 speakers). Why a speaker encoder for emotion: what it learned to
+follow in a voice (pitch, timbre, voice quality, over many speakers, microphones and languages)
+is what the emotion corpora, each a few dozen actors in one studio, cannot teach; and embeddings
+of such encoders are known to carry emotion well (Pappagari et al. 2020, "x-vectors meet emotions").
+
+``weights="resemblyzer"`` finds the file the package ships without importing the package (its
+own import needs ``webrtcvad``, which emorec does not use): ``pip install --no-deps
+resemblyzer==0.1.4`` is enough. A path to a ``.pt`` or ``.safetensors`` file with the same keys
+(``lstm.*``) works too. Weights are read with ``torch.load(weights_only=True)``: never unpickled.
+
+The output is one layer's hidden states, ``(T, 256)`` at ``100 / stride`` frames per second,
+after the clip is trimmed (``trim_db``) and its level set to ``level_dbfs`` (RMS, up or down: a
+corpus's recording level must not tell it apart).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from emorec.errors import ConfigError, EmorecError
+from emorec.features import dsp
+from emorec.features.base import FeatureExtractor, register_extractor
+
+SAMPLE_RATE = 16000
+N_FFT = 400  # 25 ms windows
+HOP = 160  # 10 ms steps
+N_MELS = 40
+HIDDEN = 256
+LAYERS = 3
+#: (weights file, layer) -> torch LSTM; one load per process.
+_ENCODERS: dict[tuple[str, int], Any] = {}
+
+
+def packaged_weights() -> Path:
+    """The encoder weights inside the installed ``resemblyzer`` package (not imported)."""
+    spec = importlib.util.find_spec("resemblyzer")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        path = Path(folder) / "pretrained.pt"
+        if path.is_file():
+            return path
+    raise EmorecError("the 'voice_encoder' extractor needs the encoder weights of the resemblyzer package: "
+                      "pip install --no-deps resemblyzer==0.1.4")
+
+
+def weights_path(weights: str) -> Path:
+    path = packaged_weights() if weights == "resemblyzer" else Path(weights)
+    if not path.is_file():
+        raise ConfigError(f"voice_encoder: weights file {path} not found")
+    return path
+
+
+def file_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """The ``lstm.*`` tensors of a weights file, without unpickling anything."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        import torch
+
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any reason the file cannot be read is the same error
+            reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise EmorecError(f"{path}: not a readable weights file ({reason})") from None
+        state = loaded.get("model_state", loaded) if isinstance(loaded, dict) else {}
+    lstm = {key[len("lstm."):]: value for key, value in state.items() if key.startswith("lstm.")}
+    if not lstm:
+        raise EmorecError(f"{path}: no lstm.* weights (not a GE2E voice encoder)")
+    return lstm
+
+
+def encoder(path: Path, layer: int) -> Any:
+    """The first ``layer`` LSTM layers of the encoder, frozen, in eval mode."""
+    key = (str(path), layer)
+    if key not in _ENCODERS:
+        import torch
+
+        state = load_state(path)
+        model = torch.nn.LSTM(N_MELS, HIDDEN, layer, batch_first=True)
+        wanted = {name: state.get(name) for name in model.state_dict()}
+        missing = [name for name, value in wanted.items() if value is None]
+        if missing:
+            raise EmorecError(f"{path}: encoder weights lack {', '.join(missing)}")
+        try:
+            model.load_state_dict(wanted)
+        except RuntimeError as err:
+            raise EmorecError(f"{path}: encoder weights do not fit a {LAYERS}-layer LSTM of {HIDDEN} "
+                              f"over {N_MELS} mels ({str(err).splitlines()[-1].strip()})") from None
+        _ENCODERS[key] = model.eval().requires_grad_(False)
+    return _ENCODERS[key]
+
+
+@register_extractor
+class VoiceEncoder(FeatureExtractor):
+    """Hidden states of layer ``layer`` (1-3) of the GE2E voice encoder: ``(T, 256)``.
+
+    ``stride`` keeps every stride-th frame (2: 50 per second); the LSTM itself runs at 100 per
+    second over the whole clip. :meth:`config` holds ``weights_fingerprint`` (sha256 of the weights
+    file), so the cache key changes with the weights and a stored config checks them.
+    """
+
+    name = "voice_encoder"
+    parallel: ClassVar[bool] = True
+
+    def __init__(self, *, weights: str = "resemblyzer", layer: int = 3, stride: int = 2,
+                 trim_db: float | None = 40.0, level_dbfs: float | None = -30.0,
+                 weights_fingerprint: str | None = None):
+        if int(layer) not in range(1, LAYERS + 1):
+            raise ConfigError(f"voice_encoder: layer must be 1-{LAYERS}, got {layer}")
+        if int(stride) < 1:
+            raise ConfigError(f"voice_encoder: stride must be >= 1, got {stride}")
+        self.weights = str(weights)
+        self.layer = int(layer)
+        self.stride = int(stride)
+        self.trim_db = None if trim_db is None else float(trim_db)
+        self.level_dbfs = None if level_dbfs is None else float(level_dbfs)
+        self.sample_rate = SAMPLE_RATE
+        self._expected_fingerprint = weights_fingerprint
+        self._fingerprint: str | None = None
+
+    @property
+    def weights_fingerprint(self) -> str:
+        """sha256 of the weights file; a stored config (a trained model's) must find the same weights."""
+        if self._fingerprint is None:
+            path = weights_path(self.weights)
+            found = file_fingerprint(path)
+            if self._expected_fingerprint and found != self._expected_fingerprint:
+                raise ConfigError(f"voice_encoder: weights {path} have changed (fingerprint {found}, "
+                                  f"expected {self._expected_fingerprint})")
+            self._fingerprint = found
+        return self._fingerprint
+
+    @property
+    def frames_per_second(self) -> float:
+        return SAMPLE_RATE / HOP / self.stride
+
+    def mel(self, wave: np.ndarray) -> np.ndarray:
+        """``wave : (n,)`` -> power mel ``(T, 40)`` float32, as the encoder was trained on (not log)."""
+        wave = np.asarray(wave, dtype=np.float32)
+        if self.trim_db is not None:
+            trimmed = dsp.trim(wave, top_db=self.trim_db)
+            wave = trimmed if trimmed.size else wave
+        if self.level_dbfs is not None:
+            rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
+            if rms > 0:
+                wave = wave * np.float32(10 ** (self.level_dbfs / 20) / rms)
+        power = dsp.power_spectrogram(wave, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT)  # (201, T)
+        basis = dsp.mel_filterbank(sample_rate=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=0.0,
+                                   fmax=SAMPLE_RATE / 2)  # (40, 201)
+        return np.ascontiguousarray((basis @ power).T, dtype=np.float32)
+
+    def extract(self, wave: np.ndarray) -> np.ndarray:
+        import torch
+
+        model = encoder(weights_path(self.weights), self.layer)
+        with torch.inference_mode():
+            states, _ = model(torch.from_numpy(self.mel(wave))[None])  # (1, T, 256)
+        return states[0, ::self.stride].numpy()
+

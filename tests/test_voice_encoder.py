@@ -1,0 +1,109 @@
+"""The frozen speaker-encoder front end, on tiny random weights written here (and on the packaged
+weights where the resemblyzer wheel is installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from emorec.errors import ConfigError, EmorecError
+from emorec.features.base import create_extractor, extractor_from_spec
+from emorec.features.store import FeatureStore
+from emorec.features.voice_encoder import HIDDEN, N_MELS
+
+
+def random_encoder(path, seed=0, layers=3):
+    """A GE2E-shaped state (``lstm.*`` of 3 LSTM layers, 40 -> 256) with random weights."""
+    torch.manual_seed(seed)
+    lstm = torch.nn.LSTM(N_MELS, HIDDEN, layers, batch_first=True)
+    state = {f"lstm.{k}": v for k, v in lstm.state_dict().items()}
+    torch.save({"model_state": state, "step": 1}, path)
+    return path
+
+
+def speech_like(seconds=1.5, sr=16000, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    voiced = np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    return (0.2 * voiced + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return random_encoder(tmp_path_factory.mktemp("encoder") / "encoder.pt")
+
+
+def test_frame_states_shape_rate_and_layers(weights):
+    wave = speech_like(1.5)
+    ext = create_extractor("voice_encoder", weights=str(weights), trim_db=None)
+    states = ext.extract(wave)
+    mel_frames = 1 + wave.size // 160  # centred 25 ms windows every 10 ms
+    assert states.shape == ((mel_frames + 1) // 2, HIDDEN) and ext.frames_per_second == 50
+    every = create_extractor("voice_encoder", weights=str(weights), trim_db=None, stride=1).extract(wave)
+    np.testing.assert_allclose(every[::2], states, atol=1e-6)  # stride subsamples, the LSTM runs at 100 fps
+    first = create_extractor("voice_encoder", weights=str(weights), trim_db=None, stride=1, layer=1).extract(wave)
+    assert first.shape == every.shape and not np.allclose(first, every)
+    assert np.all(np.abs(states) <= 1)  # LSTM outputs
+    with pytest.raises(ConfigError, match="layer"):
+        create_extractor("voice_encoder", weights=str(weights), layer=4)
+
+
+def test_level_does_not_change_the_states(weights):
+    wave = speech_like(1.0)
+    ext = create_extractor("voice_encoder", weights=str(weights))
+    np.testing.assert_allclose(ext.extract(wave), ext.extract(0.05 * wave), atol=1e-4)
+    raw = create_extractor("voice_encoder", weights=str(weights), level_dbfs=None)
+    assert not np.allclose(raw.extract(wave), raw.extract(0.05 * wave), atol=1e-3)
+
+
+def test_config_names_the_weights_and_a_stored_config_checks_them(weights, tmp_path):
+    config = create_extractor("voice_encoder", weights=str(weights)).config()
+    assert len(config["weights_fingerprint"]) == 16
+    again = extractor_from_spec({"name": "voice_encoder", **config})
+    assert again.config() == config
+    other = random_encoder(tmp_path / "other.pt", seed=1)
+    changed = create_extractor("voice_encoder", weights=str(other)).config()
+    assert FeatureStore(tmp_path, "voice_encoder", changed).root != FeatureStore(tmp_path, "voice_encoder", config).root
+    stale = create_extractor("voice_encoder", **{**config, "weights": str(other)})
+    with pytest.raises(ConfigError, match="changed"):
+        stale.config()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"not a checkpoint", "not a readable weights file"),
+    (pickle.dumps({"model_state": _Payload()}), "not a readable weights file"),  # never unpickled
+    ("torch-dict", "no lstm"),
+])
+def test_bad_weights_are_one_line_errors_naming_the_file(tmp_path, content, reason):
+    path = tmp_path / "bad.pt"
+    if content == "torch-dict":
+        torch.save({"model_state": {"linear.weight": torch.zeros(2, 2)}}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(EmorecError, match=reason) as err:
+        create_extractor("voice_encoder", weights=str(path)).extract(speech_like(0.5))
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_weights_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        create_extractor("voice_encoder", weights=str(tmp_path / "none.pt")).config()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("resemblyzer") is None, reason="resemblyzer wheel not installed")
+def test_packaged_weights_load_and_tell_two_voices_apart():
+    ext = create_extractor("voice_encoder")
+    low = speech_like(1.5)
+    t = np.arange(low.size) / 16000
+    high = (0.2 * np.sin(2 * np.pi * 260 * t) * (1 + np.sin(2 * np.pi * 5 * t))).astype(np.float32)
+    a, b = ext.extract(low).mean(0), ext.extract(high).mean(0)
+    assert a.shape == (HIDDEN,) and np.linalg.norm(a - b) > 0.1
