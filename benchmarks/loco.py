@@ -3,6 +3,7 @@
     python benchmarks/loco.py --config configs/loco_attn_crnn_v2_balanced.yaml --jobs 2
     python benchmarks/loco.py --config ... --corpora ravdess,crema-d,tess,emovo,urdu --hold-out tess,urdu
     python benchmarks/loco.py --summarise results/loco_attn_crnn_v2_balanced.json   # re-read the cells
+    python benchmarks/loco.py --ensemble loco_NAME=loco_A,loco_B   # equal-weight mean of trained cells
 
 For each held-out corpus one model trains on all the other corpora (``split.scheme cross_corpus``:
 validation speakers drawn from each training corpus, never from the held-out one) and reads every
@@ -125,6 +126,34 @@ def train_cells(args: argparse.Namespace, manifest: Path, held_out: list[str]) -
         sys.exit(f"cell(s) {', '.join(failed)} failed; see their output above (finished cells are kept)")
 
 
+def ensemble_cells(name: str, members: list[str], held_out: list[str]) -> None:
+    """Each held-out corpus's cell of an equal-weight ensemble of recipes' cells, from their per-clip
+    probabilities: validation and test clips averaged alike, validation UA read from the average."""
+    from emorec.atomic import write_json
+    from emorec.evaluation.metrics import classification_metrics
+
+    from predictions import average_members, load_predictions, write_parts
+
+    for corpus in held_out:
+        sources = [cell_path(m, corpus) for m in members]
+        missing = [str(s.relative_to(REPO)) for s in sources if not s.is_file()]
+        if missing:
+            sys.exit(f"ensemble {name}: member cell(s) {', '.join(missing)} not trained yet")
+        results = [json.loads(s.read_text()) for s in sources]
+        averaged = average_members([load_predictions(REPO / r["predictions"]) for r in results], [str(s) for s in sources])
+        parts = {key: mean for key, (mean, _) in averaged.items()}
+        (val,) = [part for (_, kind), part in parts.items() if kind == "val"]
+        val_ua = classification_metrics(val.labels, val.probs, list(val.class_names), bootstrap=0)["ua"]
+        out = cell_path(name, corpus)
+        predictions = write_parts(parts, out.parent / "predictions" / f"{corpus}.csv.gz")
+        write_json(out, {
+            "corpus": results[0]["corpus"], "model": f"equal-weight ensemble of {', '.join(members)}",
+            "members": [str(s.relative_to(REPO)) for s in sources], "predictions": predictions,
+            "folds": [{"fold": 1, "val_best": float(val_ua), "train_seconds": sum(
+                r["folds"][0].get("train_seconds") or 0 for r in results)}],
+            "command": command_line()})
+
+
 def _reap(running: list) -> list[str]:
     """Wait for the first child of ``running`` to end; its name if it failed."""
     import time
@@ -245,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", default=None, help="summary JSON (default results/<recipe>.json, named loco_...; PNG beside it)")
+    parser.add_argument("--ensemble", default=None, metavar="NAME=RECIPE,RECIPE",
+                        help="average trained recipes' cells, equal weights, into the cells of NAME")
     parser.add_argument("--summarise", default=None, metavar="SUMMARY.json", help="rebuild a summary from its cells")
     args = parser.parse_args(argv)
     if args.summarise:
@@ -252,8 +283,8 @@ def main(argv: list[str] | None = None) -> None:
         cells = [cell_of(c["corpus"], REPO / c["source"], args.bootstrap) for c in old["cells"]]
         write_summary(cells, Path(old["recipe"]).stem, Path(args.summarise), old["command"])
         return
-    if not args.config:
-        parser.error("give --config RECIPE (or --summarise SUMMARY.json)")
+    if not args.config and not args.ensemble:
+        parser.error("give --config RECIPE, --ensemble NAME=RECIPE,RECIPE or --summarise SUMMARY.json")
     args.corpora = [c.strip() for c in args.corpora.split(",") if c.strip()]
     unknown = [c for c in args.corpora if c not in SOURCES]
     if unknown or len(args.corpora) < 2:
@@ -264,8 +295,12 @@ def main(argv: list[str] | None = None) -> None:
     given = dict(spec.split("=", 1) for spec in args.corpus)
     command = command_line()
     manifest = merged_manifest(args.corpora, given)
-    train_cells(args, manifest, held_out)
-    recipe = recipe_name(args.config)
+    if args.ensemble:
+        recipe, _, members = args.ensemble.partition("=")
+        ensemble_cells(recipe, [recipe_name(m) for m in members.split(",")], held_out)
+    else:
+        train_cells(args, manifest, held_out)
+        recipe = recipe_name(args.config)
     cells = [cell_of(h, cell_path(recipe, h), args.bootstrap) for h in held_out]
     default = RESULTS / (f"{recipe}.json" if recipe.startswith("loco") else f"loco_{recipe}.json")
     write_summary(cells, recipe, Path(args.out) if args.out else default, command)

@@ -97,6 +97,21 @@ def load_predictions(path: Path) -> dict[tuple[int, str], FoldPart]:
             for key, group in grouped.items()}
 
 
+def write_parts(parts: dict[tuple[int, str], FoldPart], out: Path) -> str:
+    """Write ``{(fold, part): FoldPart}`` in :func:`export_predictions`' format; returns its repo path."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    names = next(iter(parts.values())).class_names
+    writer.writerow(["fold", "part", "clip_id", "true", *[f"prob_{c}" for c in names]])
+    for (fold, kind), part in sorted(parts.items()):
+        for clip, label, row in zip(part.clip_ids, part.labels, part.probs):
+            writer.writerow([fold, kind, clip, names[label], *[f"{p:.6f}" for p in row]])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out, "wb") as handle:
+        handle.write(gzip.compress(text.getvalue().encode(), mtime=0))
+    return str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out)
+
+
 def average_members(members: list[dict[tuple[int, str], FoldPart]], sources: list[str]
                     ) -> dict[tuple[int, str], tuple[FoldPart, list[np.ndarray]]]:
     """Equal-weight mean of the members' probabilities per (fold, part), checked to cover the same
