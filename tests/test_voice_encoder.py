@@ -107,3 +107,25 @@ def test_packaged_weights_load_and_tell_two_voices_apart():
     high = (0.2 * np.sin(2 * np.pi * 260 * t) * (1 + np.sin(2 * np.pi * 5 * t))).astype(np.float32)
     a, b = ext.extract(low).mean(0), ext.extract(high).mean(0)
     assert a.shape == (HIDDEN,) and np.linalg.norm(a - b) > 0.1
+
+
+def test_all_layers_are_the_stacked_lstm_layer_by_layer(weights):
+    wave = speech_like(1.0)
+    ext = create_extractor("voice_encoder", weights=str(weights), layer="all", stride=1)
+    states = ext.extract(wave)
+    assert states.shape[1] == 3 * HIDDEN
+    lstm = torch.nn.LSTM(N_MELS, HIDDEN, 3, batch_first=True)
+    saved = torch.load(weights, weights_only=True)["model_state"]
+    lstm.load_state_dict({k[len("lstm."):]: v for k, v in saved.items()})
+    with torch.no_grad():
+        stacked, _ = lstm(torch.from_numpy(ext.mel(wave))[None])
+    np.testing.assert_allclose(states[:, 2 * HIDDEN:], stacked[0].numpy(), atol=1e-5)
+    last = create_extractor("voice_encoder", weights=str(weights), layer=3, stride=1).extract(wave)
+    np.testing.assert_allclose(states[:, 2 * HIDDEN:], last, atol=1e-6)
+
+
+def test_a_two_layer_file_cannot_give_the_third_layer(tmp_path):
+    path = random_encoder(tmp_path / "two.pt", layers=2)
+    assert create_extractor("voice_encoder", weights=str(path), layer=2).extract(speech_like(0.5)).shape[1] == HIDDEN
+    with pytest.raises(EmorecError, match="lack lstm.weight_ih_l2"):
+        create_extractor("voice_encoder", weights=str(path), layer=3).extract(speech_like(0.5))

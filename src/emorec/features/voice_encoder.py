@@ -37,7 +37,7 @@ HOP = 160  # 10 ms steps
 N_MELS = 40
 HIDDEN = 256
 LAYERS = 3
-#: (weights file, layer) -> torch LSTM; one load per process.
+#: (weights file, layer) -> that single LSTM layer; one load per process.
 _ENCODERS: dict[tuple[str, int], Any] = {}
 
 
@@ -90,17 +90,18 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def encoder(path: Path, layer: int) -> Any:
-    """The first ``layer`` LSTM layers of the encoder, frozen, in eval mode."""
+    """LSTM layer ``layer`` (1-3) of the encoder, frozen, in eval mode."""
     key = (str(path), layer)
     if key not in _ENCODERS:
         import torch
 
         state = load_state(path)
-        model = torch.nn.LSTM(N_MELS, HIDDEN, layer, batch_first=True)
-        wanted = {name: state.get(name) for name in model.state_dict()}
-        missing = [name for name, value in wanted.items() if value is None]
+        model = torch.nn.LSTM(N_MELS if layer == 1 else HIDDEN, HIDDEN, 1, batch_first=True)
+        source = {name: name.replace("_l0", f"_l{layer - 1}") for name in model.state_dict()}
+        missing = [f"lstm.{key}" for key in source.values() if key not in state]
         if missing:
             raise EmorecError(f"{path}: encoder weights lack {', '.join(missing)}")
+        wanted = {name: state[key] for name, key in source.items()}
         try:
             model.load_state_dict(wanted)
         except RuntimeError as err:
@@ -112,7 +113,8 @@ def encoder(path: Path, layer: int) -> Any:
 
 @register_extractor
 class VoiceEncoder(FeatureExtractor):
-    """Hidden states of layer ``layer`` (1-3) of the GE2E voice encoder: ``(T, 256)``.
+    """Hidden states of layer ``layer`` (1-3) of the GE2E voice encoder: ``(T, 256)``; ``"all"``
+    concatenates the three layers, first to last: ``(T, 768)``.
 
     ``stride`` keeps every stride-th frame (2: 50 per second); the LSTM itself runs at 100 per
     second over the whole clip. :meth:`config` holds ``weights_fingerprint`` (sha256 of the weights
@@ -122,15 +124,15 @@ class VoiceEncoder(FeatureExtractor):
     name = "voice_encoder"
     parallel: ClassVar[bool] = True
 
-    def __init__(self, *, weights: str = "resemblyzer", layer: int = 3, stride: int = 2,
+    def __init__(self, *, weights: str = "resemblyzer", layer: int | str = 3, stride: int = 2,
                  trim_db: float | None = 40.0, level_dbfs: float | None = -30.0,
                  weights_fingerprint: str | None = None):
-        if int(layer) not in range(1, LAYERS + 1):
-            raise ConfigError(f"voice_encoder: layer must be 1-{LAYERS}, got {layer}")
+        if layer != "all" and (not str(layer).isdigit() or int(layer) not in range(1, LAYERS + 1)):
+            raise ConfigError(f"voice_encoder: layer must be 1-{LAYERS} or 'all', got {layer!r}")
         if int(stride) < 1:
             raise ConfigError(f"voice_encoder: stride must be >= 1, got {stride}")
         self.weights = str(weights)
-        self.layer = int(layer)
+        self.layer: int | str = "all" if layer == "all" else int(layer)
         self.stride = int(stride)
         self.trim_db = None if trim_db is None else float(trim_db)
         self.level_dbfs = None if level_dbfs is None else float(level_dbfs)
@@ -172,8 +174,14 @@ class VoiceEncoder(FeatureExtractor):
     def extract(self, wave: np.ndarray) -> np.ndarray:
         import torch
 
-        model = encoder(weights_path(self.weights), self.layer)
+        path = weights_path(self.weights)
+        layers = range(1, LAYERS + 1) if self.layer == "all" else (self.layer,)
         with torch.inference_mode():
-            states, _ = model(torch.from_numpy(self.mel(wave))[None])  # (1, T, 256)
-        return states[0, ::self.stride].numpy()
+            x = torch.from_numpy(self.mel(wave))[None]  # (1, T, 40)
+            states = []
+            for layer in range(1, max(layers) + 1):  # layer by layer: the same weights as one stacked LSTM
+                x, _ = encoder(path, layer)(x)  # (1, T, 256)
+                if layer in layers:
+                    states.append(x[0, ::self.stride])
+        return torch.cat(states, dim=-1).numpy()
 
