@@ -194,15 +194,17 @@ def cell_of(held_out: str, path: Path, bootstrap: int) -> dict:
         "predicted_share": {c: float(s) for c, s in zip(shared, shares)},
         "top_class": shared[int(shares.argmax())], "top_share": float(shares.max()),
         "val_ua": fold.get("val_best"), "train_seconds": fold.get("train_seconds"), "device": fold.get("device"),
-        "model_classes": names, "trained_on": result["corpus"],
+        "model_classes": names, "trained_on": result["corpus"], "members": result.get("members", []),
         "source": str(path.resolve().relative_to(REPO)), "source_command": result.get("command"),
     }
 
 
 def summary(cells: list[dict], recipe: str, command: str) -> dict:
+    """``recipe``: a recipe's name, or an ensemble's, whose members its cells name."""
     ua = [c["ua"] for c in cells]
+    members = sorted({f"configs/{Path(m).parent.name}.yaml" for c in cells for m in c.get("members", [])})
     return {
-        "recipe": f"configs/{recipe}.yaml", "metric": "UA over the classes each held-out corpus shares with the model, "
+        "recipe": recipe if members else f"configs/{recipe}.yaml", "members": members, "metric": "UA over the classes each held-out corpus shares with the model, "
         "every clip of it read once, 95 % percentile bootstrap CI", "cells": cells,
         "mean_ua": float(np.mean(ua)), "min_ua": float(np.min(ua)), "max_top_share": max(c["top_share"] for c in cells),
         "mean_val_ua": float(np.mean([c["val_ua"] for c in cells if c["val_ua"] is not None] or [np.nan])),

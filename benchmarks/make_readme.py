@@ -205,6 +205,14 @@ def loco_summaries() -> list[tuple[Path, dict]]:
     return sorted(found, key=lambda pr: -(pr[1].get("mean_val_ua") or 0.0))
 
 
+def recipe_label(summary: dict) -> str:
+    """A LOCO summary's recipe, or its ensemble's name and members."""
+    if summary.get("members"):
+        return (f"`{summary['recipe']}` (an equal-weight ensemble of "
+                + " and ".join(f"`{m}`" for m in summary["members"]) + ")")
+    return f"`{summary['recipe']}`"
+
+
 def loco_readme_lines() -> list[str]:
     summaries = loco_summaries()
     if not summaries:
@@ -213,12 +221,23 @@ def loco_readme_lines() -> list[str]:
     corpora = ", ".join(c["held_out"] for c in best["cells"])
     return [f"**What to expect on a recording from a corpus the model never heard** (leave one corpus out over {corpora}: "
             "each row trains on all the other corpora and reads every clip of the held-out one once, over the classes "
-            f"it shares with the model; recipe `{best['recipe']}`, chosen among {len(summaries)} by mean validation UA; "
+            f"it shares with the model; {recipe_label(best)}, chosen among {len(summaries)} by mean validation UA; "
             "95 % CI: bootstrap over clips):", "", best["table"], "",
             f"Mean UA {fmt(best['mean_ua'])} %, lowest {fmt(best['min_ua'])} %; the largest share one class takes of a "
             f"held-out corpus's predictions is {fmt(best['max_top_share'])} %. Confusion matrices: "
             f"[{path.with_suffix('.png').name}](benchmarks/results/{path.with_suffix('.png').name}); "
-            "every recipe tried: [leave one corpus out](benchmarks/README.md#leave-one-corpus-out).", ""]
+            "every recipe tried: [leave one corpus out](benchmarks/README.md#leave-one-corpus-out).",
+            *single_model_line(summaries, best), ""]
+
+
+def single_model_line(summaries: list[tuple[Path, dict]], best: dict) -> list[str]:
+    """When an ensemble leads, the best single model by validation too (the targets are for single models)."""
+    singles = [s for _, s in summaries if not s.get("members")]
+    if not best.get("members") or not singles:
+        return []
+    single = singles[0]
+    return ["", f"The best single model by validation, `{single['recipe']}`: mean UA {fmt(single['mean_ua'])} %, "
+            f"lowest {fmt(single['min_ua'])} %, largest single-class share {fmt(single['max_top_share'])} %."]
 
 
 def loco_section() -> str | None:
@@ -233,7 +252,7 @@ def loco_section() -> str | None:
              "Opus-coded copy of the shared data. Recipes are listed best mean validation UA first; that is the only "
              "thing that ranks them.", ""]
     for path, s in summaries:
-        parts += [f"### `{s['recipe']}`", "", f"Mean validation UA {fmt(s['mean_val_ua'])} %; test: mean UA "
+        parts += [f"### {recipe_label(s)}", "", f"Mean validation UA {fmt(s['mean_val_ua'])} %; test: mean UA "
                   f"{fmt(s['mean_ua'])} %, lowest {fmt(s['min_ua'])} %, largest single-class share "
                   f"{fmt(s['max_top_share'])} %.", "", s["table"], "",
                   "Share of each predicted class: " + "; ".join(
