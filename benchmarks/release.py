@@ -121,6 +121,7 @@ def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str,
         "## How it was made", "",
         f"- Architecture `{meta['model']}` ({meta.get('parameters', '?')} parameters), features "
         f"`{json.dumps(meta['features']['audio'])}`.",
+        *([FRONT_END_NOTES[meta["features"]["audio"]["name"]]] if meta["features"]["audio"]["name"] in FRONT_END_NOTES else []),
         f"- Recipe `{recipe}`; trained {trained} in {train_seconds / 60:.0f} min on a CPU.",
         f"- Command (from `benchmarks/`): `{command}`",
         *([f"- Front end set after training, weights unchanged: `{json.dumps(front_end)}` (why, and what it moved on "
@@ -179,6 +180,21 @@ def rewrite_card(args: argparse.Namespace) -> None:
                       front_end=front_end)
     (shipped / "MODEL_CARD.md").write_text(card)
     print(f"{shipped / 'MODEL_CARD.md'} rewritten")
+
+
+def bundled_files(meta: ModelMeta) -> list[str]:
+    """The files of a model folder that its feature specs name (``FeatureExtractor.bundled``)."""
+    from emorec.features.base import extractor_class
+
+    return [spec[key] for spec in meta.features.values()
+            for key in getattr(extractor_class(spec["name"]), "bundled", ()) if isinstance(spec.get(key), str)]
+
+
+#: what a card says of a pretrained front end that ships inside the model folder
+FRONT_END_NOTES = {
+    "voice_encoder": "- Front end: the GE2E speaker encoder of Resemblyzer (Apache-2.0; trained on LibriSpeech and "
+                     "VoxCeleb 1 and 2), frozen, its weights in `voice_encoder.safetensors` beside the model.",
+}
 
 
 def set_front_end(meta: dict, pairs: list[str], earlier: dict | None = None) -> dict:
@@ -257,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     shutil.copy2(fold / "model.safetensors", staging / "model.safetensors")
+    for bundled in bundled_files(meta):  # an encoder's weights that the model reads beside its own
+        shutil.copy2(fold / bundled, staging / bundled)
     digest = sha256(staging / "model.safetensors")
     trained = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     from safetensors.numpy import load_file

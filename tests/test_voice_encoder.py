@@ -129,3 +129,35 @@ def test_a_two_layer_file_cannot_give_the_third_layer(tmp_path):
     assert create_extractor("voice_encoder", weights=str(path), layer=2).extract(speech_like(0.5)).shape[1] == HIDDEN
     with pytest.raises(EmorecError, match="lack lstm.weight_ih_l2"):
         create_extractor("voice_encoder", weights=str(path), layer=3).extract(speech_like(0.5))
+
+
+def test_a_trained_model_keeps_its_encoder_and_predicts_without_the_original(tmp_path):
+    """``emorec train`` on encoder states, then ``emorec predict`` with the weights file gone."""
+    import json
+
+    import yaml
+
+    import cli_process
+    from conftest import tiny_recipe_config
+    from emorec.corpora.synthetic import generate_synthetic_corpus
+
+    weights = random_encoder(tmp_path / "encoder.pt")
+    corpus = generate_synthetic_corpus(tmp_path / "corpus", speakers=4, clips_per_emotion=2, emotions=("happy", "sad"))
+    cli_process.emorec("prepare", "synthetic", corpus, "--out", tmp_path / "manifest.csv", cwd=tmp_path)
+    config = tiny_recipe_config(
+        tmp_path, "encoder", data={"features": {"name": "voice_encoder", "weights": str(weights)}},
+        model={"name": "cnn_pooling", "frame_dims": [8], "pooling": "mean_std", "dense": [8], "dropout": 0.1},
+        split={"scheme": "speaker_kfold", "k": 2, "val_speakers": 1}, trainer={"epochs": 1, "batch_size": 4})
+    config["model"] = {k: v for k, v in config["model"].items()
+                       if k in ("name", "frame_dims", "pooling", "dense", "dropout")}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(config))
+    cli_process.emorec("train", tmp_path / "recipe.yaml", "--quiet", cwd=tmp_path, OMP_NUM_THREADS="1")
+    fold = next((tmp_path / "runs").iterdir()) / "fold_1"
+    spec = json.loads((fold / "model.json").read_text())["features"]["audio"]
+    assert spec["weights"] == "voice_encoder.safetensors" and (fold / "voice_encoder.safetensors").is_file()
+    weights.unlink()
+    clip = next(corpus.rglob("*.wav"))
+    out = cli_process.emorec("predict", fold, clip, "--out", tmp_path / "answers.csv", cwd=tmp_path)
+    assert out.returncode == 0
+    rows = (tmp_path / "answers.csv").read_text().splitlines()
+    assert len(rows) == 2 and clip.name in rows[1]

@@ -103,7 +103,7 @@ class EmbeddingExtractor(FeatureExtractor):
             from emorec.inference import Predictor
 
             predictor = Predictor.load(self.model_dir)
-            extractors = {m: extractor_from_spec(spec) for m, spec in self.meta["features"].items()}
+            extractors = {m: extractor_from_spec(spec) for m, spec in predictor.meta.features.items()}
             self._state = (predictor, extractors, predictor.normalizers())
         return self._state
 

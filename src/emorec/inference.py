@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from emorec.atomic import publish
 from emorec.data import Normalizer, missing_modality_frames, pad_collate
 from emorec.errors import BadInputError, EmorecError, SkippedFile
-from emorec.features.base import extractor_from_spec, split_frame_mask, validate_features
+from emorec.features.base import extractor_from_spec, resolve_bundled, split_frame_mask, validate_features
 from emorec.model_files import MODEL_META, MODEL_WEIGHTS, ModelMeta, find_model_dir
 from emorec.models import create_model
 
@@ -30,6 +30,8 @@ __all__ = ["MODEL_META", "MODEL_WEIGHTS", "EnsemblePredictor", "Predictor", "exp
 def export_model(module: Any, out_dir: Path, *, class_names: Sequence[str], feature_specs: dict[str, dict],
                  normalizers: dict[str, Normalizer], speaker_norm: bool = False, extra: dict | None = None) -> None:
     hp = module.hparams
+    # the files an extractor reads (an encoder's weights) go into the folder, so the model travels whole
+    feature_specs = {m: {**spec, **extractor_from_spec(spec).bundle(out_dir)} for m, spec in feature_specs.items()}
     meta = ModelMeta.from_dict({
         "model": hp.model_name, "model_kwargs": dict(hp.model_kwargs), "num_classes": hp.num_classes,
         "audio_dim": hp.audio_dim, "video_dim": hp.video_dim, "class_names": list(class_names),
@@ -52,6 +54,7 @@ class Predictor:
     def load(cls, path: str | os.PathLike) -> "Predictor":
         model_dir = find_model_dir(path)
         meta = ModelMeta.read(model_dir)
+        meta.features = {m: resolve_bundled(spec, model_dir) for m, spec in meta.features.items()}
         model = create_model(meta.model, num_classes=meta.num_classes, audio_dim=meta.audio_dim,
                              video_dim=meta.video_dim, **meta.model_kwargs)
         model.load_state_dict(load_file(str(model_dir / MODEL_WEIGHTS)))

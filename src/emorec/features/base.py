@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+from pathlib import Path
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -29,6 +30,14 @@ class FeatureExtractor(ABC):
         """The constructor arguments as given: JSON-able and complete (they define the output)."""
         params = inspect.signature(type(self).__init__).parameters
         return {key: getattr(self, key) for key in params if key != "self"}
+
+    #: constructor arguments naming a file the extractor reads (weights): a model folder keeps a copy,
+    #: named relative to the folder, so a trained model travels whole (:func:`resolve_bundled`).
+    bundled: ClassVar[tuple[str, ...]] = ()
+
+    def bundle(self, folder: Path) -> dict[str, str]:
+        """Copy the files this extractor reads into ``folder``; returns the spec keys naming them there."""
+        return {}
 
     @property
     def frames_per_second(self) -> float:
@@ -111,6 +120,14 @@ def split_frame_mask(name: str, features: np.ndarray) -> tuple[np.ndarray, np.nd
     if not has_frame_mask_column(name):
         return features, None
     return features[:, :-1], features[:, -1] > 0.5
+
+
+def resolve_bundled(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``spec`` with the files its extractor keeps in a model folder named by their place in ``folder``."""
+    cls = extractor_class(spec["name"])
+    keys = [k for k in getattr(cls, "bundled", ()) if isinstance(spec.get(k), str) and (folder / spec[k]).is_file()
+            and not Path(spec[k]).is_absolute()]
+    return {**spec, **{k: str(folder / spec[k]) for k in keys}}
 
 
 def list_extractors() -> list[str]:

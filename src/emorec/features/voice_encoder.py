@@ -123,6 +123,8 @@ class VoiceEncoder(FeatureExtractor):
 
     name = "voice_encoder"
     parallel: ClassVar[bool] = True
+    bundled: ClassVar[tuple[str, ...]] = ("weights",)
+    BUNDLED_FILE: ClassVar[str] = "voice_encoder.safetensors"
 
     def __init__(self, *, weights: str = "resemblyzer", layer: int | str = 3, stride: int = 2,
                  trim_db: float | None = 40.0, level_dbfs: float | None = -30.0,
@@ -151,6 +153,18 @@ class VoiceEncoder(FeatureExtractor):
                                   f"expected {self._expected_fingerprint})")
             self._fingerprint = found
         return self._fingerprint
+
+    def bundle(self, folder: Path) -> dict[str, str]:
+        """The encoder's LSTM tensors (5 MB, not the 17 MB training checkpoint) as safetensors in ``folder``."""
+        from safetensors.torch import save_file
+
+        from emorec.atomic import publish
+
+        tmp = folder / f".{self.BUNDLED_FILE}.tmp"
+        state = load_state(weights_path(self.weights))
+        save_file({f"lstm.{k}": v.contiguous() for k, v in state.items()}, str(tmp))
+        publish(tmp, folder / self.BUNDLED_FILE)
+        return {"weights": self.BUNDLED_FILE}
 
     @property
     def frames_per_second(self) -> float:
