@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     files = sorted((data_dir() / "ravdess-speech-16k").glob("Actor_*/*.flac"))
     clip = next(f for f in files if 2.9 <= __import__("soundfile").info(f).duration <= 3.1) if files else None
     wave = rec.waveform(clip)[0]
-    item = rec.predictor.features_for_wave(wave)
-    forward_ms = median_ms(lambda: rec.predictor.predict_items([item]))
+    item = rec.backend.features_for_wave(wave)
+    forward_ms = median_ms(lambda: rec.backend.predict_items([item]))
     end_to_end_ms = median_ms(lambda: rec.predict(clip))
     numpy_blas = blas_ab(args.model, clip, args.threads)
     with tempfile.TemporaryDirectory() as scratch:

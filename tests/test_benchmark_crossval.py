@@ -158,7 +158,7 @@ def test_release_trains_on_every_speaker_but_validation_and_ships_the_weights_it
         "trim_db": 40, "trim_to_sample": True}
     assert hashlib.sha256((shipped / "model.safetensors").read_bytes()).hexdigest() == digest
     assert '"trim_to_sample": true' in (shipped / "MODEL_CARD.md").read_text()
-    assert emorec.load(shipped).predictor._front_end()[0]["audio"].trim_to_sample
+    assert emorec.load(shipped).backend._front_end()[0]["audio"].trim_to_sample
     bad = python_script(BENCHMARKS / "release.py", "--card-only", "--name", "tiny", "--dest", tmp_path / "released",
                         "--out", tmp_path / "release.json", "--front-end", "trim_to_sampel=true",
                         cwd=BENCHMARKS, check=False, timeout=300, **work)

@@ -138,6 +138,24 @@ def test_predict_with_an_ensemble_averages_the_models(trained, tmp_path):
     assert np.allclose(probs(run_dir / "fold_1", run_dir / "fold_2"), (single[0] + single[1]) / 2, atol=1e-5)
 
 
+def test_the_python_api_takes_an_ensemble_as_its_backend(trained):
+    """``Recognizer`` over an ``EnsemblePredictor``: the members' mean, through the same path as one model."""
+    import emorec
+    from emorec.api import Recognizer
+    from emorec.inference import EnsemblePredictor
+
+    root, run_dir, _ = trained
+    clips = sorted((root / "corpus").rglob("synth-0*-angry-0*.wav"))[:3]
+    folds = [run_dir / f"fold_{k}" for k in (1, 2)]
+    ensemble = Recognizer(EnsemblePredictor.load(folds))
+    members = [emorec.load(f) for f in folds]
+    waves = [ensemble.waveform(c)[0] for c in clips]
+    np.testing.assert_allclose(ensemble.probabilities(waves),
+                               np.mean([m.probabilities(waves) for m in members], axis=0), atol=1e-6)
+    batch = ensemble.predict(clips)
+    assert [p.source for p in batch] == [str(c) for c in clips] and not batch.skipped
+
+
 def test_utterance_normalisation_makes_a_quieter_recording_predict_the_same(trained, tmp_path):
     """``data.normalization: utterance`` removes each clip's mean log-mel: half the amplitude
     (-6 dB, written as float so no rounding enters) gives the same probabilities; the global

@@ -105,6 +105,11 @@ def test_the_exported_file_serves_alone_with_the_api_probabilities(tmp_path):
     row = (tmp_path / "p.csv").read_text().splitlines()[1].split(",")
     assert row[-1] == "whole clip"  # how the answer was made: a 2 s clip is read whole
     np.testing.assert_allclose([float(v) for v in row[2:-1]], rec.probabilities(waves[:1])[0], atol=1e-4)
+    onnx_rec = emorec.load(tmp_path / "m.onnx")  # the one Recognizer over the ONNX backend
+    assert onnx_rec.classes == rec.classes and onnx_rec.sample_rate == rec.sample_rate
+    np.testing.assert_allclose(onnx_rec.probabilities(waves), rec.probabilities(waves), atol=1e-4)
+    np.testing.assert_allclose(list(onnx_rec.predict(tmp_path / "clip.wav").probabilities.values()),
+                               rec.probabilities(waves[:1])[0], atol=1e-4)
 
 
 
@@ -124,7 +129,7 @@ def test_an_exported_model_with_the_noise_floor_trim_gives_the_api_probabilities
              for i, (n, s, f, m) in enumerate([(8000, 1.1, 150, 12000), (3000, 2.0, 230, 500), (0, 0.6, 300, 9000)])]
     waves = [(w + level * rng.standard_normal(w.size)).astype(np.float32) for w, level in zip(waves, (0.02, 0.005, 0.04))]
     rec = emorec.load(model)
-    assert rec.predictor._front_end()[0]["audio"].trim_floor_db == 6.0
+    assert rec.backend._front_end()[0]["audio"].trim_floor_db == 6.0
     export_onnx(model, tmp_path / "m.onnx")
     served = OnnxPredictor(tmp_path / "m.onnx")
     want = rec.probabilities(waves)

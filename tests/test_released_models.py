@@ -33,7 +33,7 @@ def test_the_released_answer_does_not_move_with_the_silence_before_a_clip():
     from test_api import voice
 
     rec = emorec.load()
-    assert rec.predictor._front_end()[0]["audio"].trim_to_sample
+    assert rec.backend._front_end()[0]["audio"].trim_to_sample
     clip = np.concatenate([np.zeros(4000), voice(1.8, 170), np.zeros(3000)]).astype(np.float32)
     rows = rec.probabilities([np.concatenate([np.zeros(pad, np.float32), clip]) for pad in range(0, 512, 64)])
     np.testing.assert_allclose(rows, np.repeat(rows[:1], len(rows), axis=0), atol=1e-5)

@@ -1,7 +1,7 @@
 """The Python API: a trained or released model as one object.
 
     import emorec
-    rec = emorec.load()                      # the released model (or emorec.load("runs/x/fold_1"))
+    rec = emorec.load()                      # the released model (or "runs/x/fold_1", "model.onnx")
     rec.predict("clip.wav").label            # 'happy'
     rec.predict(samples, sample_rate=44100)  # a NumPy waveform, resampled to the model's rate
     batch = rec.predict(["a.wav", "b.flac", "broken.wav"])
@@ -27,11 +27,10 @@ from typing import Union
 
 import numpy as np
 import soxr
-import torch
 
 from emorec.errors import BadInputError, EmorecError
 from emorec.inference import Predictor
-from emorec.long_input import CLIP, MAX_SECONDS, WINDOWED, check_length, is_long, windowed_answer
+from emorec.long_input import CLIP, MAX_SECONDS, WINDOWED, Backend, check_length, is_long, windowed_answer
 from emorec.media import load_audio, probe_duration
 from emorec.released import default_model_dir, released_model_dir
 from emorec.silence import check_not_silent
@@ -77,24 +76,31 @@ class BatchPrediction:
 
 
 class Recognizer:
-    """A model ready to predict: ``Recognizer(Predictor.load(path))`` or, simpler, :func:`load`."""
+    """A model ready to predict: :func:`load` (a trained or released model, or an ``.onnx`` export),
+    or ``Recognizer(backend)`` around any :class:`emorec.long_input.Backend`: every answer (files,
+    waveforms, long input, timeline, stream) goes through ``backend.probabilities``."""
 
-    def __init__(self, predictor: Predictor, *, model_id: str = "", model_dir: Path | None = None,
+    def __init__(self, backend: Backend, *, model_id: str = "", model_dir: Path | None = None,
                  max_seconds: float = MAX_SECONDS):
-        if set(predictor.meta["features"]) != {"audio"}:
+        if not getattr(backend, "audio_only", True):
             raise EmorecError("the Python API predicts from audio; this model reads video (use `emorec predict`)")
-        self.predictor = predictor
+        self.backend = backend
         self.model_id = model_id or (model_dir.name if model_dir else "model")
         self.model_dir = model_dir
         self.max_seconds = float(max_seconds)
 
     @property
+    def predictor(self) -> Backend:
+        """The backend (a :class:`emorec.inference.Predictor` for a trained model)."""
+        return self.backend
+
+    @property
     def classes(self) -> list[str]:
-        return self.predictor.class_names
+        return list(self.backend.class_names)
 
     @property
     def sample_rate(self) -> int:
-        return int(self.predictor.meta["features"]["audio"].get("sample_rate", 16000))
+        return int(self.backend.sample_rate)
 
     def __repr__(self) -> str:
         return f"Recognizer({self.model_id!r}, classes={self.classes}, sample_rate={self.sample_rate})"
@@ -148,16 +154,9 @@ class Recognizer:
         return np.ascontiguousarray(wave), source
 
     def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-        """Waveforms at the model's rate -> calibrated probabilities ``(N, C)`` in input order.
-        Clips are batched by length (little padding); masks make the result batch-independent."""
-        items = [self.predictor.features_for_wave(w) for w in waves]
-        order = sorted(range(len(items)), key=lambda i: items[i]["audio"].shape[0])
-        out = np.zeros((len(items), len(self.classes)), np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                chosen = order[start:start + batch_size]
-                out[chosen] = self.predictor.predict_items([items[i] for i in chosen], batch_size=len(chosen))
-        return out
+        """Waveforms at the model's rate -> calibrated probabilities ``(N, C)`` in input order
+        (the backend batches them by length)."""
+        return self.backend.probabilities(waves, batch_size)
 
     def timeline(self, path: str | os.PathLike, *, window: float = 3.0, hop: float = 1.0, min_segment: float = 1.0,
                  vad_threshold: float = 0.5, context: float = 1.0, edge_db: float = 25.0, progress=None):
@@ -204,7 +203,13 @@ class Recognizer:
 
 def load(model: str | os.PathLike | None = None, *, max_seconds: float = MAX_SECONDS) -> Recognizer:
     """A :class:`Recognizer` for ``model``: a fold directory, a one-fold run, ``model.safetensors``,
-    or the name of a released model; ``None`` is the default released model."""
+    an ``.onnx`` export (run by onnxruntime), or the name of a released model; ``None`` is the default
+    released model."""
+    if model is not None and os.fspath(model).endswith(".onnx"):
+        from emorec.onnx_runtime import OnnxPredictor
+
+        onnx = OnnxPredictor(model)
+        return Recognizer(onnx, model_id=onnx.meta.get("model_id", Path(model).stem), max_seconds=max_seconds)
     if model is None:
         model_dir = default_model_dir()
     elif not os.path.exists(model) and released_model_dir(str(model)) is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soxr
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -131,36 +132,42 @@ class Predictor:
     def audio_only(self) -> bool:
         return set(self.meta["features"]) == {"audio"}
 
+    @property
+    def sample_rate(self) -> int:
+        return int(self.meta["features"].get("audio", {}).get("sample_rate", 16000))
+
     def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
                       ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
         """Probabilities for each readable file; unreadable ones are listed, not fatal. An audio model
-        windows input longer than a training clip over its speech (:mod:`emorec.long_input`), and its
-        :class:`~emorec.long_input.WindowedAnswer` goes to ``answers[path]`` when a dict is given."""
-        from emorec.long_input import answer_file, check_length
+        answers through :func:`emorec.long_input.answer_files`, as every backend does (input longer than
+        a training clip windowed over its speech, its :class:`~emorec.long_input.WindowedAnswer` in
+        ``answers[path]``); a model that reads video takes each file whole."""
+        from emorec.long_input import answer_files, check_length
         from emorec.media import probe_duration
 
+        whole = lambda path: self.predict_items([self.features_for_file(path)])[0]  # noqa: E731
+        if self.audio_only:
+            return answer_files(self, paths, answers, whole_clip=whole)
         results, skipped = [], []
-        rate = int(self.meta["features"].get("audio", {}).get("sample_rate", 16000))
         for path in paths:
-            whole = lambda path=path: self.predict_items([self.features_for_file(path)])[0]  # noqa: E731
             try:
-                if self.audio_only:
-                    probs, answer = answer_file(path, rate, self.class_names, self.probabilities_of_waves, whole)
-                    if answer is not None and answers is not None:
-                        answers[str(path)] = answer
-                else:
-                    if os.path.exists(path):  # precomputed-feature extractors look files up by name instead
-                        check_length(path, probe_duration(path))
-                    probs = whole()
+                if os.path.exists(path):  # precomputed-feature extractors look files up by name instead
+                    check_length(path, probe_duration(path))
+                results.append((str(path), whole(path)))
             except BadInputError as err:
                 skipped.append(SkippedFile(err.path, err.reason, "predict"))
-                continue
-            results.append((str(path), probs))
         return results, skipped
 
-    def probabilities_of_waves(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        """Mono waveforms at the model's rate -> calibrated probabilities ``(N, C)``."""
-        return self.predict_items([self.features_for_wave(w) for w in waves])
+    def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """Mono waveforms at the model's rate -> calibrated probabilities ``(N, C)`` in input order.
+        Clips are batched by length (little padding); masks make the result batch-independent."""
+        items = [self.features_for_wave(w) for w in waves]
+        order = sorted(range(len(items)), key=lambda i: items[i]["audio"].shape[0])
+        out = np.zeros((len(items), len(self.class_names)), np.float32)
+        for start in range(0, len(order), max(1, batch_size)):
+            chosen = order[start:start + max(1, batch_size)]
+            out[chosen] = self.predict_items([items[i] for i in chosen], batch_size=len(chosen))
+        return out
 
 
 @dataclass
@@ -185,9 +192,30 @@ class EnsemblePredictor:
     def class_names(self) -> list[str]:
         return self.members[0].class_names
 
+    @property
+    def audio_only(self) -> bool:
+        return all(m.audio_only for m in self.members)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.members[0].sample_rate
+
+    def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """The members' mean probabilities ``(N, C)`` (each member reads the waves at its own rate)."""
+        rate = self.sample_rate
+        return np.mean([m.probabilities(waves if m.sample_rate == rate else
+                                        [soxr.resample(w, rate, m.sample_rate).astype(np.float32) for w in waves],
+                                        batch_size) for m in self.members], axis=0)
+
     def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
                       ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
-        """The members' mean probabilities; ``answers`` (long input's windows) from the first member."""
+        """The members' mean probabilities: audio members through the one path of every backend (long
+        input windowed once, over the mean); with a video member, each member's own answers averaged."""
+        if self.audio_only:
+            from emorec.long_input import answer_files
+
+            return answer_files(self, paths, answers, whole_clip=lambda path: np.mean(
+                [m.predict_items([m.features_for_file(path)])[0] for m in self.members], axis=0))
         per_member = [member.predict_files(paths, answers if i == 0 else None) for i, member in enumerate(self.members)]
         skipped = {s.path: s for _, member_skipped in per_member for s in member_skipped}
         probs = [dict(results) for results, _ in per_member]

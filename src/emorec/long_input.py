@@ -15,11 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import soxr
 
-from emorec.errors import BadInputError
+from emorec.errors import BadInputError, SkippedFile
 
 #: The longest input any entry point accepts (10 minutes); longer recordings go to ``emorec timeline``.
 MAX_SECONDS = 600.0
@@ -30,6 +31,21 @@ HOP_SECONDS = 1.0
 #: How the whole-file answer was made, as results state it.
 CLIP = "whole clip"
 WINDOWED = "duration-weighted mean of speech windows"
+
+
+class Backend(Protocol):
+    """What every answer needs of a model, whatever runs it: torch (``inference.Predictor``), ONNX
+    (``onnx_runtime.OnnxPredictor``) or an equal-weight ensemble (``inference.EnsemblePredictor``)."""
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """Mono waveforms at :attr:`sample_rate` -> calibrated probabilities ``(N, C)`` in input order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -107,3 +123,24 @@ def answer_file(path: str | os.PathLike, rate: int, classes: Sequence[str],
         return (whole_clip() if whole_clip is not None else probabilities_of([wave])[0]), None
     answer = windowed_answer(path, wave, rate, classes, probabilities_of)
     return answer.probabilities, answer
+
+
+def answer_files(backend: Backend, paths: Sequence[str | os.PathLike], answers: dict | None = None,
+                 whole_clip: Callable[[str | os.PathLike], np.ndarray] | None = None
+                 ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+    """Probabilities ``(C,)`` for each readable file through ``backend`` (:func:`answer_file`); an
+    unreadable one is listed with its reason, not fatal. A windowed file's :class:`WindowedAnswer`
+    goes to ``answers[path]`` when a dict is given; ``whole_clip(path)`` answers a short file instead
+    of its decoded waveform (a model whose extractor reads the file itself)."""
+    results, skipped = [], []
+    for path in paths:
+        whole = (lambda path=path: whole_clip(path)) if whole_clip is not None else None
+        try:
+            probs, answer = answer_file(path, backend.sample_rate, backend.class_names, backend.probabilities, whole)
+        except BadInputError as err:
+            skipped.append(SkippedFile(err.path, err.reason, "predict"))
+            continue
+        if answer is not None and answers is not None:
+            answers[str(path)] = answer
+        results.append((str(path), probs))
+    return results, skipped

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from emorec.errors import BadInputError, EmorecError, SkippedFile
+from emorec.errors import EmorecError, SkippedFile
 
 
 class OnnxPredictor:
@@ -34,6 +34,7 @@ class OnnxPredictor:
         self.meta = dict(meta)
         self.class_names = list(json.loads(meta["class_names"]))
         self.sample_rate = int(meta["sample_rate"])
+        self.audio_only = True
 
     def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
         """Waveforms at the model's rate -> ``(N, C)`` probabilities in input order, in zero-padded
@@ -53,16 +54,6 @@ class OnnxPredictor:
     def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
                       ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
         """As :meth:`emorec.inference.Predictor.predict_files` (long input windowed over its speech)."""
-        from emorec.long_input import answer_file
+        from emorec.long_input import answer_files
 
-        results, skipped = [], []
-        for path in paths:
-            try:
-                probs, answer = answer_file(path, self.sample_rate, self.class_names, self.probabilities)
-            except BadInputError as err:
-                skipped.append(SkippedFile(err.path, err.reason, "predict"))
-                continue
-            if answer is not None and answers is not None:
-                answers[str(path)] = answer
-            results.append((str(path), probs))
-        return results, skipped
+        return answer_files(self, paths, answers)

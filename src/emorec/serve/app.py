@@ -47,22 +47,24 @@ class ModelService:
     """What the endpoints need of a model: torch (:class:`emorec.api.Recognizer`) or ONNX."""
 
     def __init__(self, model: str | Path | None = None):
-        path = Path(model) if model is not None else None
-        if path is not None and path.suffix == ".onnx":
+        from emorec.api import Recognizer, load
+
+        if model is not None and Path(model).suffix == ".onnx":  # one thread a request: the server runs several
             from emorec.onnx_runtime import OnnxPredictor
 
-            self.backend = OnnxPredictor(path, threads=1)
-            self.classes, self.sample_rate = self.backend.class_names, self.backend.sample_rate
-            self.model_id = self.backend.meta.get("model_id", path.stem)
+            onnx = OnnxPredictor(model, threads=1)
+            self.recognizer = Recognizer(onnx, model_id=onnx.meta.get("model_id", Path(model).stem))
+        else:
+            self.recognizer = load(model)
+        self.backend = self.recognizer.backend
+        self.classes, self.sample_rate = self.recognizer.classes, self.recognizer.sample_rate
+        self.model_id = self.recognizer.model_id
+        if model is not None and Path(model).suffix == ".onnx":
             self.card = {"model_id": self.model_id, "format": "onnx", "classes": self.classes,
                          "sample_rate": self.sample_rate, "metadata": self.backend.meta}
         else:
-            from emorec.api import load
-
-            self.backend = load(model)
-            self.classes, self.sample_rate, self.model_id = self.backend.classes, self.backend.sample_rate, self.backend.model_id
-            meta = dict(self.backend.predictor.meta)
-            card_path = self.backend.model_dir / "MODEL_CARD.md" if self.backend.model_dir else None
+            meta = dict(self.backend.meta)
+            card_path = self.recognizer.model_dir / "MODEL_CARD.md" if self.recognizer.model_dir else None
             self.card = {"model_id": self.model_id, "format": "safetensors", "classes": self.classes,
                          "sample_rate": self.sample_rate, "architecture": meta.get("model"),
                          "features": meta.get("features"), "calibration": meta.get("calibration"),
