@@ -161,3 +161,14 @@ def test_a_trained_model_keeps_its_encoder_and_predicts_without_the_original(tmp
     assert out.returncode == 0
     rows = (tmp_path / "answers.csv").read_text().splitlines()
     assert len(rows) == 2 and clip.name in rows[1]
+
+
+def test_trimmed_to_the_sample_the_states_do_not_move_with_the_silence_before_a_clip(weights):
+    clip = np.concatenate([np.zeros(4000), speech_like(1.2), np.zeros(3000)]).astype(np.float32)
+    shifted = [np.concatenate([np.zeros(pad, np.float32), clip]) for pad in (0, 100, 333)]
+    exact = create_extractor("voice_encoder", weights=str(weights), trim_to_sample=True)
+    states = [exact.extract(w) for w in shifted]
+    for other in states[1:]:
+        np.testing.assert_allclose(other, states[0], atol=1e-5)
+    grid = create_extractor("voice_encoder", weights=str(weights))
+    assert "trim_to_sample" not in grid.config() and exact.config()["trim_to_sample"] is True

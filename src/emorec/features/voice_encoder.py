@@ -117,7 +117,8 @@ class VoiceEncoder(FeatureExtractor):
     concatenates the three layers, first to last: ``(T, 768)``.
 
     ``stride`` keeps every stride-th frame (2: 50 per second); the LSTM itself runs at 100 per
-    second over the whole clip. :meth:`config` holds ``weights_fingerprint`` (sha256 of the weights
+    second over the whole clip. ``trim_to_sample`` finds the trim's edges per sample (``dsp.trim``),
+    so the same speech behind more or less silence gives the same states. :meth:`config` holds ``weights_fingerprint`` (sha256 of the weights
     file), so the cache key changes with the weights and a stored config checks them.
     """
 
@@ -127,7 +128,7 @@ class VoiceEncoder(FeatureExtractor):
     BUNDLED_FILE: ClassVar[str] = "voice_encoder.safetensors"
 
     def __init__(self, *, weights: str = "resemblyzer", layer: int | str = 3, stride: int = 2,
-                 trim_db: float | None = 40.0, level_dbfs: float | None = -30.0,
+                 trim_db: float | None = 40.0, level_dbfs: float | None = -30.0, trim_to_sample: bool = False,
                  weights_fingerprint: str | None = None):
         if layer != "all" and (not str(layer).isdigit() or int(layer) not in range(1, LAYERS + 1)):
             raise ConfigError(f"voice_encoder: layer must be 1-{LAYERS} or 'all', got {layer!r}")
@@ -138,9 +139,16 @@ class VoiceEncoder(FeatureExtractor):
         self.stride = int(stride)
         self.trim_db = None if trim_db is None else float(trim_db)
         self.level_dbfs = None if level_dbfs is None else float(level_dbfs)
+        self.trim_to_sample = bool(trim_to_sample)
         self.sample_rate = SAMPLE_RATE
         self._expected_fingerprint = weights_fingerprint
         self._fingerprint: str | None = None
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        if not config["trim_to_sample"]:
+            config.pop("trim_to_sample")  # added later, off by default: the earlier cache keys stay
+        return config
 
     @property
     def weights_fingerprint(self) -> str:
@@ -174,7 +182,7 @@ class VoiceEncoder(FeatureExtractor):
         """``wave : (n,)`` -> power mel ``(T, 40)`` float32, as the encoder was trained on (not log)."""
         wave = np.asarray(wave, dtype=np.float32)
         if self.trim_db is not None:
-            trimmed = dsp.trim(wave, top_db=self.trim_db)
+            trimmed = dsp.trim(wave, top_db=self.trim_db, to_sample=self.trim_to_sample)
             wave = trimmed if trimmed.size else wave
         if self.level_dbfs is not None:
             rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
