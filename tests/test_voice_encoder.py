@@ -131,36 +131,55 @@ def test_a_two_layer_file_cannot_give_the_third_layer(tmp_path):
         create_extractor("voice_encoder", weights=str(path), layer=3).extract(speech_like(0.5))
 
 
-def test_a_trained_model_keeps_its_encoder_and_predicts_without_the_original(tmp_path):
-    """``emorec train`` on encoder states, then ``emorec predict`` with the weights file gone."""
-    import json
-
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``emorec train`` on encoder states of a generated corpus; the weights file is gone afterwards,
+    so everything after reads the copy the model keeps."""
     import yaml
 
     import cli_process
     from conftest import tiny_recipe_config
     from emorec.corpora.synthetic import generate_synthetic_corpus
 
-    weights = random_encoder(tmp_path / "encoder.pt")
-    corpus = generate_synthetic_corpus(tmp_path / "corpus", speakers=4, clips_per_emotion=2, emotions=("happy", "sad"))
-    cli_process.emorec("prepare", "synthetic", corpus, "--out", tmp_path / "manifest.csv", cwd=tmp_path)
+    root = tmp_path_factory.mktemp("encoder-model")
+    weights = random_encoder(root / "encoder.pt")
+    corpus = generate_synthetic_corpus(root / "corpus", speakers=4, clips_per_emotion=2, emotions=("happy", "sad"))
+    cli_process.emorec("prepare", "synthetic", corpus, "--out", root / "manifest.csv", cwd=root)
     config = tiny_recipe_config(
-        tmp_path, "encoder", data={"features": {"name": "voice_encoder", "weights": str(weights)}},
-        model={"name": "cnn_pooling", "frame_dims": [8], "pooling": "mean_std", "dense": [8], "dropout": 0.1},
+        root, "encoder", data={"features": {"name": "voice_encoder", "weights": str(weights), "layer": "all"}},
         split={"scheme": "speaker_kfold", "k": 2, "val_speakers": 1}, trainer={"epochs": 1, "batch_size": 4})
-    config["model"] = {k: v for k, v in config["model"].items()
-                       if k in ("name", "frame_dims", "pooling", "dense", "dropout")}
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(config))
-    cli_process.emorec("train", tmp_path / "recipe.yaml", "--quiet", cwd=tmp_path, OMP_NUM_THREADS="1")
-    fold = next((tmp_path / "runs").iterdir()) / "fold_1"
+    config["model"] = {"name": "cnn_pooling", "frame_dims": [8], "pooling": "mean_std", "dense": [8], "dropout": 0.1}
+    (root / "recipe.yaml").write_text(yaml.safe_dump(config))
+    cli_process.emorec("train", root / "recipe.yaml", "--quiet", cwd=root, OMP_NUM_THREADS="1")
+    weights.unlink()
+    return root, next((root / "runs").iterdir()) / "fold_1", corpus
+
+
+def test_a_trained_model_keeps_its_encoder_and_predicts_without_the_original(trained):
+    import json
+
+    import cli_process
+
+    root, fold, corpus = trained
     spec = json.loads((fold / "model.json").read_text())["features"]["audio"]
     assert spec["weights"] == "voice_encoder.safetensors" and (fold / "voice_encoder.safetensors").is_file()
-    weights.unlink()
     clip = next(corpus.rglob("*.wav"))
-    out = cli_process.emorec("predict", fold, clip, "--out", tmp_path / "answers.csv", cwd=tmp_path)
-    assert out.returncode == 0
-    rows = (tmp_path / "answers.csv").read_text().splitlines()
+    cli_process.emorec("predict", fold, clip, "--out", root / "answers.csv", cwd=root)
+    rows = (root / "answers.csv").read_text().splitlines()
     assert len(rows) == 2 and clip.name in rows[1]
+
+
+def test_the_onnx_export_computes_the_encoder_in_the_graph(trained):
+    """``emorec export``: trim, level, mel and the LSTM layers inside the graph, the torch answers."""
+    import cli_process
+    import emorec
+
+    root, fold, _ = trained
+    cli_process.emorec("export", fold, root / "m.onnx", cwd=root, timeout=600)
+    waves = [0.3 * speech_like(s, seed=i) for i, s in enumerate((2.6, 1.1, 0.7))]
+    waves[1] = np.concatenate([np.zeros(5000, np.float32), waves[1], np.zeros(2000, np.float32)])  # trimmed away
+    torch_rec, onnx_rec = emorec.load(fold), emorec.load(root / "m.onnx")
+    np.testing.assert_allclose(onnx_rec.probabilities(waves), torch_rec.probabilities(waves), atol=1e-4)
 
 
 def test_trimmed_to_the_sample_the_states_do_not_move_with_the_silence_before_a_clip(weights):
@@ -172,3 +191,21 @@ def test_trimmed_to_the_sample_the_states_do_not_move_with_the_silence_before_a_
         np.testing.assert_allclose(other, states[0], atol=1e-5)
     grid = create_extractor("voice_encoder", weights=str(weights))
     assert "trim_to_sample" not in grid.config() and exact.config()["trim_to_sample"] is True
+
+
+@pytest.mark.parametrize("settings", [{"layer": "all"}, {"layer": 2, "stride": 1, "trim_to_sample": True},
+                                      {"layer": 3, "level_dbfs": None, "trim_db": None}])
+def test_the_graph_front_end_computes_each_rows_states_alone(weights, settings):
+    from emorec.features.torch_frontend import VoiceEncoderFrontEnd
+
+    ext = create_extractor("voice_encoder", weights=str(weights), **settings)
+    waves = [0.3 * speech_like(2.0, seed=1), np.concatenate([np.zeros(6000), 0.05 * speech_like(0.8, seed=2)])]
+    batch = torch.zeros(2, max(w.size for w in waves))
+    for row, w in enumerate(waves):
+        batch[row, :w.size] = torch.from_numpy(w.astype(np.float32))
+    with torch.no_grad():
+        features, mask = VoiceEncoderFrontEnd(ext)(batch, torch.tensor([w.size for w in waves]))
+    for row, w in enumerate(waves):
+        alone = ext.extract(w.astype(np.float32))
+        assert int(mask[row].sum()) == alone.shape[0]
+        np.testing.assert_allclose(features[row, :alone.shape[0]].numpy(), alone, atol=2e-4)

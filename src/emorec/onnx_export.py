@@ -3,7 +3,8 @@
 Inputs ``waveform`` float32 ``(batch, samples)`` (mono at the model's sample rate, rows zero-padded)
 and ``lengths`` int64 ``(batch,)``; output ``probabilities`` float32 ``(batch, classes)``, the
 softmax of the logits over the fitted temperature. The front end (trim, STFT, mel filterbank, dB,
-deltas, normalisation: ``features/torch_frontend.py``) is inside the graph, and the file's metadata
+deltas, normalisation; or the voice encoder's mel and LSTM layers: ``features/torch_frontend.py``)
+is inside the graph, and the file's metadata
 names the classes, the sample rate, the model and its card's digest, so onnxruntime alone serves it:
 
     import onnxruntime, numpy, json
@@ -42,7 +43,7 @@ class WaveformModel(nn.Module):
 
     def __init__(self, predictor: Predictor):
         super().__init__()
-        from emorec.features.torch_frontend import LogMelFrontEnd
+        from emorec.features.torch_frontend import front_end_for
 
         specs = predictor.meta["features"]
         if set(specs) != {"audio"}:
@@ -50,12 +51,11 @@ class WaveformModel(nn.Module):
         if predictor.meta.get("speaker_norm"):
             raise EmorecError("ONNX export needs an inductive model; this one normalises per speaker")
         extractor = extractor_from_spec(specs["audio"])
-        if extractor.name != "logmel":
-            raise EmorecError(f"ONNX export computes logmel features in the graph; this model reads {extractor.name!r}")
         normalizer = predictor.meta.get("normalizers", {}).get("audio")
-        if normalizer and normalizer.get("center", "global") not in ("global", "level"):
-            raise EmorecError(f"ONNX export has no {normalizer['center']!r} normalisation (global or level)")
-        self.front = LogMelFrontEnd(extractor, normalizer)
+        try:
+            self.front = front_end_for(extractor, normalizer)
+        except ValueError as err:
+            raise EmorecError(f"ONNX export: {err}") from None
         self.model = predictor.model.eval()
         self.temperature = float(predictor.temperature)
         self.sample_rate = int(extractor.sample_rate)

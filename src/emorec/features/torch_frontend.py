@@ -1,5 +1,7 @@
 """The log-mel front end (``spectral.LogMel`` + its normaliser) as a torch module over a padded batch,
-built from ops an ONNX graph has: the exported model reads waveforms, not features.
+built from ops an ONNX graph has: the exported model reads waveforms, not features. The voice
+encoder's front end (``voice_encoder.VoiceEncoder``: trim, level, power mel, the frozen LSTM layers)
+is :class:`VoiceEncoderFrontEnd`; :func:`front_end_for` picks the one an extractor needs.
 
 ``forward(wave (B, N) float32, lengths (B,) int64) -> (features (B, T, F), mask (B, T))`` computes,
 row by row, what ``LogMel.extract`` computes with ``dsp.py`` on each waveform alone: silence trim
@@ -19,6 +21,47 @@ import torch.nn.functional as F
 from emorec.features import dsp
 
 TRIM_FRAME, TRIM_HOP = 2048, 512
+
+
+def trim_rows(wave: torch.Tensor, lengths: torch.Tensor, *, trim_db: float, trim_floor_db: float | None = None,
+              trim_to_sample: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows without leading and trailing frames quieter than ``trim_db`` below their loudest (and,
+    with ``trim_floor_db``, than that far above their noise floor), shifted to start at 0; a row
+    with no loud frame stays whole (``LogMel`` keeps it)."""
+    if trim_to_sample:
+        # dsp.trim(to_sample=True): a frame centred on every sample, from float64 running sums
+        squares = F.pad(wave.double() * wave.double(), (TRIM_FRAME // 2 + 1, TRIM_FRAME // 2))
+        sums = squares.cumsum(dim=1)  # (B, N + TRIM_FRAME + 1), sums[:, 0] = 0
+        energy = (sums[:, TRIM_FRAME:] - sums[:, :-TRIM_FRAME])[:, :wave.size(1)] / TRIM_FRAME  # float64 as dsp
+        frames = torch.arange(energy.size(1), device=wave.device)
+        real = frames[None, :] < lengths[:, None]  # (B, N)
+        unit, offset = 1, TRIM_HOP // 2
+    else:
+        energy = F.conv1d(F.pad(wave * wave, (TRIM_FRAME // 2, TRIM_FRAME // 2)).unsqueeze(1),
+                          wave.new_full((1, 1, TRIM_FRAME), 1.0 / TRIM_FRAME), stride=TRIM_HOP).squeeze(1)
+        frames = torch.arange(energy.size(1), device=wave.device)
+        real = frames[None, :] < (1 + lengths // TRIM_HOP)[:, None]  # (B, T_e)
+        unit, offset = TRIM_HOP, 0
+    peak = torch.where(real, energy, energy.new_zeros(())).amax(dim=1, keepdim=True)
+    db = 10 * torch.log10(energy.clamp_min(1e-10)) - 10 * torch.log10(peak.clamp_min(1e-10))
+    threshold = db.new_full((db.size(0), 1), -trim_db)
+    if trim_floor_db is not None:  # dsp.trim's noise floor: the FLOOR_QUANTILE frame of each row
+        ordered = torch.where(real, db, db.new_full((), float("inf"))).sort(dim=1).values
+        n_real = real.sum(dim=1, keepdim=True)
+        floor = ordered.gather(1, ((n_real - 1).float() * dsp.FLOOR_QUANTILE).long())  # (B, 1)
+        threshold = torch.maximum(threshold, floor + trim_floor_db)
+    loud = real & (db > threshold)
+    any_loud = loud.any(dim=1)
+    big = energy.size(1)
+    first = torch.where(loud, frames[None, :], frames.new_full((), big)).amin(dim=1)
+    last = torch.where(loud, frames[None, :], frames.new_full((), -1)).amax(dim=1)
+    start = torch.where(any_loud, torch.minimum(lengths, first * unit + offset), torch.zeros_like(first))
+    end = torch.where(any_loud, torch.minimum(lengths, (last + 1) * unit + offset), lengths)
+    new_lengths = (end - start).clamp_min(0)
+    index = torch.arange(wave.size(1), device=wave.device)[None, :] + start[:, None]  # (B, N)
+    shifted = wave.gather(1, index.clamp(max=wave.size(1) - 1))
+    keep = torch.arange(wave.size(1), device=wave.device)[None, :] < new_lengths[:, None]
+    return torch.where(keep, shifted, shifted.new_zeros(())), new_lengths
 
 
 class LogMelFrontEnd(nn.Module):
@@ -56,43 +99,8 @@ class LogMelFrontEnd(nn.Module):
 
     # ------------------------------------------------------------------ steps
     def _trim(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows without leading and trailing frames quieter than ``trim_db`` below their loudest (and,
-        with ``trim_floor_db``, than that far above their noise floor), shifted to start at 0; a row
-        with no loud frame stays whole (``LogMel`` keeps it)."""
-        if self.trim_to_sample:
-            # dsp.trim(to_sample=True): a frame centred on every sample, from float64 running sums
-            squares = F.pad(wave.double() * wave.double(), (TRIM_FRAME // 2 + 1, TRIM_FRAME // 2))
-            sums = squares.cumsum(dim=1)  # (B, N + TRIM_FRAME + 1), sums[:, 0] = 0
-            energy = (sums[:, TRIM_FRAME:] - sums[:, :-TRIM_FRAME])[:, :wave.size(1)] / TRIM_FRAME  # float64 as dsp
-            frames = torch.arange(energy.size(1), device=wave.device)
-            real = frames[None, :] < lengths[:, None]  # (B, N)
-            unit, offset = 1, TRIM_HOP // 2
-        else:
-            energy = F.conv1d(F.pad(wave * wave, (TRIM_FRAME // 2, TRIM_FRAME // 2)).unsqueeze(1),
-                              wave.new_full((1, 1, TRIM_FRAME), 1.0 / TRIM_FRAME), stride=TRIM_HOP).squeeze(1)
-            frames = torch.arange(energy.size(1), device=wave.device)
-            real = frames[None, :] < (1 + lengths // TRIM_HOP)[:, None]  # (B, T_e)
-            unit, offset = TRIM_HOP, 0
-        peak = torch.where(real, energy, energy.new_zeros(())).amax(dim=1, keepdim=True)
-        db = 10 * torch.log10(energy.clamp_min(1e-10)) - 10 * torch.log10(peak.clamp_min(1e-10))
-        threshold = db.new_full((db.size(0), 1), -self.trim_db)
-        if self.trim_floor_db is not None:  # dsp.trim's noise floor: the FLOOR_QUANTILE frame of each row
-            ordered = torch.where(real, db, db.new_full((), float("inf"))).sort(dim=1).values
-            n_real = real.sum(dim=1, keepdim=True)
-            floor = ordered.gather(1, ((n_real - 1).float() * dsp.FLOOR_QUANTILE).long())  # (B, 1)
-            threshold = torch.maximum(threshold, floor + self.trim_floor_db)
-        loud = real & (db > threshold)
-        any_loud = loud.any(dim=1)
-        big = energy.size(1)
-        first = torch.where(loud, frames[None, :], frames.new_full((), big)).amin(dim=1)
-        last = torch.where(loud, frames[None, :], frames.new_full((), -1)).amax(dim=1)
-        start = torch.where(any_loud, torch.minimum(lengths, first * unit + offset), torch.zeros_like(first))
-        end = torch.where(any_loud, torch.minimum(lengths, (last + 1) * unit + offset), lengths)
-        new_lengths = (end - start).clamp_min(0)
-        index = torch.arange(wave.size(1), device=wave.device)[None, :] + start[:, None]  # (B, N)
-        shifted = wave.gather(1, index.clamp(max=wave.size(1) - 1))
-        keep = torch.arange(wave.size(1), device=wave.device)[None, :] < new_lengths[:, None]
-        return torch.where(keep, shifted, shifted.new_zeros(())), new_lengths
+        return trim_rows(wave, lengths, trim_db=self.trim_db, trim_floor_db=self.trim_floor_db,
+                         trim_to_sample=self.trim_to_sample)
 
     def _log_mel(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, N)`` -> dB ``(B, n_mels, T)`` and the frames of each row ``(B,)``."""
@@ -157,3 +165,75 @@ class LogMelFrontEnd(nn.Module):
         if self.center != "none":
             features = (features - self.norm_mean) / self.norm_std
         return torch.where(mask[:, :, None], features, features.new_zeros(())), mask
+
+
+class VoiceEncoderFrontEnd(nn.Module):
+    """``VoiceEncoder.extract`` row by row over a padded batch: trim, RMS level, power mel (40 bands,
+    25 ms every 10 ms), the encoder's LSTM layers, every ``stride``-th frame, the model's global
+    normalisation. The LSTMs run forward in time, so a row's trailing padding never reaches its real
+    frames: no per-row packing is needed."""
+
+    def __init__(self, extractor, normalizer: dict | None = None):
+        super().__init__()
+        from emorec.features import voice_encoder as ve
+
+        if extractor.name != "voice_encoder":
+            raise ValueError(f"this front end computes voice_encoder features, not {extractor.name!r}")
+        self.trim_db, self.trim_to_sample = extractor.trim_db, extractor.trim_to_sample
+        self.level_dbfs, self.stride, self.hop = extractor.level_dbfs, extractor.stride, ve.HOP
+        self.n_fft = ve.N_FFT
+        bins = ve.N_FFT // 2 + 1
+        angles = 2 * np.pi * np.outer(np.arange(bins), np.arange(ve.N_FFT)) / ve.N_FFT  # (bins, n_fft)
+        window = dsp._hann(ve.N_FFT)
+        dft = np.concatenate([np.cos(angles) * window, -np.sin(angles) * window])  # (2 bins, n_fft)
+        self.register_buffer("dft", torch.tensor(dft, dtype=torch.float32).unsqueeze(1))
+        mel = dsp.mel_filterbank(sample_rate=ve.SAMPLE_RATE, n_fft=ve.N_FFT, n_mels=ve.N_MELS, fmin=0.0,
+                                 fmax=ve.SAMPLE_RATE / 2)
+        self.register_buffer("mel", torch.tensor(mel, dtype=torch.float32))  # (40, bins)
+        path = ve.weights_path(extractor.weights)
+        self.kept = list(range(1, ve.LAYERS + 1)) if extractor.layer == "all" else [extractor.layer]
+        self.layers = nn.ModuleList(ve.encoder(path, layer) for layer in range(1, max(self.kept) + 1))
+        norm = normalizer or {}
+        self.center = norm.get("center", "none") if normalizer else "none"
+        if self.center not in ("none", "global"):
+            raise ValueError(f"the ONNX front end of voice_encoder has no {self.center!r} normalisation")
+        width = ve.HIDDEN * len(self.kept)
+        self.register_buffer("norm_mean", torch.tensor(norm.get("mean", [0.0] * width), dtype=torch.float32))
+        self.register_buffer("norm_std", torch.tensor(norm.get("std", [1.0] * width), dtype=torch.float32))
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = lengths.to(torch.long)
+        real = torch.arange(wave.size(1), device=wave.device)[None, :] < lengths[:, None]  # (B, N)
+        wave = torch.where(real, wave, wave.new_zeros(()))
+        if self.trim_db is not None:
+            wave, lengths = trim_rows(wave, lengths, trim_db=self.trim_db, trim_to_sample=self.trim_to_sample)
+        if self.level_dbfs is not None:
+            rms = ((wave.double() ** 2).sum(dim=1) / lengths.clamp_min(1).double()).sqrt()  # (B,)
+            gain = torch.where(rms > 0, 10 ** (self.level_dbfs / 20) / rms.clamp_min(1e-30), rms.new_ones(()))
+            wave = wave * gain.to(wave.dtype)[:, None]
+        half = self.n_fft // 2
+        spectrum = F.conv1d(F.pad(wave, (half, half)).unsqueeze(1), self.dft, stride=self.hop)  # (B, 2 bins, T)
+        re, im = spectrum.chunk(2, dim=1)
+        x = torch.matmul(self.mel, re * re + im * im).transpose(1, 2)  # (B, T, 40)
+        states = []
+        for number, layer in enumerate(self.layers, start=1):
+            x, _ = layer(x)  # (B, T, 256)
+            if number in self.kept:
+                states.append(x[:, ::self.stride])
+        features = torch.cat(states, dim=2)  # (B, T', 256 * layers)
+        frames = (1 + lengths // self.hop + self.stride - 1) // self.stride
+        mask = torch.arange(features.size(1), device=wave.device)[None, :] < frames[:, None]  # (B, T')
+        if self.center == "global":
+            features = (features - self.norm_mean) / self.norm_std
+        return torch.where(mask[:, :, None], features, features.new_zeros(())), mask
+
+
+#: extractor name -> the torch front end that computes its features inside an exported graph
+FRONT_ENDS = {"logmel": LogMelFrontEnd, "voice_encoder": VoiceEncoderFrontEnd}
+
+
+def front_end_for(extractor, normalizer: dict | None = None) -> nn.Module:
+    if extractor.name not in FRONT_ENDS:
+        raise ValueError(f"ONNX export computes {' or '.join(FRONT_ENDS)} features in the graph; "
+                         f"this model reads {extractor.name!r}")
+    return FRONT_ENDS[extractor.name](extractor, normalizer)
