@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-from pathlib import Path
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np

@@ -187,9 +187,7 @@ class VoiceEncoderFrontEnd(nn.Module):
         window = dsp._hann(ve.N_FFT)
         dft = np.concatenate([np.cos(angles) * window, -np.sin(angles) * window])  # (2 bins, n_fft)
         self.register_buffer("dft", torch.tensor(dft, dtype=torch.float32).unsqueeze(1))
-        mel = dsp.mel_filterbank(sample_rate=ve.SAMPLE_RATE, n_fft=ve.N_FFT, n_mels=ve.N_MELS, fmin=0.0,
-                                 fmax=ve.SAMPLE_RATE / 2)
-        self.register_buffer("mel", torch.tensor(mel, dtype=torch.float32))  # (40, bins)
+        self.register_buffer("mel", torch.tensor(ve.mel_basis(), dtype=torch.float32))  # (40, bins)
         path = ve.weights_path(extractor.weights)
         self.kept = list(range(1, ve.LAYERS + 1)) if extractor.layer == "all" else [extractor.layer]
         self.layers = nn.ModuleList(ve.encoder(path, layer) for layer in range(1, max(self.kept) + 1))

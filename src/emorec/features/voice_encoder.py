@@ -20,13 +20,14 @@ corpus's recording level must not tell it apart).
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from emorec.corpora.base import file_sha256
 from emorec.errors import ConfigError, EmorecError
 from emorec.features import dsp
 from emorec.features.base import FeatureExtractor, register_extractor
@@ -60,12 +61,10 @@ def weights_path(weights: str) -> Path:
     return path
 
 
-def file_fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+@functools.cache
+def mel_basis() -> np.ndarray:
+    """The encoder's 40 Slaney mel bands over the 201 bins of a 400-sample FFT: ``(40, 201)``."""
+    return dsp.mel_filterbank(sample_rate=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=0.0, fmax=SAMPLE_RATE / 2)
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -143,6 +142,7 @@ class VoiceEncoder(FeatureExtractor):
         self.sample_rate = SAMPLE_RATE
         self._expected_fingerprint = weights_fingerprint
         self._fingerprint: str | None = None
+        self._path: Path | None = None
 
     def config(self) -> dict[str, Any]:
         config = super().config()
@@ -155,7 +155,7 @@ class VoiceEncoder(FeatureExtractor):
         """sha256 of the weights file; a stored config (a trained model's) must find the same weights."""
         if self._fingerprint is None:
             path = weights_path(self.weights)
-            found = file_fingerprint(path)
+            found = file_sha256(path)[:16]
             if self._expected_fingerprint and found != self._expected_fingerprint:
                 raise ConfigError(f"voice_encoder: weights {path} have changed (fingerprint {found}, "
                                   f"expected {self._expected_fingerprint})")
@@ -189,14 +189,14 @@ class VoiceEncoder(FeatureExtractor):
             if rms > 0:
                 wave = wave * np.float32(10 ** (self.level_dbfs / 20) / rms)
         power = dsp.power_spectrogram(wave, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT)  # (201, T)
-        basis = dsp.mel_filterbank(sample_rate=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=0.0,
-                                   fmax=SAMPLE_RATE / 2)  # (40, 201)
-        return np.ascontiguousarray((basis @ power).T, dtype=np.float32)
+        return np.ascontiguousarray((mel_basis() @ power).T, dtype=np.float32)  # (T, 40)
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
         import torch
 
-        path = weights_path(self.weights)
+        if self._path is None:  # found once, not per clip
+            self._path = weights_path(self.weights)
+        path = self._path
         layers = range(1, LAYERS + 1) if self.layer == "all" else (self.layer,)
         with torch.inference_mode():
             x = torch.from_numpy(self.mel(wave))[None]  # (1, T, 40)
