@@ -10,13 +10,25 @@ import emorec
 from emorec.released import DEFAULT, released_model_dir, released_models
 
 
-def test_the_default_is_the_multi_corpus_six_class_model_and_the_earlier_one_loads_by_name():
-    assert {"emorec-crnn-v2-multicorpus", "emorec-crnn-v2-ravdess-crema-d"} <= set(released_models())
+def test_the_default_is_the_voice_encoder_six_class_model_and_the_earlier_ones_load_by_name():
+    names = {"emorec-voice-encoder-multicorpus", "emorec-crnn-v2-multicorpus", "emorec-crnn-v2-ravdess-crema-d"}
+    assert names <= set(released_models())
     rec = emorec.load()
-    assert rec.model_id == DEFAULT == "emorec-crnn-v2-multicorpus"
+    assert rec.model_id == DEFAULT == "emorec-voice-encoder-multicorpus"
     assert rec.classes == ["neutral", "happy", "sad", "angry", "fearful", "disgust"]
+    crnn = emorec.load("emorec-crnn-v2-multicorpus")
+    assert crnn.model_id == "emorec-crnn-v2-multicorpus" and crnn.classes == rec.classes
     earlier = emorec.load("emorec-crnn-v2-ravdess-crema-d")
     assert earlier.model_id == "emorec-crnn-v2-ravdess-crema-d" and len(earlier.classes) == 8
+
+
+def test_the_default_reads_its_encoder_from_its_own_folder():
+    """The voice encoder's weights ship beside the model (not read from the resemblyzer wheel)."""
+    folder = released_model_dir(DEFAULT)
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["features"]["audio"]["weights"] == "voice_encoder.safetensors"
+    assert (folder / "voice_encoder.safetensors").stat().st_size > 1_000_000
+    assert "Apache-2.0" in (folder / "MODEL_CARD.md").read_text()
 
 
 def test_the_card_states_the_weights_licence_and_what_to_expect_on_an_unheard_corpus():

@@ -10,7 +10,7 @@ from emorec.errors import EmorecError
 from emorec.model_files import MODEL_META
 
 HERE = Path(__file__).resolve().parent
-DEFAULT = "emorec-crnn-v2-multicorpus"
+DEFAULT = "emorec-voice-encoder-multicorpus"
 
 
 def released_models() -> list[str]:
