@@ -108,7 +108,7 @@ def main(default_corpus: str | None = None, default_config: str | None = None, d
         from emorec.experiment import prepare_experiment
 
         started = time.time()
-        experiment = prepare_experiment(benchmark_config(args, manifest))  # extract with every core; jobs find the cache
+        experiment = prepare_experiment(benchmark_config(args, manifest), views=True)  # every core; jobs find the cache
         result = run_parallel(args, manifest, len(experiment.splits))
         result["wall_seconds"] = round(time.time() - started, 1)
     else:

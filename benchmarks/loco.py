@@ -104,7 +104,7 @@ def train_cells(args: argparse.Namespace, manifest: Path, held_out: list[str]) -
 
     # features once, with every core, before the single-thread cells find them in the cache
     prepare_experiment(load_config(args.config, [f"data.manifest={manifest}", f"data.cache={WORK / 'cache'}",
-                                                 f"split.test_corpora=[{todo[0]}]", *args.overrides]))
+                                                 f"split.test_corpora=[{todo[0]}]", *args.overrides]), views=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     running: list[tuple[str, subprocess.Popen]] = []
     failed = []

@@ -84,7 +84,7 @@ def test_every_declared_choice_and_range_is_checked_at_load():
                 bounds = f.metadata["range"]
                 bad = bounds["low"] - 1 if bounds["low"] is not None else bounds["high"] + 1
                 if isinstance(f.default, tuple):
-                    bad = [bad] * len(f.default)
+                    bad = [bad] * max(len(f.default), 1)  # a variable-length tuple may default to ()
             else:
                 continue
             with pytest.raises(ConfigError, match=rf"^{section}\.{f.name}"):

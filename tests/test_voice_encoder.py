@@ -133,8 +133,8 @@ def test_a_two_layer_file_cannot_give_the_third_layer(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """``emorec train`` on encoder states of a generated corpus; the weights file is gone afterwards,
-    so everything after reads the copy the model keeps."""
+    """``emorec train`` on encoder states of a generated corpus, with speed views; the weights file
+    is gone afterwards, so everything after reads the copy the model keeps."""
     import yaml
 
     import cli_process
@@ -147,7 +147,8 @@ def trained(tmp_path_factory):
     cli_process.emorec("prepare", "synthetic", corpus, "--out", root / "manifest.csv", cwd=root)
     config = tiny_recipe_config(
         root, "encoder", data={"features": {"name": "voice_encoder", "weights": str(weights), "layer": "all"}},
-        split={"scheme": "speaker_kfold", "k": 2, "val_speakers": 1}, trainer={"epochs": 1, "batch_size": 4})
+        split={"scheme": "speaker_kfold", "k": 2, "val_speakers": 1}, trainer={"epochs": 1, "batch_size": 4},
+        augment={"speed_views": [0.9, 1.1]})
     config["model"] = {"name": "cnn_pooling", "frame_dims": [8], "pooling": "mean_std", "dense": [8], "dropout": 0.1}
     (root / "recipe.yaml").write_text(yaml.safe_dump(config))
     cli_process.emorec("train", root / "recipe.yaml", "--quiet", cwd=root, OMP_NUM_THREADS="1")
@@ -167,6 +168,58 @@ def test_a_trained_model_keeps_its_encoder_and_predicts_without_the_original(tra
     cli_process.emorec("predict", fold, clip, "--out", root / "answers.csv", cwd=root)
     rows = (root / "answers.csv").read_text().splitlines()
     assert len(rows) == 2 and clip.name in rows[1]
+
+
+def test_speed_views_are_cached_beside_the_originals_and_the_model_never_sees_them(trained):
+    import json
+
+    root, fold, corpus = trained
+    caches = {json.loads(p.read_text())["config"].get("speed", 1.0): p.parent
+              for p in (root / "cache").glob("voice_encoder-*/extractor.json")}
+    assert sorted(caches) == [0.9, 1.0, 1.1]
+    entries = {speed: len(list(folder.glob("??/*.npy"))) for speed, folder in caches.items()}  # not packs
+    assert entries[0.9] == entries[1.1] == entries[1.0] > 0  # every clip the originals hold, at each speed
+    spec = json.loads((fold / "model.json").read_text())["features"]["audio"]
+    assert "speed" not in spec  # validation, test and the exported model read the clips as they are
+
+
+def test_speed_plays_the_clip_faster_and_leaves_earlier_cache_keys_alone(weights):
+    wave = speech_like(1.6)
+    plain = create_extractor("voice_encoder", weights=str(weights), trim_db=None)
+    slow = create_extractor("voice_encoder", weights=str(weights), trim_db=None, speed=0.8)
+    assert "speed" not in plain.config() and slow.config()["speed"] == 0.8
+    assert abs(len(slow.extract(wave)) / len(plain.extract(wave)) - 1.25) < 0.02
+    with pytest.raises(ConfigError, match="speed"):
+        create_extractor("voice_encoder", weights=str(weights), speed=3)
+
+
+def test_a_training_draw_reads_the_original_or_a_view_alike(tmp_path):
+    from emorec.data.dataset import ClipDataset
+    from emorec.manifest import Clip
+
+    clips = [Clip(clip_id=f"c{i}", path=f"/x/c{i}.wav", corpus="x", speaker="x/1", emotion="happy",
+                  content_hash=f"{i:064d}") for i in range(2)]
+    original = FeatureStore(tmp_path, "voice_encoder", {"speed": 1.0})
+    view = FeatureStore(tmp_path, "voice_encoder", {"speed": 0.9})
+    for clip in clips:
+        original.put(clip, np.zeros((10, 4), np.float32))
+    view.put(clips[0], np.ones((11, 4), np.float32))  # the second clip has no view: its original is read
+    data = ClipDataset(clips, {"happy": 0}, {"audio": original}, views={"audio": [view]}, seed=3)
+    first = [tuple(data[0]["audio"].shape) for _ in range(200)]
+    assert set(first) == {(10, 4), (11, 4)} and 60 < first.count((11, 4)) < 140
+    assert {tuple(data[1]["audio"].shape) for _ in range(50)} == {(10, 4)}
+    assert {tuple(ClipDataset(clips, {"happy": 0}, {"audio": original})[0]["audio"].shape)} == {(10, 4)}
+
+
+def test_speed_views_need_an_extractor_that_can_make_them(tmp_path):
+    from emorec.experiment import speed_view_stores
+    from emorec.training.config import config_from_dict
+
+    config = config_from_dict({"data": {"cache": str(tmp_path)}, "augment": {"speed_views": [0.9]}})
+    with pytest.raises(ConfigError, match="augment.speed_views.*logmel"):
+        speed_view_stores(config, {"audio": {"name": "logmel"}}, [], extract=False, progress=False)
+    with pytest.raises(ConfigError, match="speed_views"):
+        config_from_dict({"augment": {"speed_views": [3.0]}})
 
 
 def test_the_onnx_export_computes_the_encoder_in_the_graph(trained):

@@ -68,7 +68,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     if env_dir and not rank_zero and (Path(env_dir) / "splits.json").is_file():
         splits = load_splits(Path(env_dir) / "splits.json")  # rank 0 wrote them: never re-split
     check_hardware(config)
-    experiment = prepare_experiment(config, progress=progress and rank_zero, splits=splits)
+    experiment = prepare_experiment(config, progress=progress and rank_zero, splits=splits, views=True)
     folds = select_folds(config.run.folds, len(experiment.splits))
     if rank_zero:
         if env_dir:
@@ -113,7 +113,8 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = True, hardware: dict 
         validate_config(config)
     check_hardware(config)
     rank_zero = is_global_zero()
-    experiment = prepare_experiment(config, progress=progress and rank_zero, splits=load_splits(run_dir / "splits.json"))
+    experiment = prepare_experiment(config, progress=progress and rank_zero, splits=load_splits(run_dir / "splits.json"),
+                                    views=True)
     folds = select_folds(config.run.folds, len(experiment.splits))
     if rank_zero:
         console.print(f"resuming run directory: {run_dir}")

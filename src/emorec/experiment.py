@@ -39,6 +39,8 @@ class Experiment:
     feature_specs: dict[str, dict]
     splits: list[Split]
     skipped: list = field(default_factory=list)
+    #: modality -> caches of the same clips at other waveform speeds (``augment.speed_views``), for training draws
+    view_stores: dict[str, list[FeatureStore]] = field(default_factory=dict)
 
     @property
     def by_id(self) -> dict[str, Clip]:
@@ -54,7 +56,9 @@ def feature_specs(config: TrainConfig) -> dict[str, dict]:
 
 
 def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: bool = True,
-                       splits: list[Split] | None = None) -> Experiment:
+                       splits: list[Split] | None = None, views: bool = False) -> Experiment:
+    """``views``: also extract the training views of ``augment.speed_views`` (what a training run
+    reads; evaluation needs only the clips as they are)."""
     if not config.data.manifest:
         raise ConfigError("data.manifest is empty: point it at a manifest from `emorec prepare`")
     clips = read_manifest(config.data.manifest)
@@ -78,6 +82,7 @@ def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: b
             skipped.extend(result.skipped)
         store = FeatureStore.for_extractor(config.data.cache, extractor)
         stores[modality] = store if config.data.pack == "none" else PackedStore.for_clips(store, clips, config.data.pack)
+    view_stores = speed_view_stores(config, specs, clips, extract=extract and views, progress=progress)
 
     if splits is None and config.split.file:
         splits = splits_from_file(config.split.file, clips)
@@ -85,7 +90,28 @@ def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: b
         s = config.split
         splits = make_splits(clips, s.scheme, k=s.k, val_speakers=s.val_speakers, test_size=s.test_size, seed=s.seed,
                              train_only_corpora=s.train_only_corpora, test_corpora=s.test_corpora)
-    return Experiment(config, clips, list(class_names), stores, specs, splits, skipped)
+    return Experiment(config, clips, list(class_names), stores, specs, splits, skipped, view_stores)
+
+
+def speed_view_stores(config: TrainConfig, specs: dict[str, dict], clips: list[Clip], *, extract: bool,
+                      progress: bool) -> dict[str, list[FeatureStore]]:
+    """The audio caches of ``augment.speed_views``, one per speed (extracted when ``extract``). A clip
+    a view cannot read is trained from its original features only: nothing is skipped for a view."""
+    speeds = config.augment.speed_views if config.augment.enabled else ()
+    if not speeds or "audio" not in specs:
+        return {}
+    stores = []
+    for speed in speeds:
+        spec = {**specs["audio"], "speed": float(speed)}
+        try:
+            extractor = extractor_from_spec(spec)
+        except (ConfigError, TypeError) as err:
+            raise ConfigError(f"augment.speed_views: the {spec['name']!r} extractor cannot make speed views "
+                              f"({str(err).splitlines()[0]})") from None
+        if extract:
+            extract_features(clips, extractor, config.data.cache, workers=config.data.workers, progress=progress)
+        stores.append(FeatureStore.for_extractor(config.data.cache, extractor))
+    return {"audio": stores}
 
 
 def splits_from_file(path: str | os.PathLike, clips: list[Clip]) -> list[Split]:

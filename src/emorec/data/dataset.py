@@ -110,6 +110,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         corpus_classes: Mapping[str, np.ndarray] | None = None,
         corpus_index: Mapping[str, int] | None = None,
+        views: Mapping[str, Sequence[FeatureStore]] | None = None,
     ):
         self.label_index = dict(label_index)
         self.corpus_index = dict(corpus_index or {})  # corpus -> int: each item then carries it as "corpus"
@@ -149,6 +150,8 @@ class ClipDataset(Dataset):
         # Random per-clip transforms of the raw features (training only: simulated recording conditions).
         self.transforms = dict(transforms or {})
         self.seed = seed
+        # Other caches of the same clips (speed views): a draw reads the original or one of them, alike.
+        self.views = {m: list(v) for m, v in (views or {}).items() if v and m in self.modalities}
         self._rng: tuple[object, np.random.Generator] | None = None
 
     def generator(self) -> np.random.Generator:
@@ -162,6 +165,16 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def _view(self, modality: str, clip: Clip, features: np.ndarray, valid: np.ndarray | None) -> tuple:
+        """``(features, valid)`` of a view drawn uniformly with the original; the original when that
+        view has no entry for the clip."""
+        pick = int(self.generator().integers(len(self.views[modality]) + 1))
+        if pick == 0:
+            return features, valid
+        store = self.views[modality][pick - 1]
+        other = store.get(clip)
+        return (features, valid) if other is None else split_frame_mask(store.name, other)
 
     def real_frames(self, modality: str, *, once: bool = False) -> Sequence[np.ndarray]:
         """Each clip's real frames only (what normalisation statistics are fitted on), read one
@@ -185,6 +198,8 @@ class ClipDataset(Dataset):
             item["corpus"] = self.corpus_index[clip.corpus]
         for m in self.modalities:
             features, valid = self.features[m].entry(i)
+            if m in self.views:
+                features, valid = self._view(m, clip, features, valid)
             if m in self.transforms:
                 features = self.transforms[m](features, self.generator())
             if m in self.normalizers:

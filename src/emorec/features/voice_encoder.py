@@ -15,7 +15,9 @@ resemblyzer==0.1.4`` is enough. A path to a ``.pt`` or ``.safetensors`` file wit
 
 The output is one layer's hidden states, ``(T, 256)`` at ``100 / stride`` frames per second,
 after the clip is trimmed (``trim_db``) and its level set to ``level_dbfs`` (RMS, up or down: a
-corpus's recording level must not tell it apart).
+corpus's recording level must not tell it apart). ``speed`` other than 1 plays the clip that much
+faster first (tempo, pitch and formants together, as a tape played fast): a training view of the
+same clip in another voice (``augment.speed_views``), never a model's own front end.
 """
 
 from __future__ import annotations
@@ -128,17 +130,20 @@ class VoiceEncoder(FeatureExtractor):
 
     def __init__(self, *, weights: str = "resemblyzer", layer: int | str = 3, stride: int = 2,
                  trim_db: float | None = 40.0, level_dbfs: float | None = -30.0, trim_to_sample: bool = False,
-                 weights_fingerprint: str | None = None):
+                 speed: float = 1.0, weights_fingerprint: str | None = None):
         if layer != "all" and (not str(layer).isdigit() or int(layer) not in range(1, LAYERS + 1)):
             raise ConfigError(f"voice_encoder: layer must be 1-{LAYERS} or 'all', got {layer!r}")
         if int(stride) < 1:
             raise ConfigError(f"voice_encoder: stride must be >= 1, got {stride}")
+        if not 0.5 <= float(speed) <= 2.0:
+            raise ConfigError(f"voice_encoder: speed must lie in [0.5, 2], got {speed}")
         self.weights = str(weights)
         self.layer: int | str = "all" if layer == "all" else int(layer)
         self.stride = int(stride)
         self.trim_db = None if trim_db is None else float(trim_db)
         self.level_dbfs = None if level_dbfs is None else float(level_dbfs)
         self.trim_to_sample = bool(trim_to_sample)
+        self.speed = float(speed)
         self.sample_rate = SAMPLE_RATE
         self._expected_fingerprint = weights_fingerprint
         self._fingerprint: str | None = None
@@ -148,6 +153,8 @@ class VoiceEncoder(FeatureExtractor):
         config = super().config()
         if not config["trim_to_sample"]:
             config.pop("trim_to_sample")  # added later, off by default: the earlier cache keys stay
+        if config["speed"] == 1.0:
+            config.pop("speed")  # likewise
         return config
 
     @property
@@ -181,6 +188,10 @@ class VoiceEncoder(FeatureExtractor):
     def mel(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` -> power mel ``(T, 40)`` float32, as the encoder was trained on (not log)."""
         wave = np.asarray(wave, dtype=np.float32)
+        if self.speed != 1.0:  # n samples -> n / speed at the same rate
+            import soxr
+
+            wave = soxr.resample(wave, SAMPLE_RATE * self.speed, SAMPLE_RATE).astype(np.float32)
         if self.trim_db is not None:
             trimmed = dsp.trim(wave, top_db=self.trim_db, to_sample=self.trim_to_sample)
             wave = trimmed if trimmed.size else wave

@@ -115,6 +115,11 @@ class AugmentConfig:
     additive_noise: float = ranged(0.0, low=0, high=1)  # share of clips with white/pink/brown noise at an SNR in snr_db
     snr_db: tuple[float, float] = (5.0, 30.0)
     reverb: float = ranged(0.0, low=0, high=1)  # share of clips with late reverberation (RT60 0.2-1.0 s)
+    # Waveform speed factors (e.g. [0.9, 1.1]: tempo, pitch and formants together, so each is another
+    # voice) whose features are extracted and cached beside the originals; each training draw reads
+    # the original or one of them, alike. For front ends that cannot be perturbed after extraction
+    # (voice_encoder has a ``speed`` option); validation, test and the exported model see speed 1.
+    speed_views: tuple[float, ...] = ranged((), low=0.5, high=2.0)
 
 
 @dataclass

@@ -115,7 +115,8 @@ def fold_datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, Cl
     speaker_norm = cfg.data.normalization == "speaker"
     train_set = ClipDataset(repeated(train_clips, cfg.data.corpus_repeats, split.name), label_index, experiment.stores,
                             speaker_norm=speaker_norm, transforms=condition_transforms(experiment),
-                            seed=cfg.trainer.seed, corpus_classes=masks, corpus_index=corpora)
+                            seed=cfg.trainer.seed, corpus_classes=masks, corpus_index=corpora,
+                            views=experiment.view_stores)
     if len(train_set) == 0:
         raise EmorecError(f"{split.name}: no training clip has cached features")
     # fitted on the raw frames of each training clip once (a repeated clip counts once), then set:
