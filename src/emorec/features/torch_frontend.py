@@ -179,7 +179,7 @@ class VoiceEncoderFrontEnd(nn.Module):
 
         if extractor.name != "voice_encoder":
             raise ValueError(f"this front end computes voice_encoder features, not {extractor.name!r}")
-        if getattr(extractor, "speed", 1.0) != 1.0:
+        if extractor.speed != 1.0:
             raise ValueError(f"voice_encoder speed {extractor.speed} is a training view, not a front end")
         self.trim_db, self.trim_to_sample = extractor.trim_db, extractor.trim_to_sample
         self.level_dbfs, self.stride, self.hop = extractor.level_dbfs, extractor.stride, ve.HOP
