@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("EMOREC_BENCHMARK_WORK") or REPO / "benchmarks" / "work")
 RESULTS = REPO / "benchmarks" / "results"
 # the headline by the rules in ravdess_ensemble.py; make_readme.py and models_ravdess_6fold.py both show it
-HEADLINE_ENSEMBLE = RESULTS / "ravdess_6fold_ensemble_deltas5.json"
+HEADLINE_ENSEMBLE = RESULTS / "ravdess_6fold_ensemble_deltas5" / "ensemble.json"
 
 
 def data_dir() -> Path:

@@ -5,16 +5,16 @@ loss, optimiser and augmentation) on the same features as the headline benchmark
 bands, silence trimmed at 40 dB) and the same folds and validation actors. Two settings are
 added for 100 frames/s log-mel where a recipe runs recurrent layers over raw frames:
 ``cnn_lstm.time_pool=4`` and ``bilstm_attention.audio_time_pool=4`` (their recipes say so).
-``attn_crnn`` has the first headline recipe's row (``benchmarks/results/ravdess_6fold.json``), which
-is read, not re-run, unless ``--models`` names it. The current headline, an ensemble of ATTN-CRNN v2
+A row already in the results file is kept unless ``--models`` names its model (``attn_crnn``'s is
+the first headline recipe's run, 60 cosine epochs). The current headline, an ensemble of ATTN-CRNN v2
 runs chosen by the rules in ``ravdess_ensemble.py`` (``common.HEADLINE_ENSEMBLE``), is read in as a row of its
 own (its folds' training seconds are its members' summed: they train one after another).
 
     python benchmarks/models_ravdess_6fold.py [--models cnn_pooling,hybrid_tcn,...] [--jobs 2]
     python benchmarks/models_ravdess_6fold.py --models ''   # only re-read the rows read from other results
 
-Results: ``benchmarks/results/models_ravdess_6fold.json``, a list of entries in the format of
-``ravdess_6fold.json`` plus ``recipe`` and the training seconds of every fold.
+Results: ``benchmarks/results/models_ravdess_6fold.json``, a list of entries in the format of a
+``ravdess_6fold.py`` result plus ``recipe`` and the training seconds of every fold.
 """
 
 from __future__ import annotations
@@ -60,11 +60,6 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     entries = {e["model"]: e for e in (json.loads(out.read_text()) if out.is_file() else [])}
-    headline = RESULTS / "ravdess_6fold.json"
-    if "attn_crnn" not in args.models.split(",") and headline.is_file():
-        entry = json.loads(headline.read_text())
-        entries["attn_crnn"] = {**entry, "recipe": "headline benchmark recipe (see its command)",
-                                "train_seconds_per_fold": [f.get("train_seconds") for f in entry["folds"]]}
     if HEADLINE_ENSEMBLE.is_file():
         entries[HEADLINE_KEY] = headline_entry(HEADLINE_ENSEMBLE)
     for model in filter(None, args.models.split(",")):
