@@ -97,7 +97,7 @@ def licence_lines(corpora: list[str]) -> list[str]:
 
 def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str, command: str, cv: list[Path],
                crosscorpus: Path | None, trained: str, train_seconds: float, loco: Path | None = None,
-               front_end: dict | None = None) -> str:
+               front_end: dict | None = None, trim_shift: str | None = None) -> str:
     calibration = meta.get("calibration") or {}
     classes = meta["class_names"]
     few = [c for c in classes if c in ("calm", "surprised")]
@@ -125,7 +125,8 @@ def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str,
         f"- Recipe `{recipe}`; trained {trained} in {train_seconds / 60:.0f} min on a CPU.",
         f"- Command (from `benchmarks/`): `{command}`",
         *([f"- Front end set after training, weights unchanged: `{json.dumps(front_end)}` (why, and what it moved on "
-           "the validation speakers: `benchmarks/trim_shift.py`, `results/trim_shift.json`)."] if front_end else []),
+           "the validation speakers: `benchmarks/trim_shift.py`" + (f", `{trim_shift}`" if trim_shift else "") + ")."]
+          if front_end else []),
         f"- `model.safetensors` SHA-256: `{digest}`", "",
         *loco_lines(loco),
         "## How well the recipe does (speaker-independent cross-validation)", "",
@@ -177,7 +178,7 @@ def rewrite_card(args: argparse.Namespace) -> None:
                       command=record["command"], cv=[Path(p) for p in args.cv],
                       crosscorpus=Path(args.crosscorpus) if args.crosscorpus else None, trained=meta.get("trained", ""),
                       train_seconds=float(meta.get("train_seconds") or 0), loco=Path(args.loco) if args.loco else None,
-                      front_end=front_end)
+                      front_end=front_end, trim_shift=args.trim_shift)
     (shipped / "MODEL_CARD.md").write_text(card)
     print(f"{shipped / 'MODEL_CARD.md'} rewritten")
 
@@ -227,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--front-end", action="append", default=[], metavar="KEY=VALUE",
                         help="inference-only audio feature settings for the shipped model, e.g. trim_to_sample=true")
+    parser.add_argument("--trim-shift", default=None, metavar="RESULT.json",
+                        help="the trim_shift.py result that measured the --front-end settings on this model")
     parser.add_argument("--card-only", action="store_true",
                         help="rewrite the shipped model's MODEL_CARD.md with the figures given (weights untouched)")
     args = parser.parse_args(argv)
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
                       command=command_line(), cv=[Path(p) for p in args.cv],
                       crosscorpus=Path(args.crosscorpus) if args.crosscorpus else None, trained=trained,
                       train_seconds=float(meta.get("train_seconds") or time.time() - started),
-                      loco=Path(args.loco) if args.loco else None, front_end=front_end)
+                      loco=Path(args.loco) if args.loco else None, front_end=front_end, trim_shift=args.trim_shift)
     (staging / "MODEL_CARD.md").write_text(card)
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
