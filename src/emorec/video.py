@@ -26,15 +26,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from emorec.errors import BadInputError, EmorecError
-
-if TYPE_CHECKING:
-    from emorec.manifest import Clip
 
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".flv", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 NO_AUDIO_TRACK = "no audio track"
@@ -145,24 +142,6 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
             audio_sample_rate=int(audio.codec_context.sample_rate or 0) if audio is not None else 0,
             audio_channels=int(audio.codec_context.channels or 0) if audio is not None else 0,
         )
-
-
-def with_video_info(clip: "Clip") -> "Clip":
-    """``clip`` with ``duration`` and its audio track's ``sample_rate`` and ``channels`` (0 and
-    0 without one) read from the video header, after checking that its first picture decodes.
-
-    Raises :class:`BadInputError` for a file that is no usable video (unreadable header, no
-    video stream, no decodable picture), so preparing a corpus lists it instead of a clip that
-    fails only at extraction. Unchanged when PyAV is not installed: audio-only work must not
-    need it, and extraction says how to install it."""
-    try:
-        import_av()
-    except EmorecError:
-        return clip
-    info = video_info(clip.path)
-    check_first_frame(clip.path)
-    return replace(clip, duration=round(info.duration, 6), sample_rate=info.audio_sample_rate,
-                   channels=info.audio_channels)
 
 
 def check_first_frame(path: str | os.PathLike) -> None:

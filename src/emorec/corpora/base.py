@@ -13,7 +13,7 @@ from typing import Any
 from emorec.errors import BadInputError, EmorecError, SkippedFile
 from emorec.manifest import Clip
 from emorec.media import AUDIO_SUFFIXES, audio_info
-from emorec.video import VIDEO_SUFFIXES, with_video_info
+from emorec.video import VIDEO_SUFFIXES, check_first_frame, import_av, video_info
 
 #: Below this many files no progress bar is drawn (it would only flicker).
 PROGRESS_MIN_FILES = 50
@@ -128,6 +128,24 @@ def probe(candidate: Candidate) -> Probed:
         content_hash=info.content_hash,
     )
     return Probed(clip, [f"{path}: {info.truncation}"] if info.truncation else [])
+
+
+def with_video_info(clip: Clip) -> Clip:
+    """``clip`` with ``duration`` and its audio track's ``sample_rate`` and ``channels`` (0 and
+    0 without one) read from the video header, after checking that its first picture decodes.
+
+    Raises :class:`BadInputError` for a file that is no usable video (unreadable header, no
+    video stream, no decodable picture), so preparing a corpus lists it instead of a clip that
+    fails only at extraction. Unchanged when PyAV is not installed: audio-only work must not
+    need it, and extraction says how to install it."""
+    try:
+        import_av()
+    except EmorecError:
+        return clip
+    info = video_info(clip.path)
+    check_first_frame(clip.path)
+    return replace(clip, duration=round(info.duration, 6), sample_rate=info.audio_sample_rate,
+                   channels=info.audio_channels)
 
 
 def probe_media(candidate: Candidate) -> Probed:
