@@ -31,9 +31,9 @@ from common import REPO, RESULTS, WORK, command_line
 from emorec.atomic import write_json
 from emorec.corpora.synthetic_av import generate_av_feature_corpus
 from emorec.evaluation.run_eval import evaluate_run
-from emorec.runs import fold_number
+from emorec.runs.status import fold_number
 from emorec.training.config import load_config
-from emorec.crossval import train
+from emorec.workflows.crossval import train
 
 RECIPES = {"bilstm_attention": "bilstm_attention_av.yaml", "hybrid_tcn": "hybrid_tcn.yaml"}
 CORPUS = dict(audio_dim=6, video_dim=5, shift=1.0, weak_shift=0.5, clip_noise=1.0)

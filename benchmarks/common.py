@@ -26,7 +26,7 @@ def data_dir() -> Path:
 def ravdess_manifest() -> Path:
     """Prepare (once) the manifest of all RAVDESS speech audio (1440 clips, 24 actors)."""
     from emorec.corpora import prepare_corpus
-    from emorec.manifest import write_manifest
+    from emorec.corpora.manifest import write_manifest
 
     path = WORK / "ravdess" / "manifest.csv"
     if not path.is_file():
@@ -66,7 +66,7 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
     """A cross-validation run directory -> the committed results format."""
     import json
 
-    from emorec.runs import fold_number
+    from emorec.runs.status import fold_number
 
     folds = []
     for fold_dir in sorted(run_dir.glob("fold_*"), key=fold_number):

@@ -41,13 +41,13 @@ C_GRID = (0.001, 0.01, 0.1, 1.0)
 def corpus_manifest(corpus: str, data: str | None = None) -> Path:
     """Prepare (once) the manifest of a corpus from the shared data."""
     from emorec.corpora import prepare_corpus
-    from emorec.manifest import write_manifest
+    from emorec.corpora.manifest import write_manifest
 
     path = WORK / corpus / "manifest.csv"
     if path.is_file():
         return path
     if "+" in corpus:
-        from emorec.manifest import merge_manifests
+        from emorec.corpora.manifest import merge_manifests
 
         clips = merge_manifests([corpus_manifest(part) for part in corpus.split("+")])
     else:
@@ -105,7 +105,7 @@ def main(default_corpus: str | None = None, default_config: str | None = None, d
     if args.baseline:
         result = baseline(args, manifest)
     elif args.jobs > 1:
-        from emorec.experiment import prepare_experiment
+        from emorec.training.experiment import prepare_experiment
 
         started = time.time()
         experiment = prepare_experiment(benchmark_config(args, manifest), views=True)  # every core; jobs find the cache
@@ -156,8 +156,8 @@ def benchmark_config(args: argparse.Namespace, manifest: Path):
 
 
 def train_here(args: argparse.Namespace, manifest: Path) -> dict:
-    from emorec.crossval import train
-    from emorec.experiment import prepare_experiment
+    from emorec.workflows.crossval import train
+    from emorec.training.experiment import prepare_experiment
 
     config = benchmark_config(args, manifest)
     run_dir = train(config)
@@ -209,8 +209,8 @@ def baseline(args: argparse.Namespace, manifest: Path) -> dict:
     from emorec.features.base import create_extractor
     from emorec.features.extract import extract_features
     from emorec.features.store import FeatureStore
-    from emorec.manifest import read_manifest
-    from emorec.splits import make_splits
+    from emorec.corpora.manifest import read_manifest
+    from emorec.corpora.splits import make_splits
 
     clips = read_manifest(manifest)
     extractor = create_extractor("egemaps", level="functionals") if args.baseline == "egemaps" else create_extractor("mfcc", n_mfcc=40)

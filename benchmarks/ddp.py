@@ -32,7 +32,7 @@ from common import REPO, RESULTS, WORK, command_line
 def quick_project(root: Path) -> tuple[Path, Path]:
     from emorec.corpora.synthetic import generate_synthetic_corpus
     from emorec.corpora import prepare_corpus
-    from emorec.manifest import write_manifest
+    from emorec.corpora.manifest import write_manifest
 
     corpus = generate_synthetic_corpus(root / "corpus", speakers=6, clips_per_emotion=6, emotions=("happy", "sad", "angry"))
     manifest = root / "manifest.csv"

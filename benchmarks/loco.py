@@ -65,7 +65,7 @@ def corpus_folder(name: str, given: dict[str, str]) -> Path:
 def corpus_manifest(name: str, given: dict[str, str]) -> Path:
     """Prepare (once) one corpus's manifest under the benchmark work folder."""
     from emorec.corpora import prepare_corpus
-    from emorec.manifest import write_manifest
+    from emorec.corpora.manifest import write_manifest
 
     path = WORK / "loco" / name / "manifest.csv"
     if not path.is_file():
@@ -77,7 +77,7 @@ def corpus_manifest(name: str, given: dict[str, str]) -> Path:
 
 
 def merged_manifest(names: list[str], given: dict[str, str]) -> Path:
-    from emorec.manifest import merge_manifests, write_manifest
+    from emorec.corpora.manifest import merge_manifests, write_manifest
 
     path = WORK / "loco" / "+".join(names) / "manifest.csv"
     if not path.is_file():
@@ -99,7 +99,7 @@ def train_cells(args: argparse.Namespace, manifest: Path, held_out: list[str]) -
     todo = [h for h in held_out if not cell_path(recipe, h).is_file()]
     if not todo:
         return
-    from emorec.experiment import prepare_experiment
+    from emorec.training.experiment import prepare_experiment
     from emorec.training.config import load_config
 
     # features once, with every core, before the single-thread cells find them in the cache
@@ -169,7 +169,7 @@ def _reap(running: list) -> list[str]:
 def cell_of(held_out: str, path: Path, bootstrap: int) -> dict:
     """One held-out corpus: metrics of every test clip over the classes it shares with the model."""
     from emorec.evaluation.metrics import classification_metrics
-    from emorec.labels import canonical_order
+    from emorec.corpora.labels import canonical_order
 
     from predictions import load_predictions
 

@@ -30,7 +30,7 @@ def peak_over_floor_db(wave: np.ndarray, frame_length: int = 2048, hop_length: i
 
 def main(argv: list[str] | None = None) -> None:
     from emorec.atomic import write_json
-    from emorec.media import load_audio
+    from emorec.media.audio import load_audio
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(RESULTS / "noise_floor.json"))

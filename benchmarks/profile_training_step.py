@@ -54,7 +54,7 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from emorec.experiment import prepare_experiment
+    from emorec.training.experiment import prepare_experiment
     from emorec.training.config import load_config
     from emorec.training.fold import classifier_for, fold_datasets
     from emorec.data import make_loaders

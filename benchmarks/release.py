@@ -12,7 +12,7 @@ model, whose weights stay as trained, and records them in the result.
 
 It trains the recipe's single ``release`` fold (every speaker of RAVDESS speech and CREMA-D but a few
 validation speakers, who fit the calibration temperature), copies ``model.safetensors`` and
-``model.json`` into ``src/emorec/released/<name>/``, writes its ``MODEL_CARD.md`` (training data and
+``model.json`` into ``src/emorec/inference/released/<name>/``, writes its ``MODEL_CARD.md`` (training data and
 licences, labels, recipe and this command, the SHA-256 of the weights, and the speaker-independent
 figures of the cross-validation results given with ``--cv``, which measure the recipe, not these
 weights), and records all of it in ``results/release.json``.
@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from emorec.model_files import ModelMeta
+from emorec.inference.model_files import ModelMeta
 
 from common import REPO, RESULTS, WORK, command_line, recipe_of
 
@@ -157,7 +157,7 @@ def model_card(*, name: str, meta: dict, counts: dict, digest: str, recipe: str,
 def rewrite_card(args: argparse.Namespace) -> None:
     """The card of the model ``release.json`` records, from its run and the figures now given; the
     shipped weights must still be the ones that release trained (their digest is checked)."""
-    from emorec.released import DEFAULT
+    from emorec.inference.released import DEFAULT
 
     record = json.loads(Path(args.out).read_text())
     name = args.name or record["name"] or DEFAULT
@@ -217,13 +217,13 @@ def set_front_end(meta: dict, pairs: list[str], earlier: dict | None = None) -> 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="the release recipe (split.scheme release)")
-    parser.add_argument("--name", default=None, help="released model name (default: emorec.released.DEFAULT)")
+    parser.add_argument("--name", default=None, help="released model name (default: emorec.inference.released.DEFAULT)")
     parser.add_argument("--manifest", default=None, help="default: RAVDESS speech + CREMA-D from the shared data")
     parser.add_argument("--corpora", default=None, help="corpora of loco.py, comma-separated, merged (instead of --manifest)")
     parser.add_argument("--cv", action="append", default=[], help="a cross-validation result of the recipe (repeat)")
     parser.add_argument("--crosscorpus", default=None)
     parser.add_argument("--loco", default=None, help="the recipe's leave-one-corpus-out summary (loco.py)")
-    parser.add_argument("--dest", default=str(REPO / "src" / "emorec" / "released"))
+    parser.add_argument("--dest", default=str(REPO / "src" / "emorec" / "inference" / "released"))
     parser.add_argument("--out", default=str(RESULTS / "release.json"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--front-end", action="append", default=[], metavar="KEY=VALUE",
@@ -241,10 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     from collections import defaultdict
 
     from emorec.atomic import write_json
-    from emorec.crossval import train
-    from emorec.manifest import read_manifest
-    from emorec.released import DEFAULT
-    from emorec.splits import load_splits
+    from emorec.workflows.crossval import train
+    from emorec.corpora.manifest import read_manifest
+    from emorec.inference.released import DEFAULT
+    from emorec.corpora.splits import load_splits
     from emorec.training.config import load_config
 
     from crossval import corpus_manifest

@@ -22,7 +22,7 @@ from predictions import run_dirs_of
 
 def main(argv: list[str] | None = None) -> None:
     from emorec.atomic import write_json
-    from emorec.conditions import DEFAULT_SUITE
+    from emorec.media.conditions import DEFAULT_SUITE
     from emorec.evaluation.plots import plot_robustness
     from emorec.evaluation.robustness import robustness_run
 

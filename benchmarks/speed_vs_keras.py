@@ -93,7 +93,7 @@ def emorec_inference(fold_dir: Path, *, threads: int, clips_batch1: int = 200) -
 
     from emorec.data import pad_collate
     from emorec.evaluation.run_eval import clips_dataset, experiment_for_run, fold_split
-    from emorec.inference import Predictor
+    from emorec.inference.predictor import Predictor
 
     torch.set_num_threads(threads)
     predictor = Predictor.load(fold_dir)
@@ -123,7 +123,7 @@ def emorec_inference(fold_dir: Path, *, threads: int, clips_batch1: int = 200) -
 def extraction(*, deltas: bool, workers: int = 2) -> dict:
     from emorec.features.base import create_extractor
     from emorec.features.extract import extract_features
-    from emorec.manifest import read_manifest
+    from emorec.corpora.manifest import read_manifest
 
     cache = WORK / "speed" / "extraction_cache"
     shutil.rmtree(cache, ignore_errors=True)

@@ -36,7 +36,7 @@ def make_corpus(folder: Path, clips: int, speakers: int, seed: int = 0) -> tuple
     """A manifest of ``clips`` made clips and their cached features; ``(manifest, bytes of float32)``."""
     from emorec.features.base import extractor_from_spec
     from emorec.features.store import FeatureStore
-    from emorec.manifest import Clip, write_manifest
+    from emorec.corpora.manifest import Clip, write_manifest
     from emorec.training.config import load_config
 
     config = load_config(RECIPE)

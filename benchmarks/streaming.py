@@ -30,7 +30,7 @@ BLOCK = 1600  # 100 ms at 16 kHz
 
 def recording(seconds: float, seed: int = 0) -> np.ndarray:
     """RAVDESS clips, each after 1 s of silence, 1 s of low noise and 1 s of silence, up to ``seconds``."""
-    from emorec.media import load_audio
+    from emorec.media.audio import load_audio
 
     rng = np.random.default_rng(seed)
     files = sorted((data_dir() / "ravdess-speech-16k").glob("Actor_*/*.flac"))
@@ -56,7 +56,7 @@ def summary(values: list[float]) -> dict:
 def one_stream(rec, wave: np.ndarray) -> dict:
     import torch
 
-    from emorec.streaming import EmotionStream
+    from emorec.inference.streaming import EmotionStream
 
     torch.set_num_threads(1)
     stream = EmotionStream(rec)

@@ -23,7 +23,7 @@ from emorec.data import BucketBatchSampler, ClipDataset, Normalizer, pad_collate
 from emorec.features.base import create_extractor
 from emorec.features.extract import extract_features
 from emorec.features.store import FeatureStore
-from emorec.manifest import read_manifest
+from emorec.corpora.manifest import read_manifest
 from emorec.models import create_model
 
 

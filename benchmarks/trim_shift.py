@@ -39,11 +39,11 @@ def validation_clips(release: dict, classes: list[str]) -> list:
 
 def model_copy(name: str, to_sample: bool, where: Path) -> Path:
     """The released model's folder with its front end's trim set one way (its weights unchanged)."""
-    from emorec.released import released_model_dir
+    from emorec.inference.released import released_model_dir
 
     copy = where / f"{name}-{'sample' if to_sample else 'grid'}"
     shutil.copytree(released_model_dir(name), copy)
-    from emorec.model_files import ModelMeta
+    from emorec.inference.model_files import ModelMeta
 
     meta = ModelMeta.read(copy)
     meta.features["audio"]["trim_to_sample"] = to_sample
@@ -57,7 +57,7 @@ def measure(rec, clips: list, progress: bool = True) -> dict:
 
     from emorec.evaluation.calibration import expected_calibration_error
     from emorec.evaluation.metrics import classification_metrics
-    from emorec.media import load_audio
+    from emorec.media.audio import load_audio
 
     rows = []
     for clip in track(clips, description=f"{rec.model_id}: {len(PADS)} lead-ins", disable=not progress):
@@ -79,7 +79,7 @@ def measure(rec, clips: list, progress: bool = True) -> dict:
 def main(argv: list[str] | None = None) -> None:
     import emorec
     from emorec.atomic import write_json
-    from emorec.released import DEFAULT
+    from emorec.inference.released import DEFAULT
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT)

@@ -46,7 +46,7 @@ def hour_recording(path: Path, seconds: float = 3600.0) -> Path:
 
     if path.is_file():
         return path
-    from emorec.media import load_audio
+    from emorec.media.audio import load_audio
 
     files = sorted((data_dir() / "ravdess-speech-16k").glob("Actor_*/*.flac"))
     rng = np.random.default_rng(0)
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     import emorec
     from emorec.atomic import write_json
-    from emorec.onnx_export import export_onnx
-    from emorec.onnx_runtime import OnnxPredictor
+    from emorec.inference.onnx_export import export_onnx
+    from emorec.inference.onnx_runtime import OnnxPredictor
 
     rec = emorec.load(args.model)
     files = sorted((data_dir() / "ravdess-speech-16k").glob("Actor_*/*.flac"))

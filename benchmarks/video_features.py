@@ -30,7 +30,7 @@ def main() -> None:
     limit_threads(1)
 
     from emorec.features.face import FaceLandmarks, split_face_mask
-    from emorec.video import iter_frames, video_info
+    from emorec.media.video import iter_frames, video_info
 
     path = data_dir() / CLIP
     extractor = FaceLandmarks(fps=args.fps, detect_width=args.detect_width)

@@ -26,7 +26,7 @@ from pathlib import Path
 # and answers ``{"pid": ...}`` when the child starts and ``{"status": ...}`` when it ends.
 _SERVER = r"""
 import atexit, json, os, runpy, sys, threading, traceback
-import lightning.pytorch, torchmetrics, emorec.cli, emorec.crossval  # the imports every child shares
+import lightning.pytorch, torchmetrics, emorec.cli, emorec.workflows.crossval  # the imports every child shares
 requests, replies = sys.stdin.buffer, os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 replies.write("ready\n")

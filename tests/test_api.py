@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 import emorec
-from emorec.api import BatchPrediction, Prediction
+from emorec.inference.api import BatchPrediction, Prediction
 from emorec.data import Normalizer
 from emorec.errors import BadInputError, EmorecError
 from emorec.features.spectral import LogMel

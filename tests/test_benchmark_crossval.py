@@ -15,7 +15,7 @@ from conftest import tiny_recipe_config
 
 from emorec.corpora import prepare_corpus
 from emorec.corpora.synthetic import generate_synthetic_corpus
-from emorec.manifest import write_manifest
+from emorec.corpora.manifest import write_manifest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -49,7 +49,7 @@ def wait_for_result(driver, previous: str = "", timeout: float = 60) -> str:
 def clip_for_browser(tmp_path: Path, shared) -> Path:
     """A real RAVDESS clip when the data is here, else a generated voice; 16-bit WAV for the fake microphone."""
     if shared is not None:
-        from emorec.media import load_audio
+        from emorec.media.audio import load_audio
 
         wave = load_audio(sorted((shared / "ravdess-speech-16k" / "Actor_03").glob("*.flac"))[7], 16000)
     else:

@@ -78,7 +78,7 @@ def test_each_fold_fits_a_temperature_on_validation_and_reports_calibration(trai
     """model.json stores the temperature fitted on the fold's validation clips, prediction applies it,
     and the report gives the test ECE before and after it with a reliability diagram."""
     from emorec.evaluation.calibration import softmax
-    from emorec.inference import Predictor
+    from emorec.inference.predictor import Predictor
 
     _, run_dir, _ = trained
     fold = run_dir / "fold_1"
@@ -141,8 +141,8 @@ def test_predict_with_an_ensemble_averages_the_models(trained, tmp_path):
 def test_the_python_api_takes_an_ensemble_as_its_backend(trained):
     """``Recognizer`` over an ``EnsemblePredictor``: the members' mean, through the same path as one model."""
     import emorec
-    from emorec.api import Recognizer
-    from emorec.inference import EnsemblePredictor
+    from emorec.inference.api import Recognizer
+    from emorec.inference.predictor import EnsemblePredictor
 
     root, run_dir, _ = trained
     clips = sorted((root / "corpus").rglob("synth-0*-angry-0*.wav"))[:3]
@@ -350,7 +350,7 @@ def test_committed_benchmark_predictions_reproduce_the_evaluation(trained, tmp_p
     from predictions import average_members, export_predictions, load_predictions
 
     from emorec.evaluation.metrics import classification_metrics
-    from emorec.splits import load_splits
+    from emorec.corpora.splits import load_splits
 
     _, run_dir, _ = trained
     export_predictions([run_dir], tmp_path / "p.csv.gz")
@@ -451,7 +451,7 @@ def test_batch_norm_recalibration_recomputes_statistics_from_the_training_clips(
     from torch.nn.modules.batchnorm import _BatchNorm
 
     from emorec.evaluation.run_eval import clips_dataset, experiment_for_run, fold_predictions, fold_split
-    from emorec.inference import Predictor
+    from emorec.inference.predictor import Predictor
     from emorec.evaluation.run_eval import recalibrated_predictor
     from emorec.training.batch_norm import recalibrate_batch_norm
 
@@ -523,7 +523,7 @@ def test_training_can_recalibrate_batch_norm_of_the_kept_weights(trained, tmp_pa
     and the validation score recorded for the fold is the exported model's."""
     from emorec.evaluation.metrics import classification_metrics
     from emorec.evaluation.run_eval import clips_dataset, experiment_for_run, fold_predictions, fold_split
-    from emorec.inference import Predictor
+    from emorec.inference.predictor import Predictor
     from emorec.training.batch_norm import recalibrate_batch_norm
     from emorec.training.checkpoints import load_checkpoint
 
@@ -557,7 +557,7 @@ def test_training_can_recalibrate_batch_norm_of_the_kept_weights(trained, tmp_pa
 def test_fold_datasets_read_each_training_clip_once_from_the_pack(trained, monkeypatch):
     """Normalisation statistics read every training clip once, and nothing else is read before
     training starts: the datasets hold where each clip lies in the pack, not its frames."""
-    from emorec.experiment import prepare_experiment
+    from emorec.training.experiment import prepare_experiment
     from emorec.features.packed import PackedStore
     from emorec.training.config import load_config
     from emorec.training.fold import fold_datasets
@@ -597,7 +597,7 @@ def test_corpus_repeats_draw_a_corpus_several_times_per_epoch_with_statistics_fr
     training set (so a smaller corpus keeps its passes in a merged manifest); validation clips and
     the normalisation statistics see every clip once; a corpus the training side lacks is refused."""
     from emorec.errors import ConfigError
-    from emorec.experiment import prepare_experiment
+    from emorec.training.experiment import prepare_experiment
     from emorec.training.config import load_config
     from emorec.training.fold import fold_datasets
 
@@ -628,7 +628,7 @@ def test_a_corpus_without_a_class_trains_beside_one_with_it_over_its_own_classes
     """Two corpora with different label sets in one manifest (the second has no "angry", as CREMA-D
     has no calm): with ``loss.corpus_classes`` (and the second corpus drawn twice) the run trains,
     and its training clips carry their corpus's classes."""
-    from emorec.experiment import prepare_experiment
+    from emorec.training.experiment import prepare_experiment
     from emorec.training.config import load_config
     from emorec.training.fold import fold_datasets
 

@@ -9,11 +9,11 @@ import cli_process
 import pytest
 import yaml
 
-from emorec.compare import ModelResult, better_on_validation, compare_configs, verdict
+from emorec.workflows.compare import ModelResult, better_on_validation, compare_configs, verdict
 from emorec.corpora import generate_synthetic_corpus, prepare_corpus
 from emorec.errors import EmorecError
-from emorec.manifest import write_manifest
-from emorec.splits import load_splits
+from emorec.corpora.manifest import write_manifest
+from emorec.corpora.splits import load_splits
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

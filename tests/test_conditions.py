@@ -1,4 +1,4 @@
-"""Recording conditions on waveforms (emorec.conditions, the robustness suite's) and simulated on
+"""Recording conditions on waveforms (emorec.media.conditions, the robustness suite's) and simulated on
 log-mel features (emorec.features.conditions, training's), and the level-free normalisation."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emorec import conditions as C
+from emorec.media import conditions as C
 from emorec.data import Normalizer
 from emorec.errors import ConfigError
 from emorec.features.conditions import MelConditions

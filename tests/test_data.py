@@ -4,7 +4,7 @@ import torch
 
 from emorec.data import BucketBatchSampler, ClipDataset, Normalizer, pad_collate, padding_fraction
 from emorec.features.store import FeatureStore
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 
 def _item(length: int, dim: int = 3, label: int = 0, index: int = 0) -> dict:

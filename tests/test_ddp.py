@@ -100,7 +100,7 @@ def project(tmp_path_factory):
 
 
 def _check_ddp_run(root: Path, run_dir: Path, folds: list[int]) -> None:
-    from emorec.inference import Predictor
+    from emorec.inference.predictor import Predictor
 
     splits = json.loads((run_dir / "splits.json").read_text())["splits"]
     before = {k: json.loads((run_dir / f"fold_{k}" / "report" / "report.json").read_text()) for k in folds}

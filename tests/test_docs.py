@@ -19,7 +19,7 @@ def test_the_site_builds_strictly(tmp_path):
                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     api = (tmp_path / "site" / "api" / "index.html").read_text()
-    assert 'id="emorec.api.Recognizer.predict"' in api  # the reference was rendered from the docstrings
+    assert 'id="emorec.inference.api.Recognizer.predict"' in api  # the reference was rendered from the docstrings
 
 
 def test_a_broken_link_fails_the_build(tmp_path):

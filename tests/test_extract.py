@@ -22,8 +22,8 @@ from emorec.errors import ConfigError
 from emorec.features import FeatureStore, create_extractor, extract_features, load_features
 from emorec.features.extract import remove_stale_tmp, write_skipped
 from emorec.features.spectral import LogMel
-from emorec.manifest import Clip, write_manifest
-from emorec.media import audio_info
+from emorec.corpora.manifest import Clip, write_manifest
+from emorec.media.audio import audio_info
 
 
 def make_clip(path: Path, clip_id: str | None = None) -> Clip:
@@ -196,7 +196,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     from emorec.features.extract import extract_features
     from emorec.features.spectral import LogMel
-    from emorec.manifest import read_manifest
+    from emorec.corpora.manifest import read_manifest
 
     class SlowLogMel(LogMel):  # same name and config as LogMel: the same cache
         def extract(self, wave):

@@ -17,7 +17,7 @@ from test_extract import entries, tones
 
 from emorec.features import FeatureStore
 from emorec.features.spectral import LogMel
-from emorec.manifest import write_manifest
+from emorec.corpora.manifest import write_manifest
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc (Linux)")
 
@@ -57,7 +57,7 @@ SLOW_SCRIPT = textwrap.dedent("""
     import sys, time
     from emorec.features.extract import extract_features
     from emorec.features.spectral import LogMel
-    from emorec.manifest import read_manifest
+    from emorec.corpora.manifest import read_manifest
 
     class SlowLogMel(LogMel):  # same name and config as LogMel: the same cache
         def extract(self, wave):
@@ -108,7 +108,7 @@ PID_SCRIPT = """
 import os, sys
 from emorec.features.extract import extract_features
 from emorec.features.spectral import LogMel
-from emorec.manifest import read_manifest
+from emorec.corpora.manifest import read_manifest
 
 class PidLogMel(LogMel):  # same name and config as LogMel; notes which process ran it
     def extract(self, wave):

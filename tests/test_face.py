@@ -17,7 +17,7 @@ from emorec.errors import BadInputError, ConfigError, EmorecError
 from emorec.features.base import create_extractor
 from emorec.features.extract import extract_features
 from emorec.features.store import FeatureStore
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 pytest.importorskip("av")
 pytest.importorskip("dlib")

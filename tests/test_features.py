@@ -15,7 +15,7 @@ from conftest import write_tone
 from emorec.errors import BadInputError, ConfigError
 from emorec.features import create_extractor, list_extractors
 from emorec.features.store import FeatureStore
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 
 def test_registry_lists_builtin_extractors():

@@ -16,13 +16,13 @@ from safetensors.torch import load_file
 from emorec.corpora.synthetic_av import generate_av_feature_corpus
 from emorec.errors import ConfigError, EmorecError, LeakageError
 from emorec.features.store import FeatureStore
-from emorec.fusion_workflow import EmbeddingExtractor, fuse, model_fingerprint
-from emorec.inference import Predictor
-from emorec.manifest import read_manifest
+from emorec.workflows.fusion import EmbeddingExtractor, fuse, model_fingerprint
+from emorec.inference.predictor import Predictor
+from emorec.corpora.manifest import read_manifest
 from emorec.models import create_model
-from emorec.splits import load_splits, save_splits
+from emorec.corpora.splits import load_splits, save_splits
 from emorec.training.config import config_from_dict
-from emorec.crossval import train
+from emorec.workflows.crossval import train
 from test_model_family import TINY_BILSTM, av_config
 
 AUDIO_MODEL = {"name": "cnn_pooling", "dense": [16], "dropout": 0.1}

@@ -13,7 +13,7 @@ from test_api import CLASSES, export_random_model, voice
 
 import emorec
 from emorec.errors import BadInputError
-from emorec.long_input import CLIP, WINDOWED, windowed_answer
+from emorec.inference.long_input import CLIP, WINDOWED, windowed_answer
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 def test_the_whole_answer_is_the_duration_weighted_mean_of_the_speech_segments(monkeypatch):
     """Speech 0.5-4.5 s (says happy) and 8-9 s (says sad): 4 s against 1 s, the 3 s between not heard."""
-    import emorec.timeline as timeline
+    import emorec.inference.timeline as timeline
 
     monkeypatch.setattr(timeline, "speech_regions", lambda probs, total, threshold: [(0.5, 4.5), (8.0, 9.0)])
     wave = voice(12.0, 150)

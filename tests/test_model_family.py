@@ -329,7 +329,7 @@ def test_time_pooling_before_the_lstms_keeps_padding_invariance(name, kw):
 def test_av_bilstm_beats_both_single_modality_variants(tmp_path):
     from emorec.evaluation.run_eval import evaluate_run
     from emorec.training.config import config_from_dict
-    from emorec.crossval import train
+    from emorec.workflows.crossval import train
 
     av_run = None
     manifest, audio_dir, video_dir = generate_av_feature_corpus(tmp_path)
@@ -354,9 +354,9 @@ def test_clips_lacking_one_modality_stay_in_as_missing_modality(tmp_path):
     modality in training and evaluation, listed per clip, never a dropped clip or a crash."""
     from emorec.data import ClipDataset
     from emorec.evaluation.run_eval import evaluate_run
-    from emorec.inference import Predictor
+    from emorec.inference.predictor import Predictor
     from emorec.training.config import config_from_dict
-    from emorec.crossval import train
+    from emorec.workflows.crossval import train
 
     manifest, audio_dir, video_dir = generate_av_feature_corpus(tmp_path, speakers=6, clips=2)
     lacking = sorted(audio_dir.glob("av__0[1-6]-happy-00.npy"))  # one clip per speaker loses its audio
@@ -374,7 +374,7 @@ def test_clips_lacking_one_modality_stay_in_as_missing_modality(tmp_path):
     predictor = Predictor.load(run_dir / "fold_1")
     reports, _ = evaluate_run(run_dir, drop="video", progress=False)  # then nothing is left for them but the placeholders
     assert reports[0]["n"] == 16
-    from emorec.experiment import prepare_experiment
+    from emorec.training.experiment import prepare_experiment
 
     experiment = prepare_experiment(cfg, extract=False, progress=False)
     data = ClipDataset(experiment.clips, {e: i for i, e in enumerate(experiment.class_names)}, experiment.stores)

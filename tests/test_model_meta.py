@@ -5,8 +5,8 @@ import json
 import pytest
 
 from emorec.errors import EmorecError
-from emorec.model_files import ModelMeta
-from emorec.released import DEFAULT, released_model_dir
+from emorec.inference.model_files import ModelMeta
+from emorec.inference.released import DEFAULT, released_model_dir
 
 
 def test_a_model_file_reads_typed_and_writes_back_as_it_was(tmp_path):

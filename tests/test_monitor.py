@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emorec.monitor import gpu_lines, monitor, render, runs_table
-from emorec.runs import MIN_STALL_SECONDS, eta_seconds, list_runs, run_view, stall_seconds
+from emorec.runs.monitor import gpu_lines, monitor, render, runs_table
+from emorec.runs.status import MIN_STALL_SECONDS, eta_seconds, list_runs, run_view, stall_seconds
 from emorec.training.callbacks import AtomicLogHandler
 
 HOST = socket.gethostname()

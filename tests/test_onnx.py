@@ -19,7 +19,7 @@ import emorec
 from emorec.data import Normalizer, pad_collate
 from emorec.features.spectral import LogMel
 from emorec.features.torch_frontend import LogMelFrontEnd
-from emorec.inference import Predictor
+from emorec.inference.predictor import Predictor
 from emorec.layers.masking import graph_export
 
 pytest.importorskip("onnxruntime")
@@ -117,8 +117,8 @@ def test_the_exported_file_serves_alone_with_the_api_probabilities(tmp_path):
 def test_an_exported_model_with_the_noise_floor_trim_gives_the_api_probabilities(tmp_path, to_sample):
     """``trim_floor_db`` in the graph (a sort per row for the floor), with edges on the frame grid or
     per sample: ONNX = ``Recognizer`` on clips with noise around the voice, alone and in one padded batch."""
-    from emorec.onnx_export import export_onnx
-    from emorec.onnx_runtime import OnnxPredictor
+    from emorec.inference.onnx_export import export_onnx
+    from emorec.inference.onnx_runtime import OnnxPredictor
 
     model = export_random_model(tmp_path / "m")
     meta = json.loads((model / "model.json").read_text())
@@ -142,9 +142,9 @@ def test_an_exported_model_with_the_noise_floor_trim_gives_the_api_probabilities
 def test_onnx_parity_on_50_real_clips(shared_data, tmp_path):
     """The released model when this checkout has it (else a random one): its ONNX export gives the
     probabilities of `Recognizer.predict` on 50 real clips, alone, in one padded batch and in batches."""
-    from emorec.onnx_export import export_onnx
-    from emorec.onnx_runtime import OnnxPredictor
-    from emorec.released import DEFAULT, released_model_dir
+    from emorec.inference.onnx_export import export_onnx
+    from emorec.inference.onnx_runtime import OnnxPredictor
+    from emorec.inference.released import DEFAULT, released_model_dir
 
     model = released_model_dir(DEFAULT) or export_random_model(tmp_path / "m")
     export_onnx(model, tmp_path / "m.onnx")

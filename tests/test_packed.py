@@ -10,7 +10,7 @@ import emorec.features.packed as packed
 from emorec.data import ClipDataset, Normalizer
 from emorec.features.packed import PackedStore
 from emorec.features.store import FeatureStore
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 
 def clips_with_features(tmp_path, n=30, features=6, seed=0):

@@ -22,8 +22,8 @@ from emorec.features.base import create_extractor  # noqa: E402
 from emorec.features.extract import extract_features  # noqa: E402
 from emorec.features.face import split_face_mask  # noqa: E402
 from emorec.features.store import FeatureStore  # noqa: E402
-from emorec.manifest import read_manifest  # noqa: E402
-from emorec.splits import Split, save_splits  # noqa: E402
+from emorec.corpora.manifest import read_manifest  # noqa: E402
+from emorec.corpora.splits import Split, save_splits  # noqa: E402
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

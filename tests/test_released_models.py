@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 import emorec
-from emorec.released import DEFAULT, released_model_dir, released_models
+from emorec.inference.released import DEFAULT, released_model_dir, released_models
 
 
 def test_the_default_is_the_voice_encoder_six_class_model_and_the_earlier_ones_load_by_name():

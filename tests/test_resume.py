@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from emorec.runs import run_view
+from emorec.runs.status import run_view
 from emorec.training.checkpoints import AtomicCheckpointIO, load_checkpoint, repair_best
 import cli_process
 from conftest import tiny_recipe_config
@@ -141,7 +141,7 @@ def test_every_epoch_appears_exactly_once_in_the_metrics(killed_and_resumed):
     _, run_dir, _, _, _ = killed_and_resumed
     val, train = epoch_rows(run_dir / "fold_1" / "metrics.csv")
     assert val == list(range(1, EPOCHS + 1)) and train == list(range(1, EPOCHS + 1))
-    from emorec.epochs import read_epoch_metrics
+    from emorec.runs.epochs import read_epoch_metrics
 
     assert read_epoch_metrics(run_dir / "fold_1" / "metrics.csv")["epoch"] == [float(e) for e in range(1, EPOCHS + 1)]
 

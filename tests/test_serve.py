@@ -77,7 +77,7 @@ def test_timeline_model_card_health_and_metrics(client):
 
 @pytest.mark.realdata
 def test_timeline_of_an_uploaded_recording_of_real_clips(client, shared_data):
-    from emorec.media import load_audio
+    from emorec.media.audio import load_audio
 
     clips = sorted((shared_data / "ravdess-speech-16k" / "Actor_02").glob("*.flac"))[:2]
     wave = np.concatenate([np.zeros(16000, np.float32), load_audio(clips[0]), np.zeros(32000, np.float32),

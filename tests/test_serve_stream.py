@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 import emorec  # noqa: E402
-from emorec.media import load_audio  # noqa: E402
+from emorec.media.audio import load_audio  # noqa: E402
 from emorec.serve.app import ServeSettings, create_app  # noqa: E402
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from emorec.corpora import prepare_corpus
 from emorec.errors import ConfigError, EmorecError, LeakageError
-from emorec.manifest import Clip
-from emorec.splits import (
+from emorec.corpora.manifest import Clip
+from emorec.corpora.splits import (
     CREMA_D_FOLDS,
     RAVDESS_FOLDS,
     Split,
@@ -21,7 +21,7 @@ from emorec.splits import (
     min_speakers,
     save_splits,
 )
-from emorec.standard_folds import crema_d_folds_from_demographics
+from emorec.corpora.standard_folds import crema_d_folds_from_demographics
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 
@@ -294,8 +294,8 @@ def test_cross_corpus_trains_on_one_corpus_and_tests_on_all_of_the_other() -> No
 def test_merged_manifest_trains_with_a_corpus_on_the_training_side_only(tmp_path: Path) -> None:
     """`emorec merge` joins two corpora's manifests (a repeated clip id is refused), and a recipe with
     split.train_only_corpora gets folds of the first corpus with the second added to training."""
-    from emorec.experiment import prepare_experiment
-    from emorec.manifest import merge_manifests, write_manifest
+    from emorec.training.experiment import prepare_experiment
+    from emorec.corpora.manifest import merge_manifests, write_manifest
     from emorec.training.config import load_config
 
     write_manifest(ravdess_clips(), tmp_path / "ravdess.csv")

@@ -1,4 +1,4 @@
-"""Emotion while audio arrives (emorec.streaming, Recognizer.stream): the online speech detector equals
+"""Emotion while audio arrives (emorec.inference.streaming, Recognizer.stream): the online speech detector equals
 Silero's offline one, and a stream's final timeline equals ``Recognizer.timeline`` of the same audio."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from test_api import export_random_model
 from test_timeline import recording_of_clips, speech_bounds
 
 import emorec
-from emorec.media import load_audio
-from emorec.streaming import EmotionStream, SpeechDetector
-from emorec.timeline import VAD_CHUNK, VAD_RATE
+from emorec.media.audio import load_audio
+from emorec.inference.streaming import EmotionStream, SpeechDetector
+from emorec.inference.timeline import VAD_CHUNK, VAD_RATE
 
 
 def detector_regions(probs: list[float], total: int) -> list[tuple[int, int]]:

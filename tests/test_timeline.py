@@ -1,4 +1,4 @@
-"""Emotion over time (emorec.timeline, `emorec timeline`): windows, streaming cuts, smoothing,
+"""Emotion over time (emorec.inference.timeline, `emorec timeline`): windows, streaming cuts, smoothing,
 the output files, and a recording made of real RAVDESS clips separated by silence and noise."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import soundfile as sf
 from test_api import export_random_model
 
 import emorec
-from emorec.media import load_audio
-from emorec.timeline import Timeline, context_bounds, cut_windows, plan_windows, smooth_segments, speech_edge
-from emorec.timeline_files import to_vtt, write_timeline
+from emorec.media.audio import load_audio
+from emorec.inference.timeline import Timeline, context_bounds, cut_windows, plan_windows, smooth_segments, speech_edge
+from emorec.inference.timeline_files import to_vtt, write_timeline
 
 
 def test_short_regions_are_one_window_and_long_ones_are_covered_by_hops():
@@ -67,7 +67,7 @@ def test_smoothing_merges_short_label_flips_into_their_neighbours():
 
 
 def test_webvtt_captions_name_each_segment_with_its_confidence():
-    from emorec.timeline import Segment
+    from emorec.inference.timeline import Segment
 
     timeline = Timeline(source="x.wav", duration=3725.0, classes=["happy", "sad"], model_id="m",
                         segments=[Segment(3723.5, 3724.25, "sad", {"happy": 0.1, "sad": 0.9})])
@@ -137,7 +137,7 @@ def test_an_unreadable_recording_is_skipped_with_its_reason(tmp_path):
 
 @pytest.mark.realdata
 def test_the_released_model_labels_each_clip_of_a_recording_as_it_labels_the_clip_alone(shared_data, tmp_path):
-    from emorec.released import DEFAULT, released_model_dir
+    from emorec.inference.released import DEFAULT, released_model_dir
 
     if released_model_dir(DEFAULT) is None:
         pytest.skip(f"no released model {DEFAULT} in this checkout")
@@ -148,8 +148,8 @@ def test_the_released_model_labels_each_clip_of_a_recording_as_it_labels_the_cli
 
 
 def test_the_png_draws_probabilities_over_speech_only_and_segments_as_a_band(tmp_path):
-    from emorec.timeline import Segment
-    from emorec.timeline_files import plot_timeline, speech_lines
+    from emorec.inference.timeline import Segment
+    from emorec.inference.timeline_files import plot_timeline, speech_lines
 
     p = np.array([0.7, 0.3])
     windows = [(0.5, 2.0, p), (9.5, 12.5, p), (10.5, 13.5, 1 - p), (11.0, 14.0, 1 - p)]

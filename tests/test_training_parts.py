@@ -159,7 +159,7 @@ def test_spec_augment_masks_the_same_bins_in_every_plane():
 
 
 def test_metrics_rows_become_one_row_per_epoch_numbered_from_1():
-    from emorec.epochs import epoch_columns, epoch_table
+    from emorec.runs.epochs import epoch_columns, epoch_table
 
     raw = [  # Lightning's order: lr at an epoch's start (no epoch), then validation, then training
         {"lr-Adam": 0.001, "step": 0},
@@ -214,7 +214,7 @@ def test_ema_half_life_gives_a_decay_per_step_that_depends_on_steps_per_epoch():
 
     import pytest
 
-    from emorec.kept import ema_decay_per_step, ema_half_life_epochs
+    from emorec.runs.kept import ema_decay_per_step, ema_half_life_epochs
 
     for steps in (12, 34):  # a 535-clip corpus and RAVDESS at batch size 32
         decay = ema_decay_per_step(2.0, steps)
@@ -232,7 +232,7 @@ def test_half_life_ema_takes_its_decay_from_the_loader_length_when_fitting_start
     import lightning as L
     import pytest
 
-    from emorec.kept import ema_decay_per_step
+    from emorec.runs.kept import ema_decay_per_step
     from emorec.training.callbacks import HalfLifeEMA
 
     class Tiny(L.LightningModule):
@@ -255,7 +255,7 @@ def test_half_life_ema_takes_its_decay_from_the_loader_length_when_fitting_start
 
 
 def test_kept_summary_says_how_the_kept_weights_were_made():
-    from emorec.kept import ema_record, kept_summary
+    from emorec.runs.kept import ema_record, kept_summary
 
     meta = {"checkpoint": "last", "best_epoch": 30, "epochs_run": 30, "monitor": "val/ua", "best_score": 0.4771,
             "bn_recalibrated": True, "ema": ema_record({"ema_half_life_epochs": 2.0}, 34)}

@@ -16,9 +16,9 @@ from emorec.corpora import prepare_corpus
 from emorec.errors import BadInputError, EmorecError, LeakageError
 from emorec.features.base import create_extractor
 from emorec.features.extract import extract_features
-from emorec.media import load_audio
-from emorec.splits import Split, check_leakage
-from emorec.video import (NO_AUDIO_TRACK, NoAudioTrackError, import_av, iter_frames, load_video_audio,
+from emorec.media.audio import load_audio
+from emorec.corpora.splits import Split, check_leakage
+from emorec.media.video import (NO_AUDIO_TRACK, NoAudioTrackError, import_av, iter_frames, load_video_audio,
                           read_audio_track, read_frames, video_info)
 
 av = pytest.importorskip("av")
@@ -128,7 +128,7 @@ def test_no_audio_track_is_a_distinct_outcome(tmp_path: Path) -> None:
 
 
 def test_audio_extractor_reads_video_files_and_lists_mute_ones(tmp_path: Path) -> None:
-    from emorec.manifest import Clip
+    from emorec.corpora.manifest import Clip
 
     talking = write_video(tmp_path / "talking.mp4", noise_frames(25), audio=tone(1.0))
     mute = write_video(tmp_path / "mute.mp4", noise_frames(25))
@@ -308,7 +308,7 @@ def test_folder_corpus_takes_videos_too(tmp_path: Path) -> None:
 
 
 def test_predict_expands_a_folder_to_its_videos(tmp_path: Path) -> None:
-    from emorec.predict import collect_files
+    from emorec.inference.predict import collect_files
 
     write_tone(tmp_path / "in" / "a.wav")
     for name in ("b.mp4", "sub/c.flv", "d.MOV"):
@@ -349,7 +349,7 @@ def test_display_rotation_is_applied(tmp_path: Path, rotation: int, turns: int) 
     assert np.abs(frames[0].astype(int) - upright).mean() < 8  # codec noise only
     scaled = read_frames(path, width=upright.shape[1] // 2, height=upright.shape[0] // 2).frames
     assert scaled.shape[1:3] == (upright.shape[0] // 2, upright.shape[1] // 2)
-    from emorec.video import frame_luma
+    from emorec.media.video import frame_luma
 
     _, frame = next(iter_frames(path))
     luma = frame_luma(frame)

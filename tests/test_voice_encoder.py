@@ -195,7 +195,7 @@ def test_speed_plays_the_clip_faster_and_leaves_earlier_cache_keys_alone(weights
 
 def test_a_training_draw_reads_the_original_or_a_view_alike(tmp_path):
     from emorec.data.dataset import ClipDataset
-    from emorec.manifest import Clip
+    from emorec.corpora.manifest import Clip
 
     clips = [Clip(clip_id=f"c{i}", path=f"/x/c{i}.wav", corpus="x", speaker="x/1", emotion="happy",
                   content_hash=f"{i:064d}") for i in range(2)]
@@ -212,7 +212,7 @@ def test_a_training_draw_reads_the_original_or_a_view_alike(tmp_path):
 
 
 def test_speed_views_need_an_extractor_that_can_make_them(tmp_path):
-    from emorec.experiment import speed_view_stores
+    from emorec.training.experiment import speed_view_stores
     from emorec.training.config import config_from_dict
 
     config = config_from_dict({"data": {"cache": str(tmp_path)}, "augment": {"speed_views": [0.9]}})

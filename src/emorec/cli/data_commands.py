@@ -37,7 +37,7 @@ def prepare(
     from emorec.corpora import prepare_corpus
     from emorec.corpora.base import plural
     from emorec.features.extract import write_skipped
-    from emorec.manifest import write_manifest
+    from emorec.corpora.manifest import write_manifest
 
     result = prepare_corpus(corpus, path, **_options(option))
     write_manifest(result.clips, out_path)
@@ -67,7 +67,7 @@ def merge(
     from collections import Counter
 
     from emorec.corpora.base import plural
-    from emorec.manifest import merge_manifests, write_manifest
+    from emorec.corpora.manifest import merge_manifests, write_manifest
 
     clips = merge_manifests(manifests)
     write_manifest(clips, out_path)
@@ -88,8 +88,8 @@ def split(
     out_path: Path = typer.Option(Path("splits.json"), "--out", "-o"),
 ) -> None:
     """Make speaker-independent folds (with the leakage guard) and print them."""
-    from emorec.manifest import read_manifest
-    from emorec.splits import make_splits, save_splits
+    from emorec.corpora.manifest import read_manifest
+    from emorec.corpora.splits import make_splits, save_splits
 
     splits = make_splits(read_manifest(manifest), scheme, k=k, val_speakers=val_speakers, seed=seed,
                          test_corpora=[c for c in (test_corpora or "").split(",") if c])
@@ -114,7 +114,7 @@ def extract(
     """Extract features for every clip into the cache; cached clips are skipped, bad files listed."""
     from emorec.features.base import create_extractor
     from emorec.features.extract import extract_features, write_skipped
-    from emorec.manifest import read_manifest
+    from emorec.corpora.manifest import read_manifest
 
     extractor = create_extractor(features, **_options(option))
     result = extract_features(read_manifest(manifest), extractor, cache, workers=workers)

@@ -58,8 +58,8 @@ def train(
             raise EmorecError(f"{resume}: no such run directory")
         if quiet:
             _hush_libraries()
-        from emorec.crossval import is_global_zero
-        from emorec.crossval import resume as resume_run
+        from emorec.workflows.crossval import is_global_zero
+        from emorec.workflows.crossval import resume as resume_run
 
         path = resume_run(resume, progress=not quiet, hardware={k: v for k, v in hardware.items() if v is not None})
         if is_global_zero():
@@ -90,8 +90,8 @@ def train(
     # Lightning takes seconds to import: a typo in the recipe is reported before it loads
     if quiet:
         _hush_libraries()
-    from emorec.crossval import is_global_zero
-    from emorec.crossval import train as run_training
+    from emorec.workflows.crossval import is_global_zero
+    from emorec.workflows.crossval import train as run_training
 
     path = run_training(cfg, progress=not quiet)
     if is_global_zero():
@@ -163,7 +163,7 @@ def robustness(
 ) -> None:
     """UA of a run's test folds under recording conditions (gain, telephone band, noise, reverb, codecs) and
     the share of predictions per class, beside the clean figure."""
-    from emorec.conditions import DEFAULT_SUITE, parse_condition
+    from emorec.media.conditions import DEFAULT_SUITE, parse_condition
     from emorec.training.config import key_values
 
     if quiet:
@@ -219,7 +219,7 @@ def compare(
 ) -> None:
     """Train two recipes on the same split; print their metrics side by side and the one better on validation."""
     from emorec.atomic import write_json
-    from emorec.compare import compare_configs, format_table, verdict
+    from emorec.workflows.compare import compare_configs, format_table, verdict
 
     extra = {"trainer": {"epochs": epochs}} if epochs is not None else None
     if quiet:
@@ -253,7 +253,7 @@ def fuse(
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
     """Fuse a trained audio model and video model: cache their embeddings, train a fusion classifier, optionally fine-tune."""
-    from emorec.fusion_workflow import fuse as run_fuse
+    from emorec.workflows.fusion import fuse as run_fuse
 
     if quiet:
         _hush_libraries()
@@ -280,7 +280,7 @@ def monitor(
     lines: int = typer.Option(12, help="last lines of train.log to show"),
 ) -> None:
     """Status, epoch x of y, latest metrics, best so far, ETA, GPU, last log lines of a run."""
-    from emorec.monitor import monitor as show
+    from emorec.runs.monitor import monitor as show
 
     show(run_dir, follow=follow, interval=interval, log_lines=lines, console=out)
 
@@ -290,6 +290,6 @@ def runs(
     directory: Path = typer.Argument(Path("runs"), help="folder of run directories (default: runs)"),
 ) -> None:
     """List runs side by side: model, folds done, status, best validation UA, test UA, duration."""
-    from emorec.monitor import runs_table
+    from emorec.runs.monitor import runs_table
 
     out.print(runs_table(directory))

@@ -26,7 +26,7 @@ def predict(
 ) -> None:
     """Emotion probabilities per clip, as a table and as CSV/JSON (the released model unless told otherwise).
     Input longer than a training clip (6 s) is windowed over its speech; input over 10 minutes is refused."""
-    from emorec.predict import MEDIA_SUFFIXES, is_model_path, predict_paths
+    from emorec.inference.predict import MEDIA_SUFFIXES, is_model_path, predict_paths
 
     if model is None and onnx is None and len(paths) > 1 and is_model_path(paths[0]):
         model, paths = paths[0], paths[1:]
@@ -53,9 +53,9 @@ def timeline(
     """Emotion over time: speech regions (Silero VAD), windowed calibrated probabilities, smoothed segments."""
     from rich.progress import Progress
 
-    from emorec.api import load
+    from emorec.inference.api import load
     from emorec.errors import BadInputError
-    from emorec.timeline_files import write_timeline
+    from emorec.inference.timeline_files import write_timeline
 
     rec = load(model)
     chosen = [f.strip() for f in formats.split(",") if f.strip()]
@@ -92,11 +92,11 @@ def listen(
     each stretch of speech's final segments (the same as `emorec timeline` gives the recording). Ctrl-C ends it."""
     import json
 
-    from emorec.api import load
-    from emorec.live import microphone, played_file
-    from emorec.media import probe_duration
-    from emorec.streaming import EmotionStream
-    from emorec.timeline_files import write_timeline
+    from emorec.inference.api import load
+    from emorec.inference.live import microphone, played_file
+    from emorec.media.audio import probe_duration
+    from emorec.inference.streaming import EmotionStream
+    from emorec.inference.timeline_files import write_timeline
 
     if simulate:
         probe_duration(simulate)  # a missing file is one line before anything starts
@@ -143,8 +143,8 @@ def export(
     quantize: bool = typer.Option(False, help="also write OUT.int8.onnx with int8 dynamic quantisation of the weights"),
 ) -> None:
     """Export a model as a self-contained ONNX graph (front end inside: onnxruntime alone serves it)."""
-    from emorec.onnx_export import export_onnx
-    from emorec.released import released_model_dir
+    from emorec.inference.onnx_export import export_onnx
+    from emorec.inference.released import released_model_dir
 
     if format != "onnx":
         raise EmorecError(f"unknown export format {format!r}; known: onnx")
@@ -177,7 +177,7 @@ def serve(
     /metrics, a web page at /."""
     import uvicorn
 
-    from emorec.released import released_model_dir
+    from emorec.inference.released import released_model_dir
     from emorec.serve.app import ServeSettings, create_app
 
     if model is not None and not model.exists() and released_model_dir(str(model)) is not None:
@@ -196,9 +196,9 @@ def serve(
 @app.command()
 def models() -> None:
     """Released models (ready to use) and every registered architecture: name, modalities, parameters, seed."""
-    from emorec.model_files import ModelMeta
+    from emorec.inference.model_files import ModelMeta
     from emorec.models.registry import describe_models
-    from emorec.released import DEFAULT, released_model_dir, released_models
+    from emorec.inference.released import DEFAULT, released_model_dir, released_models
 
     released = Table(title="released models (emorec.load(NAME); the default needs no name)")
     for col in ("name", "classes", "architecture", "recipe", "weights sha256"):
@@ -226,7 +226,7 @@ def demo(
     quiet: bool = typer.Option(False),
 ) -> None:
     """Generate a SYNTHETIC corpus, then prepare -> extract -> train -> evaluate it end to end."""
-    from emorec.demo import run_demo
+    from emorec.workflows.demo import run_demo
 
     if quiet:
         _hush_libraries()

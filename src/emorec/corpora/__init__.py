@@ -5,7 +5,7 @@ One module per corpus, each with ``prepare(root, **options) -> PrepareResult``:
 ==============  ==========================================================================
 kind            labels
 ==============  ==========================================================================
-``ravdess``     all 8 of :data:`emorec.labels.EMOTIONS` (neutral, calm, happy, sad, angry,
+``ravdess``     all 8 of :data:`emorec.corpora.labels.EMOTIONS` (neutral, calm, happy, sad, angry,
                 fearful, disgust, surprised); speech, song, audio-video and video files
 ``crema-d``     6: neutral, happy, sad, angry, fearful, disgust (**no calm, no surprised**);
                 acted label from the file name or a crowd-perceived one (``label_source``)
@@ -20,7 +20,7 @@ kind            labels
 ==============  ==========================================================================
 
 What happens to a label that a corpus lacks is decided when training on a combined
-manifest, by ``label_policy`` (:func:`emorec.labels.resolve_label_set`); nothing is dropped
+manifest, by ``label_policy`` (:func:`emorec.corpora.labels.resolve_label_set`); nothing is dropped
 or renamed at prepare time:
 
 * ``union`` (default): RAVDESS + CREMA-D gives 8 classes; ``calm`` and ``surprised`` have
@@ -51,8 +51,8 @@ from emorec.corpora import crema_d, emovo, folder, ravdess, synthetic, tess, urd
 from emorec.corpora.base import UNKNOWN_SPEAKER, VIDEO_SUFFIXES, PrepareResult, plural, scan_files
 from emorec.corpora.synthetic import generate_synthetic_corpus
 from emorec.errors import ConfigError, EmorecError
-from emorec.labels import EMOTIONS
-from emorec.media import AUDIO_SUFFIXES
+from emorec.corpora.labels import EMOTIONS
+from emorec.media.audio import AUDIO_SUFFIXES
 
 PREPARERS: dict[str, Callable[..., PrepareResult]] = {
     "ravdess": ravdess.prepare,
@@ -124,7 +124,7 @@ def prepare_corpus(kind: str, root: str | os.PathLike, **options: Any) -> Prepar
 
 
 def label_warnings(clips: list[Any]) -> list[str]:
-    """A line naming the labels outside :data:`~emorec.labels.EMOTIONS` and their counts, if any."""
+    """A line naming the labels outside :data:`~emorec.corpora.labels.EMOTIONS` and their counts, if any."""
     outside = Counter(c.emotion for c in clips if c.emotion not in EMOTIONS)
     if not outside:
         return []

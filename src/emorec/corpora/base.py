@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from emorec.errors import BadInputError, EmorecError, SkippedFile
-from emorec.manifest import Clip
-from emorec.media import AUDIO_SUFFIXES, audio_info
-from emorec.video import VIDEO_SUFFIXES, check_first_frame, import_av, video_info
+from emorec.corpora.manifest import Clip
+from emorec.media.audio import AUDIO_SUFFIXES, audio_info
+from emorec.media.video import VIDEO_SUFFIXES, check_first_frame, import_av, video_info
 
 #: Below this many files no progress bar is drawn (it would only flicker).
 PROGRESS_MIN_FILES = 50

@@ -13,8 +13,8 @@ from emorec.corpora.base import (
     VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, probe_media, require_root, scan_files, skip,
 )
 from emorec.errors import ConfigError, EmorecError
-from emorec.manifest import Clip
-from emorec.media import AUDIO_SUFFIXES
+from emorec.corpora.manifest import Clip
+from emorec.media.audio import AUDIO_SUFFIXES
 
 CORPUS = "crema-d"
 EMOTION_CODES: dict[str, str] = {

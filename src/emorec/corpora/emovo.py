@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from emorec.corpora.base import PrepareResult, prepare_named
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 CORPUS = "emovo"
 EMOTION_CODES: dict[str, str] = {

@@ -1,6 +1,6 @@
 """A user's own folder: labels from sub-folder names (``root/<label>/**/file``) or from a CSV.
 
-Audio files and videos (the suffixes :mod:`emorec.video` decodes; ``modality`` audio_video)."""
+Audio files and videos (the suffixes :mod:`emorec.media.video` decodes; ``modality`` audio_video)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from emorec.corpora.base import (
     scan_files, skip,
 )
 from emorec.errors import ConfigError, EmorecError, SkippedFile
-from emorec.manifest import Clip
-from emorec.media import AUDIO_SUFFIXES
+from emorec.corpora.manifest import Clip
+from emorec.media.audio import AUDIO_SUFFIXES
 
 #: Obvious spellings of the canonical labels (after lower-casing); others are kept as given.
 SYNONYMS: dict[str, str] = {
@@ -37,7 +37,7 @@ NO_CLIP_HINTS = {
 
 
 def canonical_emotion(label: str) -> str:
-    """Lower-cased ``label``, mapped onto :data:`emorec.labels.EMOTIONS` where obvious."""
+    """Lower-cased ``label``, mapped onto :data:`emorec.corpora.labels.EMOTIONS` where obvious."""
     key = label.strip().lower()
     return SYNONYMS.get(key, key)
 

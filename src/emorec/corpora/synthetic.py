@@ -13,7 +13,7 @@ import soundfile as sf
 from emorec.atomic import write_text
 from emorec.corpora.base import Candidate, PrepareResult, finish, require_root, scan_files, skip
 from emorec.errors import ConfigError
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 CORPUS = "synthetic"
 BAD_NAME = "not a synthetic-corpus name (expected synth-SS-<emotion>-NN)"

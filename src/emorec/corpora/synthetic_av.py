@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emorec.manifest import Clip, write_manifest
+from emorec.corpora.manifest import Clip, write_manifest
 
 __all__ = ["AV_EMOTIONS", "generate_av_feature_corpus"]
 

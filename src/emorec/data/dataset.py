@@ -15,7 +15,7 @@ from emorec.errors import EmorecError
 from emorec.features.base import split_frame_mask
 from emorec.features.packed import PackedStore
 from emorec.features.store import FeatureStore
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 MODALITIES = ("audio", "video")
 

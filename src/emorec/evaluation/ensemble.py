@@ -34,7 +34,7 @@ def ensemble_runs(run_dirs: list[str | Path], *, part: str = "test", out_dir: st
     from emorec.evaluation.metrics import classification_metrics
     from emorec.evaluation.report import write_cv_summary, write_report
     from emorec.evaluation.run_eval import experiment_for_run, fold_predictions, fold_split, trained_fold_dirs
-    from emorec.runs import fold_number
+    from emorec.runs.status import fold_number
 
     if part not in ("test", "val"):
         raise EmorecError(f"part must be 'test' or 'val', got {part!r}")

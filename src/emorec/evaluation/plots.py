@@ -193,11 +193,11 @@ def read_metrics_csv(path: str | os.PathLike) -> dict[str, list[float]]:
     ``metrics.csv`` holds one row per epoch. A run written before that holds Lightning's raw
     ``CSVLogger`` rows (a ``step`` column; train and validation metrics of one epoch on separate
     rows, epochs from 0, the learning rate on a row with no epoch at the start of an epoch):
-    those are merged into one row per epoch by :func:`emorec.epochs.epoch_table`.
+    those are merged into one row per epoch by :func:`emorec.runs.epochs.epoch_table`.
     Returns ``{"epoch": [...], column: [...]}`` with NaN where an epoch has no value; columns
     with no value at all and ``step`` are dropped.
     """
-    from emorec.epochs import epoch_columns, read_epoch_table
+    from emorec.runs.epochs import epoch_columns, read_epoch_table
 
     path = Path(path)
     if not path.is_file():

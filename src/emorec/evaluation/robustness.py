@@ -1,5 +1,5 @@
 """How a trained run holds up under recording conditions it may not have seen: every test clip of
-every fold is decoded, passed through each condition of the suite (``emorec.conditions``), and
+every fold is decoded, passed through each condition of the suite (``emorec.media.conditions``), and
 predicted by its own fold's model; UA per condition with its bootstrap CI, the drop from clean, and
 the share of predictions each class takes, so a collapse onto one class is visible.
 
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from emorec.atomic import write_json
-from emorec.conditions import DEFAULT_SUITE, parse_condition
+from emorec.media.conditions import DEFAULT_SUITE, parse_condition
 from emorec.errors import BadInputError, EmorecError
 from emorec.evaluation.metrics import classification_metrics
 from emorec.evaluation.run_eval import experiment_for_run, fold_split, trained_fold_dirs
-from emorec.inference import Predictor
-from emorec.media import load_audio
-from emorec.runs import fold_number
+from emorec.inference.predictor import Predictor
+from emorec.media.audio import load_audio
+from emorec.runs.status import fold_number
 
 
 def condition_scores(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], *, bootstrap: int) -> dict:

@@ -12,8 +12,8 @@ from pathlib import Path
 from emorec.data import ClipDataset
 from emorec.errors import EmorecError
 from emorec.evaluation.metrics import age_group
-from emorec.inference import MODEL_META, Predictor
-from emorec.runs import fold_number
+from emorec.inference.predictor import MODEL_META, Predictor
+from emorec.runs.status import fold_number
 
 
 def trained_fold_dirs(run_dir: Path) -> list[Path]:
@@ -26,9 +26,9 @@ def trained_fold_dirs(run_dir: Path) -> list[Path]:
 
 def experiment_for_run(run_dir: Path, progress: bool = True):
     """The run's data (manifest, features, splits) rebuilt from its saved config and ``splits.json``."""
-    from emorec.splits import load_splits
+    from emorec.corpora.splits import load_splits
     from emorec.training.config import load_run_config
-    from emorec.experiment import prepare_experiment
+    from emorec.training.experiment import prepare_experiment
 
     config = load_run_config(run_dir)
     return prepare_experiment(config, extract=True, progress=progress, splits=load_splits(run_dir / "splits.json"))
@@ -67,7 +67,7 @@ def clips_dataset(experiment, clip_ids, predictor: Predictor) -> ClipDataset:
     normalizers = predictor.normalizers()
     speaker_norm = bool(meta.get("speaker_norm"))
     if speaker_norm:
-        from emorec.experiment import fit_speaker_statistics
+        from emorec.training.experiment import fit_speaker_statistics
 
         fit_speaker_statistics(normalizers, experiment, clips)
     dims = {m: meta.get(f"{m}_dim") for m in ("audio", "video") if meta.get(f"{m}_dim")}
@@ -134,7 +134,7 @@ def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | No
 def kept_model(meta: dict, experiment=None) -> dict:
     """What report.json/report.md/history.png say about the evaluated weights, from model.json.
     A model.json written before it recorded the weight average gets it from the run's config."""
-    from emorec.kept import ema_record, kept_summary
+    from emorec.runs.kept import ema_record, kept_summary
 
     fallback = None
     if "ema" not in meta and experiment is not None:

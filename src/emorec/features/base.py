@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emorec.errors import BadInputError, ConfigError
-from emorec.media import load_audio
+from emorec.media.audio import load_audio
 
 
 class FeatureExtractor(ABC):
@@ -99,7 +99,7 @@ BUILTIN_EXTRACTORS = {
     "egemaps": "emorec.features.egemaps", "ssl": "emorec.features.ssl",
     "voice_encoder": "emorec.features.voice_encoder", "npy": "emorec.features.precomputed",
     "face_landmarks": "emorec.features.face", "face_crop": "emorec.features.face",
-    "embed": "emorec.fusion_workflow",
+    "embed": "emorec.workflows.fusion",
 }
 
 

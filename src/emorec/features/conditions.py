@@ -2,7 +2,7 @@
 band, additive noise at an SNR and reverberation, computed in the mel power domain before
 normalisation, so every epoch sees new conditions without decoding audio again.
 
-Why the mel domain: a waveform pipeline (``emorec.conditions``) would decode and re-extract every
+Why the mel domain: a waveform pipeline (``emorec.media.conditions``) would decode and re-extract every
 clip every epoch, several times the cost of a training step on a CPU. Each operation here is the
 waveform operation's expected effect on mel power (a filter multiplies it by ``|H(f)|^2``, noise
 adds its power with the fluctuation of a periodogram, late reverberation adds an exponentially

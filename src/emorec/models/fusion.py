@@ -136,7 +136,7 @@ class EmbeddingFusion(nn.Module):
         directory of that branch's model; ``{"fusion": DIR}`` loads everything but the branches
         (LayerNorm, fusion MLP, head, placeholders) from an ``embedding_fusion`` model, e.g. the
         classifier trained on cached embeddings. Only safetensors files are read."""
-        from emorec.model_files import find_model_dir, read_model_files
+        from emorec.inference.model_files import find_model_dir, read_model_files
 
         unknown = sorted(set(init_from) - {"audio", "video", "fusion"})
         if unknown:

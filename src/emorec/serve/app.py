@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fastapi import Request  # at module level: FastAPI resolves the endpoints' annotations here
 
-from emorec.long_input import LONG_INPUT_SECONDS, MAX_SECONDS
+from emorec.inference.long_input import LONG_INPUT_SECONDS, MAX_SECONDS
 from emorec.memory import release_large_blocks
 from emorec.serve.pool import InferencePool, Overloaded
 from emorec.serve.stream import add_stream_endpoint, authorised
@@ -44,13 +44,13 @@ class ServeSettings:
 
 
 class ModelService:
-    """What the endpoints need of a model: torch (:class:`emorec.api.Recognizer`) or ONNX."""
+    """What the endpoints need of a model: torch (:class:`emorec.inference.api.Recognizer`) or ONNX."""
 
     def __init__(self, model: str | Path | None = None):
-        from emorec.api import Recognizer, load
+        from emorec.inference.api import Recognizer, load
 
         if model is not None and Path(model).suffix == ".onnx":  # one thread a request: the server runs several
-            from emorec.onnx_runtime import OnnxPredictor
+            from emorec.inference.onnx_runtime import OnnxPredictor
 
             onnx = OnnxPredictor(model, threads=1)
             self.recognizer = Recognizer(onnx, model_id=onnx.meta.get("model_id", Path(model).stem))
@@ -76,9 +76,9 @@ class ModelService:
 
     def predict(self, wave) -> dict:
         """The answer ``emorec predict`` and ``Recognizer.predict`` give: input over 6 s windowed over its
-        speech, its segments listed (:mod:`emorec.long_input`); no speech in it is a 422."""
+        speech, its segments listed (:mod:`emorec.inference.long_input`); no speech in it is a 422."""
         from emorec.errors import BadInputError
-        from emorec.long_input import CLIP, WINDOWED, is_long, windowed_answer
+        from emorec.inference.long_input import CLIP, WINDOWED, is_long, windowed_answer
 
         method, segments = CLIP, []
         try:
@@ -94,7 +94,7 @@ class ModelService:
                 "segments": segments}
 
     def timeline(self, data: bytes) -> dict:
-        from emorec.timeline import build_timeline
+        from emorec.inference.timeline import build_timeline
 
         result = build_timeline(self, data).to_dict()
         result.pop("source", None)

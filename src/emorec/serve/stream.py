@@ -1,9 +1,9 @@
-"""``/v1/stream``: live emotion over a WebSocket (:class:`emorec.streaming.EmotionStream` per connection).
+"""``/v1/stream``: live emotion over a WebSocket (:class:`emorec.inference.streaming.EmotionStream` per connection).
 
 The client connects to ``/v1/stream?format=pcm16&sample_rate=16000`` (``format``: ``pcm16`` little-endian
 mono, ``f32`` float32 mono, or ``opus``: one raw Opus packet per message, 48 kHz) and sends audio as
 binary messages; ``{"type": "end"}`` as a text message ends the audio. The server answers every update
-as a JSON text message (``emorec.streaming.StreamEvent.to_dict``), the last one ``{"type": "end",
+as a JSON text message (``emorec.inference.streaming.StreamEvent.to_dict``), the last one ``{"type": "end",
 "timeline": ...}``, and closes with 1000.
 
 Refusals close the socket with a 4xxx code and a one-line reason, as the HTTP API answers 4xx:
@@ -55,7 +55,7 @@ class OpusFrames:
 
 def add_stream_endpoint(app, service, settings) -> None:
     """Register ``/v1/stream`` on ``app``; at most ``settings.max_streams`` at once."""
-    from emorec.streaming import EmotionStream
+    from emorec.inference.streaming import EmotionStream
 
     open_streams = {"count": 0}
 

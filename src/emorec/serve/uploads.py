@@ -11,8 +11,8 @@ import time
 import numpy as np
 
 from emorec.errors import BadInputError
-from emorec.media import probe_duration, stream_audio, wav_declared_frames
-from emorec.silence import SILENCE_PEAK
+from emorec.media.audio import probe_duration, stream_audio, wav_declared_frames
+from emorec.media.silence import SILENCE_PEAK
 
 
 class UploadError(Exception):

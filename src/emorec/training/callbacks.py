@@ -32,8 +32,8 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from emorec.atomic import write_text
-from emorec.epochs import epoch_columns, epoch_table
-from emorec.kept import ema_decay_per_step
+from emorec.runs.epochs import epoch_columns, epoch_table
+from emorec.runs.kept import ema_decay_per_step
 
 log = logging.getLogger("emorec")
 

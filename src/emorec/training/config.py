@@ -17,8 +17,8 @@ import yaml
 
 from emorec.errors import ConfigError
 from emorec.features.packed import DTYPES as PACK_DTYPES
-from emorec.labels import LABEL_POLICIES
-from emorec.splits import SCHEMES as SPLIT_SCHEMES
+from emorec.corpora.labels import LABEL_POLICIES
+from emorec.corpora.splits import SCHEMES as SPLIT_SCHEMES
 from emorec.training.fields import choice, ranged
 from emorec.training.typed import build_dataclass
 
@@ -61,7 +61,7 @@ class DataConfig:
 
 @dataclass
 class SplitConfig:
-    scheme: str = choice("auto", SPLIT_SCHEMES)  # see emorec.splits
+    scheme: str = choice("auto", SPLIT_SCHEMES)  # see emorec.corpora.splits
     k: int = ranged(5, low=2, what="at least 2 folds")
     val_speakers: int = ranged(2, low=1, what="at least 1 validation speaker")
     test_size: float = ranged(0.2, low=0, high=1, low_open=True, high_open=True)

@@ -35,11 +35,11 @@ import torch
 from emorec.data import (
     BucketBatchSampler, ClipDataset, Normalizer, balanced_weights, corpus_class_masks, make_loaders, pad_collate,
 )
-from emorec.epochs import best_epoch, monitor_mode, read_epoch_metrics, write_history
+from emorec.runs.epochs import best_epoch, monitor_mode, read_epoch_metrics, write_history
 from emorec.errors import ConfigError, EmorecError
-from emorec.experiment import Experiment, fit_speaker_statistics
+from emorec.training.experiment import Experiment, fit_speaker_statistics
 from emorec.features.base import extractor_from_spec
-from emorec.splits import Split, check_leakage
+from emorec.corpora.splits import Split, check_leakage
 from emorec.training.config import TrainConfig
 
 log = logging.getLogger("emorec")
@@ -268,9 +268,9 @@ def keep_and_export(experiment: Experiment, split: Split, fold_dir: Path, module
                     steps_per_epoch: int, seconds: float, rewrite_metrics: bool) -> None:
     """Load the kept weights (best or last epoch), recalibrate BatchNorm if asked, measure their own
     validation scores, and export them with ``model.json`` saying how they were made."""
-    from emorec.inference import export_model
-    from emorec.kept import ema_record, kept_summary
-    from emorec.runs import read_json
+    from emorec.inference.predictor import export_model
+    from emorec.runs.kept import ema_record, kept_summary
+    from emorec.runs.status import read_json
     from emorec.training.checkpoints import BEST, LAST, load_checkpoint
 
     cfg = experiment.config

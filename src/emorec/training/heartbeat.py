@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from emorec.atomic import write_json
-from emorec.epochs import number as _number
+from emorec.runs.epochs import number as _number
 from emorec.training.callbacks import flush_log_files
 
 log = logging.getLogger("emorec")

@@ -20,9 +20,9 @@ from emorec.features.base import extractor_from_spec, split_frame_mask
 from emorec.features.extract import extract_features, read_skipped
 from emorec.features.packed import PackedStore
 from emorec.features.store import FeatureStore
-from emorec.labels import apply_label_policy, resolve_label_set
-from emorec.manifest import Clip, read_manifest
-from emorec.splits import Split, check_leakage, load_splits, make_splits
+from emorec.corpora.labels import apply_label_policy, resolve_label_set
+from emorec.corpora.manifest import Clip, read_manifest
+from emorec.corpora.splits import Split, check_leakage, load_splits, make_splits
 from emorec.training.config import TrainConfig
 
 console = Console(stderr=True)

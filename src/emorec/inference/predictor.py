@@ -22,7 +22,7 @@ from emorec.atomic import publish
 from emorec.data import Normalizer, missing_modality_frames, pad_collate
 from emorec.errors import BadInputError, EmorecError, SkippedFile
 from emorec.features.base import extractor_from_spec, resolve_bundled, split_frame_mask, validate_features
-from emorec.model_files import MODEL_META, MODEL_WEIGHTS, ModelMeta, find_model_dir
+from emorec.inference.model_files import MODEL_META, MODEL_WEIGHTS, ModelMeta, find_model_dir
 from emorec.models import create_model
 
 __all__ = ["MODEL_META", "MODEL_WEIGHTS", "EnsemblePredictor", "Predictor", "export_model", "find_model_dir"]
@@ -139,11 +139,11 @@ class Predictor:
     def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
                       ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
         """Probabilities for each readable file; unreadable ones are listed, not fatal. An audio model
-        answers through :func:`emorec.long_input.answer_files`, as every backend does (input longer than
-        a training clip windowed over its speech, its :class:`~emorec.long_input.WindowedAnswer` in
+        answers through :func:`emorec.inference.long_input.answer_files`, as every backend does (input longer than
+        a training clip windowed over its speech, its :class:`~emorec.inference.long_input.WindowedAnswer` in
         ``answers[path]``); a model that reads video takes each file whole."""
-        from emorec.long_input import answer_files, check_length
-        from emorec.media import probe_duration
+        from emorec.inference.long_input import answer_files, check_length
+        from emorec.media.audio import probe_duration
 
         whole = lambda path: self.predict_items([self.features_for_file(path)])[0]  # noqa: E731
         if self.audio_only:
@@ -212,7 +212,7 @@ class EnsemblePredictor:
         """The members' mean probabilities: audio members through the one path of every backend (long
         input windowed once, over the mean); with a video member, each member's own answers averaged."""
         if self.audio_only:
-            from emorec.long_input import answer_files
+            from emorec.inference.long_input import answer_files
 
             return answer_files(self, paths, answers, whole_clip=lambda path: np.mean(
                 [m.predict_items([m.features_for_file(path)])[0] for m in self.members], axis=0))

@@ -12,7 +12,7 @@ A clip's result does not depend on the batch it is predicted in. Nothing here st
 it runs from a plain script without a ``__main__`` guard. Input longer than a training clip (over
 6 s) is windowed over its speech regions and answered by the duration-weighted mean of its speech
 segments (``prediction.method`` says so, ``prediction.segments`` has them: see
-:mod:`emorec.long_input`). An input longer than ``max_seconds`` (default 10 minutes) is refused from
+:mod:`emorec.inference.long_input`). An input longer than ``max_seconds`` (default 10 minutes) is refused from
 its header, before it is decoded: emotion over time in a long recording is
 :meth:`Recognizer.timeline`'s job, which streams it.
 """
@@ -29,11 +29,11 @@ import numpy as np
 import soxr
 
 from emorec.errors import BadInputError, EmorecError
-from emorec.inference import Predictor
-from emorec.long_input import CLIP, MAX_SECONDS, WINDOWED, Backend, check_length, is_long, windowed_answer
-from emorec.media import load_audio, probe_duration
-from emorec.released import default_model_dir, released_model_dir
-from emorec.silence import check_not_silent
+from emorec.inference.predictor import Predictor
+from emorec.inference.long_input import CLIP, MAX_SECONDS, WINDOWED, Backend, check_length, is_long, windowed_answer
+from emorec.media.audio import load_audio, probe_duration
+from emorec.inference.released import default_model_dir, released_model_dir
+from emorec.media.silence import check_not_silent
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
 
@@ -41,7 +41,7 @@ AudioInput = Union[str, os.PathLike, np.ndarray]
 class Prediction:
     """One input: the most probable ``label``, every class's calibrated probability, seconds of audio, and
     how the answer was made (``method``: the whole clip, or for long input the duration-weighted mean of
-    its speech ``segments``, each an :class:`emorec.timeline.Segment`)."""
+    its speech ``segments``, each an :class:`emorec.inference.timeline.Segment`)."""
 
     label: str
     probabilities: dict[str, float]
@@ -77,7 +77,7 @@ class BatchPrediction:
 
 class Recognizer:
     """A model ready to predict: :func:`load` (a trained or released model, or an ``.onnx`` export),
-    or ``Recognizer(backend)`` around any :class:`emorec.long_input.Backend`: every answer (files,
+    or ``Recognizer(backend)`` around any :class:`emorec.inference.long_input.Backend`: every answer (files,
     waveforms, long input, timeline, stream) goes through ``backend.probabilities``."""
 
     def __init__(self, backend: Backend, *, model_id: str = "", model_dir: Path | None = None,
@@ -91,7 +91,7 @@ class Recognizer:
 
     @property
     def predictor(self) -> Backend:
-        """The backend (a :class:`emorec.inference.Predictor` for a trained model)."""
+        """The backend (a :class:`emorec.inference.predictor.Predictor` for a trained model)."""
         return self.backend
 
     @property
@@ -160,10 +160,10 @@ class Recognizer:
 
     def timeline(self, path: str | os.PathLike, *, window: float = 3.0, hop: float = 1.0, min_segment: float = 1.0,
                  vad_threshold: float = 0.5, context: float = 1.0, edge_db: float = 25.0, progress=None):
-        """Emotion over time in a recording of any length (streamed): a :class:`emorec.timeline.Timeline`
+        """Emotion over time in a recording of any length (streamed): a :class:`emorec.inference.timeline.Timeline`
         with Silero VAD speech regions, per-window probabilities and smoothed segments (``context``
-        and ``edge_db``: see :mod:`emorec.timeline`)."""
-        from emorec.timeline import build_timeline
+        and ``edge_db``: see :mod:`emorec.inference.timeline`)."""
+        from emorec.inference.timeline import build_timeline
 
         return build_timeline(self, path, window=window, hop=hop, min_segment=min_segment, vad_threshold=vad_threshold,
                               context=context, edge_db=edge_db, progress=progress)
@@ -171,10 +171,10 @@ class Recognizer:
     def stream(self, chunks, sample_rate: int = 16000, *, window: float = 3.0, hop: float = 1.0,
                min_segment: float = 1.0, vad_threshold: float = 0.5, context: float = 1.0, edge_db: float = 25.0):
         """Emotion while audio arrives: blocks of mono samples (float or int16, at ``sample_rate``) in,
-        :class:`emorec.streaming.StreamEvent` updates out as they are made (speech start and end,
+        :class:`emorec.inference.streaming.StreamEvent` updates out as they are made (speech start and end,
         interim windows, each region's final segments, then the whole timeline, equal to
-        :meth:`timeline` of the same audio). See :mod:`emorec.streaming`."""
-        from emorec.streaming import stream_events
+        :meth:`timeline` of the same audio). See :mod:`emorec.inference.streaming`."""
+        from emorec.inference.streaming import stream_events
 
         return stream_events(self, chunks, sample_rate=sample_rate, window=window, hop=hop, min_segment=min_segment,
                              vad_threshold=vad_threshold, context=context, edge_db=edge_db)
@@ -206,7 +206,7 @@ def load(model: str | os.PathLike | None = None, *, max_seconds: float = MAX_SEC
     an ``.onnx`` export (run by onnxruntime), or the name of a released model; ``None`` is the default
     released model."""
     if model is not None and os.fspath(model).endswith(".onnx"):
-        from emorec.onnx_runtime import OnnxPredictor
+        from emorec.inference.onnx_runtime import OnnxPredictor
 
         onnx = OnnxPredictor(model)
         return Recognizer(onnx, model_id=onnx.meta.get("model_id", Path(model).stem), max_seconds=max_seconds)

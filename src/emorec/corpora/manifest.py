@@ -23,7 +23,7 @@ class Clip:
     path: str               # absolute path of the media file
     corpus: str             # "ravdess", "crema-d", "folder", "synthetic", ...
     speaker: str            # corpus-qualified speaker id, e.g. "ravdess/12"
-    emotion: str            # canonical label (see emorec.labels.EMOTIONS) or a folder label
+    emotion: str            # canonical label (see emorec.corpora.labels.EMOTIONS) or a folder label
     gender: str = ""        # "male" / "female" / "" when unknown
     intensity: str = ""     # corpus wording: "normal"/"strong" (RAVDESS), "LO"/"MD"/"HI"/"XX" (CREMA-D)
     statement: str = ""     # sentence / statement code

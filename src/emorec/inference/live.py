@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from emorec.errors import EmorecError
-from emorec.media import stream_audio
+from emorec.media.audio import stream_audio
 
 RATE = 16000
 

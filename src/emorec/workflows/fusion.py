@@ -32,16 +32,16 @@ import numpy as np
 
 from emorec.errors import BadInputError, ConfigError, EmorecError, LeakageError
 from emorec.features.base import FeatureExtractor, register_extractor
-from emorec.manifest import Clip
-from emorec.model_files import ModelMeta
-from emorec.runs import fold_number
+from emorec.corpora.manifest import Clip
+from emorec.inference.model_files import ModelMeta
+from emorec.runs.status import fold_number
 
 __all__ = ["EmbeddingExtractor", "FuseResult", "check_same_split", "fuse", "model_fingerprint"]
 
 
 def model_fingerprint(model_dir: str | os.PathLike) -> str:
     """sha256 (16 hex digits) of a trained model's ``model.safetensors`` and ``model.json``."""
-    from emorec.inference import MODEL_META, MODEL_WEIGHTS
+    from emorec.inference.predictor import MODEL_META, MODEL_WEIGHTS
 
     digest = hashlib.sha256()
     for name in (MODEL_WEIGHTS, MODEL_META):
@@ -65,7 +65,7 @@ class EmbeddingExtractor(FeatureExtractor):
     parallel = False  # one model in one process; a forward pass per clip is cheap
 
     def __init__(self, *, model_dir: str, modality: str | None = None, cache: str | None = None):
-        from emorec.inference import find_model_dir
+        from emorec.inference.predictor import find_model_dir
 
         try:
             found = find_model_dir(model_dir)
@@ -100,7 +100,7 @@ class EmbeddingExtractor(FeatureExtractor):
     def _load(self) -> tuple[Any, dict, dict]:
         if self._state is None:
             from emorec.features.base import extractor_from_spec
-            from emorec.inference import Predictor
+            from emorec.inference.predictor import Predictor
 
             predictor = Predictor.load(self.model_dir)
             extractors = {m: extractor_from_spec(spec) for m, spec in predictor.meta.features.items()}
@@ -175,8 +175,8 @@ class FuseResult:
 
 
 def _load_branch(path: str | os.PathLike, role: str) -> Branch:
-    from emorec.inference import find_model_dir
-    from emorec.splits import load_splits
+    from emorec.inference.predictor import find_model_dir
+    from emorec.corpora.splits import load_splits
     from emorec.training.config import load_run_config
 
     fold_dir = find_model_dir(path)
@@ -213,12 +213,12 @@ def _split_signature(splits: list) -> list[dict[str, Any]]:
 
 
 def train_on_split(config, splits: list, fold: int, *, progress: bool = True) -> Path:
-    """:func:`emorec.crossval.train` of fold number ``fold``, refusing (LeakageError) unless
+    """:func:`emorec.workflows.crossval.train` of fold number ``fold``, refusing (LeakageError) unless
     the config splits the data exactly as ``splits`` (checked before training and again in the
     new run's ``splits.json``)."""
-    from emorec.splits import load_splits
-    from emorec.crossval import train
-    from emorec.experiment import prepare_experiment
+    from emorec.corpora.splits import load_splits
+    from emorec.workflows.crossval import train
+    from emorec.training.experiment import prepare_experiment
 
     config.run.folds = str(fold)
     expected = _split_signature(splits)
@@ -233,7 +233,7 @@ def train_on_split(config, splits: list, fold: int, *, progress: bool = True) ->
 
 
 def _summary_row(name: str, fold_dir: Path) -> dict[str, Any]:
-    from emorec.compare import read_fold
+    from emorec.workflows.compare import read_fold
 
     try:
         fold = read_fold(fold_dir)

@@ -1,4 +1,4 @@
-"""A :class:`~emorec.timeline.Timeline` as files: CSV (one row per segment), JSON (everything),
+"""A :class:`~emorec.inference.timeline.Timeline` as files: CSV (one row per segment), JSON (everything),
 WebVTT (emotion captions a video editor or player shows over the recording) and a PNG (class
 probabilities over time, speech regions shaded, segments named). Each is written atomically."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from emorec.atomic import atomic_open, write_json
-from emorec.timeline import Timeline
+from emorec.inference.timeline import Timeline
 
 FORMATS = ("csv", "json", "vtt", "png")
 

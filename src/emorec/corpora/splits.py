@@ -33,9 +33,9 @@ import numpy as np
 
 from emorec.atomic import write_json
 from emorec.errors import ConfigError, EmorecError
-from emorec.leakage import check_leakage
-from emorec.manifest import Clip
-from emorec.standard_folds import (
+from emorec.corpora.leakage import check_leakage
+from emorec.corpora.manifest import Clip
+from emorec.corpora.standard_folds import (
     CREMA_D_ACTORS,
     CREMA_D_FOLDS,
     RAVDESS_ACTORS,

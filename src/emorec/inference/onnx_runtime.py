@@ -1,5 +1,5 @@
 """An exported ONNX model (``emorec export --format onnx``) served by onnxruntime: the same
-``predict_files`` interface as :class:`emorec.inference.Predictor`, with emorec decoding the media
+``predict_files`` interface as :class:`emorec.inference.predictor.Predictor`, with emorec decoding the media
 and the graph doing everything after (front end, model, calibration)."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class OnnxPredictor:
 
     def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
                       ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
-        """As :meth:`emorec.inference.Predictor.predict_files` (long input windowed over its speech)."""
-        from emorec.long_input import answer_files
+        """As :meth:`emorec.inference.predictor.Predictor.predict_files` (long input windowed over its speech)."""
+        from emorec.inference.long_input import answer_files
 
         return answer_files(self, paths, answers)

@@ -1,7 +1,7 @@
 """Train two recipes on the same split and say which is better on validation (seed 003's habit).
 
 ``emorec compare CONFIG_A CONFIG_B [--fold K] [--manifest M]`` trains each recipe with the normal
-:func:`emorec.crossval.train` into its own run directory, then reads back
+:func:`emorec.workflows.crossval.train` into its own run directory, then reads back
 
 * validation UA / WA / macro-F1 of the checkpoint each run selected (its best epoch by
   ``trainer.monitor``, from ``metrics.csv``), and
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from emorec.errors import EmorecError
-from emorec.model_files import ModelMeta
+from emorec.inference.model_files import ModelMeta
 from emorec.training.config import TrainConfig, load_config
 
 METRICS = ("ua", "wa", "macro_f1")
@@ -55,7 +55,7 @@ def _split_signature(splits) -> list[dict[str, Any]]:
 def check_same_splits(config_a: TrainConfig, config_b: TrainConfig) -> None:
     """Refuse when the two configs would split the data differently (EmorecError naming the
     first difference)."""
-    from emorec.experiment import prepare_experiment
+    from emorec.training.experiment import prepare_experiment
 
     a = _split_signature(prepare_experiment(config_a, extract=False, progress=False).splits)
     b = _split_signature(prepare_experiment(config_b, extract=False, progress=False).splits)
@@ -78,7 +78,7 @@ def _first_difference(a: list[dict], b: list[dict]) -> str:
 
 def read_fold(fold_dir: Path) -> dict[str, Any]:
     """Validation metrics at the selected epoch and test metrics of one trained fold."""
-    from emorec.epochs import read_epoch_metrics
+    from emorec.runs.epochs import read_epoch_metrics
 
     meta = ModelMeta.read(fold_dir)
     report_path = fold_dir / "report" / "report.json"
@@ -111,7 +111,7 @@ def _mean(values: list[float]) -> float:
 
 def collect(run_dir: Path, label: str, config_path: str) -> ModelResult:
     from emorec.evaluation.run_eval import trained_fold_dirs
-    from emorec.inference import Predictor
+    from emorec.inference.predictor import Predictor
 
     fold_dirs = trained_fold_dirs(run_dir)
     folds = [read_fold(d) for d in fold_dirs]
@@ -159,8 +159,8 @@ def compare_configs(
     ``run_dir`` override ``data.manifest`` and ``run.dir`` of both; ``overrides``
     (``section.key=value``) and ``extra`` (a nested dict) apply to both recipes.
     """
-    from emorec.splits import load_splits
-    from emorec.crossval import console, train
+    from emorec.corpora.splits import load_splits
+    from emorec.workflows.crossval import console, train
 
     path_a, path_b = Path(config_a), Path(config_b)
     shared: dict[str, Any] = copy.deepcopy(extra or {})

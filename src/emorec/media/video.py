@@ -2,7 +2,7 @@
 
 One video file feeds both branches of an audio-visual model: :func:`iter_frames` /
 :func:`read_frames` give its pictures, :func:`load_video_audio` its sound (mono float32 at a
-chosen rate, as :func:`emorec.media.load_audio` gives for audio files, which falls back to it
+chosen rate, as :func:`emorec.media.audio.load_audio` gives for audio files, which falls back to it
 for video suffixes).
 
 Timing. A frame's time is its presentation timestamp, counted from the first decoded frame
@@ -337,7 +337,7 @@ def _read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int, float]:
 
 
 def load_video_audio(path: str | os.PathLike, sample_rate: int = 16000, *, align: bool = True) -> np.ndarray:
-    """The audio track of a video as :func:`emorec.media.load_audio` gives audio files:
+    """The audio track of a video as :func:`emorec.media.audio.load_audio` gives audio files:
     mono (channels averaged) float32 at ``sample_rate``; silent tracks are rejected too.
 
     ``align``: sample 0 is the time of the first picture (a late audio start is padded with
@@ -345,7 +345,7 @@ def load_video_audio(path: str | os.PathLike, sample_rate: int = 16000, *, align
     """
     import soxr
 
-    from emorec.silence import check_not_silent
+    from emorec.media.silence import check_not_silent
 
     samples, rate, offset = _read_audio_track(path)
     mono = samples.mean(axis=1)

@@ -8,7 +8,7 @@ answer come out, as a streaming speech recogniser gives partial and final result
 - **interim** ``window`` events, every ``hop`` seconds while someone speaks: the model on the last
   ``window`` seconds of the region (the first ones shorter), made as soon as their audio is in;
 - **final** ``segments`` events, one per speech region once its bounds are decided: the windows,
-  speech edges and smoothed segments that :func:`emorec.timeline.build_timeline` gives the same
+  speech edges and smoothed segments that :func:`emorec.inference.timeline.build_timeline` gives the same
   audio. A region is decided when the next one has begun or when no region could begin within
   ``2 * context`` seconds of its end (its last window reaches halfway to the next region at most).
 
@@ -25,7 +25,7 @@ import numpy as np
 import soxr
 import torch
 
-from emorec.timeline import (VAD_CHUNK, VAD_RATE, Segment, Timeline, _vad_model, plan_windows, smooth_segments,
+from emorec.inference.timeline import (VAD_CHUNK, VAD_RATE, Segment, Timeline, _vad_model, plan_windows, smooth_segments,
                              speech_edge)
 
 
@@ -126,7 +126,7 @@ class _Region:
 @dataclass
 class EmotionStream:
     """Feed blocks with :meth:`feed` (each returns the events it caused), then :meth:`close`.
-    Settings mean what they mean in :func:`emorec.timeline.build_timeline`."""
+    Settings mean what they mean in :func:`emorec.inference.timeline.build_timeline`."""
 
     recognizer: object
     sample_rate: int = VAD_RATE
@@ -303,7 +303,7 @@ class EmotionStream:
         return StreamEvent("segments", self.seconds, start=bounds[0], end=bounds[1], segments=tuple(segments))
 
     def _cut(self, a: float, b: float) -> np.ndarray | None:
-        """Samples ``a``-``b`` s as :func:`emorec.timeline.cut_windows` cuts them (cut short at the end)."""
+        """Samples ``a``-``b`` s as :func:`emorec.inference.timeline.cut_windows` cuts them (cut short at the end)."""
         lo, hi = int(round(a * self.rate)), int(round(b * self.rate))
         if lo >= self._audio_total:
             return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emorec.errors import EmorecError
-from emorec.model_files import MODEL_META
+from emorec.inference.model_files import MODEL_META
 
 HERE = Path(__file__).resolve().parent
 DEFAULT = "emorec-voice-encoder-multicorpus"

@@ -7,7 +7,7 @@ the estimated time to finish (from epoch durations), GPU utilisation and memory 
 ``pynvml`` when it is installed and a GPU is present, else the plain line ``no GPU``) and the
 last lines of ``RUN/train.log``; ``--follow`` redraws it live. ``runs`` lists run directories
 side by side: one row each when the table fits the width, else each run's name on a line of its
-own over its details (the name is never cut). Both read files only (see :mod:`emorec.runs`), so a run directory copied back from a cloud
+own over its details (the name is never cut). Both read files only (see :mod:`emorec.runs.status`), so a run directory copied back from a cloud
 machine (``sky rsync-down``, a bucket) is shown the same way.
 """
 
@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from emorec.errors import EmorecError
-from emorec.runs import FoldView, RunView, eta_seconds, format_seconds, is_run_dir, list_runs, run_view
+from emorec.runs.status import FoldView, RunView, eta_seconds, format_seconds, is_run_dir, list_runs, run_view
 
 STATUS_STYLE = {"running": "green", "finished": "bold blue", "failed": "bold red", "interrupted": "red",
                 "stalled": "bold yellow", "not started": "dim", "incomplete": "yellow"}

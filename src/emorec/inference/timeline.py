@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from emorec.errors import BadInputError
-from emorec.media import stream_audio
+from emorec.media.audio import stream_audio
 from emorec.memory import release_large_blocks
 
 VAD_RATE = 16000

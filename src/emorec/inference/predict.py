@@ -12,10 +12,10 @@ from rich.table import Table
 from emorec.atomic import atomic_open, write_json
 from emorec.corpora.base import plural
 from emorec.errors import EmorecError
-from emorec.inference import MODEL_META, MODEL_WEIGHTS, EnsemblePredictor, Predictor
-from emorec.long_input import CLIP, WINDOWED
-from emorec.media import AUDIO_SUFFIXES
-from emorec.video import VIDEO_SUFFIXES
+from emorec.inference.predictor import MODEL_META, MODEL_WEIGHTS, EnsemblePredictor, Predictor
+from emorec.inference.long_input import CLIP, WINDOWED
+from emorec.media.audio import AUDIO_SUFFIXES
+from emorec.media.video import VIDEO_SUFFIXES
 
 #: What a folder given to ``predict`` expands to: every file the media loader decodes.
 MEDIA_SUFFIXES: tuple[str, ...] = (*AUDIO_SUFFIXES, *VIDEO_SUFFIXES)
@@ -71,14 +71,14 @@ def predict_paths(model: Path | None, inputs: Sequence[Path], out_path: Path | N
                   show_segments: bool = False) -> list[dict]:
     """Probabilities per file from one model (``None``: the released one; ``onnx``: an ONNX file
     through onnxruntime), or averaged over ``model`` and ``ensemble_with``. Input over 6 s is
-    windowed over its speech (:mod:`emorec.long_input`); ``show_segments`` prints its segments."""
+    windowed over its speech (:mod:`emorec.inference.long_input`); ``show_segments`` prints its segments."""
     if onnx is not None:
-        from emorec.onnx_runtime import OnnxPredictor
+        from emorec.inference.onnx_runtime import OnnxPredictor
 
         predictor = OnnxPredictor(onnx)
     else:
         if model is None:
-            from emorec.released import default_model_dir
+            from emorec.inference.released import default_model_dir
 
             model = default_model_dir()
         predictor = EnsemblePredictor.load([model, *ensemble_with]) if ensemble_with else Predictor.load(model)

@@ -2,7 +2,7 @@
 
 Speaker-independent evaluation is the default, and a split that puts one speaker (or one recording,
 or one performance shipped as several files) in training and in test is refused with the clips that
-show it. :func:`emorec.splits.make_splits` checks every split it makes, and training checks again.
+show it. :func:`emorec.corpora.splits.make_splits` checks every split it makes, and training checks again.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from emorec.errors import EmorecError, LeakageError
-from emorec.manifest import Clip
+from emorec.corpora.manifest import Clip
 
 
 class Split(Protocol):
-    """What the guard reads of a :class:`emorec.splits.Split`."""
+    """What the guard reads of a :class:`emorec.corpora.splits.Split`."""
 
     name: str
     train: list[str]

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from emorec.corpora import prepare_corpus
 from emorec.corpora.synthetic import generate_synthetic_corpus
-from emorec.manifest import write_manifest
+from emorec.corpora.manifest import write_manifest
 from emorec.training.config import config_from_dict
 
 
@@ -30,7 +30,7 @@ def demo_config(out_dir: Path, *, epochs: int) -> dict:
 
 
 def run_demo(out_dir: Path, *, epochs: int = 12, progress: bool = True, console: Console | None = None) -> Path:
-    from emorec.crossval import train
+    from emorec.workflows.crossval import train
 
     console = console or Console()
     out_dir = Path(out_dir)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from emorec.epochs import number as _number
+from emorec.runs.epochs import number as _number
 
 _METRIC_WORDS = {"val/ua": "validation UA", "val/acc": "validation accuracy (WA)", "val/loss": "validation loss",
                  "val/macro_f1": "validation macro-F1"}

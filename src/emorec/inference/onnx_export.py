@@ -30,9 +30,9 @@ import torch.nn as nn
 from emorec.atomic import publish
 from emorec.errors import EmorecError
 from emorec.features.base import extractor_from_spec
-from emorec.inference import Predictor
+from emorec.inference.predictor import Predictor
 from emorec.layers.masking import graph_export
-from emorec.model_files import find_model_dir
+from emorec.inference.model_files import find_model_dir
 from emorec.version import __version__
 
 CARD = "MODEL_CARD.md"

@@ -17,7 +17,7 @@ import soundfile as sf
 import soxr
 
 from emorec.errors import BadInputError
-from emorec.silence import check_not_silent
+from emorec.media.silence import check_not_silent
 
 #: Ogg Opus (``.opus``) too: libsndfile decodes it, and it is how CREMA-D's audio is shared compactly.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
@@ -64,10 +64,10 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
 
     Returns ``wave : ndarray[n]``. Raises :class:`BadInputError` for unreadable, empty,
     NaN-containing or silent audio. Video files (``.mp4``, ``.flv``, ``.avi``, ``.mov``, ...)
-    give their audio track through PyAV (:func:`emorec.video.load_video_audio`); one without
-    an audio track raises :class:`emorec.video.NoAudioTrackError` (a ``BadInputError``).
+    give their audio track through PyAV (:func:`emorec.media.video.load_video_audio`); one without
+    an audio track raises :class:`emorec.media.video.NoAudioTrackError` (a ``BadInputError``).
     """
-    from emorec.video import VIDEO_SUFFIXES, load_video_audio  # light: PyAV loads only when used
+    from emorec.media.video import VIDEO_SUFFIXES, load_video_audio  # light: PyAV loads only when used
 
     if os.path.splitext(os.fspath(path))[1].lower() in VIDEO_SUFFIXES:
         return load_video_audio(path, sample_rate)
@@ -99,7 +99,7 @@ def stream_audio(path: str | os.PathLike | bytes, sample_rate: int = 16000, bloc
     blocks at ``sample_rate`` (about ``block_seconds`` each), decoded and resampled as it is read:
     memory stays bounded however long the recording is. Video files, and bytes libsndfile cannot
     read (WebM from a browser, MP4), stream their audio track through PyAV."""
-    from emorec.video import VIDEO_SUFFIXES
+    from emorec.media.video import VIDEO_SUFFIXES
 
     if isinstance(path, (bytes, bytearray, memoryview)):
         if not len(path):
@@ -166,7 +166,7 @@ def _stream_video_audio(path, sample_rate: int, name: str | None = None) -> Iter
 def probe_duration(path: str | os.PathLike | bytes) -> float | None:
     """Seconds of audio a file (or the bytes of one) holds, read from its header without decoding it
     (``None`` when the format does not say): lets a caller refuse an hour-long upload before it fills memory."""
-    from emorec.video import VIDEO_SUFFIXES
+    from emorec.media.video import VIDEO_SUFFIXES
 
     in_memory = isinstance(path, (bytes, bytearray, memoryview))
     if not in_memory and not os.path.exists(path):

@@ -51,7 +51,7 @@ class Backend(Protocol):
 @dataclass(frozen=True)
 class WindowedAnswer:
     """``probabilities`` (C,) of the whole input and what they come from: speech regions, windows
-    ``(start, end, probs (C,))`` and labelled segments (``emorec.timeline.Segment``), in seconds."""
+    ``(start, end, probs (C,))`` and labelled segments (``emorec.inference.timeline.Segment``), in seconds."""
 
     probabilities: np.ndarray
     speech: list[tuple[float, float]] = field(default_factory=list)
@@ -80,7 +80,7 @@ def windowed_answer(source: str | os.PathLike, wave: np.ndarray, rate: int, clas
     """The answer for mono ``wave`` at ``rate`` from the windows of its speech regions;
     ``probabilities_of(waves)`` gives ``(N, C)`` calibrated probabilities. No speech at all is a
     :class:`BadInputError`: nothing in the input can be answered for."""
-    from emorec.timeline import VAD_RATE, context_bounds, plan_windows, smooth_segments, speech_probabilities, speech_regions
+    from emorec.inference.timeline import VAD_RATE, context_bounds, plan_windows, smooth_segments, speech_probabilities, speech_regions
 
     vad_wave = wave if rate == VAD_RATE else soxr.resample(wave, rate, VAD_RATE).astype(np.float32)
     probs, total = speech_probabilities(iter([np.ascontiguousarray(vad_wave, dtype=np.float32)]))
@@ -111,7 +111,7 @@ def answer_file(path: str | os.PathLike, rate: int, classes: Sequence[str],
                 whole_clip: Callable[[], np.ndarray] | None = None) -> tuple[np.ndarray, WindowedAnswer | None]:
     """``(probabilities (C,), WindowedAnswer or None)`` of one file: refused past :data:`MAX_SECONDS`,
     windowed past :data:`LONG_INPUT_SECONDS`, else ``whole_clip()`` (default: its waveform read whole)."""
-    from emorec.media import load_audio, probe_duration
+    from emorec.media.audio import load_audio, probe_duration
 
     seconds = probe_duration(path)
     check_length(path, seconds)

@@ -12,7 +12,7 @@ this host), ``failed``, ``interrupted``, ``not started``. A run is ``finished`` 
 
 Scores: a fold's validation score is the *kept* model's (``model.json``'s ``val_metrics`` /
 ``best_score``: after weight averaging and BatchNorm recalibration, at the kept epoch), never the
-best per-epoch value of a recipe that keeps another epoch (:mod:`emorec.kept` says how the kept
+best per-epoch value of a recipe that keeps another epoch (:mod:`emorec.runs.kept` says how the kept
 weights were made).
 
 Writing: :func:`write_run_status` keeps ``run.json`` (status and the sessions that worked on the
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from emorec.atomic import write_json
-from emorec.epochs import number as _number
-from emorec.kept import kept_summary
-from emorec.model_files import MODEL_META, ModelMeta
+from emorec.runs.epochs import number as _number
+from emorec.runs.kept import kept_summary
+from emorec.inference.model_files import MODEL_META, ModelMeta
 
 MIN_STALL_SECONDS = 600.0
 RUN_STATUS = "run.json"
