@@ -16,7 +16,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clip")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "serve_page.png"))
+    parser.add_argument(
+        "--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "serve_page.png")
+    )
     args = parser.parse_args()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -87,30 +87,58 @@ class _Forker:
         if self.process is None or self.process.poll() is not None:
             env = dict(os.environ)
             env.pop("OMP_NUM_THREADS", None)
-            self.process = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, text=True, bufsize=1, env=env)
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _SERVER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+                env=env,
+            )
             ready = self.process.stdout.readline()
             if ready.strip() != "ready":
-                raise RuntimeError(f"the CLI helper process did not start (exit {self.process.poll()})")
+                raise RuntimeError(
+                    f"the CLI helper process did not start (exit {self.process.poll()})"
+                )
         return self.process
 
-    def run(self, script: str | None, argv: list[str], cwd: Path, env: dict,
-            timeout: float) -> subprocess.CompletedProcess:
+    def run(
+        self, script: str | None, argv: list[str], cwd: Path, env: dict, timeout: float
+    ) -> subprocess.CompletedProcess:
         with self.lock, tempfile.TemporaryDirectory() as outputs:
             out, err = Path(outputs) / "stdout", Path(outputs) / "stderr"
             out.touch(), err.touch()
             helper = self._started()
-            helper.stdin.write(json.dumps({"script": script, "argv": argv, "cwd": str(cwd), "env": env,
-                                           "stdout": str(out), "stderr": str(err)}) + "\n")
+            helper.stdin.write(
+                json.dumps(
+                    {
+                        "script": script,
+                        "argv": argv,
+                        "cwd": str(cwd),
+                        "env": env,
+                        "stdout": str(out),
+                        "stderr": str(err),
+                    }
+                )
+                + "\n"
+            )
             pid = json.loads(helper.stdout.readline())["pid"]
             ready, _, _ = select.select([helper.stdout], [], [], timeout)
             if not ready:
-                os.killpg(pid, signal.SIGKILL)  # the child leads its own session: it and what it started
+                os.killpg(
+                    pid, signal.SIGKILL
+                )  # the child leads its own session: it and what it started
                 helper.stdout.readline()
-                raise subprocess.TimeoutExpired([script or "emorec", *argv], timeout, out.read_text(), err.read_text())
+                raise subprocess.TimeoutExpired(
+                    [script or "emorec", *argv], timeout, out.read_text(), err.read_text()
+                )
             status = json.loads(helper.stdout.readline())["status"]
-            return subprocess.CompletedProcess([script or "emorec", *argv], status, out.read_text(errors="replace"),
-                                               err.read_text(errors="replace"))
+            return subprocess.CompletedProcess(
+                [script or "emorec", *argv],
+                status,
+                out.read_text(errors="replace"),
+                err.read_text(errors="replace"),
+            )
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -121,34 +149,52 @@ class _Forker:
 _FORKER = _Forker()
 
 
-def emorec(*args, cwd: Path | str | None = None, check: bool = True, timeout: float = 900,
-           fresh: bool = False, **env: str) -> subprocess.CompletedProcess:
+def emorec(
+    *args,
+    cwd: Path | str | None = None,
+    check: bool = True,
+    timeout: float = 900,
+    fresh: bool = False,
+    **env: str,
+) -> subprocess.CompletedProcess:
     """``python -m emorec ARGS`` in ``cwd`` with the suite's environment plus ``env``, as a
     ``CompletedProcess`` with text output. ``check`` fails the test with the command's output when it
     does not exit 0. ``EMOREC_RUN_DIR`` is dropped, so a command names its own run folder."""
     return _run(None, args, cwd, check, timeout, fresh, env)
 
 
-def python_script(script: Path | str, *args, cwd: Path | str | None = None, check: bool = True,
-                  timeout: float = 900, fresh: bool = False, **env: str) -> subprocess.CompletedProcess:
+def python_script(
+    script: Path | str,
+    *args,
+    cwd: Path | str | None = None,
+    check: bool = True,
+    timeout: float = 900,
+    fresh: bool = False,
+    **env: str,
+) -> subprocess.CompletedProcess:
     """``python SCRIPT ARGS`` (a benchmark, say), as :func:`emorec` runs the CLI."""
     return _run(str(Path(script).resolve()), args, cwd, check, timeout, fresh, env)
 
 
-def _run(script: str | None, args, cwd, check: bool, timeout: float, fresh: bool,
-         env: dict) -> subprocess.CompletedProcess:
+def _run(
+    script: str | None, args, cwd, check: bool, timeout: float, fresh: bool, env: dict
+) -> subprocess.CompletedProcess:
     argv = [str(arg) for arg in args]
     environment = {**os.environ, **{key: str(value) for key, value in env.items()}}
     environment.pop("EMOREC_RUN_DIR", None)
     where = Path(cwd) if cwd is not None else Path.cwd()
     if fresh:
         command = [sys.executable, *([script] if script else ["-m", "emorec"]), *argv]
-        proc = subprocess.run(command, cwd=where, capture_output=True, text=True, timeout=timeout, env=environment)
+        proc = subprocess.run(
+            command, cwd=where, capture_output=True, text=True, timeout=timeout, env=environment
+        )
     else:
         proc = _FORKER.run(script, argv, where, environment, timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{script or 'emorec'} {' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n"
-                             f"{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{script or 'emorec'} {' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n"
+            f"{proc.stderr[-4000:]}"
+        )
     return proc
 
 

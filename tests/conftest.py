@@ -37,8 +37,16 @@ def corpus_copy(name: str) -> Path:
     return path
 
 
-def write_tone(path: Path, *, seconds: float = 1.0, sr: int = 16000, freq: float = 220.0,
-               channels: int = 1, amplitude: float = 0.3, seed: int = 0) -> Path:
+def write_tone(
+    path: Path,
+    *,
+    seconds: float = 1.0,
+    sr: int = 16000,
+    freq: float = 220.0,
+    channels: int = 1,
+    amplitude: float = 0.3,
+    seed: int = 0,
+) -> Path:
     """A short harmonic tone with a little noise, as WAV or FLAC (by suffix)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
@@ -54,11 +62,22 @@ def tiny_recipe_config(root: Path, name: str, **sections: dict) -> dict:
     ``root/runs``) on the synthetic corpus's 3 classes; each keyword updates that section."""
     config = {
         "base": str(REPO / "configs" / "base.yaml"),
-        "data": {"manifest": str(root / "manifest.csv"), "cache": str(root / "cache"),
-                 "features": {"name": "logmel", "n_mels": 16}, "workers": 1},
+        "data": {
+            "manifest": str(root / "manifest.csv"),
+            "cache": str(root / "cache"),
+            "features": {"name": "logmel", "n_mels": 16},
+            "workers": 1,
+        },
         "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
-        "model": {"name": "attn_crnn", "channels": [4], "time_pool": [2], "freq_pool": [2], "gru_hidden": 8,
-                  "attention_dim": 8, "dense": 8},
+        "model": {
+            "name": "attn_crnn",
+            "channels": [4],
+            "time_pool": [2],
+            "freq_pool": [2],
+            "gru_hidden": 8,
+            "attention_dim": 8,
+            "dense": 8,
+        },
         "trainer": {"epochs": 2, "batch_size": 8},
         "run": {"dir": str(root / "runs"), "name": name, "bootstrap": 20},
     }

@@ -10,13 +10,27 @@ from emorec.errors import ConfigError
 from emorec.training.adversary import CorpusAdversary, reverse_gradient
 from emorec.training.module import EmotionClassifier
 
-KWARGS = {"channels": [4, 8], "time_pool": [2, 2], "freq_pool": [2, 2], "gru_hidden": 8, "attention_heads": 2, "dense": 8}
+KWARGS = {
+    "channels": [4, 8],
+    "time_pool": [2, 2],
+    "freq_pool": [2, 2],
+    "gru_hidden": 8,
+    "attention_heads": 2,
+    "dense": 8,
+}
 
 
 def _batch(n: int = 6) -> dict:
     g = torch.Generator().manual_seed(0)
-    items = [{"audio": torch.randn(20 + 3 * i, 16, generator=g), "label": i % 3, "index": i, "corpus": i % 2}
-             for i in range(n)]
+    items = [
+        {
+            "audio": torch.randn(20 + 3 * i, 16, generator=g),
+            "label": i % 3,
+            "index": i,
+            "corpus": i % 2,
+        }
+        for i in range(n)
+    ]
     return pad_collate(items)
 
 
@@ -42,7 +56,9 @@ def test_the_adversary_pushes_the_encoder_away_from_telling_corpora_apart():
 
 
 def test_a_training_step_adds_the_corpus_loss_and_the_exported_model_lacks_the_head():
-    common = dict(model_name="attn_crnn_v2", model_kwargs=KWARGS, num_classes=3, audio_dim=16, mixup_alpha=0.2)
+    common = dict(
+        model_name="attn_crnn_v2", model_kwargs=KWARGS, num_classes=3, audio_dim=16, mixup_alpha=0.2
+    )
     torch.manual_seed(0)
     plain = EmotionClassifier(**common)
     torch.manual_seed(0)
@@ -51,7 +67,11 @@ def test_a_training_step_adds_the_corpus_loss_and_the_exported_model_lacks_the_h
     batch = _batch()
     with_head = adversarial.training_step(batch, 0)
     without = plain.training_step(batch, 0)
-    assert torch.isfinite(with_head) and float(with_head) > float(without)  # the same model and data, plus 0.5 x corpus CE
+    assert torch.isfinite(with_head) and float(with_head) > float(
+        without
+    )  # the same model and data, plus 0.5 x corpus CE
     with_head.backward()
     assert all(p.grad is not None for p in adversarial.corpus_head.parameters())
-    assert set(adversarial.model.state_dict()) == set(plain.model.state_dict())  # export reads module.model only
+    assert set(adversarial.model.state_dict()) == set(
+        plain.model.state_dict()
+    )  # export reads module.model only

@@ -15,8 +15,11 @@ from test_api import export_random_model, voice
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Chromium and chromium-driver are not installed "
-                                "(Debian: apt-get install chromium chromium-driver; .ci/run does it)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="Chromium and chromium-driver are not installed "
+    "(Debian: apt-get install chromium chromium-driver; .ci/run does it)",
+)
 
 
 def chromium(fake_audio: Path | None = None):
@@ -25,9 +28,16 @@ def chromium(fake_audio: Path | None = None):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=420,900",
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                 "--autoplay-policy=no-user-gesture-required"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=420,900",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
         options.add_argument(flag)
     if fake_audio:
         options.add_argument(f"--use-file-for-fake-audio-capture={fake_audio}")
@@ -39,8 +49,11 @@ def wait_for_result(driver, previous: str = "", timeout: float = 60) -> str:
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, timeout).until(
-        lambda d: d.find_element(By.ID, "top-emotion").text not in ("", previous)
-        or d.find_element(By.ID, "error").is_displayed())
+        lambda d: (
+            d.find_element(By.ID, "top-emotion").text not in ("", previous)
+            or d.find_element(By.ID, "error").is_displayed()
+        )
+    )
     error = driver.find_element(By.ID, "error")
     assert not error.is_displayed(), error.text
     return driver.find_element(By.ID, "top-emotion").text
@@ -51,7 +64,9 @@ def clip_for_browser(tmp_path: Path, shared) -> Path:
     if shared is not None:
         from emorec.media.audio import load_audio
 
-        wave = load_audio(sorted((shared / "ravdess-speech-16k" / "Actor_03").glob("*.flac"))[7], 16000)
+        wave = load_audio(
+            sorted((shared / "ravdess-speech-16k" / "Actor_03").glob("*.flac"))[7], 16000
+        )
     else:
         wave = voice(3.0, 190)
     sf.write(tmp_path / "clip.wav", wave, 16000, subtype="PCM_16")
@@ -76,7 +91,9 @@ def test_the_page_shows_the_top_emotion_of_an_upload_and_of_a_microphone_recordi
             driver.find_element(By.ID, "send").click()
             assert wait_for_result(driver) == expected.label
             bars = driver.find_elements(By.CSS_SELECTOR, "#bars li")
-            assert [b.get_attribute("data-emotion") for b in bars][0] == expected.label and len(bars) == 4
+            assert [b.get_attribute("data-emotion") for b in bars][0] == expected.label and len(
+                bars
+            ) == 4
             driver.save_screenshot(str(tmp_path / "page.png"))
             # the microphone: Chromium's fake capture device plays the clip
             driver.execute_script("document.getElementById('top-emotion').textContent = '';")
@@ -120,32 +137,54 @@ def sent_audio(driver):
     return np.frombuffer(base64.b64decode(encoded), "<i2")
 
 
-def test_live_view_updates_while_the_microphone_plays_and_ends_with_the_timeline_of_what_it_sent(tmp_path):
+def test_live_view_updates_while_the_microphone_plays_and_ends_with_the_timeline_of_what_it_sent(
+    tmp_path,
+):
     from conftest import shared_data_dir
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     import emorec
 
-    if shared_data_dir() is None:  # Silero VAD gives a generated harmonic tone at most 0.17, so nothing would start
-        pytest.skip("the live view needs a real voice (../shared/data or $EMOREC_DATA_DIR is absent)")
+    if (
+        shared_data_dir() is None
+    ):  # Silero VAD gives a generated harmonic tone at most 0.17, so nothing would start
+        pytest.skip(
+            "the live view needs a real voice (../shared/data or $EMOREC_DATA_DIR is absent)"
+        )
     model = export_random_model(tmp_path / "model")
     clip = clip_for_browser(tmp_path, shared_data_dir())
     with ServeProcess(model) as server:
-        driver = chromium(fake_audio=clip)  # Chromium's fake microphone plays the clip over and over
+        driver = chromium(
+            fake_audio=clip
+        )  # Chromium's fake microphone plays the clip over and over
         try:
             driver.get(server.url + "/")
             driver.find_element(By.ID, "live").click()
-            WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "live-now").text != ""
-                                            or d.find_element(By.ID, "error").is_displayed())
-            assert not driver.find_element(By.ID, "error").is_displayed(), driver.find_element(By.ID, "error").text
-            assert driver.find_element(By.ID, "live-now").text in emorec.load(model).classes  # an interim update
+            WebDriverWait(driver, 60).until(
+                lambda d: (
+                    d.find_element(By.ID, "live-now").text != ""
+                    or d.find_element(By.ID, "error").is_displayed()
+                )
+            )
+            assert not driver.find_element(By.ID, "error").is_displayed(), driver.find_element(
+                By.ID, "error"
+            ).text
+            assert (
+                driver.find_element(By.ID, "live-now").text in emorec.load(model).classes
+            )  # an interim update
             time.sleep(4)
             driver.find_element(By.ID, "live").click()
-            WebDriverWait(driver, 60).until(lambda d: d.execute_script("return window.emorecLive.timeline || null"))
+            WebDriverWait(driver, 60).until(
+                lambda d: d.execute_script("return window.emorecLive.timeline || null")
+            )
             shown = driver.execute_script("return window.emorecLive.timeline")
             assert driver.find_elements(By.CSS_SELECTOR, "#live-band span")  # the band was drawn
-            assert len(driver.find_elements(By.CSS_SELECTOR, "#live-segments li")) == len(shown["segments"]) > 0
+            assert (
+                len(driver.find_elements(By.CSS_SELECTOR, "#live-segments li"))
+                == len(shown["segments"])
+                > 0
+            )
             driver.save_screenshot(str(tmp_path / "live.png"))
             pcm = sent_audio(driver)
         finally:
@@ -184,28 +223,41 @@ def test_a_file_gets_a_player_a_band_of_segments_that_play_and_downloads(tmp_pat
             driver.find_element(By.ID, "file").send_keys(str(tmp_path / "talk.wav"))
             driver.find_element(By.ID, "send").click()
             wait_for_result(driver)
-            assert "mean of speech windows" in driver.find_element(By.ID, "whole-how").text  # never the clip model
+            assert (
+                "mean of speech windows" in driver.find_element(By.ID, "whole-how").text
+            )  # never the clip model
             band = driver.find_elements(By.CSS_SELECTOR, "#file-band button.segment")
             assert len(band) == len(offline.segments) == len(files)
             assert all(offline.segments[0].label in band[0].get_attribute("title") for _ in [0])
             assert len(driver.find_elements(By.CSS_SELECTOR, "#legend li")) == 4
             band[1].click()  # plays the second segment from its start
             start, end = offline.segments[1].start, offline.segments[1].end
-            WebDriverWait(driver, 20).until(lambda d: d.execute_script(
-                "const p = document.getElementById('player'); return !p.paused && p.currentTime > arguments[0];",
-                start + 0.2))
+            WebDriverWait(driver, 20).until(
+                lambda d: d.execute_script(
+                    "const p = document.getElementById('player'); return !p.paused && p.currentTime > arguments[0];",
+                    start + 0.2,
+                )
+            )
             at = driver.execute_script("return document.getElementById('player').currentTime")
             assert start <= at <= end + 0.5
-            texts = {name: driver.execute_async_script(
-                "const done = arguments[arguments.length - 1];"
-                "fetch(document.getElementById(arguments[0]).href).then((r) => r.text()).then(done);", f"download-{name}")
-                for name in ("csv", "json", "vtt")}
+            texts = {
+                name: driver.execute_async_script(
+                    "const done = arguments[arguments.length - 1];"
+                    "fetch(document.getElementById(arguments[0]).href).then((r) => r.text()).then(done);",
+                    f"download-{name}",
+                )
+                for name in ("csv", "json", "vtt")
+            }
             assert texts["csv"].splitlines()[0] == "start,end,label," + ",".join(offline.classes)
             assert len(texts["csv"].strip().splitlines()) == len(offline.segments) + 1
-            assert texts["vtt"].startswith("WEBVTT") and texts["vtt"].count(" --> ") == len(offline.segments)
+            assert texts["vtt"].startswith("WEBVTT") and texts["vtt"].count(" --> ") == len(
+                offline.segments
+            )
             import json
 
-            assert [s["label"] for s in json.loads(texts["json"])["segments"]] == [s.label for s in offline.segments]
+            assert [s["label"] for s in json.loads(texts["json"])["segments"]] == [
+                s.label for s in offline.segments
+            ]
             driver.find_element(By.CSS_SELECTOR, "#about summary").click()
             assert "Labels:" in driver.find_element(By.ID, "about-classes").text
             driver.save_screenshot(str(tmp_path / "file.png"))

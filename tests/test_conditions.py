@@ -22,7 +22,9 @@ def speech_like(seconds: float = 2.0, seed: int = 0) -> np.ndarray:
     f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
     phase = 2 * np.pi * np.cumsum(f0) / SR
     wave = sum(np.sin(k * phase) / k * (1.5 if 3 <= k <= 6 else 1.0) for k in range(1, 30))
-    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 2  # syllables with pauses between them
+    envelope = (
+        np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 2
+    )  # syllables with pauses between them
     return (0.1 * wave * envelope + 1e-4 * rng.standard_normal(t.size)).astype(np.float32)
 
 
@@ -31,7 +33,9 @@ def tone(freq: float, seconds: float = 1.0) -> np.ndarray:
 
 
 def level_db(wave: np.ndarray) -> float:
-    return 10 * np.log10(np.mean(wave[SR // 4:].astype(np.float64) ** 2))  # past the filter's onset
+    return 10 * np.log10(
+        np.mean(wave[SR // 4 :].astype(np.float64) ** 2)
+    )  # past the filter's onset
 
 
 @pytest.mark.parametrize("name", C.DEFAULT_SUITE)
@@ -47,7 +51,9 @@ def test_noise_is_added_at_the_asked_snr_and_differs_per_seed():
     wave = speech_like()
     for snr in (20.0, 5.0):
         noisy = C.parse_condition(f"noise:{snr}").apply(wave, SR, seed="a")
-        measured = 10 * np.log10(C.active_power(wave, SR) / np.mean((noisy - wave).astype(np.float64) ** 2))
+        measured = 10 * np.log10(
+            C.active_power(wave, SR) / np.mean((noisy - wave).astype(np.float64) ** 2)
+        )
         assert measured == pytest.approx(snr, abs=0.05)
     a, b = (C.parse_condition("noise:10:white").apply(wave, SR, seed=s) for s in ("a", "b"))
     assert not np.allclose(a, b)
@@ -62,7 +68,9 @@ def test_pink_noise_has_equal_power_per_octave_above_50_hz():
 
 def test_gain_telephone_band_and_codecs_do_what_they_say():
     wave = speech_like()
-    assert np.allclose(C.parse_condition("gain:-12").apply(wave, SR), wave * 10 ** (-12 / 20), atol=1e-7)
+    assert np.allclose(
+        C.parse_condition("gain:-12").apply(wave, SR), wave * 10 ** (-12 / 20), atol=1e-7
+    )
     band = C.parse_condition("band:300-3400")
     assert abs(level_db(band.apply(tone(1000), SR)) - level_db(tone(1000))) < 1.0
     for outside in (80.0, 6000.0):
@@ -71,10 +79,14 @@ def test_gain_telephone_band_and_codecs_do_what_they_say():
         decoded = C.parse_condition(codec).apply(wave, SR)
         assert np.corrcoef(decoded, wave)[0, 1] > 0.9  # aligned: the codec's delay is removed
     wet = C.parse_condition("reverb:0.8").apply(wave, SR, seed=0)
-    assert C.active_power(wet, SR) == pytest.approx(C.active_power(wave, SR), rel=0.05) and not np.allclose(wet, wave)
+    assert C.active_power(wet, SR) == pytest.approx(
+        C.active_power(wave, SR), rel=0.05
+    ) and not np.allclose(wet, wave)
 
 
-@pytest.mark.parametrize("name", ["loud", "gain:x", "band:3400-300", "noise:10:purple", "reverb:-1", "opus:64"])
+@pytest.mark.parametrize(
+    "name", ["loud", "gain:x", "band:3400-300", "noise:10:purple", "reverb:-1", "opus:64"]
+)
 def test_a_wrong_condition_name_is_a_config_error(name):
     with pytest.raises(ConfigError, match="condition|colour"):
         C.parse_condition(name)
@@ -106,10 +118,19 @@ def test_simulated_conditions_match_the_waveform_ones_on_average():
     clean = extractor.extract(wave)
     per_band = lambda a, b: np.abs(a.mean(0) - b.mean(0)).mean()  # noqa: E731
     cases = [
-        (dict(additive_noise=1.0, snr_db=(10.0, 10.0)), C.add_noise(wave, SR, 10.0, np.random.default_rng(1), "pink"),
-         {}, per_band),
+        (
+            dict(additive_noise=1.0, snr_db=(10.0, 10.0)),
+            C.add_noise(wave, SR, 10.0, np.random.default_rng(1), "pink"),
+            {},
+            per_band,
+        ),
         (dict(band_limit=1.0), C.band_limit(wave, SR), {200.0: 300.0, 2800.0: 3400.0}, per_band),
-        (dict(reverb=1.0), C.reverberate(wave, SR, 0.6, np.random.default_rng(2)), {0.2: 0.6, 0.1: 0.25}, per_band),
+        (
+            dict(reverb=1.0),
+            C.reverberate(wave, SR, 0.6, np.random.default_rng(2)),
+            {0.2: 0.6, 0.1: 0.25},
+            per_band,
+        ),
     ]
     for settings, real_wave, values, distance in cases:
         simulated = MelConditions.for_extractor(extractor, **settings)(clean, Fixed(values))
@@ -121,11 +142,14 @@ def test_simulated_conditions_match_the_waveform_ones_on_average():
 def test_simulated_conditions_recompute_the_delta_planes():
     extractor = LogMel(n_mels=16, deltas=True)
     features = extractor.extract(speech_like())
-    out = MelConditions.for_extractor(extractor, additive_noise=1.0, reverb=1.0)(features, np.random.default_rng(0))
+    out = MelConditions.for_extractor(extractor, additive_noise=1.0, reverb=1.0)(
+        features, np.random.default_rng(0)
+    )
     assert out.shape == features.shape and not np.allclose(out[:, :16], features[:, :16])
     np.testing.assert_allclose(out, add_deltas(out[:, :16].T).T, atol=1e-4)
     with pytest.raises(ConfigError, match="logmel"):
         from emorec.features.spectral import MFCC
+
         MelConditions.for_extractor(MFCC(), reverb=1.0)
 
 
@@ -138,7 +162,9 @@ def test_level_normalisation_ignores_gain_and_keeps_the_spectral_shape():
     np.testing.assert_allclose(norm(louder), norm(clips[0]), atol=1e-4)
     # one number per clip is removed: the differences between bands (the spectral tilt) stay
     out = norm(clips[0]) * norm.std + norm.mean
-    np.testing.assert_allclose(np.diff(out[:, :16], axis=1), np.diff(clips[0][:, :16], axis=1), atol=1e-3)
+    np.testing.assert_allclose(
+        np.diff(out[:, :16], axis=1), np.diff(clips[0][:, :16], axis=1), atol=1e-3
+    )
     again = Normalizer.from_dict(norm.to_dict())
     assert again.center == "level" and again.level_columns == 16
     np.testing.assert_array_equal(again(clips[1]), norm(clips[1]))

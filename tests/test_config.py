@@ -18,8 +18,11 @@ def test_wrong_type_is_an_error_naming_the_key():
 
 
 def test_recipe_overlays_base_and_overrides_apply(tmp_path):
-    cfg = load_config(REPO_CONFIGS / "attn_crnn.yaml", ["trainer.epochs=3", "optim.betas=[0.9, 0.98]"],
-                      {"augment": {"enabled": False}})
+    cfg = load_config(
+        REPO_CONFIGS / "attn_crnn.yaml",
+        ["trainer.epochs=3", "optim.betas=[0.9, 0.98]"],
+        {"augment": {"enabled": False}},
+    )
     assert cfg.model["name"] == "attn_crnn"
     assert cfg.trainer.epochs == 3 and cfg.trainer.patience == 6
     assert cfg.optim.betas == (0.9, 0.98)
@@ -43,8 +46,11 @@ def test_every_recipe_inherits_at_most_from_base_plus_one_level():
     defaults) and base.yaml; the history of how it came about is in benchmarks/HISTORY.md."""
     from emorec.training.config import recipe_chain
 
-    deep = {p.name: [c.name for c in recipe_chain(p)] for p in REPO_CONFIGS.glob("*.yaml")
-            if len(recipe_chain(p)) > 3}
+    deep = {
+        p.name: [c.name for c in recipe_chain(p)]
+        for p in REPO_CONFIGS.glob("*.yaml")
+        if len(recipe_chain(p)) > 3
+    }
     assert not deep, f"recipes deeper than base + one level: {deep}"
 
 
@@ -62,10 +68,18 @@ def test_config_show_prints_the_resolved_recipe_and_what_differs_from_another(tm
     resolved = show(tmp_path / "child.yaml", "--set", "trainer.seed=5")
     settings = yaml.safe_load(resolved.stdout)
     assert settings["trainer"]["epochs"] == 7 and settings["trainer"]["seed"] == 5
-    assert settings["augment"]["freq_shift"] == 6 and "lr" in settings["optim"]  # defaults filled in
+    assert (
+        settings["augment"]["freq_shift"] == 6 and "lr" in settings["optim"]
+    )  # defaults filled in
     assert "child.yaml <- base.yaml" in resolved.stderr
-    assert show(tmp_path / "child.yaml", "--against", tmp_path / "base.yaml").stdout.strip() == "augment.freq_shift: 3 -> 6"
-    assert "the same settings" in show(tmp_path / "same.yaml", "--against", tmp_path / "base.yaml").stdout
+    assert (
+        show(tmp_path / "child.yaml", "--against", tmp_path / "base.yaml").stdout.strip()
+        == "augment.freq_shift: 3 -> 6"
+    )
+    assert (
+        "the same settings"
+        in show(tmp_path / "same.yaml", "--against", tmp_path / "base.yaml").stdout
+    )
 
 
 def test_every_declared_choice_and_range_is_checked_at_load():
@@ -84,7 +98,9 @@ def test_every_declared_choice_and_range_is_checked_at_load():
                 bounds = f.metadata["range"]
                 bad = bounds["low"] - 1 if bounds["low"] is not None else bounds["high"] + 1
                 if isinstance(f.default, tuple):
-                    bad = [bad] * max(len(f.default), 1)  # a variable-length tuple may default to ()
+                    bad = [bad] * max(
+                        len(f.default), 1
+                    )  # a variable-length tuple may default to ()
             else:
                 continue
             with pytest.raises(ConfigError, match=rf"^{section}\.{f.name}"):

@@ -12,7 +12,9 @@ from emorec.layers import MaskedConvBlock2d
 from emorec.layers.conv_block import prefix_lengths
 
 
-def two_blocks(cin: int, cout: int, time_pool: int, freq_pool: int) -> tuple[MaskedConvBlock2d, MaskedConvBlock2d]:
+def two_blocks(
+    cin: int, cout: int, time_pool: int, freq_pool: int
+) -> tuple[MaskedConvBlock2d, MaskedConvBlock2d]:
     block = MaskedConvBlock2d(cin, cout, time_pool=time_pool, freq_pool=freq_pool).double().train()
     with torch.no_grad():  # an affine that is not the identity, with weights of both signs
         block.norm.weight.uniform_(0.5, 1.5).mul_(torch.tensor([1.0, -1.0]).repeat(cout)[:cout])
@@ -20,13 +22,16 @@ def two_blocks(cin: int, cout: int, time_pool: int, freq_pool: int) -> tuple[Mas
     return block, copy.deepcopy(block)
 
 
-@pytest.mark.parametrize("cin,cout,frames,freq,time_pool,freq_pool", [
-    (3, 16, 21, 16, 2, 2),  # the headline's first block (3 planes)
-    (1, 4, 17, 7, 2, 2),  # odd time and frequency sizes: ceil-mode windows
-    (4, 8, 9, 3, 2, 1),
-    (2, 3, 11, 8, 1, 1),  # no pooling
-    (2, 3, 13, 9, 3, 2),  # a 3 x 2 window
-])
+@pytest.mark.parametrize(
+    "cin,cout,frames,freq,time_pool,freq_pool",
+    [
+        (3, 16, 21, 16, 2, 2),  # the headline's first block (3 planes)
+        (1, 4, 17, 7, 2, 2),  # odd time and frequency sizes: ceil-mode windows
+        (4, 8, 9, 3, 2, 1),
+        (2, 3, 11, 8, 1, 1),  # no pooling
+        (2, 3, 13, 9, 3, 2),  # a 3 x 2 window
+    ],
+)
 def test_fused_block_equals_the_reference_block(cin, cout, frames, freq, time_pool, freq_pool):
     torch.manual_seed(0)
     fused, reference = two_blocks(cin, cout, time_pool, freq_pool)
@@ -42,16 +47,23 @@ def test_fused_block_equals_the_reference_block(cin, cout, frames, freq, time_po
     grad = torch.randn_like(out_a)
     (out_a * grad).sum().backward()
     (out_b * grad).sum().backward()
-    for got, want in ((xa.grad, xb.grad), (fused.conv.weight.grad, reference.conv.weight.grad),
-                      (fused.norm.weight.grad, reference.norm.weight.grad),
-                      (fused.norm.bias.grad, reference.norm.bias.grad),
-                      (fused.norm.running_mean, reference.norm.running_mean),
-                      (fused.norm.running_var, reference.norm.running_var)):
+    for got, want in (
+        (xa.grad, xb.grad),
+        (fused.conv.weight.grad, reference.conv.weight.grad),
+        (fused.norm.weight.grad, reference.norm.weight.grad),
+        (fused.norm.bias.grad, reference.norm.bias.grad),
+        (fused.norm.running_mean, reference.norm.running_mean),
+        (fused.norm.running_var, reference.norm.running_var),
+    ):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
-    assert xa.grad[1, :, frames - 1:].eq(0).all() and xa.grad[3, :, 1:].eq(0).all()  # no gradient into padding
+    assert (
+        xa.grad[1, :, frames - 1 :].eq(0).all() and xa.grad[3, :, 1:].eq(0).all()
+    )  # no gradient into padding
     fused.eval(), reference.eval()
     with torch.no_grad():
-        torch.testing.assert_close(fused(x, mask)[0], reference.reference_forward(x, mask)[0], rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            fused(x, mask)[0], reference.reference_forward(x, mask)[0], rtol=0, atol=1e-12
+        )
 
 
 def test_fused_block_float32_matches_and_gradcheck_passes():
@@ -62,7 +74,9 @@ def test_fused_block_float32_matches_and_gradcheck_passes():
     assert torch.autograd.gradcheck(lambda t: fused(t, mask)[0], (x,))
     fused.float(), reference.float()
     x32 = torch.randn(3, 2, 6, 4)
-    torch.testing.assert_close(fused(x32, mask)[0], reference.reference_forward(x32, mask)[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        fused(x32, mask)[0], reference.reference_forward(x32, mask)[0], rtol=1e-5, atol=1e-5
+    )
 
 
 def test_the_reference_path_runs_where_the_fused_one_does_not_apply():

@@ -25,13 +25,17 @@ from conftest import tiny_recipe_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("n,batch,world", [(27, 8, 2), (9, 8, 2), (100, 7, 3), (5, 1, 2), (64, 16, 4), (13, 32, 2)])
+@pytest.mark.parametrize(
+    "n,batch,world", [(27, 8, 2), (9, 8, 2), (100, 7, 3), (5, 1, 2), (64, 16, 4), (13, 32, 2)]
+)
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_ranks_get_disjoint_equal_shards_covering_every_clip(n, batch, world, shuffle):
     lengths = [random.Random(i).randint(20, 300) for i in range(n)]
     per_rank = []
     for rank in range(world):
-        sampler = ShardedBucketBatchSampler(lengths, batch, shuffle=shuffle, seed=3, rank=rank, world_size=world)
+        sampler = ShardedBucketBatchSampler(
+            lengths, batch, shuffle=shuffle, seed=3, rank=rank, world_size=world
+        )
         sampler.set_epoch(4)
         batches = list(sampler)
         assert len(batches) == len(sampler) > 0
@@ -81,9 +85,13 @@ def _env() -> dict:
 
 
 def run(args: list, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=_env())
+    proc = subprocess.run(
+        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=_env()
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -92,8 +100,22 @@ def project(tmp_path_factory):
     from emorec.corpora.synthetic import generate_synthetic_corpus
 
     root = tmp_path_factory.mktemp("ddp")
-    corpus = generate_synthetic_corpus(root / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry"))
-    run([sys.executable, "-m", "emorec", "prepare", "synthetic", corpus, "--out", root / "manifest.csv"], root)
+    corpus = generate_synthetic_corpus(
+        root / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry")
+    )
+    run(
+        [
+            sys.executable,
+            "-m",
+            "emorec",
+            "prepare",
+            "synthetic",
+            corpus,
+            "--out",
+            root / "manifest.csv",
+        ],
+        root,
+    )
     config = tiny_recipe_config(root, "d")
     (root / "recipe.yaml").write_text(yaml.safe_dump(config))
     return root
@@ -103,13 +125,18 @@ def _check_ddp_run(root: Path, run_dir: Path, folds: list[int]) -> None:
     from emorec.inference.predictor import Predictor
 
     splits = json.loads((run_dir / "splits.json").read_text())["splits"]
-    before = {k: json.loads((run_dir / f"fold_{k}" / "report" / "report.json").read_text()) for k in folds}
+    before = {
+        k: json.loads((run_dir / f"fold_{k}" / "report" / "report.json").read_text()) for k in folds
+    }
     for k in folds:
         fold_dir = run_dir / f"fold_{k}"
         heartbeat = json.loads((fold_dir / "heartbeat.json").read_text())
         assert heartbeat["status"] == "finished" and heartbeat["world_size"] == 2
         summary = json.loads((fold_dir / "train_summary.json").read_text())
-        assert summary["hardware"]["world_size"] == 2 and summary["hardware"]["strategy"] == "DDPStrategy"
+        assert (
+            summary["hardware"]["world_size"] == 2
+            and summary["hardware"]["strategy"] == "DDPStrategy"
+        )
         assert Predictor.load(fold_dir).class_names == ["happy", "sad", "angry"]  # the export loads
         # each rank stepped ceil(train / (2 x batch)) times per epoch: the shards were halves
         n_train = len(splits[k - 1]["train"])
@@ -118,18 +145,37 @@ def _check_ddp_run(root: Path, run_dir: Path, folds: list[int]) -> None:
     for k in folds:
         after = json.loads((run_dir / f"fold_{k}" / "report" / "report.json").read_text())
         assert after["confusion_matrix"] == before[k]["confusion_matrix"]
-        assert {c: v["support"] for c, v in after["per_class"].items()} == {c: v["support"] for c, v in before[k]["per_class"].items()}
+        assert {c: v["support"] for c, v in after["per_class"].items()} == {
+            c: v["support"] for c, v in before[k]["per_class"].items()
+        }
         assert np.sum(after["confusion_matrix"]) == after["n"] == len(splits[k - 1]["test"])
         assert after["ua"] == before[k]["ua"]
 
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_with_python_dash_m(project):
-    proc = run([sys.executable, "-m", "emorec", "train", project / "recipe.yaml", "--devices", "2",
-                "--accelerator", "cpu", "--quiet", "--run-dir", project / "runs-m"], project)
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "emorec",
+            "train",
+            project / "recipe.yaml",
+            "--devices",
+            "2",
+            "--accelerator",
+            "cpu",
+            "--quiet",
+            "--run-dir",
+            project / "runs-m",
+        ],
+        project,
+    )
     runs = list((project / "runs-m").iterdir())
     assert len(runs) == 1, f"one run directory for both ranks, got {runs}"
-    assert "fold_1: UA" in proc.stdout and proc.stdout.count("fold_1: UA") == 1, "only rank 0 prints results"
+    assert "fold_1: UA" in proc.stdout and proc.stdout.count("fold_1: UA") == 1, (
+        "only rank 0 prints results"
+    )
     _check_ddp_run(project, runs[0], [1])
 
 
@@ -138,8 +184,23 @@ def test_ddp_two_cpu_processes_with_the_console_script_over_all_folds(project):
     script = Path(sys.executable).with_name("emorec")
     if not script.is_file():
         pytest.skip("the emorec console script is not installed beside this python")
-    run([script, "train", project / "recipe.yaml", "--devices", "2", "--accelerator", "cpu", "--folds", "all",
-         "--quiet", "--run-dir", project / "runs-script"], project)
+    run(
+        [
+            script,
+            "train",
+            project / "recipe.yaml",
+            "--devices",
+            "2",
+            "--accelerator",
+            "cpu",
+            "--folds",
+            "all",
+            "--quiet",
+            "--run-dir",
+            project / "runs-script",
+        ],
+        project,
+    )
     runs = list((project / "runs-script").iterdir())
     assert len(runs) == 1
     _check_ddp_run(project, runs[0], [1, 2, 3])

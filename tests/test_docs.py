@@ -14,12 +14,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_site_builds_strictly(tmp_path):
     pytest.importorskip("mkdocs", reason="the dev extra (mkdocs) is not installed")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     api = (tmp_path / "site" / "api" / "index.html").read_text()
-    assert 'id="emorec.inference.api.Recognizer.predict"' in api  # the reference was rendered from the docstrings
+    assert (
+        'id="emorec.inference.api.Recognizer.predict"' in api
+    )  # the reference was rendered from the docstrings
 
 
 def test_a_broken_link_fails_the_build(tmp_path):
@@ -31,9 +38,14 @@ def test_a_broken_link_fails_the_build(tmp_path):
     (tmp_path / "src").symlink_to(REPO / "src")
     with open(tmp_path / "docs" / "troubleshooting.md", "a") as page:
         page.write("\nSee [the missing page](no-such-page.md).\n")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert proc.returncode != 0 and "no-such-page.md" in proc.stderr
 
 
@@ -41,8 +53,12 @@ def test_the_readme_is_short_and_its_links_lead_somewhere():
     readme = (REPO / "README.md").read_text()
     assert len(readme.splitlines()) <= 120
     assert readme.startswith("# emorec\n\n```bash\nbash scripts/setup.sh && .venv/bin/emorec demo")
-    targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", readme) if not t.startswith("http")]
-    assert targets and all((REPO / t).exists() for t in targets), [t for t in targets if not (REPO / t).exists()]
+    targets = [
+        t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", readme) if not t.startswith("http")
+    ]
+    assert targets and all((REPO / t).exists() for t in targets), [
+        t for t in targets if not (REPO / t).exists()
+    ]
 
 
 def test_the_sites_results_are_the_readmes_with_paths_for_links():

@@ -31,7 +31,9 @@ def probs_for(pred: np.ndarray, n_classes: int, confidence: float = 0.9) -> np.n
     return p
 
 
-def noisy_predictions(n: int, n_classes: int, accuracy: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def noisy_predictions(
+    n: int, n_classes: int, accuracy: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_classes, n)
     wrong = rng.random(n) > accuracy
@@ -146,9 +148,11 @@ def test_bad_inputs_raise():
 
 
 def test_summarise_folds_mean_and_sample_std():
-    folds = [{"n": 10, "wa": 0.5, "ua": 0.4, "macro_f1": 0.3, "macro_auc": 0.7},
-             {"n": 20, "wa": 0.7, "ua": 0.6, "macro_f1": 0.5, "macro_auc": None},
-             {"n": 30, "wa": 0.6, "ua": 0.8, "macro_f1": 0.4, "macro_auc": 0.9}]
+    folds = [
+        {"n": 10, "wa": 0.5, "ua": 0.4, "macro_f1": 0.3, "macro_auc": 0.7},
+        {"n": 20, "wa": 0.7, "ua": 0.6, "macro_f1": 0.5, "macro_auc": None},
+        {"n": 30, "wa": 0.6, "ua": 0.8, "macro_f1": 0.4, "macro_auc": 0.9},
+    ]
     s = summarise_folds(folds)
     assert s["n_folds"] == 3 and s["n_clips"] == 60
     assert s["mean"]["ua"] == pytest.approx(0.6)
@@ -191,10 +195,14 @@ def test_read_metrics_csv_merges_an_older_runs_raw_rows_numbering_epochs_from_1(
 
 def test_read_metrics_csv_reads_one_row_per_epoch_as_written(tmp_path):
     path = tmp_path / "metrics.csv"
-    path.write_text("epoch,train/loss,val/loss,val/ua,lr-Adam\n1,1.9,1.7,0.33,0.001\n2,1.4,1.35,0.46,0.0005\n")
+    path.write_text(
+        "epoch,train/loss,val/loss,val/ua,lr-Adam\n1,1.9,1.7,0.33,0.001\n2,1.4,1.35,0.46,0.0005\n"
+    )
     h = read_metrics_csv(path)
     assert h["epoch"] == [1.0, 2.0]
-    assert h["val/ua"] == pytest.approx([0.33, 0.46]) and h["lr-Adam"] == pytest.approx([0.001, 0.0005])
+    assert h["val/ua"] == pytest.approx([0.33, 0.46]) and h["lr-Adam"] == pytest.approx(
+        [0.001, 0.0005]
+    )
 
 
 def test_history_plot_marks_the_kept_epoch_and_the_kept_models_own_score(tmp_path, monkeypatch):
@@ -203,8 +211,11 @@ def test_history_plot_marks_the_kept_epoch_and_the_kept_models_own_score(tmp_pat
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
     history = {"epoch": [1, 2, 3], "train/loss": [1.0, 0.8, 0.7], "val/ua": [0.25, 0.3, 0.28]}
-    plots.plot_history(history, tmp_path / "h.png",
-                       kept={"epoch": 3, "monitor": "val/ua", "score": 0.477, "label": "kept: last epoch (3)"})
+    plots.plot_history(
+        history,
+        tmp_path / "h.png",
+        kept={"epoch": 3, "monitor": "val/ua", "score": 0.477, "label": "kept: last epoch (3)"},
+    )
     ax_loss, ax_score = figures[0].axes
     for ax in (ax_loss, ax_score):  # a vertical line at epoch 3 in both panels
         assert any(list(line.get_xdata()) == [3.0, 3.0] for line in ax.get_lines())
@@ -224,29 +235,55 @@ def test_plots_are_valid_pngs(tmp_path):
     path = tmp_path / "metrics.csv"
     path.write_text(LIGHTNING_CSV)
     assert_png(plot_history(path, tmp_path / "history.png"))
-    assert_png(plot_history({"train/loss": [2.0, 1.0, np.nan], "val/ua": [0.2, 0.4, 0.5]},
-                            tmp_path / "history_dict.png"))
+    assert_png(
+        plot_history(
+            {"train/loss": [2.0, 1.0, np.nan], "val/ua": [0.2, 0.4, 0.5]},
+            tmp_path / "history_dict.png",
+        )
+    )
     y, scores = noisy_predictions(200, 4, accuracy=0.7, seed=0)
     y[y == 3] = 2  # class "d" absent: empty ROC, NaN row in the normalised matrix
     m = classification_metrics(y, scores, list("abcd"), bootstrap=0)
     assert_png(plot_confusion_matrix(m["confusion_matrix"], list("abcd"), tmp_path / "cm.png"))
-    assert_png(plot_confusion_matrix(m["confusion_matrix"], list("abcd"), tmp_path / "cm_counts.png",
-                                     normalize=False))
+    assert_png(
+        plot_confusion_matrix(
+            m["confusion_matrix"], list("abcd"), tmp_path / "cm_counts.png", normalize=False
+        )
+    )
     assert_png(plot_roc_curves(m["roc"], tmp_path / "roc.png"))
-    assert_png(plot_fold_summary([{"fold": "1", "ua": 0.5}, {"fold": "2", "ua": 0.7}],
-                                 tmp_path / "folds.png"))
+    assert_png(
+        plot_fold_summary(
+            [{"fold": "1", "ua": 0.5}, {"fold": "2", "ua": 0.7}], tmp_path / "folds.png"
+        )
+    )
     assert set(plt.get_fignums()) == open_before  # every figure closed
 
 
 # --------------------------------------------------------------------------- reports
 def _fold_report(out: Path, *, seed: int, independent: bool | None, speakers=None, history=None):
     y, scores = noisy_predictions(120, 4, accuracy=0.6, seed=seed)
-    split = None if independent is None else {
-        "name": f"fold{seed}", "speaker_independent": independent,
-        "test_speakers": speakers or [], "test": [f"clip{i}" for i in range(120)]}
-    return write_report(out, y_true=y, probs=scores, class_names=["neutral", "happy", "sad", "angry"],
-                        clip_ids=[f"clip{i}" for i in range(120)], title=f"fold {seed}",
-                        split=split, history_csv=history, extra={"model": "test"}, bootstrap=200)
+    split = (
+        None
+        if independent is None
+        else {
+            "name": f"fold{seed}",
+            "speaker_independent": independent,
+            "test_speakers": speakers or [],
+            "test": [f"clip{i}" for i in range(120)],
+        }
+    )
+    return write_report(
+        out,
+        y_true=y,
+        probs=scores,
+        class_names=["neutral", "happy", "sad", "angry"],
+        clip_ids=[f"clip{i}" for i in range(120)],
+        title=f"fold {seed}",
+        split=split,
+        history_csv=history,
+        extra={"model": "test"},
+        bootstrap=200,
+    )
 
 
 def test_write_report_files(tmp_path):
@@ -273,16 +310,29 @@ def test_write_report_files(tmp_path):
 
 def test_report_md_says_how_the_kept_weights_were_made_and_which_epoch_of_how_many(tmp_path):
     y, scores = noisy_predictions(60, 3, accuracy=0.6, seed=3)
-    summary = ("last epoch (30 of 30), EMA of weights (half-life 2 epochs), BatchNorm statistics recomputed on "
-               "training clips; its validation UA 0.477")
-    report = write_report(tmp_path, y_true=y, probs=scores, class_names=["a", "b", "c"],
-                          clip_ids=[f"c{i}" for i in range(60)], title="t", bootstrap=0,
-                          extra={"epochs": 30, "epochs_run": 30},
-                          kept={"summary": summary, "epoch": 30, "monitor": "val/ua", "score": 0.477})
+    summary = (
+        "last epoch (30 of 30), EMA of weights (half-life 2 epochs), BatchNorm statistics recomputed on "
+        "training clips; its validation UA 0.477"
+    )
+    report = write_report(
+        tmp_path,
+        y_true=y,
+        probs=scores,
+        class_names=["a", "b", "c"],
+        clip_ids=[f"c{i}" for i in range(60)],
+        title="t",
+        bootstrap=0,
+        extra={"epochs": 30, "epochs_run": 30},
+        kept={"summary": summary, "epoch": 30, "monitor": "val/ua", "score": 0.477},
+    )
     md = (tmp_path / "report.md").read_text()
     assert f"- kept: {summary}" in md
     assert "- epochs: kept epoch 30 of 30 run" in md and "epochs_run" not in md
-    assert json.loads((tmp_path / "report.json").read_text())["kept"]["score"] == 0.477 == report["kept"]["score"]
+    assert (
+        json.loads((tmp_path / "report.json").read_text())["kept"]["score"]
+        == 0.477
+        == report["kept"]["score"]
+    )
 
 
 def test_write_report_without_history_or_split(tmp_path):
@@ -296,18 +346,29 @@ def test_report_warns_on_speaker_dependent_split(tmp_path):
     _fold_report(tmp_path, seed=3, independent=False)
     md = (tmp_path / "report.md").read_text()
     assert f"WARNING: {SPEAKER_DEPENDENT_WARNING}" in md
-    assert json.loads((tmp_path / "report.json").read_text())["split"]["speaker_independent"] is False
+    assert (
+        json.loads((tmp_path / "report.json").read_text())["split"]["speaker_independent"] is False
+    )
 
 
 def test_report_rejects_mismatched_clip_ids(tmp_path):
     with pytest.raises(ValueError):
-        write_report(tmp_path, y_true=[0, 1], probs=[[1, 0], [0, 1]], class_names=["a", "b"],
-                     clip_ids=["x"], title="t", bootstrap=0)
+        write_report(
+            tmp_path,
+            y_true=[0, 1],
+            probs=[[1, 0], [0, 1]],
+            class_names=["a", "b"],
+            clip_ids=["x"],
+            title="t",
+            bootstrap=0,
+        )
 
 
 def test_cv_summary(tmp_path):
-    reports = [_fold_report(tmp_path / f"f{i}", seed=i, independent=True, speakers=[f"{i:02d}"])
-               for i in range(1, 4)]
+    reports = [
+        _fold_report(tmp_path / f"f{i}", seed=i, independent=True, speakers=[f"{i:02d}"])
+        for i in range(1, 4)
+    ]
     summary = write_cv_summary(tmp_path / "cv", reports, title="cv", extra={"model": "test"})
     uas = [r["ua"] for r in reports]
     assert summary["mean"]["ua"] == pytest.approx(np.mean(uas))
@@ -338,8 +399,19 @@ def test_report_accepts_dataclass_split(tmp_path):
         test_speakers: frozenset = field(default_factory=lambda: frozenset({"07", "03"}))
         speaker_independent: bool = True
 
-    r = write_report(tmp_path, y_true=[0, 1], probs=[[0.9, 0.1], [0.2, 0.8]], class_names=["a", "b"],
-                     clip_ids=["x", "y"], title="t", split=FakeSplit(), bootstrap=10)
+    r = write_report(
+        tmp_path,
+        y_true=[0, 1],
+        probs=[[0.9, 0.1], [0.2, 0.8]],
+        class_names=["a", "b"],
+        clip_ids=["x", "y"],
+        title="t",
+        split=FakeSplit(),
+        bootstrap=10,
+    )
     stored = json.loads((tmp_path / "report.json").read_text())
     assert r["fold"] == stored["fold"] == "fold3"
-    assert stored["split"]["test_speakers"] == ["03", "07"] and stored["split"]["test"] == ["x", "y"]
+    assert stored["split"]["test_speakers"] == ["03", "07"] and stored["split"]["test"] == [
+        "x",
+        "y",
+    ]

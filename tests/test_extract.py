@@ -33,13 +33,24 @@ def make_clip(path: Path, clip_id: str | None = None) -> Clip:
         content_hash, duration = info.content_hash, info.duration
     except Exception:
         content_hash, duration = hashlib.sha256(str(path).encode()).hexdigest(), 0.0
-    return Clip(clip_id=clip_id or f"t/{path.stem}", path=str(path), corpus="t",
-                speaker="t/1", emotion="neutral", duration=duration, content_hash=content_hash)
+    return Clip(
+        clip_id=clip_id or f"t/{path.stem}",
+        path=str(path),
+        corpus="t",
+        speaker="t/1",
+        emotion="neutral",
+        duration=duration,
+        content_hash=content_hash,
+    )
 
 
 def tones(directory: Path, n: int, seconds: float = 0.5) -> list[Clip]:
-    return [make_clip(write_tone(directory / f"tone{i:03d}.wav", seconds=seconds,
-                                 freq=150.0 + 10 * i, seed=i)) for i in range(n)]
+    return [
+        make_clip(
+            write_tone(directory / f"tone{i:03d}.wav", seconds=seconds, freq=150.0 + 10 * i, seed=i)
+        )
+        for i in range(n)
+    ]
 
 
 def entries(store: FeatureStore) -> list[Path]:
@@ -59,8 +70,13 @@ def test_cache_second_run_extracts_nothing(tmp_path):
     assert set(loaded) == {c.clip_id for c in clips}
     assert all(a.shape == (51, 64) for a in loaded.values())
     np.testing.assert_array_equal(loaded[clips[0].clip_id], ext.extract_file(clips[0].path))
-    other = extract_features(clips, create_extractor("logmel", deltas=True), tmp_path / "cache",
-                             workers=1, progress=False)
+    other = extract_features(
+        clips,
+        create_extractor("logmel", deltas=True),
+        tmp_path / "cache",
+        workers=1,
+        progress=False,
+    )
     assert other.extracted == 5  # a different config is a different cache
     assert len({p.name for p in (tmp_path / "cache").iterdir()}) == 2
 
@@ -85,10 +101,20 @@ def test_the_cli_counts_duplicates_apart_from_extracted_clips(tmp_path):
     copy = tmp_path / "audio" / "copy.wav"
     copy.write_bytes(Path(clips[0].path).read_bytes())
     manifest = write_manifest(clips + [make_clip(copy)], tmp_path / "manifest.csv")
-    proc = cli_process.emorec("extract", manifest, "--cache", tmp_path / "cache", "--workers", "1", timeout=120,
-                              COLUMNS="200")
-    assert "logmel: 2 extracted, 0 already cached, 1 duplicate of another clip (shares its cache " \
-           "entry), 0 skipped" in proc.stdout
+    proc = cli_process.emorec(
+        "extract",
+        manifest,
+        "--cache",
+        tmp_path / "cache",
+        "--workers",
+        "1",
+        timeout=120,
+        COLUMNS="200",
+    )
+    assert (
+        "logmel: 2 extracted, 0 already cached, 1 duplicate of another clip (shares its cache "
+        "entry), 0 skipped" in proc.stdout
+    )
 
 
 def test_bad_files_are_listed_and_the_rest_extracted(tmp_path):
@@ -96,13 +122,19 @@ def test_bad_files_are_listed_and_the_rest_extracted(tmp_path):
     clips = tones(audio, 3)
     (audio / "empty.wav").write_bytes(b"")
     (audio / "garbage.wav").write_bytes(os.urandom(2000))
-    sf.write(audio / "nan.wav", np.array([0.1, np.nan, 0.2] * 2000, np.float32), 16000,
-             subtype="FLOAT")
+    sf.write(
+        audio / "nan.wav", np.array([0.1, np.nan, 0.2] * 2000, np.float32), 16000, subtype="FLOAT"
+    )
     sf.write(audio / "silent.wav", np.zeros(16000, np.float32), 16000)
     bad = [make_clip(audio / f"{n}.wav") for n in ("empty", "garbage", "nan", "silent")]
     bad.append(make_clip(audio / "gone.wav"))
-    result = extract_features(bad[:2] + clips + bad[2:], create_extractor("logmel"),
-                              tmp_path / "cache", workers=1, progress=False)
+    result = extract_features(
+        bad[:2] + clips + bad[2:],
+        create_extractor("logmel"),
+        tmp_path / "cache",
+        workers=1,
+        progress=False,
+    )
     assert result.extracted == 3 and result.cached == 0
     reasons = {Path(s.path).stem: s.reason for s in result.skipped}
     assert set(reasons) == {"empty", "garbage", "nan", "silent", "gone"}
@@ -136,7 +168,9 @@ def test_worker_processes(tmp_path):
         # Workers run BLAS on 1 thread (limit_threads), this process on all cores: float32 sums
         # split differently round differently (seen: 7.6e-6 on MFCCs of magnitude ~250, a few
         # ulps), while a wrong frame or coefficient would be off by far more than 1e-5.
-        np.testing.assert_allclose(store.load(clip), ext.extract_file(clip.path), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            store.load(clip), ext.extract_file(clip.path), rtol=1e-5, atol=1e-5
+        )
 
 
 class CrashOnFile(LogMel):
@@ -164,8 +198,13 @@ class Misconfigured(LogMel):
 
 def test_a_config_error_stops_the_run(tmp_path):
     with pytest.raises(ConfigError, match="misconfigured"):
-        extract_features(tones(tmp_path / "audio", 2), Misconfigured(), tmp_path / "cache",
-                         workers=1, progress=False)
+        extract_features(
+            tones(tmp_path / "audio", 2),
+            Misconfigured(),
+            tmp_path / "cache",
+            workers=1,
+            progress=False,
+        )
 
 
 def test_npy_import_through_the_runner(tmp_path):
@@ -173,7 +212,7 @@ def test_npy_import_through_the_runner(tmp_path):
     feats = tmp_path / "feats"
     feats.mkdir()
     np.save(feats / "t__tone000.npy", np.ones((3, 4), np.float32))  # by clip id
-    np.save(feats / "tone001.npy", np.ones(4, np.float64))           # by file stem, 1-D
+    np.save(feats / "tone001.npy", np.ones(4, np.float64))  # by file stem, 1-D
     ext = create_extractor("npy", directory=str(feats), modality="video")
     result = extract_features(clips, ext, tmp_path / "cache", progress=False)
     assert result.extracted == 2 and not result.skipped
@@ -215,8 +254,11 @@ def test_sigkill_leaves_only_whole_entries_and_a_rerun_finishes(tmp_path):
     cache = tmp_path / "cache"
     store = FeatureStore.for_extractor(cache, LogMel(deltas=True))
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(manifest), str(cache)],
-                            env=env, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(manifest), str(cache)],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while len(entries(store)) < 5:
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -260,10 +302,13 @@ def test_real_ravdess_stereo_48k(shared_data, tmp_path):
 @pytest.mark.realdata
 def test_real_ravdess_identical_pair_is_one_extraction_and_one_duplicate(shared_data, tmp_path):
     # Actor 07's statements 1 and 2 of this recording are byte-identical files in RAVDESS.
-    files = sorted((shared_data / "ravdess-speech-16k" / "Actor_07").glob("03-01-03-01-02-0[12]-07.*"))
+    files = sorted(
+        (shared_data / "ravdess-speech-16k" / "Actor_07").glob("03-01-03-01-02-0[12]-07.*")
+    )
     if len(files) != 2 or files[0].read_bytes() != files[1].read_bytes():
         pytest.skip("the identical RAVDESS actor 07 pair is not in ravdess-speech-16k")
     clips = [make_clip(path, f"ravdess/{path.stem}") for path in files]
-    result = extract_features(clips, create_extractor("logmel"), tmp_path / "cache", workers=1,
-                              progress=False)
+    result = extract_features(
+        clips, create_extractor("logmel"), tmp_path / "cache", workers=1, progress=False
+    )
     assert (result.extracted, result.duplicates, result.cached, result.skipped) == (1, 1, 0, [])

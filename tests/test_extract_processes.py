@@ -30,7 +30,7 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()  # the name in parentheses may hold spaces
+    fields = text[text.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
     return fields[0], int(fields[1]), int(fields[19])
 
 
@@ -76,8 +76,11 @@ def test_workers_fork_server_and_tracker_exit_when_the_caller_is_killed(tmp_path
     (tmp_path / "slow.py").write_text(SLOW_SCRIPT)
     store = FeatureStore.for_extractor(tmp_path / "cache", LogMel())
     with open(tmp_path / "stderr.txt", "w") as stderr:
-        proc = subprocess.Popen([sys.executable, str(tmp_path / "slow.py"), str(manifest),
-                                 str(tmp_path / "cache")], env=ENV, stderr=stderr)
+        proc = subprocess.Popen(
+            [sys.executable, str(tmp_path / "slow.py"), str(manifest), str(tmp_path / "cache")],
+            env=ENV,
+            stderr=stderr,
+        )
     below: dict[int, int] = {}
     try:
         deadline = time.monotonic() + 120
@@ -90,10 +93,15 @@ def test_workers_fork_server_and_tracker_exit_when_the_caller_is_killed(tmp_path
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 10
-        while any(alive(pid, start) for pid, start in below.items()) and time.monotonic() < deadline:
+        while (
+            any(alive(pid, start) for pid, start in below.items()) and time.monotonic() < deadline
+        ):
             time.sleep(0.1)
-        survivors = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
-                     for pid, start in below.items() if alive(pid, start)}
+        survivors = {
+            pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
+            for pid, start in below.items()
+            if alive(pid, start)
+        }
         assert not survivors, f"still running 10 s after the caller's SIGKILL: {survivors}"
         assert len(entries(store)) < 60  # the kill came mid-run
     finally:
@@ -128,11 +136,23 @@ def test_a_script_with_or_without_the_main_guard_finishes(tmp_path, guarded):
     clips = tones(tmp_path / "audio", 4)
     manifest = write_manifest(clips, tmp_path / "manifest.csv")
     script = tmp_path / "plain.py"
-    script.write_text(PID_SCRIPT + ('if __name__ == "__main__":\n    run()\n' if guarded else "run()\n"))
+    script.write_text(
+        PID_SCRIPT + ('if __name__ == "__main__":\n    run()\n' if guarded else "run()\n")
+    )
     (tmp_path / "pids").mkdir()
-    proc = subprocess.run([sys.executable, str(script), str(manifest), str(tmp_path / "cache"),
-                           str(tmp_path / "pids")], env=ENV, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(manifest),
+            str(tmp_path / "cache"),
+            str(tmp_path / "pids"),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     caller, extracted = proc.stdout.split()
     assert int(extracted) == 4

@@ -34,9 +34,18 @@ def test_logmel_shape_determinism_and_config(tmp_path):
     assert first.shape == (1 + 24000 // 160, 64) and first.dtype == np.float32
     assert np.array_equal(first, second)
     assert ext.frames_per_second == 100.0
-    assert ext.config() == {"sample_rate": 16000, "n_mels": 64, "n_fft": 512, "hop_ms": 10.0,
-                            "win_ms": 25.0, "fmin": 50.0, "fmax": 8000.0, "top_db": 80.0,
-                            "deltas": False, "trim_db": None}
+    assert ext.config() == {
+        "sample_rate": 16000,
+        "n_mels": 64,
+        "n_fft": 512,
+        "hop_ms": 10.0,
+        "win_ms": 25.0,
+        "fmin": 50.0,
+        "fmax": 8000.0,
+        "top_db": 80.0,
+        "deltas": False,
+        "trim_db": None,
+    }
     assert pickle.loads(pickle.dumps(ext)).config() == ext.config()
 
 
@@ -57,7 +66,9 @@ def test_mfcc_and_deltas(tmp_path):
     np.testing.assert_allclose(with_deltas[:, :40], mfcc, rtol=1e-6)
     logmel = create_extractor("logmel", n_mels=32, deltas=True)
     assert logmel.extract_file(path).shape == (101, 96)
-    assert logmel.planes == 3 and create_extractor("mfcc").planes == 1  # what training's frequency augmentations use
+    assert (
+        logmel.planes == 3 and create_extractor("mfcc").planes == 1
+    )  # what training's frequency augmentations use
     for n in (100, 800, 2000):  # 1, 6 and 13 frames: deltas work on very short clips too
         out = logmel.extract(np.random.default_rng(n).standard_normal(n).astype(np.float32))
         assert out.shape == (1 + n // 160, 96) and np.all(np.isfinite(out))
@@ -66,8 +77,10 @@ def test_mfcc_and_deltas(tmp_path):
 def test_stereo_48k_matches_mono_16k(tmp_path):
     rng = np.random.default_rng(1)
     t = np.arange(48000 * 2) / 48000
-    wave48 = (0.3 * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-              + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    wave48 = (
+        0.3 * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+        + 0.01 * rng.standard_normal(t.size)
+    ).astype(np.float32)
     stereo = tmp_path / "stereo48.wav"
     sf.write(stereo, np.stack([wave48, wave48], axis=1), 48000)
     mono = tmp_path / "mono16.wav"
@@ -90,9 +103,15 @@ def test_spectral_config_validation():
 
 
 def test_cache_keys_follow_config(tmp_path):
-    roots = {FeatureStore.for_extractor(tmp_path, create_extractor(name, **kw)).root
-             for name, kw in [("logmel", {}), ("logmel", {"deltas": True}),
-                              ("logmel", {"n_mels": 80}), ("mfcc", {})]}
+    roots = {
+        FeatureStore.for_extractor(tmp_path, create_extractor(name, **kw)).root
+        for name, kw in [
+            ("logmel", {}),
+            ("logmel", {"deltas": True}),
+            ("logmel", {"n_mels": 80}),
+            ("mfcc", {}),
+        ]
+    }
     assert len(roots) == 4
     assert FeatureStore.for_extractor(tmp_path, create_extractor("logmel")).root in roots
 
@@ -122,18 +141,29 @@ def test_egemaps_without_opensmile_gives_install_advice(monkeypatch):
 
 
 # -- SSL (tiny random models, loaded by path) -------------------------------------------
-TINY = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-            conv_dim=(16, 16, 16), conv_stride=(10, 8, 4), conv_kernel=(10, 8, 4),
-            conv_bias=True, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+TINY = dict(
+    hidden_size=16,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=32,
+    conv_dim=(16, 16, 16),
+    conv_stride=(10, 8, 4),
+    conv_kernel=(10, 8, 4),
+    conv_bias=True,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+)
 
 
 def save_tiny(kind: str, directory: Path, seed: int = 0) -> Path:
     import torch
     import transformers as tf
 
-    config_cls, model_cls = {"wav2vec2": (tf.Wav2Vec2Config, tf.Wav2Vec2Model),
-                             "hubert": (tf.HubertConfig, tf.HubertModel),
-                             "wavlm": (tf.WavLMConfig, tf.WavLMModel)}[kind]
+    config_cls, model_cls = {
+        "wav2vec2": (tf.Wav2Vec2Config, tf.Wav2Vec2Model),
+        "hubert": (tf.HubertConfig, tf.HubertModel),
+        "wavlm": (tf.WavLMConfig, tf.WavLMModel),
+    }[kind]
     torch.manual_seed(seed)
     model_cls(config_cls(**TINY)).save_pretrained(directory)
     tf.Wav2Vec2FeatureExtractor(do_normalize=True, sampling_rate=16000).save_pretrained(directory)
@@ -234,13 +264,16 @@ def test_npy_import(tmp_path):
         ext.extract_file("missing.wav")
 
 
-@pytest.mark.parametrize("array, reason", [
-    (np.zeros((2, 3, 4), np.float32), "1-D or 2-D"),
-    (np.ones((3, 2), np.int64), "must be float"),
-    (np.array([[1.0, np.nan]]), "NaN"),
-    (np.array([[np.inf, 1.0]]), "NaN or infinite"),
-    (np.zeros((0, 4), np.float32), "no frames"),
-])
+@pytest.mark.parametrize(
+    "array, reason",
+    [
+        (np.zeros((2, 3, 4), np.float32), "1-D or 2-D"),
+        (np.ones((3, 2), np.int64), "must be float"),
+        (np.array([[1.0, np.nan]]), "NaN"),
+        (np.array([[np.inf, 1.0]]), "NaN or infinite"),
+        (np.zeros((0, 4), np.float32), "no frames"),
+    ],
+)
 def test_npy_bad_arrays(tmp_path, array, reason):
     np.save(tmp_path / "bad.npy", array)
     ext = create_extractor("npy", directory=str(tmp_path))
@@ -299,4 +332,6 @@ def test_ssl_refuses_pickled_weights_unless_trusted(tmp_path):
         create_extractor("ssl", model=str(directory)).extract(wave)
     trusted = create_extractor("ssl", model=str(directory), trust_pickled_weights=True)
     assert trusted.extract(wave).shape[1] == 16
-    assert "trust_pickled_weights" not in trusted.config()  # the output, and so the cache key, is the same
+    assert (
+        "trust_pickled_weights" not in trusted.config()
+    )  # the output, and so the cache key, is the same

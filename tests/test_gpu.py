@@ -36,11 +36,15 @@ def test_padding_never_changes_logits_on_gpu(name):
         for i, clip in enumerate(clips):
             alone = model(cuda(collate([clip])))
             diff = (batched[i] - alone[0]).abs().max().item()
-            assert diff <= GPU_ATOL, f"{name}: clip of {LENGTHS[i]} frames changes by {diff:.2e} when padded (cuda)"
+            assert diff <= GPU_ATOL, (
+                f"{name}: clip of {LENGTHS[i]} frames changes by {diff:.2e} when padded (cuda)"
+            )
     cpu = build(name).eval()
     with torch.no_grad():
         reference = cpu(collate(clips))
-    assert (batched.cpu() - reference).abs().max().item() <= GPU_ATOL, f"{name}: cuda and cpu logits differ"
+    assert (batched.cpu() - reference).abs().max().item() <= GPU_ATOL, (
+        f"{name}: cuda and cpu logits differ"
+    )
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -54,15 +58,32 @@ def test_bf16_autocast_forward_backward(name):
     loss.backward()
     for pname, p in model.named_parameters():
         if p.grad is not None:
-            assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {pname} under bf16 autocast"
+            assert torch.isfinite(p.grad).all(), (
+                f"{name}: non-finite gradient in {pname} under bf16 autocast"
+            )
 
 
 def test_cli_trains_and_evaluates_on_gpu_in_bf16(tmp_path):
-    corpus = generate_synthetic_corpus(tmp_path / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry"))
+    corpus = generate_synthetic_corpus(
+        tmp_path / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry")
+    )
     emorec("prepare", "synthetic", corpus, "--out", tmp_path / "manifest.csv", cwd=tmp_path)
-    emorec("train", tiny_recipe(tmp_path, "gpu"), "--quiet", "--accelerator", "gpu", "--precision", "bf16-mixed", cwd=tmp_path)
+    emorec(
+        "train",
+        tiny_recipe(tmp_path, "gpu"),
+        "--quiet",
+        "--accelerator",
+        "gpu",
+        "--precision",
+        "bf16-mixed",
+        cwd=tmp_path,
+    )
     fold = next((tmp_path / "runs").glob("gpu-*")) / "fold_1"
     hardware = json.loads((fold / "train_summary.json").read_text())["hardware"]
-    assert hardware["accelerator"] == "cuda" and hardware["precision"] == "bf16-mixed" and hardware["gpus"]
+    assert (
+        hardware["accelerator"] == "cuda"
+        and hardware["precision"] == "bf16-mixed"
+        and hardware["gpus"]
+    )
     report = json.loads((fold / "report" / "report.json").read_text())
     assert 0.0 <= report["ua"] <= 1.0 and len(report["per_class"]) == 3

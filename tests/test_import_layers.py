@@ -30,8 +30,10 @@ def import_graph() -> dict[str, set[str]]:
                 if node.level:
                     anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(anchor + ([node.module] if node.module else []))
-                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-                           for alias in node.names]
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                    for alias in node.names
+                ]
             for target in targets:
                 while target and target not in modules:
                     target = target.rpartition(".")[0]
@@ -78,7 +80,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_sees_function_level_imports():
     graph = import_graph()
     assert "emorec.errors" in graph["emorec.cli.app"]  # module level
-    assert "emorec.workflows.crossval" in graph["emorec.cli.training_commands"]  # inside the `train` command
+    assert (
+        "emorec.workflows.crossval" in graph["emorec.cli.training_commands"]
+    )  # inside the `train` command
 
 
 def test_no_import_cycle():
@@ -89,12 +93,23 @@ def test_no_import_cycle():
 #: The layers of docs/ARCHITECTURE.md, top first; a module may import its own layer or lower ones.
 #: Most layers are one package; the few leaves listed by module sit below their package's layer.
 LAYERS = [
-    ("cli", ["emorec.cli", "emorec.__main__", "emorec", "emorec.serve"]),  # the package root is the public facade
+    (
+        "cli",
+        ["emorec.cli", "emorec.__main__", "emorec", "emorec.serve"],
+    ),  # the package root is the public facade
     ("workflows", ["emorec.workflows", "emorec.evaluation.ensemble"]),
     ("evaluation", ["emorec.evaluation"]),
     ("training", ["emorec.training"]),
-    ("experiment", ["emorec.training.experiment", "emorec.training.config", "emorec.training.validate",
-                    "emorec.training.typed", "emorec.training.fields"]),
+    (
+        "experiment",
+        [
+            "emorec.training.experiment",
+            "emorec.training.config",
+            "emorec.training.validate",
+            "emorec.training.typed",
+            "emorec.training.fields",
+        ],
+    ),
     ("runs", ["emorec.runs"]),
     ("inference", ["emorec.inference"]),
     ("models", ["emorec.models", "emorec.layers"]),
@@ -102,8 +117,19 @@ LAYERS = [
     ("features", ["emorec.features"]),
     ("corpora", ["emorec.corpora"]),
     ("media", ["emorec.media"]),
-    ("base", ["emorec.errors", "emorec.atomic", "emorec.version", "emorec.threads", "emorec.memory",
-              "emorec.inference.model_files", "emorec.evaluation.metrics", "emorec.evaluation.calibration"]),
+    (
+        "base",
+        [
+            "emorec.errors",
+            "emorec.atomic",
+            "emorec.version",
+            "emorec.threads",
+            "emorec.memory",
+            "emorec.inference.model_files",
+            "emorec.evaluation.metrics",
+            "emorec.evaluation.calibration",
+        ],
+    ),
 ]
 
 
@@ -120,14 +146,21 @@ def layer_of(module: str) -> int:
 
 
 def test_imports_go_down_the_documented_layers():
-    upward = [f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
-              for a, targets in import_graph().items() for b in sorted(targets) if layer_of(b) < layer_of(a)]
+    upward = [
+        f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+        for a, targets in import_graph().items()
+        for b in sorted(targets)
+        if layer_of(b) < layer_of(a)
+    ]
     assert not upward, "imports against the layers:\n" + "\n".join(upward)
 
 
 #: Modules named in a string against the layers, each with why; the list only shrinks.
 NAMED_UPWARD = {
-    ("emorec.features.base", "emorec.workflows.fusion"): "the `embed` extractor is a trained model's "
+    (
+        "emorec.features.base",
+        "emorec.workflows.fusion",
+    ): "the `embed` extractor is a trained model's "
     "embedding as a feature: the table names it so that extraction workers find it by name",
 }
 
@@ -163,8 +196,13 @@ def test_the_registries_name_existing_modules():
 
 
 def test_modules_named_in_strings_respect_the_layers():
-    upward = [f"{a} ({LAYERS[layer_of(a)][0]}) names {b} ({LAYERS[layer_of(b)][0]})"
-              for a, targets in named_modules().items() for b in sorted(targets)
-              if layer_of(b) < layer_of(a) and (a, b) not in NAMED_UPWARD]
+    upward = [
+        f"{a} ({LAYERS[layer_of(a)][0]}) names {b} ({LAYERS[layer_of(b)][0]})"
+        for a, targets in named_modules().items()
+        for b in sorted(targets)
+        if layer_of(b) < layer_of(a) and (a, b) not in NAMED_UPWARD
+    ]
     assert not upward, "modules named against the layers:\n" + "\n".join(upward)
-    assert all(layer_of(b) < layer_of(a) for a, b in NAMED_UPWARD), "a listed pair is no longer upward: drop it"
+    assert all(layer_of(b) < layer_of(a) for a, b in NAMED_UPWARD), (
+        "a listed pair is no longer upward: drop it"
+    )

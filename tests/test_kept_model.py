@@ -23,7 +23,9 @@ HALF_LIFE = 1.0
 
 
 def emorec(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return cli_process.emorec(*args, cwd=cwd, check=check, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="80")
+    return cli_process.emorec(
+        *args, cwd=cwd, check=check, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", COLUMNS="80"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +33,22 @@ def run(tmp_path_factory):
     from emorec.corpora.synthetic import generate_synthetic_corpus
 
     root = tmp_path_factory.mktemp("kept")
-    corpus = generate_synthetic_corpus(root / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry"))
+    corpus = generate_synthetic_corpus(
+        root / "corpus", speakers=6, clips_per_emotion=3, emotions=("happy", "sad", "angry")
+    )
     emorec("prepare", "synthetic", corpus, "--out", root / "manifest.csv", cwd=root)
     config = tiny_recipe_config(
-        root, "kept", model={"channels": [8], "gru_hidden": 32}, augment={"noise": 0.01, "mixup": 0.2},
-        trainer={"epochs": EPOCHS, "checkpoint": "last", "ema_half_life_epochs": HALF_LIFE, "recalibrate_bn": True})
+        root,
+        "kept",
+        model={"channels": [8], "gru_hidden": 32},
+        augment={"noise": 0.01, "mixup": 0.2},
+        trainer={
+            "epochs": EPOCHS,
+            "checkpoint": "last",
+            "ema_half_life_epochs": HALF_LIFE,
+            "recalibrate_bn": True,
+        },
+    )
     (root / "recipe.yaml").write_text(yaml.safe_dump(config))
     emorec("train", root / "recipe.yaml", "--quiet", cwd=root)
     run_dir = next((root / "runs").iterdir())
@@ -57,17 +70,23 @@ def test_runs_shows_the_kept_models_score(run):
     root, run_dir, meta, per_epoch = run
     out = emorec("runs", root / "runs", cwd=root).stdout
     lines = out.splitlines()
-    assert run_dir.name in [line.strip() for line in lines], out  # whole, on a line of its own at 80 columns
+    assert run_dir.name in [line.strip() for line in lines], (
+        out
+    )  # whole, on a line of its own at 80 columns
     details = lines[[line.strip() for line in lines].index(run_dir.name) + 1]
     assert f"{meta['best_score']:.3f}" in details and f"{max(per_epoch):.3f}" not in details, out
 
 
 def test_monitor_shows_the_kept_model_and_how_it_was_made(run):
     root, run_dir, meta, per_epoch = run
-    out = " ".join(emorec("monitor", run_dir, "--lines", "0", cwd=root).stdout.replace("│", " ").split())
+    out = " ".join(
+        emorec("monitor", run_dir, "--lines", "0", cwd=root).stdout.replace("│", " ").split()
+    )
     assert "best so far" not in out
-    assert (f"kept model last epoch ({EPOCHS} of {EPOCHS}), EMA of weights (half-life 1 epoch), BatchNorm "
-            f"statistics recomputed on training clips; its validation UA {meta['best_score']:.3f}") in out, out
+    assert (
+        f"kept model last epoch ({EPOCHS} of {EPOCHS}), EMA of weights (half-life 1 epoch), BatchNorm "
+        f"statistics recomputed on training clips; its validation UA {meta['best_score']:.3f}"
+    ) in out, out
     assert f"val UA {meta['best_score']:.4f} (kept model)" in out
 
 
@@ -83,8 +102,10 @@ def test_train_log_gives_the_kept_models_score(run):
 def test_report_says_how_the_kept_weights_were_made(run):
     _, run_dir, meta, _ = run
     md = (run_dir / "fold_1" / "report" / "report.md").read_text()
-    assert (f"- kept: last epoch ({EPOCHS} of {EPOCHS}), EMA of weights (half-life 1 epoch), BatchNorm statistics "
-            f"recomputed on training clips; its validation UA {meta['best_score']:.3f}") in md
+    assert (
+        f"- kept: last epoch ({EPOCHS} of {EPOCHS}), EMA of weights (half-life 1 epoch), BatchNorm statistics "
+        f"recomputed on training clips; its validation UA {meta['best_score']:.3f}"
+    ) in md
     assert f"- epochs: kept epoch {EPOCHS} of {EPOCHS} run" in md
     report = json.loads((run_dir / "fold_1" / "report" / "report.json").read_text())
     assert report["kept"]["epoch"] == EPOCHS and report["kept"]["score"] == meta["best_score"]
@@ -97,7 +118,9 @@ def test_metrics_csv_is_one_row_per_epoch_from_1(run):
     header = list(rows[0])
     assert header[0] == "epoch" and header[-1] == "lr-Adam" and "step" not in header
     assert header.index("train/loss") < header.index("val/loss")
-    assert all(r["train/loss"] and r["val/ua"] and r["lr-Adam"] for r in rows), "train, val and lr side by side"
+    assert all(r["train/loss"] and r["val/ua"] and r["lr-Adam"] for r in rows), (
+        "train, val and lr side by side"
+    )
     import numpy as np
 
     history = np.load(run_dir / "fold_1" / "history.npz")
@@ -110,8 +133,12 @@ def test_the_half_life_sets_the_decay_from_this_corpus_steps_per_epoch(run):
     _, run_dir, meta, _ = run
     summary = json.loads((run_dir / "fold_1" / "train_summary.json").read_text())
     steps = summary["train_batches_per_epoch"]
-    assert meta["ema"] == {"set_as": "ema_half_life_epochs", "half_life_epochs": HALF_LIFE, "steps_per_epoch": steps,
-                           "decay_per_step": pytest.approx(0.5 ** (1 / (HALF_LIFE * steps)))}
+    assert meta["ema"] == {
+        "set_as": "ema_half_life_epochs",
+        "half_life_epochs": HALF_LIFE,
+        "steps_per_epoch": steps,
+        "decay_per_step": pytest.approx(0.5 ** (1 / (HALF_LIFE * steps))),
+    }
     last = load_checkpoint(run_dir / "fold_1" / "checkpoints" / "last.ckpt")
     assert int(last["averaging_state"]["n_averaged"]) == last["global_step"] == EPOCHS * steps
     assert last["callbacks"]["HalfLifeEMA"]["decay"] == pytest.approx(meta["ema"]["decay_per_step"])
@@ -119,8 +146,17 @@ def test_the_half_life_sets_the_decay_from_this_corpus_steps_per_epoch(run):
 
 def test_ema_decay_and_half_life_together_are_refused_in_one_line(run, tmp_path):
     root, _, _, _ = run
-    proc = emorec("train", root / "recipe.yaml", "--quiet", "--run-dir", tmp_path, "--set", "trainer.ema_decay=0.995",
-                  cwd=root, check=False)
+    proc = emorec(
+        "train",
+        root / "recipe.yaml",
+        "--quiet",
+        "--run-dir",
+        tmp_path,
+        "--set",
+        "trainer.ema_decay=0.995",
+        cwd=root,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = proc.stderr.strip().splitlines()
     assert "trainer.ema_decay" in err[-1] and "trainer.ema_half_life_epochs" in err[-1]

@@ -71,7 +71,9 @@ def test_masked_mean_max_std_match_real_frames():
     assert masked_max(torch.randn(2, 3, 4), empty).eq(0).all()
 
 
-@pytest.mark.parametrize(("length", "kernel", "expected"), [(1, 2, 1), (2, 2, 1), (5, 2, 3), (7, 3, 3), (6, 1, 6)])
+@pytest.mark.parametrize(
+    ("length", "kernel", "expected"), [(1, 2, 1), (2, 2, 1), (5, 2, 3), (7, 3, 3), (6, 1, 6)]
+)
 def test_pool_time_mask(length, kernel, expected):
     mask = make_mask([length, 1], total=length)
     pooled = pool_time_mask(mask, kernel)
@@ -87,7 +89,9 @@ def test_masked_max_pool_is_padding_invariant(ndim):
     total = max(lengths)
     x = torch.zeros(len(clips), *shape[:1], total, *shape[1:])
     for i, c in enumerate(clips):
-        x[i, :, : c.size(1)] = c - 50.0  # all negative, so a zero leaking from padding would win the max
+        x[i, :, : c.size(1)] = (
+            c - 50.0
+        )  # all negative, so a zero leaking from padding would win the max
     mask = make_mask(lengths)
     fk = 2 if ndim == 4 else 1
     pooled, new_mask = masked_max_pool(x, mask, 2, fk)
@@ -132,13 +136,17 @@ def test_masked_batchnorm_gradcheck_and_single_value():
     with torch.no_grad():
         bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-1, 1)
     assert torch.autograd.gradcheck(lambda t: bn(t, mask), (x,))
-    one = MaskedBatchNorm(2).train()(torch.randn(1, 2, 1), torch.ones(1, 1, dtype=torch.bool))  # (B, C, T)
+    one = MaskedBatchNorm(2).train()(
+        torch.randn(1, 2, 1), torch.ones(1, 1, dtype=torch.bool)
+    )  # (B, C, T)
     assert torch.isfinite(one).all()
 
 
 def test_conv_block_is_padding_invariant_in_eval():
     block = MaskedConvBlock2d(1, 4, time_pool=2, freq_pool=2)
-    with torch.no_grad():  # non-trivial running statistics and affine: padded outputs would not be 0
+    with (
+        torch.no_grad()
+    ):  # non-trivial running statistics and affine: padded outputs would not be 0
         block.norm.running_mean.uniform_(-1, 1), block.norm.running_var.uniform_(0.5, 2)
         block.norm.bias.uniform_(-1, 1)
     block.eval()
@@ -173,7 +181,7 @@ def test_run_rnn_packed_is_padding_invariant(cell):
     for i, c in enumerate(clips):
         alone, _ = rnn(c.unsqueeze(0))  # no padding: the reference
         torch.testing.assert_close(out[i, : c.size(0)], alone[0], atol=ATOL, rtol=0)
-        assert out[i, c.size(0):].eq(0).all()
+        assert out[i, c.size(0) :].eq(0).all()
 
 
 def test_run_rnn_all_padded_row_and_batch_first_check():
@@ -206,7 +214,9 @@ def test_additive_attention_all_but_one_padded():
     torch.testing.assert_close(weights[1].sum(), torch.tensor(1.0))
     assert weights[2].eq(0).all() and context[2].eq(0).all()
     (context.sum() + weights.sum()).backward()
-    assert torch.isfinite(h.grad).all() and all(torch.isfinite(p.grad).all() for p in att.parameters())
+    assert torch.isfinite(h.grad).all() and all(
+        torch.isfinite(p.grad).all() for p in att.parameters()
+    )
 
 
 def test_additive_attention_padding_invariant_and_query():
@@ -214,12 +224,14 @@ def test_additive_attention_padding_invariant_and_query():
     clips = [torch.randn(n, 4) for n in (1, 4, 9)]
     x, mask = padded(clips)
     query = torch.randn(3, 3)
-    context, weights = att(x + 7.0 * (~mask)[..., None], mask, query)  # garbage in padding is ignored
+    context, weights = att(
+        x + 7.0 * (~mask)[..., None], mask, query
+    )  # garbage in padding is ignored
     for i, c in enumerate(clips):
         ctx_alone, w_alone = att(c.unsqueeze(0), make_mask([c.size(0)]), query[i : i + 1])
         torch.testing.assert_close(context[i], ctx_alone[0], atol=ATOL, rtol=0)
         torch.testing.assert_close(weights[i, : c.size(0)], w_alone[0], atol=ATOL, rtol=0)
-        assert weights[i, c.size(0):].eq(0).all()
+        assert weights[i, c.size(0) :].eq(0).all()
     with pytest.raises(ValueError):
         AdditiveAttention(4, 8)(x, mask, query)
 
@@ -234,7 +246,7 @@ def test_masked_self_attention_padding_invariant():
     for i, c in enumerate(clips):
         alone = layer(c.unsqueeze(0), make_mask([c.size(0)]))
         torch.testing.assert_close(y[i, : c.size(0)], alone[0], atol=ATOL, rtol=0)
-        assert y[i, c.size(0):].eq(0).all()
+        assert y[i, c.size(0) :].eq(0).all()
 
 
 def test_cross_attention_key_mask():

@@ -25,22 +25,31 @@ def test_the_whole_answer_is_the_duration_weighted_mean_of_the_speech_segments(m
     """Speech 0.5-4.5 s (says happy) and 8-9 s (says sad): 4 s against 1 s, the 3 s between not heard."""
     import emorec.inference.timeline as timeline
 
-    monkeypatch.setattr(timeline, "speech_regions", lambda probs, total, threshold: [(0.5, 4.5), (8.0, 9.0)])
+    monkeypatch.setattr(
+        timeline, "speech_regions", lambda probs, total, threshold: [(0.5, 4.5), (8.0, 9.0)]
+    )
     wave = voice(12.0, 150)
     heard: list[int] = []
 
     def probabilities_of(waves):
         heard.extend(w.size for w in waves)
         rows = np.zeros((len(waves), len(CLASSES)))
-        for row, w in zip(rows, waves):  # windows of the first region are longer than 1.5 s, the second's not
+        for row, w in zip(
+            rows, waves
+        ):  # windows of the first region are longer than 1.5 s, the second's not
             row[CLASSES.index("happy" if w.size > 2.5 * 16000 else "sad")] = 1.0
         return rows
 
     answer = windowed_answer("x.wav", wave, 16000, CLASSES, probabilities_of, context=0.0)
-    assert [(s.start, s.end, s.label) for s in answer.segments] == [(0.5, 4.5, "happy"), (8.0, 9.0, "sad")]
+    assert [(s.start, s.end, s.label) for s in answer.segments] == [
+        (0.5, 4.5, "happy"),
+        (8.0, 9.0, "sad"),
+    ]
     assert answer.probabilities[CLASSES.index("happy")] == pytest.approx(0.8)
     assert answer.probabilities[CLASSES.index("sad")] == pytest.approx(0.2)
-    assert answer.speech_seconds == pytest.approx(5.0) and max(heard) == 3 * 16000  # 3 s windows, never the whole
+    assert (
+        answer.speech_seconds == pytest.approx(5.0) and max(heard) == 3 * 16000
+    )  # 3 s windows, never the whole
 
 
 def test_long_input_without_speech_is_refused_and_a_batch_goes_on(model_dir, tmp_path):
@@ -58,8 +67,16 @@ def test_long_input_without_speech_is_refused_and_a_batch_goes_on(model_dir, tmp
 
 def _recording(shared_data: Path, out: Path) -> Path:
     """About 14 s: four RAVDESS clips of one actor end to end (neutral, happy, sad, angry)."""
-    names = ["03-01-01-01-01-01-03", "03-01-03-02-01-01-03", "03-01-04-02-02-01-03", "03-01-05-02-01-02-03"]
-    waves = [sf.read(shared_data / "ravdess-speech-16k" / "Actor_03" / f"{n}.flac", dtype="float32")[0] for n in names]
+    names = [
+        "03-01-01-01-01-01-03",
+        "03-01-03-02-01-01-03",
+        "03-01-04-02-02-01-03",
+        "03-01-05-02-01-02-03",
+    ]
+    waves = [
+        sf.read(shared_data / "ravdess-speech-16k" / "Actor_03" / f"{n}.flac", dtype="float32")[0]
+        for n in names
+    ]
     sf.write(out, np.concatenate(waves), 16000)
     return out
 
@@ -74,7 +91,9 @@ def test_predict_the_api_and_the_server_give_one_windowed_answer(model_dir, shar
     recording = _recording(shared_data, tmp_path / "four.wav")
     by_api = emorec.load(model_dir).predict(recording)
     assert by_api.method == WINDOWED and len(by_api.segments) >= 1 and by_api.duration > 12
-    proc = emorec_cli("predict", model_dir, recording, "--segments", "--out", tmp_path / "p.csv", cwd=tmp_path)
+    proc = emorec_cli(
+        "predict", model_dir, recording, "--segments", "--out", tmp_path / "p.csv", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert WINDOWED in proc.stdout and "speech segment" in proc.stdout
     (row,) = json.loads((tmp_path / "p.json").read_text())["predictions"]
@@ -92,9 +111,13 @@ def test_predict_refuses_input_over_ten_minutes(model_dir, tmp_path):
 
     sf.write(tmp_path / "long.flac", np.zeros(16000 * 601, np.float32) + 1e-3, 16000)
     sf.write(tmp_path / "ok.wav", voice(2.0, 200), 16000)
-    proc = emorec_cli("predict", model_dir, tmp_path / "long.flac", tmp_path / "ok.wav", cwd=tmp_path)
+    proc = emorec_cli(
+        "predict", model_dir, tmp_path / "long.flac", tmp_path / "ok.wav", cwd=tmp_path
+    )
     assert proc.returncode == 0 and "ok.wav" in proc.stdout
-    assert "long.flac: 601 s of audio is longer than the limit of 600 s" in proc.stderr.replace("\n", "")
+    assert "long.flac: 601 s of audio is longer than the limit of 600 s" in proc.stderr.replace(
+        "\n", ""
+    )
 
 
 def test_page_shows_the_segments_of_the_predict_answer():

@@ -22,15 +22,31 @@ from emorec.models import create_model
 # generate_av_feature_corpus: each modality tells half of the label; one alone reaches 50% at best
 
 
-def av_config(root: Path, manifest: Path, audio_dir: Path, video_dir: Path, modalities: tuple[str, ...], *,
-              model: dict, name: str, epochs: int = 12) -> dict:
+def av_config(
+    root: Path,
+    manifest: Path,
+    audio_dir: Path,
+    video_dir: Path,
+    modalities: tuple[str, ...],
+    *,
+    model: dict,
+    name: str,
+    epochs: int = 12,
+) -> dict:
     """A recipe (as a dict) on the generated corpus reading ``modalities`` (npy features)."""
-    specs = {"audio": {"name": "npy", "directory": str(audio_dir), "modality": "audio"},
-             "video": {"name": "npy", "directory": str(video_dir), "modality": "video"}}
+    specs = {
+        "audio": {"name": "npy", "directory": str(audio_dir), "modality": "audio"},
+        "video": {"name": "npy", "directory": str(video_dir), "modality": "video"},
+    }
     first, *rest = modalities
     return {
-        "data": {"manifest": str(manifest), "cache": str(root / "cache"), "features": specs[first],
-                 "video_features": specs[rest[0]] if rest else None, "workers": 0},
+        "data": {
+            "manifest": str(manifest),
+            "cache": str(root / "cache"),
+            "features": specs[first],
+            "video_features": specs[rest[0]] if rest else None,
+            "workers": 0,
+        },
         "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
         "model": model,
         "optim": {"lr": 0.01},
@@ -41,11 +57,19 @@ def av_config(root: Path, manifest: Path, audio_dir: Path, video_dir: Path, moda
     }
 
 
-TINY_BILSTM = {"name": "bilstm_attention", "audio_hidden": [8, 8], "video_hidden": [8, 8], "attention_dim": 8,
-               "dense": 16, "dropout": 0.1}
+TINY_BILSTM = {
+    "name": "bilstm_attention",
+    "audio_hidden": [8, 8],
+    "video_hidden": [8, 8],
+    "attention_dim": 8,
+    "dense": 16,
+    "dropout": 0.1,
+}
 
 
-def _batch(lengths: list[int], dims: dict[str, int], seed: int = 0, video_lengths: list[int] | None = None) -> dict:
+def _batch(
+    lengths: list[int], dims: dict[str, int], seed: int = 0, video_lengths: list[int] | None = None
+) -> dict:
     gen = torch.Generator().manual_seed(seed)
     batch: dict[str, torch.Tensor] = {}
     for m, dim in dims.items():
@@ -66,8 +90,11 @@ def _gru_pair(p: float = 0.3) -> tuple[torch.nn.GRU, VariationalGRU]:
     ours = VariationalGRU(5, 7, recurrent_dropout=p)
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(ours, name).copy_(torch.stack([getattr(reference, f"{name}_l0"),
-                                                   getattr(reference, f"{name}_l0_reverse")]))
+            getattr(ours, name).copy_(
+                torch.stack(
+                    [getattr(reference, f"{name}_l0"), getattr(reference, f"{name}_l0_reverse")]
+                )
+            )
     return reference, ours
 
 
@@ -92,8 +119,10 @@ def test_variational_gru_kernel_path_equals_its_python_loop():
     loop, h_loop = gru._loop(x, mask)
     torch.testing.assert_close(fused, loop, atol=1e-12, rtol=0)
     torch.testing.assert_close(h_fused, h_loop, atol=1e-12, rtol=0)
-    grads = [torch.autograd.grad((out * out).sum() + h.sum(), (x, gru.weight_hh)) for out, h in
-             ((fused, h_fused), (loop, h_loop))]
+    grads = [
+        torch.autograd.grad((out * out).sum() + h.sum(), (x, gru.weight_hh))
+        for out, h in ((fused, h_fused), (loop, h_loop))
+    ]
     for got, want in zip(*grads):
         torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
     assert list(gru.state_dict()) == ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
@@ -148,9 +177,19 @@ def test_reverse_padded_is_an_involution_that_keeps_padding():
 
 def test_attn_crnn_v2_recurrent_dropout_in_the_model():
     torch.manual_seed(0)
-    model = create_model("attn_crnn_v2", num_classes=4, audio_dim=16, channels=(4, 8), time_pool=(2, 2),
-                         freq_pool=(2, 2), gru_hidden=8, attention_heads=2, dense=16, dropout=0.0,
-                         recurrent_dropout=0.5)
+    model = create_model(
+        "attn_crnn_v2",
+        num_classes=4,
+        audio_dim=16,
+        channels=(4, 8),
+        time_pool=(2, 2),
+        freq_pool=(2, 2),
+        gru_hidden=8,
+        attention_heads=2,
+        dense=16,
+        dropout=0.0,
+        recurrent_dropout=0.5,
+    )
     assert isinstance(model.gru, VariationalGRU) and model.gru.recurrent_dropout == 0.5
     batch = _batch([40, 17], {"audio": 16})
     model.train()
@@ -163,8 +202,19 @@ def test_attn_crnn_v2_recurrent_dropout_in_the_model():
 
 
 def test_attn_crnn_v2_attention_pooling_and_config_errors():
-    model = create_model("attn_crnn_v2", num_classes=3, audio_dim=8, channels=(4,), time_pool=(2,), freq_pool=(2,),
-                         gru_hidden=4, attention_heads=2, pooling="attention", attention_dim=4, dense=8).eval()
+    model = create_model(
+        "attn_crnn_v2",
+        num_classes=3,
+        audio_dim=8,
+        channels=(4,),
+        time_pool=(2,),
+        freq_pool=(2,),
+        gru_hidden=4,
+        attention_heads=2,
+        pooling="attention",
+        attention_dim=4,
+        dense=8,
+    ).eval()
     logits, att = model(_batch([9, 2], {"audio": 8}), return_attention=True)
     assert logits.shape == (2, 3) and att["audio"].shape == (2, 5)
     torch.testing.assert_close(att["audio"].sum(1), torch.ones(2))
@@ -177,20 +227,30 @@ def test_attn_crnn_v2_attention_pooling_and_config_errors():
 # ---------------------------------------------------------------- BiLSTM attention: one class, any modalities
 def _bilstm(**kw) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = create_model("bilstm_attention", num_classes=4, audio_hidden=(6, 4), video_hidden=(6, 4),
-                         attention_dim=5, dense=8, **kw)
+    model = create_model(
+        "bilstm_attention",
+        num_classes=4,
+        audio_hidden=(6, 4),
+        video_hidden=(6, 4),
+        attention_dim=5,
+        dense=8,
+        **kw,
+    )
     with torch.no_grad():
         for p in model.placeholders.values():
             p.normal_()
     return model.eval()
 
 
-@pytest.mark.parametrize("dims,branches", [
-    ({"audio_dim": 6}, ("audio",)),
-    ({"video_dim": 5}, ("video",)),
-    ({"audio_dim": 6, "video_dim": 5}, ("audio", "video")),
-    ({"audio_dim": 6, "video_dim": 5, "modalities": ("video",)}, ("video",)),
-])
+@pytest.mark.parametrize(
+    "dims,branches",
+    [
+        ({"audio_dim": 6}, ("audio",)),
+        ({"video_dim": 5}, ("video",)),
+        ({"audio_dim": 6, "video_dim": 5}, ("audio", "video")),
+        ({"audio_dim": 6, "video_dim": 5, "modalities": ("video",)}, ("video",)),
+    ],
+)
 def test_bilstm_builds_the_branches_the_data_and_config_give(dims, branches):
     model = _bilstm(**dims)
     assert model.modalities == branches
@@ -198,7 +258,9 @@ def test_bilstm_builds_the_branches_the_data_and_config_give(dims, branches):
     logits, att = model(batch, return_attention=True)
     assert logits.shape == (3, 4) and set(att) == set(branches)
     # modalities the model has no branch for are ignored
-    only = {k: v for k, v in batch.items() if k.split("_")[0] in branches or k in ("label", "index")}
+    only = {
+        k: v for k, v in batch.items() if k.split("_")[0] in branches or k in ("label", "index")
+    }
     torch.testing.assert_close(model(only), logits, atol=0, rtol=0)
 
 
@@ -215,7 +277,9 @@ def test_bilstm_missing_modality_uses_the_learned_placeholder():
     audio_only = {k: v for k, v in batch.items() if not k.startswith("video")}
     with torch.no_grad():
         context, _ = model.branches["audio"](batch["audio"], batch["audio_mask"])
-        expected = model.head(model.dense(torch.cat([context, model.placeholders["video"].expand(3, -1)], -1)))
+        expected = model.head(
+            model.dense(torch.cat([context, model.placeholders["video"].expand(3, -1)], -1))
+        )
         torch.testing.assert_close(model(audio_only), expected, atol=1e-6, rtol=0)
         # a clip whose video mask row is all False counts as missing video, the others are unchanged
         holed = dict(batch, video_mask=batch["video_mask"].clone())
@@ -226,11 +290,28 @@ def test_bilstm_missing_modality_uses_the_learned_placeholder():
         torch.testing.assert_close(partial[[0, 2]], full[[0, 2]], atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("name,kw", [
-    ("bilstm_attention", dict(audio_hidden=(6, 4), video_hidden=(6, 4), attention_dim=5, dense=8)),
-    ("hybrid_tcn", dict(audio_channels=4, audio_blocks=1, video_channels=4, tcn_levels=2, model_dim=8, heads=2,
-                        attention_dim=4, dense=8)),
-])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        (
+            "bilstm_attention",
+            dict(audio_hidden=(6, 4), video_hidden=(6, 4), attention_dim=5, dense=8),
+        ),
+        (
+            "hybrid_tcn",
+            dict(
+                audio_channels=4,
+                audio_blocks=1,
+                video_channels=4,
+                tcn_levels=2,
+                model_dim=8,
+                heads=2,
+                attention_dim=4,
+                dense=8,
+            ),
+        ),
+    ],
+)
 def test_av_models_train_through_modality_dropout(name, kw):
     """Clips with their audio or their video removed (all-False mask rows) give finite logits,
     loss and gradients, and a learning signal reaches the branch that is still there."""
@@ -238,7 +319,9 @@ def test_av_models_train_through_modality_dropout(name, kw):
 
     torch.manual_seed(0)
     model = create_model(name, num_classes=4, audio_dim=6, video_dim=5, **kw).train()
-    batch = modality_dropout(_batch([9, 4, 7, 1, 5, 8], {"audio": 6, "video": 5}), 1.0, np.random.default_rng(1))
+    batch = modality_dropout(
+        _batch([9, 4, 7, 1, 5, 8], {"audio": 6, "video": 5}), 1.0, np.random.default_rng(1)
+    )
     gone = {m: ~batch[f"{m}_mask"].any(1) for m in ("audio", "video")}
     assert gone["audio"].any() and gone["video"].any()
     logits = model(batch)
@@ -252,8 +335,16 @@ def test_av_models_train_through_modality_dropout(name, kw):
 # ---------------------------------------------------------------- hybrid TCN
 def test_hybrid_tcn_modality_weights_sum_to_one_and_single_modalities():
     torch.manual_seed(0)
-    kw = dict(audio_channels=4, audio_blocks=1, video_channels=4, tcn_levels=3, model_dim=8, heads=2,
-              attention_dim=4, dense=8)
+    kw = dict(
+        audio_channels=4,
+        audio_blocks=1,
+        video_channels=4,
+        tcn_levels=3,
+        model_dim=8,
+        heads=2,
+        attention_dim=4,
+        dense=8,
+    )
     model = create_model("hybrid_tcn", num_classes=3, audio_dim=6, video_dim=5, **kw)
     with torch.no_grad():
         model.weights.logits.copy_(torch.tensor([1.3, -0.4]))
@@ -303,16 +394,23 @@ def test_cnn_pooling_is_a_masked_mean_and_cnn_lstm_uses_final_states():
     with torch.no_grad():
         manual = torch.stack([batch["audio"][i, :n].mean(0) for i, n in enumerate([7, 2])])
         torch.testing.assert_close(pooling.embed(batch), pooling.dense(manual))
-    lstm = create_model("cnn_lstm", num_classes=3, audio_dim=6, frame_dims=(5,), lstm_hidden=(4, 3), dense=4).eval()
-    longer = dict(batch, audio=torch.cat([batch["audio"], torch.zeros(2, 4, 6)], 1),
-                  audio_mask=torch.cat([batch["audio_mask"], torch.zeros(2, 4, dtype=torch.bool)], 1))
+    lstm = create_model(
+        "cnn_lstm", num_classes=3, audio_dim=6, frame_dims=(5,), lstm_hidden=(4, 3), dense=4
+    ).eval()
+    longer = dict(
+        batch,
+        audio=torch.cat([batch["audio"], torch.zeros(2, 4, 6)], 1),
+        audio_mask=torch.cat([batch["audio_mask"], torch.zeros(2, 4, dtype=torch.bool)], 1),
+    )
     with torch.no_grad():
         torch.testing.assert_close(lstm(longer), lstm(batch), atol=1e-6, rtol=0)
     with pytest.raises(ConfigError):
         create_model("cnn_lstm", num_classes=3, audio_dim=6, lstm_hidden=())
 
 
-@pytest.mark.parametrize("name,kw", [("cnn_lstm", {"time_pool": 3}), ("bilstm_attention", {"audio_time_pool": 3})])
+@pytest.mark.parametrize(
+    "name,kw", [("cnn_lstm", {"time_pool": 3}), ("bilstm_attention", {"audio_time_pool": 3})]
+)
 def test_time_pooling_before_the_lstms_keeps_padding_invariance(name, kw):
     torch.manual_seed(0)
     model = create_model(name, num_classes=3, audio_dim=6, **kw).eval()
@@ -321,7 +419,12 @@ def test_time_pooling_before_the_lstms_keeps_padding_invariance(name, kw):
     with torch.no_grad():
         together = model(batch)
         for i, n in enumerate(lengths):
-            alone = model({"audio": batch["audio"][i : i + 1, :n], "audio_mask": batch["audio_mask"][i : i + 1, :n]})
+            alone = model(
+                {
+                    "audio": batch["audio"][i : i + 1, :n],
+                    "audio_mask": batch["audio_mask"][i : i + 1, :n],
+                }
+            )
             torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=0)
 
 
@@ -336,7 +439,9 @@ def test_av_bilstm_beats_both_single_modality_variants(tmp_path):
     ua = {}
     for mods in (("audio", "video"), ("audio",), ("video",)):
         name = "+".join(mods)
-        cfg = config_from_dict(av_config(tmp_path, manifest, audio_dir, video_dir, mods, model=TINY_BILSTM, name=name))
+        cfg = config_from_dict(
+            av_config(tmp_path, manifest, audio_dir, video_dir, mods, model=TINY_BILSTM, name=name)
+        )
         run_dir = train(cfg, progress=False)
         meta = json.loads((run_dir / "fold_1" / "model.json").read_text())
         assert sorted(meta["features"]) == sorted(mods)
@@ -344,7 +449,10 @@ def test_av_bilstm_beats_both_single_modality_variants(tmp_path):
         av_run = run_dir if len(mods) == 2 else av_run
     # the AV model still predicts with a modality dropped (learned placeholder): `emorec evaluate --drop video`
     dropped, _ = evaluate_run(av_run, drop="video", progress=False)
-    assert 0.0 <= dropped[0]["ua"] <= 1.0 and (av_run / "fold_1" / "report_drop_video" / "report.json").is_file()
+    assert (
+        0.0 <= dropped[0]["ua"] <= 1.0
+        and (av_run / "fold_1" / "report_drop_video" / "report.json").is_file()
+    )
     assert ua["audio+video"] >= max(ua["audio"], ua["video"]) + 0.2, ua
     assert ua["audio+video"] >= 0.75, ua
 
@@ -359,11 +467,23 @@ def test_clips_lacking_one_modality_stay_in_as_missing_modality(tmp_path):
     from emorec.workflows.crossval import train
 
     manifest, audio_dir, video_dir = generate_av_feature_corpus(tmp_path, speakers=6, clips=2)
-    lacking = sorted(audio_dir.glob("av__0[1-6]-happy-00.npy"))  # one clip per speaker loses its audio
+    lacking = sorted(
+        audio_dir.glob("av__0[1-6]-happy-00.npy")
+    )  # one clip per speaker loses its audio
     for path in lacking:
         path.unlink()
-    cfg = config_from_dict(av_config(tmp_path, manifest, audio_dir, video_dir, ("audio", "video"), model=TINY_BILSTM,
-                                     name="partial", epochs=2))
+    cfg = config_from_dict(
+        av_config(
+            tmp_path,
+            manifest,
+            audio_dir,
+            video_dir,
+            ("audio", "video"),
+            model=TINY_BILSTM,
+            name="partial",
+            epochs=2,
+        )
+    )
     run_dir = train(cfg, progress=False)
     report = json.loads((run_dir / "fold_1" / "report" / "report.json").read_text())
     missing = report["extra"]["test_clips_missing_a_modality"]
@@ -372,12 +492,16 @@ def test_clips_lacking_one_modality_stay_in_as_missing_modality(tmp_path):
     assert report["n"] == 2 * 4 * 2  # every test clip (2 speakers) was classified
     # the dataset's view of such a clip: one invalid zero frame of the right size
     predictor = Predictor.load(run_dir / "fold_1")
-    reports, _ = evaluate_run(run_dir, drop="video", progress=False)  # then nothing is left for them but the placeholders
+    reports, _ = evaluate_run(
+        run_dir, drop="video", progress=False
+    )  # then nothing is left for them but the placeholders
     assert reports[0]["n"] == 16
     from emorec.training.experiment import prepare_experiment
 
     experiment = prepare_experiment(cfg, extract=False, progress=False)
-    data = ClipDataset(experiment.clips, {e: i for i, e in enumerate(experiment.class_names)}, experiment.stores)
+    data = ClipDataset(
+        experiment.clips, {e: i for i, e in enumerate(experiment.class_names)}, experiment.stores
+    )
     index = [c.clip_id for c in data.clips].index("av/01-happy-00")
     item = data[index]
     assert item["audio"].shape == (1, predictor.meta["audio_dim"]) and not item["audio_valid"].any()

@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from emorec.errors import ConfigError
-from emorec.models.registry import create_model, describe_models, list_models, model_arguments, model_info
+from emorec.models.registry import (
+    create_model,
+    describe_models,
+    list_models,
+    model_arguments,
+    model_info,
+)
 
 NUM_CLASSES = 5
 DIMS = {"audio": 16, "video": 20}
@@ -66,7 +72,9 @@ def make_clips(name: str, lengths: list[int], seed: int = 0) -> list[dict[str, t
     return clips
 
 
-def collate(clips: list[dict[str, torch.Tensor]], labels: list[int] | None = None) -> dict[str, torch.Tensor]:
+def collate(
+    clips: list[dict[str, torch.Tensor]], labels: list[int] | None = None
+) -> dict[str, torch.Tensor]:
     """The batch contract: zero-padded ``(B, T, F)`` plus ``mask`` (True = real frame)."""
     batch: dict[str, torch.Tensor] = {}
     for mod in clips[0]:
@@ -77,7 +85,9 @@ def collate(clips: list[dict[str, torch.Tensor]], labels: list[int] | None = Non
             x[i, : c[mod].size(0)] = c[mod]
             mask[i, : c[mod].size(0)] = True
         batch[mod], batch[f"{mod}_mask"] = x, mask
-    batch["label"] = torch.tensor(labels if labels is not None else [i % NUM_CLASSES for i in range(len(clips))])
+    batch["label"] = torch.tensor(
+        labels if labels is not None else [i % NUM_CLASSES for i in range(len(clips))]
+    )
     batch["index"] = torch.arange(len(clips))
     return batch
 
@@ -99,7 +109,9 @@ def test_padding_never_changes_logits(name):
         for i, clip in enumerate(clips):
             alone = model(collate([clip]))
             diff = (batched[i] - alone[0]).abs().max().item()
-            assert diff <= ATOL, f"{name}: clip of {LENGTHS[i]} frames changes by {diff:.2e} when padded"
+            assert diff <= ATOL, (
+                f"{name}: clip of {LENGTHS[i]} frames changes by {diff:.2e} when padded"
+            )
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -115,13 +127,17 @@ def test_attention_weights_sum_to_one_and_ignore_padding(name):
         assert attention, f"{name}: return_attention=True gave no weights"
         alone = [model(collate([clip]), return_attention=True)[1] for clip in clips]
     for key, weights in attention.items():
-        assert weights.dim() == 2 and weights.size(0) == len(clips), f"{key}: expected (B, T'), got {tuple(weights.shape)}"
+        assert weights.dim() == 2 and weights.size(0) == len(clips), (
+            f"{key}: expected (B, T'), got {tuple(weights.shape)}"
+        )
         for i in range(len(clips)):
             ref = alone[i][key][0]  # (T'_i,) every frame of a lone clip is real
             t = ref.size(0)
             torch.testing.assert_close(ref.sum(), torch.tensor(1.0), atol=ATOL, rtol=0)
             torch.testing.assert_close(weights[i, :t], ref, atol=ATOL, rtol=0)
-            assert weights[i, t:].eq(0).all(), f"{name}/{key}: padded frames of clip {i} get attention"
+            assert weights[i, t:].eq(0).all(), (
+                f"{name}/{key}: padded frames of clip {i} get attention"
+            )
             torch.testing.assert_close(weights[i].sum(), torch.tensor(1.0), atol=ATOL, rtol=0)
 
 
@@ -134,8 +150,10 @@ def test_forward_backward_short_clips(name, lengths):
     assert logits.shape == (len(lengths), NUM_CLASSES) and torch.isfinite(logits).all()
     F.cross_entropy(logits, batch["label"]).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert any(g is not None and g.abs().sum() > 0 for g in grads), f"{name}: no gradient reached the parameters"
-    for (pname, p) in model.named_parameters():
+    assert any(g is not None and g.abs().sum() > 0 for g in grads), (
+        f"{name}: no gradient reached the parameters"
+    )
+    for pname, p in model.named_parameters():
         if p.grad is not None:
             assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {pname}"
 
@@ -172,7 +190,9 @@ def test_registry_schema(name):
     assert info.seed and info.summary
     params = inspect.signature(info.factory).parameters
     for key in model_arguments(name):
-        assert params[key].annotation is not inspect.Parameter.empty, f"{name}.{key} needs a type annotation"
+        assert params[key].annotation is not inspect.Parameter.empty, (
+            f"{name}.{key} needs a type annotation"
+        )
     with pytest.raises(ConfigError):
         create_model(name, num_classes=3, audio_dim=16, video_dim=20, no_such_argument=1)
 
@@ -189,8 +209,17 @@ def test_describe_models():
 @pytest.mark.parametrize("audio_dim", [1, 3, 8, 25, 768])
 def test_attn_crnn_any_feature_dim(audio_dim):
     torch.manual_seed(0)
-    model = create_model("attn_crnn", num_classes=4, audio_dim=audio_dim, channels=(4, 8), time_pool=(2, 2),
-                         freq_pool=(2, 2), gru_hidden=8, attention_dim=8, dense=8)
+    model = create_model(
+        "attn_crnn",
+        num_classes=4,
+        audio_dim=audio_dim,
+        channels=(4, 8),
+        time_pool=(2, 2),
+        freq_pool=(2, 2),
+        gru_hidden=8,
+        attention_dim=8,
+        dense=8,
+    )
     assert (model.input_proj is not None) == (audio_dim > 128)
     x = torch.randn(2, 9, audio_dim)
     mask = torch.arange(9)[None] < torch.tensor([[9], [1]])
@@ -212,17 +241,28 @@ def test_crnn_reads_delta_planes_as_input_channels(name):
     planes ``[values | delta | delta-delta]``: padding still never leaks, and a change confined to
     one plane reaches the first conv only through that plane's input channel."""
     torch.manual_seed(0)
-    model = create_model(name, num_classes=4, audio_dim=3 * 10, channels=(4, 8), time_pool=(2, 2),
-                         freq_pool=(2, 2), input_channels=3).eval()
+    model = create_model(
+        name,
+        num_classes=4,
+        audio_dim=3 * 10,
+        channels=(4, 8),
+        time_pool=(2, 2),
+        freq_pool=(2, 2),
+        input_channels=3,
+    ).eval()
     assert model.input_proj is None and model.blocks[0].conv.in_channels == 3
     lengths = [1, 6, 11]
     clips = [torch.randn(n, 30) for n in lengths]
-    batch = {"audio": torch.nn.utils.rnn.pad_sequence(clips, batch_first=True),
-             "audio_mask": torch.arange(11)[None] < torch.tensor(lengths)[:, None]}
+    batch = {
+        "audio": torch.nn.utils.rnn.pad_sequence(clips, batch_first=True),
+        "audio_mask": torch.arange(11)[None] < torch.tensor(lengths)[:, None],
+    }
     with torch.no_grad():
         batched = model(batch)
         for i, clip in enumerate(clips):
-            alone = model({"audio": clip[None], "audio_mask": torch.ones(1, lengths[i], dtype=torch.bool)})
+            alone = model(
+                {"audio": clip[None], "audio_mask": torch.ones(1, lengths[i], dtype=torch.bool)}
+            )
             assert (batched[i] - alone[0]).abs().max() <= ATOL
         # Zeroing the delta plane's weights makes the delta values irrelevant to the output.
         model.blocks[0].conv.weight[:, 1] = 0.0

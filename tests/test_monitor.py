@@ -29,40 +29,120 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def make_run(root: Path, name: str, *, status: str = "running", fold_status: str = "running", pid: int | None = None,
-             host: str = HOST, age: float = 5.0, epoch: int = 3, max_epochs: int = 10, seconds: float = 60.0,
-             folds: int = 1, finished_folds: int = 0, log: str = "") -> Path:
+def make_run(
+    root: Path,
+    name: str,
+    *,
+    status: str = "running",
+    fold_status: str = "running",
+    pid: int | None = None,
+    host: str = HOST,
+    age: float = 5.0,
+    epoch: int = 3,
+    max_epochs: int = 10,
+    seconds: float = 60.0,
+    folds: int = 1,
+    finished_folds: int = 0,
+    log: str = "",
+) -> Path:
     run = root / name
     now = time.time()
     pid = pid if pid is not None else __import__("os").getpid()
     (run).mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "attn_crnn"}, "data": {"features": {"name": "logmel"}},
-                                                     "run": {"folds": "all" if folds > 1 else "1"}}))
-    (run / "splits.json").write_text(json.dumps({"splits": [{"name": f"fold{k}"} for k in range(1, folds + 1)]}))
-    (run / "run.json").write_text(json.dumps({"status": status, "pid": pid, "host": host, "time": now - age,
-                                              "started": now - 1000, "folds": list(range(1, folds + 1)),
-                                              "sessions": [{"pid": pid, "host": host, "started": now - 1000}]}))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name": "attn_crnn"},
+                "data": {"features": {"name": "logmel"}},
+                "run": {"folds": "all" if folds > 1 else "1"},
+            }
+        )
+    )
+    (run / "splits.json").write_text(
+        json.dumps({"splits": [{"name": f"fold{k}"} for k in range(1, folds + 1)]})
+    )
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "status": status,
+                "pid": pid,
+                "host": host,
+                "time": now - age,
+                "started": now - 1000,
+                "folds": list(range(1, folds + 1)),
+                "sessions": [{"pid": pid, "host": host, "started": now - 1000}],
+            }
+        )
+    )
     for k in range(1, finished_folds + 1):
         fold = run / f"fold_{k}"
         (fold / "report").mkdir(parents=True)
-        (fold / "report" / "report.json").write_text(json.dumps({"ua": 0.5 + k / 10, "wa": 0.5, "macro_f1": 0.5}))
-        (fold / "train_summary.json").write_text(json.dumps({"monitor": "val/ua", "best_score": 0.6, "train_seconds": 600.0,
-                                                              "epochs_run": max_epochs}))
-        (fold / "heartbeat.json").write_text(json.dumps({"status": "finished", "time": now - 900, "pid": pid, "host": host,
-                                                          "epoch": max_epochs, "max_epochs": max_epochs}))
+        (fold / "report" / "report.json").write_text(
+            json.dumps({"ua": 0.5 + k / 10, "wa": 0.5, "macro_f1": 0.5})
+        )
+        (fold / "train_summary.json").write_text(
+            json.dumps(
+                {
+                    "monitor": "val/ua",
+                    "best_score": 0.6,
+                    "train_seconds": 600.0,
+                    "epochs_run": max_epochs,
+                }
+            )
+        )
+        (fold / "heartbeat.json").write_text(
+            json.dumps(
+                {
+                    "status": "finished",
+                    "time": now - 900,
+                    "pid": pid,
+                    "host": host,
+                    "epoch": max_epochs,
+                    "max_epochs": max_epochs,
+                }
+            )
+        )
     k = finished_folds + 1
     if k <= folds:
         fold = run / f"fold_{k}"
         fold.mkdir(parents=True, exist_ok=True)
-        (fold / "heartbeat.json").write_text(json.dumps({
-            "status": fold_status, "phase": "train", "fold": f"fold{k}", "pid": pid, "host": host, "time": now - age,
-            "epoch": epoch, "max_epochs": max_epochs, "current_epoch": epoch + 1, "batch": 5, "batches": 10,
-            "monitor": "val/ua", "mode": "max", "best": 0.71, "best_epoch": 2, "patience": 6, "early_stop_wait": 1,
-            "train": {"train/loss": 0.9, "train/acc": 0.6}, "val": {"val/loss": 1.0, "val/ua": 0.65},
-            "epoch_seconds": [seconds] * epoch, "median_epoch_seconds": seconds, "train_seconds": seconds * epoch,
-            "gpu": [{"index": 0, "name": "Tesla T4", "memory_used_mb": 3072, "memory_total_mb": 15360}],
-            "error": "RuntimeError: boom" if fold_status == "failed" else None,
-        }))
+        (fold / "heartbeat.json").write_text(
+            json.dumps(
+                {
+                    "status": fold_status,
+                    "phase": "train",
+                    "fold": f"fold{k}",
+                    "pid": pid,
+                    "host": host,
+                    "time": now - age,
+                    "epoch": epoch,
+                    "max_epochs": max_epochs,
+                    "current_epoch": epoch + 1,
+                    "batch": 5,
+                    "batches": 10,
+                    "monitor": "val/ua",
+                    "mode": "max",
+                    "best": 0.71,
+                    "best_epoch": 2,
+                    "patience": 6,
+                    "early_stop_wait": 1,
+                    "train": {"train/loss": 0.9, "train/acc": 0.6},
+                    "val": {"val/loss": 1.0, "val/ua": 0.65},
+                    "epoch_seconds": [seconds] * epoch,
+                    "median_epoch_seconds": seconds,
+                    "train_seconds": seconds * epoch,
+                    "gpu": [
+                        {
+                            "index": 0,
+                            "name": "Tesla T4",
+                            "memory_used_mb": 3072,
+                            "memory_total_mb": 15360,
+                        }
+                    ],
+                    "error": "RuntimeError: boom" if fold_status == "failed" else None,
+                }
+            )
+        )
     if log:
         (run / "train.log").write_text(log)
     return run
@@ -77,7 +157,9 @@ def test_a_fresh_heartbeat_of_a_live_process_is_running_with_an_eta(tmp_path):
 
 
 def test_run_eta_adds_the_folds_not_started_at_the_finished_folds_pace(tmp_path):
-    view = run_view(make_run(tmp_path, "cv", folds=3, finished_folds=1, epoch=0, max_epochs=10, seconds=30))
+    view = run_view(
+        make_run(tmp_path, "cv", folds=3, finished_folds=1, epoch=0, max_epochs=10, seconds=30)
+    )
     assert view.status == "running" and view.current.number == 2
     assert view.eta() == pytest.approx(eta_seconds(view.current.heartbeat) + 600.0, abs=1)
     assert view.done == 1 and view.test_ua == pytest.approx(0.6)
@@ -86,7 +168,10 @@ def test_run_eta_adds_the_folds_not_started_at_the_finished_folds_pace(tmp_path)
 def test_an_old_heartbeat_is_stalled_after_three_median_epochs_or_ten_minutes(tmp_path):
     assert stall_seconds({"median_epoch_seconds": 30}) == MIN_STALL_SECONDS
     assert stall_seconds({"median_epoch_seconds": 400}) == 1200
-    assert run_view(make_run(tmp_path, "young", age=MIN_STALL_SECONDS - 30, seconds=30)).status == "running"
+    assert (
+        run_view(make_run(tmp_path, "young", age=MIN_STALL_SECONDS - 30, seconds=30)).status
+        == "running"
+    )
     old = run_view(make_run(tmp_path, "old", age=1300, seconds=400))
     assert old.status == "stalled" and "no heartbeat for" in old.reason
     assert run_view(make_run(tmp_path, "slow", age=1100, seconds=400)).status == "running"
@@ -105,7 +190,9 @@ def test_a_copy_from_another_host_gets_no_process_check(tmp_path):
 
 
 def test_finished_and_failed_runs(tmp_path):
-    finished = make_run(tmp_path, "fin", status="finished", fold_status="finished", folds=2, finished_folds=2)
+    finished = make_run(
+        tmp_path, "fin", status="finished", fold_status="finished", folds=2, finished_folds=2
+    )
     assert run_view(finished).status == "finished"
     failed = make_run(tmp_path, "bad", status="failed", fold_status="failed")
     assert run_view(failed).status == "failed"
@@ -123,18 +210,33 @@ def test_monitor_shows_progress_metrics_best_eta_gpu_and_log_tail(tmp_path, monk
     monkeypatch.setitem(sys.modules, "pynvml", None)  # no NVML here
     log = "".join(f"line {i}\n" for i in range(30))
     text = render_text(make_run(tmp_path, "m", log=log), log_lines=5)
-    for needle in ("running", "3 of 10 complete", "batch 5/10", "loss 0.9000", "ua 0.6500", "val/ua 0.7100 at epoch 2",
-                   "early stop after 5 more", "ETA", "no GPU", "line 29", "line 25"):
+    for needle in (
+        "running",
+        "3 of 10 complete",
+        "batch 5/10",
+        "loss 0.9000",
+        "ua 0.6500",
+        "val/ua 0.7100 at epoch 2",
+        "early stop after 5 more",
+        "ETA",
+        "no GPU",
+        "line 29",
+        "line 25",
+    ):
         assert needle in text, needle
     assert "line 24" not in text
 
 
 def test_gpu_lines_read_nvml(monkeypatch):
     fake = types.SimpleNamespace(
-        nvmlInit=lambda: None, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: 1,
-        nvmlDeviceGetHandleByIndex=lambda i: i, nvmlDeviceGetName=lambda h: b"NVIDIA T4",
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetName=lambda h: b"NVIDIA T4",
         nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=87, memory=40),
-        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=6 * 2**30, total=16 * 2**30))
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=6 * 2**30, total=16 * 2**30),
+    )
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     assert gpu_lines() == ["GPU 0 NVIDIA T4: 87% busy, memory 6.0 / 16.0 GiB (40% bandwidth)"]
     monkeypatch.setitem(sys.modules, "pynvml", None)
@@ -150,6 +252,7 @@ def test_follow_redraws_until_the_run_stops(tmp_path):
         time.sleep(1.0)
         data = json.loads((run / "run.json").read_text())
         (run / "run.json").write_text(json.dumps({**data, "status": "finished"}))
+
     threading.Thread(target=finish).start()
     started = time.time()
     status = monitor(run, follow=True, interval=0.2, console=Console(file=open("/dev/null", "w")))
@@ -162,13 +265,19 @@ def test_runs_lists_runs_side_by_side(tmp_path):
     (tmp_path / "not-a-run").mkdir()
     views = {v.name: v for v in list_runs(tmp_path)}
     assert set(views) == {"one", "two"}
-    assert views["one"].status == "finished" and views["one"].done == 2 and views["two"].status == "stalled"
+    assert (
+        views["one"].status == "finished"
+        and views["one"].done == 2
+        and views["two"].status == "stalled"
+    )
     from rich.console import Console
 
     console = Console(width=200, record=True, file=open("/dev/null", "w"))
     console.print(runs_table(tmp_path))
     text = console.export_text()
-    assert "one" in text and "two" in text and "2/2" in text and "0.650" in text and "stalled" in text
+    assert (
+        "one" in text and "two" in text and "2/2" in text and "0.650" in text and "stalled" in text
+    )
 
 
 def test_cli_monitor_and_runs(tmp_path, monkeypatch, capsys):
@@ -200,8 +309,12 @@ def test_train_log_handler_never_appends_and_keeps_earlier_sessions(tmp_path):
         logger.removeHandler(handler)
         handler.close()
     lines = path.read_text().splitlines()
-    assert [line.split(": ", 1)[1] for line in lines] == ["session 1 first", "session 1 second",
-                                                          "session 2 first", "session 2 second"]
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "session 1 first",
+        "session 1 second",
+        "session 2 first",
+        "session 2 second",
+    ]
 
 
 def test_a_killed_run_lasted_until_its_last_sign_of_life(tmp_path):
@@ -212,7 +325,9 @@ def test_a_killed_run_lasted_until_its_last_sign_of_life(tmp_path):
     run = make_run(tmp_path, "killed", pid=dead_pid(), log="started\n")
     data = json.loads((run / "run.json").read_text())
     started = data["sessions"][0]["started"]
-    (run / "run.json").write_text(json.dumps({**data, "time": started}))  # written once, at the start
+    (run / "run.json").write_text(
+        json.dumps({**data, "time": started})
+    )  # written once, at the start
     beat = json.loads((run / "fold_1" / "heartbeat.json").read_text())
     (run / "fold_1" / "heartbeat.json").write_text(json.dumps({**beat, "time": started + 65}))
     for path in (run / "train.log", run / "fold_1" / "heartbeat.json"):
@@ -227,47 +342,81 @@ def test_runs_table_keeps_each_run_name_whole_on_one_line_at_80_columns(tmp_path
     from rich.console import Console
 
     long_name = "ravdess_attn_crnn_v2_ema_bn_deltas-20261201-182125"
-    make_run(tmp_path, long_name, status="finished", fold_status="finished", folds=2, finished_folds=2)
+    make_run(
+        tmp_path, long_name, status="finished", fold_status="finished", folds=2, finished_folds=2
+    )
     make_run(tmp_path, "short", pid=dead_pid())
-    console = Console(width=80, record=True, file=open("/dev/null", "w"))  # the width when not in a terminal
+    console = Console(
+        width=80, record=True, file=open("/dev/null", "w")
+    )  # the width when not in a terminal
     console.print(runs_table(tmp_path))
     lines = console.export_text().splitlines()
     assert any(line.strip() == long_name for line in lines), "\n".join(lines)
     assert all(len(line) <= 80 for line in lines)
     header = next(line for line in lines if "val UA" in line and "test UA" in line)
-    row = lines[[line.strip() for line in lines].index(long_name) + 1]  # the run's details, below its name
+    row = lines[
+        [line.strip() for line in lines].index(long_name) + 1
+    ]  # the run's details, below its name
     assert row.split()[:4] == ["attn_crnn", "logmel", "2/2", "finished"] and "0.650" in row.split()
-    for column, value in (("status", "finished"), ("test UA", "0.650")):  # each value under its header
+    for column, value in (
+        ("status", "finished"),
+        ("test UA", "0.650"),
+    ):  # each value under its header
         start, end = header.index(column), header.index(column) + len(column)
         assert row.index(value) < end and row.index(value) + len(value) > start, f"{header}\n{row}"
     wide = Console(width=200, record=True, file=open("/dev/null", "w"))
     wide.print(runs_table(tmp_path))
-    assert any(long_name in line and "finished" in line and "0.650" in line for line in wide.export_text().splitlines())
+    assert any(
+        long_name in line and "finished" in line and "0.650" in line
+        for line in wide.export_text().splitlines()
+    )
 
 
 def _exported(run: Path, *, checkpoint: str, kept_score: float) -> None:
     """A finished fold's model.json: the kept model (last epoch, EMA, BatchNorm recomputed)."""
-    (run / "fold_1" / "model.json").write_text(json.dumps({
-        "best_epoch": 10, "epochs_run": 10, "monitor": "val/ua", "best_score": kept_score, "checkpoint": checkpoint,
-        "bn_recalibrated": True, "val_metrics": {"val/ua": kept_score},
-        "ema": {"set_as": "ema_half_life_epochs", "half_life_epochs": 2.0, "steps_per_epoch": 10, "decay_per_step": 0.97}}))
+    (run / "fold_1" / "model.json").write_text(
+        json.dumps(
+            {
+                "best_epoch": 10,
+                "epochs_run": 10,
+                "monitor": "val/ua",
+                "best_score": kept_score,
+                "checkpoint": checkpoint,
+                "bn_recalibrated": True,
+                "val_metrics": {"val/ua": kept_score},
+                "ema": {
+                    "set_as": "ema_half_life_epochs",
+                    "half_life_epochs": 2.0,
+                    "steps_per_epoch": 10,
+                    "decay_per_step": 0.97,
+                },
+            }
+        )
+    )
 
 
 def test_runs_and_monitor_show_the_kept_models_validation_score_not_the_best_epochs(tmp_path):
     # the heartbeat's best epoch (0.71 at epoch 2) is not the model a last-epoch recipe keeps
-    run = make_run(tmp_path, "kept", status="finished", fold_status="finished", epoch=10, max_epochs=10)
+    run = make_run(
+        tmp_path, "kept", status="finished", fold_status="finished", epoch=10, max_epochs=10
+    )
     _exported(run, checkpoint="last", kept_score=0.477)
     view = run_view(run)
     assert view.val_ua == pytest.approx(0.477)
     text = render_text(run)
     assert "best so far" not in text and "0.7100" not in text
-    assert "last epoch (10 of 10), EMA of weights (half-life 2 epochs), BatchNorm statistics recomputed" in text
+    assert (
+        "last epoch (10 of 10), EMA of weights (half-life 2 epochs), BatchNorm statistics recomputed"
+        in text
+    )
     assert "its validation UA 0.477" in text and "0.4770 (kept model)" in text
     from rich.console import Console
 
     console = Console(width=200, record=True, file=open("/dev/null", "w"))
     console.print(runs_table(tmp_path))
-    row = next(line for line in console.export_text().splitlines() if "kept" in line and "finished" in line)
+    row = next(
+        line for line in console.export_text().splitlines() if "kept" in line and "finished" in line
+    )
     assert "0.477" in row and "0.710" not in row
 
 
@@ -275,6 +424,8 @@ def test_a_last_epoch_recipe_in_training_shows_its_latest_validation_not_its_bes
     run = make_run(tmp_path, "training")
     config = yaml.safe_load((run / "config.yaml").read_text())
     (run / "config.yaml").write_text(yaml.safe_dump({**config, "trainer": {"checkpoint": "last"}}))
-    assert run_view(run).val_ua == pytest.approx(0.65)  # the latest epoch's, not the best epoch's 0.71
+    assert run_view(run).val_ua == pytest.approx(
+        0.65
+    )  # the latest epoch's, not the best epoch's 0.71
     text = render_text(run)
     assert "best epoch so far" in text and "keeps the last epoch" in text

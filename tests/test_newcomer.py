@@ -18,10 +18,21 @@ def relative_recipe(root: Path) -> Path:
     """A seconds-long recipe whose manifest, cache and run folder are relative paths, as a user writes them."""
     config = {
         "base": str(REPO / "configs" / "base.yaml"),
-        "data": {"manifest": "manifest.csv", "cache": "cache", "features": {"name": "logmel", "n_mels": 16}},
+        "data": {
+            "manifest": "manifest.csv",
+            "cache": "cache",
+            "features": {"name": "logmel", "n_mels": 16},
+        },
         "split": {"scheme": "speaker_kfold", "k": 3, "val_speakers": 1},
-        "model": {"name": "attn_crnn", "channels": [4], "time_pool": [2], "freq_pool": [2], "gru_hidden": 8,
-                  "attention_dim": 8, "dense": 8},
+        "model": {
+            "name": "attn_crnn",
+            "channels": [4],
+            "time_pool": [2],
+            "freq_pool": [2],
+            "gru_hidden": 8,
+            "attention_dim": 8,
+            "dense": 8,
+        },
         "trainer": {"epochs": 2, "batch_size": 8},
         "run": {"dir": "runs", "name": "rel", "bootstrap": 20},
     }
@@ -33,8 +44,9 @@ def relative_recipe(root: Path) -> Path:
 def project(tmp_path_factory):
     """A user's project folder: corpus, manifest and one trained fold, all made from inside it."""
     root = tmp_path_factory.mktemp("project")
-    corpus = generate_synthetic_corpus(root / "corpus", speakers=6, clips_per_emotion=2,
-                                       emotions=("happy", "sad", "angry"))
+    corpus = generate_synthetic_corpus(
+        root / "corpus", speakers=6, clips_per_emotion=2, emotions=("happy", "sad", "angry")
+    )
     emorec("prepare", "synthetic", "corpus", "--out", "manifest.csv", cwd=root)
     emorec("train", relative_recipe(root), "--quiet", cwd=root)
     run_dir = next((root / "runs").glob("rel-*"))
@@ -42,18 +54,33 @@ def project(tmp_path_factory):
 
 
 def run_folders(root: Path) -> list[Path]:
-    return sorted(p for p in (root / "runs").glob("*") if p.is_dir()) if (root / "runs").is_dir() else []
+    return (
+        sorted(p for p in (root / "runs").glob("*") if p.is_dir())
+        if (root / "runs").is_dir()
+        else []
+    )
 
 
-@pytest.mark.parametrize("override,key", [
-    ("trainer.epochs=0", "trainer.epochs"), ("trainer.batch_size=0", "trainer.batch_size"),
-    ("optim.lr=-1", "optim.lr"), ("optim.lr=.nan", "optim.lr"), ("model.foo=1", "model.foo"),
-    ("trainer.monitor=test/ua", "trainer.monitor"), ("augment.modality_dropout=2", "augment.modality_dropout"),
-    ("split.scheme=random", "split.scheme"), ("loss.label_smoothing=1", "loss.label_smoothing"),
-    ("trainer.min_epochs=40", "trainer.min_epochs"), ("run.folds=one", "run.folds"), ("run.jobs=0", "run.jobs"),
-    ("trainer.precision=8-bit", "trainer.precision"), ("optim.warmup_epochs=-1", "optim.warmup_epochs"),
-    ("trainer.ema_half_life_epochs=-1", "trainer.ema_half_life_epochs"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("optim.lr=-1", "optim.lr"),
+        ("optim.lr=.nan", "optim.lr"),
+        ("model.foo=1", "model.foo"),
+        ("trainer.monitor=test/ua", "trainer.monitor"),
+        ("augment.modality_dropout=2", "augment.modality_dropout"),
+        ("split.scheme=random", "split.scheme"),
+        ("loss.label_smoothing=1", "loss.label_smoothing"),
+        ("trainer.min_epochs=40", "trainer.min_epochs"),
+        ("run.folds=one", "run.folds"),
+        ("run.jobs=0", "run.jobs"),
+        ("trainer.precision=8-bit", "trainer.precision"),
+        ("optim.warmup_epochs=-1", "optim.warmup_epochs"),
+        ("trainer.ema_half_life_epochs=-1", "trainer.ema_half_life_epochs"),
+    ],
+)
 def test_every_impossible_value_is_refused_when_the_config_loads(override, key):
     from emorec.errors import ConfigError
     from emorec.training.config import load_config
@@ -62,17 +89,29 @@ def test_every_impossible_value_is_refused_when_the_config_loads(override, key):
         load_config(REPO / "configs" / "attn_crnn.yaml", [override])
 
 
-@pytest.mark.parametrize("args,key", [
-    (["--epochs", "0"], "trainer.epochs"),
-    (["--batch-size", "0"], "trainer.batch_size"),
-    (["--set", "optim.lr=-1"], "optim.lr"),
-    (["--set", "model.foo=1"], "model.foo"),
-    (["--set", "trainer.accelerator=gpu"], "accelerator=gpu"),
-])
+@pytest.mark.parametrize(
+    "args,key",
+    [
+        (["--epochs", "0"], "trainer.epochs"),
+        (["--batch-size", "0"], "trainer.batch_size"),
+        (["--set", "optim.lr=-1"], "optim.lr"),
+        (["--set", "model.foo=1"], "model.foo"),
+        (["--set", "trainer.accelerator=gpu"], "accelerator=gpu"),
+    ],
+)
 def test_a_bad_value_is_one_line_and_leaves_no_run_folder(project, tmp_path, args, key):
     root, _, _ = project
-    proc = emorec("train", root / "recipe.yaml", "--quiet", "--run-dir", tmp_path / "runs", *args, cwd=root, check=False,
-                  fresh=True)  # a fresh interpreter: its start-up notices would count as lines too
+    proc = emorec(
+        "train",
+        root / "recipe.yaml",
+        "--quiet",
+        "--run-dir",
+        tmp_path / "runs",
+        *args,
+        cwd=root,
+        check=False,
+        fresh=True,
+    )  # a fresh interpreter: its start-up notices would count as lines too
     assert proc.returncode == 2, proc.stderr
     assert key in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -89,7 +128,10 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path):
 def test_the_run_stores_resolved_paths(project):
     root, run_dir, _ = project
     data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
-    assert Path(data["manifest"]).is_absolute() and Path(data["manifest"]) == (root / "manifest.csv").resolve()
+    assert (
+        Path(data["manifest"]).is_absolute()
+        and Path(data["manifest"]) == (root / "manifest.csv").resolve()
+    )
     assert Path(data["cache"]).is_absolute()
     assert json.loads((run_dir / "run.json").read_text())["sessions"][0]["cwd"] == str(root)
 
@@ -104,7 +146,10 @@ def test_evaluate_from_another_directory_and_after_moving_the_run(project, tmp_p
     shutil.copytree(run_dir, moved)
     proc = emorec("evaluate", moved, "--quiet", cwd=elsewhere)
     after = json.loads((moved / "fold_1" / "report" / "report.json").read_text())
-    assert after["ua"] == pytest.approx(before["ua"]) and str(moved / "fold_1" / "report") in proc.stdout
+    assert (
+        after["ua"] == pytest.approx(before["ua"])
+        and str(moved / "fold_1" / "report") in proc.stdout
+    )
 
 
 def test_an_old_run_with_relative_paths_resolves_them_where_it_was_trained(project, tmp_path):
@@ -141,11 +186,34 @@ def test_resume_from_another_directory_after_moving_the_run(project, tmp_path):
 
 def test_split_file_is_used_exactly_by_train(project, tmp_path):
     root, _, _ = project
-    emorec("split", "manifest.csv", "--scheme", "speaker_kfold", "--k", "3", "--val-speakers", "1", "--seed", "7",
-           "--out", tmp_path / "folds.json", cwd=root)
+    emorec(
+        "split",
+        "manifest.csv",
+        "--scheme",
+        "speaker_kfold",
+        "--k",
+        "3",
+        "--val-speakers",
+        "1",
+        "--seed",
+        "7",
+        "--out",
+        tmp_path / "folds.json",
+        cwd=root,
+    )
     saved = json.loads((tmp_path / "folds.json").read_text())
-    emorec("train", "recipe.yaml", "--quiet", "--splits", tmp_path / "folds.json", "--run-dir", tmp_path / "runs",
-           "--epochs", "1", cwd=root)
+    emorec(
+        "train",
+        "recipe.yaml",
+        "--quiet",
+        "--splits",
+        tmp_path / "folds.json",
+        "--run-dir",
+        tmp_path / "runs",
+        "--epochs",
+        "1",
+        cwd=root,
+    )
     used = json.loads((next((tmp_path / "runs").glob("rel-*")) / "splits.json").read_text())
     assert used["splits"] == saved["splits"]
     default = json.loads((run_folders(root)[0] / "splits.json").read_text())  # seed 0 of the recipe
@@ -154,13 +222,33 @@ def test_split_file_is_used_exactly_by_train(project, tmp_path):
 
 def test_a_split_file_with_leakage_is_refused(project, tmp_path):
     root, _, _ = project
-    emorec("split", "manifest.csv", "--scheme", "speaker_kfold", "--k", "3", "--val-speakers", "1",
-           "--out", tmp_path / "folds.json", cwd=root)
+    emorec(
+        "split",
+        "manifest.csv",
+        "--scheme",
+        "speaker_kfold",
+        "--k",
+        "3",
+        "--val-speakers",
+        "1",
+        "--out",
+        tmp_path / "folds.json",
+        cwd=root,
+    )
     data = json.loads((tmp_path / "folds.json").read_text())
     data["splits"][0]["train"].append(data["splits"][0]["test"][0])  # a test clip also in training
     (tmp_path / "folds.json").write_text(json.dumps(data))
-    proc = emorec("train", "recipe.yaml", "--quiet", "--splits", tmp_path / "folds.json",
-                  "--run-dir", tmp_path / "runs", cwd=root, check=False)
+    proc = emorec(
+        "train",
+        "recipe.yaml",
+        "--quiet",
+        "--splits",
+        tmp_path / "folds.json",
+        "--run-dir",
+        tmp_path / "runs",
+        cwd=root,
+        check=False,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "runs").exists()
 
@@ -172,7 +260,9 @@ def test_predicting_nothing_fails_and_some_succeeds(project, tmp_path):
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     proc = emorec("predict", run_dir / "fold_1", notes, empty, cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "notes.txt" in proc.stderr and "empty.wav" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "notes.txt" in proc.stderr and "empty.wav" in proc.stderr, (
+        proc.stderr
+    )
     assert "no input could be predicted" in proc.stderr
     good = next(corpus.rglob("*.wav"))
     proc = emorec("predict", run_dir / "fold_1", notes, good, cwd=tmp_path)
@@ -197,28 +287,60 @@ def test_version(tmp_path):
 def test_exported_weights_have_the_mode_of_every_other_file(project):
     _, run_dir, _ = project
     fold = run_dir / "fold_1"
-    assert (fold / "model.safetensors").stat().st_mode & 0o777 == (fold / "model.json").stat().st_mode & 0o777
+    assert (fold / "model.safetensors").stat().st_mode & 0o777 == (
+        fold / "model.json"
+    ).stat().st_mode & 0o777
 
 
 def test_folds_in_parallel_jobs_make_one_run_with_one_summary(project, tmp_path):
     root, _, _ = project
-    proc = emorec("train", "recipe.yaml", "--quiet", "--folds", "all", "--jobs", "2", "--epochs", "1",
-                  "--run-dir", tmp_path / "runs", cwd=root)
+    proc = emorec(
+        "train",
+        "recipe.yaml",
+        "--quiet",
+        "--folds",
+        "all",
+        "--jobs",
+        "2",
+        "--epochs",
+        "1",
+        "--run-dir",
+        tmp_path / "runs",
+        cwd=root,
+    )
     (run_dir,) = list((tmp_path / "runs").iterdir())
-    assert sorted(p.name for p in run_dir.glob("fold_*/report/report.json") for p in [p.parents[1]]) == \
-        ["fold_1", "fold_2", "fold_3"], proc.stderr
+    assert sorted(
+        p.name for p in run_dir.glob("fold_*/report/report.json") for p in [p.parents[1]]
+    ) == ["fold_1", "fold_2", "fold_3"], proc.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["n_folds"] == 3 and json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert (
+        summary["n_folds"] == 3
+        and json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    )
     log = (run_dir / "train.log").read_text()
-    assert "training in process" in log and all((run_dir / f"fold_{k}" / "train.log").is_file() for k in (1, 2, 3))
+    assert "training in process" in log and all(
+        (run_dir / f"fold_{k}" / "train.log").is_file() for k in (1, 2, 3)
+    )
 
 
 def test_quiet_training_prints_no_library_notices(project, tmp_path):
     root, _, _ = project
-    proc = emorec("train", "recipe.yaml", "--quiet", "--epochs", "1", "--run-dir", tmp_path / "runs", cwd=root,
-                  fresh=True)  # import-time notices too
-    noise = [line for line in proc.stderr.splitlines() if "Tip" in line or "deprecated" in line.lower()
-             or "GPU available" in line]
+    proc = emorec(
+        "train",
+        "recipe.yaml",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--run-dir",
+        tmp_path / "runs",
+        cwd=root,
+        fresh=True,
+    )  # import-time notices too
+    noise = [
+        line
+        for line in proc.stderr.splitlines()
+        if "Tip" in line or "deprecated" in line.lower() or "GPU available" in line
+    ]
     assert not noise, proc.stderr
     log = (next((tmp_path / "runs").iterdir()) / "train.log").read_text()
     assert "GPU available" in log  # Lightning's own lines still reach the run's log
@@ -233,4 +355,6 @@ def test_resuming_a_run_with_an_impossible_value_is_one_line(project, tmp_path):
     config["trainer"]["epochs"] = 0
     (broken / "config.yaml").write_text(yaml.safe_dump(config))
     proc = emorec("train", "--resume", broken, "--quiet", cwd=tmp_path, check=False, fresh=True)
-    assert proc.returncode == 2 and "trainer.epochs" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 2 and "trainer.epochs" in proc.stderr and "Traceback" not in proc.stderr
+    )

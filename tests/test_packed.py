@@ -17,11 +17,22 @@ def clips_with_features(tmp_path, n=30, features=6, seed=0):
     """A store with ``n - 2`` entries of random lengths (the last two clips have none)."""
     store = FeatureStore(tmp_path / "cache", "logmel", {"n_mels": features})
     rng = np.random.default_rng(seed)
-    clips = [Clip(clip_id=f"c{i}", path=f"c{i}.wav", corpus="x", speaker=f"s{i % 3}",
-                  emotion=("happy", "sad")[i % 2], content_hash=f"{i:064x}") for i in range(n)]
+    clips = [
+        Clip(
+            clip_id=f"c{i}",
+            path=f"c{i}.wav",
+            corpus="x",
+            speaker=f"s{i % 3}",
+            emotion=("happy", "sad")[i % 2],
+            content_hash=f"{i:064x}",
+        )
+        for i in range(n)
+    ]
     arrays = {}
     for clip in clips[:-2]:
-        arrays[clip.clip_id] = (rng.normal(size=(int(rng.integers(1, 50)), features)) * 20 - 40).astype(np.float32)
+        arrays[clip.clip_id] = (
+            rng.normal(size=(int(rng.integers(1, 50)), features)) * 20 - 40
+        ).astype(np.float32)
         store.put(clip, arrays[clip.clip_id])
     return store, clips, arrays
 
@@ -38,17 +49,24 @@ def test_float32_pack_reads_back_every_entry_exactly_across_shards(tmp_path, mon
             np.testing.assert_array_equal(pack.get(clip), arrays[clip.clip_id])
         else:
             assert clip not in pack and pack.get(clip) is None and pack.frames(clip) == 0
-    shard = np.load(next(pack.folder.glob("shard-*.npy")), mmap_mode="r")  # a plain .npy anyone can map
+    shard = np.load(
+        next(pack.folder.glob("shard-*.npy")), mmap_mode="r"
+    )  # a plain .npy anyone can map
     assert shard.dtype == np.float32 and shard.shape[1] == 6
 
 
 def test_float16_pack_is_half_the_size_within_a_few_hundredths_of_a_db(tmp_path):
     store, clips, arrays = clips_with_features(tmp_path)
-    wide, half = PackedStore.for_clips(store, clips, "float32"), PackedStore.for_clips(store, clips, "float16")
+    wide, half = (
+        PackedStore.for_clips(store, clips, "float32"),
+        PackedStore.for_clips(store, clips, "float16"),
+    )
     assert wide.folder != half.folder
     size = lambda pack: sum(f.stat().st_size for f in pack.folder.glob("shard-*.npy"))  # noqa: E731
     assert size(half) < 0.55 * size(wide)
-    error = max(np.abs(half.get(c).astype(np.float32) - arrays[c.clip_id]).max() for c in clips[:-2])
+    error = max(
+        np.abs(half.get(c).astype(np.float32) - arrays[c.clip_id]).max() for c in clips[:-2]
+    )
     assert 0 < error < 0.07  # dB values below 128 in magnitude: float16 steps of 1/16 at most
 
 
@@ -57,7 +75,9 @@ def test_a_pack_is_built_once_per_clip_set_and_anew_for_another(tmp_path):
     first = PackedStore.for_clips(store, clips)
     stamp = (first.folder / "index.json").stat().st_mtime_ns
     again = PackedStore.for_clips(store, list(reversed(clips)))  # the same set in another order
-    assert again.folder == first.folder and (again.folder / "index.json").stat().st_mtime_ns == stamp
+    assert (
+        again.folder == first.folder and (again.folder / "index.json").stat().st_mtime_ns == stamp
+    )
     fewer = PackedStore.for_clips(store, clips[:10])
     assert fewer.folder != first.folder and len(fewer) == 10
 

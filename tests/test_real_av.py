@@ -49,8 +49,18 @@ def prepared(tmp_path_factory):
         pytest.skip("real data folder (../shared/data or $EMOREC_DATA_DIR) is absent")
     root = tmp_path_factory.mktemp("real_av")
     videos, meta = data / "crema-d-video-sample", data / "crema-d-metadata"
-    proc = emorec("prepare", "crema-d", videos, "-O", "include=[audio_video]", "-O", f"metadata_dir={meta}",
-                  "--out", root / "manifest.csv", cwd=root)
+    proc = emorec(
+        "prepare",
+        "crema-d",
+        videos,
+        "-O",
+        "include=[audio_video]",
+        "-O",
+        f"metadata_dir={meta}",
+        "--out",
+        root / "manifest.csv",
+        cwd=root,
+    )
     return root, videos, proc
 
 
@@ -106,15 +116,39 @@ def test_a_tiny_av_model_trains_on_them_and_predicts_each_file(features):
     ids = [c.clip_id for c in clips]
     # One actor, six clips of six emotions: no speaker-independent split exists, so a fixed one
     # (the point is the real files end to end, not a score).
-    save_splits([Split("fold_1", train=ids[:4], val=[ids[4]], test=[ids[5]], speaker_independent=False,
-                       scheme="fixed")], root / "splits.json")
+    save_splits(
+        [
+            Split(
+                "fold_1",
+                train=ids[:4],
+                val=[ids[4]],
+                test=[ids[5]],
+                speaker_independent=False,
+                scheme="fixed",
+            )
+        ],
+        root / "splits.json",
+    )
     recipe = {
         "base": str(REPO / "configs" / "base.yaml"),
-        "data": {"manifest": str(root / "manifest.csv"), "cache": str(root / "cache"), "features": AUDIO,
-                 "video_features": VIDEO, "workers": 1},
+        "data": {
+            "manifest": str(root / "manifest.csv"),
+            "cache": str(root / "cache"),
+            "features": AUDIO,
+            "video_features": VIDEO,
+            "workers": 1,
+        },
         "split": {"file": str(root / "splits.json")},
-        "model": {"name": "bilstm_attention", "modalities": ["audio", "video"], "audio_hidden": [8], "video_hidden": [8],
-                  "audio_time_pool": 4, "attention_dim": 8, "dense": 8, "dropout": 0.1},
+        "model": {
+            "name": "bilstm_attention",
+            "modalities": ["audio", "video"],
+            "audio_hidden": [8],
+            "video_hidden": [8],
+            "audio_time_pool": 4,
+            "attention_dim": 8,
+            "dense": 8,
+            "dropout": 0.1,
+        },
         "augment": {"enabled": False},
         "trainer": {"epochs": 2, "batch_size": 4, "patience": 2, "threads": 1},
         "run": {"dir": str(root / "runs"), "name": "av", "folds": "1", "bootstrap": 10},

@@ -11,7 +11,11 @@ from emorec.inference.released import DEFAULT, released_model_dir, released_mode
 
 
 def test_the_default_is_the_voice_encoder_six_class_model_and_the_earlier_ones_load_by_name():
-    names = {"emorec-voice-encoder-multicorpus", "emorec-crnn-v2-multicorpus", "emorec-crnn-v2-ravdess-crema-d"}
+    names = {
+        "emorec-voice-encoder-multicorpus",
+        "emorec-crnn-v2-multicorpus",
+        "emorec-crnn-v2-ravdess-crema-d",
+    }
     assert names <= set(released_models())
     rec = emorec.load()
     assert rec.model_id == DEFAULT == "emorec-voice-encoder-multicorpus"
@@ -47,5 +51,7 @@ def test_the_released_answer_does_not_move_with_the_silence_before_a_clip():
     rec = emorec.load()
     assert rec.backend._front_end()[0]["audio"].trim_to_sample
     clip = np.concatenate([np.zeros(4000), voice(1.8, 170), np.zeros(3000)]).astype(np.float32)
-    rows = rec.probabilities([np.concatenate([np.zeros(pad, np.float32), clip]) for pad in range(0, 512, 64)])
+    rows = rec.probabilities(
+        [np.concatenate([np.zeros(pad, np.float32), clip]) for pad in range(0, 512, 64)]
+    )
     np.testing.assert_allclose(rows, np.repeat(rows[:1], len(rows), axis=0), atol=1e-5)

@@ -18,7 +18,13 @@ from fastapi.testclient import TestClient  # noqa: E402
 from emorec.serve.app import ServeSettings, create_app  # noqa: E402
 
 
-def encoded(wave: np.ndarray, rate: int = 16000, fmt: str = "WAV", subtype: str | None = None, channels: int = 1) -> bytes:
+def encoded(
+    wave: np.ndarray,
+    rate: int = 16000,
+    fmt: str = "WAV",
+    subtype: str | None = None,
+    channels: int = 1,
+) -> bytes:
     buffer = io.BytesIO()
     data = np.stack([wave] * channels, axis=1) if channels > 1 else wave
     sf.write(buffer, data, rate, format=fmt, subtype=subtype)
@@ -44,33 +50,48 @@ def test_predict_accepts_a_multipart_upload_and_a_raw_body_alike(client):
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("fmt,subtype", [("FLAC", None), ("OGG", "OPUS"), ("OGG", "VORBIS"), ("MP3", None)])
+@pytest.mark.parametrize(
+    "fmt,subtype", [("FLAC", None), ("OGG", "OPUS"), ("OGG", "VORBIS"), ("MP3", None)]
+)
 def test_every_container_decodes_to_about_the_same_answer(client, fmt, subtype):
     wave = voice(2.0, 180)
-    reference = client.post("/v1/predict", content=encoded(wave), headers={"Content-Type": "audio/wav"}).json()
+    reference = client.post(
+        "/v1/predict", content=encoded(wave), headers={"Content-Type": "audio/wav"}
+    ).json()
     response = client.post("/v1/predict", content=encoded(wave, fmt=fmt, subtype=subtype))
     assert response.status_code == 200, response.text
     assert response.json()["label"] == reference["label"]
 
 
 def test_a_96_khz_stereo_recording_is_resampled_not_refused(client):
-    response = client.post("/v1/predict", content=encoded(voice(1.5, 200, sr=96000), 96000, channels=2))
+    response = client.post(
+        "/v1/predict", content=encoded(voice(1.5, 200, sr=96000), 96000, channels=2)
+    )
     assert response.status_code == 200 and response.json()["duration"] == 1.5
 
 
 def test_timeline_model_card_health_and_metrics(client):
-    wave = np.concatenate([np.zeros(16000), voice(2.0, 200), np.zeros(24000), voice(1.5, 260), np.zeros(16000)])
+    wave = np.concatenate(
+        [np.zeros(16000), voice(2.0, 200), np.zeros(24000), voice(1.5, 260), np.zeros(16000)]
+    )
     timeline = client.post("/v1/timeline", content=encoded(wave.astype(np.float32)))
     assert timeline.status_code == 200, timeline.text
-    data = timeline.json()  # synthetic voices are not speech to the VAD: the real-clip test checks segments
+    data = (
+        timeline.json()
+    )  # synthetic voices are not speech to the VAD: the real-clip test checks segments
     assert {"speech", "segments", "windows", "duration"} <= set(data) and "source" not in data
     card = client.get("/v1/model").json()
-    assert card["classes"] == ["neutral", "happy", "sad", "angry"] and card["limits"]["max_seconds"] == 20.0
+    assert (
+        card["classes"] == ["neutral", "happy", "sad", "angry"]
+        and card["limits"]["max_seconds"] == 20.0
+    )
     assert client.get("/healthz").json()["status"] == "ok"
     metrics = client.get("/metrics").text
     assert 'emorec_requests_total{endpoint="/v1/predict",status="200"}' in metrics
     assert "emorec_request_seconds_bucket" in metrics and "emorec_queue_depth" in metrics
-    assert client.get("/").status_code == 200 and "MediaRecorder" in client.get("/static/app.js").text
+    assert (
+        client.get("/").status_code == 200 and "MediaRecorder" in client.get("/static/app.js").text
+    )
     assert client.get("/static/../app.py").status_code == 404
     assert client.get("/openapi.json").json()["paths"]["/v1/predict"]
 
@@ -80,8 +101,15 @@ def test_timeline_of_an_uploaded_recording_of_real_clips(client, shared_data):
     from emorec.media.audio import load_audio
 
     clips = sorted((shared_data / "ravdess-speech-16k" / "Actor_02").glob("*.flac"))[:2]
-    wave = np.concatenate([np.zeros(16000, np.float32), load_audio(clips[0]), np.zeros(32000, np.float32),
-                           load_audio(clips[1]), np.zeros(16000, np.float32)])
+    wave = np.concatenate(
+        [
+            np.zeros(16000, np.float32),
+            load_audio(clips[0]),
+            np.zeros(32000, np.float32),
+            load_audio(clips[1]),
+            np.zeros(16000, np.float32),
+        ]
+    )
     data = client.post("/v1/timeline", content=encoded(wave, fmt="FLAC")).json()
     assert len(data["speech"]) == 2 and len(data["segments"]) == 2
     both = client.post("/v1/predict?timeline=true", content=encoded(wave, fmt="FLAC")).json()
@@ -91,8 +119,14 @@ def test_timeline_of_an_uploaded_recording_of_real_clips(client, shared_data):
 
 def wav_header(data_bytes: int, rate: int = 16000) -> bytes:
     """A 16-bit mono WAV header claiming ``data_bytes`` of samples."""
-    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, 2 * rate, 2, 16)
-            + b"data" + struct.pack("<I", data_bytes))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, 2 * rate, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
 
 
 def zip_of(data: bytes) -> bytes:
@@ -132,7 +166,11 @@ BAD_BODIES = {
     "zero bytes": (b"", {"Content-Type": "audio/wav"}, 422),
     "a truncated WAV (header only)": (wav_header(32000), {"Content-Type": "audio/wav"}, 422),
     "a WAV cut mid-sample": (GOOD[:45], {"Content-Type": "audio/wav"}, 422),
-    "a WAV header claiming 4 GB": (wav_header(0xFFFFFF00) + GOOD[44:2044], {"Content-Type": "audio/wav"}, 422),
+    "a WAV header claiming 4 GB": (
+        wav_header(0xFFFFFF00) + GOOD[44:2044],
+        {"Content-Type": "audio/wav"},
+        422,
+    ),
     "NaN samples": (encoded(np.full(16000, np.nan, np.float32), subtype="FLOAT"), {}, 422),
     "infinite samples": (encoded(np.full(16000, np.inf, np.float32), subtype="FLOAT"), {}, 422),
     "digital silence": (encoded(np.zeros(16000, np.float32)), {}, 422),
@@ -142,18 +180,42 @@ BAD_BODIES = {
     "a PNG image": (b"\x89PNG\r\n\x1a\n" + RNG.bytes(3000), {"Content-Type": "image/png"}, 415),
     "a video without audio": (video_without_audio(), {"Content-Type": "video/mp4"}, 415),
     "JSON instead of audio": (b'{"audio": [0.1, 0.2]}', {"Content-Type": "application/json"}, 415),
-    "a form-encoded body": (b"file=abc", {"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    "a form-encoded body": (
+        b"file=abc",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        415,
+    ),
     "plain text": (b"hello", {"Content-Type": "text/plain"}, 415),
     "multipart without a boundary": (b"--x\r\n", {"Content-Type": "multipart/form-data"}, 400),
-    "multipart with the wrong boundary": (b"--other\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n" + GOOD +
-                                          b"\r\n--other--\r\n", {"Content-Type": "multipart/form-data; boundary=expected"}, 400),
-    "multipart without a file field": (b"--b\r\nContent-Disposition: form-data; name=\"audio\"\r\n\r\n" + GOOD +
-                                       b"\r\n--b--\r\n", {"Content-Type": "multipart/form-data; boundary=b"}, 400),
+    "multipart with the wrong boundary": (
+        b'--other\r\nContent-Disposition: form-data; name="file"\r\n\r\n'
+        + GOOD
+        + b"\r\n--other--\r\n",
+        {"Content-Type": "multipart/form-data; boundary=expected"},
+        400,
+    ),
+    "multipart without a file field": (
+        b'--b\r\nContent-Disposition: form-data; name="audio"\r\n\r\n' + GOOD + b"\r\n--b--\r\n",
+        {"Content-Type": "multipart/form-data; boundary=b"},
+        400,
+    ),
     "a body over the size limit": (b"\0" * 2_100_000, {"Content-Type": "audio/wav"}, 413),
-    "a Content-Length over the limit": (GOOD, {"Content-Type": "audio/wav", "Content-Length-Override": "1"}, 200),
+    "a Content-Length over the limit": (
+        GOOD,
+        {"Content-Type": "audio/wav", "Content-Length-Override": "1"},
+        200,
+    ),
     "huge headers": (GOOD, {"Content-Type": "audio/wav", "X-Junk": "j" * 40_000}, 431),
-    "an MP3 frame header then garbage": (b"\xff\xfb\x90\x64" + RNG.bytes(4000), {"Content-Type": "audio/mpeg"}, 415),
-    "an Ogg page header then garbage": (b"OggS\x00\x02" + RNG.bytes(4000), {"Content-Type": "audio/ogg"}, 415),
+    "an MP3 frame header then garbage": (
+        b"\xff\xfb\x90\x64" + RNG.bytes(4000),
+        {"Content-Type": "audio/mpeg"},
+        415,
+    ),
+    "an Ogg page header then garbage": (
+        b"OggS\x00\x02" + RNG.bytes(4000),
+        {"Content-Type": "audio/ogg"},
+        415,
+    ),
     "a FLAC marker then garbage": (b"fLaC" + RNG.bytes(4000), {"Content-Type": "audio/flac"}, 415),
 }
 
@@ -173,7 +235,11 @@ def test_bad_input_is_a_4xx_with_a_reason_and_the_server_stays_up(client, name):
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_reading(client):
-    response = client.post("/v1/predict", content=GOOD, headers={"Content-Type": "audio/wav", "Content-Length": "3000000"})
+    response = client.post(
+        "/v1/predict",
+        content=GOOD,
+        headers={"Content-Type": "audio/wav", "Content-Length": "3000000"},
+    )
     assert response.status_code == 413
 
 
@@ -187,8 +253,16 @@ def test_api_key_overload_and_timeout(tmp_path):
     model = export_random_model(tmp_path / "model")
     with TestClient(create_app(model, ServeSettings(api_key="s3cret"))) as keyed:
         assert keyed.post("/v1/predict", content=GOOD).status_code == 401
-        assert keyed.post("/v1/predict", content=GOOD, headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert keyed.post("/v1/predict", content=GOOD, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert (
+            keyed.post(
+                "/v1/predict", content=GOOD, headers={"Authorization": "Bearer wrong"}
+            ).status_code
+            == 401
+        )
+        assert (
+            keyed.post("/v1/predict", content=GOOD, headers={"X-API-Key": "s3cret"}).status_code
+            == 200
+        )
         assert keyed.get("/healthz").status_code == 200  # health checks need no key
     app = create_app(model, ServeSettings(workers=1, queue=0, timeout=0.5))
     import threading
@@ -199,13 +273,17 @@ def test_api_key_overload_and_timeout(tmp_path):
     app.state.service.predict = lambda wave: (release.wait(5), original(wave))[1]
     with TestClient(app) as busy:
         results = []
-        first = threading.Thread(target=lambda: results.append(busy.post("/v1/predict", content=GOOD)))
+        first = threading.Thread(
+            target=lambda: results.append(busy.post("/v1/predict", content=GOOD))
+        )
         first.start()
         clock.sleep(0.2)
         overflow = busy.post("/v1/predict", content=GOOD)
         assert overflow.status_code == 503 and overflow.headers["Retry-After"]
         first.join()
-        assert results[0].status_code == 503 and "longer than" in results[0].json()["detail"]  # the timeout
+        assert (
+            results[0].status_code == 503 and "longer than" in results[0].json()["detail"]
+        )  # the timeout
         release.set()
         clock.sleep(0.3)
         app.state.service.predict = original
@@ -215,9 +293,17 @@ def test_api_key_overload_and_timeout(tmp_path):
 def test_cors_is_off_unless_configured(tmp_path):
     model = export_random_model(tmp_path / "model")
     with TestClient(create_app(model)) as plain:
-        assert "access-control-allow-origin" not in plain.get("/healthz", headers={"Origin": "http://x"}).headers
+        assert (
+            "access-control-allow-origin"
+            not in plain.get("/healthz", headers={"Origin": "http://x"}).headers
+        )
     with TestClient(create_app(model, ServeSettings(cors_origins=("http://x",)))) as open_:
-        assert open_.get("/healthz", headers={"Origin": "http://x"}).headers["access-control-allow-origin"] == "http://x"
+        assert (
+            open_.get("/healthz", headers={"Origin": "http://x"}).headers[
+                "access-control-allow-origin"
+            ]
+            == "http://x"
+        )
 
 
 def test_a_served_process_answers_on_its_port_and_a_dead_one_says_why(tmp_path):
@@ -234,6 +320,8 @@ def test_a_served_process_answers_on_its_port_and_a_dead_one_says_why(tmp_path):
             assert json.loads(answer.read())["status"] == "ok"
         process = server.process
     assert process.poll() is not None
-    with pytest.raises(RuntimeError, match=r"exited with status 2: error: .*no_such_model: no trained model here"):
+    with pytest.raises(
+        RuntimeError, match=r"exited with status 2: error: .*no_such_model: no trained model here"
+    ):
         with ServeProcess(tmp_path / "no_such_model", startup_timeout=60):
             pass

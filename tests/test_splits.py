@@ -33,19 +33,34 @@ def ravdess_clips(actors: range = range(1, 25), per_actor: int = 8) -> list[Clip
         for i in range(per_actor):
             emotion = i % 8 + 1
             stem = f"03-01-{emotion:02d}-01-01-{i // 8 + 1:02d}-{actor:02d}"
-            clips.append(Clip(
-                clip_id=f"ravdess/{stem}", path=f"/x/{stem}.wav", corpus="ravdess", speaker=f"ravdess/{actor:02d}",
-                emotion=EMOTIONS[emotion - 1], gender="male" if actor % 2 else "female",
-                performance=f"ravdess/{stem[3:]}", content_hash=f"hash-{stem}",
-            ))
+            clips.append(
+                Clip(
+                    clip_id=f"ravdess/{stem}",
+                    path=f"/x/{stem}.wav",
+                    corpus="ravdess",
+                    speaker=f"ravdess/{actor:02d}",
+                    emotion=EMOTIONS[emotion - 1],
+                    gender="male" if actor % 2 else "female",
+                    performance=f"ravdess/{stem[3:]}",
+                    content_hash=f"hash-{stem}",
+                )
+            )
     return clips
 
 
 def generic_clips(speakers: int, per_speaker: int = 4, corpus: str = "c") -> list[Clip]:
     return [
-        Clip(clip_id=f"{corpus}/{s}-{i}", path=f"/x/{s}-{i}.wav", corpus=corpus, speaker=f"{corpus}/{s:02d}",
-             emotion=EMOTIONS[i % 4], gender="male" if s % 2 else "female", content_hash=f"h{s}-{i}")
-        for s in range(speakers) for i in range(per_speaker)
+        Clip(
+            clip_id=f"{corpus}/{s}-{i}",
+            path=f"/x/{s}-{i}.wav",
+            corpus=corpus,
+            speaker=f"{corpus}/{s:02d}",
+            emotion=EMOTIONS[i % 4],
+            gender="male" if s % 2 else "female",
+            content_hash=f"h{s}-{i}",
+        )
+        for s in range(speakers)
+        for i in range(per_speaker)
     ]
 
 
@@ -72,7 +87,9 @@ def test_ravdess6_folds() -> None:
         train = speakers_of(split, clips, "train")
         assert len(split.val_speakers) == 2
         assert set(split.val_speakers).isdisjoint(train | set(split.test_speakers))
-        assert set(split.val_speakers) | train == {f"ravdess/{a:02d}" for a in range(1, 25)} - set(split.test_speakers)
+        assert set(split.val_speakers) | train == {f"ravdess/{a:02d}" for a in range(1, 25)} - set(
+            split.test_speakers
+        )
         genders = {int(s[-2:]) % 2 for s in split.val_speakers}
         assert genders == {0, 1}  # one male, one female
         assert len(split.train) + len(split.val) + len(split.test) == len(clips)
@@ -86,21 +103,39 @@ def test_auto_uses_speaker_kfold_for_incomplete_ravdess() -> None:
 
 def crema_clips(per_actor: int = 3) -> list[Clip]:
     """In-memory CREMA-D-like clips of all 91 actors (sex alternating by id)."""
-    return [Clip(clip_id=f"crema-d/{a}_{i}", path=f"/x/{a}_{i}.wav", corpus="crema-d", speaker=f"crema-d/{a}",
-                 emotion=EMOTIONS[i % 6], gender="male" if a % 2 else "female", content_hash=f"h{a}-{i}")
-            for a in range(1001, 1092) for i in range(per_actor)]
+    return [
+        Clip(
+            clip_id=f"crema-d/{a}_{i}",
+            path=f"/x/{a}_{i}.wav",
+            corpus="crema-d",
+            speaker=f"crema-d/{a}",
+            emotion=EMOTIONS[i % 6],
+            gender="male" if a % 2 else "female",
+            content_hash=f"h{a}-{i}",
+        )
+        for a in range(1001, 1092)
+        for i in range(per_actor)
+    ]
 
 
 def test_crema5_folds_are_fixed_disjoint_and_chosen_by_auto() -> None:
     actors = [a for fold in CREMA_D_FOLDS.values() for a in fold]
-    assert sorted(actors) == list(range(1001, 1092)) and sorted(map(len, CREMA_D_FOLDS.values())) == [18, 18, 18, 18, 19]
+    assert sorted(actors) == list(range(1001, 1092)) and sorted(
+        map(len, CREMA_D_FOLDS.values())
+    ) == [18, 18, 18, 18, 19]
     clips = crema_clips()
     splits = make_splits(clips)  # auto: a complete CREMA-D manifest
-    assert [s.scheme for s in splits] == ["crema5"] * 5 and [s.name for s in splits] == [f"fold{f}" for f in range(1, 6)]
+    assert [s.scheme for s in splits] == ["crema5"] * 5 and [s.name for s in splits] == [
+        f"fold{f}" for f in range(1, 6)
+    ]
     for split, fold in zip(splits, CREMA_D_FOLDS.values()):
         assert split.test_speakers == sorted(f"crema-d/{a}" for a in fold)
-        assert len(split.val_speakers) == 2 and not set(split.val_speakers) & set(split.test_speakers)
-        assert speakers_of(split, clips, "test").isdisjoint(speakers_of(split, clips, "train") | speakers_of(split, clips, "val"))
+        assert len(split.val_speakers) == 2 and not set(split.val_speakers) & set(
+            split.test_speakers
+        )
+        assert speakers_of(split, clips, "test").isdisjoint(
+            speakers_of(split, clips, "train") | speakers_of(split, clips, "val")
+        )
     assert make_splits(clips, "crema5") == splits  # deterministic
     assert make_splits(clips[:30])[0].scheme == "speaker_kfold"  # not every actor: speaker k-fold
     with pytest.raises(EmorecError, match="crema5 needs CREMA-D actors"):
@@ -113,6 +148,7 @@ def test_crema5_folds_follow_their_rule_on_the_real_demographics(shared_data: Pa
     demographics = shared_data / "crema-d-metadata" / "VideoDemographics.csv"
     assert crema_d_folds_from_demographics(demographics) == CREMA_D_FOLDS
     import csv
+
     rows = {int(r["ActorID"]): r for r in csv.DictReader(open(demographics, newline=""))}
     for fold in CREMA_D_FOLDS.values():
         men = sum(rows[a]["Sex"] == "Male" for a in fold)
@@ -214,10 +250,18 @@ def test_leakage_guard_catches_content_hash() -> None:
     split = _split_for(clips)
     by_id = {c.clip_id: c for c in clips}
     test_clip = by_id[split.test[0]]
-    copy = Clip(clip_id="ravdess/copy", path="/x/copy.wav", corpus="ravdess", speaker="ravdess/02",
-                emotion="neutral", content_hash=test_clip.content_hash)
+    copy = Clip(
+        clip_id="ravdess/copy",
+        path="/x/copy.wav",
+        corpus="ravdess",
+        speaker="ravdess/02",
+        emotion="neutral",
+        content_hash=test_clip.content_hash,
+    )
     leaked = dataclasses.replace(split, train=[*split.train, "ravdess/copy"])
-    with pytest.raises(LeakageError, match=rf"audio \(content hash\) {test_clip.content_hash}.*ravdess/copy"):
+    with pytest.raises(
+        LeakageError, match=rf"audio \(content hash\) {test_clip.content_hash}.*ravdess/copy"
+    ):
         check_leakage(leaked, [*clips, copy])
 
 
@@ -226,7 +270,9 @@ def test_leakage_guard_catches_performance_in_speaker_dependent_split() -> None:
     (split,) = make_splits(clips, "stratified")
     by_id = {c.clip_id: c for c in clips}
     target = by_id[split.test[0]]
-    av = dataclasses.replace(target, clip_id="ravdess/av-copy", modality="audio_video", content_hash="other")
+    av = dataclasses.replace(
+        target, clip_id="ravdess/av-copy", modality="audio_video", content_hash="other"
+    )
     leaked = dataclasses.replace(split, train=[*split.train, "ravdess/av-copy"])
     with pytest.raises(LeakageError, match=f"performance {target.performance}"):
         check_leakage(leaked, [*clips, av])
@@ -271,7 +317,9 @@ def test_train_only_corpora_join_every_training_side_and_never_validation_or_tes
     plain = make_splits(ravdess, "ravdess6")
     crema_ids = {c.clip_id for c in crema}
     for with_crema, alone in zip(splits, plain):
-        assert with_crema.test == alone.test and with_crema.val == alone.val  # RAVDESS's folds, unchanged
+        assert (
+            with_crema.test == alone.test and with_crema.val == alone.val
+        )  # RAVDESS's folds, unchanged
         assert set(with_crema.train) == set(alone.train) | crema_ids
     with pytest.raises(EmorecError, match="no clip of these corpora"):
         make_splits(ravdess, "ravdess6", train_only_corpora=["crema-d"])
@@ -279,11 +327,15 @@ def test_train_only_corpora_join_every_training_side_and_never_validation_or_tes
 
 def test_cross_corpus_trains_on_one_corpus_and_tests_on_all_of_the_other() -> None:
     ravdess, crema = ravdess_clips(), crema_clips(per_actor=2)
-    (split,) = make_splits(ravdess + crema, "cross_corpus", val_speakers=2, test_corpora=["crema-d"])
+    (split,) = make_splits(
+        ravdess + crema, "cross_corpus", val_speakers=2, test_corpora=["crema-d"]
+    )
     assert split.name == "ravdess -> crema-d" and split.speaker_independent
     assert set(split.test) == {c.clip_id for c in crema}
     assert {c.clip_id for c in ravdess} == set(split.train) | set(split.val)
-    assert len(split.val_speakers) == 2 and all(s.startswith("ravdess/") for s in split.val_speakers)
+    assert len(split.val_speakers) == 2 and all(
+        s.startswith("ravdess/") for s in split.val_speakers
+    )
     check_leakage(split, ravdess + crema)
     with pytest.raises(ConfigError, match="test_corpora"):
         make_splits(ravdess + crema, "cross_corpus")
@@ -302,13 +354,23 @@ def test_merged_manifest_trains_with_a_corpus_on_the_training_side_only(tmp_path
     write_manifest(crema_clips(per_actor=1), tmp_path / "crema.csv")
     from test_corpora import emorec_cli
 
-    proc = emorec_cli("merge", tmp_path / "ravdess.csv", tmp_path / "crema.csv", "--out", tmp_path / "both.csv", cwd=tmp_path)
+    proc = emorec_cli(
+        "merge",
+        tmp_path / "ravdess.csv",
+        tmp_path / "crema.csv",
+        "--out",
+        tmp_path / "both.csv",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0 and "crema-d: 91" in proc.stdout and "ravdess: 192" in proc.stdout
     with pytest.raises(EmorecError, match="is also in"):
         merge_manifests([tmp_path / "ravdess.csv", tmp_path / "ravdess.csv"])
     recipe = Path(__file__).resolve().parents[1] / "configs" / "ravdess_crema_d_attn_crnn_v2.yaml"
     config = load_config(recipe, [f"data.manifest={tmp_path / 'both.csv'}"])
-    assert config.split.train_only_corpora == ("crema-d",) and config.trainer.ema_half_life_epochs == 0.5
+    assert (
+        config.split.train_only_corpora == ("crema-d",)
+        and config.trainer.ema_half_life_epochs == 0.5
+    )
     experiment = prepare_experiment(config, extract=False, progress=False)
     assert len(experiment.splits) == 6 and len(experiment.class_names) == 8
     for split in experiment.splits:
@@ -319,13 +381,38 @@ def test_merged_manifest_trains_with_a_corpus_on_the_training_side_only(tmp_path
 def test_cross_corpus_validation_hears_every_sizeable_training_corpus() -> None:
     """Three training corpora: validation speakers come from each by its share of the speakers, none from a
     corpus too small to spare one (two speakers), and none from the held-out corpus."""
-    tiny = [Clip(clip_id=f"tess/{s}_{i}", path=f"/x/tess_{s}_{i}.wav", corpus="tess", speaker=f"tess/{s}",
-                 emotion="sad", gender="female") for s in ("OAF", "YAF") for i in range(3)]
+    tiny = [
+        Clip(
+            clip_id=f"tess/{s}_{i}",
+            path=f"/x/tess_{s}_{i}.wav",
+            corpus="tess",
+            speaker=f"tess/{s}",
+            emotion="sad",
+            gender="female",
+        )
+        for s in ("OAF", "YAF")
+        for i in range(3)
+    ]
     ravdess, crema = ravdess_clips(), crema_clips(per_actor=2)
-    held_out = [Clip(clip_id=f"urdu/{i}", path=f"/x/urdu_{i}.wav", corpus="urdu", speaker=f"urdu/M{i}", emotion="sad")
-                for i in range(5)]
-    (split,) = make_splits(ravdess + crema + tiny + held_out, "cross_corpus", val_speakers=12, test_corpora=["urdu"])
+    held_out = [
+        Clip(
+            clip_id=f"urdu/{i}",
+            path=f"/x/urdu_{i}.wav",
+            corpus="urdu",
+            speaker=f"urdu/M{i}",
+            emotion="sad",
+        )
+        for i in range(5)
+    ]
+    (split,) = make_splits(
+        ravdess + crema + tiny + held_out, "cross_corpus", val_speakers=12, test_corpora=["urdu"]
+    )
     by_corpus = Counter(s.split("/")[0] for s in split.val_speakers)
-    assert by_corpus == {"crema-d": 9, "ravdess": 2}  # round(12 x 91/117), round(12 x 24/117); TESS keeps both
-    assert {c.clip_id for c in tiny} <= set(split.train) and set(split.test) == {c.clip_id for c in held_out}
+    assert by_corpus == {
+        "crema-d": 9,
+        "ravdess": 2,
+    }  # round(12 x 91/117), round(12 x 24/117); TESS keeps both
+    assert {c.clip_id for c in tiny} <= set(split.train) and set(split.test) == {
+        c.clip_id for c in held_out
+    }
     check_leakage(split, ravdess + crema + tiny + held_out)

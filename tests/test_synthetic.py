@@ -14,7 +14,9 @@ from emorec.errors import ConfigError
 
 
 def _small(root: Path, **kw) -> Path:
-    return generate_synthetic_corpus(root, speakers=kw.pop("speakers", 3), clips_per_emotion=kw.pop("clips", 2), **kw)
+    return generate_synthetic_corpus(
+        root, speakers=kw.pop("speakers", 3), clips_per_emotion=kw.pop("clips", 2), **kw
+    )
 
 
 def test_layout_counts_and_readme(tmp_path: Path) -> None:
@@ -51,7 +53,12 @@ def test_prepare_synthetic(tmp_path: Path) -> None:
     result = prepare_corpus("synthetic", root, progress=False)
     assert len(result.clips) == 3 * 3 * 2
     clip = {c.clip_id: c for c in result.clips}["synthetic/synth-02-fearful-01"]
-    assert (clip.corpus, clip.speaker, clip.gender, clip.emotion) == ("synthetic", "synthetic/02", "female", "fearful")
+    assert (clip.corpus, clip.speaker, clip.gender, clip.emotion) == (
+        "synthetic",
+        "synthetic/02",
+        "female",
+        "fearful",
+    )
     assert {c.gender for c in result.clips if c.speaker == "synthetic/01"} == {"male"}
     assert all(0.5 <= c.duration <= 0.8 for c in result.clips)
     assert len({c.content_hash for c in result.clips}) == len(result.clips)
@@ -63,7 +70,11 @@ def test_emotions_differ_in_level_and_pitch(tmp_path: Path) -> None:
     root = _small(tmp_path / "s", speakers=4, clips=4, emotions=("sad", "angry"))
 
     def rms(emotion: str) -> float:
-        return float(np.mean([np.sqrt(np.mean(sf.read(p)[0] ** 2)) for p in root.rglob(f"*-{emotion}-*.wav")]))
+        return float(
+            np.mean(
+                [np.sqrt(np.mean(sf.read(p)[0] ** 2)) for p in root.rglob(f"*-{emotion}-*.wav")]
+            )
+        )
 
     assert rms("angry") > 1.5 * rms("sad")
 

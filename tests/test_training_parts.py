@@ -7,7 +7,9 @@ from emorec.training.losses import SoftTargetLoss, inverse_frequency_weights
 
 
 def _batch():
-    items = [{"audio": torch.randn(n, 6), "label": i % 2, "index": i} for i, n in enumerate([5, 3, 8])]
+    items = [
+        {"audio": torch.randn(n, 6), "label": i % 2, "index": i} for i, n in enumerate([5, 3, 8])
+    ]
     return pad_collate(items)
 
 
@@ -17,28 +19,44 @@ def test_soft_target_loss_equals_cross_entropy_for_hard_labels():
     assert torch.allclose(ours, torch.nn.functional.cross_entropy(logits, labels), atol=1e-6)
 
 
-
 def test_a_clip_with_fewer_classes_is_scored_over_its_own_classes_only():
     """``allowed``: a row's loss is cross-entropy over its corpus's classes alone (with label
     smoothing spread over those), and the other classes' logits get no gradient from it."""
     logits = torch.randn(4, 5, requires_grad=True)
     labels = torch.tensor([2, 3, 1, 4])
-    allowed = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    allowed = torch.tensor(
+        [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool
+    )
     loss = SoftTargetLoss(5)(logits, labels, allowed)
-    want = torch.stack([torch.nn.functional.cross_entropy(logits[i:i + 1, allowed[i]],
-                                                          torch.tensor([int(allowed[i, :labels[i]].sum())]))
-                        for i in range(4)]).mean()
+    want = torch.stack(
+        [
+            torch.nn.functional.cross_entropy(
+                logits[i : i + 1, allowed[i]], torch.tensor([int(allowed[i, : labels[i]].sum())])
+            )
+            for i in range(4)
+        ]
+    ).mean()
     assert torch.allclose(loss, want, atol=1e-6)
     loss.backward()
     assert torch.all(logits.grad[~allowed] == 0) and torch.all(logits.grad[allowed] != 0)
     smoothed = SoftTargetLoss(5, label_smoothing=0.1)(logits.detach()[:1], labels[:1], allowed[:1])
-    want = torch.nn.functional.cross_entropy(logits.detach()[:1, :3], labels[:1], label_smoothing=0.1)
+    want = torch.nn.functional.cross_entropy(
+        logits.detach()[:1, :3], labels[:1], label_smoothing=0.1
+    )
     assert torch.allclose(smoothed, want, atol=1e-6)
-    items = [{"audio": torch.randn(4, 6), "label": 0, "index": i, "classes": allowed[i]} for i in range(4)]
+    items = [
+        {"audio": torch.randn(4, 6), "label": 0, "index": i, "classes": allowed[i]}
+        for i in range(4)
+    ]
     batch = pad_collate(items)
     assert torch.equal(batch["classes"], allowed)
-    mixed, _ = mixup(batch, torch.nn.functional.one_hot(batch["label"], 5).float(), 0.4, np.random.default_rng(0))
-    assert torch.all(mixed["classes"] >= batch["classes"])  # a mixed clip may have either clip's classes
+    mixed, _ = mixup(
+        batch, torch.nn.functional.one_hot(batch["label"], 5).float(), 0.4, np.random.default_rng(0)
+    )
+    assert torch.all(
+        mixed["classes"] >= batch["classes"]
+    )  # a mixed clip may have either clip's classes
+
 
 def test_focal_loss_downweights_easy_examples():
     logits = torch.tensor([[8.0, 0.0], [0.2, 0.0]])
@@ -82,7 +100,10 @@ def test_frequency_shift_moves_bins_and_keeps_padding_zero():
     for row in range(3):
         real = batch["audio_mask"][row]
         a, b = batch["audio"][row, real], out["audio"][row, real]
-        assert any(torch.equal(b[:, max(0, s):6 + min(0, s)], a[:, max(0, -s):6 - max(0, s)]) for s in range(-2, 3))
+        assert any(
+            torch.equal(b[:, max(0, s) : 6 + min(0, s)], a[:, max(0, -s) : 6 - max(0, s)])
+            for s in range(-2, 3)
+        )
 
 
 def test_time_stretch_scales_lengths_and_masks():
@@ -92,7 +113,9 @@ def test_time_stretch_scales_lengths_and_masks():
     out = time_stretch(batch, 0.2, np.random.default_rng(0))
     rate = out["audio"].shape[1] / batch["audio"].shape[1]
     lengths = out["audio_mask"].sum(1).float()
-    assert torch.allclose(lengths, torch.round(batch["audio_mask"].sum(1).float() * rate).clamp(min=1), atol=1)
+    assert torch.allclose(
+        lengths, torch.round(batch["audio_mask"].sum(1).float() * rate).clamp(min=1), atol=1
+    )
     assert torch.all(out["audio"][~out["audio_mask"]] == 0)
 
 
@@ -110,8 +133,12 @@ def test_modality_dropout_removes_one_modality_per_chosen_clip():
     from emorec.training.augment import modality_dropout
 
     gen = torch.Generator().manual_seed(0)
-    batch = {"audio": torch.randn(64, 7, 3, generator=gen), "audio_mask": torch.ones(64, 7, dtype=torch.bool),
-             "video": torch.randn(64, 4, 2, generator=gen), "video_mask": torch.ones(64, 4, dtype=torch.bool)}
+    batch = {
+        "audio": torch.randn(64, 7, 3, generator=gen),
+        "audio_mask": torch.ones(64, 7, dtype=torch.bool),
+        "video": torch.randn(64, 4, 2, generator=gen),
+        "video_mask": torch.ones(64, 4, dtype=torch.bool),
+    }
     batch["video_mask"][0] = False  # a clip without a face keeps its audio whatever happens
     batch["video"][0] = 0.0
     out = modality_dropout(batch, 0.5, np.random.default_rng(0))
@@ -124,13 +151,18 @@ def test_modality_dropout_removes_one_modality_per_chosen_clip():
     for m, gone in (("audio", audio_gone), ("video", video_gone)):
         assert (out[m][gone] == 0).all()  # removed frames look like a missing modality
         torch.testing.assert_close(out[m][~gone], batch[m][~gone])  # the rest untouched
-    assert modality_dropout({k: batch[k] for k in ("audio", "audio_mask")}, 1.0, np.random.default_rng(0))["audio_mask"].all()
+    assert modality_dropout(
+        {k: batch[k] for k in ("audio", "audio_mask")}, 1.0, np.random.default_rng(0)
+    )["audio_mask"].all()
 
 
 def _planes_batch():
     """Two clips of (T, 3 x 4) features whose planes are distinguishable: plane p holds 10 p + bin."""
     planes = torch.arange(3)[:, None] * 10.0 + torch.arange(1, 5)[None, :]  # (3, 4)
-    items = [{"audio": planes.flatten().repeat(n, 1), "label": 0, "index": i} for i, n in enumerate([4, 2])]
+    items = [
+        {"audio": planes.flatten().repeat(n, 1), "label": 0, "index": i}
+        for i, n in enumerate([4, 2])
+    ]
     return pad_collate(items)
 
 
@@ -145,13 +177,22 @@ def test_frequency_shift_stays_inside_each_plane():
         for p in range(3):  # every bin holds its own plane's value or the zero fill
             values = frame[p][frame[p] != 0]
             assert torch.all((values > 10 * p) & (values < 10 * p + 5))
-        assert torch.equal(frame != 0, (frame[:1] != 0).expand(3, 4)), "planes shifted by different amounts"
+        assert torch.equal(frame != 0, (frame[:1] != 0).expand(3, 4)), (
+            "planes shifted by different amounts"
+        )
 
 
 def test_spec_augment_masks_the_same_bins_in_every_plane():
     batch = _planes_batch()
-    out = spec_augment(batch, time_masks=0, freq_masks=1, time_width=0, freq_width=2,
-                       rng=np.random.default_rng(1), planes=3)
+    out = spec_augment(
+        batch,
+        time_masks=0,
+        freq_masks=1,
+        time_width=0,
+        freq_width=2,
+        rng=np.random.default_rng(1),
+        planes=3,
+    )
     frames = out["audio"][0].view(-1, 3, 4)  # (T, planes, bins)
     assert torch.equal(frames == 0, (frames[:, :1] == 0).expand_as(frames))
     assert (frames == 0).any()
@@ -171,12 +212,19 @@ def test_metrics_rows_become_one_row_per_epoch_numbered_from_1():
         {"lr-Adam": 0.00025, "step": 8},  # the third epoch has only just started
     ]
     table = epoch_table(raw)
-    assert table == [{"epoch": 1, "lr-Adam": 0.001, "val/ua": 0.3, "val/loss": 1.2, "train/loss": 1.5},
-                     {"epoch": 2, "lr-Adam": 0.0005, "val/ua": 0.4, "val/loss": 1.1, "train/loss": 1.3}]
+    assert table == [
+        {"epoch": 1, "lr-Adam": 0.001, "val/ua": 0.3, "val/loss": 1.2, "train/loss": 1.5},
+        {"epoch": 2, "lr-Adam": 0.0005, "val/ua": 0.4, "val/loss": 1.1, "train/loss": 1.3},
+    ]
     assert epoch_columns(table) == ["epoch", "train/loss", "val/loss", "val/ua", "lr-Adam"]
     # the CSV reader's strings and blanks merge the same way
-    text = [{k: "" if v is None else str(v) for k, v in {"epoch": None, "lr-Adam": 0.001, "step": 0, "val/ua": None}.items()},
-            {"epoch": "0", "lr-Adam": "", "step": "3", "val/ua": "0.3"}]
+    text = [
+        {
+            k: "" if v is None else str(v)
+            for k, v in {"epoch": None, "lr-Adam": 0.001, "step": 0, "val/ua": None}.items()
+        },
+        {"epoch": "0", "lr-Adam": "", "step": "3", "val/ua": "0.3"},
+    ]
     assert epoch_table(text) == [{"epoch": 1, "lr-Adam": 0.001, "val/ua": 0.3}]
 
 
@@ -220,10 +268,15 @@ def test_ema_half_life_gives_a_decay_per_step_that_depends_on_steps_per_epoch():
         decay = ema_decay_per_step(2.0, steps)
         assert decay ** (2 * steps) == pytest.approx(0.5)  # after 2 epochs a step's weight halves
         assert ema_half_life_epochs(decay, steps) == pytest.approx(2.0)
-    assert ema_decay_per_step(2.0, 12) < ema_decay_per_step(2.0, 34) < 1.0  # fewer steps, faster per step
+    assert (
+        ema_decay_per_step(2.0, 12) < ema_decay_per_step(2.0, 34) < 1.0
+    )  # fewer steps, faster per step
     # what the committed recipes' ema_decay 0.995 means on RAVDESS (34 steps) and on 12 steps
     assert ema_half_life_epochs(0.995, 34) == pytest.approx(math.log(0.5) / math.log(0.995) / 34)
-    assert 4.0 < ema_half_life_epochs(0.995, 34) < 4.1 and 11.5 < ema_half_life_epochs(0.995, 12) < 11.6
+    assert (
+        4.0 < ema_half_life_epochs(0.995, 34) < 4.1
+        and 11.5 < ema_half_life_epochs(0.995, 12) < 11.6
+    )
     with pytest.raises(ValueError):
         ema_decay_per_step(0.0, 12)
 
@@ -242,7 +295,9 @@ def test_half_life_ema_takes_its_decay_from_the_loader_length_when_fitting_start
 
     steps = {"n": 99}
     ema = HalfLifeEMA(2.0, lambda: steps["n"], use_buffers=True)
-    steps["n"] = 12  # read at setup, not at construction (under DDP the loader's length changes by then)
+    steps["n"] = (
+        12  # read at setup, not at construction (under DDP the loader's length changes by then)
+    )
     module = Tiny()
     ema.setup(None, module, "fit")
     assert ema.steps_per_epoch == 12 and ema.decay == pytest.approx(ema_decay_per_step(2.0, 12))
@@ -251,18 +306,46 @@ def test_half_life_ema_takes_its_decay_from_the_loader_length_when_fitting_start
     with torch.no_grad():
         module.w.fill_(1.0)
     average.update_parameters(module)
-    assert float(average.module.w.detach()) == pytest.approx(1.0 - ema.decay)  # decay × 0 + (1 - decay) × 1
+    assert float(average.module.w.detach()) == pytest.approx(
+        1.0 - ema.decay
+    )  # decay × 0 + (1 - decay) × 1
 
 
 def test_kept_summary_says_how_the_kept_weights_were_made():
     from emorec.runs.kept import ema_record, kept_summary
 
-    meta = {"checkpoint": "last", "best_epoch": 30, "epochs_run": 30, "monitor": "val/ua", "best_score": 0.4771,
-            "bn_recalibrated": True, "ema": ema_record({"ema_half_life_epochs": 2.0}, 34)}
-    assert kept_summary(meta) == ("last epoch (30 of 30), EMA of weights (half-life 2 epochs), BatchNorm statistics "
-                                  "recomputed on training clips; its validation UA 0.477")
-    old = {"checkpoint": "last", "best_epoch": 30, "epochs_run": 30, "monitor": "val/ua", "best_score": 0.5,
-           "ema": ema_record({"ema_decay": 0.995}, 34)}
-    assert "EMA of weights (decay 0.995 per step: half-life 4.1 epochs of 34 steps)" in kept_summary(old)
-    best = {"checkpoint": "best", "best_epoch": 7, "epochs_run": 13, "monitor": "val/loss", "best_score": 0.91234}
-    assert kept_summary(best) == "epoch 7 of 13, the best validation loss; its validation loss 0.9123"
+    meta = {
+        "checkpoint": "last",
+        "best_epoch": 30,
+        "epochs_run": 30,
+        "monitor": "val/ua",
+        "best_score": 0.4771,
+        "bn_recalibrated": True,
+        "ema": ema_record({"ema_half_life_epochs": 2.0}, 34),
+    }
+    assert kept_summary(meta) == (
+        "last epoch (30 of 30), EMA of weights (half-life 2 epochs), BatchNorm statistics "
+        "recomputed on training clips; its validation UA 0.477"
+    )
+    old = {
+        "checkpoint": "last",
+        "best_epoch": 30,
+        "epochs_run": 30,
+        "monitor": "val/ua",
+        "best_score": 0.5,
+        "ema": ema_record({"ema_decay": 0.995}, 34),
+    }
+    assert (
+        "EMA of weights (decay 0.995 per step: half-life 4.1 epochs of 34 steps)"
+        in kept_summary(old)
+    )
+    best = {
+        "checkpoint": "best",
+        "best_epoch": 7,
+        "epochs_run": 13,
+        "monitor": "val/loss",
+        "best_score": 0.91234,
+    }
+    assert (
+        kept_summary(best) == "epoch 7 of 13, the best validation loss; its validation loss 0.9123"
+    )

@@ -18,8 +18,16 @@ from emorec.features.base import create_extractor
 from emorec.features.extract import extract_features
 from emorec.media.audio import load_audio
 from emorec.corpora.splits import Split, check_leakage
-from emorec.media.video import (NO_AUDIO_TRACK, NoAudioTrackError, import_av, iter_frames, load_video_audio,
-                          read_audio_track, read_frames, video_info)
+from emorec.media.video import (
+    NO_AUDIO_TRACK,
+    NoAudioTrackError,
+    import_av,
+    iter_frames,
+    load_video_audio,
+    read_audio_track,
+    read_frames,
+    video_info,
+)
 
 av = pytest.importorskip("av")
 
@@ -31,9 +39,19 @@ CODECS = {  # suffix -> (video codec, audio codec): what each container usually 
 }
 
 
-def write_video(path: Path, frames: np.ndarray, *, fps: float = 25.0, times: np.ndarray | None = None,
-                audio: np.ndarray | None = None, sample_rate: int = 16000, faststart: bool = False,
-                rotation: float | None = None, audio_start: float = 0.0, audio_codec: str | None = None) -> Path:
+def write_video(
+    path: Path,
+    frames: np.ndarray,
+    *,
+    fps: float = 25.0,
+    times: np.ndarray | None = None,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+    faststart: bool = False,
+    rotation: float | None = None,
+    audio_start: float = 0.0,
+    audio_codec: str | None = None,
+) -> Path:
     """Encode ``frames`` (T, H, W, 3) uint8 (H, W even) with PyAV; ``times`` (T,) seconds gives
     a variable frame rate; ``audio`` (n,) or (n, channels) float in [-1, 1] adds an audio track
     starting ``audio_start`` seconds after the first picture; ``rotation`` stores a display matrix
@@ -76,7 +94,9 @@ def level_frames(levels: list[int], height: int = 48, width: int = 64) -> np.nda
     return np.stack([np.full((height, width, 3), level, np.uint8) for level in levels])
 
 
-def tone(seconds: float, sample_rate: int = 16000, freq: float = 440.0, amplitude: float = 0.3) -> np.ndarray:
+def tone(
+    seconds: float, sample_rate: int = 16000, freq: float = 440.0, amplitude: float = 0.3
+) -> np.ndarray:
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
@@ -94,7 +114,13 @@ def dominant_frequency(wave: np.ndarray, sample_rate: int) -> float:
 @pytest.mark.parametrize("suffix", list(CODECS))
 def test_every_container_gives_frames_and_audio(tmp_path: Path, suffix: str) -> None:
     rate = 22050 if suffix == ".flv" else 16000
-    path = write_video(tmp_path / f"clip{suffix}", noise_frames(20), fps=25, audio=tone(0.8, rate), sample_rate=rate)
+    path = write_video(
+        tmp_path / f"clip{suffix}",
+        noise_frames(20),
+        fps=25,
+        audio=tone(0.8, rate),
+        sample_rate=rate,
+    )
     info = video_info(path)
     assert (info.width, info.height, info.fps) == (64, 48, 25.0)
     assert info.has_audio and info.audio_sample_rate == rate and info.audio_channels == 1
@@ -110,7 +136,12 @@ def test_every_container_gives_frames_and_audio(tmp_path: Path, suffix: str) -> 
 
 def test_stereo_track_is_averaged_and_resampled(tmp_path: Path) -> None:
     left, right = tone(1.0, 44100, 440), tone(1.0, 44100, 440, amplitude=0.1)
-    path = write_video(tmp_path / "stereo.avi", noise_frames(10), audio=np.stack([left, right], 1), sample_rate=44100)
+    path = write_video(
+        tmp_path / "stereo.avi",
+        noise_frames(10),
+        audio=np.stack([left, right], 1),
+        sample_rate=44100,
+    )
     samples, rate = read_audio_track(path)
     assert rate == 44100 and samples.shape == (44100, 2)
     wave = load_video_audio(path, 16000)
@@ -132,9 +163,21 @@ def test_audio_extractor_reads_video_files_and_lists_mute_ones(tmp_path: Path) -
 
     talking = write_video(tmp_path / "talking.mp4", noise_frames(25), audio=tone(1.0))
     mute = write_video(tmp_path / "mute.mp4", noise_frames(25))
-    clips = [Clip(clip_id=p.stem, path=str(p), corpus="t", speaker="s", emotion="neutral",
-                  modality="audio_video", content_hash=p.stem * 8) for p in (talking, mute)]
-    result = extract_features(clips, create_extractor("logmel"), tmp_path / "cache", workers=0, progress=False)
+    clips = [
+        Clip(
+            clip_id=p.stem,
+            path=str(p),
+            corpus="t",
+            speaker="s",
+            emotion="neutral",
+            modality="audio_video",
+            content_hash=p.stem * 8,
+        )
+        for p in (talking, mute)
+    ]
+    result = extract_features(
+        clips, create_extractor("logmel"), tmp_path / "cache", workers=0, progress=False
+    )
     assert result.extracted == 1
     assert [(Path(s.path).name, s.reason) for s in result.skipped] == [("mute.mp4", NO_AUDIO_TRACK)]
 
@@ -146,7 +189,9 @@ def _indices(frames: np.ndarray) -> list[int]:
 
 
 def test_resampling_to_a_lower_and_a_higher_rate(tmp_path: Path) -> None:
-    path = write_video(tmp_path / "ramp.mp4", level_frames([10 + 20 * i for i in range(10)]), fps=10)  # 1.0 s
+    path = write_video(
+        tmp_path / "ramp.mp4", level_frames([10 + 20 * i for i in range(10)]), fps=10
+    )  # 1.0 s
     assert _indices(read_frames(path).frames) == list(range(10))
     low = read_frames(path, fps=5, format="gray")
     assert low.frames.shape == (5, 48, 64) and low.fps == 5.0
@@ -159,12 +204,18 @@ def test_resampling_to_a_lower_and_a_higher_rate(tmp_path: Path) -> None:
 
 
 def test_variable_frame_rate_is_resampled_by_timestamp(tmp_path: Path) -> None:
-    times = np.array([0.0, 0.04, 0.08, 0.3, 0.34, 0.7, 0.74, 0.78, 0.82, 0.86])  # gaps of 40 ms and 220-360 ms
-    path = write_video(tmp_path / "vfr.mp4", level_frames([10 + 20 * i for i in range(10)]), times=times)
+    times = np.array(
+        [0.0, 0.04, 0.08, 0.3, 0.34, 0.7, 0.74, 0.78, 0.82, 0.86]
+    )  # gaps of 40 ms and 220-360 ms
+    path = write_video(
+        tmp_path / "vfr.mp4", level_frames([10 + 20 * i for i in range(10)]), times=times
+    )
     native = read_frames(path)
     np.testing.assert_allclose(native.times, times, atol=1e-3)
     grid = read_frames(path, fps=25)
-    expected = [int(np.searchsorted(times, t + 1e-6) - 1) for t in grid.times]  # last frame shown at t
+    expected = [
+        int(np.searchsorted(times, t + 1e-6) - 1) for t in grid.times
+    ]  # last frame shown at t
     assert _indices(grid.frames) == expected
     assert grid.times[-1] == pytest.approx(0.88, abs=0.05)
     assert len(grid.times) == pytest.approx(0.9 * 25, abs=2)
@@ -190,7 +241,9 @@ def test_missing_empty_and_garbage_files(tmp_path: Path) -> None:
         load_audio(tmp_path / "garbage.avi")
 
 
-@pytest.mark.parametrize("suffix,faststart", [(".mp4", False), (".mp4", True), (".avi", False), (".flv", False)])
+@pytest.mark.parametrize(
+    "suffix,faststart", [(".mp4", False), (".mp4", True), (".avi", False), (".flv", False)]
+)
 def test_truncated_files_are_reported(tmp_path: Path, suffix: str, faststart: bool) -> None:
     path = write_video(tmp_path / f"full{suffix}", noise_frames(75), faststart=faststart)  # 3 s
     data = path.read_bytes()
@@ -201,8 +254,13 @@ def test_truncated_files_are_reported(tmp_path: Path, suffix: str, faststart: bo
 
 
 def test_longer_audio_is_not_mistaken_for_truncated_video(tmp_path: Path) -> None:
-    path = write_video(tmp_path / "long_audio.flv", noise_frames(25), fps=25, audio=tone(1.8, 22050),
-                       sample_rate=22050)  # the .flv header only gives the longest stream's duration
+    path = write_video(
+        tmp_path / "long_audio.flv",
+        noise_frames(25),
+        fps=25,
+        audio=tone(1.8, 22050),
+        sample_rate=22050,
+    )  # the .flv header only gives the longest stream's duration
     assert read_frames(path).frames.shape[0] == 25
 
 
@@ -210,7 +268,9 @@ def test_corrupt_middle_of_an_mp4_is_reported(tmp_path: Path) -> None:
     path = write_video(tmp_path / "full.mp4", noise_frames(40), faststart=True)
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle : middle + len(data) // 4] = np.random.default_rng(1).integers(0, 256, len(data) // 4, dtype=np.uint8).tobytes()
+    data[middle : middle + len(data) // 4] = (
+        np.random.default_rng(1).integers(0, 256, len(data) // 4, dtype=np.uint8).tobytes()
+    )
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(bytes(data))
     with pytest.raises(BadInputError, match="corrupt|truncated|unreadable"):
@@ -248,10 +308,15 @@ def test_ravdess_audio_video_and_video_only_files(tmp_path: Path) -> None:
     write_tone(actor / "03-01-08-02-01-01-19.wav")
     write_video(actor / "01-01-08-02-01-01-19.mp4", noise_frames(25), fps=25, audio=tone(1.0))
     write_video(actor / "02-01-08-02-01-01-19.mp4", noise_frames(50), fps=25)
-    result = prepare_corpus("ravdess", tmp_path, include=("speech", "audio_video", "video"), progress=False)
+    result = prepare_corpus(
+        "ravdess", tmp_path, include=("speech", "audio_video", "video"), progress=False
+    )
     assert not result.skipped
     by_id = {c.clip_id: c for c in result.clips}
-    av_clip, video_clip = by_id["ravdess/01-01-08-02-01-01-19"], by_id["ravdess/02-01-08-02-01-01-19"]
+    av_clip, video_clip = (
+        by_id["ravdess/01-01-08-02-01-01-19"],
+        by_id["ravdess/02-01-08-02-01-01-19"],
+    )
     audio_clip = by_id["ravdess/03-01-08-02-01-01-19"]
     assert (av_clip.modality, av_clip.sample_rate, av_clip.channels) == ("audio_video", 16000, 1)
     assert av_clip.duration == pytest.approx(1.0, abs=0.1)
@@ -261,15 +326,24 @@ def test_ravdess_audio_video_and_video_only_files(tmp_path: Path) -> None:
     assert len({av_clip.content_hash, video_clip.content_hash, audio_clip.content_hash}) == 3
     # the leakage guard sees one performance, whichever copies sit on either side
     for train, test in (([av_clip], [audio_clip]), ([video_clip], [av_clip])):
-        split = Split(name="t", train=[c.clip_id for c in train], val=[], test=[c.clip_id for c in test],
-                      speaker_independent=False)
+        split = Split(
+            name="t",
+            train=[c.clip_id for c in train],
+            val=[],
+            test=[c.clip_id for c in test],
+            speaker_independent=False,
+        )
         with pytest.raises(LeakageError, match="performance"):
             check_leakage(split, result.clips)
 
 
 def test_crema_d_flash_videos(tmp_path: Path) -> None:
-    write_video(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv", noise_frames(25), audio=tone(1.0, 22050),
-                sample_rate=22050)
+    write_video(
+        tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv",
+        noise_frames(25),
+        audio=tone(1.0, 22050),
+        sample_rate=22050,
+    )
     write_tone(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
     (tmp_path / "VideoFlash" / "1002_DFA_HAP_XX.flv").write_bytes(b"not a video")
     result = prepare_corpus("crema-d", tmp_path, include=("audio", "audio_video"), progress=False)
@@ -279,7 +353,9 @@ def test_crema_d_flash_videos(tmp_path: Path) -> None:
     assert flv.performance == by_id["crema-d/1001_DFA_ANG_XX"].performance
     assert sorted(by_id) == ["crema-d/1001_DFA_ANG_XX", "crema-d/av/1001_DFA_ANG_XX"]
     (skipped,) = result.skipped  # listed at prepare, not found out at extraction
-    assert skipped.path.endswith("1002_DFA_HAP_XX.flv") and skipped.reason.startswith("unreadable video")
+    assert skipped.path.endswith("1002_DFA_HAP_XX.flv") and skipped.reason.startswith(
+        "unreadable video"
+    )
 
 
 def test_prepare_probes_videos_and_lists_the_unusable_ones(tmp_path: Path) -> None:
@@ -303,7 +379,12 @@ def test_folder_corpus_takes_videos_too(tmp_path: Path) -> None:
     write_tone(tmp_path / "sad" / "spk1" / "b.wav")
     clips = {c.clip_id: c for c in prepare_corpus("folder", tmp_path, progress=False).clips}
     video, audio = clips["folder/happy/spk1/a"], clips["folder/sad/spk1/b"]
-    assert (video.modality, video.emotion, video.speaker, video.sample_rate) == ("audio_video", "happy", "folder/spk1", 16000)
+    assert (video.modality, video.emotion, video.speaker, video.sample_rate) == (
+        "audio_video",
+        "happy",
+        "folder/spk1",
+        16000,
+    )
     assert video.duration == pytest.approx(1.0, abs=0.1) and audio.modality == "audio"
 
 
@@ -315,8 +396,9 @@ def test_predict_expands_a_folder_to_its_videos(tmp_path: Path) -> None:
         (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "in" / name).write_bytes(b"x")
     (tmp_path / "in" / "notes.txt").write_text("not media")
-    assert sorted(p.relative_to(tmp_path / "in").as_posix() for p in collect_files([tmp_path / "in"])) == [
-        "a.wav", "b.mp4", "d.MOV", "sub/c.flv"]
+    assert sorted(
+        p.relative_to(tmp_path / "in").as_posix() for p in collect_files([tmp_path / "in"])
+    ) == ["a.wav", "b.mp4", "d.MOV", "sub/c.flv"]
 
 
 # -- the real RAVDESS clip -------------------------------------------------------------------------
@@ -325,7 +407,9 @@ def test_real_ravdess_clip_decodes_and_has_no_audio_track(shared_data: Path) -> 
     path = shared_data / "ravdess-video-sample" / "01-01-08-02-01-01-19.mp4"
     info = video_info(path)
     assert (info.width, info.height, info.frames) == (720, 720, 122)
-    assert info.fps == pytest.approx(29.97, abs=0.01) and info.duration == pytest.approx(4.07, abs=0.01)
+    assert info.fps == pytest.approx(29.97, abs=0.01) and info.duration == pytest.approx(
+        4.07, abs=0.01
+    )
     assert not info.has_audio
     times = [t for t, _frame in iter_frames(path)]
     assert len(times) == 122 and np.all(np.diff(times) > 0)
@@ -353,13 +437,21 @@ def test_display_rotation_is_applied(tmp_path: Path, rotation: int, turns: int) 
 
     _, frame = next(iter_frames(path))
     luma = frame_luma(frame)
-    assert luma.shape == upright.shape[:2] and luma[upright[..., 0] > 128].mean() > luma[upright[..., 0] < 128].mean() + 100
+    assert (
+        luma.shape == upright.shape[:2]
+        and luma[upright[..., 0] > 128].mean() > luma[upright[..., 0] < 128].mean() + 100
+    )
 
 
 def test_audio_that_starts_late_is_placed_on_the_video_clock(tmp_path: Path) -> None:
     wave = tone(0.5)
-    path = write_video(tmp_path / "late.mov", level_frames([100] * 25), audio=wave, audio_start=0.3,
-                       audio_codec="pcm_s16le")
+    path = write_video(
+        tmp_path / "late.mov",
+        level_frames([100] * 25),
+        audio=wave,
+        audio_start=0.3,
+        audio_codec="pcm_s16le",
+    )
     aligned = load_video_audio(path, 16000)
     raw = load_video_audio(path, 16000, align=False)
     assert raw.size == wave.size and aligned.size == wave.size + int(0.3 * 16000)

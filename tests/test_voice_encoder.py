@@ -28,7 +28,9 @@ def random_encoder(path, seed=0, layers=3):
 def speech_like(seconds=1.5, sr=16000, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
-    voiced = np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    voiced = np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t) * (
+        1 + np.sin(2 * np.pi * 3 * t)
+    )
     return (0.2 * voiced + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
@@ -43,9 +45,15 @@ def test_frame_states_shape_rate_and_layers(weights):
     states = ext.extract(wave)
     mel_frames = 1 + wave.size // 160  # centred 25 ms windows every 10 ms
     assert states.shape == ((mel_frames + 1) // 2, HIDDEN) and ext.frames_per_second == 50
-    every = create_extractor("voice_encoder", weights=str(weights), trim_db=None, stride=1).extract(wave)
-    np.testing.assert_allclose(every[::2], states, atol=1e-6)  # stride subsamples, the LSTM runs at 100 fps
-    first = create_extractor("voice_encoder", weights=str(weights), trim_db=None, stride=1, layer=1).extract(wave)
+    every = create_extractor("voice_encoder", weights=str(weights), trim_db=None, stride=1).extract(
+        wave
+    )
+    np.testing.assert_allclose(
+        every[::2], states, atol=1e-6
+    )  # stride subsamples, the LSTM runs at 100 fps
+    first = create_extractor(
+        "voice_encoder", weights=str(weights), trim_db=None, stride=1, layer=1
+    ).extract(wave)
     assert first.shape == every.shape and not np.allclose(first, every)
     assert np.all(np.abs(states) <= 1)  # LSTM outputs
     with pytest.raises(ConfigError, match="layer"):
@@ -67,7 +75,10 @@ def test_config_names_the_weights_and_a_stored_config_checks_them(weights, tmp_p
     assert again.config() == config
     other = random_encoder(tmp_path / "other.pt", seed=1)
     changed = create_extractor("voice_encoder", weights=str(other)).config()
-    assert FeatureStore(tmp_path, "voice_encoder", changed).root != FeatureStore(tmp_path, "voice_encoder", config).root
+    assert (
+        FeatureStore(tmp_path, "voice_encoder", changed).root
+        != FeatureStore(tmp_path, "voice_encoder", config).root
+    )
     stale = create_extractor("voice_encoder", **{**config, "weights": str(other)})
     with pytest.raises(ConfigError, match="changed"):
         stale.config()
@@ -78,11 +89,17 @@ class _Payload:
         return (print, ("unpickled",))
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"not a checkpoint", "not a readable weights file"),
-    (pickle.dumps({"model_state": _Payload()}), "not a readable weights file"),  # never unpickled
-    ("torch-dict", "no lstm"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"not a checkpoint", "not a readable weights file"),
+        (
+            pickle.dumps({"model_state": _Payload()}),
+            "not a readable weights file",
+        ),  # never unpickled
+        ("torch-dict", "no lstm"),
+    ],
+)
 def test_bad_weights_are_one_line_errors_naming_the_file(tmp_path, content, reason):
     path = tmp_path / "bad.pt"
     if content == "torch-dict":
@@ -99,7 +116,9 @@ def test_missing_weights_file_is_a_config_error(tmp_path):
         create_extractor("voice_encoder", weights=str(tmp_path / "none.pt")).config()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("resemblyzer") is None, reason="resemblyzer wheel not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("resemblyzer") is None, reason="resemblyzer wheel not installed"
+)
 def test_packaged_weights_load_and_tell_two_voices_apart():
     ext = create_extractor("voice_encoder")
     low = speech_like(1.5)
@@ -116,17 +135,22 @@ def test_all_layers_are_the_stacked_lstm_layer_by_layer(weights):
     assert states.shape[1] == 3 * HIDDEN
     lstm = torch.nn.LSTM(N_MELS, HIDDEN, 3, batch_first=True)
     saved = torch.load(weights, weights_only=True)["model_state"]
-    lstm.load_state_dict({k[len("lstm."):]: v for k, v in saved.items()})
+    lstm.load_state_dict({k[len("lstm.") :]: v for k, v in saved.items()})
     with torch.no_grad():
         stacked, _ = lstm(torch.from_numpy(ext.mel(wave))[None])
-    np.testing.assert_allclose(states[:, 2 * HIDDEN:], stacked[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(states[:, 2 * HIDDEN :], stacked[0].numpy(), atol=1e-5)
     last = create_extractor("voice_encoder", weights=str(weights), layer=3, stride=1).extract(wave)
-    np.testing.assert_allclose(states[:, 2 * HIDDEN:], last, atol=1e-6)
+    np.testing.assert_allclose(states[:, 2 * HIDDEN :], last, atol=1e-6)
 
 
 def test_a_two_layer_file_cannot_give_the_third_layer(tmp_path):
     path = random_encoder(tmp_path / "two.pt", layers=2)
-    assert create_extractor("voice_encoder", weights=str(path), layer=2).extract(speech_like(0.5)).shape[1] == HIDDEN
+    assert (
+        create_extractor("voice_encoder", weights=str(path), layer=2)
+        .extract(speech_like(0.5))
+        .shape[1]
+        == HIDDEN
+    )
     with pytest.raises(EmorecError, match="lack lstm.weight_ih_l2"):
         create_extractor("voice_encoder", weights=str(path), layer=3).extract(speech_like(0.5))
 
@@ -143,13 +167,25 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("encoder-model")
     weights = random_encoder(root / "encoder.pt")
-    corpus = generate_synthetic_corpus(root / "corpus", speakers=4, clips_per_emotion=2, emotions=("happy", "sad"))
+    corpus = generate_synthetic_corpus(
+        root / "corpus", speakers=4, clips_per_emotion=2, emotions=("happy", "sad")
+    )
     cli_process.emorec("prepare", "synthetic", corpus, "--out", root / "manifest.csv", cwd=root)
     config = tiny_recipe_config(
-        root, "encoder", data={"features": {"name": "voice_encoder", "weights": str(weights), "layer": "all"}},
-        split={"scheme": "speaker_kfold", "k": 2, "val_speakers": 1}, trainer={"epochs": 1, "batch_size": 4},
-        augment={"speed_views": [0.9, 1.1]})
-    config["model"] = {"name": "cnn_pooling", "frame_dims": [8], "pooling": "mean_std", "dense": [8], "dropout": 0.1}
+        root,
+        "encoder",
+        data={"features": {"name": "voice_encoder", "weights": str(weights), "layer": "all"}},
+        split={"scheme": "speaker_kfold", "k": 2, "val_speakers": 1},
+        trainer={"epochs": 1, "batch_size": 4},
+        augment={"speed_views": [0.9, 1.1]},
+    )
+    config["model"] = {
+        "name": "cnn_pooling",
+        "frame_dims": [8],
+        "pooling": "mean_std",
+        "dense": [8],
+        "dropout": 0.1,
+    }
     (root / "recipe.yaml").write_text(yaml.safe_dump(config))
     cli_process.emorec("train", root / "recipe.yaml", "--quiet", cwd=root, OMP_NUM_THREADS="1")
     weights.unlink()
@@ -163,7 +199,10 @@ def test_a_trained_model_keeps_its_encoder_and_predicts_without_the_original(tra
 
     root, fold, corpus = trained
     spec = json.loads((fold / "model.json").read_text())["features"]["audio"]
-    assert spec["weights"] == "voice_encoder.safetensors" and (fold / "voice_encoder.safetensors").is_file()
+    assert (
+        spec["weights"] == "voice_encoder.safetensors"
+        and (fold / "voice_encoder.safetensors").is_file()
+    )
     clip = next(corpus.rglob("*.wav"))
     cli_process.emorec("predict", fold, clip, "--out", root / "answers.csv", cwd=root)
     rows = (root / "answers.csv").read_text().splitlines()
@@ -174,11 +213,17 @@ def test_speed_views_are_cached_beside_the_originals_and_the_model_never_sees_th
     import json
 
     root, fold, corpus = trained
-    caches = {json.loads(p.read_text())["config"].get("speed", 1.0): p.parent
-              for p in (root / "cache").glob("voice_encoder-*/extractor.json")}
+    caches = {
+        json.loads(p.read_text())["config"].get("speed", 1.0): p.parent
+        for p in (root / "cache").glob("voice_encoder-*/extractor.json")
+    }
     assert sorted(caches) == [0.9, 1.0, 1.1]
-    entries = {speed: len(list(folder.glob("??/*.npy"))) for speed, folder in caches.items()}  # not packs
-    assert entries[0.9] == entries[1.1] == entries[1.0] > 0  # every clip the originals hold, at each speed
+    entries = {
+        speed: len(list(folder.glob("??/*.npy"))) for speed, folder in caches.items()
+    }  # not packs
+    assert (
+        entries[0.9] == entries[1.1] == entries[1.0] > 0
+    )  # every clip the originals hold, at each speed
     spec = json.loads((fold / "model.json").read_text())["features"]["audio"]
     assert "speed" not in spec  # validation, test and the exported model read the clips as they are
 
@@ -197,18 +242,31 @@ def test_a_training_draw_reads_the_original_or_a_view_alike(tmp_path):
     from emorec.data.dataset import ClipDataset
     from emorec.corpora.manifest import Clip
 
-    clips = [Clip(clip_id=f"c{i}", path=f"/x/c{i}.wav", corpus="x", speaker="x/1", emotion="happy",
-                  content_hash=f"{i:064d}") for i in range(2)]
+    clips = [
+        Clip(
+            clip_id=f"c{i}",
+            path=f"/x/c{i}.wav",
+            corpus="x",
+            speaker="x/1",
+            emotion="happy",
+            content_hash=f"{i:064d}",
+        )
+        for i in range(2)
+    ]
     original = FeatureStore(tmp_path, "voice_encoder", {"speed": 1.0})
     view = FeatureStore(tmp_path, "voice_encoder", {"speed": 0.9})
     for clip in clips:
         original.put(clip, np.zeros((10, 4), np.float32))
-    view.put(clips[0], np.ones((11, 4), np.float32))  # the second clip has no view: its original is read
+    view.put(
+        clips[0], np.ones((11, 4), np.float32)
+    )  # the second clip has no view: its original is read
     data = ClipDataset(clips, {"happy": 0}, {"audio": original}, views={"audio": [view]}, seed=3)
     first = [tuple(data[0]["audio"].shape) for _ in range(200)]
     assert set(first) == {(10, 4), (11, 4)} and 60 < first.count((11, 4)) < 140
     assert {tuple(data[1]["audio"].shape) for _ in range(50)} == {(10, 4)}
-    assert {tuple(ClipDataset(clips, {"happy": 0}, {"audio": original})[0]["audio"].shape)} == {(10, 4)}
+    assert {tuple(ClipDataset(clips, {"happy": 0}, {"audio": original})[0]["audio"].shape)} == {
+        (10, 4)
+    }
 
 
 def test_speed_views_need_an_extractor_that_can_make_them(tmp_path):
@@ -230,9 +288,13 @@ def test_the_onnx_export_computes_the_encoder_in_the_graph(trained):
     root, fold, _ = trained
     cli_process.emorec("export", fold, root / "m.onnx", cwd=root, timeout=600)
     waves = [0.3 * speech_like(s, seed=i) for i, s in enumerate((2.6, 1.1, 0.7))]
-    waves[1] = np.concatenate([np.zeros(5000, np.float32), waves[1], np.zeros(2000, np.float32)])  # trimmed away
+    waves[1] = np.concatenate(
+        [np.zeros(5000, np.float32), waves[1], np.zeros(2000, np.float32)]
+    )  # trimmed away
     torch_rec, onnx_rec = emorec.load(fold), emorec.load(root / "m.onnx")
-    np.testing.assert_allclose(onnx_rec.probabilities(waves), torch_rec.probabilities(waves), atol=1e-4)
+    np.testing.assert_allclose(
+        onnx_rec.probabilities(waves), torch_rec.probabilities(waves), atol=1e-4
+    )
 
 
 def test_trimmed_to_the_sample_the_states_do_not_move_with_the_silence_before_a_clip(weights):
@@ -246,19 +308,28 @@ def test_trimmed_to_the_sample_the_states_do_not_move_with_the_silence_before_a_
     assert "trim_to_sample" not in grid.config() and exact.config()["trim_to_sample"] is True
 
 
-@pytest.mark.parametrize("settings", [{"layer": "all"}, {"layer": 2, "stride": 1, "trim_to_sample": True},
-                                      {"layer": 3, "level_dbfs": None, "trim_db": None}])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"layer": "all"},
+        {"layer": 2, "stride": 1, "trim_to_sample": True},
+        {"layer": 3, "level_dbfs": None, "trim_db": None},
+    ],
+)
 def test_the_graph_front_end_computes_each_rows_states_alone(weights, settings):
     from emorec.features.torch_frontend import VoiceEncoderFrontEnd
 
     ext = create_extractor("voice_encoder", weights=str(weights), **settings)
-    waves = [0.3 * speech_like(2.0, seed=1), np.concatenate([np.zeros(6000), 0.05 * speech_like(0.8, seed=2)])]
+    waves = [
+        0.3 * speech_like(2.0, seed=1),
+        np.concatenate([np.zeros(6000), 0.05 * speech_like(0.8, seed=2)]),
+    ]
     batch = torch.zeros(2, max(w.size for w in waves))
     for row, w in enumerate(waves):
-        batch[row, :w.size] = torch.from_numpy(w.astype(np.float32))
+        batch[row, : w.size] = torch.from_numpy(w.astype(np.float32))
     with torch.no_grad():
         features, mask = VoiceEncoderFrontEnd(ext)(batch, torch.tensor([w.size for w in waves]))
     for row, w in enumerate(waves):
         alone = ext.extract(w.astype(np.float32))
         assert int(mask[row].sum()) == alone.shape[0]
-        np.testing.assert_allclose(features[row, :alone.shape[0]].numpy(), alone, atol=2e-4)
+        np.testing.assert_allclose(features[row, : alone.shape[0]].numpy(), alone, atol=2e-4)

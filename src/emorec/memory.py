@@ -25,11 +25,14 @@ THRESHOLD = 1 << 20
 def release_large_blocks() -> bool:
     """Fix glibc's mmap and trim thresholds at 1 MiB once per process; ``True`` where it did."""
     if not sys.platform.startswith("linux") or any(
-            name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    ):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (musl, ...)
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, THRESHOLD))
+    return bool(mallopt(_M_MMAP_THRESHOLD, THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, THRESHOLD)
+    )

@@ -11,8 +11,12 @@ from rich.console import Console
 
 from emorec.errors import EmorecError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Emotion recognition from speech and face video.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Emotion recognition from speech and face video.",
+)
 out = Console()
 err = Console(stderr=True)
 config_app = typer.Typer(no_args_is_help=True, help="Recipes: what a YAML file resolves to.")
@@ -31,9 +35,18 @@ def config_show(
     from emorec.training.config import differences, load_config, recipe_chain
 
     config = load_config(recipe, overrides).to_dict()
-    err.print("recipe: " + " <- ".join(p.name for p in recipe_chain(recipe)), highlight=False, soft_wrap=True)
+    err.print(
+        "recipe: " + " <- ".join(p.name for p in recipe_chain(recipe)),
+        highlight=False,
+        soft_wrap=True,
+    )
     if against is None:
-        out.print(yaml.safe_dump(config, sort_keys=False).rstrip(), highlight=False, markup=False, soft_wrap=True)
+        out.print(
+            yaml.safe_dump(config, sort_keys=False).rstrip(),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
         return
     changed = differences(config, load_config(against).to_dict())
     for key, old, new in changed:
@@ -51,8 +64,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="print the version and exit")) -> None:
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
     """Emotion recognition from speech and face video."""
 
 

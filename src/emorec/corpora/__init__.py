@@ -64,30 +64,53 @@ PREPARERS: dict[str, Callable[..., PrepareResult]] = {
     "synthetic": synthetic.prepare,
 }
 CORPUS_KINDS: tuple[str, ...] = tuple(PREPARERS)
-MODULES: dict[str, ModuleType] = {"ravdess": ravdess, "crema-d": crema_d, "tess": tess, "emovo": emovo, "urdu": urdu,
-                                  "folder": folder, "synthetic": synthetic}
+MODULES: dict[str, ModuleType] = {
+    "ravdess": ravdess,
+    "crema-d": crema_d,
+    "tess": tess,
+    "emovo": emovo,
+    "urdu": urdu,
+    "folder": folder,
+    "synthetic": synthetic,
+}
 
 #: ``-O key=value`` options of every corpus, for ``emorec prepare --help`` and the README; a test
 #: checks that every keyword option of every ``prepare`` is listed here.
 OPTION_HELP: dict[str, list[tuple[str, str]]] = {
     "ravdess": [
-        ("include=[speech,song,audio_video,video]",
-         "parts to read (default speech: the audio-only speech files, 03-01)"),
+        (
+            "include=[speech,song,audio_video,video]",
+            "parts to read (default speech: the audio-only speech files, 03-01)",
+        ),
     ],
     "crema-d": [
-        ("include=[audio,audio_video]", "audio files (AudioWAV, AudioMP3; default) and/or the videos (VideoFlash .flv)"),
-        ("label_source=acted|voice|face|multimodal",
-         "the acted label from the name (default) or the crowd's vote from processedResults/summaryTable.csv"),
-        ("metadata_dir=DIR", "folder holding VideoDemographics.csv and processedResults/ "
-                             "(default: PATH or its parent folder)"),
+        (
+            "include=[audio,audio_video]",
+            "audio files (AudioWAV, AudioMP3; default) and/or the videos (VideoFlash .flv)",
+        ),
+        (
+            "label_source=acted|voice|face|multimodal",
+            "the acted label from the name (default) or the crowd's vote from processedResults/summaryTable.csv",
+        ),
+        (
+            "metadata_dir=DIR",
+            "folder holding VideoDemographics.csv and processedResults/ "
+            "(default: PATH or its parent folder)",
+        ),
         ("demographics=FILE", "VideoDemographics.csv itself (gives each actor's gender)"),
         ("summary_table=FILE", "summaryTable.csv itself (for label_source other than acted)"),
     ],
     "folder": [
-        ("labels_csv=FILE", "labels from a CSV with columns path, emotion (or label), optional speaker and "
-                            "gender; without it labels are the sub-folder names PATH/<label>/..."),
-        ("speaker_pattern=REGEX", "speaker from the relative path, a regex with a group (?P<speaker>...), "
-                                  "e.g. 's(?P<speaker>[0-9]+)_'"),
+        (
+            "labels_csv=FILE",
+            "labels from a CSV with columns path, emotion (or label), optional speaker and "
+            "gender; without it labels are the sub-folder names PATH/<label>/...",
+        ),
+        (
+            "speaker_pattern=REGEX",
+            "speaker from the relative path, a regex with a group (?P<speaker>...), "
+            "e.g. 's(?P<speaker>[0-9]+)_'",
+        ),
         ("name=NAME", "corpus name, the prefix of clip and speaker ids (default folder)"),
     ],
     "tess": [],
@@ -112,10 +135,16 @@ def prepare_corpus(kind: str, root: str | os.PathLike, **options: Any) -> Prepar
     if key not in PREPARERS:
         raise ConfigError(f"unknown corpus kind {kind!r}; choose one of {', '.join(CORPUS_KINDS)}")
     prepare = PREPARERS[key]
-    accepted = [name for name, p in inspect.signature(prepare).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    accepted = [
+        name
+        for name, p in inspect.signature(prepare).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    ]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for corpus {key}; accepted: {', '.join(accepted)}")
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for corpus {key}; accepted: {', '.join(accepted)}"
+        )
     result = prepare(root, **options)
     if not result.clips:
         raise EmorecError(_nothing_prepared(Path(root).expanduser(), key, result, options))
@@ -129,8 +158,10 @@ def label_warnings(clips: list[Any]) -> list[str]:
     if not outside:
         return []
     labels = ", ".join(f"{label} ({n})" for label, n in sorted(outside.items()))
-    return [f"{plural(sum(outside.values()), 'clip')} labelled outside the built-in set "
-            f"({' '.join(EMOTIONS)}), each such label kept as a class of its own: {labels}"]
+    return [
+        f"{plural(sum(outside.values()), 'clip')} labelled outside the built-in set "
+        f"({' '.join(EMOTIONS)}), each such label kept as a class of its own: {labels}"
+    ]
 
 
 def _reason_kind(reason: str) -> str:
@@ -160,12 +191,22 @@ def _nothing_prepared(root: Path, kind: str, result: PrepareResult, options: dic
     if not media:
         return f"{head}: no media files ({' '.join(suffixes)}) in it or its sub-folders"
     found = " ".join(sorted({p.suffix.lower() for p in media}))
-    chosen = ", ".join(f"{k}={v!r}" for k, v in sorted(options.items()) if k not in ("progress", "workers"))
-    hint = "; ".join(h for h in (f"options {chosen}" if chosen else "", getattr(module, "NOT_SELECTED_HINT", "")) if h)
+    chosen = ", ".join(
+        f"{k}={v!r}" for k, v in sorted(options.items()) if k not in ("progress", "workers")
+    )
+    hint = "; ".join(
+        h
+        for h in (f"options {chosen}" if chosen else "", getattr(module, "NOT_SELECTED_HINT", ""))
+        if h
+    )
     what = f"{plural(len(media), 'media file')} ({found}), none of them selected"
     return f"{head}: {what}" + (f" ({hint})" if hint else "")
 
 
 __all__ = [
-    "CORPUS_KINDS", "PrepareResult", "UNKNOWN_SPEAKER", "generate_synthetic_corpus", "prepare_corpus",
+    "CORPUS_KINDS",
+    "PrepareResult",
+    "UNKNOWN_SPEAKER",
+    "generate_synthetic_corpus",
+    "prepare_corpus",
 ]

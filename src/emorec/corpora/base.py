@@ -88,7 +88,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def deduplicate(candidates: Sequence[Candidate]) -> tuple[list[Candidate], list[SkippedFile]]:
     """Keep one file per clip id (lossless formats first); the others are skipped."""
-    rank = {suffix: i for i, suffix in enumerate((".wav", ".flac", *AUDIO_SUFFIXES, *VIDEO_SUFFIXES))}
+    rank = {
+        suffix: i for i, suffix in enumerate((".wav", ".flac", *AUDIO_SUFFIXES, *VIDEO_SUFFIXES))
+    }
 
     def order(c: Candidate) -> tuple[int, str]:
         return rank.get(Path(c.clip.path).suffix.lower(), len(rank)), c.clip.path
@@ -100,7 +102,12 @@ def deduplicate(candidates: Sequence[Candidate]) -> tuple[list[Candidate], list[
         if first is None:
             kept[cand.clip.clip_id] = cand
         else:
-            skipped.append(skip(cand.clip.path, f"duplicate clip id {cand.clip.clip_id} (kept {first.clip.path})"))
+            skipped.append(
+                skip(
+                    cand.clip.path,
+                    f"duplicate clip id {cand.clip.clip_id} (kept {first.clip.path})",
+                )
+            )
     ordered = sorted(kept.values(), key=lambda c: c.clip.path)
     return ordered, skipped
 
@@ -144,8 +151,12 @@ def with_video_info(clip: Clip) -> Clip:
         return clip
     info = video_info(clip.path)
     check_first_frame(clip.path)
-    return replace(clip, duration=round(info.duration, 6), sample_rate=info.audio_sample_rate,
-                   channels=info.audio_channels)
+    return replace(
+        clip,
+        duration=round(info.duration, 6),
+        sample_rate=info.audio_sample_rate,
+        channels=info.audio_channels,
+    )
 
 
 def probe_media(candidate: Candidate) -> Probed:
@@ -174,7 +185,9 @@ def finish(
     workers = workers or min(16, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         jobs = pool.map(lambda c: _probe_safely(c, probe_fn), unique)
-        for outcome in _track(jobs, len(unique), progress and len(unique) >= PROGRESS_MIN_FILES, description):
+        for outcome in _track(
+            jobs, len(unique), progress and len(unique) >= PROGRESS_MIN_FILES, description
+        ):
             outcomes.append(outcome)
     for outcome in outcomes:
         if isinstance(outcome, Probed):
@@ -185,7 +198,9 @@ def finish(
     return result
 
 
-def _probe_safely(candidate: Candidate, probe_fn: Callable[[Candidate], Probed]) -> Probed | SkippedFile:
+def _probe_safely(
+    candidate: Candidate, probe_fn: Callable[[Candidate], Probed]
+) -> Probed | SkippedFile:
     try:
         return probe_fn(candidate)
     except BadInputError as err:
@@ -199,9 +214,20 @@ def _track(items: Iterable[Any], total: int, show: bool, description: str) -> It
         yield from items
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         for item in items:

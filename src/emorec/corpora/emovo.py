@@ -12,8 +12,13 @@ from emorec.corpora.manifest import Clip
 
 CORPUS = "emovo"
 EMOTION_CODES: dict[str, str] = {
-    "dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fearful",  # disgusto, gioia, neutro, paura
-    "rab": "angry", "sor": "surprised", "tri": "sad",                      # rabbia, sorpresa, tristezza
+    "dis": "disgust",
+    "gio": "happy",
+    "neu": "neutral",
+    "pau": "fearful",  # disgusto, gioia, neutro, paura
+    "rab": "angry",
+    "sor": "surprised",
+    "tri": "sad",  # rabbia, sorpresa, tristezza
 }
 BAD_NAME = "not an EMOVO name (expected EMOTION-ACTOR-SENTENCE, e.g. rab-m2-b1)"
 NO_CLIP_HINTS = {BAD_NAME.split(" (")[0]: "for files with other names use `emorec prepare folder`"}
@@ -26,11 +31,20 @@ def clip_of(path: Path) -> Clip | str:
         return BAD_NAME
     emotion, sex, number, sentence = (g.lower() for g in match.groups())
     stem = f"{emotion}-{sex}{number}-{sentence}"
-    return Clip(clip_id=f"{CORPUS}/{stem}", path=str(path), corpus=CORPUS, speaker=f"{CORPUS}/{sex}{number}",
-                emotion=EMOTION_CODES[emotion], gender="female" if sex == "f" else "male", statement=sentence,
-                performance=f"{CORPUS}/{stem}")
+    return Clip(
+        clip_id=f"{CORPUS}/{stem}",
+        path=str(path),
+        corpus=CORPUS,
+        speaker=f"{CORPUS}/{sex}{number}",
+        emotion=EMOTION_CODES[emotion],
+        gender="female" if sex == "f" else "male",
+        statement=sentence,
+        performance=f"{CORPUS}/{stem}",
+    )
 
 
-def prepare(root: str | os.PathLike, *, progress: bool = True, workers: int | None = None) -> PrepareResult:
+def prepare(
+    root: str | os.PathLike, *, progress: bool = True, workers: int | None = None
+) -> PrepareResult:
     """Prepare the EMOVO audio files under ``root`` (any folder layout; labels come from the names)."""
     return prepare_named(root, clip_of, description="EMOVO", progress=progress, workers=workers)

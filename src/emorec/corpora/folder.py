@@ -10,8 +10,16 @@ import re
 from pathlib import Path
 
 from emorec.corpora.base import (
-    UNKNOWN_SPEAKER, VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, probe_media, require_root,
-    scan_files, skip,
+    UNKNOWN_SPEAKER,
+    VIDEO_SUFFIXES,
+    Candidate,
+    PrepareResult,
+    finish,
+    is_audio,
+    probe_media,
+    require_root,
+    scan_files,
+    skip,
 )
 from emorec.errors import ConfigError, EmorecError, SkippedFile
 from emorec.corpora.manifest import Clip
@@ -19,14 +27,31 @@ from emorec.media.audio import AUDIO_SUFFIXES
 
 #: Obvious spellings of the canonical labels (after lower-casing); others are kept as given.
 SYNONYMS: dict[str, str] = {
-    "anger": "angry", "angry": "angry", "ang": "angry", "mad": "angry",
-    "happiness": "happy", "happy": "happy", "hap": "happy", "joy": "happy",
-    "sadness": "sad", "sad": "sad",
-    "fear": "fearful", "fearful": "fearful", "fea": "fearful", "afraid": "fearful", "scared": "fearful",
-    "disgust": "disgust", "disgusted": "disgust", "dis": "disgust",
-    "surprise": "surprised", "surprised": "surprised", "sur": "surprised",
-    "neutral": "neutral", "neu": "neutral",
-    "calm": "calm", "calmness": "calm",
+    "anger": "angry",
+    "angry": "angry",
+    "ang": "angry",
+    "mad": "angry",
+    "happiness": "happy",
+    "happy": "happy",
+    "hap": "happy",
+    "joy": "happy",
+    "sadness": "sad",
+    "sad": "sad",
+    "fear": "fearful",
+    "fearful": "fearful",
+    "fea": "fearful",
+    "afraid": "fearful",
+    "scared": "fearful",
+    "disgust": "disgust",
+    "disgusted": "disgust",
+    "dis": "disgust",
+    "surprise": "surprised",
+    "surprised": "surprised",
+    "sur": "surprised",
+    "neutral": "neutral",
+    "neu": "neutral",
+    "calm": "calm",
+    "calmness": "calm",
 }
 
 
@@ -83,7 +108,11 @@ def prepare(
         if not speaker and pattern is not None:
             match = pattern.search(rel.as_posix())
             if not match or not match.group("speaker"):
-                skipped.append(skip(path, f"speaker_pattern {pattern.pattern!r} does not match {rel.as_posix()}"))
+                skipped.append(
+                    skip(
+                        path, f"speaker_pattern {pattern.pattern!r} does not match {rel.as_posix()}"
+                    )
+                )
                 continue
             speaker = match.group("speaker")
         if not speaker and labels_csv is None and len(rel.parts) > 2:
@@ -98,7 +127,14 @@ def prepare(
             modality="audio" if is_audio(path) else "audio_video",
         )
         candidates.append(Candidate(clip, probe_audio=is_audio(path)))
-    return finish(candidates, skipped, progress=progress, workers=workers, description=name, probe_fn=probe_media)
+    return finish(
+        candidates,
+        skipped,
+        progress=progress,
+        workers=workers,
+        description=name,
+        probe_fn=probe_media,
+    )
 
 
 def _relative(path: Path, base: Path) -> Path:
@@ -128,7 +164,9 @@ def _rows_from_csv(base: Path, labels_csv: str | os.PathLike) -> list[tuple[Path
         columns = {c.strip().lower(): c for c in reader.fieldnames or ()}
         label_col = columns.get("emotion") or columns.get("label")
         if "path" not in columns or label_col is None:
-            raise EmorecError(f"{csv_path}: labels CSV needs columns path and emotion (found {sorted(columns)})")
+            raise EmorecError(
+                f"{csv_path}: labels CSV needs columns path and emotion (found {sorted(columns)})"
+            )
         rows = []
         for row in reader:
             raw = (row.get(columns["path"]) or "").strip()
@@ -136,10 +174,12 @@ def _rows_from_csv(base: Path, labels_csv: str | os.PathLike) -> list[tuple[Path
                 continue
             path = Path(raw).expanduser()
             path = path if path.is_absolute() else base / path
-            rows.append((
-                Path(os.path.abspath(path)),
-                (row.get(label_col) or "").strip(),
-                (row.get(columns.get("speaker", ""), "") or "").strip(),
-                (row.get(columns.get("gender", ""), "") or "").strip().lower(),
-            ))
+            rows.append(
+                (
+                    Path(os.path.abspath(path)),
+                    (row.get(label_col) or "").strip(),
+                    (row.get(columns.get("speaker", ""), "") or "").strip(),
+                    (row.get(columns.get("gender", ""), "") or "").strip().lower(),
+                )
+            )
     return rows

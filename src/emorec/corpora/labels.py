@@ -20,7 +20,14 @@ from emorec.errors import ConfigError
 
 #: Canonical order; class indices follow it so plots and reports read the same everywhere.
 EMOTIONS: tuple[str, ...] = (
-    "neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised",
+    "neutral",
+    "calm",
+    "happy",
+    "sad",
+    "angry",
+    "fearful",
+    "disgust",
+    "surprised",
 )
 
 LABEL_POLICIES = ("union", "intersection", "merge_calm")
@@ -38,12 +45,12 @@ def apply_label_policy(emotion: str, policy: str) -> str:
     return emotion
 
 
-def resolve_label_set(
-    clip_labels: Sequence[tuple[str, str]], policy: str = "union"
-) -> list[str]:
+def resolve_label_set(clip_labels: Sequence[tuple[str, str]], policy: str = "union") -> list[str]:
     """Class names for ``(corpus, emotion)`` pairs under ``policy``, in canonical order."""
     if policy not in LABEL_POLICIES:
-        raise ConfigError(f"unknown label_policy {policy!r}; choose one of {', '.join(LABEL_POLICIES)}")
+        raise ConfigError(
+            f"unknown label_policy {policy!r}; choose one of {', '.join(LABEL_POLICIES)}"
+        )
     mapped = [(corpus, apply_label_policy(e, policy)) for corpus, e in clip_labels]
     if policy == "intersection":
         per_corpus: dict[str, set[str]] = {}

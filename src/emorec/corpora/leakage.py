@@ -34,15 +34,25 @@ def check_leakage(split: Split, clips: Sequence[Clip]) -> None:
     parts = {"train": split.train, "val": split.val, "test": split.test}
     missing = [cid for ids in parts.values() for cid in ids if cid not in by_id]
     if missing:
-        raise EmorecError(f"split {split.name}: {len(missing)} clip id(s) not in the manifest, e.g. {missing[0]}")
+        raise EmorecError(
+            f"split {split.name}: {len(missing)} clip id(s) not in the manifest, e.g. {missing[0]}"
+        )
     seen: dict[str, str] = {}
     for part, ids in parts.items():
         for cid in ids:
             if cid in seen:
-                raise LeakageError(f"split {split.name}: clip {cid} is in both {seen[cid]} and {part}")
+                raise LeakageError(
+                    f"split {split.name}: clip {cid} is in both {seen[cid]} and {part}"
+                )
             seen[cid] = part
-    pairs = [("train+val", split.train + split.val, "test", split.test), ("train", split.train, "val", split.val)]
-    keys = [("performance", lambda c: c.performance), ("audio (content hash)", lambda c: c.content_hash)]
+    pairs = [
+        ("train+val", split.train + split.val, "test", split.test),
+        ("train", split.train, "val", split.val),
+    ]
+    keys = [
+        ("performance", lambda c: c.performance),
+        ("audio (content hash)", lambda c: c.content_hash),
+    ]
     if split.speaker_independent:
         keys.insert(0, ("speaker", lambda c: c.speaker))
     for what, key in keys:
@@ -56,7 +66,9 @@ def check_leakage(split: Split, clips: Sequence[Clip]) -> None:
             if shared:
                 example = shared[0]
                 right_cid = next(cid for cid in right if key(by_id[cid]) == example)
-                head = ", ".join(shared[:3]) + (f" and {len(shared) - 3} more" if len(shared) > 3 else "")
+                head = ", ".join(shared[:3]) + (
+                    f" and {len(shared) - 3} more" if len(shared) > 3 else ""
+                )
                 raise LeakageError(
                     f"split {split.name}: {what} {head} in both {left_name} and {right_name} "
                     f"(e.g. clips {left_keys[example]} and {right_cid})"

@@ -19,23 +19,27 @@ from emorec.errors import EmorecError
 
 @dataclass
 class Clip:
-    clip_id: str            # unique within a manifest, e.g. "ravdess/03-01-05-01-01-01-12"
-    path: str               # absolute path of the media file
-    corpus: str             # "ravdess", "crema-d", "folder", "synthetic", ...
-    speaker: str            # corpus-qualified speaker id, e.g. "ravdess/12"
-    emotion: str            # canonical label (see emorec.corpora.labels.EMOTIONS) or a folder label
-    gender: str = ""        # "male" / "female" / "" when unknown
-    intensity: str = ""     # corpus wording: "normal"/"strong" (RAVDESS), "LO"/"MD"/"HI"/"XX" (CREMA-D)
-    statement: str = ""     # sentence / statement code
+    clip_id: str  # unique within a manifest, e.g. "ravdess/03-01-05-01-01-01-12"
+    path: str  # absolute path of the media file
+    corpus: str  # "ravdess", "crema-d", "folder", "synthetic", ...
+    speaker: str  # corpus-qualified speaker id, e.g. "ravdess/12"
+    emotion: str  # canonical label (see emorec.corpora.labels.EMOTIONS) or a folder label
+    gender: str = ""  # "male" / "female" / "" when unknown
+    intensity: str = (
+        ""  # corpus wording: "normal"/"strong" (RAVDESS), "LO"/"MD"/"HI"/"XX" (CREMA-D)
+    )
+    statement: str = ""  # sentence / statement code
     modality: str = "audio"  # "audio", "audio_video" or "video"
     vocal_channel: str = "speech"  # "speech" or "song"
-    performance: str = ""   # same value for the same recorded performance shipped as several files
+    performance: str = ""  # same value for the same recorded performance shipped as several files
     acted_emotion: str = ""  # the acted label when ``emotion`` holds a perceived one
-    duration: float = 0.0   # seconds
-    sample_rate: int = 0    # Hz of the audio stream as stored
+    duration: float = 0.0  # seconds
+    sample_rate: int = 0  # Hz of the audio stream as stored
     channels: int = 0
-    content_hash: str = ""  # sha256 of the decoded audio samples (identical audio => identical hash)
-    age: int = 0            # the speaker's age in years when the corpus gives it (CREMA-D), else 0
+    content_hash: str = (
+        ""  # sha256 of the decoded audio samples (identical audio => identical hash)
+    )
+    age: int = 0  # the speaker's age in years when the corpus gives it (CREMA-D), else 0
 
     @property
     def group(self) -> str:

@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emorec.corpora.base import (
-    VIDEO_SUFFIXES, Candidate, PrepareResult, finish, is_audio, probe_media, require_root, scan_files, skip,
+    VIDEO_SUFFIXES,
+    Candidate,
+    PrepareResult,
+    finish,
+    is_audio,
+    probe_media,
+    require_root,
+    scan_files,
+    skip,
 )
 from emorec.errors import ConfigError
 from emorec.corpora.manifest import Clip
@@ -17,8 +25,14 @@ from emorec.media.audio import AUDIO_SUFFIXES
 
 CORPUS = "ravdess"
 EMOTION_CODES: dict[str, str] = {
-    "01": "neutral", "02": "calm", "03": "happy", "04": "sad",
-    "05": "angry", "06": "fearful", "07": "disgust", "08": "surprised",
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgust",
+    "08": "surprised",
 }
 INTENSITY_CODES = {"01": "normal", "02": "strong"}
 VOCAL_CHANNELS = {"01": "speech", "02": "song"}
@@ -28,8 +42,10 @@ PARTS = ("speech", "song", "audio_video", "video")
 BAD_NAME = "not a RAVDESS name (expected MM-VV-EE-II-SS-RR-AA)"
 #: Why a run ended with no clip, keyed by skip reason (without its details), and what to do.
 NO_CLIP_HINTS = {BAD_NAME.split(" (")[0]: "for files with other names use `emorec prepare folder`"}
-NOT_SELECTED_HINT = ("ravdess reads only the parts in include, by default speech (audio-only 03-01 files): "
-                     "e.g. -O include=[speech,song,audio_video,video]")
+NOT_SELECTED_HINT = (
+    "ravdess reads only the parts in include, by default speech (audio-only 03-01 files): "
+    "e.g. -O include=[speech,song,audio_video,video]"
+)
 _NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 
 
@@ -54,7 +70,14 @@ class RavdessName:
     def performance(self) -> str:
         """Shared by the audio-only, video-only and AV files of one recorded performance."""
         return f"{CORPUS}/" + "-".join(
-            (self.vocal_channel, self.emotion, self.intensity, self.statement, self.repetition, self.actor)
+            (
+                self.vocal_channel,
+                self.emotion,
+                self.intensity,
+                self.statement,
+                self.repetition,
+                self.actor,
+            )
         )
 
 
@@ -120,8 +143,19 @@ def prepare(
             continue
         if is_audio(path) != (name.modality == "03"):
             kind = "an audio" if is_audio(path) else "a video"
-            skipped.append(skip(path, f"RAVDESS modality {name.modality} ({MODALITIES[name.modality]}) in {kind} file"))
+            skipped.append(
+                skip(
+                    path,
+                    f"RAVDESS modality {name.modality} ({MODALITIES[name.modality]}) in {kind} file",
+                )
+            )
             continue
         candidates.append(Candidate(clip_from_name(path, name), probe_audio=is_audio(path)))
-    return finish(candidates, skipped, progress=progress, workers=workers, description="RAVDESS", probe_fn=probe_media)
-
+    return finish(
+        candidates,
+        skipped,
+        progress=progress,
+        workers=workers,
+        description="RAVDESS",
+        probe_fn=probe_media,
+    )

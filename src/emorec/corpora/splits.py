@@ -42,7 +42,15 @@ from emorec.corpora.standard_folds import (
     RAVDESS_FOLDS,
 )
 
-SCHEMES: tuple[str, ...] = ("auto", "ravdess6", "crema5", "speaker_kfold", "stratified", "cross_corpus", "release")
+SCHEMES: tuple[str, ...] = (
+    "auto",
+    "ravdess6",
+    "crema5",
+    "speaker_kfold",
+    "stratified",
+    "cross_corpus",
+    "release",
+)
 
 
 @dataclass
@@ -105,10 +113,16 @@ def make_splits(
         extra = [c for c in clips if c.corpus in set(train_only_corpora)]
         folded = [c for c in clips if c.corpus not in set(train_only_corpora)]
         if not extra:
-            raise EmorecError(f"split.train_only_corpora {list(train_only_corpora)}: no clip of these corpora in the manifest")
+            raise EmorecError(
+                f"split.train_only_corpora {list(train_only_corpora)}: no clip of these corpora in the manifest"
+            )
         if not folded:
-            raise EmorecError("split.train_only_corpora names every corpus of the manifest: nothing left to test on")
-        splits = make_splits(folded, scheme, k=k, val_speakers=val_speakers, test_size=test_size, seed=seed)
+            raise EmorecError(
+                "split.train_only_corpora names every corpus of the manifest: nothing left to test on"
+            )
+        splits = make_splits(
+            folded, scheme, k=k, val_speakers=val_speakers, test_size=test_size, seed=seed
+        )
         ids = [c.clip_id for c in extra]
         for split in splits:
             split.train = split.train + ids
@@ -117,7 +131,9 @@ def make_splits(
     if not clips:
         raise EmorecError("cannot split an empty manifest")
     if (scheme == "cross_corpus") != bool(test_corpora):
-        raise ConfigError("split.scheme cross_corpus and split.test_corpora go together (name the corpora to test on)")
+        raise ConfigError(
+            "split.scheme cross_corpus and split.test_corpora go together (name the corpora to test on)"
+        )
     if scheme == "auto":
         speakers = {c.speaker for c in clips}
         corpora = {c.corpus for c in clips}
@@ -139,8 +155,15 @@ def make_splits(
             splits = _ravdess6(clips, val_speakers, seed)
         elif scheme == "crema5":
             folds = {f: {f"crema-d/{a}" for a in actors} for f, actors in CREMA_D_FOLDS.items()}
-            splits = _fixed_folds("crema5", clips, folds, CREMA_D_ACTORS, val_speakers, seed,
-                                  actors="CREMA-D actors (crema-d/1001..1091)")
+            splits = _fixed_folds(
+                "crema5",
+                clips,
+                folds,
+                CREMA_D_ACTORS,
+                val_speakers,
+                seed,
+                actors="CREMA-D actors (crema-d/1001..1091)",
+            )
         elif scheme == "cross_corpus":
             splits = [_cross_corpus(clips, set(test_corpora), val_speakers, seed)]
         elif scheme == "release":
@@ -150,16 +173,22 @@ def make_splits(
     for split in splits:
         for part in ("train", "val", "test"):
             if not getattr(split, part) and not (part == "test" and split.scheme == "release"):
-                raise EmorecError(f"{split.scheme} {split.name}: empty {part} set ({len(clips)} clips)")
+                raise EmorecError(
+                    f"{split.scheme} {split.name}: empty {part} set ({len(clips)} clips)"
+                )
         check_leakage(split, clips)
     return splits
 
 
-def _cross_corpus(clips: Sequence[Clip], test_corpora: set[str], val_speakers: int, seed: int) -> Split:
+def _cross_corpus(
+    clips: Sequence[Clip], test_corpora: set[str], val_speakers: int, seed: int
+) -> Split:
     corpora = {c.corpus for c in clips}
     if not test_corpora <= corpora or not corpora - test_corpora:
-        raise EmorecError(f"split.test_corpora {sorted(test_corpora)}: the manifest's corpora are {sorted(corpora)}; "
-                          "need at least one to test on and one to train on")
+        raise EmorecError(
+            f"split.test_corpora {sorted(test_corpora)}: the manifest's corpora are {sorted(corpora)}; "
+            "need at least one to test on and one to train on"
+        )
     train_side = [c for c in clips if c.corpus not in test_corpora]
     val = per_corpus_val_speakers(train_side, val_speakers, np.random.default_rng(seed))
     test = {c.speaker for c in clips if c.corpus in test_corpora}
@@ -171,7 +200,9 @@ def _cross_corpus(clips: Sequence[Clip], test_corpora: set[str], val_speakers: i
 MIN_SPEAKERS_FOR_VALIDATION = 4
 
 
-def per_corpus_val_speakers(clips: Sequence[Clip], val_speakers: int, rng: np.random.Generator) -> set[str]:
+def per_corpus_val_speakers(
+    clips: Sequence[Clip], val_speakers: int, rng: np.random.Generator
+) -> set[str]:
     """About ``val_speakers`` validation speakers, drawn from each corpus by its share of the speakers
     (at least one from each corpus of :data:`MIN_SPEAKERS_FOR_VALIDATION` speakers or more), so that
     validation, which picks the epoch, hears every sizeable training corpus and not only the largest."""
@@ -180,12 +211,18 @@ def per_corpus_val_speakers(clips: Sequence[Clip], val_speakers: int, rng: np.ra
         by_corpus[clip.corpus].append(clip)
     if len(by_corpus) == 1:
         (only,) = by_corpus.values()
-        return set(pick_val_speakers(sorted({c.speaker for c in only}), _genders(only), val_speakers, rng))
+        return set(
+            pick_val_speakers(sorted({c.speaker for c in only}), _genders(only), val_speakers, rng)
+        )
     total = len({c.speaker for c in clips})
     val: set[str] = set()
     for corpus in sorted(by_corpus):
         speakers = sorted({c.speaker for c in by_corpus[corpus]})
-        share = max(1, round(val_speakers * len(speakers) / total)) if len(speakers) >= MIN_SPEAKERS_FOR_VALIDATION else 0
+        share = (
+            max(1, round(val_speakers * len(speakers) / total))
+            if len(speakers) >= MIN_SPEAKERS_FOR_VALIDATION
+            else 0
+        )
         val |= set(pick_val_speakers(speakers, _genders(by_corpus[corpus]), share, rng))
     return val
 
@@ -213,8 +250,9 @@ def _genders(clips: Iterable[Clip]) -> dict[str, str]:
     return {s: (v.most_common(1)[0][0] if v else "") for s, v in votes.items()}
 
 
-def pick_val_speakers(train_speakers: Sequence[str], genders: dict[str, str], n: int,
-                      rng: np.random.Generator) -> list[str]:
+def pick_val_speakers(
+    train_speakers: Sequence[str], genders: dict[str, str], n: int, rng: np.random.Generator
+) -> list[str]:
     """``n`` of ``train_speakers``, alternating genders where possible (deterministic given rng)."""
     by_gender: dict[str, list[str]] = defaultdict(list)
     for speaker in sorted(train_speakers):
@@ -228,7 +266,9 @@ def pick_val_speakers(train_speakers: Sequence[str], genders: dict[str, str], n:
     return sorted(picked)
 
 
-def _assemble(name: str, scheme: str, clips: Sequence[Clip], test: set[str], val: set[str]) -> Split:
+def _assemble(
+    name: str, scheme: str, clips: Sequence[Clip], test: set[str], val: set[str]
+) -> Split:
     return Split(
         name=name,
         train=[c.clip_id for c in clips if c.speaker not in test and c.speaker not in val],
@@ -243,16 +283,35 @@ def _assemble(name: str, scheme: str, clips: Sequence[Clip], test: set[str], val
 
 def _ravdess6(clips: Sequence[Clip], val_speakers: int, seed: int) -> list[Split]:
     folds = {f: {f"ravdess/{a:02d}" for a in actors} for f, actors in RAVDESS_FOLDS.items()}
-    return _fixed_folds("ravdess6", clips, folds, RAVDESS_ACTORS, val_speakers, seed, actors="RAVDESS actors (ravdess/01..24)")
+    return _fixed_folds(
+        "ravdess6",
+        clips,
+        folds,
+        RAVDESS_ACTORS,
+        val_speakers,
+        seed,
+        actors="RAVDESS actors (ravdess/01..24)",
+    )
 
 
-def _fixed_folds(scheme: str, clips: Sequence[Clip], folds: dict[int, set[str]], known: set[str],
-                 val_speakers: int, seed: int, *, actors: str) -> list[Split]:
+def _fixed_folds(
+    scheme: str,
+    clips: Sequence[Clip],
+    folds: dict[int, set[str]],
+    known: set[str],
+    val_speakers: int,
+    seed: int,
+    *,
+    actors: str,
+) -> list[Split]:
     """Splits whose test speakers are a fixed table; validation speakers drawn from each fold's training speakers."""
     others = sorted({c.speaker for c in clips} - known)
     if others:
-        raise EmorecError(f"scheme {scheme} needs {actors} only; found {', '.join(others[:3])}"
-                          + (" ..." if len(others) > 3 else "") + "; use scheme speaker_kfold")
+        raise EmorecError(
+            f"scheme {scheme} needs {actors} only; found {', '.join(others[:3])}"
+            + (" ..." if len(others) > 3 else "")
+            + "; use scheme speaker_kfold"
+        )
     genders = _genders(clips)
     speakers = sorted(genders)
     splits = []
@@ -260,8 +319,10 @@ def _fixed_folds(scheme: str, clips: Sequence[Clip], folds: dict[int, set[str]],
         test = actors & set(speakers)
         train = [s for s in speakers if s not in test]
         if len(train) <= val_speakers:
-            raise EmorecError(f"{scheme} fold{fold}: {len(train)} training actor(s) cannot give {val_speakers} "
-                              "validation actor(s) and keep one for training")
+            raise EmorecError(
+                f"{scheme} fold{fold}: {len(train)} training actor(s) cannot give {val_speakers} "
+                "validation actor(s) and keep one for training"
+            )
         val = pick_val_speakers(train, genders, val_speakers, np.random.default_rng([seed, fold]))
         splits.append(_assemble(f"fold{fold}", scheme, clips, test, set(val)))
     return splits
@@ -312,7 +373,10 @@ def _groups(clips: Sequence[Clip]) -> list[list[int]]:
 
     first: dict[str, int] = {}
     for i, clip in enumerate(clips):
-        for key in (f"p:{clip.performance}" if clip.performance else "", f"h:{clip.content_hash}" if clip.content_hash else ""):
+        for key in (
+            f"p:{clip.performance}" if clip.performance else "",
+            f"h:{clip.content_hash}" if clip.content_hash else "",
+        ):
             if key:
                 j = first.setdefault(key, i)
                 parent[find(i)] = find(j)
@@ -322,8 +386,9 @@ def _groups(clips: Sequence[Clip]) -> list[list[int]]:
     return list(members.values())
 
 
-def _stratified_take(groups: list[list[int]], clips: Sequence[Clip], fraction: float,
-                     rng: np.random.Generator) -> tuple[list[list[int]], list[list[int]]]:
+def _stratified_take(
+    groups: list[list[int]], clips: Sequence[Clip], fraction: float, rng: np.random.Generator
+) -> tuple[list[list[int]], list[list[int]]]:
     """Split groups into (rest, taken) with about ``fraction`` of each label's groups taken."""
     by_label: dict[str, list[list[int]]] = defaultdict(list)
     for group in groups:
@@ -332,7 +397,9 @@ def _stratified_take(groups: list[list[int]], clips: Sequence[Clip], fraction: f
     for label in sorted(by_label):
         members = by_label[label]
         order = rng.permutation(len(members))
-        n_take = min(len(members) - 1, max(1, round(fraction * len(members)))) if len(members) > 1 else 0
+        n_take = (
+            min(len(members) - 1, max(1, round(fraction * len(members)))) if len(members) > 1 else 0
+        )
         taken += [members[j] for j in order[:n_take]]
         rest += [members[j] for j in order[n_take:]]
     return rest, taken
@@ -346,8 +413,14 @@ def _stratified(clips: Sequence[Clip], test_size: float, seed: int) -> Split:
     def ids(groups: list[list[int]]) -> list[str]:
         return [clips[i].clip_id for i in sorted(i for g in groups for i in g)]
 
-    return Split("holdout", ids(train_groups), ids(val_groups), ids(test_groups),
-                 speaker_independent=False, scheme="stratified")
+    return Split(
+        "holdout",
+        ids(train_groups),
+        ids(val_groups),
+        ids(test_groups),
+        speaker_independent=False,
+        scheme="stratified",
+    )
 
 
 def save_splits(splits: Sequence[Split], path: str | os.PathLike) -> Path:

@@ -25,23 +25,23 @@ _HARMONICS = 24
 class Profile:
     """How an emotion shapes a tone; every value is jittered per clip so classes overlap."""
 
-    pitch: float      # factor on the speaker's base pitch
-    range_st: float   # pitch movement, semitones
+    pitch: float  # factor on the speaker's base pitch
+    range_st: float  # pitch movement, semitones
     energy_db: float  # level relative to full scale
-    rate: float       # syllables per second (amplitude modulation)
-    tilt: float       # harmonic roll-off exponent (higher = duller)
-    jitter: float     # relative random pitch perturbation
-    noise: float      # breathiness (noise to tone ratio)
+    rate: float  # syllables per second (amplitude modulation)
+    tilt: float  # harmonic roll-off exponent (higher = duller)
+    jitter: float  # relative random pitch perturbation
+    noise: float  # breathiness (noise to tone ratio)
 
 
 PROFILES: dict[str, Profile] = {
-    "neutral":   Profile(1.00, 2.0, -16.0, 3.6, 1.6, 0.006, 0.04),
-    "calm":      Profile(0.95, 1.5, -19.0, 3.0, 1.9, 0.005, 0.05),
-    "happy":     Profile(1.18, 5.5, -12.0, 4.6, 1.2, 0.010, 0.04),
-    "sad":       Profile(0.90, 1.5, -20.0, 2.7, 2.1, 0.012, 0.08),
-    "angry":     Profile(1.12, 4.0, -9.0, 5.0, 0.8, 0.015, 0.07),
-    "fearful":   Profile(1.28, 4.5, -14.0, 5.8, 1.4, 0.030, 0.12),
-    "disgust":   Profile(0.97, 3.0, -15.0, 3.1, 1.5, 0.015, 0.10),
+    "neutral": Profile(1.00, 2.0, -16.0, 3.6, 1.6, 0.006, 0.04),
+    "calm": Profile(0.95, 1.5, -19.0, 3.0, 1.9, 0.005, 0.05),
+    "happy": Profile(1.18, 5.5, -12.0, 4.6, 1.2, 0.010, 0.04),
+    "sad": Profile(0.90, 1.5, -20.0, 2.7, 2.1, 0.012, 0.08),
+    "angry": Profile(1.12, 4.0, -9.0, 5.0, 0.8, 0.015, 0.07),
+    "fearful": Profile(1.28, 4.5, -14.0, 5.8, 1.4, 0.030, 0.12),
+    "disgust": Profile(0.97, 3.0, -15.0, 3.1, 1.5, 0.015, 0.10),
     "surprised": Profile(1.32, 7.5, -12.0, 4.2, 1.3, 0.010, 0.05),
 }
 
@@ -77,9 +77,13 @@ def generate_synthetic_corpus(
     """
     unknown = [e for e in emotions if e not in PROFILES]
     if unknown:
-        raise ConfigError(f"synthetic emotions {unknown} unknown; choose among {', '.join(PROFILES)}")
+        raise ConfigError(
+            f"synthetic emotions {unknown} unknown; choose among {', '.join(PROFILES)}"
+        )
     if not 1 <= speakers <= 99 or not 1 <= clips_per_emotion <= 99:
-        raise ConfigError("synthetic corpus: speakers and clips_per_emotion must be between 1 and 99")
+        raise ConfigError(
+            "synthetic corpus: speakers and clips_per_emotion must be between 1 and 99"
+        )
     if not 0 < seconds[0] <= seconds[1]:
         raise ConfigError(f"synthetic corpus: seconds {seconds} must satisfy 0 < min <= max")
     root = Path(root)
@@ -90,12 +94,25 @@ def generate_synthetic_corpus(
         for emotion in emotions:
             for n in range(1, clips_per_emotion + 1):
                 rng = np.random.default_rng([seed, spk, _emotion_key(emotion), n])
-                wave = synthesize(PROFILES[emotion], voice, rng, seconds=seconds, sample_rate=sample_rate)
-                sf.write(folder / f"synth-{spk:02d}-{emotion}-{n:02d}.wav", wave, sample_rate, subtype="PCM_16")
-    write_text(root / "README.txt", README.format(
-        seed=seed, speakers=speakers, emotions=", ".join(emotions), clips=clips_per_emotion,
-        sample_rate=sample_rate,
-    ))
+                wave = synthesize(
+                    PROFILES[emotion], voice, rng, seconds=seconds, sample_rate=sample_rate
+                )
+                sf.write(
+                    folder / f"synth-{spk:02d}-{emotion}-{n:02d}.wav",
+                    wave,
+                    sample_rate,
+                    subtype="PCM_16",
+                )
+    write_text(
+        root / "README.txt",
+        README.format(
+            seed=seed,
+            speakers=speakers,
+            emotions=", ".join(emotions),
+            clips=clips_per_emotion,
+            sample_rate=sample_rate,
+        ),
+    )
     return root
 
 
@@ -121,8 +138,14 @@ def _emotion_key(emotion: str) -> int:
     return sum((i + 1) * ord(ch) for i, ch in enumerate(emotion))
 
 
-def synthesize(profile: Profile, voice: Voice, rng: np.random.Generator, *,
-               seconds: tuple[float, float], sample_rate: int) -> np.ndarray:
+def synthesize(
+    profile: Profile,
+    voice: Voice,
+    rng: np.random.Generator,
+    *,
+    seconds: tuple[float, float],
+    sample_rate: int,
+) -> np.ndarray:
     """One clip: a jittered harmonic tone with syllable-like envelope and breath noise."""
     n = int(rng.uniform(*seconds) * sample_rate)
     t = np.arange(n) / sample_rate
@@ -134,15 +157,23 @@ def synthesize(profile: Profile, voice: Voice, rng: np.random.Generator, *,
     level = 10 ** ((profile.energy_db + rng.normal(0, 3.0)) / 20)
     noise_ratio = profile.noise * rng.lognormal(0, 0.3)
     # Pitch contour: slow random melody plus jitter (smoothed noise).
-    contour = sum(rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(0.3, 1.5) * t + rng.uniform(0, 2 * np.pi))
-                  for _ in range(2)) / 2
+    contour = (
+        sum(
+            rng.uniform(0.3, 1.0)
+            * np.sin(2 * np.pi * rng.uniform(0.3, 1.5) * t + rng.uniform(0, 2 * np.pi))
+            for _ in range(2)
+        )
+        / 2
+    )
     jitter = _smooth_noise(rng, n, sample_rate, 80.0) * profile.jitter
     freq = f0 * 2 ** (range_st * contour / 12) * (1 + jitter)
     phase = 2 * np.pi * np.cumsum(freq) / sample_rate
     k = np.arange(1, _HARMONICS + 1)
     centre = k * f0
-    envelope = 1 + sum(g * np.exp(-(((centre - f) / 250.0) ** 2)) for f, g in zip(voice.formants, voice.gains))
-    amps = envelope * k ** -tilt * (k * freq.max() < 0.48 * sample_rate)  # no aliasing
+    envelope = 1 + sum(
+        g * np.exp(-(((centre - f) / 250.0) ** 2)) for f, g in zip(voice.formants, voice.gains)
+    )
+    amps = envelope * k**-tilt * (k * freq.max() < 0.48 * sample_rate)  # no aliasing
     tone = _harmonic_sum(phase, amps)
     tone /= np.max(np.abs(tone)) + 1e-9
     noise = _smooth_noise(rng, n, sample_rate, 3000.0) * noise_ratio * 3
@@ -164,7 +195,9 @@ def _harmonic_sum(phase: np.ndarray, amps: np.ndarray) -> np.ndarray:
     return total
 
 
-def _smooth_noise(rng: np.random.Generator, n: int, sample_rate: int, bandwidth: float) -> np.ndarray:
+def _smooth_noise(
+    rng: np.random.Generator, n: int, sample_rate: int, bandwidth: float
+) -> np.ndarray:
     """Unit-variance noise band-limited to about ``bandwidth`` Hz (linear interpolation)."""
     step = max(1, int(sample_rate / (2 * bandwidth)))
     knots = rng.standard_normal(n // step + 2)
@@ -179,7 +212,7 @@ def _syllables(rng: np.random.Generator, n: int, sample_rate: int, rate: float) 
         length = int(sample_rate * rng.uniform(0.55, 0.9) / rate)
         s = int(start)
         seg = np.hanning(length + 2)[1:-1][: n - s] * rng.uniform(0.6, 1.0)
-        env[s:s + seg.size] = np.maximum(env[s:s + seg.size], seg)
+        env[s : s + seg.size] = np.maximum(env[s : s + seg.size], seg)
         start += sample_rate / rate * rng.lognormal(0, 0.2)
     return env
 
@@ -190,7 +223,9 @@ def parse_name(stem: str) -> tuple[str, str, str] | None:
     return match.groups() if match else None  # type: ignore[return-value]
 
 
-def prepare(root: str | os.PathLike, *, progress: bool = True, workers: int | None = None) -> PrepareResult:
+def prepare(
+    root: str | os.PathLike, *, progress: bool = True, workers: int | None = None
+) -> PrepareResult:
     """Prepare a corpus written by :func:`generate_synthetic_corpus`."""
     base = require_root(root)
     candidates, skipped = [], []

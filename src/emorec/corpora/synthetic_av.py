@@ -29,8 +29,16 @@ AV_EMOTIONS = ("neutral", "happy", "sad", "angry")
 
 
 def generate_av_feature_corpus(
-    root: str | os.PathLike, *, speakers: int = 6, clips: int = 4, audio_dim: int = 6, video_dim: int = 5,
-    shift: float = 1.5, weak_shift: float = 0.0, clip_noise: float = 0.0, seed: int = 0,
+    root: str | os.PathLike,
+    *,
+    speakers: int = 6,
+    clips: int = 4,
+    audio_dim: int = 6,
+    video_dim: int = 5,
+    shift: float = 1.5,
+    weak_shift: float = 0.0,
+    clip_noise: float = 0.0,
+    seed: int = 0,
 ) -> tuple[Path, Path, Path]:
     """Write ``clips`` clips per speaker and emotion; returns ``(manifest, audio_dir, video_dir)``.
 
@@ -52,14 +60,28 @@ def generate_av_feature_corpus(
                 clip_id = f"av/{spk:02d}-{emotion}-{n:02d}"
                 frames = {"audio": int(rng.integers(8, 20)), "video": int(rng.integers(3, 8))}
                 stem = clip_id.replace("/", "__")
-                for modality, dim, folder in (("audio", audio_dim, audio_dir), ("video", video_dim, video_dir)):
-                    x = rng.normal(size=(frames[modality], dim)) + clip_noise * rng.normal(size=(1, dim))
+                for modality, dim, folder in (
+                    ("audio", audio_dim, audio_dir),
+                    ("video", video_dim, video_dir),
+                ):
+                    x = rng.normal(size=(frames[modality], dim)) + clip_noise * rng.normal(
+                        size=(1, dim)
+                    )
                     x[:, :2] += shift * strong[modality]
                     if weak_shift and dim > 2:
                         x[:, 2] += weak_shift * weak[modality]
                     np.save(folder / f"{stem}.npy", x.astype(np.float32))
-                rows.append(Clip(clip_id=clip_id, path=str(root / "media" / f"{stem}.mp4"), corpus="av",
-                                 speaker=f"av/{spk:02d}", emotion=emotion, gender="male" if spk % 2 else "female",
-                                 modality="audio_video", duration=1.0))
+                rows.append(
+                    Clip(
+                        clip_id=clip_id,
+                        path=str(root / "media" / f"{stem}.mp4"),
+                        corpus="av",
+                        speaker=f"av/{spk:02d}",
+                        emotion=emotion,
+                        gender="male" if spk % 2 else "female",
+                        modality="audio_video",
+                        duration=1.0,
+                    )
+                )
     manifest = write_manifest(rows, root / "manifest.csv")
     return manifest, audio_dir, video_dir

@@ -12,8 +12,13 @@ from emorec.corpora.manifest import Clip
 
 CORPUS = "tess"
 EMOTION_CODES: dict[str, str] = {
-    "angry": "angry", "disgust": "disgust", "fear": "fearful", "happy": "happy",
-    "neutral": "neutral", "ps": "surprised", "sad": "sad",  # ps: "pleasant surprise"
+    "angry": "angry",
+    "disgust": "disgust",
+    "fear": "fearful",
+    "happy": "happy",
+    "neutral": "neutral",
+    "ps": "surprised",
+    "sad": "sad",  # ps: "pleasant surprise"
 }
 SPEAKER_AGES = {"OAF": 64, "YAF": 26}
 #: Upstream names one file ``OA_bite_neutral``; it lies in ``OAF_neutral/`` with the others.
@@ -32,11 +37,21 @@ def clip_of(path: Path) -> Clip | str:
     if speaker not in SPEAKER_AGES or emotion.lower() not in EMOTION_CODES:
         return BAD_NAME
     stem = f"{speaker}_{word.lower()}_{emotion.lower()}"
-    return Clip(clip_id=f"{CORPUS}/{stem}", path=str(path), corpus=CORPUS, speaker=f"{CORPUS}/{speaker}",
-                emotion=EMOTION_CODES[emotion.lower()], gender="female", age=SPEAKER_AGES[speaker],
-                statement=word.lower(), performance=f"{CORPUS}/{stem}")
+    return Clip(
+        clip_id=f"{CORPUS}/{stem}",
+        path=str(path),
+        corpus=CORPUS,
+        speaker=f"{CORPUS}/{speaker}",
+        emotion=EMOTION_CODES[emotion.lower()],
+        gender="female",
+        age=SPEAKER_AGES[speaker],
+        statement=word.lower(),
+        performance=f"{CORPUS}/{stem}",
+    )
 
 
-def prepare(root: str | os.PathLike, *, progress: bool = True, workers: int | None = None) -> PrepareResult:
+def prepare(
+    root: str | os.PathLike, *, progress: bool = True, workers: int | None = None
+) -> PrepareResult:
     """Prepare the TESS audio files under ``root`` (any folder layout; labels come from the names)."""
     return prepare_named(root, clip_of, description="TESS", progress=progress, workers=workers)

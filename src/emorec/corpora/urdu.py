@@ -24,11 +24,20 @@ def clip_of(path: Path) -> Clip | str:
     sex, speaker, _file, emotion, _index = (g.upper() for g in match.groups())
     stem = path.stem.upper()
     # Speaker numbers count within each sex: SM1 and SF1 are two people.
-    return Clip(clip_id=f"{CORPUS}/{stem}", path=str(path), corpus=CORPUS, speaker=f"{CORPUS}/{sex}{int(speaker)}",
-                emotion=EMOTION_CODES[emotion], gender="male" if sex == "M" else "female", vocal_channel="speech",
-                performance=f"{CORPUS}/{stem}")
+    return Clip(
+        clip_id=f"{CORPUS}/{stem}",
+        path=str(path),
+        corpus=CORPUS,
+        speaker=f"{CORPUS}/{sex}{int(speaker)}",
+        emotion=EMOTION_CODES[emotion],
+        gender="male" if sex == "M" else "female",
+        vocal_channel="speech",
+        performance=f"{CORPUS}/{stem}",
+    )
 
 
-def prepare(root: str | os.PathLike, *, progress: bool = True, workers: int | None = None) -> PrepareResult:
+def prepare(
+    root: str | os.PathLike, *, progress: bool = True, workers: int | None = None
+) -> PrepareResult:
     """Prepare the URDU audio files under ``root`` (any folder layout; labels come from the names)."""
     return prepare_named(root, clip_of, description="URDU", progress=progress, workers=workers)

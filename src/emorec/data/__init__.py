@@ -8,11 +8,34 @@ long. ``True`` in a mask marks a real frame; padded frames are zeros.
 batches; every public name is importable from here.
 """
 
-from emorec.data.batching import BucketBatchSampler, ShardedBucketBatchSampler, make_loaders, pad_collate, padding_fraction
-from emorec.data.dataset import (MODALITIES, ClipDataset, ClipFrames, balanced_weights, corpus_class_masks,
-                                 missing_modality_frames)
+from emorec.data.batching import (
+    BucketBatchSampler,
+    ShardedBucketBatchSampler,
+    make_loaders,
+    pad_collate,
+    padding_fraction,
+)
+from emorec.data.dataset import (
+    MODALITIES,
+    ClipDataset,
+    ClipFrames,
+    balanced_weights,
+    corpus_class_masks,
+    missing_modality_frames,
+)
 from emorec.data.normalizer import Normalizer
 
-__all__ = ["MODALITIES", "BucketBatchSampler", "ClipDataset", "ClipFrames", "Normalizer", "ShardedBucketBatchSampler",
-           "balanced_weights", "corpus_class_masks", "make_loaders", "missing_modality_frames", "pad_collate",
-           "padding_fraction"]
+__all__ = [
+    "MODALITIES",
+    "BucketBatchSampler",
+    "ClipDataset",
+    "ClipFrames",
+    "Normalizer",
+    "ShardedBucketBatchSampler",
+    "balanced_weights",
+    "corpus_class_masks",
+    "make_loaders",
+    "missing_modality_frames",
+    "pad_collate",
+    "padding_fraction",
+]

@@ -50,9 +50,17 @@ class BucketBatchSampler(Sampler[list[int]]):
     batches shuffled. Deterministic for a given ``seed`` and epoch.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True,
-                 seed: int = 0, bucketing: bool = True, weights: Sequence[float] | None = None,
-                 draws: int | None = None):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        bucketing: bool = True,
+        weights: Sequence[float] | None = None,
+        draws: int | None = None,
+    ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.lengths = list(lengths)
@@ -85,7 +93,10 @@ class BucketBatchSampler(Sampler[list[int]]):
             rng.shuffle(order)
         if self.bucketing:
             # Jitter of +-10% keeps batches varied between epochs while lengths stay close.
-            key = {i: self.lengths[i] * (1.0 + (rng.uniform(-0.1, 0.1) if self.shuffle else 0.0)) for i in order}
+            key = {
+                i: self.lengths[i] * (1.0 + (rng.uniform(-0.1, 0.1) if self.shuffle else 0.0))
+                for i in order
+            }
             order.sort(key=key.__getitem__)
         return order, rng
 
@@ -122,11 +133,28 @@ class ShardedBucketBatchSampler(BucketBatchSampler):
     Lightning starts the process group.
     """
 
-    def __init__(self, lengths, batch_size: int, *, shuffle: bool = True, seed: int = 0, bucketing: bool = True,
-                 rank: int | None = None, world_size: int | None = None, weights: Sequence[float] | None = None,
-                 draws: int | None = None):
-        super().__init__(lengths, batch_size, shuffle=shuffle, seed=seed, bucketing=bucketing, weights=weights,
-                         draws=draws)
+    def __init__(
+        self,
+        lengths,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        bucketing: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
+        weights: Sequence[float] | None = None,
+        draws: int | None = None,
+    ):
+        super().__init__(
+            lengths,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            bucketing=bucketing,
+            weights=weights,
+            draws=draws,
+        )
         self._rank, self._world = rank, world_size
 
     def _world_rank(self) -> tuple[int, int]:
@@ -154,15 +182,26 @@ class ShardedBucketBatchSampler(BucketBatchSampler):
             yield from super().__iter__()
             return
         order, rng = self._epoch_order()
-        chunks = [list(map(int, c)) for c in np.array_split(np.asarray(order), world * self._per_rank(world))]
+        chunks = [
+            list(map(int, c))
+            for c in np.array_split(np.asarray(order), world * self._per_rank(world))
+        ]
         if self.shuffle:
             rng.shuffle(chunks)
         yield from chunks[rank::world]
 
 
-def make_loaders(train_set: ClipDataset, val_set: ClipDataset, *, batch_size: int, seed: int,
-                 bucketing: bool = True, num_workers: int = 0, weights: Sequence[float] | None = None,
-                 draws: int | None = None):
+def make_loaders(
+    train_set: ClipDataset,
+    val_set: ClipDataset,
+    *,
+    batch_size: int,
+    seed: int,
+    bucketing: bool = True,
+    num_workers: int = 0,
+    weights: Sequence[float] | None = None,
+    draws: int | None = None,
+):
     """``(train_loader, val_loader)`` over :func:`pad_collate` batches, sharded under DDP.
 
     Each loader has its own generator: creating an iterator then draws nothing from the global
@@ -170,12 +209,26 @@ def make_loaders(train_set: ClipDataset, val_set: ClipDataset, *, batch_size: in
     from torch.utils.data import DataLoader
 
     first = train_set.modalities[0]
-    train = DataLoader(train_set, collate_fn=pad_collate, num_workers=num_workers,
-                       generator=torch.Generator().manual_seed(seed),
-                       batch_sampler=ShardedBucketBatchSampler(train_set.lengths(first), batch_size, shuffle=True,
-                                                               seed=seed, bucketing=bucketing, weights=weights,
-                                                               draws=draws))
-    val = DataLoader(val_set, collate_fn=pad_collate, num_workers=num_workers,
-                     generator=torch.Generator().manual_seed(seed),
-                     batch_sampler=ShardedBucketBatchSampler(val_set.lengths(first), batch_size, shuffle=False))
+    train = DataLoader(
+        train_set,
+        collate_fn=pad_collate,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+        batch_sampler=ShardedBucketBatchSampler(
+            train_set.lengths(first),
+            batch_size,
+            shuffle=True,
+            seed=seed,
+            bucketing=bucketing,
+            weights=weights,
+            draws=draws,
+        ),
+    )
+    val = DataLoader(
+        val_set,
+        collate_fn=pad_collate,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+        batch_sampler=ShardedBucketBatchSampler(val_set.lengths(first), batch_size, shuffle=False),
+    )
     return train, val

@@ -38,7 +38,7 @@ class ClipFrames(Sequence):
 
     def __init__(self, store_name: str):
         self.store_name = store_name
-        self._items: list = []   # (features, valid) held, or (PackedStore, Clip) read on access
+        self._items: list = []  # (features, valid) held, or (PackedStore, Clip) read on access
         self.lengths: list[int] = []
 
     def append(self, item: tuple) -> None:
@@ -106,24 +106,33 @@ class ClipDataset(Dataset):
         *,
         speaker_norm: bool = False,
         dims: Mapping[str, int] | None = None,
-        transforms: Mapping[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] | None = None,
+        transforms: Mapping[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]
+        | None = None,
         seed: int = 0,
         corpus_classes: Mapping[str, np.ndarray] | None = None,
         corpus_index: Mapping[str, int] | None = None,
         views: Mapping[str, Sequence[FeatureStore]] | None = None,
     ):
         self.label_index = dict(label_index)
-        self.corpus_index = dict(corpus_index or {})  # corpus -> int: each item then carries it as "corpus"
+        self.corpus_index = dict(
+            corpus_index or {}
+        )  # corpus -> int: each item then carries it as "corpus"
         # corpus -> (C,) bool: the classes its clips can have; each item then carries its row as "classes".
         self.corpus_classes = dict(corpus_classes or {})
         self.modalities = [m for m in MODALITIES if m in stores]
         self.clips: list[Clip] = []
-        self.features: dict[str, ClipFrames] = {m: ClipFrames(stores[m].name) for m in self.modalities}
+        self.features: dict[str, ClipFrames] = {
+            m: ClipFrames(stores[m].name) for m in self.modalities
+        }
         self.missing: list[Clip] = []
         self.missing_modality: list[tuple[str, str]] = []
-        self._first_index: dict[str, int] = {}  # clip id -> its first position (a clip listed more than once)
+        self._first_index: dict[
+            str, int
+        ] = {}  # clip id -> its first position (a clip listed more than once)
         absent: list[tuple[int, str]] = []
-        held: dict[tuple[str, str], tuple | None] = {}  # a repeated clip (data.corpus_repeats) is read once
+        held: dict[
+            tuple[str, str], tuple | None
+        ] = {}  # a repeated clip (data.corpus_repeats) is read once
         for clip in clips:
             found = {m: _lookup(stores[m], clip, held) for m in self.modalities}
             if all(item is None for item in found.values()):
@@ -142,7 +151,9 @@ class ClipDataset(Dataset):
             present = next((i for i in range(len(self.clips)) if (i, m) not in gaps), None)
             sizes[m] = self.features[m][present].shape[1] if present is not None else sizes.get(m)
             if sizes[m] is None:
-                raise EmorecError(f"no clip has {m} features (extractor {stores[m].name}): nothing to learn {m} from")
+                raise EmorecError(
+                    f"no clip has {m} features (extractor {stores[m].name}): nothing to learn {m} from"
+                )
         for i, m in absent:
             self.features[m].replace(i, missing_modality_frames(sizes[m]))
         self.normalizers = dict(normalizers or {})
@@ -160,13 +171,18 @@ class ClipDataset(Dataset):
         info = torch.utils.data.get_worker_info()
         key = None if info is None else (info.id, torch.initial_seed())
         if self._rng is None or self._rng[0] != key:
-            self._rng = (key, np.random.default_rng(self.seed if info is None else torch.initial_seed()))
+            self._rng = (
+                key,
+                np.random.default_rng(self.seed if info is None else torch.initial_seed()),
+            )
         return self._rng[1]
 
     def __len__(self) -> int:
         return len(self.clips)
 
-    def _view(self, modality: str, clip: Clip, features: np.ndarray, valid: np.ndarray | None) -> tuple:
+    def _view(
+        self, modality: str, clip: Clip, features: np.ndarray, valid: np.ndarray | None
+    ) -> tuple:
         """``(features, valid)`` of a view drawn uniformly with the original; the original when that
         view has no entry for the clip."""
         pick = int(self.generator().integers(len(self.views[modality]) + 1))
@@ -203,7 +219,9 @@ class ClipDataset(Dataset):
             if m in self.transforms:
                 features = self.transforms[m](features, self.generator())
             if m in self.normalizers:
-                features = self.normalizers[m](features, clip.speaker if self.speaker_norm else None, valid)
+                features = self.normalizers[m](
+                    features, clip.speaker if self.speaker_norm else None, valid
+                )
             if valid is not None:
                 features = np.where(valid[:, None], features, 0.0)  # missing frames stay zeros
                 item[f"{m}_valid"] = torch.from_numpy(valid)
@@ -211,7 +229,9 @@ class ClipDataset(Dataset):
         return item
 
 
-def corpus_class_masks(clips: Sequence[Clip], label_index: Mapping[str, int]) -> dict[str, np.ndarray]:
+def corpus_class_masks(
+    clips: Sequence[Clip], label_index: Mapping[str, int]
+) -> dict[str, np.ndarray]:
     """corpus -> ``(C,)`` bool: which classes of ``label_index`` occur among that corpus's ``clips``."""
     masks: dict[str, np.ndarray] = {}
     for clip in clips:
@@ -236,12 +256,16 @@ def balanced_weights(clips: Sequence[Clip], power: float) -> np.ndarray:
     speakers_of: dict[str, list[int]] = {}
     for (corpus, _), n in per_speaker.items():
         speakers_of.setdefault(corpus, []).append(n)
-    corpus_total = sum(n ** power for n in per_corpus.values())
-    speaker_total = {corpus: sum(n ** power for n in counts) for corpus, counts in speakers_of.items()}
-    weights = np.array([
-        (per_corpus[c.corpus] ** power / corpus_total)
-        * (per_speaker[(c.corpus, c.speaker)] ** power / speaker_total[c.corpus])
-        / per_speaker[(c.corpus, c.speaker)]
-        for c in clips
-    ])
+    corpus_total = sum(n**power for n in per_corpus.values())
+    speaker_total = {
+        corpus: sum(n**power for n in counts) for corpus, counts in speakers_of.items()
+    }
+    weights = np.array(
+        [
+            (per_corpus[c.corpus] ** power / corpus_total)
+            * (per_speaker[(c.corpus, c.speaker)] ** power / speaker_total[c.corpus])
+            / per_speaker[(c.corpus, c.speaker)]
+            for c in clips
+        ]
+    )
     return weights / weights.sum()

@@ -43,8 +43,8 @@ class Normalizer:
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     std: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
     per_speaker: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    center: str = "global"                   # "global" (training mean), "utterance" (the clip's own) or "level"
-    level_columns: int = 0                   # center="level": the leading columns that are dB values
+    center: str = "global"  # "global" (training mean), "utterance" (the clip's own) or "level"
+    level_columns: int = 0  # center="level": the leading columns that are dB values
 
     CENTERS = ("global", "utterance", "level")
 
@@ -72,7 +72,9 @@ class Normalizer:
         return real.mean(axis=0) if len(real) else np.zeros(features.shape[1], features.dtype)
 
     @staticmethod
-    def _without_level(features: np.ndarray, columns: int, valid: np.ndarray | None = None) -> np.ndarray:
+    def _without_level(
+        features: np.ndarray, columns: int, valid: np.ndarray | None = None
+    ) -> np.ndarray:
         """``features (T, F)`` with the mean of their real frames' first ``columns`` values taken from those columns."""
         real = features[:, :columns] if valid is None else features[valid, :columns]
         out = np.array(features, dtype=np.float32)
@@ -81,7 +83,9 @@ class Normalizer:
         return out
 
     @classmethod
-    def fit(cls, arrays: Sequence[np.ndarray], center: str = "global", level_columns: int = 0) -> "Normalizer":
+    def fit(
+        cls, arrays: Sequence[np.ndarray], center: str = "global", level_columns: int = 0
+    ) -> "Normalizer":
         """``arrays``: each training clip's real frames ``(T_i, F)``."""
         if center not in cls.CENTERS:
             raise ValueError(f"center: expected one of {cls.CENTERS}, got {center!r}")
@@ -89,19 +93,32 @@ class Normalizer:
             arrays = MappedSequence(arrays, lambda a: a - cls._clip_mean(a))
         if center == "level":
             if not 0 < level_columns <= (arrays[0].shape[1] if len(arrays) else 0):
-                raise ValueError(f"center='level' needs 0 < level_columns <= features, got {level_columns}")
+                raise ValueError(
+                    f"center='level' needs 0 < level_columns <= features, got {level_columns}"
+                )
             arrays = MappedSequence(arrays, lambda a: cls._without_level(a, level_columns))
         mean, std = cls._stats(arrays)
         if center == "utterance":
             mean = np.zeros_like(mean)
-        return cls(mean=mean, std=std, center=center, level_columns=level_columns if center == "level" else 0)
+        return cls(
+            mean=mean,
+            std=std,
+            center=center,
+            level_columns=level_columns if center == "level" else 0,
+        )
 
     def fit_speakers(self, arrays_by_speaker: Mapping[str, Sequence[np.ndarray]]) -> None:
         self.per_speaker = {spk: self._stats(arrs) for spk, arrs in arrays_by_speaker.items()}
 
-    def __call__(self, features: np.ndarray, speaker: str | None = None, valid: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, features: np.ndarray, speaker: str | None = None, valid: np.ndarray | None = None
+    ) -> np.ndarray:
         """``features (T, F)`` -> standardised ``(T, F)``; ``valid (T,)`` marks real frames (default all)."""
-        mean, std = self.per_speaker.get(speaker, (self.mean, self.std)) if speaker else (self.mean, self.std)
+        mean, std = (
+            self.per_speaker.get(speaker, (self.mean, self.std))
+            if speaker
+            else (self.mean, self.std)
+        )
         if self.center == "utterance":
             mean = self._clip_mean(features, valid)
         if self.center == "level":
@@ -114,6 +131,11 @@ class Normalizer:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Normalizer":
-        return cls(mean=np.asarray(data["mean"], np.float32), std=np.asarray(data["std"], np.float32),
-                   center=data.get("center", "global"),  # models exported before "center" existed are global
-                   level_columns=int(data.get("level_columns", 0)))
+        return cls(
+            mean=np.asarray(data["mean"], np.float32),
+            std=np.asarray(data["std"], np.float32),
+            center=data.get(
+                "center", "global"
+            ),  # models exported before "center" existed are global
+            level_columns=int(data.get("level_columns", 0)),
+        )

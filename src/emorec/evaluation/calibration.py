@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BINS", "ece_of_bins", "expected_calibration_error", "fit_temperature", "reliability_bins", "softmax", "uncalibrated"]
+__all__ = [
+    "BINS",
+    "ece_of_bins",
+    "expected_calibration_error",
+    "fit_temperature",
+    "reliability_bins",
+    "softmax",
+    "uncalibrated",
+]
 
 BINS = 15  # equal-width confidence bins, the usual choice for ECE
 T_RANGE = (0.05, 20.0)
@@ -47,8 +55,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     if len(labels) < 2 or not np.isfinite(logits).all():
         return 1.0
     low, high = np.log(T_RANGE[0]), np.log(T_RANGE[1])
-    found = minimize_scalar(lambda log_t: _nll(logits, labels, float(np.exp(log_t))), bounds=(low, high),
-                            method="bounded", options={"xatol": 1e-4})
+    found = minimize_scalar(
+        lambda log_t: _nll(logits, labels, float(np.exp(log_t))),
+        bounds=(low, high),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     return float(np.exp(found.x))
 
 
@@ -66,14 +78,22 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) ->
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)  # (lower, upper] bins
+    which = np.clip(
+        np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1
+    )  # (lower, upper] bins
     rows = []
     for b in range(bins):
         inside = which == b
         n = int(inside.sum())
-        rows.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": n,
-                     "confidence": float(confidence[inside].mean()) if n else None,
-                     "accuracy": float(correct[inside].mean()) if n else None})
+        rows.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": n,
+                "confidence": float(confidence[inside].mean()) if n else None,
+                "accuracy": float(correct[inside].mean()) if n else None,
+            }
+        )
     return rows
 
 
@@ -87,4 +107,6 @@ def ece_of_bins(rows: list[dict]) -> float:
     total = sum(r["count"] for r in rows)
     if total == 0:
         return float("nan")
-    return float(sum(r["count"] / total * abs(r["accuracy"] - r["confidence"]) for r in rows if r["count"]))
+    return float(
+        sum(r["count"] / total * abs(r["accuracy"] - r["confidence"]) for r in rows if r["count"])
+    )

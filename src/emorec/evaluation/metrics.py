@@ -71,8 +71,9 @@ def _confusion(y: np.ndarray, pred: np.ndarray, c: int) -> np.ndarray:
     return np.bincount(y * c + pred, minlength=c * c).reshape(c, c)
 
 
-def _summary_from_counts(tp: np.ndarray, support: np.ndarray, predicted: np.ndarray,
-                         n: np.ndarray | int) -> dict[str, np.ndarray]:
+def _summary_from_counts(
+    tp: np.ndarray, support: np.ndarray, predicted: np.ndarray, n: np.ndarray | int
+) -> dict[str, np.ndarray]:
     """WA, UA and macro-F1 from per-class counts; works on ``(C,)`` or batched ``(B, C)``."""
     present = support > 0
     n_present = present.sum(axis=-1)
@@ -87,8 +88,15 @@ def _summary_from_counts(tp: np.ndarray, support: np.ndarray, predicted: np.ndar
     }
 
 
-def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, *, resamples: int = 1000,
-                 seed: int = 0, confidence: float = 0.95) -> dict[str, list[float]]:
+def bootstrap_ci(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_classes: int,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, list[float]]:
     """Percentile bootstrap intervals of WA, UA and macro-F1, resampling clips (vectorised)."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
@@ -109,7 +117,7 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, *, resa
         predicted = np.bincount(yp, minlength=b * c).reshape(b, c)
         tp = np.bincount(yt, weights=correct[idx].ravel(), minlength=b * c).reshape(b, c)
         for name, vals in _summary_from_counts(tp, support, predicted, n).items():
-            values[name][start:start + b] = vals
+            values[name][start : start + b] = vals
     alpha = (1.0 - confidence) / 2.0
     return {
         name: [float(v) for v in np.quantile(vals, [alpha, 1.0 - alpha])]
@@ -181,7 +189,8 @@ def classification_metrics(
 
     if bootstrap and bootstrap > 0:
         ci: dict[str, list[float] | None] = dict(
-            bootstrap_ci(y, pred, c, resamples=int(bootstrap), seed=seed, confidence=confidence))
+            bootstrap_ci(y, pred, c, resamples=int(bootstrap), seed=seed, confidence=confidence)
+        )
     else:
         ci = {name: None for name in HEADLINE}
 
@@ -254,7 +263,10 @@ def summarise_folds(fold_metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     summary: dict[str, Any] = {
         "n_folds": len(rows),
         "n_clips": int(sum(r["n"] for r in rows)),
-        "mean": {}, "std": {}, "min": {}, "max": {},
+        "mean": {},
+        "std": {},
+        "min": {},
+        "max": {},
         "std_note": "sample standard deviation over folds (ddof=1); None for a single fold",
     }
     for key in (*HEADLINE, "macro_auc"):
@@ -273,8 +285,9 @@ def age_group(age: int) -> str:
     return f"{10 * (age // 10)}-{10 * (age // 10) + 9}" if age > 0 else ""
 
 
-def breakdown(y_true: Any, probs: Any, class_names: Sequence[str], groups: Mapping[str, Sequence[str]]
-              ) -> dict[str, dict[str, dict[str, Any]]]:
+def breakdown(
+    y_true: Any, probs: Any, class_names: Sequence[str], groups: Mapping[str, Sequence[str]]
+) -> dict[str, dict[str, dict[str, Any]]]:
     """UA and WA of each group of clips: ``{kind: {value: {"n", "ua", "wa"}}}`` for each kind of
     ``groups`` (``{"gender": [one value per clip], ...}``) that has at least two known values
     (``""`` is unknown), so a model that fails one group of speakers shows it."""

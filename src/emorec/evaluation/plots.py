@@ -50,8 +50,13 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
 
 
 # --------------------------------------------------------------------------- confusion matrix
-def plot_confusion_matrix(cm: Any, class_names: Sequence[str], path: str | os.PathLike,
-                          normalize: bool = True, title: str | None = None) -> Path:
+def plot_confusion_matrix(
+    cm: Any,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    normalize: bool = True,
+    title: str | None = None,
+) -> Path:
     """Heat map of ``cm`` (rows true, columns predicted), each cell annotated.
 
     With ``normalize`` the colour is the row-normalised share (recall for the diagonal) and a
@@ -71,8 +76,13 @@ def plot_confusion_matrix(cm: Any, class_names: Sequence[str], path: str | os.Pa
     shown = np.nan_to_num(colour, nan=0.0)
     vmax = 1.0 if normalize else max(float(cm.max()), 1.0)
     image = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=vmax)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
-                 label="share of true class" if normalize else "clips")
+    fig.colorbar(
+        image,
+        ax=ax,
+        fraction=0.046,
+        pad=0.04,
+        label="share of true class" if normalize else "clips",
+    )
     fontsize = 9 if c <= 8 else 7
     for i in range(c):
         for j in range(c):
@@ -81,19 +91,29 @@ def plot_confusion_matrix(cm: Any, class_names: Sequence[str], path: str | os.Pa
             if normalize and not math.isnan(share[i, j]):
                 text += f"\n{100.0 * share[i, j]:.1f}%"
             dark = shown[i, j] > 0.5 * vmax
-            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
-                    color="white" if dark else "black")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if dark else "black",
+            )
     ax.set_xticks(range(c), labels=list(class_names), rotation=45, ha="right")
     ax.set_yticks(range(c), labels=list(class_names))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or ("Confusion matrix (row-normalised)" if normalize else "Confusion matrix"))
+    ax.set_title(
+        title or ("Confusion matrix (row-normalised)" if normalize else "Confusion matrix")
+    )
     return _save(fig, path)
 
 
 # --------------------------------------------------------------------------- ROC curves
-def plot_roc_curves(roc: Mapping[str, Mapping[str, Any]], path: str | os.PathLike,
-                    title: str | None = None) -> Path:
+def plot_roc_curves(
+    roc: Mapping[str, Mapping[str, Any]], path: str | os.PathLike, title: str | None = None
+) -> Path:
     """One-vs-rest ROC curve per class (``roc`` from :func:`classification_metrics`).
 
     Classes whose curve is undefined (no positives or no negatives) are listed in the legend
@@ -109,8 +129,13 @@ def plot_roc_curves(roc: Mapping[str, Mapping[str, Any]], path: str | os.PathLik
             ax.plot([], [], color=colours(k % colours.N), label=f"{name} (AUC n/a)")
             continue
         aucs.append(auc)
-        ax.plot(curve["fpr"], curve["tpr"], color=colours(k % colours.N), linewidth=1.5,
-                label=f"{name} (AUC {auc:.3f})")
+        ax.plot(
+            curve["fpr"],
+            curve["tpr"],
+            color=colours(k % colours.N),
+            linewidth=1.5,
+            label=f"{name} (AUC {auc:.3f})",
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false positive rate")
@@ -124,8 +149,11 @@ def plot_roc_curves(roc: Mapping[str, Mapping[str, Any]], path: str | os.PathLik
     return _save(fig, path)
 
 
-def plot_reliability(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike,
-                     title: str | None = None) -> Path:
+def plot_reliability(
+    curves: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: str | os.PathLike,
+    title: str | None = None,
+) -> Path:
     """Reliability diagram: accuracy against mean confidence per confidence bin, one line per
     ``curves`` entry (``{"before scaling (ECE 0.12)": reliability_bins(...), ...}``), with the
     share of clips in each bin as bars of the first curve. A calibrated model lies on the diagonal."""
@@ -134,12 +162,24 @@ def plot_reliability(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: st
     first = next(iter(curves.values()), [])
     total = sum(b["count"] for b in first) or 1
     for b in first:
-        ax.bar((b["lower"] + b["upper"]) / 2, b["count"] / total, width=b["upper"] - b["lower"], color="lightgrey",
-               edgecolor="white", zorder=0)
+        ax.bar(
+            (b["lower"] + b["upper"]) / 2,
+            b["count"] / total,
+            width=b["upper"] - b["lower"],
+            color="lightgrey",
+            edgecolor="white",
+            zorder=0,
+        )
     for k, (label, bins) in enumerate(curves.items()):
         used = [b for b in bins if b["count"]]
-        ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], marker="o", linewidth=1.5,
-                color=plt.get_cmap("tab10")(k), label=label)
+        ax.plot(
+            [b["confidence"] for b in used],
+            [b["accuracy"] for b in used],
+            marker="o",
+            linewidth=1.5,
+            color=plt.get_cmap("tab10")(k),
+            label=label,
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (top-class probability)")
@@ -150,20 +190,30 @@ def plot_reliability(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: st
     return _save(fig, path)
 
 
-def plot_robustness(result: Mapping[str, Any], path: str | os.PathLike, title: str | None = None) -> Path:
+def plot_robustness(
+    result: Mapping[str, Any], path: str | os.PathLike, title: str | None = None
+) -> Path:
     """Left: UA per recording condition with its 95 % CI and chance; right: the share of predictions
     each class takes under each condition (a cell above 40 % is outlined: a collapse onto that class)."""
     names = list(result["conditions"])
     classes = list(result["class_names"])
     scores = [result["conditions"][n] for n in names]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 0.45 * len(names) + 2.0),
-                                      gridspec_kw={"width_ratios": [1.0, 1.3]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12.0, 0.45 * len(names) + 2.0), gridspec_kw={"width_ratios": [1.0, 1.3]}
+    )
     ua = np.array([s["ua"] for s in scores]) * 100
-    ci = [s["ci"]["ua"] if s.get("ci") and s["ci"].get("ua") else [s["ua"], s["ua"]] for s in scores]
+    ci = [
+        s["ci"]["ua"] if s.get("ci") and s["ci"].get("ua") else [s["ua"], s["ua"]] for s in scores
+    ]
     err = np.array([[u - 100 * c[0], 100 * c[1] - u] for u, c in zip(ua, ci)]).T
     rows = np.arange(len(names))
     left.barh(rows, ua, xerr=err, color=["#4c72b0"] + ["#dd8452"] * (len(names) - 1), capsize=3)
-    left.axvline(100 * result.get("chance_ua", 1 / max(1, len(classes))), color="grey", linestyle="--", label="chance")
+    left.axvline(
+        100 * result.get("chance_ua", 1 / max(1, len(classes))),
+        color="grey",
+        linestyle="--",
+        label="chance",
+    )
     for row, value, high in zip(rows, ua, err[1]):
         left.text(value + high + 1.5, row, f"{value:.1f}", va="center", fontsize=8)
     left.set_yticks(rows, names)
@@ -174,15 +224,28 @@ def plot_robustness(result: Mapping[str, Any], path: str | os.PathLike, title: s
     share = np.array([[s["predicted_share"][c] for c in classes] for s in scores]) * 100
     right.imshow(share, cmap="Blues", vmin=0, vmax=100, aspect="auto")
     for (i, j), value in np.ndenumerate(share):
-        right.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8, color="white" if value > 55 else "black")
+        right.text(
+            j,
+            i,
+            f"{value:.0f}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if value > 55 else "black",
+        )
         if value > 40:
-            right.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+            right.add_patch(
+                plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
+            )
     right.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     right.set_yticks(rows, [])
     right.set_title("predicted class share %", fontsize=10)
     part = "validation" if result.get("part") == "val" else "test"
-    fig.suptitle(title or f"{result.get('source') or result.get('run', 'the run')}: recording conditions "
-                          f"({result.get('n_clips', '?')} {part} clips)")
+    fig.suptitle(
+        title
+        or f"{result.get('source') or result.get('run', 'the run')}: recording conditions "
+        f"({result.get('n_clips', '?')} {part} clips)"
+    )
     return _save(fig, path)
 
 
@@ -226,9 +289,12 @@ def _kind(name: str) -> str | None:
     return None
 
 
-def plot_history(history: Mapping[str, Sequence[float]] | str | os.PathLike,
-                 path: str | os.PathLike, title: str | None = None,
-                 kept: Mapping[str, Any] | None = None) -> Path:
+def plot_history(
+    history: Mapping[str, Sequence[float]] | str | os.PathLike,
+    path: str | os.PathLike,
+    title: str | None = None,
+    kept: Mapping[str, Any] | None = None,
+) -> Path:
     """Loss curves (left) and accuracy/UA/F1 curves (right) per epoch (numbered from 1).
 
     ``history`` is ``{metric: values per epoch}`` (an optional ``"epoch"`` entry gives the
@@ -263,19 +329,32 @@ def plot_history(history: Mapping[str, Sequence[float]] | str | os.PathLike,
             continue
         ax = ax_loss if kind == "loss" else ax_score
         style = "--" if name.lower().startswith(("train", "trn")) else "-"
-        ax.plot(x[ok], y[ok], style, marker="o" if ok.sum() < 30 else None, markersize=3,
-                label=name)
+        ax.plot(
+            x[ok], y[ok], style, marker="o" if ok.sum() < 30 else None, markersize=3, label=name
+        )
         drawn[kind] += 1
     if kept and kept.get("epoch") is not None:
         label = str(kept.get("label") or f"kept: epoch {kept['epoch']}")
         for ax in (ax_loss, ax_score):
-            ax.axvline(float(kept["epoch"]), color="black", linestyle=":", linewidth=1.2,
-                       label=label if ax is ax_score else None)
+            ax.axvline(
+                float(kept["epoch"]),
+                color="black",
+                linestyle=":",
+                linewidth=1.2,
+                label=label if ax is ax_score else None,
+            )
         score, monitor = kept.get("score"), str(kept.get("monitor") or "")
         if score is not None and np.isfinite(float(score)) and _kind(monitor):
             ax = ax_loss if _kind(monitor) == "loss" else ax_score
-            ax.plot([float(kept["epoch"])], [float(score)], marker="*", markersize=12, color="black",
-                    linestyle="none", label=f"kept model: {monitor} {float(score):.3f}")
+            ax.plot(
+                [float(kept["epoch"])],
+                [float(score)],
+                marker="*",
+                markersize=12,
+                color="black",
+                linestyle="none",
+                label=f"kept model: {monitor} {float(score):.3f}",
+            )
             drawn[_kind(monitor)] += 1
         drawn["score"] += 1
     for ax, kind, label in ((ax_loss, "loss", "loss"), (ax_score, "score", "score")):
@@ -286,8 +365,15 @@ def plot_history(history: Mapping[str, Sequence[float]] | str | os.PathLike,
         if drawn[kind]:
             ax.legend(fontsize=8)
         else:
-            ax.text(0.5, 0.5, f"no {label} columns", ha="center", va="center",
-                    transform=ax.transAxes, color="grey")
+            ax.text(
+                0.5,
+                0.5,
+                f"no {label} columns",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="grey",
+            )
     ax_loss.set_title("Loss")
     ax_score.set_title("Accuracy / UA")
     if title:
@@ -296,9 +382,12 @@ def plot_history(history: Mapping[str, Sequence[float]] | str | os.PathLike,
 
 
 # --------------------------------------------------------------------------- folds
-def plot_fold_summary(fold_table: Sequence[Mapping[str, Any]] | Mapping[str, Any],
-                      path: str | os.PathLike, metric: str = "ua",
-                      title: str | None = None) -> Path:
+def plot_fold_summary(
+    fold_table: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+    path: str | os.PathLike,
+    metric: str = "ua",
+    title: str | None = None,
+) -> Path:
     """Bar chart of ``metric`` (UA by default) per fold with the mean as a line.
 
     ``fold_table`` is the ``folds`` list of :func:`summarise_folds` (or the summary itself).
@@ -312,8 +401,14 @@ def plot_fold_summary(fold_table: Sequence[Mapping[str, Any]] | Mapping[str, Any
     bars = ax.bar(x, np.nan_to_num(values), color="tab:blue", alpha=0.8)
     for bar, v in zip(bars, values):
         if np.isfinite(v):
-            ax.text(bar.get_x() + bar.get_width() / 2, v + 0.01, f"{100 * v:.1f}",
-                    ha="center", va="bottom", fontsize=8)
+            ax.text(
+                bar.get_x() + bar.get_width() / 2,
+                v + 0.01,
+                f"{100 * v:.1f}",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
     finite = values[np.isfinite(values)]
     if finite.size:
         mean = float(finite.mean())

@@ -18,7 +18,9 @@ from emorec.runs.status import fold_number
 
 def trained_fold_dirs(run_dir: Path) -> list[Path]:
     """The run's fold directories that hold an exported model, in fold order."""
-    fold_dirs = sorted((p.parent for p in Path(run_dir).glob(f"fold_*/{MODEL_META}")), key=fold_number)
+    fold_dirs = sorted(
+        (p.parent for p in Path(run_dir).glob(f"fold_*/{MODEL_META}")), key=fold_number
+    )
     if not fold_dirs:
         raise EmorecError(f"{run_dir}: not a run directory (no fold_*/{MODEL_META})")
     return fold_dirs
@@ -31,11 +33,20 @@ def experiment_for_run(run_dir: Path, progress: bool = True):
     from emorec.training.experiment import prepare_experiment
 
     config = load_run_config(run_dir)
-    return prepare_experiment(config, extract=True, progress=progress, splits=load_splits(run_dir / "splits.json"))
+    return prepare_experiment(
+        config, extract=True, progress=progress, splits=load_splits(run_dir / "splits.json")
+    )
 
 
-def fold_predictions(fold_dir: Path, experiment, split, *, part: str = "test", drop: str | None = None,
-                     predictor: Predictor | None = None):
+def fold_predictions(
+    fold_dir: Path,
+    experiment,
+    split,
+    *,
+    part: str = "test",
+    drop: str | None = None,
+    predictor: Predictor | None = None,
+):
     """The fold model's probabilities on one part of its split.
 
     ``part`` is ``"test"`` (evaluation) or ``"val"`` (the validation actors, which may be used to
@@ -47,7 +58,9 @@ def fold_predictions(fold_dir: Path, experiment, split, *, part: str = "test", d
         raise EmorecError(f"part must be 'test' or 'val', got {part!r}")
     predictor = predictor or Predictor.load(fold_dir)
     if list(predictor.class_names) != list(experiment.class_names):
-        raise EmorecError(f"{fold_dir}: model classes {predictor.class_names} differ from the data's {experiment.class_names}")
+        raise EmorecError(
+            f"{fold_dir}: model classes {predictor.class_names} differ from the data's {experiment.class_names}"
+        )
     dataset = clips_dataset(experiment, getattr(split, part), predictor)
     if len(dataset) == 0:
         raise EmorecError(f"{fold_dir}: no {part} clip has cached features")
@@ -71,7 +84,9 @@ def clips_dataset(experiment, clip_ids, predictor: Predictor) -> ClipDataset:
 
         fit_speaker_statistics(normalizers, experiment, clips)
     dims = {m: meta.get(f"{m}_dim") for m in ("audio", "video") if meta.get(f"{m}_dim")}
-    return ClipDataset(clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm, dims=dims)
+    return ClipDataset(
+        clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm, dims=dims
+    )
 
 
 def recalibrated_predictor(fold_dir, experiment, split):
@@ -80,7 +95,9 @@ def recalibrated_predictor(fold_dir, experiment, split):
 
     predictor = Predictor.load(fold_dir)
     if predictor.meta.get("speaker_norm"):
-        raise EmorecError(f"{fold_dir}: BatchNorm recalibration of a speaker-normalised (transductive) model is not supported")
+        raise EmorecError(
+            f"{fold_dir}: BatchNorm recalibration of a speaker-normalised (transductive) model is not supported"
+        )
     recalibrate_batch_norm(predictor.model, clips_dataset(experiment, split.train, predictor))
     return predictor
 
@@ -90,8 +107,9 @@ def fold_split(fold_dir: Path, experiment):
     return experiment.splits[fold_number(fold_dir) - 1]
 
 
-def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | None = None,
-                  progress: bool = True) -> dict:
+def evaluate_fold(
+    fold_dir: Path, *, experiment=None, split=None, drop: str | None = None, progress: bool = True
+) -> dict:
     """Predict the fold's test clips with its exported model and write ``fold_dir/report``."""
     from emorec.evaluation.report import write_report
 
@@ -116,17 +134,29 @@ def evaluate_fold(fold_dir: Path, *, experiment=None, split=None, drop: str | No
         "epochs_run": meta.get("epochs_run"),
         "train_seconds": meta.get("train_seconds"),
         "missing_test_clips": [c.clip_id for c in test_set.missing],
-        "test_clips_missing_a_modality": [f"{clip_id} ({m})" for clip_id, m in test_set.missing_modality],
+        "test_clips_missing_a_modality": [
+            f"{clip_id} ({m})" for clip_id, m in test_set.missing_modality
+        ],
     }
     report = write_report(
-        out_dir, y_true=test_set.labels(), probs=probs, class_names=experiment.class_names, kept=kept_model(meta, experiment),
-        clip_ids=[c.clip_id for c in test_set.clips], title=f"{meta.get('model')} — {split.name}",
-        split=split.to_dict() | {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        out_dir,
+        y_true=test_set.labels(),
+        probs=probs,
+        class_names=experiment.class_names,
+        kept=kept_model(meta, experiment),
+        clip_ids=[c.clip_id for c in test_set.clips],
+        title=f"{meta.get('model')} — {split.name}",
+        split=split.to_dict()
+        | {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
         history_csv=fold_dir / "metrics.csv" if (fold_dir / "metrics.csv").is_file() else None,
-        extra=extra, bootstrap=experiment.config.run.bootstrap,
+        extra=extra,
+        bootstrap=experiment.config.run.bootstrap,
         temperature=predictor.temperature if meta.get("calibration") else None,
-        groups={"corpus": [c.corpus for c in test_set.clips], "gender": [c.gender for c in test_set.clips],
-                "age group": [age_group(c.age) for c in test_set.clips]},
+        groups={
+            "corpus": [c.corpus for c in test_set.clips],
+            "gender": [c.gender for c in test_set.clips],
+            "age group": [age_group(c.age) for c in test_set.clips],
+        },
     )
     return report
 
@@ -140,14 +170,21 @@ def kept_model(meta: dict, experiment=None) -> dict:
     if "ema" not in meta and experiment is not None:
         fallback = ema_record(vars(experiment.config.trainer), None)
     label = f"kept: {'last' if meta.get('checkpoint') == 'last' else 'best'} epoch ({meta.get('best_epoch')})"
-    return {"summary": kept_summary(meta, ema=fallback), "epoch": meta.get("best_epoch"),
-            "epochs_run": meta.get("epochs_run"), "monitor": meta.get("monitor"), "score": meta.get("best_score"),
-            "label": label}
+    return {
+        "summary": kept_summary(meta, ema=fallback),
+        "epoch": meta.get("best_epoch"),
+        "epochs_run": meta.get("epochs_run"),
+        "monitor": meta.get("monitor"),
+        "score": meta.get("best_score"),
+        "label": label,
+    }
 
 
 def _drop_modality(item: dict, modality: str) -> dict:
     if modality not in item:
-        raise EmorecError(f"cannot drop {modality!r}: the model's input has {sorted(k for k in item if k in ('audio', 'video'))}")
+        raise EmorecError(
+            f"cannot drop {modality!r}: the model's input has {sorted(k for k in item if k in ('audio', 'video'))}"
+        )
     out = dict(item)
     out.pop(modality)
     return out
@@ -156,15 +193,21 @@ def _drop_modality(item: dict, modality: str) -> dict:
 def write_run_summary(run_dir: Path, reports: list[dict]) -> dict:
     from emorec.evaluation.report import write_cv_summary
 
-    return write_cv_summary(run_dir, reports, title=f"Cross-validation summary — {Path(run_dir).name}")
+    return write_cv_summary(
+        run_dir, reports, title=f"Cross-validation summary — {Path(run_dir).name}"
+    )
 
 
-def evaluate_run(run_dir: str | Path, *, drop: str | None = None, progress: bool = True) -> tuple[list[dict], dict | None]:
+def evaluate_run(
+    run_dir: str | Path, *, drop: str | None = None, progress: bool = True
+) -> tuple[list[dict], dict | None]:
     run_dir = Path(run_dir)
     if (run_dir / MODEL_META).is_file():
         return [evaluate_fold(run_dir, drop=drop, progress=progress)], None
     fold_dirs = trained_fold_dirs(run_dir)
     experiment = experiment_for_run(run_dir, progress=progress)
-    reports = [evaluate_fold(d, experiment=experiment, drop=drop, progress=progress) for d in fold_dirs]
+    reports = [
+        evaluate_fold(d, experiment=experiment, drop=drop, progress=progress) for d in fold_dirs
+    ]
     summary = write_run_summary(run_dir, reports) if len(reports) > 1 else None
     return reports, summary

@@ -79,7 +79,9 @@ def register_extractor(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
 
 def create_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
     if extractor_class(name) is None:
-        raise ConfigError(f"unknown feature extractor {name!r}; available: {', '.join(list_extractors())}")
+        raise ConfigError(
+            f"unknown feature extractor {name!r}; available: {', '.join(list_extractors())}"
+        )
     try:
         return _EXTRACTORS[name](**kwargs)
     except TypeError as err:
@@ -95,10 +97,14 @@ def extractor_from_spec(spec: dict[str, Any]) -> FeatureExtractor:
 #: optional heavy dependencies load only when their extractor is used and this module imports
 #: nothing above it (``embed`` reads trained models: the fusion workflow registers it).
 BUILTIN_EXTRACTORS = {
-    "logmel": "emorec.features.spectral", "mfcc": "emorec.features.spectral",
-    "egemaps": "emorec.features.egemaps", "ssl": "emorec.features.ssl",
-    "voice_encoder": "emorec.features.voice_encoder", "npy": "emorec.features.precomputed",
-    "face_landmarks": "emorec.features.face", "face_crop": "emorec.features.face",
+    "logmel": "emorec.features.spectral",
+    "mfcc": "emorec.features.spectral",
+    "egemaps": "emorec.features.egemaps",
+    "ssl": "emorec.features.ssl",
+    "voice_encoder": "emorec.features.voice_encoder",
+    "npy": "emorec.features.precomputed",
+    "face_landmarks": "emorec.features.face",
+    "face_crop": "emorec.features.face",
     "embed": "emorec.workflows.fusion",
 }
 
@@ -125,8 +131,13 @@ def split_frame_mask(name: str, features: np.ndarray) -> tuple[np.ndarray, np.nd
 def resolve_bundled(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
     """``spec`` with the files its extractor keeps in a model folder named by their place in ``folder``."""
     cls = extractor_class(spec["name"])
-    keys = [k for k in getattr(cls, "bundled", ()) if isinstance(spec.get(k), str) and (folder / spec[k]).is_file()
-            and not Path(spec[k]).is_absolute()]
+    keys = [
+        k
+        for k in getattr(cls, "bundled", ())
+        if isinstance(spec.get(k), str)
+        and (folder / spec[k]).is_file()
+        and not Path(spec[k]).is_absolute()
+    ]
     return {**spec, **{k: str(folder / spec[k]) for k in keys}}
 
 

@@ -34,11 +34,11 @@ class MelConditions:
     hop_length: int
     planes: int = 1
     top_db: float | None = 80.0
-    gain_db: float = 0.0                    # gain uniform in +-gain_db on every clip
-    band_limit: float = 0.0                 # share of clips through a random telephone-like band
-    additive_noise: float = 0.0             # share of clips with white / pink / brown noise
+    gain_db: float = 0.0  # gain uniform in +-gain_db on every clip
+    band_limit: float = 0.0  # share of clips through a random telephone-like band
+    additive_noise: float = 0.0  # share of clips with white / pink / brown noise
     snr_db: tuple[float, float] = (5.0, 30.0)
-    reverb: float = 0.0                     # share of clips with late reverberation (RT60 0.2-1.0 s)
+    reverb: float = 0.0  # share of clips with late reverberation (RT60 0.2-1.0 s)
 
     def __post_init__(self) -> None:
         n_mels, bins = self.mel_basis.shape
@@ -48,18 +48,30 @@ class MelConditions:
         # A periodogram bin of Gaussian noise is exponential; a filter's weighted sum of them is
         # close to a gamma with this shape: the effective number of bins it averages, over the Hann
         # window's equivalent noise bandwidth (1.5 bins: neighbouring bins are correlated).
-        effective = weight ** 2 / np.maximum((self.mel_basis ** 2).sum(axis=1), 1e-24) / 1.5
+        effective = weight**2 / np.maximum((self.mel_basis**2).sum(axis=1), 1e-24) / 1.5
         self.noise_shape = np.maximum(effective, 1.0)
         # mel power -> share of the waveform's power: each filter stands for the bins it covers.
-        edges = np.concatenate([[0.0], (self.centres[1:] + self.centres[:-1]) / 2, [self.sample_rate / 2.0]])
-        self.power_weight = np.diff(edges) / (self.sample_rate / 2.0 / (bins - 1)) / np.maximum(weight, 1e-12)
+        edges = np.concatenate(
+            [[0.0], (self.centres[1:] + self.centres[:-1]) / 2, [self.sample_rate / 2.0]]
+        )
+        self.power_weight = (
+            np.diff(edges) / (self.sample_rate / 2.0 / (bins - 1)) / np.maximum(weight, 1e-12)
+        )
 
     @classmethod
     def for_extractor(cls, extractor, **settings) -> "MelConditions":
         if getattr(extractor, "name", None) != "logmel":
-            raise ConfigError(f"augment: recording conditions are simulated on logmel features, not {extractor.name!r}")
-        return cls(mel_basis=extractor._mel_basis(), sample_rate=extractor.sample_rate, hop_length=extractor.hop_length,
-                   planes=extractor.planes, top_db=extractor.top_db, **settings)
+            raise ConfigError(
+                f"augment: recording conditions are simulated on logmel features, not {extractor.name!r}"
+            )
+        return cls(
+            mel_basis=extractor._mel_basis(),
+            sample_rate=extractor.sample_rate,
+            hop_length=extractor.hop_length,
+            planes=extractor.planes,
+            top_db=extractor.top_db,
+            **settings,
+        )
 
     @property
     def active(self) -> bool:
@@ -68,7 +80,9 @@ class MelConditions:
     def __call__(self, features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n_mels = self.mel_basis.shape[0]
         if features.shape[1] != n_mels * self.planes:
-            raise ValueError(f"features have {features.shape[1]} columns, expected {n_mels} x {self.planes} planes")
+            raise ValueError(
+                f"features have {features.shape[1]} columns, expected {n_mels} x {self.planes} planes"
+            )
         power = 10.0 ** (features[:, :n_mels].astype(np.float64) / 10.0)  # (T, n_mels)
         if rng.random() < self.reverb:
             power = self._reverberate(power, rng)
@@ -96,14 +110,23 @@ class MelConditions:
         shape = np.maximum(self.centres, 50.0) ** -alpha  # (n_mels,) PSD per filter, relative
         mel_noise = shape * (self.mel_basis.sum(axis=1))  # a flat PSD gives each filter its weight
         snr = rng.uniform(*self.snr_db)
-        scale = self._active_power(power) / 10.0 ** (snr / 10.0) / max(float(mel_noise @ self.power_weight), 1e-30)
-        fluctuation = rng.gamma(self.noise_shape, 1.0 / self.noise_shape, size=power.shape)  # mean 1
+        scale = (
+            self._active_power(power)
+            / 10.0 ** (snr / 10.0)
+            / max(float(mel_noise @ self.power_weight), 1e-30)
+        )
+        fluctuation = rng.gamma(
+            self.noise_shape, 1.0 / self.noise_shape, size=power.shape
+        )  # mean 1
         return power + scale * mel_noise[None, :] * fluctuation
 
     def _band_response(self, rng: np.random.Generator) -> np.ndarray:
         """``|H(f)|^2`` at the filter centres of a 4th-order Butterworth band-pass, low 200-600 Hz,
         high 2800-4000 Hz (the telephone band, 300-3400 Hz, in the middle)."""
-        low, high = rng.uniform(200.0, 600.0), min(rng.uniform(2800.0, 4000.0), 0.45 * self.sample_rate)
+        low, high = (
+            rng.uniform(200.0, 600.0),
+            min(rng.uniform(2800.0, 4000.0), 0.45 * self.sample_rate),
+        )
         sos = signal.butter(4, [low, high], btype="bandpass", fs=self.sample_rate, output="sos")
         _, response = signal.sosfreqz(sos, worN=self.centres, fs=self.sample_rate)
         return np.maximum(np.abs(response) ** 2, 1e-12)

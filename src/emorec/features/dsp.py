@@ -35,13 +35,15 @@ def power_spectrogram(y: np.ndarray, *, n_fft: int, hop_length: int, win_length:
     each side), as ``librosa.stft(..., center=True, pad_mode="constant")``."""
     window = np.zeros(n_fft, dtype=np.float64)
     left = (n_fft - win_length) // 2
-    window[left:left + win_length] = _hann(win_length)
+    window[left : left + win_length] = _hann(win_length)
     padded = np.pad(np.asarray(y, dtype=np.float32), n_fft // 2)
     frames = _frames(padded, n_fft, hop_length)  # (T, n_fft)
     # float64 like librosa (its window is float64): float32 FFT rounding is relative to a frame's
     # total energy and would move quiet bins of loud frames by a fraction of a dB
     spectrum = np.fft.rfft(frames * window, axis=1)  # (T, bins) complex128
-    return np.ascontiguousarray((spectrum.real**2 + spectrum.imag**2).T, dtype=np.float32)  # (bins, T)
+    return np.ascontiguousarray(
+        (spectrum.real**2 + spectrum.imag**2).T, dtype=np.float32
+    )  # (bins, T)
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -49,16 +51,24 @@ def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
     hz = np.asarray(hz, dtype=np.float64)
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return np.where(hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-300) / min_log_hz) / logstep, hz / f_sp)
+    return np.where(
+        hz >= min_log_hz,
+        min_log_mel + np.log(np.maximum(hz, 1e-300) / min_log_hz) / logstep,
+        hz / f_sp,
+    )
 
 
 def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+    return np.where(
+        mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels
+    )
 
 
-def mel_filterbank(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+def mel_filterbank(
+    *, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
+) -> np.ndarray:
     """``(n_mels, 1 + n_fft // 2)`` float32 triangular filters on Slaney's mel scale with area
     normalisation (``librosa.filters.mel(htk=False, norm="slaney")``)."""
     fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
@@ -68,11 +78,13 @@ def mel_filterbank(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fm
     weights = np.zeros((n_mels, len(fft_freqs)), dtype=np.float32)
     for i in range(n_mels):
         weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
-    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
     return weights
 
 
-def power_to_db(power: np.ndarray, *, ref: float = 1.0, amin: float = 1e-10, top_db: float | None = 80.0) -> np.ndarray:
+def power_to_db(
+    power: np.ndarray, *, ref: float = 1.0, amin: float = 1e-10, top_db: float | None = 80.0
+) -> np.ndarray:
     """``10 log10(max(amin, S) / max(amin, ref))``, floored at ``top_db`` below its maximum."""
     db = 10.0 * np.log10(np.maximum(amin, power))
     db -= 10.0 * np.log10(max(amin, ref))
@@ -90,8 +102,15 @@ def floor_index(frames: int) -> int:
     return int(FLOOR_QUANTILE * (frames - 1))
 
 
-def trim(y: np.ndarray, *, top_db: float, floor_db: float | None = None, to_sample: bool = False,
-         frame_length: int = 2048, hop_length: int = 512) -> np.ndarray:
+def trim(
+    y: np.ndarray,
+    *,
+    top_db: float,
+    floor_db: float | None = None,
+    to_sample: bool = False,
+    frame_length: int = 2048,
+    hop_length: int = 512,
+) -> np.ndarray:
     """``y`` without its leading and trailing frames quieter than ``top_db`` below its loudest
     frame (``librosa.effects.trim``: frame mean-square energy, centred frames); empty if all are.
 
@@ -124,7 +143,7 @@ def trim(y: np.ndarray, *, top_db: float, floor_db: float | None = None, to_samp
     loud = np.flatnonzero(db > threshold)
     if loud.size == 0:
         return y[:0]
-    return y[min(n, int(loud[0]) * unit + offset):min(n, (int(loud[-1]) + 1) * unit + offset)]
+    return y[min(n, int(loud[0]) * unit + offset) : min(n, (int(loud[-1]) + 1) * unit + offset)]
 
 
 def _energy_per_sample(y: np.ndarray, frame_length: int) -> np.ndarray:
@@ -133,7 +152,7 @@ def _energy_per_sample(y: np.ndarray, frame_length: int) -> np.ndarray:
     padded = np.pad(np.asarray(y, dtype=np.float32).astype(np.float64), frame_length // 2)
     # float64 running sums: a frame's energy is a difference of two sums that grow with the clip
     sums = np.concatenate([[0.0], np.cumsum(padded * padded)])
-    return (sums[frame_length:frame_length + n] - sums[:n]) / frame_length
+    return (sums[frame_length : frame_length + n] - sums[:n]) / frame_length
 
 
 def _savgol_coefficients(width: int, order: int) -> np.ndarray:
@@ -154,10 +173,12 @@ def _edge_operator(width: int, order: int, head: bool) -> np.ndarray:
     positions = np.arange(width, dtype=np.float64)
     vandermonde = positions[:, None] ** np.arange(order + 1)[None, :]  # (width, order + 1)
     fit = np.linalg.pinv(vandermonde)  # (order + 1, width): values -> power-basis coefficients
-    at = positions[:half] if head else positions[width - half:]
+    at = positions[:half] if head else positions[width - half :]
     powers = np.arange(order + 1)
     scale = np.array([math.perm(p, order) if p >= order else 0 for p in powers], dtype=np.float64)
-    derivative = scale[None, :] * at[:, None] ** np.clip(powers - order, 0, None)[None, :]  # (half, order + 1)
+    derivative = (
+        scale[None, :] * at[:, None] ** np.clip(powers - order, 0, None)[None, :]
+    )  # (half, order + 1)
     return derivative @ fit
 
 
@@ -170,13 +191,15 @@ def delta(features: np.ndarray, *, width: int, order: int, mode: str) -> np.ndar
     coefficients = _savgol_coefficients(width, order)
     source = np.pad(x, ((0, 0), (half, half)), mode="edge") if mode == "nearest" else x
     out = np.zeros_like(x)
-    inner = np.lib.stride_tricks.sliding_window_view(source, width, axis=1) @ coefficients  # (F, T') T' = T or T - 2 half
+    inner = (
+        np.lib.stride_tricks.sliding_window_view(source, width, axis=1) @ coefficients
+    )  # (F, T') T' = T or T - 2 half
     if mode == "nearest":
         out[:] = inner
     elif mode == "interp":
-        out[:, half:x.shape[1] - half] = inner
+        out[:, half : x.shape[1] - half] = inner
         out[:, :half] = x[:, :width] @ _edge_operator(width, order, head=True).T
-        out[:, x.shape[1] - half:] = x[:, -width:] @ _edge_operator(width, order, head=False).T
+        out[:, x.shape[1] - half :] = x[:, -width:] @ _edge_operator(width, order, head=False).T
     else:
         raise ValueError(f"mode must be 'interp' or 'nearest', got {mode!r}")
     return out.astype(features.dtype, copy=False)

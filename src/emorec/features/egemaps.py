@@ -56,10 +56,14 @@ class EGeMAPS(FeatureExtractor):
     def _get_smile(self) -> Any:
         if self._smile is None:
             opensmile = _import_opensmile()
-            feature_level = (opensmile.FeatureLevel.LowLevelDescriptors if self.level == "lld"
-                             else opensmile.FeatureLevel.Functionals)
-            self._smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                                          feature_level=feature_level)
+            feature_level = (
+                opensmile.FeatureLevel.LowLevelDescriptors
+                if self.level == "lld"
+                else opensmile.FeatureLevel.Functionals
+            )
+            self._smile = opensmile.Smile(
+                feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=feature_level
+            )
         return self._smile
 
     @property
@@ -68,8 +72,9 @@ class EGeMAPS(FeatureExtractor):
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` mono at ``sample_rate`` -> ``(T, 25)`` (lld) or ``(1, 88)``."""
-        frame = self._get_smile().process_signal(np.asarray(wave, dtype=np.float32),
-                                                  self.sample_rate)
+        frame = self._get_smile().process_signal(
+            np.asarray(wave, dtype=np.float32), self.sample_rate
+        )
         return np.ascontiguousarray(frame.to_numpy(dtype=np.float32))
 
     def __getstate__(self) -> dict[str, Any]:

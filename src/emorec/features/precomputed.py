@@ -29,8 +29,9 @@ class NpyFeatures(FeatureExtractor):
 
     name = "npy"
 
-    def __init__(self, *, directory: str, modality: str = "audio",
-                 files_fingerprint: str | None = None):
+    def __init__(
+        self, *, directory: str, modality: str = "audio", files_fingerprint: str | None = None
+    ):
         if modality not in ("audio", "video"):
             raise ConfigError(f"npy: modality must be 'audio' or 'video', not {modality!r}")
         self.directory = str(directory)
@@ -48,8 +49,10 @@ class NpyFeatures(FeatureExtractor):
             for paths in sorted(self.index.values()):
                 for path in paths:
                     stat = path.stat()
-                    digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0"
-                                  f"{stat.st_mtime_ns}\n".encode())
+                    digest.update(
+                        f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0"
+                        f"{stat.st_mtime_ns}\n".encode()
+                    )
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
@@ -69,12 +72,16 @@ class NpyFeatures(FeatureExtractor):
         for stem in candidates:
             found = self.index.get(stem, [])
             if len(found) > 1:
-                raise BadInputError(media_path, f"{len(found)} files named {stem}.npy under "
-                                                f"{self.directory}; rename to <clip_id>.npy")
+                raise BadInputError(
+                    media_path,
+                    f"{len(found)} files named {stem}.npy under "
+                    f"{self.directory}; rename to <clip_id>.npy",
+                )
             if found:
                 return found[0]
-        raise BadInputError(media_path, f"no {' or '.join(c + '.npy' for c in candidates)} "
-                                        f"under {self.directory}")
+        raise BadInputError(
+            media_path, f"no {' or '.join(c + '.npy' for c in candidates)} under {self.directory}"
+        )
 
     def extract_clip(self, clip: Clip) -> np.ndarray:
         """Features for a manifest clip, trying its ``clip_id`` name before its file stem."""

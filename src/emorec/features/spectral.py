@@ -34,9 +34,22 @@ class _MelBase(FeatureExtractor):
     trim_floor_db: float | None
     trim_to_sample: bool
 
-    def _set_framing(self, *, sample_rate: int, n_mels: int, n_fft: int, hop_ms: float, win_ms: float,
-                     fmin: float, fmax: float, top_db: float | None, deltas: bool, trim_db: float | None,
-                     trim_floor_db: float | None = None, trim_to_sample: bool = False) -> None:
+    def _set_framing(
+        self,
+        *,
+        sample_rate: int,
+        n_mels: int,
+        n_fft: int,
+        hop_ms: float,
+        win_ms: float,
+        fmin: float,
+        fmax: float,
+        top_db: float | None,
+        deltas: bool,
+        trim_db: float | None,
+        trim_floor_db: float | None = None,
+        trim_to_sample: bool = False,
+    ) -> None:
         """Store the shared constructor arguments (typed, as config() reports them) and check them."""
         self.sample_rate = int(sample_rate)
         self.n_mels = int(n_mels)
@@ -67,11 +80,14 @@ class _MelBase(FeatureExtractor):
         if not 0 < self.hop_length <= self.win_length <= self.n_fft:
             raise ConfigError(
                 f"{self.name}: need 0 < hop ({self.hop_length}) <= win ({self.win_length}) "
-                f"<= n_fft ({self.n_fft}) samples")
+                f"<= n_fft ({self.n_fft}) samples"
+            )
         if not 0 <= self.fmin < self.fmax_hz:
             raise ConfigError(f"{self.name}: need 0 <= fmin < fmax (fmax is clipped to Nyquist)")
         if self.trim_floor_db is not None and (self.trim_db is None or self.trim_floor_db < 0):
-            raise ConfigError(f"{self.name}: trim_floor_db needs trim_db and must be >= 0, got {self.trim_floor_db}")
+            raise ConfigError(
+                f"{self.name}: trim_floor_db needs trim_db and must be >= 0, got {self.trim_floor_db}"
+            )
         if self.trim_to_sample and self.trim_db is None:
             raise ConfigError(f"{self.name}: trim_to_sample needs trim_db")
 
@@ -100,11 +116,16 @@ class _MelBase(FeatureExtractor):
         wave = np.asarray(wave, dtype=np.float32)
         if self.trim_db is not None:
             # Leading/trailing silence (about 1 s of each RAVDESS clip) carries no emotion.
-            trimmed = dsp.trim(wave, top_db=self.trim_db, floor_db=self.trim_floor_db,
-                               to_sample=self.trim_to_sample)
+            trimmed = dsp.trim(
+                wave,
+                top_db=self.trim_db,
+                floor_db=self.trim_floor_db,
+                to_sample=self.trim_to_sample,
+            )
             wave = trimmed if trimmed.size else wave
-        power = dsp.power_spectrogram(wave, n_fft=self.n_fft, hop_length=self.hop_length,
-                                      win_length=self.win_length)  # (bins, T)
+        power = dsp.power_spectrogram(
+            wave, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length
+        )  # (bins, T)
         mel = self._mel_basis() @ power  # (n_mels, T)
         return dsp.power_to_db(mel, ref=1.0, amin=AMIN, top_db=self.top_db)
 
@@ -112,7 +133,12 @@ class _MelBase(FeatureExtractor):
         basis = self.__dict__.get("_basis")
         if basis is None:
             basis = self.__dict__["_basis"] = dsp.mel_filterbank(
-                sample_rate=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax_hz)
+                sample_rate=self.sample_rate,
+                n_fft=self.n_fft,
+                n_mels=self.n_mels,
+                fmin=self.fmin,
+                fmax=self.fmax_hz,
+            )
         return basis
 
 
@@ -147,13 +173,36 @@ class LogMel(_MelBase):
 
     name = "logmel"
 
-    def __init__(self, *, sample_rate: int = 16000, n_mels: int = 64, n_fft: int = 512,
-                 hop_ms: float = 10.0, win_ms: float = 25.0, fmin: float = 50.0,
-                 fmax: float = 8000.0, top_db: float | None = 80.0, deltas: bool = False, trim_db: float | None = None,
-                 trim_floor_db: float | None = None, trim_to_sample: bool = False):
-        self._set_framing(sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, hop_ms=hop_ms, win_ms=win_ms,
-                          fmin=fmin, fmax=fmax, top_db=top_db, deltas=deltas, trim_db=trim_db,
-                          trim_floor_db=trim_floor_db, trim_to_sample=trim_to_sample)
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        n_mels: int = 64,
+        n_fft: int = 512,
+        hop_ms: float = 10.0,
+        win_ms: float = 25.0,
+        fmin: float = 50.0,
+        fmax: float = 8000.0,
+        top_db: float | None = 80.0,
+        deltas: bool = False,
+        trim_db: float | None = None,
+        trim_floor_db: float | None = None,
+        trim_to_sample: bool = False,
+    ):
+        self._set_framing(
+            sample_rate=sample_rate,
+            n_mels=n_mels,
+            n_fft=n_fft,
+            hop_ms=hop_ms,
+            win_ms=win_ms,
+            fmin=fmin,
+            fmax=fmax,
+            top_db=top_db,
+            deltas=deltas,
+            trim_db=trim_db,
+            trim_floor_db=trim_floor_db,
+            trim_to_sample=trim_to_sample,
+        )
 
     @property
     def n_features(self) -> int:
@@ -161,7 +210,9 @@ class LogMel(_MelBase):
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` mono at ``sample_rate`` -> ``(T, n_features)`` float32 dB."""
-        with numpy_blas_single_thread():  # the same numbers on every path (cache, predict), and faster
+        with (
+            numpy_blas_single_thread()
+        ):  # the same numbers on every path (cache, predict), and faster
             mel = self._log_mel(wave)
             if self.deltas:
                 mel = add_deltas(mel)
@@ -175,15 +226,38 @@ class MFCC(_MelBase):
 
     name = "mfcc"
 
-    def __init__(self, *, sample_rate: int = 16000, n_mfcc: int = 40, n_mels: int = 64,
-                 n_fft: int = 512, hop_ms: float = 10.0, win_ms: float = 25.0,
-                 fmin: float = 50.0, fmax: float = 8000.0, top_db: float | None = 80.0,
-                 deltas: bool = False, trim_db: float | None = None, trim_floor_db: float | None = None,
-                 trim_to_sample: bool = False):
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        n_mfcc: int = 40,
+        n_mels: int = 64,
+        n_fft: int = 512,
+        hop_ms: float = 10.0,
+        win_ms: float = 25.0,
+        fmin: float = 50.0,
+        fmax: float = 8000.0,
+        top_db: float | None = 80.0,
+        deltas: bool = False,
+        trim_db: float | None = None,
+        trim_floor_db: float | None = None,
+        trim_to_sample: bool = False,
+    ):
         self.n_mfcc = int(n_mfcc)
-        self._set_framing(sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, hop_ms=hop_ms, win_ms=win_ms,
-                          fmin=fmin, fmax=fmax, top_db=top_db, deltas=deltas, trim_db=trim_db,
-                          trim_floor_db=trim_floor_db, trim_to_sample=trim_to_sample)
+        self._set_framing(
+            sample_rate=sample_rate,
+            n_mels=n_mels,
+            n_fft=n_fft,
+            hop_ms=hop_ms,
+            win_ms=win_ms,
+            fmin=fmin,
+            fmax=fmax,
+            top_db=top_db,
+            deltas=deltas,
+            trim_db=trim_db,
+            trim_floor_db=trim_floor_db,
+            trim_to_sample=trim_to_sample,
+        )
         if not 0 < self.n_mfcc <= self.n_mels:
             raise ConfigError("mfcc: need 0 < n_mfcc <= n_mels")
 

@@ -29,8 +29,10 @@ def _import_transformers() -> Any:
     try:
         import transformers
     except ImportError as err:
-        raise EmorecError(f"the 'ssl' extractor needs transformers ({err}); "
-                          "install it with `pip install emorec[ssl]`") from None
+        raise EmorecError(
+            f"the 'ssl' extractor needs transformers ({err}); "
+            "install it with `pip install emorec[ssl]`"
+        ) from None
     return transformers
 
 
@@ -64,6 +66,7 @@ def model_fingerprint(model: str) -> str | None:
         return dir_fingerprint(path)
     try:
         from huggingface_hub import try_to_load_from_cache
+
         found = try_to_load_from_cache(model, "config.json")
     except Exception:  # not a valid repo id, or huggingface_hub missing
         found = None
@@ -99,9 +102,17 @@ class SSL(FeatureExtractor):
     name = "ssl"
     parallel: ClassVar[bool] = False  # a big model: extract in-process unless told otherwise
 
-    def __init__(self, *, model: str, layer: int | str = -1, device: str = "cpu",
-                 max_seconds: float = 30.0, sample_rate: int = 16000,
-                 weights_fingerprint: str | None = None, trust_pickled_weights: bool = False):
+    def __init__(
+        self,
+        *,
+        model: str,
+        layer: int | str = -1,
+        device: str = "cpu",
+        max_seconds: float = 30.0,
+        sample_rate: int = 16000,
+        weights_fingerprint: str | None = None,
+        trust_pickled_weights: bool = False,
+    ):
         if not model:
             raise ConfigError("ssl: `model` (a local directory or hub name) is required")
         self.model = str(model)
@@ -129,7 +140,8 @@ class SSL(FeatureExtractor):
             if self._expected_fingerprint and found != self._expected_fingerprint:
                 raise ConfigError(
                     f"ssl: model {self.model!r} has changed (weights fingerprint {found}, "
-                    f"expected {self._expected_fingerprint})")
+                    f"expected {self._expected_fingerprint})"
+                )
             self._fingerprint = found
         return self._fingerprint
 
@@ -154,17 +166,26 @@ class SSL(FeatureExtractor):
         if key not in _MODELS:
             transformers = _import_transformers()
             local = Path(self.model).expanduser()
-            if (local.is_dir() and not self.trust_pickled_weights
-                    and not any(local.glob("*.safetensors")) and any(local.glob("*.bin"))):
-                raise ConfigError(f"ssl: {self.model}: only pickled weights (.bin), which can run code when "
-                                  "loaded; convert them to safetensors, or pass trust_pickled_weights=true "
-                                  "for a model you trust")
+            if (
+                local.is_dir()
+                and not self.trust_pickled_weights
+                and not any(local.glob("*.safetensors"))
+                and any(local.glob("*.bin"))
+            ):
+                raise ConfigError(
+                    f"ssl: {self.model}: only pickled weights (.bin), which can run code when "
+                    "loaded; convert them to safetensors, or pass trust_pickled_weights=true "
+                    "for a model you trust"
+                )
             try:
                 net = transformers.AutoModel.from_pretrained(
-                    self.model, use_safetensors=None if self.trust_pickled_weights else True)
+                    self.model, use_safetensors=None if self.trust_pickled_weights else True
+                )
             except Exception as err:
-                raise EmorecError(f"ssl: cannot load model {self.model!r}: "
-                                  f"{str(err).strip().splitlines()[0][:200]}") from None
+                raise EmorecError(
+                    f"ssl: cannot load model {self.model!r}: "
+                    f"{str(err).strip().splitlines()[0][:200]}"
+                ) from None
             do_normalize = getattr(net.config, "feat_extract_norm", "") == "layer"
             rate = self.sample_rate
             try:
@@ -176,8 +197,10 @@ class SSL(FeatureExtractor):
             _MODELS[key] = (net.to(self.device).eval(), do_normalize, rate)
         net, do_normalize, rate = _MODELS[key]
         if rate != self.sample_rate:
-            raise ConfigError(f"ssl: model {self.model!r} expects {rate} Hz audio, "
-                              f"extractor sample_rate is {self.sample_rate}")
+            raise ConfigError(
+                f"ssl: model {self.model!r} expects {rate} Hz audio, "
+                f"extractor sample_rate is {self.sample_rate}"
+            )
         return _MODELS[key]
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
@@ -209,8 +232,10 @@ class SSL(FeatureExtractor):
         if self.layer == "mean":
             return torch.stack(list(states), dim=0).mean(dim=0)
         if not -len(states) <= int(self.layer) < len(states):
-            raise ConfigError(f"ssl: layer {self.layer} out of range for {self.model!r} "
-                              f"({len(states)} hidden states: 0..{len(states) - 1})")
+            raise ConfigError(
+                f"ssl: layer {self.layer} out of range for {self.model!r} "
+                f"({len(states)} hidden states: 0..{len(states) - 1})"
+            )
         return states[int(self.layer)]
 
 

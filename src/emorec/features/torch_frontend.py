@@ -23,8 +23,14 @@ from emorec.features import dsp
 TRIM_FRAME, TRIM_HOP = 2048, 512
 
 
-def trim_rows(wave: torch.Tensor, lengths: torch.Tensor, *, trim_db: float, trim_floor_db: float | None = None,
-              trim_to_sample: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def trim_rows(
+    wave: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    trim_db: float,
+    trim_floor_db: float | None = None,
+    trim_to_sample: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows without leading and trailing frames quieter than ``trim_db`` below their loudest (and,
     with ``trim_floor_db``, than that far above their noise floor), shifted to start at 0; a row
     with no loud frame stays whole (``LogMel`` keeps it)."""
@@ -32,13 +38,18 @@ def trim_rows(wave: torch.Tensor, lengths: torch.Tensor, *, trim_db: float, trim
         # dsp.trim(to_sample=True): a frame centred on every sample, from float64 running sums
         squares = F.pad(wave.double() * wave.double(), (TRIM_FRAME // 2 + 1, TRIM_FRAME // 2))
         sums = squares.cumsum(dim=1)  # (B, N + TRIM_FRAME + 1), sums[:, 0] = 0
-        energy = (sums[:, TRIM_FRAME:] - sums[:, :-TRIM_FRAME])[:, :wave.size(1)] / TRIM_FRAME  # float64 as dsp
+        energy = (sums[:, TRIM_FRAME:] - sums[:, :-TRIM_FRAME])[
+            :, : wave.size(1)
+        ] / TRIM_FRAME  # float64 as dsp
         frames = torch.arange(energy.size(1), device=wave.device)
         real = frames[None, :] < lengths[:, None]  # (B, N)
         unit, offset = 1, TRIM_HOP // 2
     else:
-        energy = F.conv1d(F.pad(wave * wave, (TRIM_FRAME // 2, TRIM_FRAME // 2)).unsqueeze(1),
-                          wave.new_full((1, 1, TRIM_FRAME), 1.0 / TRIM_FRAME), stride=TRIM_HOP).squeeze(1)
+        energy = F.conv1d(
+            F.pad(wave * wave, (TRIM_FRAME // 2, TRIM_FRAME // 2)).unsqueeze(1),
+            wave.new_full((1, 1, TRIM_FRAME), 1.0 / TRIM_FRAME),
+            stride=TRIM_HOP,
+        ).squeeze(1)
         frames = torch.arange(energy.size(1), device=wave.device)
         real = frames[None, :] < (1 + lengths // TRIM_HOP)[:, None]  # (B, T_e)
         unit, offset = TRIM_HOP, 0
@@ -55,7 +66,9 @@ def trim_rows(wave: torch.Tensor, lengths: torch.Tensor, *, trim_db: float, trim
     big = energy.size(1)
     first = torch.where(loud, frames[None, :], frames.new_full((), big)).amin(dim=1)
     last = torch.where(loud, frames[None, :], frames.new_full((), -1)).amax(dim=1)
-    start = torch.where(any_loud, torch.minimum(lengths, first * unit + offset), torch.zeros_like(first))
+    start = torch.where(
+        any_loud, torch.minimum(lengths, first * unit + offset), torch.zeros_like(first)
+    )
     end = torch.where(any_loud, torch.minimum(lengths, (last + 1) * unit + offset), lengths)
     new_lengths = (end - start).clamp_min(0)
     index = torch.arange(wave.size(1), device=wave.device)[None, :] + start[:, None]  # (B, N)
@@ -72,47 +85,88 @@ class LogMelFrontEnd(nn.Module):
         if extractor.name != "logmel":
             raise ValueError(f"the ONNX front end computes logmel features, not {extractor.name!r}")
         self.n_fft, self.hop, self.n_mels = extractor.n_fft, extractor.hop_length, extractor.n_mels
-        self.top_db, self.trim_db, self.deltas = extractor.top_db, extractor.trim_db, extractor.deltas
+        self.top_db, self.trim_db, self.deltas = (
+            extractor.top_db,
+            extractor.trim_db,
+            extractor.deltas,
+        )
         self.trim_floor_db = getattr(extractor, "trim_floor_db", None)
         self.trim_to_sample = bool(getattr(extractor, "trim_to_sample", False))
         window = np.zeros(self.n_fft)
         left = (self.n_fft - extractor.win_length) // 2
-        window[left:left + extractor.win_length] = dsp._hann(extractor.win_length)
+        window[left : left + extractor.win_length] = dsp._hann(extractor.win_length)
         bins = self.n_fft // 2 + 1
-        angles = 2 * np.pi * np.outer(np.arange(bins), np.arange(self.n_fft)) / self.n_fft  # (bins, n_fft)
+        angles = (
+            2 * np.pi * np.outer(np.arange(bins), np.arange(self.n_fft)) / self.n_fft
+        )  # (bins, n_fft)
         dft = np.concatenate([np.cos(angles) * window, -np.sin(angles) * window])  # (2 bins, n_fft)
-        self.register_buffer("dft", torch.tensor(dft, dtype=torch.float32).unsqueeze(1))  # (2 bins, 1, n_fft)
-        self.register_buffer("mel", torch.tensor(extractor._mel_basis(), dtype=torch.float32))  # (n_mels, bins)
+        self.register_buffer(
+            "dft", torch.tensor(dft, dtype=torch.float32).unsqueeze(1)
+        )  # (2 bins, 1, n_fft)
+        self.register_buffer(
+            "mel", torch.tensor(extractor._mel_basis(), dtype=torch.float32)
+        )  # (n_mels, bins)
         for order in (1, 2):
-            self.register_buffer(f"inner{order}_9", torch.tensor(dsp._savgol_coefficients(9, order), dtype=torch.float32))
-            self.register_buffer(f"inner{order}_3", torch.tensor(dsp._savgol_coefficients(3, order), dtype=torch.float32))
-            self.register_buffer(f"head{order}", torch.tensor(dsp._edge_operator(9, order, head=True), dtype=torch.float32))
-            self.register_buffer(f"tail{order}", torch.tensor(dsp._edge_operator(9, order, head=False), dtype=torch.float32))
+            self.register_buffer(
+                f"inner{order}_9",
+                torch.tensor(dsp._savgol_coefficients(9, order), dtype=torch.float32),
+            )
+            self.register_buffer(
+                f"inner{order}_3",
+                torch.tensor(dsp._savgol_coefficients(3, order), dtype=torch.float32),
+            )
+            self.register_buffer(
+                f"head{order}",
+                torch.tensor(dsp._edge_operator(9, order, head=True), dtype=torch.float32),
+            )
+            self.register_buffer(
+                f"tail{order}",
+                torch.tensor(dsp._edge_operator(9, order, head=False), dtype=torch.float32),
+            )
         norm = normalizer or {}
         self.center = norm.get("center", "none") if normalizer else "none"
         if self.center not in ("none", "global", "level"):
             raise ValueError(f"the ONNX front end has no {self.center!r} normalisation")
         self.level_columns = int(norm.get("level_columns", 0))
         width = extractor.n_features
-        self.register_buffer("norm_mean", torch.tensor(norm.get("mean", [0.0] * width), dtype=torch.float32))
-        self.register_buffer("norm_std", torch.tensor(norm.get("std", [1.0] * width), dtype=torch.float32))
+        self.register_buffer(
+            "norm_mean", torch.tensor(norm.get("mean", [0.0] * width), dtype=torch.float32)
+        )
+        self.register_buffer(
+            "norm_std", torch.tensor(norm.get("std", [1.0] * width), dtype=torch.float32)
+        )
 
     # ------------------------------------------------------------------ steps
     def _trim(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return trim_rows(wave, lengths, trim_db=self.trim_db, trim_floor_db=self.trim_floor_db,
-                         trim_to_sample=self.trim_to_sample)
+        return trim_rows(
+            wave,
+            lengths,
+            trim_db=self.trim_db,
+            trim_floor_db=self.trim_floor_db,
+            trim_to_sample=self.trim_to_sample,
+        )
 
-    def _log_mel(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _log_mel(
+        self, wave: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, N)`` -> dB ``(B, n_mels, T)`` and the frames of each row ``(B,)``."""
         half = self.n_fft // 2
-        spectrum = F.conv1d(F.pad(wave, (half, half)).unsqueeze(1), self.dft, stride=self.hop)  # (B, 2 bins, T)
+        spectrum = F.conv1d(
+            F.pad(wave, (half, half)).unsqueeze(1), self.dft, stride=self.hop
+        )  # (B, 2 bins, T)
         real, imag = spectrum.chunk(2, dim=1)
         power = real * real + imag * imag  # (B, bins, T)
-        db = 10 * torch.log10(torch.matmul(self.mel, power).clamp_min(1e-10))  # (B, n_mels, T), re 1.0
+        db = 10 * torch.log10(
+            torch.matmul(self.mel, power).clamp_min(1e-10)
+        )  # (B, n_mels, T), re 1.0
         frames = 1 + lengths // self.hop
-        real_frames = torch.arange(db.size(2), device=db.device)[None, :] < frames[:, None]  # (B, T)
+        real_frames = (
+            torch.arange(db.size(2), device=db.device)[None, :] < frames[:, None]
+        )  # (B, T)
         if self.top_db is not None:
-            peak = torch.where(real_frames[:, None, :], db, db.new_full((), -1e4)).amax(dim=(1, 2), keepdim=True)
+            peak = torch.where(real_frames[:, None, :], db, db.new_full((), -1e4)).amax(
+                dim=(1, 2), keepdim=True
+            )
             db = torch.maximum(db, peak - self.top_db)
         return db, frames
 
@@ -124,14 +178,24 @@ class LogMelFrontEnd(nn.Module):
         steps = torch.arange(t, device=x.device)
         last = (frames - 1).clamp_min(0)[:, None]  # (B, 1)
         # width 9, interior: a 9-tap correlation (valid where 4 <= t < frames - 4)
-        inner9 = F.conv1d(F.pad(x.reshape(b * f, 1, t), (4, 4)), getattr(self, f"inner{order}_9").view(1, 1, 9))
+        inner9 = F.conv1d(
+            F.pad(x.reshape(b * f, 1, t), (4, 4)), getattr(self, f"inner{order}_9").view(1, 1, 9)
+        )
         inner9 = inner9.view(b, f, t)
-        head = torch.einsum("bfk,hk->bfh", F.pad(x, (0, 9))[:, :, :9], getattr(self, f"head{order}"))  # (B, F, 4)
-        tail_index = (frames[:, None] - 9 + torch.arange(9, device=x.device)[None, :]).clamp(0, t - 1)  # (B, 9)
+        head = torch.einsum(
+            "bfk,hk->bfh", F.pad(x, (0, 9))[:, :, :9], getattr(self, f"head{order}")
+        )  # (B, F, 4)
+        tail_index = (frames[:, None] - 9 + torch.arange(9, device=x.device)[None, :]).clamp(
+            0, t - 1
+        )  # (B, 9)
         tail_src = x.gather(2, tail_index[:, None, :].expand(b, f, 9))
-        tail = torch.einsum("bfk,hk->bfh", tail_src, getattr(self, f"tail{order}"))  # (B, F, 4): frames n-4..n-1
+        tail = torch.einsum(
+            "bfk,hk->bfh", tail_src, getattr(self, f"tail{order}")
+        )  # (B, F, 4): frames n-4..n-1
         position = steps[None, :]  # (1, T)
-        head_full = head.gather(2, position.clamp(max=3).expand(b, t)[:, None, :].expand(b, f, t))  # (B, F, T)
+        head_full = head.gather(
+            2, position.clamp(max=3).expand(b, t)[:, None, :].expand(b, f, t)
+        )  # (B, F, T)
         tail_position = (position - (frames[:, None] - 4)).clamp(0, 3)  # (B, T)
         tail_full = tail.gather(2, tail_position[:, None, :].expand(b, f, t))
         out9 = torch.where((position < 4)[:, None, :], head_full, inner9)
@@ -145,10 +209,15 @@ class LogMelFrontEnd(nn.Module):
         wide, narrow = (frames >= 9)[:, None, None], (frames >= 3)[:, None, None]
         return torch.where(wide, out9, torch.where(narrow, out3, torch.zeros_like(x)))
 
-    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, wave: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = lengths.to(torch.long)
-        wave = torch.where(torch.arange(wave.size(1), device=wave.device)[None, :] < lengths[:, None], wave,
-                           wave.new_zeros(()))
+        wave = torch.where(
+            torch.arange(wave.size(1), device=wave.device)[None, :] < lengths[:, None],
+            wave,
+            wave.new_zeros(()),
+        )
         if self.trim_db is not None:
             wave, lengths = self._trim(wave, lengths)
         db, frames = self._log_mel(wave, lengths)  # (B, n_mels, T), (B,)
@@ -156,12 +225,18 @@ class LogMelFrontEnd(nn.Module):
         if self.deltas:
             planes += [self._delta(db, frames, 1), self._delta(db, frames, 2)]
         features = torch.cat(planes, dim=1).transpose(1, 2)  # (B, T, F)
-        mask = torch.arange(features.size(1), device=wave.device)[None, :] < frames[:, None]  # (B, T)
+        mask = (
+            torch.arange(features.size(1), device=wave.device)[None, :] < frames[:, None]
+        )  # (B, T)
         if self.center == "level":
-            static = features[:, :, :self.level_columns]
+            static = features[:, :, : self.level_columns]
             count = (frames * self.level_columns).clamp_min(1).to(features.dtype)
-            level = torch.where(mask[:, :, None], static, static.new_zeros(())).sum(dim=(1, 2)) / count  # (B,)
-            features = torch.cat([static - level[:, None, None], features[:, :, self.level_columns:]], dim=2)
+            level = (
+                torch.where(mask[:, :, None], static, static.new_zeros(())).sum(dim=(1, 2)) / count
+            )  # (B,)
+            features = torch.cat(
+                [static - level[:, None, None], features[:, :, self.level_columns :]], dim=2
+            )
         if self.center != "none":
             features = (features - self.norm_mean) / self.norm_std
         return torch.where(mask[:, :, None], features, features.new_zeros(())), mask
@@ -178,51 +253,75 @@ class VoiceEncoderFrontEnd(nn.Module):
         from emorec.features import voice_encoder as ve
 
         if extractor.name != "voice_encoder":
-            raise ValueError(f"this front end computes voice_encoder features, not {extractor.name!r}")
+            raise ValueError(
+                f"this front end computes voice_encoder features, not {extractor.name!r}"
+            )
         if extractor.speed != 1.0:
-            raise ValueError(f"voice_encoder speed {extractor.speed} is a training view, not a front end")
+            raise ValueError(
+                f"voice_encoder speed {extractor.speed} is a training view, not a front end"
+            )
         self.trim_db, self.trim_to_sample = extractor.trim_db, extractor.trim_to_sample
         self.level_dbfs, self.stride, self.hop = extractor.level_dbfs, extractor.stride, ve.HOP
         self.n_fft = ve.N_FFT
         bins = ve.N_FFT // 2 + 1
-        angles = 2 * np.pi * np.outer(np.arange(bins), np.arange(ve.N_FFT)) / ve.N_FFT  # (bins, n_fft)
+        angles = (
+            2 * np.pi * np.outer(np.arange(bins), np.arange(ve.N_FFT)) / ve.N_FFT
+        )  # (bins, n_fft)
         window = dsp._hann(ve.N_FFT)
         dft = np.concatenate([np.cos(angles) * window, -np.sin(angles) * window])  # (2 bins, n_fft)
         self.register_buffer("dft", torch.tensor(dft, dtype=torch.float32).unsqueeze(1))
         self.register_buffer("mel", torch.tensor(ve.mel_basis(), dtype=torch.float32))  # (40, bins)
         path = ve.weights_path(extractor.weights)
         self.kept = list(range(1, ve.LAYERS + 1)) if extractor.layer == "all" else [extractor.layer]
-        self.layers = nn.ModuleList(ve.encoder(path, layer) for layer in range(1, max(self.kept) + 1))
+        self.layers = nn.ModuleList(
+            ve.encoder(path, layer) for layer in range(1, max(self.kept) + 1)
+        )
         norm = normalizer or {}
         self.center = norm.get("center", "none") if normalizer else "none"
         if self.center not in ("none", "global"):
-            raise ValueError(f"the ONNX front end of voice_encoder has no {self.center!r} normalisation")
+            raise ValueError(
+                f"the ONNX front end of voice_encoder has no {self.center!r} normalisation"
+            )
         width = ve.HIDDEN * len(self.kept)
-        self.register_buffer("norm_mean", torch.tensor(norm.get("mean", [0.0] * width), dtype=torch.float32))
-        self.register_buffer("norm_std", torch.tensor(norm.get("std", [1.0] * width), dtype=torch.float32))
+        self.register_buffer(
+            "norm_mean", torch.tensor(norm.get("mean", [0.0] * width), dtype=torch.float32)
+        )
+        self.register_buffer(
+            "norm_std", torch.tensor(norm.get("std", [1.0] * width), dtype=torch.float32)
+        )
 
-    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, wave: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = lengths.to(torch.long)
         real = torch.arange(wave.size(1), device=wave.device)[None, :] < lengths[:, None]  # (B, N)
         wave = torch.where(real, wave, wave.new_zeros(()))
         if self.trim_db is not None:
-            wave, lengths = trim_rows(wave, lengths, trim_db=self.trim_db, trim_to_sample=self.trim_to_sample)
+            wave, lengths = trim_rows(
+                wave, lengths, trim_db=self.trim_db, trim_to_sample=self.trim_to_sample
+            )
         if self.level_dbfs is not None:
             rms = ((wave.double() ** 2).sum(dim=1) / lengths.clamp_min(1).double()).sqrt()  # (B,)
-            gain = torch.where(rms > 0, 10 ** (self.level_dbfs / 20) / rms.clamp_min(1e-30), rms.new_ones(()))
+            gain = torch.where(
+                rms > 0, 10 ** (self.level_dbfs / 20) / rms.clamp_min(1e-30), rms.new_ones(())
+            )
             wave = wave * gain.to(wave.dtype)[:, None]
         half = self.n_fft // 2
-        spectrum = F.conv1d(F.pad(wave, (half, half)).unsqueeze(1), self.dft, stride=self.hop)  # (B, 2 bins, T)
+        spectrum = F.conv1d(
+            F.pad(wave, (half, half)).unsqueeze(1), self.dft, stride=self.hop
+        )  # (B, 2 bins, T)
         re, im = spectrum.chunk(2, dim=1)
         x = torch.matmul(self.mel, re * re + im * im).transpose(1, 2)  # (B, T, 40)
         states = []
         for number, layer in enumerate(self.layers, start=1):
             x, _ = layer(x)  # (B, T, 256)
             if number in self.kept:
-                states.append(x[:, ::self.stride])
+                states.append(x[:, :: self.stride])
         features = torch.cat(states, dim=2)  # (B, T', 256 * layers)
         frames = (1 + lengths // self.hop + self.stride - 1) // self.stride
-        mask = torch.arange(features.size(1), device=wave.device)[None, :] < frames[:, None]  # (B, T')
+        mask = (
+            torch.arange(features.size(1), device=wave.device)[None, :] < frames[:, None]
+        )  # (B, T')
         if self.center == "global":
             features = (features - self.norm_mean) / self.norm_std
         return torch.where(mask[:, :, None], features, features.new_zeros(())), mask
@@ -234,6 +333,8 @@ FRONT_ENDS = {"logmel": LogMelFrontEnd, "voice_encoder": VoiceEncoderFrontEnd}
 
 def front_end_for(extractor, normalizer: dict | None = None) -> nn.Module:
     if extractor.name not in FRONT_ENDS:
-        raise ValueError(f"ONNX export computes {' or '.join(FRONT_ENDS)} features in the graph; "
-                         f"this model reads {extractor.name!r}")
+        raise ValueError(
+            f"ONNX export computes {' or '.join(FRONT_ENDS)} features in the graph; "
+            f"this model reads {extractor.name!r}"
+        )
     return FRONT_ENDS[extractor.name](extractor, normalizer)

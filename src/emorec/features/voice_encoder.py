@@ -52,8 +52,10 @@ def packaged_weights() -> Path:
         path = Path(folder) / "pretrained.pt"
         if path.is_file():
             return path
-    raise EmorecError("the 'voice_encoder' extractor needs the encoder weights of the resemblyzer package: "
-                      "pip install --no-deps resemblyzer==0.1.4")
+    raise EmorecError(
+        "the 'voice_encoder' extractor needs the encoder weights of the resemblyzer package: "
+        "pip install --no-deps resemblyzer==0.1.4"
+    )
 
 
 def weights_path(weights: str) -> Path:
@@ -66,7 +68,9 @@ def weights_path(weights: str) -> Path:
 @functools.cache
 def mel_basis() -> np.ndarray:
     """The encoder's 40 Slaney mel bands over the 201 bins of a 400-sample FFT: ``(40, 201)``."""
-    return dsp.mel_filterbank(sample_rate=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=0.0, fmax=SAMPLE_RATE / 2)
+    return dsp.mel_filterbank(
+        sample_rate=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=0.0, fmax=SAMPLE_RATE / 2
+    )
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -81,10 +85,12 @@ def load_state(path: Path) -> dict[str, Any]:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any reason the file cannot be read is the same error
-            reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            reason = next(
+                (line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__
+            )
             raise EmorecError(f"{path}: not a readable weights file ({reason})") from None
         state = loaded.get("model_state", loaded) if isinstance(loaded, dict) else {}
-    lstm = {key[len("lstm."):]: value for key, value in state.items() if key.startswith("lstm.")}
+    lstm = {key[len("lstm.") :]: value for key, value in state.items() if key.startswith("lstm.")}
     if not lstm:
         raise EmorecError(f"{path}: no lstm.* weights (not a GE2E voice encoder)")
     return lstm
@@ -106,8 +112,10 @@ def encoder(path: Path, layer: int) -> Any:
         try:
             model.load_state_dict(wanted)
         except RuntimeError as err:
-            raise EmorecError(f"{path}: encoder weights do not fit a {LAYERS}-layer LSTM of {HIDDEN} "
-                              f"over {N_MELS} mels ({str(err).splitlines()[-1].strip()})") from None
+            raise EmorecError(
+                f"{path}: encoder weights do not fit a {LAYERS}-layer LSTM of {HIDDEN} "
+                f"over {N_MELS} mels ({str(err).splitlines()[-1].strip()})"
+            ) from None
         _ENCODERS[key] = model.eval().requires_grad_(False)
     return _ENCODERS[key]
 
@@ -128,9 +136,18 @@ class VoiceEncoder(FeatureExtractor):
     bundled: ClassVar[tuple[str, ...]] = ("weights",)
     BUNDLED_FILE: ClassVar[str] = "voice_encoder.safetensors"
 
-    def __init__(self, *, weights: str = "resemblyzer", layer: int | str = 3, stride: int = 2,
-                 trim_db: float | None = 40.0, level_dbfs: float | None = -30.0, trim_to_sample: bool = False,
-                 speed: float = 1.0, weights_fingerprint: str | None = None):
+    def __init__(
+        self,
+        *,
+        weights: str = "resemblyzer",
+        layer: int | str = 3,
+        stride: int = 2,
+        trim_db: float | None = 40.0,
+        level_dbfs: float | None = -30.0,
+        trim_to_sample: bool = False,
+        speed: float = 1.0,
+        weights_fingerprint: str | None = None,
+    ):
         if layer != "all" and (not str(layer).isdigit() or int(layer) not in range(1, LAYERS + 1)):
             raise ConfigError(f"voice_encoder: layer must be 1-{LAYERS} or 'all', got {layer!r}")
         if int(stride) < 1:
@@ -164,8 +181,10 @@ class VoiceEncoder(FeatureExtractor):
             path = weights_path(self.weights)
             found = file_sha256(path)[:16]
             if self._expected_fingerprint and found != self._expected_fingerprint:
-                raise ConfigError(f"voice_encoder: weights {path} have changed (fingerprint {found}, "
-                                  f"expected {self._expected_fingerprint})")
+                raise ConfigError(
+                    f"voice_encoder: weights {path} have changed (fingerprint {found}, "
+                    f"expected {self._expected_fingerprint})"
+                )
             self._fingerprint = found
         return self._fingerprint
 
@@ -199,7 +218,9 @@ class VoiceEncoder(FeatureExtractor):
             rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
             if rms > 0:
                 wave = wave * np.float32(10 ** (self.level_dbfs / 20) / rms)
-        power = dsp.power_spectrogram(wave, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT)  # (201, T)
+        power = dsp.power_spectrogram(
+            wave, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT
+        )  # (201, T)
         return np.ascontiguousarray((mel_basis() @ power).T, dtype=np.float32)  # (T, 40)
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
@@ -212,9 +233,10 @@ class VoiceEncoder(FeatureExtractor):
         with torch.inference_mode():
             x = torch.from_numpy(self.mel(wave))[None]  # (1, T, 40)
             states = []
-            for layer in range(1, max(layers) + 1):  # layer by layer: the same weights as one stacked LSTM
+            for layer in range(
+                1, max(layers) + 1
+            ):  # layer by layer: the same weights as one stacked LSTM
                 x, _ = encoder(path, layer)(x)  # (1, T, 256)
                 if layer in layers:
-                    states.append(x[0, ::self.stride])
+                    states.append(x[0, :: self.stride])
         return torch.cat(states, dim=-1).numpy()
-

@@ -30,12 +30,21 @@ import soxr
 
 from emorec.errors import BadInputError, EmorecError
 from emorec.inference.predictor import Predictor
-from emorec.inference.long_input import CLIP, MAX_SECONDS, WINDOWED, Backend, check_length, is_long, windowed_answer
+from emorec.inference.long_input import (
+    CLIP,
+    MAX_SECONDS,
+    WINDOWED,
+    Backend,
+    check_length,
+    is_long,
+    windowed_answer,
+)
 from emorec.media.audio import load_audio, probe_duration
 from emorec.inference.released import default_model_dir, released_model_dir
 from emorec.media.silence import check_not_silent
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -51,8 +60,14 @@ class Prediction:
     segments: tuple = ()
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "label": self.label, "duration": self.duration, "probabilities": self.probabilities,
-                "method": self.method, "segments": [s.to_dict() for s in self.segments]}
+        return {
+            "source": self.source,
+            "label": self.label,
+            "duration": self.duration,
+            "probabilities": self.probabilities,
+            "method": self.method,
+            "segments": [s.to_dict() for s in self.segments],
+        }
 
 
 @dataclass(frozen=True)
@@ -80,10 +95,18 @@ class Recognizer:
     or ``Recognizer(backend)`` around any :class:`emorec.inference.long_input.Backend`: every answer (files,
     waveforms, long input, timeline, stream) goes through ``backend.probabilities``."""
 
-    def __init__(self, backend: Backend, *, model_id: str = "", model_dir: Path | None = None,
-                 max_seconds: float = MAX_SECONDS):
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        model_id: str = "",
+        model_dir: Path | None = None,
+        max_seconds: float = MAX_SECONDS,
+    ):
         if not getattr(backend, "audio_only", True):
-            raise EmorecError("the Python API predicts from audio; this model reads video (use `emorec predict`)")
+            raise EmorecError(
+                "the Python API predicts from audio; this model reads video (use `emorec predict`)"
+            )
         self.backend = backend
         self.model_id = model_id or (model_dir.name if model_dir else "model")
         self.model_dir = model_dir
@@ -103,10 +126,17 @@ class Recognizer:
         return int(self.backend.sample_rate)
 
     def __repr__(self) -> str:
-        return f"Recognizer({self.model_id!r}, classes={self.classes}, sample_rate={self.sample_rate})"
+        return (
+            f"Recognizer({self.model_id!r}, classes={self.classes}, sample_rate={self.sample_rate})"
+        )
 
-    def predict(self, inputs: AudioInput | Sequence[AudioInput], sample_rate: int | None = None, *,
-                batch_size: int = 16) -> Prediction | BatchPrediction:
+    def predict(
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        sample_rate: int | None = None,
+        *,
+        batch_size: int = 16,
+    ) -> Prediction | BatchPrediction:
         """One file or waveform -> :class:`Prediction` (a bad one raises :class:`BadInputError`);
         a list of them -> :class:`BatchPrediction` (bad ones skipped with their reason).
         ``sample_rate`` is the rate of waveform inputs (required for them)."""
@@ -119,7 +149,9 @@ class Recognizer:
         for index, item in enumerate(inputs):
             try:
                 wave, source = self.waveform(item, sample_rate, index=index)
-                if is_long(wave, self.sample_rate):  # windowed alone: one without speech is skipped, not fatal
+                if is_long(
+                    wave, self.sample_rate
+                ):  # windowed alone: one without speech is skipped, not fatal
                     answered[index] = self._predict_waves([wave], [source], batch_size)[0]
                     continue
             except BadInputError as err:
@@ -130,27 +162,38 @@ class Recognizer:
         answered.update({index: p for (index, _, _), p in zip(short, batch)})
         return BatchPrediction([answered[i] for i in sorted(answered)], skipped)
 
-    def waveform(self, item: AudioInput, sample_rate: int | None = None, *, index: int = 0) -> tuple[np.ndarray, str]:
+    def waveform(
+        self, item: AudioInput, sample_rate: int | None = None, *, index: int = 0
+    ) -> tuple[np.ndarray, str]:
         """``item`` as mono float32 at the model's rate, and how results name it."""
         if isinstance(item, (str, os.PathLike)):
             check_length(item, probe_duration(item), self.max_seconds)
             return load_audio(item, self.sample_rate), os.fspath(item)
         source = f"<samples {index}>"
         if not isinstance(item, np.ndarray):
-            raise BadInputError(source, f"expected a file path or a NumPy waveform, got {type(item).__name__}")
+            raise BadInputError(
+                source, f"expected a file path or a NumPy waveform, got {type(item).__name__}"
+            )
         if sample_rate is None:
             raise BadInputError(source, "a waveform needs its sample_rate")
         wave = np.asarray(item, dtype=np.float32)
-        if wave.ndim == 2:  # (samples, channels) or (channels, samples): the shorter axis is channels
+        if (
+            wave.ndim == 2
+        ):  # (samples, channels) or (channels, samples): the shorter axis is channels
             wave = wave.mean(axis=int(np.argmin(wave.shape)))
         if wave.ndim != 1 or wave.size == 0:
-            raise BadInputError(source, f"expected mono (n,) or multichannel (n, channels) samples, got shape {item.shape}")
+            raise BadInputError(
+                source,
+                f"expected mono (n,) or multichannel (n, channels) samples, got shape {item.shape}",
+            )
         if not np.all(np.isfinite(wave)):
             raise BadInputError(source, "samples contain NaN or infinite values")
         check_length(source, wave.size / sample_rate, self.max_seconds)
         check_not_silent(source, wave)
         if sample_rate != self.sample_rate:
-            wave = soxr.resample(wave, sample_rate, self.sample_rate, quality="HQ").astype(np.float32)
+            wave = soxr.resample(wave, sample_rate, self.sample_rate, quality="HQ").astype(
+                np.float32
+            )
         return np.ascontiguousarray(wave), source
 
     def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
@@ -158,32 +201,74 @@ class Recognizer:
         (the backend batches them by length)."""
         return self.backend.probabilities(waves, batch_size)
 
-    def timeline(self, path: str | os.PathLike, *, window: float = 3.0, hop: float = 1.0, min_segment: float = 1.0,
-                 vad_threshold: float = 0.5, context: float = 1.0, edge_db: float = 25.0, progress=None):
+    def timeline(
+        self,
+        path: str | os.PathLike,
+        *,
+        window: float = 3.0,
+        hop: float = 1.0,
+        min_segment: float = 1.0,
+        vad_threshold: float = 0.5,
+        context: float = 1.0,
+        edge_db: float = 25.0,
+        progress=None,
+    ):
         """Emotion over time in a recording of any length (streamed): a :class:`emorec.inference.timeline.Timeline`
         with Silero VAD speech regions, per-window probabilities and smoothed segments (``context``
         and ``edge_db``: see :mod:`emorec.inference.timeline`)."""
         from emorec.inference.timeline import build_timeline
 
-        return build_timeline(self, path, window=window, hop=hop, min_segment=min_segment, vad_threshold=vad_threshold,
-                              context=context, edge_db=edge_db, progress=progress)
+        return build_timeline(
+            self,
+            path,
+            window=window,
+            hop=hop,
+            min_segment=min_segment,
+            vad_threshold=vad_threshold,
+            context=context,
+            edge_db=edge_db,
+            progress=progress,
+        )
 
-    def stream(self, chunks, sample_rate: int = 16000, *, window: float = 3.0, hop: float = 1.0,
-               min_segment: float = 1.0, vad_threshold: float = 0.5, context: float = 1.0, edge_db: float = 25.0):
+    def stream(
+        self,
+        chunks,
+        sample_rate: int = 16000,
+        *,
+        window: float = 3.0,
+        hop: float = 1.0,
+        min_segment: float = 1.0,
+        vad_threshold: float = 0.5,
+        context: float = 1.0,
+        edge_db: float = 25.0,
+    ):
         """Emotion while audio arrives: blocks of mono samples (float or int16, at ``sample_rate``) in,
         :class:`emorec.inference.streaming.StreamEvent` updates out as they are made (speech start and end,
         interim windows, each region's final segments, then the whole timeline, equal to
         :meth:`timeline` of the same audio). See :mod:`emorec.inference.streaming`."""
         from emorec.inference.streaming import stream_events
 
-        return stream_events(self, chunks, sample_rate=sample_rate, window=window, hop=hop, min_segment=min_segment,
-                             vad_threshold=vad_threshold, context=context, edge_db=edge_db)
+        return stream_events(
+            self,
+            chunks,
+            sample_rate=sample_rate,
+            window=window,
+            hop=hop,
+            min_segment=min_segment,
+            vad_threshold=vad_threshold,
+            context=context,
+            edge_db=edge_db,
+        )
 
-    def answer(self, wave: np.ndarray, source: str = "<samples>", batch_size: int = 16) -> Prediction:
+    def answer(
+        self, wave: np.ndarray, source: str = "<samples>", batch_size: int = 16
+    ) -> Prediction:
         """One mono waveform at the model's rate -> its :class:`Prediction` (long input windowed)."""
         return self._predict_waves([wave], [source], batch_size)[0]
 
-    def _predict_waves(self, waves: list[np.ndarray], sources: list[str], batch_size: int) -> list[Prediction]:
+    def _predict_waves(
+        self, waves: list[np.ndarray], sources: list[str], batch_size: int
+    ) -> list[Prediction]:
         short = [i for i, w in enumerate(waves) if not is_long(w, self.sample_rate)]
         rows: dict[int, tuple[np.ndarray, str, tuple]] = {}
         if short:
@@ -191,14 +276,27 @@ class Recognizer:
             rows.update({i: (row, CLIP, ()) for i, row in zip(short, probs)})
         for i, wave in enumerate(waves):
             if i not in rows:  # a long input without speech raises BadInputError
-                long = windowed_answer(sources[i], wave, self.sample_rate, self.classes,
-                                       lambda cut: self.probabilities(cut, batch_size))
+                long = windowed_answer(
+                    sources[i],
+                    wave,
+                    self.sample_rate,
+                    self.classes,
+                    lambda cut: self.probabilities(cut, batch_size),
+                )
                 rows[i] = (long.probabilities, WINDOWED, tuple(long.segments))
-        return [Prediction(label=self.classes[int(row.argmax())],
-                           probabilities={c: float(p) for c, p in zip(self.classes, row)},
-                           duration=round(len(wave) / self.sample_rate, 4), source=source, method=method,
-                           segments=segments)
-                for (row, method, segments), wave, source in zip((rows[i] for i in range(len(waves))), waves, sources)]
+        return [
+            Prediction(
+                label=self.classes[int(row.argmax())],
+                probabilities={c: float(p) for c, p in zip(self.classes, row)},
+                duration=round(len(wave) / self.sample_rate, 4),
+                source=source,
+                method=method,
+                segments=segments,
+            )
+            for (row, method, segments), wave, source in zip(
+                (rows[i] for i in range(len(waves))), waves, sources
+            )
+        ]
 
 
 def load(model: str | os.PathLike | None = None, *, max_seconds: float = MAX_SECONDS) -> Recognizer:
@@ -209,7 +307,9 @@ def load(model: str | os.PathLike | None = None, *, max_seconds: float = MAX_SEC
         from emorec.inference.onnx_runtime import OnnxPredictor
 
         onnx = OnnxPredictor(model)
-        return Recognizer(onnx, model_id=onnx.meta.get("model_id", Path(model).stem), max_seconds=max_seconds)
+        return Recognizer(
+            onnx, model_id=onnx.meta.get("model_id", Path(model).stem), max_seconds=max_seconds
+        )
     if model is None:
         model_dir = default_model_dir()
     elif not os.path.exists(model) and released_model_dir(str(model)) is not None:
@@ -217,5 +317,9 @@ def load(model: str | os.PathLike | None = None, *, max_seconds: float = MAX_SEC
     else:
         model_dir = Path(model)
     predictor = Predictor.load(model_dir)
-    return Recognizer(predictor, model_id=predictor.meta.get("model_id", ""), model_dir=Path(model_dir),
-                      max_seconds=max_seconds)
+    return Recognizer(
+        predictor,
+        model_id=predictor.meta.get("model_id", ""),
+        model_dir=Path(model_dir),
+        max_seconds=max_seconds,
+    )

@@ -20,7 +20,9 @@ from emorec.media.audio import stream_audio
 RATE = 16000
 
 
-def played_file(path: str | os.PathLike, *, block_seconds: float = 0.1, speed: float = 1.0) -> Iterator[np.ndarray]:
+def played_file(
+    path: str | os.PathLike, *, block_seconds: float = 0.1, speed: float = 1.0
+) -> Iterator[np.ndarray]:
     """``path`` decoded in blocks of ``block_seconds``, each given out when a listener would have heard
     it at ``speed`` times real time (0: as fast as it decodes)."""
     size = max(1, int(round(block_seconds * RATE)))
@@ -38,21 +40,31 @@ def played_file(path: str | os.PathLike, *, block_seconds: float = 0.1, speed: f
         yield pending
 
 
-def microphone(*, block_seconds: float = 0.1, device: str | int | None = None) -> Iterator[np.ndarray]:
+def microphone(
+    *, block_seconds: float = 0.1, device: str | int | None = None
+) -> Iterator[np.ndarray]:
     """Blocks from an input device (default: the system's) until the consumer stops (Ctrl-C)."""
     try:
         import sounddevice
     except (ImportError, OSError) as problem:  # OSError: the package is there, PortAudio is not
-        raise EmorecError(f"the microphone needs sounddevice and PortAudio ({problem}): pip install 'emorec[live]', "
-                          "or play a file with --simulate FILE") from None
+        raise EmorecError(
+            f"the microphone needs sounddevice and PortAudio ({problem}): pip install 'emorec[live]', "
+            "or play a file with --simulate FILE"
+        ) from None
     blocks: queue.Queue[np.ndarray] = queue.Queue()
 
     def arrived(data, frames, when, status) -> None:  # noqa: ARG001 - PortAudio's callback signature
         blocks.put(data[:, 0].copy())
 
     try:
-        with sounddevice.InputStream(samplerate=RATE, channels=1, dtype="float32", device=device,
-                                     blocksize=int(block_seconds * RATE), callback=arrived):
+        with sounddevice.InputStream(
+            samplerate=RATE,
+            channels=1,
+            dtype="float32",
+            device=device,
+            blocksize=int(block_seconds * RATE),
+            callback=arrived,
+        ):
             while True:
                 yield blocks.get()
     except sounddevice.PortAudioError as problem:

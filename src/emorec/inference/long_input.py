@@ -63,36 +63,57 @@ class WindowedAnswer:
         return float(sum(s.end - s.start for s in self.segments))
 
 
-def check_length(source: str | os.PathLike, seconds: float | None, max_seconds: float = MAX_SECONDS) -> None:
+def check_length(
+    source: str | os.PathLike, seconds: float | None, max_seconds: float = MAX_SECONDS
+) -> None:
     """:class:`BadInputError` naming ``source`` when it is longer than ``max_seconds``."""
     if seconds is not None and seconds > max_seconds:
-        raise BadInputError(source, f"{seconds:.0f} s of audio is longer than the limit of {max_seconds:.0f} s: "
-                                    "use `emorec timeline` (Recognizer.timeline) for long recordings")
+        raise BadInputError(
+            source,
+            f"{seconds:.0f} s of audio is longer than the limit of {max_seconds:.0f} s: "
+            "use `emorec timeline` (Recognizer.timeline) for long recordings",
+        )
 
 
 def is_long(wave: np.ndarray, rate: int) -> bool:
     return wave.size / rate > LONG_INPUT_SECONDS
 
 
-def windowed_answer(source: str | os.PathLike, wave: np.ndarray, rate: int, classes: Sequence[str],
-                    probabilities_of: Callable[[list[np.ndarray]], np.ndarray], *, vad_threshold: float = 0.5,
-                    context: float = 1.0) -> WindowedAnswer:
+def windowed_answer(
+    source: str | os.PathLike,
+    wave: np.ndarray,
+    rate: int,
+    classes: Sequence[str],
+    probabilities_of: Callable[[list[np.ndarray]], np.ndarray],
+    *,
+    vad_threshold: float = 0.5,
+    context: float = 1.0,
+) -> WindowedAnswer:
     """The answer for mono ``wave`` at ``rate`` from the windows of its speech regions;
     ``probabilities_of(waves)`` gives ``(N, C)`` calibrated probabilities. No speech at all is a
     :class:`BadInputError`: nothing in the input can be answered for."""
-    from emorec.inference.timeline import VAD_RATE, context_bounds, plan_windows, smooth_segments, speech_probabilities, speech_regions
+    from emorec.inference.timeline import (
+        VAD_RATE,
+        context_bounds,
+        plan_windows,
+        smooth_segments,
+        speech_probabilities,
+        speech_regions,
+    )
 
     vad_wave = wave if rate == VAD_RATE else soxr.resample(wave, rate, VAD_RATE).astype(np.float32)
     probs, total = speech_probabilities(iter([np.ascontiguousarray(vad_wave, dtype=np.float32)]))
     regions = speech_regions(probs, total, threshold=vad_threshold)
     duration = wave.size / rate
     planned: list[tuple[float, float]] = []
-    for (start, end), (wide_start, wide_end) in zip(regions, context_bounds(regions, context, duration)):
+    for (start, end), (wide_start, wide_end) in zip(
+        regions, context_bounds(regions, context, duration)
+    ):
         own = plan_windows([(start, end)], WINDOW_SECONDS, HOP_SECONDS)
         own[0] = (wide_start, own[0][1])
         own[-1] = (own[-1][0], wide_end)
         planned += own
-    cuts = [(a, b, wave[int(round(a * rate)):int(round(b * rate))]) for a, b in planned]
+    cuts = [(a, b, wave[int(round(a * rate)) : int(round(b * rate))]) for a, b in planned]
     cuts = [(a, b, w) for a, b, w in cuts if w.size >= rate // 10]  # under 0.1 s: nothing to hear
     if not cuts:
         raise BadInputError(source, f"no speech found in {duration:.0f} s of audio")
@@ -102,13 +123,21 @@ def windowed_answer(source: str | os.PathLike, wave: np.ndarray, rate: int, clas
     weights = np.array([s.end - s.start for s in segments])
     stacked = np.array([[s.probabilities[c] for c in classes] for s in segments])
     whole = (weights[:, None] * stacked).sum(axis=0) / weights.sum()
-    return WindowedAnswer(probabilities=whole.astype(np.float32), speech=list(regions), windows=windows,
-                          segments=segments)
+    return WindowedAnswer(
+        probabilities=whole.astype(np.float32),
+        speech=list(regions),
+        windows=windows,
+        segments=segments,
+    )
 
 
-def answer_file(path: str | os.PathLike, rate: int, classes: Sequence[str],
-                probabilities_of: Callable[[list[np.ndarray]], np.ndarray],
-                whole_clip: Callable[[], np.ndarray] | None = None) -> tuple[np.ndarray, WindowedAnswer | None]:
+def answer_file(
+    path: str | os.PathLike,
+    rate: int,
+    classes: Sequence[str],
+    probabilities_of: Callable[[list[np.ndarray]], np.ndarray],
+    whole_clip: Callable[[], np.ndarray] | None = None,
+) -> tuple[np.ndarray, WindowedAnswer | None]:
     """``(probabilities (C,), WindowedAnswer or None)`` of one file: refused past :data:`MAX_SECONDS`,
     windowed past :data:`LONG_INPUT_SECONDS`, else ``whole_clip()`` (default: its waveform read whole)."""
     from emorec.media.audio import load_audio, probe_duration
@@ -125,9 +154,12 @@ def answer_file(path: str | os.PathLike, rate: int, classes: Sequence[str],
     return answer.probabilities, answer
 
 
-def answer_files(backend: Backend, paths: Sequence[str | os.PathLike], answers: dict | None = None,
-                 whole_clip: Callable[[str | os.PathLike], np.ndarray] | None = None
-                 ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+def answer_files(
+    backend: Backend,
+    paths: Sequence[str | os.PathLike],
+    answers: dict | None = None,
+    whole_clip: Callable[[str | os.PathLike], np.ndarray] | None = None,
+) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
     """Probabilities ``(C,)`` for each readable file through ``backend`` (:func:`answer_file`); an
     unreadable one is listed with its reason, not fatal. A windowed file's :class:`WindowedAnswer`
     goes to ``answers[path]`` when a dict is given; ``whole_clip(path)`` answers a short file instead
@@ -136,7 +168,9 @@ def answer_files(backend: Backend, paths: Sequence[str | os.PathLike], answers: 
     for path in paths:
         whole = (lambda path=path: whole_clip(path)) if whole_clip is not None else None
         try:
-            probs, answer = answer_file(path, backend.sample_rate, backend.class_names, backend.probabilities, whole)
+            probs, answer = answer_file(
+                path, backend.sample_rate, backend.class_names, backend.probabilities, whole
+            )
         except BadInputError as err:
             skipped.append(SkippedFile(err.path, err.reason, "predict"))
             continue

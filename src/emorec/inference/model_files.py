@@ -29,7 +29,9 @@ def find_model_dir(path: str | os.PathLike) -> Path:
     if len(folds) == 1:
         return folds[0].parent
     if len(folds) > 1:
-        raise EmorecError(f"{path}: a cross-validation run with {len(folds)} folds; name one, e.g. {folds[0].parent}")
+        raise EmorecError(
+            f"{path}: a cross-validation run with {len(folds)} folds; name one, e.g. {folds[0].parent}"
+        )
     raise EmorecError(f"{path}: no trained model here (expected {MODEL_META} + {MODEL_WEIGHTS})")
 
 
@@ -52,16 +54,18 @@ class ModelMeta(MutableMapping):
     ``meta.get("best_epoch")``) reads the same values, for callers that treat it as the dict it was.
     """
 
-    model: str                                   # registry name of the architecture
+    model: str  # registry name of the architecture
     num_classes: int
     class_names: list[str]
-    features: dict[str, dict[str, Any]]          # modality -> extractor spec ({"name": "logmel", ...})
+    features: dict[str, dict[str, Any]]  # modality -> extractor spec ({"name": "logmel", ...})
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    audio_dim: int | None = None                 # feature sizes the model was built for
+    audio_dim: int | None = None  # feature sizes the model was built for
     video_dim: int | None = None
-    normalizers: dict[str, dict[str, Any]] = field(default_factory=dict)   # modality -> Normalizer.to_dict()
-    speaker_norm: bool = False                   # transductive: statistics of each speaker's own clips
-    calibration: dict[str, Any] | None = None    # {"temperature": T, ...} fitted on validation clips
+    normalizers: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # modality -> Normalizer.to_dict()
+    speaker_norm: bool = False  # transductive: statistics of each speaker's own clips
+    calibration: dict[str, Any] | None = None  # {"temperature": T, ...} fitted on validation clips
     format: int = 1
     record: dict[str, Any] = field(default_factory=dict)
 
@@ -74,7 +78,9 @@ class ModelMeta(MutableMapping):
         known = {k: v for k, v in data.items() if k in cls.fields()}
         missing = [k for k in ("model", "num_classes", "class_names", "features") if k not in known]
         if missing:
-            raise EmorecError(f"model.json lacks {', '.join(missing)}: not a model file emorec wrote")
+            raise EmorecError(
+                f"model.json lacks {', '.join(missing)}: not a model file emorec wrote"
+            )
         return cls(**known, record={k: v for k, v in data.items() if k not in cls.fields()})
 
     @classmethod
@@ -83,7 +89,9 @@ class ModelMeta(MutableMapping):
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise EmorecError(f"{Path(model_dir)}: no trained model here (no {MODEL_META})") from None
+            raise EmorecError(
+                f"{Path(model_dir)}: no trained model here (no {MODEL_META})"
+            ) from None
         except json.JSONDecodeError as err:
             raise EmorecError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
         return cls.from_dict(data)
@@ -99,7 +107,11 @@ class ModelMeta(MutableMapping):
         return data if isinstance(data, dict) else {}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, **{k: getattr(self, k) for k in self.fields() if k != "format"}, **self.record}
+        return {
+            "format": self.format,
+            **{k: getattr(self, k) for k in self.fields() if k != "format"},
+            **self.record,
+        }
 
     def write(self, model_dir: str | os.PathLike) -> Path:
         from emorec.atomic import write_json

@@ -49,7 +49,9 @@ class WaveformModel(nn.Module):
         if set(specs) != {"audio"}:
             raise EmorecError("ONNX export takes audio models; this one reads video")
         if predictor.meta.get("speaker_norm"):
-            raise EmorecError("ONNX export needs an inductive model; this one normalises per speaker")
+            raise EmorecError(
+                "ONNX export needs an inductive model; this one normalises per speaker"
+            )
         extractor = extractor_from_spec(specs["audio"])
         normalizer = predictor.meta.get("normalizers", {}).get("audio")
         try:
@@ -71,7 +73,9 @@ def card_digest(model_dir: Path) -> str:
     return hashlib.sha256(card.read_bytes()).hexdigest() if card.is_file() else ""
 
 
-def export_onnx(model: str | os.PathLike, out: str | os.PathLike, *, quantize: bool = False, opset: int = 18) -> dict:
+def export_onnx(
+    model: str | os.PathLike, out: str | os.PathLike, *, quantize: bool = False, opset: int = 18
+) -> dict:
     """Write ``out`` (and, with ``quantize``, ``out`` with int8 dynamic quantisation of its
     weights beside it as ``*.int8.onnx``); check the file against torch on a batch of two
     lengths; return what was written and measured."""
@@ -82,7 +86,10 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, *, quantize: b
     module = WaveformModel(predictor).eval()
     rate = module.sample_rate
     generator = torch.Generator().manual_seed(0)
-    example = (0.1 * torch.randn(2, 3 * rate, generator=generator), torch.tensor([3 * rate, 2 * rate]))
+    example = (
+        0.1 * torch.randn(2, 3 * rate, generator=generator),
+        torch.tensor([3 * rate, 2 * rate]),
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
@@ -91,16 +98,31 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, *, quantize: b
         # dynamic (the dynamo exporter unrolls the recurrence over the example's length).
         with graph_export(), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, example, str(raw), dynamo=False, opset_version=opset,
-                              input_names=["waveform", "lengths"], output_names=["probabilities"],
-                              dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
-                                            "probabilities": {0: "batch"}})
+            torch.onnx.export(
+                module,
+                example,
+                str(raw),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["waveform", "lengths"],
+                output_names=["probabilities"],
+                dynamic_axes={
+                    "waveform": {0: "batch", 1: "samples"},
+                    "lengths": {0: "batch"},
+                    "probabilities": {0: "batch"},
+                },
+            )
         graph = onnx.load(str(raw))
-        metadata = {"class_names": json.dumps(predictor.class_names), "sample_rate": str(rate),
-                    "model_id": predictor.meta.get("model_id", model_dir.name), "model_card_sha256": card_digest(model_dir),
-                    "temperature": f"{module.temperature:.6f}", "producer": f"emorec {__version__}",
-                    "inputs": "waveform float32 (batch, samples) mono, zero-padded; lengths int64 (batch,)",
-                    "outputs": "probabilities float32 (batch, classes), calibrated"}
+        metadata = {
+            "class_names": json.dumps(predictor.class_names),
+            "sample_rate": str(rate),
+            "model_id": predictor.meta.get("model_id", model_dir.name),
+            "model_card_sha256": card_digest(model_dir),
+            "temperature": f"{module.temperature:.6f}",
+            "producer": f"emorec {__version__}",
+            "inputs": "waveform float32 (batch, samples) mono, zero-padded; lengths int64 (batch,)",
+            "outputs": "probabilities float32 (batch, classes), calibrated",
+        }
         for key, value in metadata.items():
             graph.metadata_props.add(key=key, value=value)
         staged = Path(scratch) / "final.onnx"
@@ -130,7 +152,9 @@ def parity_with_torch(module: WaveformModel, path: Path) -> dict:
     waves = np.zeros((3, 4 * rate), np.float32)
     lengths = np.array([4 * rate, int(2.5 * rate), rate], np.int64)
     for row, (n, f0) in enumerate(zip(lengths, (140, 220, 300))):
-        voiced = sum(np.sin(2 * np.pi * k * f0 * t[:n]) / k for k in range(1, 10)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t[:n]))
+        voiced = sum(np.sin(2 * np.pi * k * f0 * t[:n]) / k for k in range(1, 10)) * (
+            0.5 + 0.5 * np.sin(2 * np.pi * 3 * t[:n])
+        )
         waves[row, :n] = 0.1 * voiced + 0.003 * rng.standard_normal(n)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"waveform": waves, "lengths": lengths})[0]

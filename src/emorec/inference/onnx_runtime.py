@@ -25,12 +25,18 @@ class OnnxPredictor:
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(
+                os.fspath(path), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as err:  # noqa: BLE001 - onnxruntime's own error types
-            raise EmorecError(f"{path}: not a loadable ONNX model ({str(err).splitlines()[0][:200]})") from None
+            raise EmorecError(
+                f"{path}: not a loadable ONNX model ({str(err).splitlines()[0][:200]})"
+            ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if "class_names" not in meta or "sample_rate" not in meta:
-            raise EmorecError(f"{path}: no emorec metadata (class_names, sample_rate); was it made by `emorec export`?")
+            raise EmorecError(
+                f"{path}: no emorec metadata (class_names, sample_rate); was it made by `emorec export`?"
+            )
         self.meta = dict(meta)
         self.class_names = list(json.loads(meta["class_names"]))
         self.sample_rate = int(meta["sample_rate"])
@@ -43,16 +49,17 @@ class OnnxPredictor:
         out = np.zeros((len(waves), len(self.class_names)), np.float32)
         step = max(1, batch_size)
         for start in range(0, len(order), step):
-            chosen = order[start:start + step]
+            chosen = order[start : start + step]
             lengths = np.array([waves[i].size for i in chosen], np.int64)
             batch = np.zeros((len(chosen), int(lengths.max())), np.float32)
             for row, i in enumerate(chosen):
-                batch[row, :lengths[row]] = waves[i]
+                batch[row, : lengths[row]] = waves[i]
             out[chosen] = self.session.run(None, {"waveform": batch, "lengths": lengths})[0]
         return out
 
-    def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
-                      ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+    def predict_files(
+        self, paths: Sequence[str | os.PathLike], answers: dict | None = None
+    ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
         """As :meth:`emorec.inference.predictor.Predictor.predict_files` (long input windowed over its speech)."""
         from emorec.inference.long_input import answer_files
 

@@ -26,13 +26,19 @@ def collect_files(inputs: Sequence[Path]) -> list[Path]:
     for path in inputs:
         path = Path(path)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file()))
+            files.extend(
+                sorted(
+                    p for p in path.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file()
+                )
+            )
         elif path.exists():
             files.append(path)
         else:
             raise EmorecError(f"{path}: no such file or folder")
     if not files:
-        raise EmorecError(f"no audio or video files ({', '.join(MEDIA_SUFFIXES)}) under {', '.join(map(str, inputs))}")
+        raise EmorecError(
+            f"no audio or video files ({', '.join(MEDIA_SUFFIXES)}) under {', '.join(map(str, inputs))}"
+        )
     return files
 
 
@@ -62,13 +68,24 @@ def probability_table(rows: list[dict], names: Sequence[str], *, width: int) -> 
 
 def is_model_path(path: Path) -> bool:
     """Whether ``path`` is a trained model (a folder with model.json, or its model.safetensors)."""
-    return (path / MODEL_META).is_file() or (path.is_file() and path.name == MODEL_WEIGHTS) or \
-        (path.is_dir() and len(list(path.glob(f"fold_*/{MODEL_META}"))) == 1)
+    return (
+        (path / MODEL_META).is_file()
+        or (path.is_file() and path.name == MODEL_WEIGHTS)
+        or (path.is_dir() and len(list(path.glob(f"fold_*/{MODEL_META}"))) == 1)
+    )
 
 
-def predict_paths(model: Path | None, inputs: Sequence[Path], out_path: Path | None, *, console: Console,
-                  err_console: Console, ensemble_with: Sequence[Path] = (), onnx: Path | None = None,
-                  show_segments: bool = False) -> list[dict]:
+def predict_paths(
+    model: Path | None,
+    inputs: Sequence[Path],
+    out_path: Path | None,
+    *,
+    console: Console,
+    err_console: Console,
+    ensemble_with: Sequence[Path] = (),
+    onnx: Path | None = None,
+    show_segments: bool = False,
+) -> list[dict]:
     """Probabilities per file from one model (``None``: the released one; ``onnx``: an ONNX file
     through onnxruntime), or averaged over ``model`` and ``ensemble_with``. Input over 6 s is
     windowed over its speech (:mod:`emorec.inference.long_input`); ``show_segments`` prints its segments."""
@@ -81,34 +98,62 @@ def predict_paths(model: Path | None, inputs: Sequence[Path], out_path: Path | N
             from emorec.inference.released import default_model_dir
 
             model = default_model_dir()
-        predictor = EnsemblePredictor.load([model, *ensemble_with]) if ensemble_with else Predictor.load(model)
+        predictor = (
+            EnsemblePredictor.load([model, *ensemble_with])
+            if ensemble_with
+            else Predictor.load(model)
+        )
     names = predictor.class_names
     answers: dict = {}  # path -> WindowedAnswer of each input longer than a training clip
     results, skipped = predictor.predict_files(collect_files(inputs), answers)
-    rows = [{"path": path, "predicted": names[int(probs.argmax())], **{name: float(p) for name, p in zip(names, probs)},
-             "method": WINDOWED if path in answers else CLIP} for path, probs in results]
+    rows = [
+        {
+            "path": path,
+            "predicted": names[int(probs.argmax())],
+            **{name: float(p) for name, p in zip(names, probs)},
+            "method": WINDOWED if path in answers else CLIP,
+        }
+        for path, probs in results
+    ]
     console.print(probability_table(rows, names, width=console.width))
     for path, answer in answers.items():
-        console.print(f"{Path(path).name}: {len(answer.segments)} speech segment(s), "
-                      f"{answer.speech_seconds:.1f} s of speech; its answer is the {WINDOWED}"
-                      + ("" if show_segments else " (--segments lists them)"), highlight=False)
+        console.print(
+            f"{Path(path).name}: {len(answer.segments)} speech segment(s), "
+            f"{answer.speech_seconds:.1f} s of speech; its answer is the {WINDOWED}"
+            + ("" if show_segments else " (--segments lists them)"),
+            highlight=False,
+        )
         if show_segments:
             for seg in answer.segments:
-                console.print(f"  {seg.start:7.2f}-{seg.end:7.2f} s  {seg.label} ({seg.probabilities[seg.label]:.2f})",
-                              highlight=False)
+                console.print(
+                    f"  {seg.start:7.2f}-{seg.end:7.2f} s  {seg.label} ({seg.probabilities[seg.label]:.2f})",
+                    highlight=False,
+                )
     for item in skipped:
-        err_console.print(f"skipped {item.path}: {item.reason}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(
+            f"skipped {item.path}: {item.reason}", markup=False, highlight=False, soft_wrap=True
+        )
     if not rows:
-        raise EmorecError(f"no input could be predicted: all {len(skipped)} file(s) skipped (reasons above)")
+        raise EmorecError(
+            f"no input could be predicted: all {len(skipped)} file(s) skipped (reasons above)"
+        )
     if out_path is not None:
         with atomic_open(out_path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=["path", "predicted", *names, "method"])
             writer.writeheader()
             writer.writerows(rows)
-        write_json(Path(out_path).with_suffix(".json"), {
-            "classes": names,
-            "predictions": [row | {"segments": [s.to_dict() for s in answers[row["path"]].segments]}
-                            if row["path"] in answers else row for row in rows],
-            "skipped": [{"path": s.path, "reason": s.reason} for s in skipped]})
+        write_json(
+            Path(out_path).with_suffix(".json"),
+            {
+                "classes": names,
+                "predictions": [
+                    row | {"segments": [s.to_dict() for s in answers[row["path"]].segments]}
+                    if row["path"] in answers
+                    else row
+                    for row in rows
+                ],
+                "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
+            },
+        )
         console.print(f"wrote {out_path} and {Path(out_path).with_suffix('.json')}")
     return rows

@@ -21,24 +21,55 @@ from safetensors.torch import load_file, save_file
 from emorec.atomic import publish
 from emorec.data import Normalizer, missing_modality_frames, pad_collate
 from emorec.errors import BadInputError, EmorecError, SkippedFile
-from emorec.features.base import extractor_from_spec, resolve_bundled, split_frame_mask, validate_features
+from emorec.features.base import (
+    extractor_from_spec,
+    resolve_bundled,
+    split_frame_mask,
+    validate_features,
+)
 from emorec.inference.model_files import MODEL_META, MODEL_WEIGHTS, ModelMeta, find_model_dir
 from emorec.models import create_model
 
-__all__ = ["MODEL_META", "MODEL_WEIGHTS", "EnsemblePredictor", "Predictor", "export_model", "find_model_dir"]
+__all__ = [
+    "MODEL_META",
+    "MODEL_WEIGHTS",
+    "EnsemblePredictor",
+    "Predictor",
+    "export_model",
+    "find_model_dir",
+]
 
 
-def export_model(module: Any, out_dir: Path, *, class_names: Sequence[str], feature_specs: dict[str, dict],
-                 normalizers: dict[str, Normalizer], speaker_norm: bool = False, extra: dict | None = None) -> None:
+def export_model(
+    module: Any,
+    out_dir: Path,
+    *,
+    class_names: Sequence[str],
+    feature_specs: dict[str, dict],
+    normalizers: dict[str, Normalizer],
+    speaker_norm: bool = False,
+    extra: dict | None = None,
+) -> None:
     hp = module.hparams
     # the files an extractor reads (an encoder's weights) go into the folder, so the model travels whole
-    feature_specs = {m: {**spec, **extractor_from_spec(spec).bundle(out_dir)} for m, spec in feature_specs.items()}
-    meta = ModelMeta.from_dict({
-        "model": hp.model_name, "model_kwargs": dict(hp.model_kwargs), "num_classes": hp.num_classes,
-        "audio_dim": hp.audio_dim, "video_dim": hp.video_dim, "class_names": list(class_names),
-        "features": feature_specs, "normalizers": {m: n.to_dict() for m, n in normalizers.items()},
-        "speaker_norm": speaker_norm, **(extra or {}),
-    })
+    feature_specs = {
+        m: {**spec, **extractor_from_spec(spec).bundle(out_dir)}
+        for m, spec in feature_specs.items()
+    }
+    meta = ModelMeta.from_dict(
+        {
+            "model": hp.model_name,
+            "model_kwargs": dict(hp.model_kwargs),
+            "num_classes": hp.num_classes,
+            "audio_dim": hp.audio_dim,
+            "video_dim": hp.video_dim,
+            "class_names": list(class_names),
+            "features": feature_specs,
+            "normalizers": {m: n.to_dict() for m, n in normalizers.items()},
+            "speaker_norm": speaker_norm,
+            **(extra or {}),
+        }
+    )
     tmp = out_dir / f".{MODEL_WEIGHTS}.tmp"
     state = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
     save_file(state, str(tmp))
@@ -56,8 +87,13 @@ class Predictor:
         model_dir = find_model_dir(path)
         meta = ModelMeta.read(model_dir)
         meta.features = {m: resolve_bundled(spec, model_dir) for m, spec in meta.features.items()}
-        model = create_model(meta.model, num_classes=meta.num_classes, audio_dim=meta.audio_dim,
-                             video_dim=meta.video_dim, **meta.model_kwargs)
+        model = create_model(
+            meta.model,
+            num_classes=meta.num_classes,
+            audio_dim=meta.audio_dim,
+            video_dim=meta.video_dim,
+            **meta.model_kwargs,
+        )
         model.load_state_dict(load_file(str(model_dir / MODEL_WEIGHTS)))
         model.eval()
         return cls(model=model, meta=meta)
@@ -101,7 +137,9 @@ class Predictor:
         cached = self.__dict__.get("_front")
         if cached is None:
             cached = self.__dict__["_front"] = (
-                {m: extractor_from_spec(spec) for m, spec in self.meta["features"].items()}, self.normalizers())
+                {m: extractor_from_spec(spec) for m, spec in self.meta["features"].items()},
+                self.normalizers(),
+            )
         return cached
 
     def _item(self, extract) -> dict:
@@ -136,8 +174,9 @@ class Predictor:
     def sample_rate(self) -> int:
         return int(self.meta["features"].get("audio", {}).get("sample_rate", 16000))
 
-    def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
-                      ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+    def predict_files(
+        self, paths: Sequence[str | os.PathLike], answers: dict | None = None
+    ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
         """Probabilities for each readable file; unreadable ones are listed, not fatal. An audio model
         answers through :func:`emorec.inference.long_input.answer_files`, as every backend does (input longer than
         a training clip windowed over its speech, its :class:`~emorec.inference.long_input.WindowedAnswer` in
@@ -151,7 +190,9 @@ class Predictor:
         results, skipped = [], []
         for path in paths:
             try:
-                if os.path.exists(path):  # precomputed-feature extractors look files up by name instead
+                if os.path.exists(
+                    path
+                ):  # precomputed-feature extractors look files up by name instead
                     check_length(path, probe_duration(path))
                 results.append((str(path), whole(path)))
             except BadInputError as err:
@@ -165,7 +206,7 @@ class Predictor:
         order = sorted(range(len(items)), key=lambda i: items[i]["audio"].shape[0])
         out = np.zeros((len(items), len(self.class_names)), np.float32)
         for start in range(0, len(order), max(1, batch_size)):
-            chosen = order[start:start + max(1, batch_size)]
+            chosen = order[start : start + max(1, batch_size)]
             out[chosen] = self.predict_items([items[i] for i in chosen], batch_size=len(chosen))
         return out
 
@@ -185,7 +226,9 @@ class EnsemblePredictor:
         members = [Predictor.load(p) for p in paths]
         for path, member in zip(paths[1:], members[1:]):
             if member.class_names != members[0].class_names:
-                raise EmorecError(f"{path}: classes {member.class_names} differ from {paths[0]}'s {members[0].class_names}")
+                raise EmorecError(
+                    f"{path}: classes {member.class_names} differ from {paths[0]}'s {members[0].class_names}"
+                )
         return cls(members=members)
 
     @property
@@ -203,22 +246,44 @@ class EnsemblePredictor:
     def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
         """The members' mean probabilities ``(N, C)`` (each member reads the waves at its own rate)."""
         rate = self.sample_rate
-        return np.mean([m.probabilities(waves if m.sample_rate == rate else
-                                        [soxr.resample(w, rate, m.sample_rate).astype(np.float32) for w in waves],
-                                        batch_size) for m in self.members], axis=0)
+        return np.mean(
+            [
+                m.probabilities(
+                    waves
+                    if m.sample_rate == rate
+                    else [soxr.resample(w, rate, m.sample_rate).astype(np.float32) for w in waves],
+                    batch_size,
+                )
+                for m in self.members
+            ],
+            axis=0,
+        )
 
-    def predict_files(self, paths: Sequence[str | os.PathLike], answers: dict | None = None
-                      ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
+    def predict_files(
+        self, paths: Sequence[str | os.PathLike], answers: dict | None = None
+    ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
         """The members' mean probabilities: audio members through the one path of every backend (long
         input windowed once, over the mean); with a video member, each member's own answers averaged."""
         if self.audio_only:
             from emorec.inference.long_input import answer_files
 
-            return answer_files(self, paths, answers, whole_clip=lambda path: np.mean(
-                [m.predict_items([m.features_for_file(path)])[0] for m in self.members], axis=0))
-        per_member = [member.predict_files(paths, answers if i == 0 else None) for i, member in enumerate(self.members)]
+            return answer_files(
+                self,
+                paths,
+                answers,
+                whole_clip=lambda path: np.mean(
+                    [m.predict_items([m.features_for_file(path)])[0] for m in self.members], axis=0
+                ),
+            )
+        per_member = [
+            member.predict_files(paths, answers if i == 0 else None)
+            for i, member in enumerate(self.members)
+        ]
         skipped = {s.path: s for _, member_skipped in per_member for s in member_skipped}
         probs = [dict(results) for results, _ in per_member]
-        results = [(str(p), np.mean([m[str(p)] for m in probs], axis=0)) for p in paths
-                   if all(str(p) in m for m in probs)]
+        results = [
+            (str(p), np.mean([m[str(p)] for m in probs], axis=0))
+            for p in paths
+            if all(str(p) in m for m in probs)
+        ]
         return results, list(skipped.values())

@@ -25,8 +25,16 @@ import numpy as np
 import soxr
 import torch
 
-from emorec.inference.timeline import (VAD_CHUNK, VAD_RATE, Segment, Timeline, _vad_model, plan_windows, smooth_segments,
-                             speech_edge)
+from emorec.inference.timeline import (
+    VAD_CHUNK,
+    VAD_RATE,
+    Segment,
+    Timeline,
+    _vad_model,
+    plan_windows,
+    smooth_segments,
+    speech_edge,
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,10 @@ class StreamEvent:
         if self.kind != "end":
             out.update(start=round(self.start, 3), end=round(self.end, 3))
         if self.probabilities is not None:
-            out.update(label=self.label, probabilities={k: round(v, 5) for k, v in self.probabilities.items()})
+            out.update(
+                label=self.label,
+                probabilities={k: round(v, 5) for k, v in self.probabilities.items()},
+            )
         if self.kind == "segments":
             out["segments"] = [s.to_dict() for s in self.segments]
         if self.timeline is not None:
@@ -63,8 +74,14 @@ class SpeechDetector:
     probability per 512 samples at 16 kHz; regions in samples, padded as Silero pads them (the
     regions are always over ``min_silence`` apart, so each side simply gets ``pad``)."""
 
-    def __init__(self, *, threshold: float = 0.5, min_speech: float = 0.25, min_silence: float = 0.3,
-                 pad: float = 0.05):
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.5,
+        min_speech: float = 0.25,
+        min_silence: float = 0.3,
+        pad: float = 0.05,
+    ):
         # the same expressions as Silero's, so the float thresholds are bit-equal
         self.threshold, self.neg_threshold = threshold, max(threshold - 0.15, 0.01)
         self.min_speech = VAD_RATE * int(min_speech * 1000) / 1000
@@ -147,8 +164,16 @@ class EmotionStream:
         self._vad = _vad_model()
         self._vad.reset_states()
         self._detector = SpeechDetector(threshold=self.vad_threshold)
-        self._to_vad = None if self.sample_rate == VAD_RATE else soxr.ResampleStream(self.sample_rate, VAD_RATE, 1)
-        self._to_model = None if self.sample_rate == self.rate else soxr.ResampleStream(self.sample_rate, self.rate, 1)
+        self._to_vad = (
+            None
+            if self.sample_rate == VAD_RATE
+            else soxr.ResampleStream(self.sample_rate, VAD_RATE, 1)
+        )
+        self._to_model = (
+            None
+            if self.sample_rate == self.rate
+            else soxr.ResampleStream(self.sample_rate, self.rate, 1)
+        )
         self._vad_carry = np.zeros(0, np.float32)
         self._vad_total = 0
         self._audio, self._audio_start, self._audio_total = np.zeros(0, np.float32), 0, 0
@@ -156,11 +181,21 @@ class EmotionStream:
         self._last_end: float | None = None  # padded end of the last final region
         self._cache: dict[tuple[int, int], np.ndarray] = {}
         self._closed = False
-        self.timeline = Timeline(source="<stream>", duration=0.0, classes=self.classes,
-                                 model_id=getattr(self.recognizer, "model_id", ""),
-                                 settings={"window": self.window, "hop": self.hop, "min_segment": self.min_segment,
-                                           "vad": "silero-vad", "vad_threshold": self.vad_threshold,
-                                           "context": self.context, "edge_db": self.edge_db})
+        self.timeline = Timeline(
+            source="<stream>",
+            duration=0.0,
+            classes=self.classes,
+            model_id=getattr(self.recognizer, "model_id", ""),
+            settings={
+                "window": self.window,
+                "hop": self.hop,
+                "min_segment": self.min_segment,
+                "vad": "silero-vad",
+                "vad_threshold": self.vad_threshold,
+                "context": self.context,
+                "edge_db": self.edge_db,
+            },
+        )
 
     @property
     def seconds(self) -> float:
@@ -180,10 +215,16 @@ class EmotionStream:
         """The end of the audio: every region made final, then the ``end`` event with the timeline."""
         if self._closed:
             return []
-        vad_tail = np.zeros(0, np.float32) if self._to_vad is None else self._to_vad.resample_chunk(
-            np.zeros(0, np.float32), last=True)
-        model_tail = np.zeros(0, np.float32) if self._to_model is None else self._to_model.resample_chunk(
-            np.zeros(0, np.float32), last=True)
+        vad_tail = (
+            np.zeros(0, np.float32)
+            if self._to_vad is None
+            else self._to_vad.resample_chunk(np.zeros(0, np.float32), last=True)
+        )
+        model_tail = (
+            np.zeros(0, np.float32)
+            if self._to_model is None
+            else self._to_model.resample_chunk(np.zeros(0, np.float32), last=True)
+        )
         events = self._take(vad_tail, model_tail, last=True)
         self._closed = True
         return events + [StreamEvent("end", self.seconds, timeline=self.timeline)]
@@ -191,20 +232,28 @@ class EmotionStream:
     # -- internals -------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _take(self, vad_part: np.ndarray, model_part: np.ndarray, *, last: bool) -> list[StreamEvent]:
+    def _take(
+        self, vad_part: np.ndarray, model_part: np.ndarray, *, last: bool
+    ) -> list[StreamEvent]:
         events: list[StreamEvent] = []
         self._audio = np.concatenate([self._audio, model_part.astype(np.float32)])
         self._audio_total += model_part.size
         self._vad_total += vad_part.size
-        data = np.concatenate([self._vad_carry, vad_part]) if self._vad_carry.size else vad_part.astype(np.float32)
+        data = (
+            np.concatenate([self._vad_carry, vad_part])
+            if self._vad_carry.size
+            else vad_part.astype(np.float32)
+        )
         whole = data.size // VAD_CHUNK * VAD_CHUNK
-        chunks = [data[i:i + VAD_CHUNK] for i in range(0, whole, VAD_CHUNK)]
+        chunks = [data[i : i + VAD_CHUNK] for i in range(0, whole, VAD_CHUNK)]
         self._vad_carry = data[whole:]
         if last and self._vad_carry.size:
             chunks.append(np.pad(self._vad_carry, (0, VAD_CHUNK - self._vad_carry.size)))
             self._vad_carry = np.zeros(0, np.float32)
         for chunk in chunks:
-            closed = self._detector.push(float(self._vad(torch.from_numpy(np.ascontiguousarray(chunk)), VAD_RATE)))
+            closed = self._detector.push(
+                float(self._vad(torch.from_numpy(np.ascontiguousarray(chunk)), VAD_RATE))
+            )
             if closed is not None:
                 events += self._region_closed(closed)
             events += self._confirm()
@@ -231,7 +280,9 @@ class EmotionStream:
 
     def _region_closed(self, bounds: tuple[int, int]) -> list[StreamEvent]:
         if not self._regions or self._regions[-1].end is not None:
-            self._confirm(bounds[0])  # a region confirmed only by its closing (cannot happen past min_speech)
+            self._confirm(
+                bounds[0]
+            )  # a region confirmed only by its closing (cannot happen past min_speech)
         region = self._regions[-1]
         region.end = bounds[1] / VAD_RATE
         return [StreamEvent("speech_end", self.seconds, start=region.start, end=region.end)]
@@ -245,16 +296,28 @@ class EmotionStream:
         while True:
             tick = region.ticks + 1
             end = region.start + tick * self.hop
-            start = region.wide_start if tick * self.hop <= self.window else region.start + (
-                tick - int(round(self.window / self.hop))) * self.hop
+            start = (
+                region.wide_start
+                if tick * self.hop <= self.window
+                else region.start + (tick - int(round(self.window / self.hop))) * self.hop
+            )
             if int(round(end * self.rate)) > self._audio_total:
                 break
             planned.append((start, end))
             region.ticks = tick
         rows = self._probabilities(planned)
-        return [StreamEvent("window", self.seconds, start=a, end=b, label=self.classes[int(row.argmax())],
-                            probabilities={c: float(p) for c, p in zip(self.classes, row)})
-                for (a, b), row in zip(planned, rows) if row is not None]
+        return [
+            StreamEvent(
+                "window",
+                self.seconds,
+                start=a,
+                end=b,
+                label=self.classes[int(row.argmax())],
+                probabilities={c: float(p) for c, p in zip(self.classes, row)},
+            )
+            for (a, b), row in zip(planned, rows)
+            if row is not None
+        ]
 
     def _finalise(self, last: bool) -> list[StreamEvent]:
         events = []
@@ -289,9 +352,13 @@ class EmotionStream:
             if samples is None:
                 continue
             if index == 0:
-                speech[0] = a + speech_edge(samples, self.rate, region.start - a, edge_db=self.edge_db)
+                speech[0] = a + speech_edge(
+                    samples, self.rate, region.start - a, edge_db=self.edge_db
+                )
             if index == len(own) - 1:
-                speech[1] = a + speech_edge(samples, self.rate, region.end - a, edge_db=self.edge_db, from_end=True)
+                speech[1] = a + speech_edge(
+                    samples, self.rate, region.end - a, edge_db=self.edge_db, from_end=True
+                )
             cut.append((a, b))
         rows = self._probabilities(cut)
         windows = [(a, b, row) for (a, b), row in zip(cut, rows) if row is not None]
@@ -300,14 +367,16 @@ class EmotionStream:
         self.timeline.speech.append(bounds)
         self.timeline.windows.extend(windows)
         self.timeline.segments.extend(segments)
-        return StreamEvent("segments", self.seconds, start=bounds[0], end=bounds[1], segments=tuple(segments))
+        return StreamEvent(
+            "segments", self.seconds, start=bounds[0], end=bounds[1], segments=tuple(segments)
+        )
 
     def _cut(self, a: float, b: float) -> np.ndarray | None:
         """Samples ``a``-``b`` s as :func:`emorec.inference.timeline.cut_windows` cuts them (cut short at the end)."""
         lo, hi = int(round(a * self.rate)), int(round(b * self.rate))
         if lo >= self._audio_total:
             return None
-        return self._audio[max(0, lo - self._audio_start):hi - self._audio_start].copy()
+        return self._audio[max(0, lo - self._audio_start) : hi - self._audio_start].copy()
 
     def _probabilities(self, spans: list[tuple[float, float]]) -> list[np.ndarray | None]:
         """Rows for each span (``None`` under 0.1 s, as the timeline skips those), computed once each."""
@@ -315,7 +384,9 @@ class EmotionStream:
         waves = {k: self._cut(a, b) for k, (a, b) in zip(keys, spans) if k not in self._cache}
         todo = [k for k, w in waves.items() if w is not None and w.size >= self.rate // 10]
         if todo:
-            rows = self.recognizer.probabilities([waves[k] for k in todo], batch_size=self.batch_size)
+            rows = self.recognizer.probabilities(
+                [waves[k] for k in todo], batch_size=self.batch_size
+            )
             self._cache.update(zip(todo, rows))
         return [self._cache.get(k) for k in keys]
 
@@ -325,7 +396,7 @@ class EmotionStream:
         keep = min([r.wide_start for r in self._regions] + [future, self._audio_total / self.rate])
         keep_from = max(self._audio_start, int(np.floor(keep * self.rate)) - 1)
         if keep_from > self._audio_start:
-            self._audio = self._audio[keep_from - self._audio_start:]
+            self._audio = self._audio[keep_from - self._audio_start :]
             self._audio_start = keep_from
             self._cache = {k: v for k, v in self._cache.items() if k[0] >= keep_from}
 
@@ -335,7 +406,7 @@ def _as_float(block: np.ndarray) -> np.ndarray:
     if block.ndim == 2:  # (samples, channels)
         block = block.mean(axis=1)
     if block.dtype == np.int16:
-        return (block.astype(np.float32) / 32768.0)
+        return block.astype(np.float32) / 32768.0
     return np.ascontiguousarray(block, dtype=np.float32)
 
 

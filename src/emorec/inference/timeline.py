@@ -43,8 +43,12 @@ class Segment:
     probabilities: dict[str, float]
 
     def to_dict(self) -> dict:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
-                "probabilities": {k: round(v, 5) for k, v in self.probabilities.items()}}
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "label": self.label,
+            "probabilities": {k: round(v, 5) for k, v in self.probabilities.items()},
+        }
 
 
 @dataclass
@@ -55,17 +59,31 @@ class Timeline:
     duration: float
     classes: list[str]
     speech: list[tuple[float, float]] = field(default_factory=list)
-    windows: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start, end, probs (C,))
+    windows: list[tuple[float, float, np.ndarray]] = field(
+        default_factory=list
+    )  # (start, end, probs (C,))
     segments: list[Segment] = field(default_factory=list)
     model_id: str = ""
     settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "model": self.model_id, "duration": round(self.duration, 3), "classes": self.classes,
-                "settings": self.settings, "speech": [[round(a, 3), round(b, 3)] for a, b in self.speech],
-                "segments": [s.to_dict() for s in self.segments],
-                "windows": [{"start": round(a, 3), "end": round(b, 3), "probabilities": [round(float(p), 5) for p in row]}
-                            for a, b, row in self.windows]}
+        return {
+            "source": self.source,
+            "model": self.model_id,
+            "duration": round(self.duration, 3),
+            "classes": self.classes,
+            "settings": self.settings,
+            "speech": [[round(a, 3), round(b, 3)] for a, b in self.speech],
+            "segments": [s.to_dict() for s in self.segments],
+            "windows": [
+                {
+                    "start": round(a, 3),
+                    "end": round(b, 3),
+                    "probabilities": [round(float(p), 5) for p in row],
+                }
+                for a, b, row in self.windows
+            ],
+        }
 
 
 def _vad_model():
@@ -87,26 +105,42 @@ def speech_probabilities(blocks: Iterator[np.ndarray], model=None) -> tuple[list
         data = np.concatenate([carry, block]) if carry.size else block
         whole = data.size // VAD_CHUNK * VAD_CHUNK
         for start in range(0, whole, VAD_CHUNK):
-            probs.append(float(model(torch.from_numpy(data[start:start + VAD_CHUNK]), VAD_RATE)))
+            probs.append(float(model(torch.from_numpy(data[start : start + VAD_CHUNK]), VAD_RATE)))
         carry = data[whole:]
     if carry.size:
-        probs.append(float(model(torch.from_numpy(np.pad(carry, (0, VAD_CHUNK - carry.size))), VAD_RATE)))
+        probs.append(
+            float(model(torch.from_numpy(np.pad(carry, (0, VAD_CHUNK - carry.size))), VAD_RATE))
+        )
     return probs, total
 
 
-def speech_regions(probs: Sequence[float], total_samples: int, *, threshold: float = 0.5,
-                   min_speech: float = 0.25, min_silence: float = 0.3, pad: float = 0.05) -> list[tuple[float, float]]:
+def speech_regions(
+    probs: Sequence[float],
+    total_samples: int,
+    *,
+    threshold: float = 0.5,
+    min_speech: float = 0.25,
+    min_silence: float = 0.3,
+    pad: float = 0.05,
+) -> list[tuple[float, float]]:
     """Speech ``(start, end)`` seconds from VAD probabilities (Silero's own hysteresis and padding)."""
     from silero_vad import get_speech_timestamps_from_probs
 
-    stamps = get_speech_timestamps_from_probs(list(probs), sampling_rate=VAD_RATE, threshold=threshold,
-                                              min_speech_duration_ms=int(min_speech * 1000),
-                                              min_silence_duration_ms=int(min_silence * 1000),
-                                              speech_pad_ms=int(pad * 1000), audio_length_samples=total_samples)
+    stamps = get_speech_timestamps_from_probs(
+        list(probs),
+        sampling_rate=VAD_RATE,
+        threshold=threshold,
+        min_speech_duration_ms=int(min_speech * 1000),
+        min_silence_duration_ms=int(min_silence * 1000),
+        speech_pad_ms=int(pad * 1000),
+        audio_length_samples=total_samples,
+    )
     return [(s["start"] / VAD_RATE, s["end"] / VAD_RATE) for s in stamps]
 
 
-def plan_windows(regions: Sequence[tuple[float, float]], window: float, hop: float) -> list[tuple[float, float]]:
+def plan_windows(
+    regions: Sequence[tuple[float, float]], window: float, hop: float
+) -> list[tuple[float, float]]:
     """Windows ``(start, end)`` seconds: a region up to ``window`` long is one; a longer one is
     covered by windows of ``window`` every ``hop``, the last ending at the region's end."""
     planned = []
@@ -119,8 +153,9 @@ def plan_windows(regions: Sequence[tuple[float, float]], window: float, hop: flo
     return planned
 
 
-def context_bounds(regions: Sequence[tuple[float, float]], context: float, duration: float
-                   ) -> list[tuple[float, float]]:
+def context_bounds(
+    regions: Sequence[tuple[float, float]], context: float, duration: float
+) -> list[tuple[float, float]]:
     """Each region widened by up to ``context`` seconds each side, never past the recording's ends
     or halfway to a neighbouring region."""
     widened = []
@@ -131,8 +166,15 @@ def context_bounds(regions: Sequence[tuple[float, float]], context: float, durat
     return widened
 
 
-def speech_edge(samples: np.ndarray, rate: int, near: float, *, edge_db: float, from_end: bool = False,
-                max_gap: float = 0.5) -> float:
+def speech_edge(
+    samples: np.ndarray,
+    rate: int,
+    near: float,
+    *,
+    edge_db: float,
+    from_end: bool = False,
+    max_gap: float = 0.5,
+) -> float:
     """Where speech starts (or, ``from_end``, ends) in ``samples``, in seconds from their start: from
     the 10 ms frame at ``near`` (the VAD's edge), the first frame within ``edge_db`` of the loudest
     is found inwards, then followed outwards over loud frames with gaps up to ``max_gap``."""
@@ -140,7 +182,7 @@ def speech_edge(samples: np.ndarray, rate: int, near: float, *, edge_db: float, 
     count = samples.size // frame
     if count == 0:
         return near
-    power = np.mean(samples[:count * frame].reshape(count, frame).astype(np.float64) ** 2, axis=1)
+    power = np.mean(samples[: count * frame].reshape(count, frame).astype(np.float64) ** 2, axis=1)
     loud = power > power.max() * 10 ** (-edge_db / 10)
     if from_end:  # the end of speech is the start of speech in the reversed signal
         loud, near = loud[::-1], samples.size / rate - near
@@ -159,8 +201,9 @@ def speech_edge(samples: np.ndarray, rate: int, near: float, *, edge_db: float, 
     return samples.size / rate - seconds if from_end else seconds
 
 
-def cut_windows(blocks: Iterator[np.ndarray], windows: Sequence[tuple[float, float]], rate: int
-                ) -> Iterator[tuple[int, np.ndarray]]:
+def cut_windows(
+    blocks: Iterator[np.ndarray], windows: Sequence[tuple[float, float]], rate: int
+) -> Iterator[tuple[int, np.ndarray]]:
     """``(index, samples)`` of each window as the stream passes it; only the stretch from the
     earliest unfinished window on is kept in memory."""
     bounds = [(int(round(a * rate)), int(round(b * rate))) for a, b in windows]
@@ -172,20 +215,29 @@ def cut_windows(blocks: Iterator[np.ndarray], windows: Sequence[tuple[float, flo
         while next_window < len(order) and bounds[order[next_window]][1] <= end_of_buffer:
             index = order[next_window]
             a, b = bounds[index]
-            yield index, buffer[a - buffer_start:b - buffer_start].copy()
+            yield index, buffer[a - buffer_start : b - buffer_start].copy()
             next_window += 1
-        keep_from = min(bounds[order[next_window]][0], end_of_buffer) if next_window < len(order) else end_of_buffer
+        keep_from = (
+            min(bounds[order[next_window]][0], end_of_buffer)
+            if next_window < len(order)
+            else end_of_buffer
+        )
         if keep_from > buffer_start:
-            buffer = buffer[keep_from - buffer_start:]
+            buffer = buffer[keep_from - buffer_start :]
             buffer_start = keep_from
     for index in order[next_window:]:  # windows reaching past the last sample
         a, b = bounds[index]
         if a - buffer_start < buffer.size:
-            yield index, buffer[max(0, a - buffer_start):b - buffer_start].copy()
+            yield index, buffer[max(0, a - buffer_start) : b - buffer_start].copy()
 
 
-def smooth_segments(windows: Sequence[tuple[float, float, np.ndarray]], regions: Sequence[tuple[float, float]],
-                    classes: Sequence[str], hop: float, min_segment: float) -> list[Segment]:
+def smooth_segments(
+    windows: Sequence[tuple[float, float, np.ndarray]],
+    regions: Sequence[tuple[float, float]],
+    classes: Sequence[str],
+    hop: float,
+    min_segment: float,
+) -> list[Segment]:
     """Labelled segments inside each speech region from the windows that overlap it (a window may
     reach past its region's edges, never into another region)."""
     segments: list[Segment] = []
@@ -209,7 +261,14 @@ def smooth_segments(windows: Sequence[tuple[float, float, np.ndarray]], regions:
         merged = _merge_short(runs, min_segment)
         for a, b, parts, _ in merged:
             probs = sum(w * p for w, p in parts) / sum(w for w, _ in parts)
-            segments.append(Segment(a, b, classes[int(probs.argmax())], {c: float(v) for c, v in zip(classes, probs)}))
+            segments.append(
+                Segment(
+                    a,
+                    b,
+                    classes[int(probs.argmax())],
+                    {c: float(v) for c, v in zip(classes, probs)},
+                )
+            )
     return segments
 
 
@@ -225,16 +284,29 @@ def _merge_short(runs: list[list], min_segment: float) -> list[list]:
             neighbour = shortest - 1
         else:
             before, after = runs[shortest - 1], runs[shortest + 1]
-            neighbour = shortest - 1 if before[1] - before[0] >= after[1] - after[0] else shortest + 1
+            neighbour = (
+                shortest - 1 if before[1] - before[0] >= after[1] - after[0] else shortest + 1
+            )
         a, b = sorted((shortest, neighbour))
         joined = [runs[a][0], runs[b][1], runs[a][2] + runs[b][2], runs[neighbour][3]]
-        runs[a:b + 1] = [joined]
+        runs[a : b + 1] = [joined]
     return runs
 
 
-def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float = 3.0, hop: float = 1.0,
-                   min_segment: float = 1.0, vad_threshold: float = 0.5, context: float = 1.0, edge_db: float = 25.0,
-                   batch_size: int = 16, block_seconds: float = 20.0, progress=None) -> Timeline:
+def build_timeline(
+    recognizer,
+    path: str | os.PathLike | bytes,
+    *,
+    window: float = 3.0,
+    hop: float = 1.0,
+    min_segment: float = 1.0,
+    vad_threshold: float = 0.5,
+    context: float = 1.0,
+    edge_db: float = 25.0,
+    batch_size: int = 16,
+    block_seconds: float = 20.0,
+    progress=None,
+) -> Timeline:
     """The :class:`Timeline` of one file with ``recognizer``'s model (see the module docstring)."""
     if not 0 < hop <= window:
         raise ValueError(f"need 0 < hop <= window, got hop {hop} and window {window}")
@@ -248,7 +320,9 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
     planned: list[tuple[float, float]] = []
     # Which VAD edges each window refines: a region's first window gives its speech start, its last
     # its end, found as the stream passes (a float each: memory stays bounded however many regions).
-    edges_of: dict[int, list[tuple[int, float, bool]]] = {}  # window -> [(region, VAD edge, from_end)]
+    edges_of: dict[
+        int, list[tuple[int, float, bool]]
+    ] = {}  # window -> [(region, VAD edge, from_end)]
     widened = context_bounds(regions, context, duration)
     for k, ((start, end), (wide_start, wide_end)) in enumerate(zip(regions, widened)):
         own = plan_windows([(start, end)], window, hop)
@@ -263,7 +337,9 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
     pending: list[tuple[int, np.ndarray]] = []
 
     def flush() -> None:
-        usable = [(i, w) for i, w in pending if w.size >= rate // 10]  # under 0.1 s: nothing to hear
+        usable = [
+            (i, w) for i, w in pending if w.size >= rate // 10
+        ]  # under 0.1 s: nothing to hear
         if usable:
             rows = recognizer.probabilities([w for _, w in usable], batch_size=batch_size)
             results.update({i: row for (i, _), row in zip(usable, rows)})
@@ -274,8 +350,9 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
     for index, samples in cut_windows(stream_audio(path, rate, block_seconds), planned, rate):
         offset = planned[index][0]
         for k, vad_edge, from_end in edges_of.get(index, ()):
-            speech[k][1 if from_end else 0] = offset + speech_edge(samples, rate, vad_edge - offset, edge_db=edge_db,
-                                                                   from_end=from_end)
+            speech[k][1 if from_end else 0] = offset + speech_edge(
+                samples, rate, vad_edge - offset, edge_db=edge_db, from_end=from_end
+            )
         pending.append((index, samples))
         if len(pending) >= 4 * batch_size:
             flush()
@@ -284,7 +361,21 @@ def build_timeline(recognizer, path: str | os.PathLike | bytes, *, window: float
     speech = [(a, b) if b > a else vad for (a, b), vad in zip(speech, regions)]
     windows = [(planned[i][0], planned[i][1], results[i]) for i in sorted(results)]
     segments = smooth_segments(windows, speech, recognizer.classes, hop, min_segment)
-    return Timeline(source=source, duration=duration, classes=list(recognizer.classes), speech=speech, windows=windows,
-                    segments=segments, model_id=recognizer.model_id,
-                    settings={"window": window, "hop": hop, "min_segment": min_segment, "vad": "silero-vad",
-                              "vad_threshold": vad_threshold, "context": context, "edge_db": edge_db})
+    return Timeline(
+        source=source,
+        duration=duration,
+        classes=list(recognizer.classes),
+        speech=speech,
+        windows=windows,
+        segments=segments,
+        model_id=recognizer.model_id,
+        settings={
+            "window": window,
+            "hop": hop,
+            "min_segment": min_segment,
+            "vad": "silero-vad",
+            "vad_threshold": vad_threshold,
+            "context": context,
+            "edge_db": edge_db,
+        },
+    )

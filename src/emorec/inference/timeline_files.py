@@ -25,11 +25,20 @@ def vtt_time(seconds: float) -> str:
 
 
 def to_vtt(timeline: Timeline) -> str:
-    lines = ["WEBVTT", "", f"NOTE emotion captions by emorec ({timeline.model_id}), calibrated probabilities", ""]
+    lines = [
+        "WEBVTT",
+        "",
+        f"NOTE emotion captions by emorec ({timeline.model_id}), calibrated probabilities",
+        "",
+    ]
     for number, segment in enumerate(timeline.segments, 1):
         confidence = segment.probabilities[segment.label]
-        lines += [str(number), f"{vtt_time(segment.start)} --> {vtt_time(segment.end)}",
-                  f"{segment.label} ({confidence:.0%})", ""]
+        lines += [
+            str(number),
+            f"{vtt_time(segment.start)} --> {vtt_time(segment.end)}",
+            f"{segment.label} ({confidence:.0%})",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -38,7 +47,14 @@ def to_csv(timeline: Timeline) -> str:
     writer = csv.writer(text)
     writer.writerow(["start", "end", "label", *timeline.classes])
     for s in timeline.segments:
-        writer.writerow([f"{s.start:.3f}", f"{s.end:.3f}", s.label, *[f"{s.probabilities[c]:.5f}" for c in timeline.classes]])
+        writer.writerow(
+            [
+                f"{s.start:.3f}",
+                f"{s.end:.3f}",
+                s.label,
+                *[f"{s.probabilities[c]:.5f}" for c in timeline.classes],
+            ]
+        )
     return text.getvalue()
 
 
@@ -72,16 +88,28 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     colours = plt.get_cmap("tab10")
     for number, (x, probs) in enumerate(speech_lines(timeline)):
         for k, name in enumerate(timeline.classes):
-            ax.plot(x, probs[:, k], marker=".", linewidth=1.2, color=colours(k % 10),
-                    label=name if number == 0 else None)
+            ax.plot(
+                x,
+                probs[:, k],
+                marker=".",
+                linewidth=1.2,
+                color=colours(k % 10),
+                label=name if number == 0 else None,
+            )
     for s in timeline.segments:  # the band of segments, one colour per class as the lines
         k = timeline.classes.index(s.label)
-        ax.axvspan(s.start, s.end, ymin=1.0 / 1.12 * 1.02, ymax=1.0, color=colours(k % 10), linewidth=0)
+        ax.axvspan(
+            s.start, s.end, ymin=1.0 / 1.12 * 1.02, ymax=1.0, color=colours(k % 10), linewidth=0
+        )
     ax.set_xlim(0, max(timeline.duration, 1e-3))
     ax.set_ylim(0, 1.12)
-    ax.set_xlabel("time (s); grey: speech (Silero VAD); lines: probabilities over speech; band on top: segments")
+    ax.set_xlabel(
+        "time (s); grey: speech (Silero VAD); lines: probabilities over speech; band on top: segments"
+    )
     ax.set_ylabel("probability")
-    ax.set_title(f"{Path(timeline.source).name}: emotion over time ({timeline.model_id})", fontsize=10)
+    ax.set_title(
+        f"{Path(timeline.source).name}: emotion over time ({timeline.model_id})", fontsize=10
+    )
     if timeline.windows and timeline.speech:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     path = Path(path)
@@ -93,7 +121,9 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     return path
 
 
-def write_timeline(timeline: Timeline, out_dir: str | os.PathLike, formats=FORMATS, stem: str | None = None) -> list[Path]:
+def write_timeline(
+    timeline: Timeline, out_dir: str | os.PathLike, formats=FORMATS, stem: str | None = None
+) -> list[Path]:
     """``out_dir/<stem>.<format>`` for each of ``formats``; returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,11 @@
 """Reusable masked blocks; every one honours the batch contract's ``mask`` (True = real frame)."""
 
-from emorec.layers.attention import AdditiveAttention, MaskedMultiHeadAttention, MaskedSelfAttention, masked_softmax
+from emorec.layers.attention import (
+    AdditiveAttention,
+    MaskedMultiHeadAttention,
+    MaskedSelfAttention,
+    masked_softmax,
+)
 from emorec.layers.cross_modal import BidirectionalCrossAttention, ModalityWeights
 from emorec.layers.masking import (
     MaskedBatchNorm,

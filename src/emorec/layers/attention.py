@@ -41,7 +41,9 @@ class AdditiveAttention(nn.Module):
     def __init__(self, input_dim: int, attention_dim: int = 128, *, query_dim: int | None = None):
         super().__init__()
         self.proj = nn.Linear(input_dim, attention_dim)  # W h + b
-        self.query_proj = nn.Linear(query_dim, attention_dim, bias=False) if query_dim else None  # U q
+        self.query_proj = (
+            nn.Linear(query_dim, attention_dim, bias=False) if query_dim else None
+        )  # U q
         self.score = nn.Linear(attention_dim, 1, bias=False)  # v^T
 
     def forward(
@@ -66,7 +68,9 @@ class MaskedMultiHeadAttention(nn.Module):
     rows of ``out`` where ``query_mask`` is ``False`` are zero.
     """
 
-    def __init__(self, dim: int, num_heads: int = 4, *, kdim: int | None = None, dropout: float = 0.0):
+    def __init__(
+        self, dim: int, num_heads: int = 4, *, kdim: int | None = None, dropout: float = 0.0
+    ):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
@@ -92,7 +96,11 @@ class MaskedMultiHeadAttention(nn.Module):
         query_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         value = key if value is None else value
-        q, k, v = self._split(self.q(query)), self._split(self.k(key)), self._split(self.v(value))  # (B, h, T*, d)
+        q, k, v = (
+            self._split(self.q(query)),
+            self._split(self.k(key)),
+            self._split(self.v(value)),
+        )  # (B, h, T*, d)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, h, Tq, Tk)
         weights = masked_softmax(scores, key_mask[:, None, None, :])  # (B, h, Tq, Tk)
         mixed = self.dropout(weights) @ v  # (B, h, Tq, d)

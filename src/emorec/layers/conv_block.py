@@ -22,6 +22,7 @@ comes from padding unless the window holds padding only (its output is then set 
 whose output is 0 passes no gradient (ReLU's gradient at 0 is 0); such windows are marked
 ``NO_GRADIENT`` in the argmax.
 """
+
 from __future__ import annotations
 
 import torch
@@ -122,7 +123,9 @@ def _pool_normalise_relu(y, scale, shift, lengths, kt, kf):
     best, arg = _window_max(y, kt, kf)
     zero_tail_(y, lengths)
     out = best.mul_(scale.view(1, -1, 1, 1)).add_(shift.view(1, -1, 1, 1)).clamp_min_(0)
-    zero_tail_(out, [-(-n // kt) for n in lengths])  # windows of padding only (-inf, or nan times 0)
+    zero_tail_(
+        out, [-(-n // kt) for n in lengths]
+    )  # windows of padding only (-inf, or nan times 0)
     torch.maximum(arg, (out <= 0).to(torch.uint8).mul_(NO_GRADIENT), out=arg)
     return out, arg
 
@@ -160,22 +163,42 @@ class _ConvBNReLUPool(torch.autograd.Function):
         # dz, the gradient at the normalised values, is the pooled gradient at each window's
         # argmax and 0 elsewhere: its sums come from the pooled size, and it is added to grad_y
         # through the strided views without ever being written at full size
-        routed = [(i, j, v, grad_pooled[:, :, :v.size(2), :v.size(3)] * (arg[:, :, :v.size(2), :v.size(3)] == i * kf + j))
-                  for i, j, v in _offsets(y, kt, kf)]
+        routed = [
+            (
+                i,
+                j,
+                v,
+                grad_pooled[:, :, : v.size(2), : v.size(3)]
+                * (arg[:, :, : v.size(2), : v.size(3)] == i * kf + j),
+            )
+            for i, j, v in _offsets(y, kt, kf)
+        ]
         sum_dz = sum(channel_sum(g) for *_, g in routed)  # (C,)
         sum_dz_y = sum(channel_sum(g * v) for _, _, v, g in routed)
         sum_dz_xhat = (sum_dz_y - mean * sum_dz) * invstd  # (C,) = sum(dz * xhat')
         k = sum_dz_xhat / n
         coef_y = -scale * invstd * k
         const = scale * (mean * invstd * k - sum_dz / n)
-        grad_y = torch.addcmul(const.view(shape), y, coef_y.view(shape))  # (B, C, T, F), channels last
+        grad_y = torch.addcmul(
+            const.view(shape), y, coef_y.view(shape)
+        )  # (B, C, T, F), channels last
         for i, j, _, g in routed:
             grad_y[:, :, i::kt, j::kf].addcmul_(g, scale.view(shape))
         zero_tail_(grad_y, lengths)
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
-            grad_y, x, flipped, None, [1, 1], [ctx.padding, ctx.padding], [1, 1], False, [0, 0], 1,
-            [need_x, need_w, False])
+            grad_y,
+            x,
+            flipped,
+            None,
+            [1, 1],
+            [ctx.padding, ctx.padding],
+            [1, 1],
+            False,
+            [0, 0],
+            1,
+            [need_x, need_w, False],
+        )
         if grad_x is not None:
             zero_tail_(grad_x, lengths)  # the input was masked: padded frames get no gradient
         if grad_w is not None:
@@ -183,8 +206,9 @@ class _ConvBNReLUPool(torch.autograd.Function):
         return grad_x, grad_w, sum_dz_xhat * sign, sum_dz, None, None, None, None, None
 
 
-def conv_bn_relu_pool(x: torch.Tensor, lengths: list[int], conv: torch.nn.Conv2d, norm, kt: int, kf: int
-                      ) -> torch.Tensor:
+def conv_bn_relu_pool(
+    x: torch.Tensor, lengths: list[int], conv: torch.nn.Conv2d, norm, kt: int, kf: int
+) -> torch.Tensor:
     """``x : [B x C x T x F]`` with real frames ``[:lengths[b]]`` -> pooled ``[B x C' x T' x F']``,
     0 on padded windows. With batch statistics (training) it is differentiable and updates
     ``norm``'s running statistics (``MaskedBatchNorm.update_running_stats``); with running statistics it is
@@ -195,8 +219,11 @@ def conv_bn_relu_pool(x: torch.Tensor, lengths: list[int], conv: torch.nn.Conv2d
             sign = _signs(norm.weight)
             scale = torch.rsqrt(norm.running_var + norm.eps) * norm.weight.abs()
             _, y = _masked_conv(x, conv.weight * sign.view(-1, 1, 1, 1), lengths, padding)
-            return _pool_normalise_relu(y, scale, norm.bias - norm.running_mean * sign * scale, lengths, kt, kf)[0]
-    pooled, _, mean, var = _ConvBNReLUPool.apply(x, conv.weight, norm.weight, norm.bias, lengths, padding, kt, kf,
-                                                 norm.eps)
+            return _pool_normalise_relu(
+                y, scale, norm.bias - norm.running_mean * sign * scale, lengths, kt, kf
+            )[0]
+    pooled, _, mean, var = _ConvBNReLUPool.apply(
+        x, conv.weight, norm.weight, norm.bias, lengths, padding, kt, kf, norm.eps
+    )
     norm.update_running_stats(mean, var, sum(lengths) * x.size(3))
     return pooled

@@ -85,7 +85,9 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> torch.Tens
     return total / count
 
 
-def masked_std(x: torch.Tensor, mask: torch.Tensor, dim: int = 1, eps: float = 1e-5) -> torch.Tensor:
+def masked_std(
+    x: torch.Tensor, mask: torch.Tensor, dim: int = 1, eps: float = 1e-5
+) -> torch.Tensor:
     """Standard deviation (population) over real frames; ``sqrt(eps)`` for an all-padded row."""
     m = _expand_mask(x, mask, dim)
     mean = masked_mean(x, mask, dim).unsqueeze(dim)
@@ -108,7 +110,9 @@ def pool_time_mask(mask: torch.Tensor, kernel: int) -> torch.Tensor:
     """
     if kernel == 1:
         return mask
-    pooled = F.max_pool1d(mask.to(torch.float32).unsqueeze(1), kernel, kernel, ceil_mode=True)  # (B, 1, T')
+    pooled = F.max_pool1d(
+        mask.to(torch.float32).unsqueeze(1), kernel, kernel, ceil_mode=True
+    )  # (B, 1, T')
     return pooled.squeeze(1) > 0  # (B, T')
 
 
@@ -173,7 +177,9 @@ class _MaskedBatchNormFn(torch.autograd.Function):
         k = sum_dy_xhat / n
         coef_x = -w * invstd * k
         const = w * (mean * invstd * k - sum_dy / n)
-        grad_x = torch.addcmul(const.view(shape) * m, xm, coef_x.view(shape)).addcmul_(dy, w.view(shape))
+        grad_x = torch.addcmul(const.view(shape) * m, xm, coef_x.view(shape)).addcmul_(
+            dy, w.view(shape)
+        )
         grad_w = None if weight is None else sum_dy_xhat
         grad_b = None if weight is None else sum_dy
         return grad_x, None, grad_w, grad_b, None, None
@@ -214,7 +220,9 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
             return
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            factor = (
+                1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            )
             unbiased = var * (n / (n - 1)) if n > 1 else var
             self.running_mean.mul_(1 - factor).add_(factor * mean)
             self.running_var.mul_(1 - factor).add_(factor * unbiased)
@@ -246,7 +254,9 @@ class MaskedConvBlock2d(nn.Module):
         activation: str = "relu",
     ):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False
+        )
         self.norm = MaskedBatchNorm(out_channels)
         self.act = _ACTIVATIONS[activation]()
         self.time_pool = time_pool
@@ -265,32 +275,47 @@ class MaskedConvBlock2d(nn.Module):
             lengths = prefix_lengths(mask)
             if lengths is not None:
                 time_kernel, freq_kernel = self.time_pool, self._freq_kernel(x.size(-1))
-                pooled = conv_bn_relu_pool(x, lengths, self.conv, self.norm, time_kernel, freq_kernel)
+                pooled = conv_bn_relu_pool(
+                    x, lengths, self.conv, self.norm, time_kernel, freq_kernel
+                )
                 return pooled, pool_time_mask(mask, time_kernel)
         return self.reference_forward(x, mask)
 
     def _fused_applies(self, x: torch.Tensor) -> bool:
         """Whether :func:`~emorec.layers.conv_block.conv_bn_relu_pool` computes this block: ReLU,
         float32/64 without autocast, and batch statistics or no gradient wanted."""
-        if not isinstance(self.act, nn.ReLU) or x.dtype not in (torch.float32, torch.float64) or x.dim() != 4:
+        if (
+            not isinstance(self.act, nn.ReLU)
+            or x.dtype not in (torch.float32, torch.float64)
+            or x.dim() != 4
+        ):
             return False
         if torch.is_autocast_enabled(x.device.type):
             return False
         batch_stats = self.norm.training or not self.norm.track_running_stats
-        return batch_stats or not (torch.is_grad_enabled() and (x.requires_grad or self.conv.weight.requires_grad))
+        return batch_stats or not (
+            torch.is_grad_enabled() and (x.requires_grad or self.conv.weight.requires_grad)
+        )
 
-    def reference_forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def reference_forward(
+        self, x: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The block composed of PyTorch ops (any activation, any mask): what the fused path equals."""
         x = apply_time_mask(x, mask, time_dim=2)
         x = self.act(self.norm(self.conv(x), mask))  # (B, C', T, F)
         time_kernel, freq_kernel = self.time_pool, self._freq_kernel(x.size(-1))
         if time_kernel == 1 and freq_kernel == 1:
             return apply_time_mask(x, mask, time_dim=2), mask
-        return masked_max_pool(x, mask, time_kernel, freq_kernel)  # ignores and zeroes padded frames
+        return masked_max_pool(
+            x, mask, time_kernel, freq_kernel
+        )  # ignores and zeroes padded frames
 
 
 def run_rnn(
-    rnn: nn.RNNBase, x: torch.Tensor, mask: torch.Tensor, params: dict[str, torch.Tensor] | None = None
+    rnn: nn.RNNBase,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    params: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
     """Run a batch-first (bi)GRU/LSTM on the real frames only (packed, ``enforce_sorted=False``).
 
@@ -307,11 +332,19 @@ def run_rnn(
     if not torch.equal(prefix, mask):
         # Holes (e.g. video frames without a face): run the real frames in order, then put the
         # outputs back at their time steps, so a missing frame is skipped, never read as zeros.
-        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, T) real frames first
+        order = torch.argsort(
+            (~mask).to(torch.int8), dim=1, stable=True
+        )  # (B, T) real frames first
         x = torch.gather(x, 1, order.unsqueeze(-1).expand_as(x))
-    packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
-    out, hidden = rnn(packed) if params is None else torch.func.functional_call(rnn, params, (packed,))
+    packed = pack_padded_sequence(
+        x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
+    )
+    out, hidden = (
+        rnn(packed) if params is None else torch.func.functional_call(rnn, params, (packed,))
+    )
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # (B, T, H*dirs)
     if order is not None:
-        out = torch.zeros_like(out).scatter(1, order.unsqueeze(-1).expand_as(out), out)  # (B, T, H*dirs)
+        out = torch.zeros_like(out).scatter(
+            1, order.unsqueeze(-1).expand_as(out), out
+        )  # (B, T, H*dirs)
     return apply_time_mask(out, mask), hidden

@@ -53,8 +53,14 @@ class VariationalGRU(nn.Module):
     ``bias_ih``/``bias_hh [dirs x 3H]`` hold the gates in ``nn.GRU``'s order (r, z, n).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, *, bidirectional: bool = True,
-                 recurrent_dropout: float = 0.0):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        bidirectional: bool = True,
+        recurrent_dropout: float = 0.0,
+    ):
         super().__init__()
         if not 0.0 <= recurrent_dropout < 1.0:
             raise ValueError(f"recurrent_dropout must be in [0, 1), got {recurrent_dropout}")
@@ -85,8 +91,12 @@ class VariationalGRU(nn.Module):
         p = self.recurrent_dropout
         if not self.training or p == 0.0:
             return None
-        keep = torch.full((self.num_directions, batch, self.hidden_size), 1.0 - p, dtype=like.dtype,
-                          device=like.device)
+        keep = torch.full(
+            (self.num_directions, batch, self.hidden_size),
+            1.0 - p,
+            dtype=like.dtype,
+            device=like.device,
+        )
         return torch.bernoulli(keep) / (1.0 - p)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +112,9 @@ class VariationalGRU(nn.Module):
         h_size = self.hidden_size
         inputs = [x] if not self.bidirectional else [x, reverse_padded(x, mask)]
         xs = torch.stack(inputs)  # (D, B, T, I)
-        gates_x = torch.einsum("dbti,dgi->dbtg", xs, self.weight_ih) + self.bias_ih[:, None, None, :]  # (D, B, T, 3H)
+        gates_x = (
+            torch.einsum("dbti,dgi->dbtg", xs, self.weight_ih) + self.bias_ih[:, None, None, :]
+        )  # (D, B, T, 3H)
         drop = self.dropout_mask(b, x)  # (D, B, H) or None
         w_hh_t = self.weight_hh.transpose(1, 2)  # (D, H, 3H)
         b_hh = self.bias_hh[:, None, :]  # (D, 1, 3H)
@@ -136,8 +148,14 @@ class VariationalGRU(nn.Module):
         params = {}
         for d in range(self.num_directions):
             suffix = "_reverse" if d else ""
-            params.update({f"weight_ih_l0{suffix}": self.weight_ih[d], f"weight_hh_l0{suffix}": self.weight_hh[d],
-                           f"bias_ih_l0{suffix}": self.bias_ih[d], f"bias_hh_l0{suffix}": self.bias_hh[d]})
+            params.update(
+                {
+                    f"weight_ih_l0{suffix}": self.weight_ih[d],
+                    f"weight_hh_l0{suffix}": self.weight_hh[d],
+                    f"bias_ih_l0{suffix}": self.bias_ih[d],
+                    f"bias_hh_l0{suffix}": self.bias_hh[d],
+                }
+            )
         out, h = run_rnn(self._kernel(), x, mask, params)  # (B, T, H*dirs), (D, B, H)
         empty = ~mask.any(dim=1)  # (B,): run_rnn ran them on one zero frame
         if empty.any():
@@ -154,21 +172,32 @@ class VariationalGRU(nn.Module):
             weights = [self.weight_ih[d], self.weight_hh[d], self.bias_ih[d], self.bias_hh[d]]
             source = x if d == 0 else reverse_padded(x, mask)
             # nn.GRU's own kernel (what its forward calls), one layer, one direction, batch first
-            out, _ = torch._VF.gru(source, h0, weights, True, 1, 0.0, False, False, True)  # (B, T, H)
+            out, _ = torch._VF.gru(
+                source, h0, weights, True, 1, 0.0, False, False, True
+            )  # (B, T, H)
             outs.append(out if d == 0 else reverse_padded(out, mask))
         out = apply_time_mask(torch.cat(outs, dim=-1), mask)  # (B, T, D*H)
-        return out, out.new_zeros(self.num_directions, x.size(0), self.hidden_size)  # final states: not traced
+        return out, out.new_zeros(
+            self.num_directions, x.size(0), self.hidden_size
+        )  # final states: not traced
 
     def _kernel(self) -> nn.GRU:
         """An ``nn.GRU`` of this shape whose parameters are replaced at each call (kept out of
         the module tree, so the state dict and ``.to()`` see only this module's own tensors)."""
         kernel = self.__dict__.get("_gru_kernel")
         if kernel is None:
-            kernel = nn.GRU(self.input_size, self.hidden_size, batch_first=True, bidirectional=self.bidirectional,
-                            device="meta")
+            kernel = nn.GRU(
+                self.input_size,
+                self.hidden_size,
+                batch_first=True,
+                bidirectional=self.bidirectional,
+                device="meta",
+            )
             self.__dict__["_gru_kernel"] = kernel
         return kernel
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, bidirectional={self.bidirectional}, "
-                f"recurrent_dropout={self.recurrent_dropout}")
+        return (
+            f"{self.input_size}, {self.hidden_size}, bidirectional={self.bidirectional}, "
+            f"recurrent_dropout={self.recurrent_dropout}"
+        )

@@ -19,7 +19,9 @@ __all__ = ["MultiScaleConv1d", "TemporalBlock", "TemporalConvNet"]
 
 def _check_odd(kernel_size: int) -> None:
     if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel sizes must be odd and >= 1 (symmetric 'same' padding), got {kernel_size}")
+        raise ValueError(
+            f"kernel sizes must be odd and >= 1 (symmetric 'same' padding), got {kernel_size}"
+        )
 
 
 class MultiScaleConv1d(nn.Module):
@@ -29,12 +31,21 @@ class MultiScaleConv1d(nn.Module):
     ``T' = ceil(T / pool)`` (seed 004: kernels 3 and 5).
     """
 
-    def __init__(self, in_channels: int, channels: int, *, kernels: tuple[int, ...] = (3, 5), pool: int = 2,
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        *,
+        kernels: tuple[int, ...] = (3, 5),
+        pool: int = 2,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         for k in kernels:
             _check_odd(k)
-        self.convs = nn.ModuleList(nn.Conv1d(in_channels, channels, k, padding=k // 2, bias=False) for k in kernels)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(in_channels, channels, k, padding=k // 2, bias=False) for k in kernels
+        )
         self.out_channels = channels * len(kernels)
         self.norm = MaskedBatchNorm(self.out_channels)
         self.dropout = nn.Dropout(dropout)
@@ -44,19 +55,29 @@ class MultiScaleConv1d(nn.Module):
         x = apply_time_mask(x, mask, time_dim=2)
         y = torch.cat([conv(x) for conv in self.convs], dim=1)  # (B, K*C, T)
         y = self.dropout(F.relu(self.norm(y, mask)))
-        return masked_max_pool(y, mask, self.pool) if self.pool > 1 else (apply_time_mask(y, mask, time_dim=2), mask)
+        return (
+            masked_max_pool(y, mask, self.pool)
+            if self.pool > 1
+            else (apply_time_mask(y, mask, time_dim=2), mask)
+        )
 
 
 class TemporalBlock(nn.Module):
     """Residual block of two dilated "same" convolutions (Bai et al. 2018, non-causal):
     ``relu(x + drop(relu(bn(conv_d(drop(relu(bn(conv_d(x))))))))`` over ``[B x C x T]``."""
 
-    def __init__(self, channels: int, *, kernel_size: int = 3, dilation: int = 1, dropout: float = 0.1):
+    def __init__(
+        self, channels: int, *, kernel_size: int = 3, dilation: int = 1, dropout: float = 0.1
+    ):
         super().__init__()
         _check_odd(kernel_size)
         pad = dilation * (kernel_size - 1) // 2
-        self.conv1 = nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dilation, bias=False)
-        self.conv2 = nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dilation, bias=False)
+        self.conv1 = nn.Conv1d(
+            channels, channels, kernel_size, padding=pad, dilation=dilation, bias=False
+        )
+        self.conv2 = nn.Conv1d(
+            channels, channels, kernel_size, padding=pad, dilation=dilation, bias=False
+        )
         self.norm1 = MaskedBatchNorm(channels)
         self.norm2 = MaskedBatchNorm(channels)
         self.dropout = nn.Dropout(dropout)
@@ -76,14 +97,22 @@ class TemporalConvNet(nn.Module):
     The receptive field is ``1 + 2 * (kernel_size - 1) * (2**levels - 1)`` frames.
     """
 
-    def __init__(self, in_channels: int, channels: int = 64, *, levels: int = 4, kernel_size: int = 3,
-                 dropout: float = 0.1):
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int = 64,
+        *,
+        levels: int = 4,
+        kernel_size: int = 3,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         if levels < 1:
             raise ValueError(f"a TCN needs at least one level, got {levels}")
         self.proj = nn.Conv1d(in_channels, channels, 1)
         self.blocks = nn.ModuleList(
-            TemporalBlock(channels, kernel_size=kernel_size, dilation=2**i, dropout=dropout) for i in range(levels)
+            TemporalBlock(channels, kernel_size=kernel_size, dilation=2**i, dropout=dropout)
+            for i in range(levels)
         )
         self.out_channels = channels
 

@@ -29,7 +29,7 @@ class AudioInfo:
     sample_rate: int
     channels: int
     content_hash: str
-    frames: int = 0           # decoded sample frames
+    frames: int = 0  # decoded sample frames
     declared_frames: int = 0  # what the file's header promises (0: it does not say, or not checked)
 
     @property
@@ -38,8 +38,10 @@ class AudioInfo:
         if self.declared_frames <= self.frames or self.sample_rate <= 0:
             return ""
         rate = self.sample_rate
-        return (f"header says {self.declared_frames} frames ({self.declared_frames / rate:.2f} s) but only "
-                f"{self.frames} ({self.frames / rate:.2f} s) decode: truncated file, kept at its decodable length")
+        return (
+            f"header says {self.declared_frames} frames ({self.declared_frames / rate:.2f} s) but only "
+            f"{self.frames} ({self.frames / rate:.2f} s) decode: truncated file, kept at its decodable length"
+        )
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -67,7 +69,10 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     give their audio track through PyAV (:func:`emorec.media.video.load_video_audio`); one without
     an audio track raises :class:`emorec.media.video.NoAudioTrackError` (a ``BadInputError``).
     """
-    from emorec.media.video import VIDEO_SUFFIXES, load_video_audio  # light: PyAV loads only when used
+    from emorec.media.video import (
+        VIDEO_SUFFIXES,
+        load_video_audio,
+    )  # light: PyAV loads only when used
 
     if os.path.splitext(os.fspath(path))[1].lower() in VIDEO_SUFFIXES:
         return load_video_audio(path, sample_rate)
@@ -93,8 +98,13 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     )
 
 
-def stream_audio(path: str | os.PathLike | bytes, sample_rate: int = 16000, block_seconds: float = 20.0,
-                 *, name: str = "<upload>") -> Iterator[np.ndarray]:
+def stream_audio(
+    path: str | os.PathLike | bytes,
+    sample_rate: int = 16000,
+    block_seconds: float = 20.0,
+    *,
+    name: str = "<upload>",
+) -> Iterator[np.ndarray]:
     """A file (or the bytes of one: an upload, never written to disk) as consecutive mono float32
     blocks at ``sample_rate`` (about ``block_seconds`` each), decoded and resampled as it is read:
     memory stays bounded however long the recording is. Video files, and bytes libsndfile cannot
@@ -123,15 +133,23 @@ def stream_audio(path: str | os.PathLike | bytes, sample_rate: int = 16000, bloc
         except Exception as err:  # noqa: BLE001 - soundfile raises several types
             raise BadInputError(path, f"unreadable audio ({_short(err)})") from None
     with handle:
-        resampler = None if handle.samplerate == sample_rate else soxr.ResampleStream(
-            handle.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+        resampler = (
+            None
+            if handle.samplerate == sample_rate
+            else soxr.ResampleStream(
+                handle.samplerate, sample_rate, 1, dtype="float32", quality="HQ"
+            )
+        )
         block = max(1, int(block_seconds * handle.samplerate))
         while True:
             try:
                 samples = handle.read(block, dtype="float32", always_2d=True)
             except Exception as err:  # noqa: BLE001 - a corrupt stretch mid-file
-                raise BadInputError(path, f"undecodable audio after {handle.tell() / handle.samplerate:.1f} s "
-                                          f"({_short(err)})") from None
+                raise BadInputError(
+                    path,
+                    f"undecodable audio after {handle.tell() / handle.samplerate:.1f} s "
+                    f"({_short(err)})",
+                ) from None
             last = samples.shape[0] < block
             mono = samples.mean(axis=1)
             if not np.all(np.isfinite(mono)):
@@ -175,7 +193,9 @@ def probe_duration(path: str | os.PathLike | bytes) -> float | None:
     if in_memory or os.path.splitext(source)[1].lower() not in VIDEO_SUFFIXES:
         try:
             info = sf.info(source)
-            return info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else None
+            return (
+                info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else None
+            )
         except Exception:  # noqa: BLE001 - not a libsndfile format
             if not in_memory:
                 return None  # unreadable: decoding names the reason

@@ -24,15 +24,27 @@ from scipy import fft, signal
 from emorec.errors import ConfigError
 
 #: The evaluation suite of ``emorec robustness`` (the issue's conditions plus reverberation and MP3).
-DEFAULT_SUITE = ("clean", "gain:+12", "gain:-12", "band:300-3400", "noise:20", "noise:10", "noise:5",
-                 "reverb:0.6", "opus", "mp3")
+DEFAULT_SUITE = (
+    "clean",
+    "gain:+12",
+    "gain:-12",
+    "band:300-3400",
+    "noise:20",
+    "noise:10",
+    "noise:5",
+    "reverb:0.6",
+    "opus",
+    "mp3",
+)
 
 
 def gain(wave: np.ndarray, db: float) -> np.ndarray:
     return (wave * np.float32(10.0 ** (db / 20.0))).astype(np.float32)
 
 
-def band_limit(wave: np.ndarray, sample_rate: int, low: float = 300.0, high: float = 3400.0) -> np.ndarray:
+def band_limit(
+    wave: np.ndarray, sample_rate: int, low: float = 300.0, high: float = 3400.0
+) -> np.ndarray:
     """A telephone channel: 4th-order Butterworth band-pass (causal, as a line filters)."""
     high = min(high, 0.45 * sample_rate)
     sos = signal.butter(4, [low, high], btype="bandpass", fs=sample_rate, output="sos")
@@ -51,7 +63,9 @@ def active_power(wave: np.ndarray, sample_rate: int) -> float:
     return float(loud.mean()) if loud.size else 0.0
 
 
-def coloured_noise(n: int, rng: np.random.Generator, colour: str = "pink", sample_rate: int = 16000) -> np.ndarray:
+def coloured_noise(
+    n: int, rng: np.random.Generator, colour: str = "pink", sample_rate: int = 16000
+) -> np.ndarray:
     """Unit-power Gaussian noise with a ``1/f^alpha`` power spectrum above 50 Hz and flat below it:
     white (0), pink (1), brown (2). Without the 50 Hz corner most of a pink or brown noise's power
     would sit in the few lowest bins, below anything a microphone or a speech feature keeps."""
@@ -62,25 +76,36 @@ def coloured_noise(n: int, rng: np.random.Generator, colour: str = "pink", sampl
     spectrum = np.fft.rfft(rng.standard_normal(size))
     freqs = np.maximum(np.fft.rfftfreq(size, 1.0 / sample_rate), 50.0)
     noise = np.fft.irfft(spectrum / freqs ** (alpha / 2.0), n=size)[:n]
-    return (noise / max(np.sqrt(np.mean(noise ** 2)), 1e-12)).astype(np.float32)
+    return (noise / max(np.sqrt(np.mean(noise**2)), 1e-12)).astype(np.float32)
 
 
-def add_noise(wave: np.ndarray, sample_rate: int, snr_db: float, rng: np.random.Generator,
-              colour: str = "pink") -> np.ndarray:
+def add_noise(
+    wave: np.ndarray,
+    sample_rate: int,
+    snr_db: float,
+    rng: np.random.Generator,
+    colour: str = "pink",
+) -> np.ndarray:
     """``wave`` plus noise whose power is ``snr_db`` below the speech's active power."""
     power = active_power(wave, sample_rate)
-    noise = coloured_noise(len(wave), rng, colour, sample_rate) * np.float32(np.sqrt(power / 10.0 ** (snr_db / 10.0)))
+    noise = coloured_noise(len(wave), rng, colour, sample_rate) * np.float32(
+        np.sqrt(power / 10.0 ** (snr_db / 10.0))
+    )
     return (wave + noise).astype(np.float32)
 
 
-def reverberate(wave: np.ndarray, sample_rate: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
+def reverberate(
+    wave: np.ndarray, sample_rate: int, rt60: float, rng: np.random.Generator
+) -> np.ndarray:
     """Convolution with a synthetic room response: the direct path, then exponentially decaying
     Gaussian noise (60 dB down after ``rt60`` seconds); the clip's active level is kept."""
     length = max(2, int(rt60 * sample_rate))
     t = np.arange(length) / sample_rate
     response = rng.standard_normal(length) * 10.0 ** (-3.0 * t / rt60)
     response[0] = 0.0
-    response *= 0.5 / max(np.sqrt(np.sum(response ** 2)), 1e-12)  # reverberant energy a quarter of the direct path's
+    response *= 0.5 / max(
+        np.sqrt(np.sum(response**2)), 1e-12
+    )  # reverberant energy a quarter of the direct path's
     response[0] = 1.0
     wet = signal.fftconvolve(wave.astype(np.float64), response)[: len(wave)]
     before, after = active_power(wave, sample_rate), active_power(wet, sample_rate)
@@ -148,5 +173,7 @@ def parse_condition(name: str) -> Condition:
             return Condition(name, lambda w, sr, rng: codec_roundtrip(w, sr, kind))
     except ValueError as err:
         raise ConfigError(f"condition {name!r}: {err}") from None
-    raise ConfigError(f"unknown condition {name!r}; known: clean, gain:DB, band:LOW-HIGH, noise:SNR[:white|pink|brown], "
-                      f"reverb:RT60, {', '.join(_CODECS)}")
+    raise ConfigError(
+        f"unknown condition {name!r}; known: clean, gain:DB, band:LOW-HIGH, noise:SNR[:white|pink|brown], "
+        f"reverb:RT60, {', '.join(_CODECS)}"
+    )

@@ -54,7 +54,9 @@ def import_av() -> Any:
     try:
         import av
     except ImportError as err:
-        raise EmorecError(f"video decoding needs PyAV ({err}); install it with `{INSTALL_HINT}`") from None
+        raise EmorecError(
+            f"video decoding needs PyAV ({err}); install it with `{INSTALL_HINT}`"
+        ) from None
     return av
 
 
@@ -62,15 +64,15 @@ def import_av() -> Any:
 class VideoInfo:
     """What the container header says (nothing is decoded)."""
 
-    duration: float          # seconds (0.0 when the header does not say)
-    fps: float               # average frame rate of the video stream (0.0 when unknown)
-    frames: int              # frame count from the header (0 when unknown)
+    duration: float  # seconds (0.0 when the header does not say)
+    fps: float  # average frame rate of the video stream (0.0 when unknown)
+    frames: int  # frame count from the header (0 when unknown)
     width: int
     height: int
     codec: str
     has_audio: bool
-    audio_sample_rate: int   # 0 without an audio track
-    audio_channels: int      # 0 without an audio track
+    audio_sample_rate: int  # 0 without an audio track
+    audio_channels: int  # 0 without an audio track
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,9 @@ def check_first_frame(path: str | os.PathLike) -> None:
             for _frame in container.decode(stream):
                 return
         except av.FFmpegError as err:
-            raise BadInputError(path, f"corrupt video: the first picture does not decode ({_short(err)})") from None
+            raise BadInputError(
+                path, f"corrupt video: the first picture does not decode ({_short(err)})"
+            ) from None
     raise BadInputError(path, "no decodable video frames (corrupt or truncated)")
 
 
@@ -162,7 +166,9 @@ def has_audio_track(path: str | os.PathLike) -> bool:
         return bool(container.streams.audio)
 
 
-def _decoded(path: str | os.PathLike, container: Any, stream: Any) -> Iterator[tuple[float, float, Any]]:
+def _decoded(
+    path: str | os.PathLike, container: Any, stream: Any
+) -> Iterator[tuple[float, float, Any]]:
     """``(time from first frame, frame duration, frame)`` in presentation order, times
     non-decreasing; decoding errors and truncation become :class:`BadInputError`."""
     av = import_av()
@@ -179,13 +185,19 @@ def _decoded(path: str | os.PathLike, container: Any, stream: Any) -> Iterator[t
             if first is None:
                 first = float(t)
             t = max(float(t) - first, last if count else 0.0)
-            step = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
+            step = (
+                float(frame.duration * frame.time_base)
+                if frame.duration and frame.time_base
+                else 0.0
+            )
             count += 1
             last = t
             yield t, (step if step > 0 else nominal), frame
     except av.FFmpegError as err:
-        raise BadInputError(path, f"corrupt or truncated video: decoding failed after {count} "
-                                  f"frame(s) ({_short(err)})") from None
+        raise BadInputError(
+            path,
+            f"corrupt or truncated video: decoding failed after {count} frame(s) ({_short(err)})",
+        ) from None
     if count == 0:
         raise BadInputError(path, "no decodable video frames (corrupt or truncated)")
     expected = int(stream.frames or 0)
@@ -194,9 +206,14 @@ def _decoded(path: str | os.PathLike, container: Any, stream: Any) -> Iterator[t
             raise BadInputError(path, f"truncated video: decoded {count} of {expected} frames")
     else:
         declared = _duration(container, stream)
-        if declared > 0 and last + nominal < declared - max(TRUNCATED_SECONDS, (1 - TRUNCATED_SHARE) * declared):
-            raise BadInputError(path, f"truncated video: frames end at {last + nominal:.2f} s "
-                                      f"of a declared {declared:.2f} s")
+        if declared > 0 and last + nominal < declared - max(
+            TRUNCATED_SECONDS, (1 - TRUNCATED_SHARE) * declared
+        ):
+            raise BadInputError(
+                path,
+                f"truncated video: frames end at {last + nominal:.2f} s "
+                f"of a declared {declared:.2f} s",
+            )
 
 
 def iter_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[tuple[float, Any]]:
@@ -243,8 +260,9 @@ def _upright(array: np.ndarray, turns: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, k=turns, axes=(0, 1))) if turns else array
 
 
-def frame_to_array(frame: Any, format: str = "rgb24", width: int | None = None,
-                   height: int | None = None) -> np.ndarray:
+def frame_to_array(
+    frame: Any, format: str = "rgb24", width: int | None = None, height: int | None = None
+) -> np.ndarray:
     """One ``av.VideoFrame`` as uint8 ``(H, W, 3)`` (``rgb24``) or ``(H, W)`` (``gray``), upright
     (its display rotation applied), scaled by FFmpeg to ``width``/``height`` of the upright picture."""
     turns = display_quarter_turns(frame)
@@ -268,8 +286,14 @@ def frame_luma(frame: Any) -> np.ndarray:
     return _upright(frame.to_ndarray(format="gray"), turns)
 
 
-def read_frames(path: str | os.PathLike, fps: float | None = None, *, format: str = "rgb24",
-                width: int | None = None, height: int | None = None) -> VideoFrames:
+def read_frames(
+    path: str | os.PathLike,
+    fps: float | None = None,
+    *,
+    format: str = "rgb24",
+    width: int | None = None,
+    height: int | None = None,
+) -> VideoFrames:
     """All frames of ``path`` in memory (see :func:`iter_frames` for ``fps``)."""
     if format not in ("rgb24", "gray"):
         raise EmorecError(f"frame format must be 'rgb24' or 'gray', not {format!r}")
@@ -280,8 +304,9 @@ def read_frames(path: str | os.PathLike, fps: float | None = None, *, format: st
             last_frame, last_array = frame, frame_to_array(frame, format, width, height)
         arrays.append(last_array)
         times.append(t)
-    return VideoFrames(frames=np.stack(arrays), times=np.asarray(times, dtype=np.float64),
-                       fps=float(fps or 0.0))
+    return VideoFrames(
+        frames=np.stack(arrays), times=np.asarray(times, dtype=np.float64), fps=float(fps or 0.0)
+    )
 
 
 def read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -307,9 +332,13 @@ def _read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int, float]:
         if not container.streams.audio:
             raise NoAudioTrackError(path)
         stream = container.streams.audio[0]
-        video_start = _start_seconds(container.streams.video[0]) if container.streams.video else None
+        video_start = (
+            _start_seconds(container.streams.video[0]) if container.streams.video else None
+        )
         first_time: float | None = None
-        resampler = av.AudioResampler(format="fltp")  # keep layout and rate, convert to float planes
+        resampler = av.AudioResampler(
+            format="fltp"
+        )  # keep layout and rate, convert to float planes
         chunks: list[np.ndarray] = []
         rate = int(stream.codec_context.sample_rate or 0)
         try:
@@ -336,7 +365,9 @@ def _read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int, float]:
     return np.ascontiguousarray(samples), rate, offset
 
 
-def load_video_audio(path: str | os.PathLike, sample_rate: int = 16000, *, align: bool = True) -> np.ndarray:
+def load_video_audio(
+    path: str | os.PathLike, sample_rate: int = 16000, *, align: bool = True
+) -> np.ndarray:
     """The audio track of a video as :func:`emorec.media.audio.load_audio` gives audio files:
     mono (channels averaged) float32 at ``sample_rate``; silent tracks are rejected too.
 

@@ -29,8 +29,16 @@ AUTO_PROJECT_TO = 64
 
 
 def build_conv_frontend(
-    model: str, *, audio_dim: int, num_classes: int, channels: tuple[int, ...], time_pool: tuple[int, ...],
-    freq_pool: tuple[int, ...], input_proj: int | None, activation: str = "relu", input_channels: int = 1,
+    model: str,
+    *,
+    audio_dim: int,
+    num_classes: int,
+    channels: tuple[int, ...],
+    time_pool: tuple[int, ...],
+    freq_pool: tuple[int, ...],
+    input_proj: int | None,
+    activation: str = "relu",
+    input_channels: int = 1,
 ) -> tuple[nn.Linear | None, nn.ModuleList, int]:
     """Checked conv front-end shared by the CRNNs: ``(input projection or None, conv blocks, C*F' out)``.
 
@@ -46,8 +54,10 @@ def build_conv_frontend(
     if audio_dim < 1 or num_classes < 1 or min(time_pool + freq_pool, default=1) < 1:
         raise ConfigError(f"{model}: audio_dim, num_classes and pool sizes must be >= 1")
     if input_channels < 1 or audio_dim % input_channels:
-        raise ConfigError(f"{model}: input_channels ({input_channels}) must divide the feature size ({audio_dim}); "
-                          "with deltas: true the features are 3 planes, so input_channels is 1 or 3")
+        raise ConfigError(
+            f"{model}: input_channels ({input_channels}) must divide the feature size ({audio_dim}); "
+            "with deltas: true the features are 3 planes, so input_channels is 1 or 3"
+        )
     if input_channels > 1 and input_proj:
         raise ConfigError(f"{model}: input_proj works on one plane; use input_channels 1 with it")
     plane = audio_dim // input_channels
@@ -72,15 +82,21 @@ def run_conv_frontend(
         x = input_proj(x)  # (B, T, P)
     planes = blocks[0].conv.in_channels if len(blocks) else 1
     b, t, f = x.shape
-    x = apply_time_mask(x, mask).reshape(b, t, planes, f // planes).transpose(1, 2)  # (B, planes, T, F / planes)
+    x = (
+        apply_time_mask(x, mask).reshape(b, t, planes, f // planes).transpose(1, 2)
+    )  # (B, planes, T, F / planes)
     for block in blocks:
         x, mask = block(x, mask)  # (B, C, T', F'), (B, T')
     b, c, t, f = x.shape
     return x.permute(0, 2, 1, 3).reshape(b, t, c * f), mask  # (B, T', C*F'), (B, T')
 
 
-@register_model("attn_crnn", modalities=("audio",), seed="000",
-                summary="Conv blocks + packed BiGRU + masked Bahdanau attention (seed 000)")
+@register_model(
+    "attn_crnn",
+    modalities=("audio",),
+    seed="000",
+    summary="Conv blocks + packed BiGRU + masked Bahdanau attention (seed 000)",
+)
 class AttnCRNN(nn.Module):
     """Conv blocks -> packed BiGRU -> masked additive attention -> dense -> logits.
 
@@ -111,11 +127,22 @@ class AttnCRNN(nn.Module):
     ):
         super().__init__()
         self.input_proj, self.blocks, frontend_dim = build_conv_frontend(
-            "attn_crnn", audio_dim=audio_dim, num_classes=num_classes, channels=channels, time_pool=time_pool,
-            freq_pool=freq_pool, input_proj=input_proj, input_channels=input_channels)
+            "attn_crnn",
+            audio_dim=audio_dim,
+            num_classes=num_classes,
+            channels=channels,
+            time_pool=time_pool,
+            freq_pool=freq_pool,
+            input_proj=input_proj,
+            input_channels=input_channels,
+        )
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(
-            frontend_dim, gru_hidden, num_layers=gru_layers, batch_first=True, bidirectional=True,
+            frontend_dim,
+            gru_hidden,
+            num_layers=gru_layers,
+            batch_first=True,
+            bidirectional=True,
             dropout=dropout if gru_layers > 1 else 0.0,
         )
         self.attention = AdditiveAttention(2 * gru_hidden, attention_dim)
@@ -125,7 +152,9 @@ class AttnCRNN(nn.Module):
         self.num_classes = num_classes
 
     def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        x, mask = run_conv_frontend(batch["audio"], batch["audio_mask"], self.input_proj, self.blocks)  # (B, T', C*F')
+        x, mask = run_conv_frontend(
+            batch["audio"], batch["audio_mask"], self.input_proj, self.blocks
+        )  # (B, T', C*F')
         h, _ = run_rnn(self.gru, self.dropout(x), mask)  # (B, T', 2H)
         context, weights = self.attention(h, mask)  # (B, 2H), (B, T')
         return self.dense(context), weights  # (B, D), (B, T')

@@ -58,8 +58,12 @@ class DenseBNGelu(nn.Module):
         return self.dropout(self.act(self.norm(y, ones).squeeze(-1)))  # (B, D)
 
 
-@register_model("attn_crnn_v2", modalities=("audio",), seed="001",
-                summary="ATTN-CRNN v2: BiGRU with variational recurrent dropout, self-attention + LayerNorm, Dense/BN/GELU (seed 001)")
+@register_model(
+    "attn_crnn_v2",
+    modalities=("audio",),
+    seed="001",
+    summary="ATTN-CRNN v2: BiGRU with variational recurrent dropout, self-attention + LayerNorm, Dense/BN/GELU (seed 001)",
+)
 class AttnCRNNv2(nn.Module):
     """Conv blocks -> BiGRU (variational recurrent dropout) -> self-attention + LayerNorm ->
     masked pooling -> Dense/BN/GELU -> logits. Reads ``batch["audio"]`` and ``batch["audio_mask"]``.
@@ -89,32 +93,53 @@ class AttnCRNNv2(nn.Module):
     ):
         super().__init__()
         if (2 * gru_hidden) % attention_heads:
-            raise ConfigError(f"attn_crnn_v2: 2 * gru_hidden ({2 * gru_hidden}) must be divisible by "
-                              f"attention_heads ({attention_heads})")
+            raise ConfigError(
+                f"attn_crnn_v2: 2 * gru_hidden ({2 * gru_hidden}) must be divisible by "
+                f"attention_heads ({attention_heads})"
+            )
         if pooling not in POOLINGS:
             raise ConfigError(f"attn_crnn_v2: pooling must be one of {POOLINGS}, got {pooling!r}")
         if conv_activation not in CONV_ACTIVATIONS:
-            raise ConfigError(f"attn_crnn_v2: conv_activation must be one of {CONV_ACTIVATIONS}, got {conv_activation!r}")
+            raise ConfigError(
+                f"attn_crnn_v2: conv_activation must be one of {CONV_ACTIVATIONS}, got {conv_activation!r}"
+            )
         if not 0.0 <= recurrent_dropout < 1.0:
-            raise ConfigError(f"attn_crnn_v2: recurrent_dropout must be in [0, 1), got {recurrent_dropout}")
+            raise ConfigError(
+                f"attn_crnn_v2: recurrent_dropout must be in [0, 1), got {recurrent_dropout}"
+            )
         self.input_proj, self.blocks, frontend_dim = build_conv_frontend(
-            "attn_crnn_v2", audio_dim=audio_dim, num_classes=num_classes, channels=channels, time_pool=time_pool,
-            freq_pool=freq_pool, input_proj=input_proj, activation=conv_activation,
-            input_channels=input_channels)
+            "attn_crnn_v2",
+            audio_dim=audio_dim,
+            num_classes=num_classes,
+            channels=channels,
+            time_pool=time_pool,
+            freq_pool=freq_pool,
+            input_proj=input_proj,
+            activation=conv_activation,
+            input_channels=input_channels,
+        )
         self.dropout = nn.Dropout(dropout)
-        self.gru = VariationalGRU(frontend_dim, gru_hidden, bidirectional=True, recurrent_dropout=recurrent_dropout)
+        self.gru = VariationalGRU(
+            frontend_dim, gru_hidden, bidirectional=True, recurrent_dropout=recurrent_dropout
+        )
         self.self_attention = MaskedSelfAttention(2 * gru_hidden, attention_heads, dropout=dropout)
         self.pooling = pooling
-        self.pool_attention = AdditiveAttention(2 * gru_hidden, attention_dim) if pooling == "attention" else None
+        self.pool_attention = (
+            AdditiveAttention(2 * gru_hidden, attention_dim) if pooling == "attention" else None
+        )
         self.dense = DenseBNGelu(2 * gru_hidden, dense, dropout)
         self.head = nn.Linear(dense, num_classes)
         self.embed_dim = dense
         self.num_classes = num_classes
 
     def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        x, mask = run_conv_frontend(batch["audio"], batch["audio_mask"], self.input_proj, self.blocks)  # (B, T', C*F')
+        x, mask = run_conv_frontend(
+            batch["audio"], batch["audio_mask"], self.input_proj, self.blocks
+        )  # (B, T', C*F')
         h, _ = self.gru(self.dropout(x), mask)  # (B, T', 2H)
-        h, att = self.self_attention(h, mask, return_weights=True)  # (B, T', 2H), (B, heads, T', T')
+        h, att = self.self_attention(
+            h, mask, return_weights=True
+        )  # (B, T', 2H), (B, heads, T', T')
         if self.pool_attention is not None:
             pooled, weights = self.pool_attention(h, mask)  # (B, 2H), (B, T')
         else:

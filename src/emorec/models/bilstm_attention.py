@@ -45,14 +45,23 @@ class BiLSTMBranch(nn.Module):
     ``T' = ceil(T / time_pool)``.
     """
 
-    def __init__(self, input_dim: int, hidden: tuple[int, ...], *, attention_dim: int = 128, dropout: float = 0.3,
-                 time_pool: int = 1):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden: tuple[int, ...],
+        *,
+        attention_dim: int = 128,
+        dropout: float = 0.3,
+        time_pool: int = 1,
+    ):
         super().__init__()
         if time_pool < 1:
             raise ConfigError(f"bilstm_attention: time pooling must be >= 1, got {time_pool}")
         self.time_pool = time_pool
         if not hidden or min(hidden) < 1:
-            raise ConfigError(f"bilstm_attention: LSTM sizes must be a non-empty list of positive ints, got {hidden}")
+            raise ConfigError(
+                f"bilstm_attention: LSTM sizes must be a non-empty list of positive ints, got {hidden}"
+            )
         sizes = [input_dim] + [2 * h for h in hidden[:-1]]
         self.lstms = nn.ModuleList(
             nn.LSTM(n_in, h, batch_first=True, bidirectional=True) for n_in, h in zip(sizes, hidden)
@@ -64,7 +73,9 @@ class BiLSTMBranch(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = x
         if self.time_pool > 1:
-            pooled, mask = masked_max_pool(x.transpose(1, 2), mask, self.time_pool)  # (B, F, T'), (B, T')
+            pooled, mask = masked_max_pool(
+                x.transpose(1, 2), mask, self.time_pool
+            )  # (B, F, T'), (B, T')
             h = pooled.transpose(1, 2)  # (B, T', F)
         for i, lstm in enumerate(self.lstms):
             if i:
@@ -73,8 +84,12 @@ class BiLSTMBranch(nn.Module):
         return self.attention(h, mask)  # (B, 2H), (B, T)
 
 
-@register_model("bilstm_attention", modalities=("audio", "video"), seed="002",
-                summary="BiLSTM + masked attention per modality, audio / video / audio-visual (seed 002)")
+@register_model(
+    "bilstm_attention",
+    modalities=("audio", "video"),
+    seed="002",
+    summary="BiLSTM + masked attention per modality, audio / video / audio-visual (seed 002)",
+)
 class BiLSTMAttention(nn.Module):
     """Per-modality BiLSTM + attention branches, concatenated -> dense -> logits.
 
@@ -102,14 +117,24 @@ class BiLSTMAttention(nn.Module):
         super().__init__()
         unknown = sorted(set(modalities) - set(MODALITIES))
         if unknown or not modalities:
-            raise ConfigError(f"bilstm_attention: modalities must be a non-empty subset of {MODALITIES}, got {list(modalities)}")
+            raise ConfigError(
+                f"bilstm_attention: modalities must be a non-empty subset of {MODALITIES}, got {list(modalities)}"
+            )
         self.branches = nn.ModuleDict()
         self.placeholders = nn.ParameterDict()
         pools = {"audio": audio_time_pool, "video": 1}
-        for name, dim, hidden in (("audio", audio_dim, audio_hidden), ("video", video_dim, video_hidden)):
+        for name, dim, hidden in (
+            ("audio", audio_dim, audio_hidden),
+            ("video", video_dim, video_hidden),
+        ):
             if name in modalities and dim is not None:
-                branch = BiLSTMBranch(dim, tuple(hidden), attention_dim=attention_dim, dropout=dropout,
-                                      time_pool=pools[name])
+                branch = BiLSTMBranch(
+                    dim,
+                    tuple(hidden),
+                    attention_dim=attention_dim,
+                    dropout=dropout,
+                    time_pool=pools[name],
+                )
                 self.branches[name] = branch
                 self.placeholders[name] = nn.Parameter(torch.zeros(branch.out_dim))
         if not self.branches:
@@ -128,10 +153,14 @@ class BiLSTMAttention(nn.Module):
         """The modalities this model has a branch for."""
         return tuple(self.branches)
 
-    def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _encode(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         present = [m for m in self.branches if m in batch]
         if not present:
-            raise ValueError(f"bilstm_attention: the batch holds none of this model's modalities {self.modalities}")
+            raise ValueError(
+                f"bilstm_attention: the batch holds none of this model's modalities {self.modalities}"
+            )
         size = batch[present[0]].size(0)
         parts, weights = [], {}
         for name, branch in self.branches.items():
@@ -139,7 +168,9 @@ class BiLSTMAttention(nn.Module):
             if name in batch:
                 mask = batch[f"{name}_mask"]
                 context, weights[name] = branch(batch[name], mask)  # (B, D_m), (B, T_m)
-                has_frames = mask.any(dim=1, keepdim=True)  # (B, 1): a row without frames is missing
+                has_frames = mask.any(
+                    dim=1, keepdim=True
+                )  # (B, 1): a row without frames is missing
                 context = torch.where(has_frames, context, placeholder.expand_as(context))
             else:
                 context = placeholder.expand(size, -1)  # (B, D_m)

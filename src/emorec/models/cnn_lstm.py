@@ -54,8 +54,12 @@ def _check(name: str, audio_dim: int | None, num_classes: int, **sizes: tuple[in
             raise ConfigError(f"{name}: {key} must hold positive sizes, got {list(value)}")
 
 
-@register_model("cnn_lstm", modalities=("audio",), seed="003",
-                summary="Time-distributed dense layers + packed BiLSTMs over (CNN) features (seed 003)")
+@register_model(
+    "cnn_lstm",
+    modalities=("audio",),
+    seed="003",
+    summary="Time-distributed dense layers + packed BiLSTMs over (CNN) features (seed 003)",
+)
 class CNNLSTM(nn.Module):
     """Time-distributed dense layers -> stacked packed BiLSTMs -> last states -> dense -> logits.
 
@@ -64,8 +68,17 @@ class CNNLSTM(nn.Module):
     features needed none), then BiLSTMs of ``lstm_hidden`` units, then a ``dense`` layer.
     ``video_dim`` is ignored."""
 
-    def __init__(self, *, num_classes: int, audio_dim: int, frame_dims: tuple[int, ...] = (256,),
-                 time_pool: int = 1, lstm_hidden: tuple[int, ...] = (128, 64), dense: int = 128, dropout: float = 0.3):
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        audio_dim: int,
+        frame_dims: tuple[int, ...] = (256,),
+        time_pool: int = 1,
+        lstm_hidden: tuple[int, ...] = (128, 64),
+        dense: int = 128,
+        dropout: float = 0.3,
+    ):
         super().__init__()
         _check("cnn_lstm", audio_dim, num_classes, frame_dims=frame_dims, lstm_hidden=lstm_hidden)
         if not lstm_hidden:
@@ -75,7 +88,9 @@ class CNNLSTM(nn.Module):
         self.frames = TimeDistributedMLP(audio_dim, frame_dims, dropout)
         self.time_pool = time_pool
         sizes = [self.frames.out_dim] + [2 * h for h in lstm_hidden[:-1]]
-        self.lstms = nn.ModuleList(nn.LSTM(n, h, batch_first=True, bidirectional=True) for n, h in zip(sizes, lstm_hidden))
+        self.lstms = nn.ModuleList(
+            nn.LSTM(n, h, batch_first=True, bidirectional=True) for n, h in zip(sizes, lstm_hidden)
+        )
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Sequential(nn.Linear(2 * lstm_hidden[-1], dense), nn.ReLU())
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dense, num_classes))
@@ -87,30 +102,46 @@ class CNNLSTM(nn.Module):
         x, mask = batch["audio"], batch["audio_mask"]  # (B, T, F), (B, T)
         h = self.frames(apply_time_mask(x, mask), mask)  # (B, T, D)
         if self.time_pool > 1:
-            pooled, mask = masked_max_pool(h.transpose(1, 2), mask, self.time_pool)  # (B, D, T'), (B, T')
+            pooled, mask = masked_max_pool(
+                h.transpose(1, 2), mask, self.time_pool
+            )  # (B, D, T'), (B, T')
             h = pooled.transpose(1, 2)  # (B, T', D)
         state = None
         for i, lstm in enumerate(self.lstms):
             if i:
                 h = self.dropout(h)
             h, (state, _) = run_rnn(lstm, h, mask)  # (B, T, 2H), h_n (2, B, H)
-        last = torch.cat([state[0], state[1]], dim=-1)  # (B, 2H): forward at the last real frame, backward at the first
+        last = torch.cat(
+            [state[0], state[1]], dim=-1
+        )  # (B, 2H): forward at the last real frame, backward at the first
         return self.dense(self.dropout(last))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.embed(batch))  # (B, C)
 
 
-@register_model("cnn_pooling", modalities=("audio",), seed="003",
-                summary="Masked global average pooling + dense layers (seed 003)")
+@register_model(
+    "cnn_pooling",
+    modalities=("audio",),
+    seed="003",
+    summary="Masked global average pooling + dense layers (seed 003)",
+)
 class CNNPooling(nn.Module):
     """(Time-distributed dense) -> masked global average pooling -> dense layers -> logits.
 
     Global pooling (seed 003): optional ``frame_dims`` time-distributed layers, masked mean
     (``pooling="mean_std"`` adds the std) over real frames, then ``dense`` layers."""
 
-    def __init__(self, *, num_classes: int, audio_dim: int, frame_dims: tuple[int, ...] = (),
-                 pooling: str = "mean", dense: tuple[int, ...] = (256, 128), dropout: float = 0.3):
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        audio_dim: int,
+        frame_dims: tuple[int, ...] = (),
+        pooling: str = "mean",
+        dense: tuple[int, ...] = (256, 128),
+        dropout: float = 0.3,
+    ):
         super().__init__()
         _check("cnn_pooling", audio_dim, num_classes, frame_dims=frame_dims, dense=dense)
         if pooling not in ("mean", "mean_std"):

@@ -46,15 +46,24 @@ class PrecomputedEmbedding(nn.Module):
         return masked_mean(batch[self.modality], batch[f"{self.modality}_mask"])  # (B, D)
 
 
-def _build_branch(modality: str, name: str, kwargs: dict[str, Any], num_classes: int, dim: int) -> nn.Module:
+def _build_branch(
+    modality: str, name: str, kwargs: dict[str, Any], num_classes: int, dim: int
+) -> nn.Module:
     if name == PRECOMPUTED:
         if kwargs:
-            raise ConfigError(f"embedding_fusion: a {PRECOMPUTED!r} {modality} branch takes no arguments, got {sorted(kwargs)}")
+            raise ConfigError(
+                f"embedding_fusion: a {PRECOMPUTED!r} {modality} branch takes no arguments, got {sorted(kwargs)}"
+            )
         return PrecomputedEmbedding(modality, dim)
     info = model_info(name)
     if modality not in info.modalities:
-        raise ConfigError(f"embedding_fusion: {name!r} cannot be the {modality} branch (it reads {list(info.modalities)})")
-    dims = {"audio_dim": dim if modality == "audio" else None, "video_dim": dim if modality == "video" else None}
+        raise ConfigError(
+            f"embedding_fusion: {name!r} cannot be the {modality} branch (it reads {list(info.modalities)})"
+        )
+    dims = {
+        "audio_dim": dim if modality == "audio" else None,
+        "video_dim": dim if modality == "video" else None,
+    }
     branch = create_model(name, num_classes=num_classes, **dims, **kwargs)
     if not hasattr(branch, "embed"):
         raise ConfigError(f"embedding_fusion: {name!r} has no embed() method")
@@ -67,14 +76,21 @@ def _embed_dim(branch: nn.Module, modality: str, dim: int) -> int:
     was_training = branch.training
     branch.eval()
     with torch.no_grad():
-        probe = {modality: torch.zeros(1, 4, dim), f"{modality}_mask": torch.ones(1, 4, dtype=torch.bool)}
+        probe = {
+            modality: torch.zeros(1, 4, dim),
+            f"{modality}_mask": torch.ones(1, 4, dtype=torch.bool),
+        }
         size = branch.embed(probe).shape[-1]
     branch.train(was_training)
     return int(size)
 
 
-@register_model("embedding_fusion", modalities=("audio", "video"), seed="000",
-                summary="Fuses an audio and a video model's embeddings; cached-embedding classifier or end-to-end (seed 000)")
+@register_model(
+    "embedding_fusion",
+    modalities=("audio", "video"),
+    seed="000",
+    summary="Fuses an audio and a video model's embeddings; cached-embedding classifier or end-to-end (seed 000)",
+)
 class EmbeddingFusion(nn.Module):
     """Audio branch + video branch embeddings -> fusion MLP -> logits (see the module doc).
 
@@ -99,13 +115,21 @@ class EmbeddingFusion(nn.Module):
         init_from: dict[str, str] | None = None,
     ):
         super().__init__()
-        specs = {"audio": (audio_model, dict(audio_kwargs or {}), audio_dim),
-                 "video": (video_model, dict(video_kwargs or {}), video_dim)}
+        specs = {
+            "audio": (audio_model, dict(audio_kwargs or {}), audio_dim),
+            "video": (video_model, dict(video_kwargs or {}), video_dim),
+        }
         self.branch_models = {m: spec[0] for m, spec in specs.items()}
-        self.branches = nn.ModuleDict({m: _build_branch(m, name, kw, num_classes, dim)
-                                       for m, (name, kw, dim) in specs.items()})
+        self.branches = nn.ModuleDict(
+            {
+                m: _build_branch(m, name, kw, num_classes, dim)
+                for m, (name, kw, dim) in specs.items()
+            }
+        )
         dims = {m: _embed_dim(self.branches[m], m, specs[m][2]) for m in MODALITIES}
-        self.placeholders = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m, d in dims.items()})
+        self.placeholders = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(d)) for m, d in dims.items()}
+        )
         total = sum(dims.values())
         self.norm = nn.LayerNorm(total)
         self.fusion = nn.Sequential(nn.Dropout(dropout), nn.Linear(total, fusion_hidden), nn.ReLU())
@@ -140,7 +164,9 @@ class EmbeddingFusion(nn.Module):
 
         unknown = sorted(set(init_from) - {"audio", "video", "fusion"})
         if unknown:
-            raise ConfigError(f"embedding_fusion: init_from keys must be audio, video or fusion; got {unknown}")
+            raise ConfigError(
+                f"embedding_fusion: init_from keys must be audio, video or fusion; got {unknown}"
+            )
         for key, path in init_from.items():
             if not path:
                 continue
@@ -149,27 +175,37 @@ class EmbeddingFusion(nn.Module):
             if key in MODALITIES:
                 expected = self.branch_models[key]
                 if meta.get("model") != expected:
-                    raise ConfigError(f"embedding_fusion: init_from.{key} {model_dir} holds a {meta.get('model')!r} "
-                                      f"model, the {key} branch is {expected!r}")
+                    raise ConfigError(
+                        f"embedding_fusion: init_from.{key} {model_dir} holds a {meta.get('model')!r} "
+                        f"model, the {key} branch is {expected!r}"
+                    )
                 target, what = self.branches[key], f"the {key} branch"
             else:
                 if meta.get("model") != "embedding_fusion":
-                    raise ConfigError(f"embedding_fusion: init_from.fusion {model_dir} is a {meta.get('model')!r} model")
+                    raise ConfigError(
+                        f"embedding_fusion: init_from.fusion {model_dir} is a {meta.get('model')!r} model"
+                    )
                 state = {k: v for k, v in state.items() if not k.startswith("branches.")}
                 own = {k for k in self.state_dict() if not k.startswith("branches.")}
                 if set(state) != own:
-                    raise ConfigError(f"embedding_fusion: init_from.fusion {model_dir} does not match this fusion "
-                                      f"head (keys differ: {sorted(set(state) ^ own)[:4]})")
+                    raise ConfigError(
+                        f"embedding_fusion: init_from.fusion {model_dir} does not match this fusion "
+                        f"head (keys differ: {sorted(set(state) ^ own)[:4]})"
+                    )
                 target, what = self, "the fusion head"
             try:
                 target.load_state_dict(state, strict=key in MODALITIES)
             except RuntimeError as err:
                 first = str(err).strip().splitlines()
-                raise ConfigError(f"embedding_fusion: {Path(model_dir)} does not fit {what}: "
-                                  f"{first[1].strip() if len(first) > 1 else first[0]}") from None
+                raise ConfigError(
+                    f"embedding_fusion: {Path(model_dir)} does not fit {what}: "
+                    f"{first[1].strip() if len(first) > 1 else first[0]}"
+                ) from None
 
     # -- forward --------------------------------------------------------------------------------
-    def _branch_embedding(self, modality: str, batch: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+    def _branch_embedding(
+        self, modality: str, batch: dict[str, torch.Tensor], size: int
+    ) -> torch.Tensor:
         placeholder = self.placeholders[modality]
         if modality not in batch:
             return placeholder.expand(size, -1)  # (B, D_m)
@@ -177,7 +213,9 @@ class EmbeddingFusion(nn.Module):
         sub = {modality: batch[modality], f"{modality}_mask": mask}
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_branches):
             embedding = self.branches[modality].embed(sub)  # (B, D_m)
-        return torch.where(mask.any(dim=1, keepdim=True), embedding, placeholder.expand_as(embedding))
+        return torch.where(
+            mask.any(dim=1, keepdim=True), embedding, placeholder.expand_as(embedding)
+        )
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The fused representation ``[B x fusion_hidden]``; ``forward == head(embed)``."""
@@ -200,7 +238,9 @@ class EmbeddingFusion(nn.Module):
         for m, branch in self.branches.items():
             if m in batch and not isinstance(branch, PrecomputedEmbedding):
                 try:
-                    _, weights = branch({m: batch[m], f"{m}_mask": batch[f"{m}_mask"]}, return_attention=True)
+                    _, weights = branch(
+                        {m: batch[m], f"{m}_mask": batch[f"{m}_mask"]}, return_attention=True
+                    )
                 except TypeError:  # a branch without attention
                     continue
                 for key, w in weights.items():

@@ -44,8 +44,16 @@ __all__ = ["HybridTCN"]
 class AudioConvBranch(nn.Module):
     """``[B x T x F]`` -> multi-scale Conv1D blocks -> ``([B x T' x d], Bool[B x T'])``."""
 
-    def __init__(self, audio_dim: int, channels: int, kernels: tuple[int, ...], blocks: int, pool: int,
-                 model_dim: int, dropout: float):
+    def __init__(
+        self,
+        audio_dim: int,
+        channels: int,
+        kernels: tuple[int, ...],
+        blocks: int,
+        pool: int,
+        model_dim: int,
+        dropout: float,
+    ):
         super().__init__()
         layers, in_ch = [], audio_dim
         for _ in range(blocks):
@@ -65,10 +73,20 @@ class AudioConvBranch(nn.Module):
 class VideoTCNBranch(nn.Module):
     """``[B x T x F]`` -> TCN -> Linear -> masked self-attention -> ``[B x T x d]``."""
 
-    def __init__(self, video_dim: int, channels: int, levels: int, kernel_size: int, model_dim: int, heads: int,
-                 dropout: float):
+    def __init__(
+        self,
+        video_dim: int,
+        channels: int,
+        levels: int,
+        kernel_size: int,
+        model_dim: int,
+        heads: int,
+        dropout: float,
+    ):
         super().__init__()
-        self.tcn = TemporalConvNet(video_dim, channels, levels=levels, kernel_size=kernel_size, dropout=dropout)
+        self.tcn = TemporalConvNet(
+            video_dim, channels, levels=levels, kernel_size=kernel_size, dropout=dropout
+        )
         self.proj = nn.Linear(channels, model_dim)
         self.self_attention = MaskedSelfAttention(model_dim, heads, dropout=dropout)
 
@@ -77,8 +95,12 @@ class VideoTCNBranch(nn.Module):
         return self.self_attention(apply_time_mask(self.proj(h), mask), mask)  # (B, T, d)
 
 
-@register_model("hybrid_tcn", modalities=("audio", "video"), seed="004",
-                summary="Multi-scale Conv1D audio + dilated TCN/self-attention video + cross-modal attention (seed 004)")
+@register_model(
+    "hybrid_tcn",
+    modalities=("audio", "video"),
+    seed="004",
+    summary="Multi-scale Conv1D audio + dilated TCN/self-attention video + cross-modal attention (seed 004)",
+)
 class HybridTCN(nn.Module):
     """Conv1D audio branch + TCN/self-attention video branch + cross-modal attention + weighted fusion.
 
@@ -108,22 +130,62 @@ class HybridTCN(nn.Module):
     ):
         super().__init__()
         if audio_dim is None and video_dim is None:
-            raise ConfigError("hybrid_tcn needs audio and/or video features (audio_dim and video_dim are both None)")
+            raise ConfigError(
+                "hybrid_tcn needs audio and/or video features (audio_dim and video_dim are both None)"
+            )
         if model_dim % heads:
-            raise ConfigError(f"hybrid_tcn: model_dim ({model_dim}) must be divisible by heads ({heads})")
+            raise ConfigError(
+                f"hybrid_tcn: model_dim ({model_dim}) must be divisible by heads ({heads})"
+            )
         if any(k < 1 or k % 2 == 0 for k in tuple(audio_kernels) + (tcn_kernel,)):
             raise ConfigError("hybrid_tcn: kernel sizes must be odd (symmetric 'same' padding)")
-        if min(audio_channels, audio_blocks, audio_pool, video_channels, tcn_levels, model_dim, dense) < 1:
-            raise ConfigError("hybrid_tcn: channel, block, pool, level and layer sizes must be >= 1")
-        self.audio = (AudioConvBranch(audio_dim, audio_channels, tuple(audio_kernels), audio_blocks, audio_pool,
-                                      model_dim, dropout) if audio_dim is not None else None)
-        self.video = (VideoTCNBranch(video_dim, video_channels, tcn_levels, tcn_kernel, model_dim, heads, dropout)
-                      if video_dim is not None else None)
+        if (
+            min(
+                audio_channels,
+                audio_blocks,
+                audio_pool,
+                video_channels,
+                tcn_levels,
+                model_dim,
+                dense,
+            )
+            < 1
+        ):
+            raise ConfigError(
+                "hybrid_tcn: channel, block, pool, level and layer sizes must be >= 1"
+            )
+        self.audio = (
+            AudioConvBranch(
+                audio_dim,
+                audio_channels,
+                tuple(audio_kernels),
+                audio_blocks,
+                audio_pool,
+                model_dim,
+                dropout,
+            )
+            if audio_dim is not None
+            else None
+        )
+        self.video = (
+            VideoTCNBranch(
+                video_dim, video_channels, tcn_levels, tcn_kernel, model_dim, heads, dropout
+            )
+            if video_dim is not None
+            else None
+        )
         both = self.audio is not None and self.video is not None
-        self.cross = BidirectionalCrossAttention(model_dim, heads, dropout=dropout) if both else None
+        self.cross = (
+            BidirectionalCrossAttention(model_dim, heads, dropout=dropout) if both else None
+        )
         self.weights = ModalityWeights(2) if both else None
-        self.pool = nn.ModuleDict({m: AdditiveAttention(model_dim, attention_dim)
-                                   for m, branch in (("audio", self.audio), ("video", self.video)) if branch is not None})
+        self.pool = nn.ModuleDict(
+            {
+                m: AdditiveAttention(model_dim, attention_dim)
+                for m, branch in (("audio", self.audio), ("video", self.video))
+                if branch is not None
+            }
+        )
         self.dense = nn.Sequential(nn.Dropout(dropout), nn.Linear(model_dim, dense), nn.ReLU())
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dense, num_classes))
         self.embed_dim = dense
@@ -149,19 +211,28 @@ class HybridTCN(nn.Module):
             return batch
         ref = batch[present[0]]
         absent = "video" if present[0] == "audio" else "audio"
-        return {**batch, absent: ref.new_zeros(ref.shape[0], 1, self.dims[absent]),
-                f"{absent}_mask": torch.zeros(ref.shape[0], 1, dtype=torch.bool, device=ref.device)}
+        return {
+            **batch,
+            absent: ref.new_zeros(ref.shape[0], 1, self.dims[absent]),
+            f"{absent}_mask": torch.zeros(ref.shape[0], 1, dtype=torch.bool, device=ref.device),
+        }
 
-    def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _encode(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batch = self._absent_as_missing(batch)
         seqs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         if self.audio is not None and "audio" in batch:
-            seqs["audio"] = self.audio(batch["audio"], batch["audio_mask"])  # (B, T_a', d), (B, T_a')
+            seqs["audio"] = self.audio(
+                batch["audio"], batch["audio_mask"]
+            )  # (B, T_a', d), (B, T_a')
         if self.video is not None and "video" in batch:
             mask = batch["video_mask"]
             seqs["video"] = (self.video(batch["video"], mask), mask)  # (B, T_v, d), (B, T_v)
         if not seqs:
-            raise ValueError(f"hybrid_tcn: the batch holds none of this model's modalities {self.modalities}")
+            raise ValueError(
+                f"hybrid_tcn: the batch holds none of this model's modalities {self.modalities}"
+            )
         if len(seqs) == 2:
             (a, a_mask), (v, v_mask) = seqs["audio"], seqs["video"]
             a, v = self.cross(a, a_mask, v, v_mask)  # audio <-> video
@@ -173,7 +244,9 @@ class HybridTCN(nn.Module):
             fused = next(iter(pooled.values()))
         else:
             w = self.modality_weights()  # (2,)
-            present = torch.stack([seqs[m][1].any(dim=1) for m in ("audio", "video")], dim=1)  # (B, 2)
+            present = torch.stack(
+                [seqs[m][1].any(dim=1) for m in ("audio", "video")], dim=1
+            )  # (B, 2)
             w = w * present.to(w.dtype)  # (B, 2): missing modalities drop out, the rest renormalise
             w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
             fused = w[:, :1] * pooled["audio"] + w[:, 1:] * pooled["video"]  # (B, d)

@@ -23,9 +23,11 @@ from emorec.errors import ConfigError
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
-    factory: Callable[..., nn.Module]   # the model class (or any callable with its signature)
-    modalities: tuple[str, ...]   # the batch keys the model can read: ("audio",), ("audio", "video"), ...
-    seed: str                     # the seed document it comes from, e.g. "000"
+    factory: Callable[..., nn.Module]  # the model class (or any callable with its signature)
+    modalities: tuple[
+        str, ...
+    ]  # the batch keys the model can read: ("audio",), ("audio", "video"), ...
+    seed: str  # the seed document it comes from, e.g. "000"
     summary: str
 
 
@@ -37,7 +39,13 @@ def register_model(
     name: str, *, modalities: tuple[str, ...], seed: str, summary: str = ""
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _MODELS[name] = ModelInfo(name, factory, modalities, seed, summary or (factory.__doc__ or "").strip().split("\n")[0])
+        _MODELS[name] = ModelInfo(
+            name,
+            factory,
+            modalities,
+            seed,
+            summary or (factory.__doc__ or "").strip().split("\n")[0],
+        )
         return factory
 
     return decorator
@@ -45,7 +53,14 @@ def register_model(
 
 #: The modules that register the built-in architectures, imported on first use of the registry
 #: (by name, so this module imports none of the architectures that import it).
-BUILTIN_MODEL_MODULES = ("attn_crnn", "attn_crnn_v2", "bilstm_attention", "cnn_lstm", "fusion", "hybrid_tcn")
+BUILTIN_MODEL_MODULES = (
+    "attn_crnn",
+    "attn_crnn_v2",
+    "bilstm_attention",
+    "cnn_lstm",
+    "fusion",
+    "hybrid_tcn",
+)
 
 
 def _load_builtin_models() -> None:
@@ -68,16 +83,27 @@ def model_info(name: str) -> ModelInfo:
 def model_arguments(name: str) -> dict[str, Any]:
     """The model-specific keyword arguments with their defaults (the config schema)."""
     params = inspect.signature(model_info(name).factory).parameters
-    return {key: p.default for key, p in params.items() if key not in (*DIMS, "num_classes") and p.kind == p.KEYWORD_ONLY}
+    return {
+        key: p.default
+        for key, p in params.items()
+        if key not in (*DIMS, "num_classes") and p.kind == p.KEYWORD_ONLY
+    }
 
 
 def create_model(
-    name: str, *, num_classes: int, audio_dim: int | None = None, video_dim: int | None = None, **kwargs: Any
+    name: str,
+    *,
+    num_classes: int,
+    audio_dim: int | None = None,
+    video_dim: int | None = None,
+    **kwargs: Any,
 ) -> nn.Module:
     info = model_info(name)
     unknown = set(kwargs) - set(model_arguments(name))
     if unknown:
-        raise ConfigError(f"model {name!r} has no argument(s) {sorted(unknown)}; it takes {sorted(model_arguments(name))}")
+        raise ConfigError(
+            f"model {name!r} has no argument(s) {sorted(unknown)}; it takes {sorted(model_arguments(name))}"
+        )
     params = inspect.signature(info.factory).parameters
     given = {"audio_dim": audio_dim, "video_dim": video_dim}
     for key, value in given.items():
@@ -106,11 +132,13 @@ def describe_models() -> list[dict[str, Any]]:
             audio_dim=64 if "audio" in info.modalities else None,
             video_dim=32 if "video" in info.modalities else None,
         )
-        rows.append({
-            "name": name,
-            "modalities": info.modalities,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "seed": info.seed,
-            "summary": info.summary,
-        })
+        rows.append(
+            {
+                "name": name,
+                "modalities": info.modalities,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "seed": info.seed,
+                "summary": info.summary,
+            }
+        )
     return rows

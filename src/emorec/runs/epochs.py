@@ -46,7 +46,9 @@ def epoch_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             cell = number(value)  # blank cells of the CSV read as None
             if key not in ("epoch", "step") and cell is not None:
                 values[key] = cell
-    return [{"epoch": e + 1, **merged[e]} for e in sorted(merged) if any("/" in k for k in merged[e])]
+    return [
+        {"epoch": e + 1, **merged[e]} for e in sorted(merged) if any("/" in k for k in merged[e])
+    ]
 
 
 def epoch_columns(table: list[dict[str, Any]]) -> list[str]:
@@ -55,6 +57,7 @@ def epoch_columns(table: list[dict[str, Any]]) -> list[str]:
 
     def order(key: str) -> tuple[int, str]:
         return (0 if key.startswith("train/") else 1 if key.startswith("val/") else 2, key)
+
     return ["epoch", *sorted(keys, key=order)]
 
 
@@ -73,8 +76,16 @@ def read_epoch_table(metrics_csv: str | os.PathLike) -> list[dict[str, Any]]:
     for row in rows:
         epoch = number(row.get("epoch"))
         if epoch is not None:
-            table.append({"epoch": int(epoch), **{k: number(v) for k, v in row.items()
-                                                   if k != "epoch" and number(v) is not None}})
+            table.append(
+                {
+                    "epoch": int(epoch),
+                    **{
+                        k: number(v)
+                        for k, v in row.items()
+                        if k != "epoch" and number(v) is not None
+                    },
+                }
+            )
     return table
 
 

@@ -26,10 +26,25 @@ from rich.table import Table
 from rich.text import Text
 
 from emorec.errors import EmorecError
-from emorec.runs.status import FoldView, RunView, eta_seconds, format_seconds, is_run_dir, list_runs, run_view
+from emorec.runs.status import (
+    FoldView,
+    RunView,
+    eta_seconds,
+    format_seconds,
+    is_run_dir,
+    list_runs,
+    run_view,
+)
 
-STATUS_STYLE = {"running": "green", "finished": "bold blue", "failed": "bold red", "interrupted": "red",
-                "stalled": "bold yellow", "not started": "dim", "incomplete": "yellow"}
+STATUS_STYLE = {
+    "running": "green",
+    "finished": "bold blue",
+    "failed": "bold red",
+    "interrupted": "red",
+    "stalled": "bold yellow",
+    "not started": "dim",
+    "incomplete": "yellow",
+}
 
 
 def gpu_lines() -> list[str]:
@@ -50,8 +65,10 @@ def gpu_lines() -> list[str]:
             name = name.decode() if isinstance(name, bytes) else name
             util = pynvml.nvmlDeviceGetUtilizationRates(handle)
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            lines.append(f"GPU {index} {name}: {util.gpu}% busy, memory {memory.used / 2**30:.1f} / "
-                         f"{memory.total / 2**30:.1f} GiB ({util.memory}% bandwidth)")
+            lines.append(
+                f"GPU {index} {name}: {util.gpu}% busy, memory {memory.used / 2**30:.1f} / "
+                f"{memory.total / 2**30:.1f} GiB ({util.memory}% bandwidth)"
+            )
     except Exception as error:  # a driver hiccup is not a monitor failure
         lines.append(f"NVML error: {error}")
     finally:
@@ -71,7 +88,14 @@ def tail(path: Path, n: int = 10) -> list[str]:
 
 
 def _metrics(values: dict[str, Any]) -> str:
-    return "  ".join(f"{k.split('/', 1)[-1]} {v:.4f}" for k, v in values.items() if isinstance(v, (int, float))) or "-"
+    return (
+        "  ".join(
+            f"{k.split('/', 1)[-1]} {v:.4f}"
+            for k, v in values.items()
+            if isinstance(v, (int, float))
+        )
+        or "-"
+    )
 
 
 def _status(view_status: str, reason: str = "") -> Text:
@@ -86,8 +110,11 @@ def _gpu_section(view: RunView, fold: FoldView | None) -> list[str]:
         return gpu_lines()
     recorded = (fold.heartbeat.get("gpu") if fold else None) or []
     if recorded:
-        return [f"GPU {g['index']} {g['name']} on {view.host} at the last heartbeat: memory "
-                f"{g['memory_used_mb'] / 1024:.1f} / {g['memory_total_mb'] / 1024:.1f} GiB" for g in recorded]
+        return [
+            f"GPU {g['index']} {g['name']} on {view.host} at the last heartbeat: memory "
+            f"{g['memory_used_mb'] / 1024:.1f} / {g['memory_total_mb'] / 1024:.1f} GiB"
+            for g in recorded
+        ]
     return ["no GPU" + (f" (run on {view.host}; none recorded)" if view.host else "")]
 
 
@@ -100,17 +127,25 @@ def render(run_dir: str | Path, *, log_lines: int = 12) -> Group:
     table.add_row("run", f"{view.path}")
     table.add_row("model", f"{view.model} on {view.features}")
     table.add_row("status", _status(view.status, view.reason))
-    where = f"{view.host or '?'} pid {view.pid or '?'}" + ("" if view.same_host or not view.host else
-                                                         f"  (not this machine, {socket.gethostname()}: no process check)")
+    where = f"{view.host or '?'} pid {view.pid or '?'}" + (
+        ""
+        if view.same_host or not view.host
+        else f"  (not this machine, {socket.gethostname()}: no process check)"
+    )
     table.add_row("host", where)
-    table.add_row("folds", f"{view.done} of {len(view.planned) or len(view.folds)} done"
-                  + (f"; now {fold.path.name}" if fold and view.status in ("running", "stalled") else ""))
+    table.add_row(
+        "folds",
+        f"{view.done} of {len(view.planned) or len(view.folds)} done"
+        + (f"; now {fold.path.name}" if fold and view.status in ("running", "stalled") else ""),
+    )
     if fold and fold.heartbeat:
         hb = fold.heartbeat
         epoch = f"{hb.get('epoch', 0)} of {hb.get('max_epochs', '?')} complete"
         if fold.status in ("running", "stalled") and hb.get("batches"):
-            epoch += f"; epoch {hb.get('current_epoch') or int(hb.get('epoch', 0)) + 1}: {hb.get('phase')}" \
-                     f" batch {hb.get('batch', 0)}/{hb['batches']}"
+            epoch += (
+                f"; epoch {hb.get('current_epoch') or int(hb.get('epoch', 0)) + 1}: {hb.get('phase')}"
+                f" batch {hb.get('batch', 0)}/{hb['batches']}"
+            )
         table.add_row(f"{fold.path.name} epoch", epoch)
         latest = f"epoch {hb['epoch']} " if hb.get("epoch") else ""
         table.add_row(f"{latest}train", _metrics(hb.get("train", {})))
@@ -123,48 +158,77 @@ def render(run_dir: str | Path, *, log_lines: int = 12) -> Group:
             best = f"{hb['monitor']} {hb['best']:.4f} at epoch {hb.get('best_epoch')}"
             if fold.keeps == "last":
                 best += "  (the recipe keeps the last epoch, not this one)"
-            elif hb.get("patience") and hb.get("early_stop_wait") is not None and fold.status in ("running", "stalled"):
+            elif (
+                hb.get("patience")
+                and hb.get("early_stop_wait") is not None
+                and fold.status in ("running", "stalled")
+            ):
                 best += f"  (early stop after {max(0, hb['patience'] - hb['early_stop_wait'])} more epoch(s) without improvement)"
             table.add_row("best so far" if fold.keeps != "last" else "best epoch so far", best)
         seconds = hb.get("epoch_seconds") or []
         if seconds:
-            table.add_row("epoch time", f"median {format_seconds(hb.get('median_epoch_seconds'))}, last "
-                          f"{format_seconds(seconds[-1])}, trained {format_seconds(sum(seconds))}")
+            table.add_row(
+                "epoch time",
+                f"median {format_seconds(hb.get('median_epoch_seconds'))}, last "
+                f"{format_seconds(seconds[-1])}, trained {format_seconds(sum(seconds))}",
+            )
         if fold.status == "running":
             fold_eta, run_eta = eta_seconds(hb), view.eta()
-            eta = f"{format_seconds(fold_eta)} for this fold (at most, {hb.get('max_epochs')} epochs)"
+            eta = (
+                f"{format_seconds(fold_eta)} for this fold (at most, {hb.get('max_epochs')} epochs)"
+            )
             if run_eta is not None and run_eta - (fold_eta or 0) > 1:
                 eta += f"; {format_seconds(run_eta)} for the run"
             table.add_row("ETA", eta)
-        table.add_row("heartbeat", f"{format_seconds(fold.age)} ago" if fold.age is not None else "-")
+        table.add_row(
+            "heartbeat", f"{format_seconds(fold.age)} ago" if fold.age is not None else "-"
+        )
     elif view.status == "finished" and view.test_ua is not None:
         pass
     kept = [f.val_ua for f in view.folds if f.meta and f.val_ua is not None]
     if kept:
-        table.add_row("val UA", f"{sum(kept) / len(kept):.4f} (kept model"
-                      + (f"s, mean over {len(kept)} folds)" if len(kept) > 1 else ")"))
+        table.add_row(
+            "val UA",
+            f"{sum(kept) / len(kept):.4f} (kept model"
+            + (f"s, mean over {len(kept)} folds)" if len(kept) > 1 else ")"),
+        )
     if view.test_ua is not None:
-        table.add_row("test UA", f"{view.test_ua:.4f}" + (" (mean over folds)" if len(view.folds) > 1 else ""))
+        table.add_row(
+            "test UA", f"{view.test_ua:.4f}" + (" (mean over folds)" if len(view.folds) > 1 else "")
+        )
     if view.duration is not None:
         table.add_row("duration", format_seconds(view.duration))
     gpu = Panel("\n".join(_gpu_section(view, fold)), title="GPU", expand=True)
     lines = tail(view.path / "train.log", log_lines)
-    logs = Panel(Text("\n".join(lines) if lines else "(no train.log yet)"), title=f"last {log_lines} lines of train.log")
+    logs = Panel(
+        Text("\n".join(lines) if lines else "(no train.log yet)"),
+        title=f"last {log_lines} lines of train.log",
+    )
     return Group(Panel(table, title=f"emorec monitor — {view.name}"), gpu, logs)
 
 
 def _resolve(run_dir: Path) -> Path:
     if not run_dir.exists():
         raise EmorecError(f"{run_dir}: no such run directory")
-    if not is_run_dir(run_dir) and is_run_dir(run_dir.parent) and (run_dir / "heartbeat.json").exists():
+    if (
+        not is_run_dir(run_dir)
+        and is_run_dir(run_dir.parent)
+        and (run_dir / "heartbeat.json").exists()
+    ):
         return run_dir.parent  # a fold directory was given
     if not is_run_dir(run_dir):
         raise EmorecError(f"{run_dir}: not a run directory (no config.yaml)")
     return run_dir
 
 
-def monitor(run_dir: str | Path, *, follow: bool = False, interval: float = 5.0, log_lines: int = 12,
-            console: Console | None = None) -> str:
+def monitor(
+    run_dir: str | Path,
+    *,
+    follow: bool = False,
+    interval: float = 5.0,
+    log_lines: int = 12,
+    console: Console | None = None,
+) -> str:
     """Print (or, with ``follow``, keep redrawing until the run ends) the run's status; returns it."""
     console = console or Console()
     run_dir = _resolve(Path(run_dir))
@@ -173,8 +237,12 @@ def monitor(run_dir: str | Path, *, follow: bool = False, interval: float = 5.0,
         return run_view(run_dir).status
     from rich.live import Live
 
-    with Live(render(run_dir, log_lines=log_lines), console=console, refresh_per_second=4,
-              auto_refresh=False) as live:
+    with Live(
+        render(run_dir, log_lines=log_lines),
+        console=console,
+        refresh_per_second=4,
+        auto_refresh=False,
+    ) as live:
         while True:
             status = run_view(run_dir).status
             live.update(render(run_dir, log_lines=log_lines), refresh=True)
@@ -194,31 +262,56 @@ class RunsTable:
 
     def __init__(self, root: str | Path, views: list[RunView]):
         self.root = root
-        self.rows = [(view.name, view.model, view.features, f"{view.done}/{len(view.planned) or len(view.folds)}",
-                      _status(view.status), f"{view.val_ua:.3f}" if view.val_ua is not None else "-",
-                      f"{view.test_ua:.3f}" if view.test_ua is not None else "-", format_seconds(view.duration))
-                     for view in views]
+        self.rows = [
+            (
+                view.name,
+                view.model,
+                view.features,
+                f"{view.done}/{len(view.planned) or len(view.folds)}",
+                _status(view.status),
+                f"{view.val_ua:.3f}" if view.val_ua is not None else "-",
+                f"{view.test_ua:.3f}" if view.test_ua is not None else "-",
+                format_seconds(view.duration),
+            )
+            for view in views
+        ]
 
     def wide(self) -> Table:
         table = Table(title=f"runs in {self.root}", caption=RUNS_CAPTION)
         for column in RUN_COLUMNS:
-            table.add_column(column, justify="right" if column in RIGHT else "left",
-                             no_wrap=column == "run", overflow="fold")
+            table.add_column(
+                column,
+                justify="right" if column in RIGHT else "left",
+                no_wrap=column == "run",
+                overflow="fold",
+            )
         for row in self.rows:
             table.add_row(*row)
         return table
 
     def stacked(self) -> list:
         columns = RUN_COLUMNS[1:]
-        widths = [max([len(column)] + [Text(c).cell_len if isinstance(c, str) else c.cell_len for c in cells])
-                  for column, cells in zip(columns, zip(*(row[1:] for row in self.rows)))]
+        widths = [
+            max(
+                [len(column)]
+                + [Text(c).cell_len if isinstance(c, str) else c.cell_len for c in cells]
+            )
+            for column, cells in zip(columns, zip(*(row[1:] for row in self.rows)))
+        ]
 
         def grid(header: bool) -> Table:
             # the same fixed widths in every run's grid line them up under one header
-            table = Table(box=None, show_header=header, show_edge=False, pad_edge=False, padding=(0, 1))
+            table = Table(
+                box=None, show_header=header, show_edge=False, pad_edge=False, padding=(0, 1)
+            )
             table.add_column("", width=1)  # indents the details under their run's name
             for column, width in zip(columns, widths):
-                table.add_column(column, width=width, justify="right" if column in RIGHT else "left", overflow="fold")
+                table.add_column(
+                    column,
+                    width=width,
+                    justify="right" if column in RIGHT else "left",
+                    overflow="fold",
+                )
             return table
 
         parts: list = [Text(f"runs in {self.root}", style="italic", justify="center"), grid(True)]
@@ -230,7 +323,9 @@ class RunsTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         wide = self.wide()
-        natural = Measurement.get(console, options.update(max_width=10_000), wide).maximum  # unwrapped
+        natural = Measurement.get(
+            console, options.update(max_width=10_000), wide
+        ).maximum  # unwrapped
         if natural <= options.max_width:
             yield wide
         else:

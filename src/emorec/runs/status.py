@@ -103,9 +103,9 @@ class FoldView:
     heartbeat: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
-    age: float | None = None                 # seconds since the last heartbeat
-    meta: dict[str, Any] = field(default_factory=dict)   # model.json: the kept (exported) model
-    keeps: str = "best"                      # trainer.checkpoint: which epoch the recipe keeps
+    age: float | None = None  # seconds since the last heartbeat
+    meta: dict[str, Any] = field(default_factory=dict)  # model.json: the kept (exported) model
+    keeps: str = "best"  # trainer.checkpoint: which epoch the recipe keeps
 
     @property
     def val_ua(self) -> float | None:
@@ -117,7 +117,11 @@ class FoldView:
             return kept
         if self.keeps == "last":  # the best epoch is not what such a recipe keeps: the latest is
             latest = _number((self.heartbeat.get("val") or {}).get("val/ua"))
-            return latest if latest is not None else _number(self.summary.get("final_metrics", {}).get("val/ua"))
+            return (
+                latest
+                if latest is not None
+                else _number(self.summary.get("final_metrics", {}).get("val/ua"))
+            )
         if self.summary.get("monitor") == "val/ua" and self.summary.get("best_score") is not None:
             return float(self.summary["best_score"])
         if self.heartbeat.get("monitor") == "val/ua" and self.heartbeat.get("best") is not None:
@@ -195,10 +199,15 @@ class RunView:
             return None
         started = {f.number for f in self.folds if f.heartbeat or f.report}
         waiting = [k for k in self.planned if k not in started]
-        finished = [f.train_seconds for f in self.folds if f.status == "finished" and f.train_seconds]
+        finished = [
+            f.train_seconds for f in self.folds if f.status == "finished" and f.train_seconds
+        ]
         hb = current.heartbeat
-        per_fold = statistics.mean(finished) if finished else (
-            float(hb.get("median_epoch_seconds") or 0) * float(hb.get("max_epochs") or 0))
+        per_fold = (
+            statistics.mean(finished)
+            if finished
+            else (float(hb.get("median_epoch_seconds") or 0) * float(hb.get("max_epochs") or 0))
+        )
         return left + per_fold * len(waiting)
 
 
@@ -207,8 +216,9 @@ def fold_number(fold_dir: str | os.PathLike) -> int:
     return int(Path(fold_dir).name.split("_")[-1])
 
 
-def fold_view(fold_dir: Path, *, now: float | None = None, this_host: str | None = None,
-              keeps: str = "best") -> FoldView:
+def fold_view(
+    fold_dir: Path, *, now: float | None = None, this_host: str | None = None, keeps: str = "best"
+) -> FoldView:
     now = time.time() if now is None else now
     this_host = this_host or socket.gethostname()
     number = fold_number(fold_dir)
@@ -216,8 +226,16 @@ def fold_view(fold_dir: Path, *, now: float | None = None, this_host: str | None
     summary = read_json(fold_dir / "train_summary.json") or {}
     report = read_json(fold_dir / "report" / "report.json") or {}
     meta = ModelMeta.peek(fold_dir)
-    view = FoldView(number, fold_dir, "not started", heartbeat=heartbeat, summary=summary, report=report, meta=meta,
-                    keeps=str(meta.get("checkpoint") or keeps))
+    view = FoldView(
+        number,
+        fold_dir,
+        "not started",
+        heartbeat=heartbeat,
+        summary=summary,
+        report=report,
+        meta=meta,
+        keeps=str(meta.get("checkpoint") or keeps),
+    )
     if not heartbeat:
         if summary or report or meta:
             view.status = "finished"
@@ -238,7 +256,9 @@ def fold_view(fold_dir: Path, *, now: float | None = None, this_host: str | None
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and ((path / "splits.json").is_file() or any(path.glob("fold_*")))
+    return (path / "config.yaml").is_file() and (
+        (path / "splits.json").is_file() or any(path.glob("fold_*"))
+    )
 
 
 def run_view(run_dir: str | os.PathLike, *, now: float | None = None) -> RunView:
@@ -249,15 +269,24 @@ def run_view(run_dir: str | os.PathLike, *, now: float | None = None) -> RunView
     run_json = read_json(run_dir / RUN_STATUS) or {}
     summary = read_json(run_dir / "summary.json") or {}
     keeps = str((config.get("trainer") or {}).get("checkpoint") or "best")
-    folds = sorted((fold_view(p, now=now, this_host=this_host, keeps=keeps) for p in run_dir.glob("fold_*")
-                    if p.is_dir() and p.name.split("_")[-1].isdigit()), key=lambda f: f.number)
+    folds = sorted(
+        (
+            fold_view(p, now=now, this_host=this_host, keeps=keeps)
+            for p in run_dir.glob("fold_*")
+            if p.is_dir() and p.name.split("_")[-1].isdigit()
+        ),
+        key=lambda f: f.number,
+    )
     planned = list(run_json.get("folds") or [])
     if not planned:
         splits = read_json(run_dir / "splits.json") or {}
         n = len(splits.get("splits", [])) or len(folds)
         spec = str(config.get("run", {}).get("folds", "1"))
-        planned = list(range(1, n + 1)) if spec.strip().lower() == "all" else \
-            [int(k) for k in spec.split(",") if k.strip().isdigit()]
+        planned = (
+            list(range(1, n + 1))
+            if spec.strip().lower() == "all"
+            else [int(k) for k in spec.split(",") if k.strip().isdigit()]
+        )
     host, pid = run_json.get("host"), run_json.get("pid")
     same_host = host == this_host
     status, reason = _run_status(run_json, folds, planned, same_host, now)
@@ -279,11 +308,28 @@ def run_view(run_dir: str | os.PathLike, *, now: float | None = None) -> RunView
     elif folds:
         seconds = [f.train_seconds for f in folds if f.train_seconds]
         duration = sum(seconds) if seconds else None
-    return RunView(run_dir, run_dir.name, model, features, status, reason, folds, planned, host, pid, same_host,
-                   run_json, summary, duration, now)
+    return RunView(
+        run_dir,
+        run_dir.name,
+        model,
+        features,
+        status,
+        reason,
+        folds,
+        planned,
+        host,
+        pid,
+        same_host,
+        run_json,
+        summary,
+        duration,
+        now,
+    )
 
 
-def last_sign_of_life(run_dir: Path, folds: list[FoldView], run_json: dict[str, Any]) -> float | None:
+def last_sign_of_life(
+    run_dir: Path, folds: list[FoldView], run_json: dict[str, Any]
+) -> float | None:
     """The latest moment a run's files show it alive: heartbeat times (written inside the files,
     so they survive a copy) and the modification times of ``train.log`` and the heartbeats."""
     times = [_number(run_json.get("time"))] + [_number(f.heartbeat.get("time")) for f in folds]
@@ -303,7 +349,9 @@ def file_times(run_dir: Path) -> list[float]:
     return times
 
 
-def _run_status(run_json: dict, folds: list[FoldView], planned: list[int], same_host: bool, now: float) -> tuple[str, str]:
+def _run_status(
+    run_json: dict, folds: list[FoldView], planned: list[int], same_host: bool, now: float
+) -> tuple[str, str]:
     recorded = run_json.get("status")
     if recorded in ("finished", "failed", "interrupted"):
         return recorded, run_json.get("error", "")
@@ -313,7 +361,9 @@ def _run_status(run_json: dict, folds: list[FoldView], planned: list[int], same_
             return "stalled", f"process {run_json.get('pid')} is gone"
         if active:
             return active[-1].status, active[-1].reason
-        beats = [f.heartbeat.get("time", 0) for f in folds if f.heartbeat] + [run_json.get("time", 0)]
+        beats = [f.heartbeat.get("time", 0) for f in folds if f.heartbeat] + [
+            run_json.get("time", 0)
+        ]
         age = now - max(beats)
         if not same_host and age > MIN_STALL_SECONDS * 3:
             return "stalled", f"no activity for {format_seconds(age)}"
@@ -334,7 +384,11 @@ def list_runs(root: str | os.PathLike) -> list[RunView]:
     root = Path(root)
     if is_run_dir(root):
         return [run_view(root)]
-    dirs = sorted((p for p in root.iterdir() if p.is_dir() and is_run_dir(p)), key=lambda p: p.name) if root.is_dir() else []
+    dirs = (
+        sorted((p for p in root.iterdir() if p.is_dir() and is_run_dir(p)), key=lambda p: p.name)
+        if root.is_dir()
+        else []
+    )
     return [run_view(p) for p in dirs]
 
 
@@ -351,7 +405,6 @@ def format_seconds(seconds: float | None) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
 
 
 def fold_state(fold_dir: Path) -> str:
@@ -377,11 +430,27 @@ def write_run_status(run_dir: Path, status: str, folds: list[int], **extra) -> N
         ended = max(file_times(run_dir), default=sessions[-1].get("started", now))
         sessions[-1] = {**sessions[-1], "ended": ended, "status": "lost"}
     if status == "running":
-        sessions.append({"pid": os.getpid(), "host": socket.gethostname(), "started": now, "argv": sys.argv,
-                         "cwd": os.getcwd()})
+        sessions.append(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": now,
+                "argv": sys.argv,
+                "cwd": os.getcwd(),
+            }
+        )
     elif sessions:
         sessions[-1] = {**sessions[-1], "ended": now, "status": status}
-    write_json(path, {
-        "status": status, "pid": os.getpid(), "host": socket.gethostname(), "time": now,
-        "started": previous.get("started", now), "folds": folds, "sessions": sessions, **extra,
-    })
+    write_json(
+        path,
+        {
+            "status": status,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "time": now,
+            "started": previous.get("started", now),
+            "folds": folds,
+            "sessions": sessions,
+            **extra,
+        },
+    )

@@ -20,8 +20,14 @@ class Overloaded(Exception):
 
 class InferencePool:
     def __init__(self, workers: int = 1, queue: int = 8, timeout: float = 30.0):
-        self.workers, self.capacity, self.timeout = max(1, workers), max(1, workers) + max(0, queue), timeout
-        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="emorec-infer")
+        self.workers, self.capacity, self.timeout = (
+            max(1, workers),
+            max(1, workers) + max(0, queue),
+            timeout,
+        )
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="emorec-infer"
+        )
         self._lock = threading.Lock()
         self._pending = 0  # queued + running
 
@@ -41,14 +47,20 @@ class InferencePool:
     async def run(self, job: Callable[[], Any]) -> Any:
         with self._lock:
             if self._pending >= self.capacity:
-                raise Overloaded(f"the server is busy ({self._pending} requests in progress); retry shortly")
+                raise Overloaded(
+                    f"the server is busy ({self._pending} requests in progress); retry shortly"
+                )
             self._pending += 1
         future = self._executor.submit(job)
-        future.add_done_callback(self._release)  # the slot frees when the work ends, not when we stop waiting
+        future.add_done_callback(
+            self._release
+        )  # the slot frees when the work ends, not when we stop waiting
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self.timeout)
         except asyncio.TimeoutError:
-            raise Overloaded(f"the request took longer than {self.timeout:.0f} s", retry_after=5) from None
+            raise Overloaded(
+                f"the request took longer than {self.timeout:.0f} s", retry_after=5
+            ) from None
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -30,12 +30,27 @@ class ServeProcess:
     pipe (a long load run would fill a pipe and stall the server); it is ``output`` after exit and
     ends the error when the child dies or does not answer within ``startup_timeout`` seconds."""
 
-    def __init__(self, model: str | Path | None = None, *options: str, host: str = "127.0.0.1",
-                 startup_timeout: float = 120.0):
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *options: str,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 120.0,
+    ):
         self.host, self.port = host, free_port(host)
         self.url = f"http://{host}:{self.port}"
-        self.command = [sys.executable, "-m", "emorec", "serve", *([str(model)] if model is not None else []),
-                        *options, "--host", host, "--port", str(self.port)]
+        self.command = [
+            sys.executable,
+            "-m",
+            "emorec",
+            "serve",
+            *([str(model)] if model is not None else []),
+            *options,
+            "--host",
+            host,
+            "--port",
+            str(self.port),
+        ]
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
         self._log = None
@@ -48,7 +63,9 @@ class ServeProcess:
 
     def __enter__(self) -> "ServeProcess":
         self._log = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            self.command, stdout=self._log, stderr=subprocess.STDOUT, text=True
+        )
         deadline = time.monotonic() + self.startup_timeout
         while self.process.poll() is None and time.monotonic() < deadline:
             try:
@@ -58,8 +75,11 @@ class ServeProcess:
                 time.sleep(0.3)
         died = self.process.poll() is not None
         self.__exit__()
-        why = f"exited with status {self.process.returncode}" if died else \
-            f"did not answer /healthz within {self.startup_timeout:g} s"
+        why = (
+            f"exited with status {self.process.returncode}"
+            if died
+            else f"did not answer /healthz within {self.startup_timeout:g} s"
+        )
         raise RuntimeError(f"emorec serve {why}: {self.output[-2000:]}")
 
     def __exit__(self, *_) -> None:

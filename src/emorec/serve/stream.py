@@ -19,7 +19,10 @@ import hmac
 import json
 
 import numpy as np
-from fastapi import WebSocket, WebSocketDisconnect  # at module level: FastAPI resolves the endpoint's annotations here
+from fastapi import (
+    WebSocket,
+    WebSocketDisconnect,
+)  # at module level: FastAPI resolves the endpoint's annotations here
 
 MAX_BLOCK_SECONDS = 5.0
 FORMATS = ("pcm16", "f32", "opus")
@@ -38,7 +41,9 @@ class OpusFrames:
         try:
             import av
         except ImportError:
-            raise StreamRefused(4415, "format opus needs PyAV on the server (pip install 'emorec[video]')") from None
+            raise StreamRefused(
+                4415, "format opus needs PyAV on the server (pip install 'emorec[video]')"
+            ) from None
         self._av = av
         self._codec = av.CodecContext.create("libopus", "r")
         self._codec.sample_rate, self._codec.layout = 48000, "mono"
@@ -48,8 +53,12 @@ class OpusFrames:
             frames = self._codec.decode(self._av.Packet(packet))
         except self._av.error.FFmpegError as err:
             raise StreamRefused(4400, f"not an Opus packet ({err})") from None
-        parts = [f.to_ndarray().astype(np.float32).reshape(f.samples, -1).mean(axis=1) if f.format.is_packed
-                 else f.to_ndarray().astype(np.float32).mean(axis=0) for f in frames]
+        parts = [
+            f.to_ndarray().astype(np.float32).reshape(f.samples, -1).mean(axis=1)
+            if f.format.is_packed
+            else f.to_ndarray().astype(np.float32).mean(axis=0)
+            for f in frames
+        ]
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
@@ -63,10 +72,15 @@ def add_stream_endpoint(app, service, settings) -> None:
     async def stream(socket: WebSocket):
         await socket.accept()
         if settings.api_key and not authorised(socket, settings.api_key, allow_query=True):
-            await socket.close(4401, "missing or wrong API key (Authorization: Bearer KEY, X-API-Key or ?key=KEY)")
+            await socket.close(
+                4401, "missing or wrong API key (Authorization: Bearer KEY, X-API-Key or ?key=KEY)"
+            )
             return
         if open_streams["count"] >= settings.max_streams:
-            await socket.close(4503, f"the server is at its limit of {settings.max_streams} live streams; retry shortly")
+            await socket.close(
+                4503,
+                f"the server is at its limit of {settings.max_streams} live streams; retry shortly",
+            )
             return
         open_streams["count"] += 1
         try:
@@ -84,7 +98,9 @@ async def _serve_one(socket, service, settings, EmotionStream, WebSocketDisconne
     try:
         rate = 48000 if fmt == "opus" else int(socket.query_params.get("sample_rate", "16000"))
     except ValueError:
-        raise StreamRefused(4400, "sample_rate must be a whole number of samples per second") from None
+        raise StreamRefused(
+            4400, "sample_rate must be a whole number of samples per second"
+        ) from None
     if not 8000 <= rate <= 192000:
         raise StreamRefused(4400, f"sample_rate {rate} is outside 8000-192000")
     opus = OpusFrames() if fmt == "opus" else None
@@ -107,17 +123,24 @@ async def _serve_one(socket, service, settings, EmotionStream, WebSocketDisconne
             except (ValueError, AttributeError):
                 ended = False
             if not ended:
-                raise StreamRefused(4400, 'text messages may only be {"type": "end"}; audio goes in binary messages')
+                raise StreamRefused(
+                    4400, 'text messages may only be {"type": "end"}; audio goes in binary messages'
+                )
             await send(await asyncio.to_thread(live.close))
             await socket.close(1000)
             return
         block = _samples(message.get("bytes") or b"", fmt, opus)
         if block.size > MAX_BLOCK_SECONDS * rate:
-            raise StreamRefused(4413, f"a block of {block.size / rate:.1f} s is over the limit of {MAX_BLOCK_SECONDS:.0f} s")
+            raise StreamRefused(
+                4413,
+                f"a block of {block.size / rate:.1f} s is over the limit of {MAX_BLOCK_SECONDS:.0f} s",
+            )
         await send(await asyncio.to_thread(live.feed, block))
         if live.seconds > settings.max_seconds:
             await send(await asyncio.to_thread(live.close))
-            raise StreamRefused(4413, f"the stream reached the limit of {settings.max_seconds:.0f} s")
+            raise StreamRefused(
+                4413, f"the stream reached the limit of {settings.max_seconds:.0f} s"
+            )
 
 
 def _samples(data: bytes, fmt: str, opus: OpusFrames | None) -> np.ndarray:
@@ -125,7 +148,9 @@ def _samples(data: bytes, fmt: str, opus: OpusFrames | None) -> np.ndarray:
         return opus.decode(data)
     width = 2 if fmt == "pcm16" else 4
     if len(data) % width:
-        raise StreamRefused(4400, f"a {fmt} block must hold whole {width}-byte samples, got {len(data)} bytes")
+        raise StreamRefused(
+            4400, f"a {fmt} block must hold whole {width}-byte samples, got {len(data)} bytes"
+        )
     samples = np.frombuffer(data, "<i2" if fmt == "pcm16" else "<f4")
     if fmt == "f32" and not np.all(np.isfinite(samples)):
         raise StreamRefused(4400, "samples contain NaN or infinite values")
@@ -134,7 +159,9 @@ def _samples(data: bytes, fmt: str, opus: OpusFrames | None) -> np.ndarray:
 
 def authorised(connection, key: str, *, allow_query: bool = False) -> bool:
     """``Authorization: Bearer KEY`` or ``X-API-Key``; ``?key=`` too where a client cannot set headers."""
-    given = (connection.headers.get("x-api-key")
-             or connection.headers.get("authorization", "").removeprefix("Bearer ").strip()
-             or (connection.query_params.get("key", "") if allow_query else ""))
+    given = (
+        connection.headers.get("x-api-key")
+        or connection.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        or (connection.query_params.get("key", "") if allow_query else "")
+    )
     return hmac.compare_digest(given.encode(), key.encode())

@@ -36,7 +36,9 @@ async def read_body(receive, *, max_bytes: int, deadline_seconds: float) -> byte
         try:
             message = await asyncio.wait_for(receive(), timeout=remaining)
         except asyncio.TimeoutError:
-            raise UploadError(408, f"the upload did not arrive within {deadline_seconds:.0f} s") from None
+            raise UploadError(
+                408, f"the upload did not arrive within {deadline_seconds:.0f} s"
+            ) from None
         if message["type"] == "http.disconnect":
             raise UploadError(400, "the client disconnected before the upload ended")
         chunk = message.get("body", b"")
@@ -76,9 +78,16 @@ def multipart_file(body: bytes, content_type: str, field: str = "file") -> bytes
     def part_data(data: bytes, start: int, end: int) -> None:
         parts[-1]["data"].append(data[start:end])
 
-    parser = MultipartParser(boundary, {"on_part_begin": begin, "on_header_field": header_field,
-                                        "on_header_value": header_value, "on_header_end": header_end,
-                                        "on_part_data": part_data})
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": begin,
+            "on_header_field": header_field,
+            "on_header_value": header_value,
+            "on_header_end": header_end,
+            "on_part_data": part_data,
+        },
+    )
     try:
         parser.write(body)
         parser.finalize()
@@ -88,12 +97,20 @@ def multipart_file(body: bytes, content_type: str, field: str = "file") -> bytes
         _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
         if disposition.get(b"name") == field.encode():
             return b"".join(part["data"])
-    names = [parse_options_header(p["headers"].get(b"content-disposition", b""))[1].get(b"name", b"?").decode(errors="replace")
-             for p in parts]
-    raise UploadError(400, f"no form field {field!r} in the multipart body (fields: {', '.join(names) or 'none'})")
+    names = [
+        parse_options_header(p["headers"].get(b"content-disposition", b""))[1]
+        .get(b"name", b"?")
+        .decode(errors="replace")
+        for p in parts
+    ]
+    raise UploadError(
+        400, f"no form field {field!r} in the multipart body (fields: {', '.join(names) or 'none'})"
+    )
 
 
-def decode_upload(data: bytes, sample_rate: int, *, max_seconds: float, name: str = "upload") -> np.ndarray:
+def decode_upload(
+    data: bytes, sample_rate: int, *, max_seconds: float, name: str = "upload"
+) -> np.ndarray:
     """Bytes of any supported container -> mono float32 at ``sample_rate``: 413 past ``max_seconds``
     (from the header when it says, else while decoding), 415 undecodable, 422 empty, NaN or silent."""
     if not data:
@@ -107,10 +124,15 @@ def decode_upload(data: bytes, sample_rate: int, *, max_seconds: float, name: st
         except Exception:  # noqa: BLE001 - undecodable: reported below
             present = 0
         if present < promised:
-            raise UploadError(422, f"truncated WAV: its header promises {promised} sample frames, the upload holds {present}")
+            raise UploadError(
+                422,
+                f"truncated WAV: its header promises {promised} sample frames, the upload holds {present}",
+            )
     seconds = probe_duration(data)
     if seconds is not None and seconds > max_seconds:
-        raise UploadError(413, f"{seconds:.0f} s of audio is longer than the limit of {max_seconds:.0f} s")
+        raise UploadError(
+            413, f"{seconds:.0f} s of audio is longer than the limit of {max_seconds:.0f} s"
+        )
     blocks, total, cap = [], 0, int(max_seconds * sample_rate)
     try:
         for block in stream_audio(data, sample_rate, block_seconds=10.0, name=name):

@@ -34,8 +34,12 @@ class CorpusAdversary(nn.Module):
     def __init__(self, embed_dim: int, num_corpora: int, hidden: int = 128):
         super().__init__()
         if num_corpora < 2:
-            raise ConfigError(f"loss.corpus_adversary needs two or more training corpora, got {num_corpora}")
-        self.net = nn.Sequential(nn.Linear(embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_corpora))
+            raise ConfigError(
+                f"loss.corpus_adversary needs two or more training corpora, got {num_corpora}"
+            )
+        self.net = nn.Sequential(
+            nn.Linear(embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_corpora)
+        )
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.net(reverse_gradient(embedding))
@@ -47,7 +51,12 @@ class CorpusAdversary(nn.Module):
 
 def embedding_and_head(model: nn.Module) -> None:
     """:class:`ConfigError` unless ``model`` splits into ``embed(batch)`` and ``head(embedding)``."""
-    if not (hasattr(model, "embed") and isinstance(getattr(model, "head", None), nn.Module)
-            and hasattr(model, "embed_dim")):
-        raise ConfigError(f"loss.corpus_adversary needs an architecture with embed() and head (e.g. attn_crnn_v2); "
-                          f"{type(model).__name__} has none")
+    if not (
+        hasattr(model, "embed")
+        and isinstance(getattr(model, "head", None), nn.Module)
+        and hasattr(model, "embed_dim")
+    ):
+        raise ConfigError(
+            f"loss.corpus_adversary needs an architecture with embed() and head (e.g. attn_crnn_v2); "
+            f"{type(model).__name__} has none"
+        )

@@ -35,8 +35,16 @@ def as_planes(audio: torch.Tensor, planes: int) -> torch.Tensor:
     return audio.view(b, t, planes, f // planes)
 
 
-def spec_augment(batch: dict, *, time_masks: int, freq_masks: int, time_width: int, freq_width: int,
-                 rng: np.random.Generator, planes: int = 1) -> dict:
+def spec_augment(
+    batch: dict,
+    *,
+    time_masks: int,
+    freq_masks: int,
+    time_width: int,
+    freq_width: int,
+    rng: np.random.Generator,
+    planes: int = 1,
+) -> dict:
     """Zero random time and frequency bands of the audio (Park et al. 2019), within real frames."""
     if "audio" not in batch or (time_masks <= 0 and freq_masks <= 0):
         return batch
@@ -56,7 +64,9 @@ def spec_augment(batch: dict, *, time_masks: int, freq_masks: int, time_width: i
     return {**batch, "audio": audio}
 
 
-def mixup(batch: dict, targets: torch.Tensor, alpha: float, rng: np.random.Generator) -> tuple[dict, torch.Tensor]:
+def mixup(
+    batch: dict, targets: torch.Tensor, alpha: float, rng: np.random.Generator
+) -> tuple[dict, torch.Tensor]:
     """Convex combinations of clips and their one-hot labels (Zhang et al. 2018).
 
     Sequences of different lengths are mixed frame by frame; the mixed clip's mask is the
@@ -88,7 +98,9 @@ def frequency_shift(batch: dict, max_bins: int, rng: np.random.Generator, planes
         return batch
     audio = as_planes(batch["audio"], planes)  # (B, T, P, F / P)
     shifted = torch.zeros_like(audio)
-    for row, shift in enumerate(rng.integers(-max_bins, max_bins + 1, size=audio.shape[0]).tolist()):
+    for row, shift in enumerate(
+        rng.integers(-max_bins, max_bins + 1, size=audio.shape[0]).tolist()
+    ):
         if shift > 0:
             shifted[row, ..., shift:] = audio[row, ..., :-shift]
         elif shift < 0:
@@ -111,8 +123,9 @@ def time_stretch(batch: dict, max_rate: float, rng: np.random.Generator) -> dict
     new_t = max(1, int(round(audio.shape[1] * rate)))
     lengths = mask.sum(dim=1).float()
     new_lengths = torch.clamp(torch.round(lengths * rate), min=1).long()
-    stretched = torch.nn.functional.interpolate(audio.transpose(1, 2), size=new_t, mode="linear",
-                                                align_corners=False).transpose(1, 2)  # (B, T', F)
+    stretched = torch.nn.functional.interpolate(
+        audio.transpose(1, 2), size=new_t, mode="linear", align_corners=False
+    ).transpose(1, 2)  # (B, T', F)
     new_mask = torch.arange(new_t, device=mask.device)[None, :] < new_lengths[:, None]  # (B, T')
     return {**batch, "audio": stretched * new_mask.unsqueeze(-1), "audio_mask": new_mask}
 

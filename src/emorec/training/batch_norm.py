@@ -16,14 +16,20 @@ from torch.utils.data import DataLoader
 from emorec.data import BucketBatchSampler, ClipDataset, pad_collate
 
 
-def recalibrate_batch_norm(model: torch.nn.Module, dataset: ClipDataset, *, batch_size: int = 32,
-                           seed: int = 0) -> torch.nn.Module:
+def recalibrate_batch_norm(
+    model: torch.nn.Module, dataset: ClipDataset, *, batch_size: int = 32, seed: int = 0
+) -> torch.nn.Module:
     """Reset every BatchNorm's running statistics and average them over ``dataset`` in train
     mode (``torch.optim.swa_utils.update_bn``: cumulative average, momentum ``None``), in
     length-bucketed batches as in training. The model comes back in eval mode."""
     first = dataset.modalities[0]
-    loader = DataLoader(dataset, collate_fn=pad_collate,
-                        batch_sampler=BucketBatchSampler(dataset.lengths(first), batch_size, shuffle=True, seed=seed))
+    loader = DataLoader(
+        dataset,
+        collate_fn=pad_collate,
+        batch_sampler=BucketBatchSampler(
+            dataset.lengths(first), batch_size, shuffle=True, seed=seed
+        ),
+    )
     with torch.no_grad():
         update_bn(loader, model)
     return model.eval()

@@ -115,7 +115,9 @@ class OneBasedRichProgressBar(RichProgressBar):
         if self.trainer.max_epochs is not None:
             description += f"/{self.trainer.max_epochs}"
         if len(self.validation_description) > len(description):
-            description = f"{description:{len(self.validation_description)}}"  # no flicker between bars
+            description = (
+                f"{description:{len(self.validation_description)}}"  # no flicker between bars
+            )
         return description
 
 
@@ -150,11 +152,17 @@ class HalfLifeEMA(EMAWeightAveraging):
     def state_dict(self) -> dict[str, Any]:
         # Recorded, not restored: a checkpoint says which decay made its average; a resumed run
         # recomputes the decay from its own loader.
-        return {**super().state_dict(), "half_life_epochs": self.half_life_epochs,
-                "steps_per_epoch": self.steps_per_epoch, "decay": self.decay}
+        return {
+            **super().state_dict(),
+            "half_life_epochs": self.half_life_epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "decay": self.decay,
+        }
 
 
-def weight_average(trainer_config: Any, *, steps_per_epoch: Callable[[], int]) -> EMAWeightAveraging | None:
+def weight_average(
+    trainer_config: Any, *, steps_per_epoch: Callable[[], int]
+) -> EMAWeightAveraging | None:
     """The exponential moving average a ``trainer`` config section asks for (``ema_half_life_epochs``
     or ``ema_decay``), or ``None``. It averages the weights and BatchNorm's running statistics
     every step: validation, both checkpoints' ``state_dict`` and the export hold the average (the
@@ -185,7 +193,11 @@ class AtomicLogHandler(logging.Handler):
             self._lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
         self._written = 0.0
         self._dirty = False
-        self.setFormatter(_ShortNameFormatter("%(asctime)s %(levelname)s %(short)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        self.setFormatter(
+            _ShortNameFormatter(
+                "%(asctime)s %(levelname)s %(short)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+            )
+        )
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -229,5 +241,3 @@ def flush_log_files() -> None:
     for handler in logging.getLogger("emorec").handlers:
         if isinstance(handler, AtomicLogHandler):
             handler.flush(force=True)
-
-

@@ -48,7 +48,9 @@ BEST = "best.ckpt"
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` into memory, then temp file + fsync + ``os.replace`` beside the target."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         buffer = io.BytesIO()
@@ -76,8 +78,14 @@ class EpochCheckpoint(Checkpoint):
     ``last_model_path``, ``best_model_score``. ``best_epoch`` is 1-based.
     """
 
-    def __init__(self, dirpath: str | os.PathLike, *, monitor: str, mode: str = "max",
-                 rows: Callable[[], list[dict]] | None = None):
+    def __init__(
+        self,
+        dirpath: str | os.PathLike,
+        *,
+        monitor: str,
+        mode: str = "max",
+        rows: Callable[[], list[dict]] | None = None,
+    ):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be min or max, got {mode!r}")
         self.dirpath = Path(dirpath)
@@ -143,24 +151,40 @@ class EpochCheckpoint(Checkpoint):
                 self.best_score, self.best_epoch = score, epoch
             self._pending = None
         self.finished = final
-        trainer.save_checkpoint(self.dirpath / LAST, weights_only=False)  # collective: every rank calls it
+        trainer.save_checkpoint(
+            self.dirpath / LAST, weights_only=False
+        )  # collective: every rank calls it
         if trainer.is_global_zero and (improved or (final and self.best_epoch is None)):
             copy_atomic(self.dirpath / LAST, self.dirpath / BEST)
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         # At on_train_epoch_start Lightning has already counted the next epoch as "ready". Undo
         # that in the saved copy: the state then reads "K epochs complete, nothing started", and
         # a resume starts epoch K+1 from its first batch like an uninterrupted run would.
         progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
         for counters in (progress.get("total", {}), progress.get("current", {})):
-            if counters and counters.get("ready") == counters.get("started", -1) + 1 == counters.get("processed", -1) + 1 \
-                    == counters.get("completed", -1) + 1:
+            if (
+                counters
+                and counters.get("ready")
+                == counters.get("started", -1) + 1
+                == counters.get("processed", -1) + 1
+                == counters.get("completed", -1) + 1
+            ):
                 counters["ready"] = counters["started"]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"monitor": self.monitor, "mode": self.mode, "best_score": self.best_score,
-                "best_epoch": self.best_epoch, "finished": self.finished, "metrics_rows": list(self.rows()),
-                "world_size": self._world_size, "rng": _rng_state(self._module)}
+        return {
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "finished": self.finished,
+            "metrics_rows": list(self.rows()),
+            "world_size": self._world_size,
+            "rng": _rng_state(self._module),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score = state_dict.get("best_score")
@@ -178,8 +202,11 @@ def _rng_state(module: Any) -> dict[str, Any]:
     import numpy as np
 
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                             "numpy": [name, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)]}
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [name, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     generator = getattr(module, "_rng", None)
@@ -199,7 +226,11 @@ def _set_rng_state(state: dict[str, Any], module: Any) -> None:
         random.setstate((version, tuple(internal), gauss_next))
         name, keys, pos, has_gauss, gauss = state["numpy"]
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        if (
+            "cuda" in state
+            and torch.cuda.is_available()
+            and len(state["cuda"]) == torch.cuda.device_count()
+        ):
             torch.cuda.set_rng_state_all(state["cuda"])
         generator = getattr(module, "_rng", None)
         if "module" in state and generator is not None and hasattr(generator, "bit_generator"):
@@ -219,5 +250,3 @@ def repair_best(checkpoint_dir: Path, last: dict[str, Any]) -> None:
             if load_checkpoint(best).get("epoch") == last.get("epoch"):
                 return
     copy_atomic(checkpoint_dir / LAST, best)
-
-

@@ -22,16 +22,34 @@ from emorec.corpora.splits import SCHEMES as SPLIT_SCHEMES
 from emorec.training.fields import choice, ranged
 from emorec.training.typed import build_dataclass
 
-NORMALIZATIONS = ("global", "utterance", "level", "speaker", "none")  # utterance, level: inductive; speaker: not
-PACKS = (*PACK_DTYPES, "none")                 # "none": every clip held in memory
+NORMALIZATIONS = (
+    "global",
+    "utterance",
+    "level",
+    "speaker",
+    "none",
+)  # utterance, level: inductive; speaker: not
+PACKS = (*PACK_DTYPES, "none")  # "none": every clip held in memory
 SCHEDULES = ("plateau", "cosine")
 LOSSES = ("ce", "focal")
 CLASS_WEIGHTS = ("none", "balanced")
 CHECKPOINTS = ("best", "last")
 MONITORS = ("val/loss", "val/acc", "val/ua", "val/macro_f1")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
-              "transformer-engine", "transformer-engine-float16")
+PRECISIONS = (
+    "32-true",
+    "32",
+    "64-true",
+    "64",
+    "16-mixed",
+    "16",
+    "bf16-mixed",
+    "bf16",
+    "16-true",
+    "bf16-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+)
 
 
 @dataclass
@@ -41,10 +59,14 @@ class DataConfig:
     features: dict[str, Any] = field(default_factory=lambda: {"name": "logmel"})
     video_features: dict[str, Any] | None = None
     label_policy: str = choice("union", LABEL_POLICIES)
-    labels: list[str] | None = None          # explicit class list; default: from the training clips
+    labels: list[str] | None = None  # explicit class list; default: from the training clips
     normalization: str = choice("global", NORMALIZATIONS)
     # extraction processes (default: all cores)
-    workers: int | None = ranged(None, low=0, what="0 (extract in this process) or more processes (or leave it out: all cores)")
+    workers: int | None = ranged(
+        None,
+        low=0,
+        what="0 (extract in this process) or more processes (or leave it out: all cores)",
+    )
     # corpus -> N: each training clip of that corpus is drawn N times per epoch (a smaller corpus oversampled
     # in a merged manifest, so it keeps its number of passes); validation and test clips are never repeated.
     corpus_repeats: dict[str, int] = field(default_factory=dict)
@@ -52,7 +74,9 @@ class DataConfig:
     # (0: every corpus and every speaker in it alike; 1: the plain shuffle, every clip once): see
     # emorec.data.balanced_weights
     balance_power: float = ranged(1.0, low=0, high=1)
-    epoch_draws: int = ranged(0, low=0, what="0 (as many as training clips) or more draws per epoch")
+    epoch_draws: int = ranged(
+        0, low=0, what="0 (as many as training clips) or more draws per epoch"
+    )
     # the features of the manifest's clips packed into shards read clip by clip (emorec.features.packed),
     # so a run's memory does not grow with its corpus; float16 halves the pack (log-mel dB values keep
     # about 0.03 dB); "none": every clip held in memory as before packs
@@ -66,9 +90,13 @@ class SplitConfig:
     val_speakers: int = ranged(2, low=1, what="at least 1 validation speaker")
     test_size: float = ranged(0.2, low=0, high=1, low_open=True, high_open=True)
     seed: int = 0
-    file: str = ""                           # a splits.json from `emorec split --out`: used exactly, scheme ignored
-    train_only_corpora: tuple[str, ...] = ()  # corpora added whole to every fold's training side (never val/test)
-    test_corpora: tuple[str, ...] = ()       # scheme cross_corpus: test on all of these, train on the others
+    file: str = ""  # a splits.json from `emorec split --out`: used exactly, scheme ignored
+    train_only_corpora: tuple[
+        str, ...
+    ] = ()  # corpora added whole to every fold's training side (never val/test)
+    test_corpora: tuple[
+        str, ...
+    ] = ()  # scheme cross_corpus: test on all of these, train on the others
 
 
 @dataclass
@@ -76,16 +104,22 @@ class OptimConfig:
     lr: float = ranged(1e-3, low=0, low_open=True, what="a learning rate > 0")
     betas: tuple[float, float] = ranged((0.9, 0.999), low=0, high=1, high_open=True)
     weight_decay: float = ranged(0.0, low=0)
-    schedule: str = choice("plateau", SCHEDULES)  # "plateau" (ReduceLROnPlateau on val/loss) or "cosine"
-    lr_factor: float = ranged(0.5, low=0, high=1, low_open=True, high_open=True)  # plateau: factor and patience
+    schedule: str = choice(
+        "plateau", SCHEDULES
+    )  # "plateau" (ReduceLROnPlateau on val/loss) or "cosine"
+    lr_factor: float = ranged(
+        0.5, low=0, high=1, low_open=True, high_open=True
+    )  # plateau: factor and patience
     lr_patience: int = ranged(2, low=0)
-    warmup_epochs: int = ranged(0, low=0)    # past trainer.epochs: the rate only warms up; cosine: linear warm-up, then cosine decay to 0 at trainer.epochs
+    warmup_epochs: int = ranged(
+        0, low=0
+    )  # past trainer.epochs: the rate only warms up; cosine: linear warm-up, then cosine decay to 0 at trainer.epochs
 
 
 @dataclass
 class LossConfig:
     name: str = choice("ce", LOSSES)
-    gamma: float = ranged(2.0, low=0)         # focal loss
+    gamma: float = ranged(2.0, low=0)  # focal loss
     class_weights: str = choice("none", CLASS_WEIGHTS)  # "none" or "balanced" (inverse frequency)
     label_smoothing: float = ranged(0.0, low=0, high=1, high_open=True)
     # Each training clip's softmax over only the classes its corpus has (union of corpora with different
@@ -100,21 +134,31 @@ class LossConfig:
 @dataclass
 class AugmentConfig:
     enabled: bool = True
-    noise: float = ranged(0.0, low=0)        # Gaussian sigma added to (normalised) features
-    mixup: float = ranged(0.0, low=0)        # MixUp alpha; 0 disables
+    noise: float = ranged(0.0, low=0)  # Gaussian sigma added to (normalised) features
+    mixup: float = ranged(0.0, low=0)  # MixUp alpha; 0 disables
     spec_time_masks: int = ranged(0, low=0)  # SpecAugment-style masks per clip (train only)
     spec_freq_masks: int = ranged(0, low=0)
     spec_time_width: int = ranged(20, low=1)
     spec_freq_width: int = ranged(8, low=1)
-    freq_shift: int = ranged(0, low=0)       # max feature-bin shift per clip (VTLP-like, audio only)
-    time_stretch: float = ranged(0.0, low=0, high=1, high_open=True)  # max relative speed change per batch (0.1 = +-10%)
-    modality_dropout: float = ranged(0.0, low=0, high=1)  # share of AV clips trained with one modality removed
+    freq_shift: int = ranged(0, low=0)  # max feature-bin shift per clip (VTLP-like, audio only)
+    time_stretch: float = ranged(
+        0.0, low=0, high=1, high_open=True
+    )  # max relative speed change per batch (0.1 = +-10%)
+    modality_dropout: float = ranged(
+        0.0, low=0, high=1
+    )  # share of AV clips trained with one modality removed
     # Recording conditions simulated on log-mel features before normalisation (features/conditions.py):
-    gain_db: float = ranged(0.0, low=0)      # gain uniform in +-gain_db dB on every clip
-    band_limit: float = ranged(0.0, low=0, high=1)  # share of clips through a random telephone-like band (~300-3400 Hz)
-    additive_noise: float = ranged(0.0, low=0, high=1)  # share of clips with white/pink/brown noise at an SNR in snr_db
+    gain_db: float = ranged(0.0, low=0)  # gain uniform in +-gain_db dB on every clip
+    band_limit: float = ranged(
+        0.0, low=0, high=1
+    )  # share of clips through a random telephone-like band (~300-3400 Hz)
+    additive_noise: float = ranged(
+        0.0, low=0, high=1
+    )  # share of clips with white/pink/brown noise at an SNR in snr_db
     snr_db: tuple[float, float] = (5.0, 30.0)
-    reverb: float = ranged(0.0, low=0, high=1)  # share of clips with late reverberation (RT60 0.2-1.0 s)
+    reverb: float = ranged(
+        0.0, low=0, high=1
+    )  # share of clips with late reverberation (RT60 0.2-1.0 s)
     # Waveform speed factors (e.g. [0.9, 1.1]: tempo, pitch and formants together, so each is another
     # voice) whose features are extracted and cached beside the originals; each training draw reads
     # the original or one of them, alike. For front ends that cannot be perturbed after extraction
@@ -127,31 +171,45 @@ class TrainerConfig:
     epochs: int = ranged(30, low=1, what="at least 1 epoch")
     batch_size: int = ranged(32, low=1, what="at least 1 clip per batch")
     patience: int = ranged(6, low=1, what="at least 1 epoch")
-    min_epochs: int = 0                      # early stopping cannot end training before this
-    monitor: str = choice("val/ua", MONITORS)  # checkpoint + early stopping metric (validation only)
-    checkpoint: str = choice("best", CHECKPOINTS)  # "best" (by monitor, early stopping) or "last" (fixed budget)
+    min_epochs: int = 0  # early stopping cannot end training before this
+    monitor: str = choice(
+        "val/ua", MONITORS
+    )  # checkpoint + early stopping metric (validation only)
+    checkpoint: str = choice(
+        "best", CHECKPOINTS
+    )  # "best" (by monitor, early stopping) or "last" (fixed budget)
     seed: int = 0
     bucketing: bool = True
     accelerator: str = choice("auto", ACCELERATORS)
-    devices: int | str = 1                   # a count (-1: all), "auto" or a list like "0,1"
+    devices: int | str = 1  # a count (-1: all), "auto" or a list like "0,1"
     num_nodes: int = ranged(1, low=1, what="at least 1 machine")
     precision: str = choice("32-true", PRECISIONS)
     deterministic: bool = True
     num_workers: int = ranged(0, low=0)
-    threads: int | None = ranged(None, low=1, what="at least 1 thread (or leave it out)")  # torch intra-op threads (default: torch's choice)
-    ema_decay: float = ranged(0.0, low=0, high=1, high_open=True, what="0 (off) or a decay in (0, 1)")  # >0: validate, checkpoint and export an EMA of the weights
-                                             # (and of BatchNorm statistics: see recalibrate_bn)
-    ema_half_life_epochs: float = ranged(0.0, low=0, what="0 (off) or a half-life in epochs > 0")  # >0: the same EMA, its horizon in epochs (a step's weight halves
-                                             # after this many epochs; the same on any corpus size); not with ema_decay
-    recalibrate_bn: bool = False             # recompute BatchNorm statistics of the kept weights on training clips
+    threads: int | None = ranged(
+        None, low=1, what="at least 1 thread (or leave it out)"
+    )  # torch intra-op threads (default: torch's choice)
+    ema_decay: float = ranged(
+        0.0, low=0, high=1, high_open=True, what="0 (off) or a decay in (0, 1)"
+    )  # >0: validate, checkpoint and export an EMA of the weights
+    # (and of BatchNorm statistics: see recalibrate_bn)
+    ema_half_life_epochs: float = ranged(
+        0.0, low=0, what="0 (off) or a half-life in epochs > 0"
+    )  # >0: the same EMA, its horizon in epochs (a step's weight halves
+    # after this many epochs; the same on any corpus size); not with ema_decay
+    recalibrate_bn: bool = (
+        False  # recompute BatchNorm statistics of the kept weights on training clips
+    )
 
 
 @dataclass
 class RunConfig:
     dir: str = "runs"
     name: str = ""
-    folds: str = "1"                         # "all", "1", "1,3,5"
-    jobs: int = ranged(1, low=1, what="at least 1 process")  # folds trained side by side in this many processes
+    folds: str = "1"  # "all", "1", "1,3,5"
+    jobs: int = ranged(
+        1, low=1, what="at least 1 process"
+    )  # folds trained side by side in this many processes
     bootstrap: int = ranged(1000, low=0)
 
 
@@ -209,17 +267,28 @@ def resolve_paths(config: TrainConfig) -> TrainConfig:
 def _merge(base: dict, overlay: dict) -> dict:
     out = dict(base)
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("model", "features"):
+        if (
+            isinstance(value, dict)
+            and isinstance(out.get(key), dict)
+            and key not in ("model", "features")
+        ):
             out[key] = _merge(out[key], value)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict) and out[key].get("name") == value.get("name", out[key].get("name")):
+        elif (
+            isinstance(value, dict)
+            and isinstance(out.get(key), dict)
+            and out[key].get("name") == value.get("name", out[key].get("name"))
+        ):
             out[key] = {**out[key], **value}
         else:
             out[key] = value
     return out
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
-                extra: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    path: str | os.PathLike | None,
+    overrides: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> TrainConfig:
     """Read a YAML recipe (which may name a ``base:`` YAML to overlay), apply overrides.
 
     ``overrides`` are ``section.key=value`` strings (value parsed as YAML); ``extra`` is a
@@ -289,7 +358,9 @@ def recipe_chain(path: str | os.PathLike) -> list[Path]:
     return chain
 
 
-def differences(new: dict[str, Any], old: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+def differences(
+    new: dict[str, Any], old: dict[str, Any], prefix: str = ""
+) -> list[tuple[str, Any, Any]]:
     """``(dotted key, old value, new value)`` wherever two config dicts differ."""
     found = []
     for key in sorted(set(new) | set(old), key=str):

@@ -55,8 +55,14 @@ def feature_specs(config: TrainConfig) -> dict[str, dict]:
     return specs
 
 
-def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: bool = True,
-                       splits: list[Split] | None = None, views: bool = False) -> Experiment:
+def prepare_experiment(
+    config: TrainConfig,
+    *,
+    extract: bool = True,
+    progress: bool = True,
+    splits: list[Split] | None = None,
+    views: bool = False,
+) -> Experiment:
     """``views``: also extract the training views of ``augment.speed_views`` (what a training run
     reads; evaluation needs only the clips as they are)."""
     if not config.data.manifest:
@@ -65,10 +71,14 @@ def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: b
     policy = config.data.label_policy
     for clip in clips:
         clip.emotion = apply_label_policy(clip.emotion, policy)
-    class_names = config.data.labels or resolve_label_set([(c.corpus, c.emotion) for c in clips], policy)
+    class_names = config.data.labels or resolve_label_set(
+        [(c.corpus, c.emotion) for c in clips], policy
+    )
     unknown = sorted({c.emotion for c in clips} - set(class_names))
     if unknown:
-        console.print(f"[yellow]leaving out clips labelled {unknown} (not in the class list {class_names})")
+        console.print(
+            f"[yellow]leaving out clips labelled {unknown} (not in the class list {class_names})"
+        )
         clips = [c for c in clips if c.emotion in class_names]
     if len(class_names) < 2:
         raise ConfigError(f"need at least two classes, got {class_names}")
@@ -78,23 +88,40 @@ def prepare_experiment(config: TrainConfig, *, extract: bool = True, progress: b
     for modality, spec in specs.items():
         extractor = extractor_from_spec(spec)
         if extract:
-            result = extract_features(clips, extractor, config.data.cache, workers=config.data.workers, progress=progress)
+            result = extract_features(
+                clips, extractor, config.data.cache, workers=config.data.workers, progress=progress
+            )
             skipped.extend(result.skipped)
         store = FeatureStore.for_extractor(config.data.cache, extractor)
-        stores[modality] = store if config.data.pack == "none" else PackedStore.for_clips(store, clips, config.data.pack)
-    view_stores = speed_view_stores(config, specs, clips, extract=extract and views, progress=progress)
+        stores[modality] = (
+            store
+            if config.data.pack == "none"
+            else PackedStore.for_clips(store, clips, config.data.pack)
+        )
+    view_stores = speed_view_stores(
+        config, specs, clips, extract=extract and views, progress=progress
+    )
 
     if splits is None and config.split.file:
         splits = splits_from_file(config.split.file, clips)
     if splits is None:
         s = config.split
-        splits = make_splits(clips, s.scheme, k=s.k, val_speakers=s.val_speakers, test_size=s.test_size, seed=s.seed,
-                             train_only_corpora=s.train_only_corpora, test_corpora=s.test_corpora)
+        splits = make_splits(
+            clips,
+            s.scheme,
+            k=s.k,
+            val_speakers=s.val_speakers,
+            test_size=s.test_size,
+            seed=s.seed,
+            train_only_corpora=s.train_only_corpora,
+            test_corpora=s.test_corpora,
+        )
     return Experiment(config, clips, list(class_names), stores, specs, splits, skipped, view_stores)
 
 
-def speed_view_stores(config: TrainConfig, specs: dict[str, dict], clips: list[Clip], *, extract: bool,
-                      progress: bool) -> dict[str, list[FeatureStore]]:
+def speed_view_stores(
+    config: TrainConfig, specs: dict[str, dict], clips: list[Clip], *, extract: bool, progress: bool
+) -> dict[str, list[FeatureStore]]:
     """The audio caches of ``augment.speed_views``, one per speed (extracted when ``extract``). A clip
     a view cannot read is trained from its original features only: nothing is skipped for a view."""
     speeds = config.augment.speed_views if config.augment.enabled else ()
@@ -106,10 +133,14 @@ def speed_view_stores(config: TrainConfig, specs: dict[str, dict], clips: list[C
         try:
             extractor = extractor_from_spec(spec)
         except (ConfigError, TypeError) as err:
-            raise ConfigError(f"augment.speed_views: the {spec['name']!r} extractor cannot make speed views "
-                              f"({str(err).splitlines()[0]})") from None
+            raise ConfigError(
+                f"augment.speed_views: the {spec['name']!r} extractor cannot make speed views "
+                f"({str(err).splitlines()[0]})"
+            ) from None
         if extract:
-            extract_features(clips, extractor, config.data.cache, workers=config.data.workers, progress=progress)
+            extract_features(
+                clips, extractor, config.data.cache, workers=config.data.workers, progress=progress
+            )
         stores.append(FeatureStore.for_extractor(config.data.cache, extractor))
     return {"audio": stores}
 
@@ -122,8 +153,10 @@ def splits_from_file(path: str | os.PathLike, clips: list[Clip]) -> list[Split]:
     for split in splits:
         missing = [i for i in (*split.train, *split.val, *split.test) if i not in known]
         if missing:
-            raise ConfigError(f"{path}: {split.name} names {len(missing)} clip(s) not in the manifest "
-                              f"(e.g. {missing[0]}); was it made from another manifest?")
+            raise ConfigError(
+                f"{path}: {split.name} names {len(missing)} clip(s) not in the manifest "
+                f"(e.g. {missing[0]}); was it made from another manifest?"
+            )
         check_leakage(split, clips)
     return splits
 
@@ -131,14 +164,20 @@ def splits_from_file(path: str | os.PathLike, clips: list[Clip]) -> list[Split]:
 def select_folds(folds: str, n: int) -> list[int]:
     if folds.strip().lower() == "all":
         return list(range(1, n + 1))
-    chosen = [int(part) for part in folds.split(",") if part.strip()]  # format checked by validate.py
+    chosen = [
+        int(part) for part in folds.split(",") if part.strip()
+    ]  # format checked by validate.py
     bad = [k for k in chosen if not 1 <= k <= n]
     if bad or not chosen:
-        raise ConfigError(f"run.folds: fold {bad[0] if bad else folds} does not exist (this split has folds 1..{n})")
+        raise ConfigError(
+            f"run.folds: fold {bad[0] if bad else folds} does not exist (this split has folds 1..{n})"
+        )
     return chosen
 
 
-def fit_speaker_statistics(normalizers: dict[str, Normalizer], experiment: Experiment, clips: list[Clip]) -> None:
+def fit_speaker_statistics(
+    normalizers: dict[str, Normalizer], experiment: Experiment, clips: list[Clip]
+) -> None:
     """Per-speaker mean/std from each speaker's own (unlabelled) clips: transductive."""
     for modality, normalizer in normalizers.items():
         by_speaker: dict[str, list[np.ndarray]] = {}
@@ -146,5 +185,7 @@ def fit_speaker_statistics(normalizers: dict[str, Normalizer], experiment: Exper
             features = experiment.stores[modality].get(clip)
             if features is not None:
                 features, valid = split_frame_mask(experiment.stores[modality].name, features)
-                by_speaker.setdefault(clip.speaker, []).append(features if valid is None else features[valid])
+                by_speaker.setdefault(clip.speaker, []).append(
+                    features if valid is None else features[valid]
+                )
         normalizer.per_speaker.update({spk: Normalizer._stats(a) for spk, a in by_speaker.items()})

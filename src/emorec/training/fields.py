@@ -18,8 +18,15 @@ def choice(default: str, options: tuple[str, ...]) -> Any:
     return dataclasses.field(default=default, metadata={"choices": tuple(options)})
 
 
-def ranged(default: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-           high_open: bool = False, what: str = "") -> Any:
+def ranged(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    what: str = "",
+) -> Any:
     """A number within ``[low, high]`` (``(low`` / ``high)`` when open); ``None`` passes; a list or
     tuple has each item checked. ``what`` words the expectation in the error (default: the interval)."""
     bounds = {"low": low, "high": high, "low_open": low_open, "high_open": high_open, "what": what}
@@ -31,8 +38,16 @@ def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
 
 
-def check_range(key: str, value: float | None, *, low: float | None = None, high: float | None = None,
-                low_open: bool = False, high_open: bool = False, what: str = "") -> None:
+def check_range(
+    key: str,
+    value: float | None,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    what: str = "",
+) -> None:
     """``value`` within ``[low, high]`` (``(low`` / ``high)`` when open); ``None`` passes."""
     if value is None:
         return
@@ -59,5 +74,7 @@ def check_fields(section: Any, prefix: str) -> None:
             if isinstance(value, (list, tuple)):
                 for i, item in enumerate(value):
                     check_range(f"{key}[{i}]", item, **f.metadata["range"])
-            elif not isinstance(value, str):  # e.g. trainer.devices "auto" or "0,1": checked elsewhere
+            elif not isinstance(
+                value, str
+            ):  # e.g. trainer.devices "auto" or "0,1": checked elsewhere
                 check_range(key, value, **f.metadata["range"])

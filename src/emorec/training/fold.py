@@ -33,7 +33,13 @@ import lightning as L
 import torch
 
 from emorec.data import (
-    BucketBatchSampler, ClipDataset, Normalizer, balanced_weights, corpus_class_masks, make_loaders, pad_collate,
+    BucketBatchSampler,
+    ClipDataset,
+    Normalizer,
+    balanced_weights,
+    corpus_class_masks,
+    make_loaders,
+    pad_collate,
 )
 from emorec.runs.epochs import best_epoch, monitor_mode, read_epoch_metrics, write_history
 from emorec.errors import ConfigError, EmorecError
@@ -45,8 +51,14 @@ from emorec.training.config import TrainConfig
 log = logging.getLogger("emorec")
 
 
-def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress: bool = True,
-               resume: bool = False) -> Path:
+def train_fold(
+    experiment: Experiment,
+    split: Split,
+    fold_dir: Path,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+) -> Path:
     """Train one fold into ``fold_dir``; with ``resume`` continue from its ``last.ckpt``."""
     cfg = experiment.config
     fold_dir = Path(fold_dir).absolute()
@@ -54,20 +66,41 @@ def train_fold(experiment: Experiment, split: Split, fold_dir: Path, *, progress
     seed_and_threads(cfg)
     train_set, val_set, normalizers = fold_datasets(experiment, split)
     module = classifier_for(experiment, train_set)
-    weights = balanced_weights(train_set.clips, cfg.data.balance_power) if cfg.data.balance_power < 1 else None
-    train_loader, val_loader = make_loaders(train_set, val_set, batch_size=cfg.trainer.batch_size,
-                                            seed=cfg.trainer.seed, bucketing=cfg.trainer.bucketing,
-                                            num_workers=cfg.trainer.num_workers, weights=weights,
-                                            draws=cfg.data.epoch_draws or None)
+    weights = (
+        balanced_weights(train_set.clips, cfg.data.balance_power)
+        if cfg.data.balance_power < 1
+        else None
+    )
+    train_loader, val_loader = make_loaders(
+        train_set,
+        val_set,
+        batch_size=cfg.trainer.batch_size,
+        seed=cfg.trainer.seed,
+        bucketing=cfg.trainer.bucketing,
+        num_workers=cfg.trainer.num_workers,
+        weights=weights,
+        draws=cfg.data.epoch_draws or None,
+    )
     state = resume_state(fold_dir, split.name) if resume else fresh_state(fold_dir)
     trainer, checkpoint = fold_trainer(cfg, split, fold_dir, state, train_loader, progress=progress)
     started = time.time()
     if not state.finished:
         trainer.fit(module, train_loader, val_loader, ckpt_path=state.last_ckpt, weights_only=True)
     if trainer.is_global_zero:
-        keep_and_export(experiment, split, fold_dir, module, trainer, checkpoint, train_set, val_set,
-                        normalizers, steps_per_epoch=len(train_loader), seconds=time.time() - started,
-                        rewrite_metrics=state.finished)
+        keep_and_export(
+            experiment,
+            split,
+            fold_dir,
+            module,
+            trainer,
+            checkpoint,
+            train_set,
+            val_set,
+            normalizers,
+            steps_per_epoch=len(train_loader),
+            seconds=time.time() - started,
+            rewrite_metrics=state.finished,
+        )
     return fold_dir
 
 
@@ -88,8 +121,13 @@ def trainer_options(config: TrainConfig) -> dict:
     """The hardware keywords of ``lightning.Trainer`` for ``config``."""
     devices, nodes = config.trainer.devices, config.trainer.num_nodes
     world = devices * nodes if isinstance(devices, int) and devices > 0 else None
-    return dict(accelerator=config.trainer.accelerator, devices=devices, num_nodes=nodes,
-                strategy="ddp" if world and world > 1 else "auto", precision=config.trainer.precision)
+    return dict(
+        accelerator=config.trainer.accelerator,
+        devices=devices,
+        num_nodes=nodes,
+        strategy="ddp" if world and world > 1 else "auto",
+        precision=config.trainer.precision,
+    )
 
 
 def seed_and_threads(config: TrainConfig) -> None:
@@ -102,7 +140,9 @@ def seed_and_threads(config: TrainConfig) -> None:
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
 
 
-def fold_datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, ClipDataset, dict[str, Normalizer]]:
+def fold_datasets(
+    experiment: Experiment, split: Split
+) -> tuple[ClipDataset, ClipDataset, dict[str, Normalizer]]:
     """Training and validation clips of ``split`` with normalisers fitted on training clips only
     (per-speaker statistics, when asked for, from each speaker's own clips: transductive)."""
     cfg = experiment.config
@@ -111,28 +151,49 @@ def fold_datasets(experiment: Experiment, split: Split) -> tuple[ClipDataset, Cl
     train_clips = [by_id[i] for i in split.train if i in by_id]
     val_clips = [by_id[i] for i in split.val if i in by_id]
     masks = corpus_class_masks(experiment.clips, label_index) if cfg.loss.corpus_classes else None
-    corpora = {c: i for i, c in enumerate(sorted({c.corpus for c in train_clips}))} if cfg.loss.corpus_adversary else None
+    corpora = (
+        {c: i for i, c in enumerate(sorted({c.corpus for c in train_clips}))}
+        if cfg.loss.corpus_adversary
+        else None
+    )
     speaker_norm = cfg.data.normalization == "speaker"
-    train_set = ClipDataset(repeated(train_clips, cfg.data.corpus_repeats, split.name), label_index, experiment.stores,
-                            speaker_norm=speaker_norm, transforms=condition_transforms(experiment),
-                            seed=cfg.trainer.seed, corpus_classes=masks, corpus_index=corpora,
-                            views=experiment.view_stores)
+    train_set = ClipDataset(
+        repeated(train_clips, cfg.data.corpus_repeats, split.name),
+        label_index,
+        experiment.stores,
+        speaker_norm=speaker_norm,
+        transforms=condition_transforms(experiment),
+        seed=cfg.trainer.seed,
+        corpus_classes=masks,
+        corpus_index=corpora,
+        views=experiment.view_stores,
+    )
     if len(train_set) == 0:
         raise EmorecError(f"{split.name}: no training clip has cached features")
     # fitted on the raw frames of each training clip once (a repeated clip counts once), then set:
     # the one dataset is read for its statistics and for training, never built twice
-    normalizers = {m: fit_normalizer(experiment, m, train_set.real_frames(m, once=True)) for m in train_set.modalities
-                   if cfg.data.normalization != "none"}
+    normalizers = {
+        m: fit_normalizer(experiment, m, train_set.real_frames(m, once=True))
+        for m in train_set.modalities
+        if cfg.data.normalization != "none"
+    }
     if speaker_norm:
         fit_speaker_statistics(normalizers, experiment, train_clips + val_clips)
     train_set.normalizers = normalizers
-    val_set = ClipDataset(val_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm)
+    val_set = ClipDataset(
+        val_clips, label_index, experiment.stores, normalizers, speaker_norm=speaker_norm
+    )
     if len(val_set) == 0:
         raise EmorecError(f"{split.name}: no validation clip has cached features")
     for name, dataset in (("training", train_set), ("validation", val_set)):
         if dataset.missing_modality:
-            log.warning("%s: %d %s clip(s) lack a modality and train with it missing (e.g. %s: %s)", split.name,
-                        len(dataset.missing_modality), name, *dataset.missing_modality[0])
+            log.warning(
+                "%s: %d %s clip(s) lack a modality and train with it missing (e.g. %s: %s)",
+                split.name,
+                len(dataset.missing_modality),
+                name,
+                *dataset.missing_modality[0],
+            )
     return train_set, val_set, normalizers
 
 
@@ -144,10 +205,14 @@ def repeated(clips: list, repeats: dict[str, int], where: str) -> list:
     present = {c.corpus for c in clips}
     for corpus, times in repeats.items():
         if corpus not in present:
-            raise ConfigError(f"data.corpus_repeats: {where} has no training clip of corpus {corpus!r} "
-                              f"(its corpora: {', '.join(sorted(present))})")
+            raise ConfigError(
+                f"data.corpus_repeats: {where} has no training clip of corpus {corpus!r} "
+                f"(its corpora: {', '.join(sorted(present))})"
+            )
         if times < 1:
-            raise ConfigError(f"data.corpus_repeats.{corpus}: expected a whole number of draws >= 1, got {times}")
+            raise ConfigError(
+                f"data.corpus_repeats.{corpus}: expected a whole number of draws >= 1, got {times}"
+            )
     return [c for c in clips for _ in range(repeats.get(c.corpus, 1))]
 
 
@@ -158,21 +223,38 @@ def fit_normalizer(experiment: Experiment, modality: str, frames: list) -> Norma
     if normalization == "level" and modality == "audio":
         extractor = extractor_from_spec(experiment.feature_specs[modality])
         if extractor.name != "logmel":
-            raise ConfigError(f"data.normalization=level centres log-mel dB values; features are {extractor.name!r}")
-        return Normalizer.fit(frames, center="level", level_columns=extractor.n_features // extractor.planes)
+            raise ConfigError(
+                f"data.normalization=level centres log-mel dB values; features are {extractor.name!r}"
+            )
+        return Normalizer.fit(
+            frames, center="level", level_columns=extractor.n_features // extractor.planes
+        )
     return Normalizer.fit(frames, center="utterance" if normalization == "utterance" else "global")
 
 
 def condition_transforms(experiment: Experiment) -> dict:
     """``{"audio": MelConditions}`` when the recipe simulates recording conditions, else ``{}``."""
     a = experiment.config.augment
-    settings = {"gain_db": a.gain_db, "band_limit": a.band_limit, "additive_noise": a.additive_noise,
-                "snr_db": tuple(a.snr_db), "reverb": a.reverb}
-    if not a.enabled or not any(v for k, v in settings.items() if k != "snr_db") or "audio" not in experiment.feature_specs:
+    settings = {
+        "gain_db": a.gain_db,
+        "band_limit": a.band_limit,
+        "additive_noise": a.additive_noise,
+        "snr_db": tuple(a.snr_db),
+        "reverb": a.reverb,
+    }
+    if (
+        not a.enabled
+        or not any(v for k, v in settings.items() if k != "snr_db")
+        or "audio" not in experiment.feature_specs
+    ):
         return {}
     from emorec.features.conditions import MelConditions
 
-    return {"audio": MelConditions.for_extractor(extractor_from_spec(experiment.feature_specs["audio"]), **settings)}
+    return {
+        "audio": MelConditions.for_extractor(
+            extractor_from_spec(experiment.feature_specs["audio"]), **settings
+        )
+    }
 
 
 def classifier_for(experiment: Experiment, train_set: ClipDataset):
@@ -182,13 +264,20 @@ def classifier_for(experiment: Experiment, train_set: ClipDataset):
 
     cfg = experiment.config
     num_classes = len(experiment.class_names)
-    weights = (inverse_frequency_weights(train_set.labels(), num_classes).tolist()
-               if cfg.loss.class_weights == "balanced" else None)
+    weights = (
+        inverse_frequency_weights(train_set.labels(), num_classes).tolist()
+        if cfg.loss.class_weights == "balanced"
+        else None
+    )
     audio = experiment.feature_specs.get("audio")
     return EmotionClassifier.from_config(
-        cfg, num_classes=num_classes, dims={m: train_set.features[m][0].shape[1] for m in train_set.modalities},
-        class_weights=weights, feature_planes=extractor_from_spec(audio).planes if audio else 1,
-        num_corpora=len(train_set.corpus_index))
+        cfg,
+        num_classes=num_classes,
+        dims={m: train_set.features[m][0].shape[1] for m in train_set.modalities},
+        class_weights=weights,
+        feature_planes=extractor_from_spec(audio).planes if audio else 1,
+        num_corpora=len(train_set.corpus_index),
+    )
 
 
 @dataclass
@@ -196,14 +285,16 @@ class FoldState:
     """Where a fold's training starts: from scratch, or after the last complete epoch of ``last_ckpt``."""
 
     last_ckpt: Path | None = None
-    rows: list[dict] = field(default_factory=list)   # metrics rows of the complete epochs
-    finished: bool = False                           # training had finished: only the export is left
+    rows: list[dict] = field(default_factory=list)  # metrics rows of the complete epochs
+    finished: bool = False  # training had finished: only the export is left
     best_score: float | None = None
 
 
 def fresh_state(fold_dir: Path) -> FoldState:
     if is_global_zero() and (fold_dir / "tensorboard").is_dir():
-        shutil.rmtree(fold_dir / "tensorboard", ignore_errors=True)  # left by a start killed in epoch 1
+        shutil.rmtree(
+            fold_dir / "tensorboard", ignore_errors=True
+        )  # left by a start killed in epoch 1
     return FoldState()
 
 
@@ -213,18 +304,34 @@ def resume_state(fold_dir: Path, name: str) -> FoldState:
     last = fold_dir / "checkpoints" / LAST
     state = load_checkpoint(last)
     saved = state.get("callbacks", {}).get("EpochCheckpoint", {})
-    done, step = int(state.get("epoch", 0)), int(state.get("global_step", 0))  # complete epochs, steps
+    done, step = (
+        int(state.get("epoch", 0)),
+        int(state.get("global_step", 0)),
+    )  # complete epochs, steps
     finished = bool(saved.get("finished"))
     # the rows of the complete epochs; the next epoch's learning-rate row is logged again
     rows = [r for r in saved.get("metrics_rows", []) if finished or int(r.get("step", 0)) < step]
     if is_global_zero():
         repair_best(last.parent, state)
-        log.info("%s: resuming after epoch %d from %s%s", name, done, last, " (training had finished)" if finished else "")
+        log.info(
+            "%s: resuming after epoch %d from %s%s",
+            name,
+            done,
+            last,
+            " (training had finished)" if finished else "",
+        )
     return FoldState(last, rows, finished, saved.get("best_score"))
 
 
-def fold_trainer(cfg: TrainConfig, split: Split, fold_dir: Path, state: FoldState, train_loader, *,
-                 progress: bool):
+def fold_trainer(
+    cfg: TrainConfig,
+    split: Split,
+    fold_dir: Path,
+    state: FoldState,
+    train_loader,
+    *,
+    progress: bool,
+):
     """``(lightning.Trainer, EpochCheckpoint)`` with the fold's loggers and callbacks."""
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -233,19 +340,37 @@ def fold_trainer(cfg: TrainConfig, split: Split, fold_dir: Path, state: FoldStat
     from emorec.training.checkpoints import AtomicCheckpointIO, EpochCheckpoint
     from emorec.training.heartbeat import Heartbeat
 
-    monitor = cfg.trainer.monitor  # a val/ metric (validate.py): the test fold never selects a checkpoint
+    monitor = (
+        cfg.trainer.monitor
+    )  # a val/ metric (validate.py): the test fold never selects a checkpoint
     mode = monitor_mode(monitor)
     csv_logger = RowKeepingCSVLogger(fold_dir, name="", version="", rows=state.rows)
-    checkpoint = EpochCheckpoint(fold_dir / "checkpoints", monitor=monitor, mode=mode, rows=csv_logger.all_rows)
+    checkpoint = EpochCheckpoint(
+        fold_dir / "checkpoints", monitor=monitor, mode=mode, rows=csv_logger.all_rows
+    )
     if state.finished:
         checkpoint.best_score = state.best_score
     beat = float(os.environ.get("EMOREC_HEARTBEAT_SECONDS") or 30)
-    best = cfg.trainer.checkpoint == "best"  # "last" trains the full budget and keeps its final epoch
-    callbacks = [Heartbeat(fold_dir, fold=split.name, monitor=monitor, mode=mode,
-                           patience=cfg.trainer.patience if best else None, interval=beat),
-                 LearningRateMonitor(logging_interval="epoch"), BatchSamplerEpoch(), checkpoint]
+    best = (
+        cfg.trainer.checkpoint == "best"
+    )  # "last" trains the full budget and keeps its final epoch
+    callbacks = [
+        Heartbeat(
+            fold_dir,
+            fold=split.name,
+            monitor=monitor,
+            mode=mode,
+            patience=cfg.trainer.patience if best else None,
+            interval=beat,
+        ),
+        LearningRateMonitor(logging_interval="epoch"),
+        BatchSamplerEpoch(),
+        checkpoint,
+    ]
     if best:
-        callbacks.insert(1, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.trainer.patience))
+        callbacks.insert(
+            1, EarlyStopping(monitor=monitor, mode=mode, patience=cfg.trainer.patience)
+        )
     average = weight_average(cfg.trainer, steps_per_epoch=lambda: len(train_loader))
     if average is not None:
         callbacks.insert(0, average)
@@ -253,19 +378,41 @@ def fold_trainer(cfg: TrainConfig, split: Split, fold_dir: Path, state: FoldStat
         from emorec.training.callbacks import OneBasedRichProgressBar
 
         callbacks.append(OneBasedRichProgressBar(leave=True))
-    trainer = L.Trainer(  # its hardware options passed check_hardware before the run folder was made
-        **trainer_options(cfg), default_root_dir=fold_dir, max_epochs=cfg.trainer.epochs,
-        min_epochs=cfg.trainer.min_epochs, deterministic=cfg.trainer.deterministic, callbacks=callbacks,
-        logger=[csv_logger, TensorBoardLogger(fold_dir, name="tensorboard", version="")],
-        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
-        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=0,
+    trainer = (
+        L.Trainer(  # its hardware options passed check_hardware before the run folder was made
+            **trainer_options(cfg),
+            default_root_dir=fold_dir,
+            max_epochs=cfg.trainer.epochs,
+            min_epochs=cfg.trainer.min_epochs,
+            deterministic=cfg.trainer.deterministic,
+            callbacks=callbacks,
+            logger=[csv_logger, TensorBoardLogger(fold_dir, name="tensorboard", version="")],
+            plugins=[AtomicCheckpointIO()],
+            use_distributed_sampler=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            log_every_n_steps=1,
+            num_sanity_val_steps=0,
+        )
     )
     return trainer, checkpoint
 
 
-def keep_and_export(experiment: Experiment, split: Split, fold_dir: Path, module, trainer, checkpoint,
-                    train_set: ClipDataset, val_set: ClipDataset, normalizers: dict[str, Normalizer], *,
-                    steps_per_epoch: int, seconds: float, rewrite_metrics: bool) -> None:
+def keep_and_export(
+    experiment: Experiment,
+    split: Split,
+    fold_dir: Path,
+    module,
+    trainer,
+    checkpoint,
+    train_set: ClipDataset,
+    val_set: ClipDataset,
+    normalizers: dict[str, Normalizer],
+    *,
+    steps_per_epoch: int,
+    seconds: float,
+    rewrite_metrics: bool,
+) -> None:
     """Load the kept weights (best or last epoch), recalibrate BatchNorm if asked, measure their own
     validation scores, and export them with ``model.json`` saying how they were made."""
     from emorec.inference.predictor import export_model
@@ -288,39 +435,73 @@ def keep_and_export(experiment: Experiment, split: Split, fold_dir: Path, module
     # The kept model's own validation metrics: the logged epoch's (the average, with EMA),
     # or measured again after BatchNorm recalibration changed the weights' statistics.
     epochs = history["epoch"]
-    row = epochs.index(float(kept_epoch)) if kept_epoch is not None and float(kept_epoch) in epochs else None
-    val_metrics = {k: v[row] for k, v in history.items() if k.startswith("val/") and row is not None}
-    if cfg.trainer.recalibrate_bn:  # the kept weights' own statistics; the checkpoints keep the trained ones
+    row = (
+        epochs.index(float(kept_epoch))
+        if kept_epoch is not None and float(kept_epoch) in epochs
+        else None
+    )
+    val_metrics = {
+        k: v[row] for k, v in history.items() if k.startswith("val/") and row is not None
+    }
+    if (
+        cfg.trainer.recalibrate_bn
+    ):  # the kept weights' own statistics; the checkpoints keep the trained ones
         from emorec.training.batch_norm import recalibrate_batch_norm
 
-        recalibrate_batch_norm(module.model, train_set, batch_size=cfg.trainer.batch_size, seed=cfg.trainer.seed)
+        recalibrate_batch_norm(
+            module.model, train_set, batch_size=cfg.trainer.batch_size, seed=cfg.trainer.seed
+        )
     logits, labels = validation_logits(module, val_set, batch_size=cfg.trainer.batch_size)
     if cfg.trainer.recalibrate_bn:
         val_metrics = validation_metrics(module, logits, labels, experiment.class_names)
-    score = val_metrics.get(monitor, checkpoint.best_score if cfg.trainer.checkpoint == "best" else None)
-    steps = summary.get("train_batches_per_epoch") or steps_per_epoch  # per rank, as the average counted them
-    extra = {"fold": split.name, "best_epoch": kept_epoch,
-             "epochs_run": summary.get("epochs_run", trainer.current_epoch),
-             "train_seconds": round(summary.get("train_seconds") or seconds, 2),
-             "train_clips": len(train_set), "monitor": monitor,  # draws per epoch (with data.corpus_repeats)
-             "best_score": float(score if score is not None else float("nan")),
-             "val_metrics": {k: float(v) for k, v in val_metrics.items()},
-             "checkpoint": cfg.trainer.checkpoint, "bn_recalibrated": cfg.trainer.recalibrate_bn,
-             "ema": ema_record(vars(cfg.trainer), steps), "world_size": trainer.world_size,
-             "calibration": temperature_record(logits, labels)}
-    export_model(module, fold_dir, class_names=experiment.class_names, feature_specs=experiment.feature_specs,
-                 normalizers=normalizers, speaker_norm=cfg.data.normalization == "speaker", extra=extra)
+    score = val_metrics.get(
+        monitor, checkpoint.best_score if cfg.trainer.checkpoint == "best" else None
+    )
+    steps = (
+        summary.get("train_batches_per_epoch") or steps_per_epoch
+    )  # per rank, as the average counted them
+    extra = {
+        "fold": split.name,
+        "best_epoch": kept_epoch,
+        "epochs_run": summary.get("epochs_run", trainer.current_epoch),
+        "train_seconds": round(summary.get("train_seconds") or seconds, 2),
+        "train_clips": len(train_set),
+        "monitor": monitor,  # draws per epoch (with data.corpus_repeats)
+        "best_score": float(score if score is not None else float("nan")),
+        "val_metrics": {k: float(v) for k, v in val_metrics.items()},
+        "checkpoint": cfg.trainer.checkpoint,
+        "bn_recalibrated": cfg.trainer.recalibrate_bn,
+        "ema": ema_record(vars(cfg.trainer), steps),
+        "world_size": trainer.world_size,
+        "calibration": temperature_record(logits, labels),
+    }
+    export_model(
+        module,
+        fold_dir,
+        class_names=experiment.class_names,
+        feature_specs=experiment.feature_specs,
+        normalizers=normalizers,
+        speaker_norm=cfg.data.normalization == "speaker",
+        extra=extra,
+    )
     log.info("%s kept: %s", split.name, kept_summary(extra))
     write_history(fold_dir / "metrics.csv", fold_dir / "history.npz")
 
 
-def validation_logits(module, val_set: ClipDataset, *, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def validation_logits(
+    module, val_set: ClipDataset, *, batch_size: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits (N, C), labels (N,))`` of ``module`` as it is now (eval mode) on every validation
     clip, in this process (the training loader is sharded under DDP)."""
     from torch.utils.data import DataLoader
 
-    val_loader = DataLoader(val_set, collate_fn=pad_collate, batch_sampler=BucketBatchSampler(
-        val_set.lengths(val_set.modalities[0]), batch_size, shuffle=False))
+    val_loader = DataLoader(
+        val_set,
+        collate_fn=pad_collate,
+        batch_sampler=BucketBatchSampler(
+            val_set.lengths(val_set.modalities[0]), batch_size, shuffle=False
+        ),
+    )
     module.eval()
     logits, labels = [], []
     with torch.no_grad():
@@ -330,23 +511,41 @@ def validation_logits(module, val_set: ClipDataset, *, batch_size: int = 32) -> 
     return torch.cat(logits), torch.cat(labels)
 
 
-def validation_metrics(module, logits: torch.Tensor, labels: torch.Tensor, class_names) -> dict[str, float]:
+def validation_metrics(
+    module, logits: torch.Tensor, labels: torch.Tensor, class_names
+) -> dict[str, float]:
     """``val/loss``, ``val/acc``, ``val/ua``, ``val/macro_f1`` of validation ``logits``, for weights
     changed after the last logged validation (BatchNorm recalibration)."""
     from emorec.evaluation.metrics import classification_metrics
 
-    metrics = classification_metrics(labels.numpy(), logits.softmax(-1).numpy(), list(class_names), bootstrap=0)
-    return {"val/loss": float(module.eval_loss_fn(logits, labels)), "val/acc": metrics["wa"],
-            "val/ua": metrics["ua"], "val/macro_f1": metrics["macro_f1"]}
+    metrics = classification_metrics(
+        labels.numpy(), logits.softmax(-1).numpy(), list(class_names), bootstrap=0
+    )
+    return {
+        "val/loss": float(module.eval_loss_fn(logits, labels)),
+        "val/acc": metrics["wa"],
+        "val/ua": metrics["ua"],
+        "val/macro_f1": metrics["macro_f1"],
+    }
 
 
 def temperature_record(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     """Temperature scaling fitted on the validation clips' logits, and their calibration error
     before and after it (``model.json``'s ``calibration``; prediction divides logits by it)."""
-    from emorec.evaluation.calibration import BINS, expected_calibration_error, fit_temperature, softmax
+    from emorec.evaluation.calibration import (
+        BINS,
+        expected_calibration_error,
+        fit_temperature,
+        softmax,
+    )
 
     z, y = logits.double().numpy(), labels.numpy()
     temperature = fit_temperature(z, y)
-    return {"temperature": temperature, "fitted_on": "validation clips", "bins": BINS, "val_clips": int(len(y)),
-            "val_ece_before": expected_calibration_error(softmax(z), y),
-            "val_ece_after": expected_calibration_error(softmax(z / temperature), y)}
+    return {
+        "temperature": temperature,
+        "fitted_on": "validation clips",
+        "bins": BINS,
+        "val_clips": int(len(y)),
+        "val_ece_before": expected_calibration_error(softmax(z), y),
+        "val_ece_after": expected_calibration_error(softmax(z / temperature), y),
+    }

@@ -46,12 +46,28 @@ def run_fold_jobs(run_dir: Path, folds: list[int], jobs: int) -> None:
     children = []
     try:
         for group in groups:
-            command = [sys.executable, "-m", "emorec.training.fold_jobs", str(run_dir), ",".join(map(str, group))]
-            child = subprocess.Popen(command, env=env, preexec_fn=preexec, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+            command = [
+                sys.executable,
+                "-m",
+                "emorec.training.fold_jobs",
+                str(run_dir),
+                ",".join(map(str, group)),
+            ]
+            child = subprocess.Popen(
+                command,
+                env=env,
+                preexec_fn=preexec,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             children.append((group, child))
-            log.info("folds %s: training in process %d (%s thread(s)); log in fold_K/train.log", group, child.pid,
-                     threads)
+            log.info(
+                "folds %s: training in process %d (%s thread(s)); log in fold_K/train.log",
+                group,
+                child.pid,
+                threads,
+            )
         failed = []
         for group, child in children:
             _, errors = child.communicate()
@@ -59,8 +75,10 @@ def run_fold_jobs(run_dir: Path, folds: list[int], jobs: int) -> None:
                 last = (errors or "").strip().splitlines()[-1:] or [f"exit code {child.returncode}"]
                 failed.append(f"folds {','.join(map(str, group))}: {last[0]}")
         if failed:
-            raise EmorecError(f"{run_dir}: a fold job failed ({'; '.join(failed)[:400]}); "
-                              f"see its fold_K/train.log, then `emorec train --resume {run_dir}`")
+            raise EmorecError(
+                f"{run_dir}: a fold job failed ({'; '.join(failed)[:400]}); "
+                f"see its fold_K/train.log, then `emorec train --resume {run_dir}`"
+            )
     finally:
         for _, child in children:
             if child.poll() is None:
@@ -81,7 +99,9 @@ def main(argv: list[str]) -> None:
     config = load_run_config(run_dir)
     if not config.trainer.threads:
         config.trainer.threads = int(os.environ.get("OMP_NUM_THREADS") or 1)
-    experiment = prepare_experiment(config, extract=False, progress=False, splits=load_splits(run_dir / "splits.json"))
+    experiment = prepare_experiment(
+        config, extract=False, progress=False, splits=load_splits(run_dir / "splits.json")
+    )
     for fold in folds:
         fold_dir = run_dir / f"fold_{fold}"
         state = fold_state(fold_dir)
@@ -90,7 +110,13 @@ def main(argv: list[str]) -> None:
         fold_dir.mkdir(parents=True, exist_ok=True)
         handler = attach_log_file(fold_dir / "train.log")
         try:
-            train_fold(experiment, experiment.splits[fold - 1], fold_dir, progress=False, resume=state == "checkpoint")
+            train_fold(
+                experiment,
+                experiment.splits[fold - 1],
+                fold_dir,
+                progress=False,
+                resume=state == "checkpoint",
+            )
         finally:
             detach_log_file(handler)
 

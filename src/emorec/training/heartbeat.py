@@ -36,16 +36,25 @@ TRAIN_SUMMARY = "train_summary.json"
 # --------------------------------------------------------------------------------- heartbeat
 def hardware_info(trainer: L.Trainer | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "host": socket.gethostname(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "lightning": L.__version__,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
         "gpus": [],
     }
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     if trainer is not None:
-        info.update(accelerator=type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
-                    devices=trainer.num_devices, num_nodes=trainer.num_nodes, world_size=trainer.world_size,
-                    strategy=type(trainer.strategy).__name__, precision=str(trainer.precision))
+        info.update(
+            accelerator=type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
+            devices=trainer.num_devices,
+            num_nodes=trainer.num_nodes,
+            world_size=trainer.world_size,
+            strategy=type(trainer.strategy).__name__,
+            precision=str(trainer.precision),
+        )
     return info
 
 
@@ -57,17 +66,32 @@ def gpu_snapshot() -> list[dict[str, Any]]:
     for i in range(torch.cuda.device_count()):
         with contextlib.suppress(Exception):
             free, total = torch.cuda.mem_get_info(i)
-            out.append({"index": i, "name": torch.cuda.get_device_name(i), "memory_used_mb": round((total - free) / 2**20),
-                        "memory_total_mb": round(total / 2**20),
-                        "allocated_by_torch_mb": round(torch.cuda.memory_allocated(i) / 2**20)})
+            out.append(
+                {
+                    "index": i,
+                    "name": torch.cuda.get_device_name(i),
+                    "memory_used_mb": round((total - free) / 2**20),
+                    "memory_total_mb": round(total / 2**20),
+                    "allocated_by_torch_mb": round(torch.cuda.memory_allocated(i) / 2**20),
+                }
+            )
     return out
 
 
 class Heartbeat(Callback):
     """Writes ``heartbeat.json`` and, at the end, ``train_summary.json`` into ``fold_dir``."""
 
-    def __init__(self, fold_dir: str | os.PathLike, *, fold: str, monitor: str, mode: str = "max",
-                 patience: int | None = None, interval: float = 30.0, run_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        fold_dir: str | os.PathLike,
+        *,
+        fold: str,
+        monitor: str,
+        mode: str = "max",
+        patience: int | None = None,
+        interval: float = 30.0,
+        run_dir: str | os.PathLike | None = None,
+    ):
         self.fold_dir = Path(fold_dir)
         self.fold = fold
         self.monitor = monitor
@@ -76,7 +100,7 @@ class Heartbeat(Callback):
         self.interval = interval
         self.run_dir = Path(run_dir) if run_dir else self.fold_dir.parent
         # persisted through checkpoints, so a resumed fold keeps its whole history
-        self.history: list[dict[str, Any]] = []      # one dict per finished epoch
+        self.history: list[dict[str, Any]] = []  # one dict per finished epoch
         self.sessions = 0
         self.started_at: float | None = None
         self._epoch_started: float | None = None
@@ -121,20 +145,34 @@ class Heartbeat(Callback):
         seconds = [row["seconds"] for row in self.history if row.get("seconds") is not None]
         latest = self.history[-1] if self.history else {}
         return {
-            "status": status, "phase": self._phase, "fold": self.fold, "pid": os.getpid(), "host": socket.gethostname(),
-            "time": time.time(), "started_at": self.started_at, "sessions": self.sessions,
-            "epoch": len(self.history), "max_epochs": trainer.max_epochs,
+            "status": status,
+            "phase": self._phase,
+            "fold": self.fold,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "time": time.time(),
+            "started_at": self.started_at,
+            "sessions": self.sessions,
+            "epoch": len(self.history),
+            "max_epochs": trainer.max_epochs,
             "current_epoch": trainer.current_epoch + 1 if status == "running" else None,
-            "batch": self._batch, "batches": _num_batches(trainer),
-            "monitor": self.monitor, "mode": self.mode, "best": best, "best_epoch": best_epoch,
-            "patience": self.patience, "early_stop_wait": self._early_stop_wait(trainer),
+            "batch": self._batch,
+            "batches": _num_batches(trainer),
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best": best,
+            "best_epoch": best_epoch,
+            "patience": self.patience,
+            "early_stop_wait": self._early_stop_wait(trainer),
             "train": {k: v for k, v in latest.items() if k.startswith("train/")},
             "val": {k: v for k, v in latest.items() if k.startswith("val/")},
             "lr": latest.get("lr"),
-            "epoch_seconds": seconds, "median_epoch_seconds": statistics.median(seconds) if seconds else None,
+            "epoch_seconds": seconds,
+            "median_epoch_seconds": statistics.median(seconds) if seconds else None,
             "train_phase_seconds": [row.get("train_phase_seconds") for row in self.history],
             "train_seconds": round(sum(seconds), 3),
-            "gpu": gpu_snapshot(), "world_size": trainer.world_size,
+            "gpu": gpu_snapshot(),
+            "world_size": trainer.world_size,
             **extra,
         }
 
@@ -152,9 +190,18 @@ class Heartbeat(Callback):
             self.started_at = time.time()
         self._phase = "train"
         if trainer.is_global_zero:
-            resumed = f", resumed at epoch {trainer.current_epoch + 1} (session {self.sessions})" if self.sessions > 1 else ""
-            log.info("%s: training on %s (world size %d)%s", self.fold, type(trainer.accelerator).__name__,
-                     trainer.world_size, resumed)
+            resumed = (
+                f", resumed at epoch {trainer.current_epoch + 1} (session {self.sessions})"
+                if self.sessions > 1
+                else ""
+            )
+            log.info(
+                "%s: training on %s (world size %d)%s",
+                self.fold,
+                type(trainer.accelerator).__name__,
+                trainer.world_size,
+                resumed,
+            )
         self._write(trainer, "running")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -173,7 +220,9 @@ class Heartbeat(Callback):
         if self._train_ended is None and not trainer.sanity_checking:
             self._train_ended = time.time()  # validation runs at the end of the epoch
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         if time.monotonic() - self._last_beat >= self.interval:
             self._write(trainer, "running")
 
@@ -182,9 +231,13 @@ class Heartbeat(Callback):
             return
         now = time.time()
         started = self._epoch_started or now
-        row: dict[str, Any] = {"epoch": trainer.current_epoch + 1, "seconds": round(now - started, 3),
-                               "train_phase_seconds": round((self._train_ended or now) - started, 3),
-                               "batches": _num_batches(trainer), "finished_at": now}
+        row: dict[str, Any] = {
+            "epoch": trainer.current_epoch + 1,
+            "seconds": round(now - started, 3),
+            "train_phase_seconds": round((self._train_ended or now) - started, 3),
+            "batches": _num_batches(trainer),
+            "finished_at": now,
+        }
         for key, value in trainer.callback_metrics.items():
             number = _number(value)
             if number is not None and (key.startswith("train/") or key.startswith("val/")):
@@ -197,8 +250,14 @@ class Heartbeat(Callback):
         self._phase = "epoch end"
         if trainer.is_global_zero:
             metrics = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if "/" in k)
-            log.info("%s epoch %d/%d  %s  (%.1f s)", self.fold, row["epoch"], trainer.max_epochs, metrics,
-                     row["seconds"] or 0.0)
+            log.info(
+                "%s epoch %d/%d  %s  (%.1f s)",
+                self.fold,
+                row["epoch"],
+                trainer.max_epochs,
+                metrics,
+                row["seconds"] or 0.0,
+            )
             flush_log_files()
         self._write(trainer, "running")
 
@@ -212,26 +271,41 @@ class Heartbeat(Callback):
         at_best = next((r for r in self.history if r["epoch"] == best_epoch), {})
         seconds = [r["seconds"] for r in self.history if r.get("seconds") is not None]
         summary = {
-            "fold": self.fold, "status": "finished", "monitor": self.monitor, "mode": self.mode,
-            "best_epoch": best_epoch, "best_score": best,
+            "fold": self.fold,
+            "status": "finished",
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best_epoch": best_epoch,
+            "best_score": best,
             "metrics_at_best": {k: v for k, v in at_best.items() if "/" in k},
-            "final_metrics": {k: v for k, v in (self.history[-1] if self.history else {}).items() if "/" in k},
-            "epochs_run": len(self.history), "max_epochs": trainer.max_epochs, "stopped_early": stopped_early,
-            "train_seconds": round(sum(seconds), 3), "epoch_seconds": seconds,
+            "final_metrics": {
+                k: v for k, v in (self.history[-1] if self.history else {}).items() if "/" in k
+            },
+            "epochs_run": len(self.history),
+            "max_epochs": trainer.max_epochs,
+            "stopped_early": stopped_early,
+            "train_seconds": round(sum(seconds), 3),
+            "epoch_seconds": seconds,
             "median_epoch_seconds": statistics.median(seconds) if seconds else None,
             "train_phase_seconds": [r.get("train_phase_seconds") for r in self.history],
             "train_batches_per_epoch": _num_batches(trainer),
-            "sessions": self.sessions, "started_at": self.started_at, "finished_at": time.time(),
+            "sessions": self.sessions,
+            "started_at": self.started_at,
+            "finished_at": time.time(),
             "hardware": hardware_info(trainer),
         }
         with contextlib.suppress(OSError):
             write_json(self.fold_dir / TRAIN_SUMMARY, summary)
         # No score here: which weights are kept (and their score, after averaging or BatchNorm
         # recalibration) is decided after training; train_fold logs it as "kept: ...".
-        log.info("%s finished training: %d epochs (%.1f s)", self.fold, len(self.history), sum(seconds))
+        log.info(
+            "%s finished training: %d epochs (%.1f s)", self.fold, len(self.history), sum(seconds)
+        )
         flush_log_files()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
         self._write(trainer, status, error=f"{type(exception).__name__}: {exception}"[:500])
         if trainer.is_global_zero:

@@ -24,8 +24,14 @@ class SoftTargetLoss(nn.Module):
     (2017). Targets are probability rows ``(B, C)`` so MixUp's mixed labels are exact.
     """
 
-    def __init__(self, num_classes: int, *, gamma: float = 0.0, class_weights: torch.Tensor | None = None,
-                 label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        gamma: float = 0.0,
+        class_weights: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.gamma = gamma
@@ -33,7 +39,9 @@ class SoftTargetLoss(nn.Module):
         weights = class_weights if class_weights is not None else torch.ones(num_classes)
         self.register_buffer("class_weights", weights.float())
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``allowed (B, C)`` bool: each row's softmax (and label smoothing) runs over its own classes only."""
         if targets.dim() == 1:
             targets = F.one_hot(targets, self.num_classes).float()  # (B, C)
@@ -43,7 +51,9 @@ class SoftTargetLoss(nn.Module):
         if self.label_smoothing:
             classes = allowed.sum(dim=-1, keepdim=True) if allowed is not None else self.num_classes
             spread = self.label_smoothing / classes
-            targets = targets * (1 - self.label_smoothing) + (spread * allowed if allowed is not None else spread)
+            targets = targets * (1 - self.label_smoothing) + (
+                spread * allowed if allowed is not None else spread
+            )
         log_p = F.log_softmax(logits, dim=-1)  # (B, C)
         if allowed is not None:
             log_p = log_p.masked_fill(~allowed, 0.0)  # no target there: 0, not 0 * -inf

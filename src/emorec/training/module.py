@@ -18,8 +18,14 @@ import torchmetrics
 
 from emorec.models import create_model
 from emorec.training.adversary import CorpusAdversary, embedding_and_head
-from emorec.training.augment import (add_noise, frequency_shift, mixup, modality_dropout, spec_augment,
-                                     time_stretch)
+from emorec.training.augment import (
+    add_noise,
+    frequency_shift,
+    mixup,
+    modality_dropout,
+    spec_augment,
+    time_stretch,
+)
 from emorec.training.losses import SoftTargetLoss
 
 
@@ -56,15 +62,21 @@ class EmotionClassifier(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.model = create_model(model_name, num_classes=num_classes, audio_dim=audio_dim,
-                                  video_dim=video_dim, **model_kwargs)
+        self.model = create_model(
+            model_name,
+            num_classes=num_classes,
+            audio_dim=audio_dim,
+            video_dim=video_dim,
+            **model_kwargs,
+        )
         self.corpus_head = None
         if corpus_adversary > 0:
             embedding_and_head(self.model)
             self.corpus_head = CorpusAdversary(self.model.embed_dim, num_corpora)
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.loss_fn = SoftTargetLoss(num_classes, gamma=focal_gamma, class_weights=weights,
-                                      label_smoothing=label_smoothing)
+        self.loss_fn = SoftTargetLoss(
+            num_classes, gamma=focal_gamma, class_weights=weights, label_smoothing=label_smoothing
+        )
         self.eval_loss_fn = SoftTargetLoss(num_classes, gamma=focal_gamma, class_weights=weights)
         task = dict(task="multiclass", num_classes=num_classes)
         self.train_acc = torchmetrics.Accuracy(**task, average="micro")
@@ -74,27 +86,53 @@ class EmotionClassifier(L.LightningModule):
         self._rng = np.random.default_rng(seed)
 
     @classmethod
-    def from_config(cls, config, *, num_classes: int, dims: dict[str, int], class_weights: list[float] | None = None,
-                    feature_planes: int = 1, num_corpora: int = 0) -> "EmotionClassifier":
+    def from_config(
+        cls,
+        config,
+        *,
+        num_classes: int,
+        dims: dict[str, int],
+        class_weights: list[float] | None = None,
+        feature_planes: int = 1,
+        num_corpora: int = 0,
+    ) -> "EmotionClassifier":
         """The module a :class:`~emorec.training.config.TrainConfig` describes, for features of
         ``dims`` (``{"audio": F_a, "video": F_v}``); augmentation off when ``augment.enabled`` is."""
         aug, optim, loss = config.augment, config.optim, config.loss
         on = aug.enabled
-        spec = dict(time_masks=aug.spec_time_masks, freq_masks=aug.spec_freq_masks,
-                    time_width=aug.spec_time_width, freq_width=aug.spec_freq_width)
+        spec = dict(
+            time_masks=aug.spec_time_masks,
+            freq_masks=aug.spec_freq_masks,
+            time_width=aug.spec_time_width,
+            freq_width=aug.spec_freq_width,
+        )
         return cls(
             model_name=config.model.get("name", "attn_crnn"),
-            model_kwargs={k: v for k, v in config.model.items() if k != "name"}, num_classes=num_classes,
-            audio_dim=dims.get("audio"), video_dim=dims.get("video"),
-            lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay, lr_factor=optim.lr_factor,
-            lr_patience=optim.lr_patience, schedule=optim.schedule, warmup_epochs=optim.warmup_epochs,
-            max_epochs=config.trainer.epochs, focal_gamma=loss.gamma if loss.name == "focal" else 0.0,
-            class_weights=class_weights, label_smoothing=loss.label_smoothing,
-            noise=aug.noise if on else 0.0, mixup_alpha=aug.mixup if on else 0.0,
+            model_kwargs={k: v for k, v in config.model.items() if k != "name"},
+            num_classes=num_classes,
+            audio_dim=dims.get("audio"),
+            video_dim=dims.get("video"),
+            lr=optim.lr,
+            betas=tuple(optim.betas),
+            weight_decay=optim.weight_decay,
+            lr_factor=optim.lr_factor,
+            lr_patience=optim.lr_patience,
+            schedule=optim.schedule,
+            warmup_epochs=optim.warmup_epochs,
+            max_epochs=config.trainer.epochs,
+            focal_gamma=loss.gamma if loss.name == "focal" else 0.0,
+            class_weights=class_weights,
+            label_smoothing=loss.label_smoothing,
+            noise=aug.noise if on else 0.0,
+            mixup_alpha=aug.mixup if on else 0.0,
             spec_augment=spec if on and (aug.spec_time_masks or aug.spec_freq_masks) else None,
-            freq_shift=aug.freq_shift if on else 0, time_stretch=aug.time_stretch if on else 0.0,
-            modality_dropout=aug.modality_dropout if on else 0.0, feature_planes=feature_planes,
-            corpus_adversary=loss.corpus_adversary, num_corpora=num_corpora, seed=config.trainer.seed,
+            freq_shift=aug.freq_shift if on else 0,
+            time_stretch=aug.time_stretch if on else 0.0,
+            modality_dropout=aug.modality_dropout if on else 0.0,
+            feature_planes=feature_planes,
+            corpus_adversary=loss.corpus_adversary,
+            num_corpora=num_corpora,
+            seed=config.trainer.seed,
         )
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -110,23 +148,46 @@ class EmotionClassifier(L.LightningModule):
         if hp.spec_augment:
             batch = spec_augment(batch, rng=self._rng, planes=planes, **hp.spec_augment)
         batch = add_noise(batch, hp.noise)
-        if self.corpus_head is not None:  # corpus targets ride along, so MixUp mixes them with the same weights
-            targets = torch.cat([targets, F.one_hot(batch["corpus"], hp.num_corpora).float()], dim=1)
+        if (
+            self.corpus_head is not None
+        ):  # corpus targets ride along, so MixUp mixes them with the same weights
+            targets = torch.cat(
+                [targets, F.one_hot(batch["corpus"], hp.num_corpora).float()], dim=1
+            )
         batch, targets = mixup(batch, targets, hp.mixup_alpha, self._rng)
         batch = modality_dropout(batch, hp.modality_dropout, self._rng)  # after MixUp's mask union
         if self.corpus_head is None:
             logits = self.model(batch)
             loss = self.loss_fn(logits, targets, batch.get("classes"))
         else:
-            targets, corpus_targets = targets[:, :hp.num_classes], targets[:, hp.num_classes:]
+            targets, corpus_targets = targets[:, : hp.num_classes], targets[:, hp.num_classes :]
             embedding = self.model.embed(batch)  # (B, D)
             logits = self.model.head(embedding)
             adversary = self.corpus_head.loss(embedding, corpus_targets)
-            loss = self.loss_fn(logits, targets, batch.get("classes")) + hp.corpus_adversary * adversary
-            self.log("train/corpus_loss", adversary, on_step=False, on_epoch=True, batch_size=labels.shape[0])
+            loss = (
+                self.loss_fn(logits, targets, batch.get("classes"))
+                + hp.corpus_adversary * adversary
+            )
+            self.log(
+                "train/corpus_loss",
+                adversary,
+                on_step=False,
+                on_epoch=True,
+                batch_size=labels.shape[0],
+            )
         self.train_acc(logits.argmax(-1), labels)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=labels.shape[0], sync_dist=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=labels.shape[0])
+        self.log(
+            "train/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=labels.shape[0],
+            sync_dist=True,
+        )
+        self.log(
+            "train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=labels.shape[0]
+        )
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -148,14 +209,23 @@ class EmotionClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
-        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        optimizer = torch.optim.Adam(
+            self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
+        )
         if hp.schedule == "cosine":
             lr_lambda = CosineWithWarmup(hp.warmup_epochs, hp.max_epochs)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=hp.lr_factor,
-                                                               patience=hp.lr_patience)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+            }
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=hp.lr_factor, patience=hp.lr_patience
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},
+        }
 
 
 class CosineWithWarmup:

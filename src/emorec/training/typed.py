@@ -47,7 +47,11 @@ def coerce(value: Any, kind: Any, where: str) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not value.lstrip("-").isdigit()):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, str))
+            or (isinstance(value, str) and not value.lstrip("-").isdigit())
+        ):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return int(value)
     if kind is float:
@@ -72,7 +76,9 @@ def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; valid keys: {', '.join(sorted(names))}")
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}'; valid keys: {', '.join(sorted(names))}"
+        )
     values = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name

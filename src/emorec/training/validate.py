@@ -13,12 +13,15 @@ from typing import Any
 from emorec.errors import ConfigError
 from emorec.training.fields import check_fields, check_range
 
+
 def validate_config(config) -> None:
     """Raise :class:`ConfigError` for the first impossible value of ``config``: each field against
     the choices or range it declares (:mod:`emorec.training.fields`), then what ties fields together."""
     for section in dataclasses.fields(config):
         value = getattr(config, section.name)
-        if dataclasses.is_dataclass(value):  # the typed sections; model is an open mapping, checked below
+        if dataclasses.is_dataclass(
+            value
+        ):  # the typed sections; model is an open mapping, checked below
             check_fields(value, section.name)
     d, a, t, r = config.data, config.augment, config.trainer, config.run
     for key, spec in (("data.features", d.features), ("data.video_features", d.video_features)):
@@ -28,16 +31,35 @@ def validate_config(config) -> None:
         raise ConfigError(f"data.labels: need at least two distinct classes, got {d.labels}")
     if not a.snr_db[0] <= a.snr_db[1]:
         raise ConfigError(f"augment.snr_db: need low <= high, got {list(a.snr_db)}")
-    check_range("trainer.min_epochs", t.min_epochs, low=0, high=t.epochs, what=f"0 to trainer.epochs ({t.epochs})")
+    check_range(
+        "trainer.min_epochs",
+        t.min_epochs,
+        low=0,
+        high=t.epochs,
+        what=f"0 to trainer.epochs ({t.epochs})",
+    )
     if isinstance(t.devices, int):
-        check_range("trainer.devices", t.devices, low=-1, what="a device count (-1: all), 'auto' or a list like '0,1'")
+        check_range(
+            "trainer.devices",
+            t.devices,
+            low=-1,
+            what="a device count (-1: all), 'auto' or a list like '0,1'",
+        )
         if t.devices == 0:
-            raise ConfigError("trainer.devices: expected a device count (-1: all), 'auto' or a list like '0,1', got 0")
+            raise ConfigError(
+                "trainer.devices: expected a device count (-1: all), 'auto' or a list like '0,1', got 0"
+            )
     if t.ema_decay and t.ema_half_life_epochs:
-        raise ConfigError("trainer.ema_decay and trainer.ema_half_life_epochs both set: keep one (the half-life "
-                          "means the same average on any corpus size; ema_decay is per optimisation step)")
-    if r.jobs > 1 and ((isinstance(t.devices, int) and t.devices * t.num_nodes > 1) or t.num_nodes > 1):
-        raise ConfigError("run.jobs: fold processes side by side and DDP over several devices don't mix; choose one")
+        raise ConfigError(
+            "trainer.ema_decay and trainer.ema_half_life_epochs both set: keep one (the half-life "
+            "means the same average on any corpus size; ema_decay is per optimisation step)"
+        )
+    if r.jobs > 1 and (
+        (isinstance(t.devices, int) and t.devices * t.num_nodes > 1) or t.num_nodes > 1
+    ):
+        raise ConfigError(
+            "run.jobs: fold processes side by side and DDP over several devices don't mix; choose one"
+        )
     _validate_folds(r.folds)
     _validate_model(config.model)
 
@@ -57,5 +79,7 @@ def _validate_model(model: dict[str, Any]) -> None:
     known = model_arguments(name)  # ConfigError for an unknown model
     unknown = sorted(set(model) - set(known) - {"name"})
     if unknown:
-        raise ConfigError(f"model.{unknown[0]}: model {name!r} has no such argument; it takes "
-                          f"{', '.join(sorted(known))}")
+        raise ConfigError(
+            f"model.{unknown[0]}: model {name!r} has no such argument; it takes "
+            f"{', '.join(sorted(known))}"
+        )

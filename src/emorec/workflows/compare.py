@@ -37,19 +37,22 @@ VAL_KEYS = {"ua": "val/ua", "wa": "val/acc", "macro_f1": "val/macro_f1"}
 
 @dataclass
 class ModelResult:
-    label: str                      # what the table calls it (config stem, made unique)
+    label: str  # what the table calls it (config stem, made unique)
     config: str
     model: str
     run_dir: str
     parameters: int = 0
-    val: dict[str, float] = field(default_factory=dict)     # mean over folds
-    test: dict[str, float] = field(default_factory=dict)    # mean over folds (information only)
+    val: dict[str, float] = field(default_factory=dict)  # mean over folds
+    test: dict[str, float] = field(default_factory=dict)  # mean over folds (information only)
     train_seconds: float = 0.0
     folds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _split_signature(splits) -> list[dict[str, Any]]:
-    return [{"name": s.name, "train": sorted(s.train), "val": sorted(s.val), "test": sorted(s.test)} for s in splits]
+    return [
+        {"name": s.name, "train": sorted(s.train), "val": sorted(s.val), "test": sorted(s.test)}
+        for s in splits
+    ]
 
 
 def check_same_splits(config_a: TrainConfig, config_b: TrainConfig) -> None:
@@ -86,15 +89,19 @@ def read_fold(fold_dir: Path) -> dict[str, Any]:
         raise EmorecError(f"{fold_dir}: no test report (report/report.json)")
     report = json.loads(report_path.read_text())
     best = meta.get("best_epoch")
-    kept = meta.get("val_metrics")  # the kept weights' own scores (after averaging or recalibration)
+    kept = meta.get(
+        "val_metrics"
+    )  # the kept weights' own scores (after averaging or recalibration)
     if kept:
         val = {m: float(kept.get(key, math.nan)) for m, key in VAL_KEYS.items()}
     else:  # a model exported before val_metrics was recorded: the kept epoch's logged scores
         history = read_epoch_metrics(fold_dir / "metrics.csv")
         epochs = history.get("epoch", [])
         row = epochs.index(float(best)) if best is not None and float(best) in epochs else None
-        val = {m: (history[key][row] if row is not None and key in history else math.nan)
-               for m, key in VAL_KEYS.items()}
+        val = {
+            m: (history[key][row] if row is not None and key in history else math.nan)
+            for m, key in VAL_KEYS.items()
+        }
     return {
         "fold": meta.get("fold", fold_dir.name),
         "best_epoch": best,
@@ -118,11 +125,15 @@ def collect(run_dir: Path, label: str, config_path: str) -> ModelResult:
     model = Predictor.load(fold_dirs[0]).model
     meta = ModelMeta.read(fold_dirs[0])
     return ModelResult(
-        label=label, config=config_path, model=meta.model, run_dir=str(run_dir),
+        label=label,
+        config=config_path,
+        model=meta.model,
+        run_dir=str(run_dir),
         parameters=sum(p.numel() for p in model.parameters()),
         val={m: _mean([f["val"][m] for f in folds]) for m in METRICS},
         test={m: _mean([f["test"][m] for f in folds]) for m in METRICS},
-        train_seconds=sum(f["train_seconds"] for f in folds), folds=folds,
+        train_seconds=sum(f["train_seconds"] for f in folds),
+        folds=folds,
     )
 
 
@@ -173,7 +184,9 @@ def compare_configs(
     chosen = str(fold) if fold is not None else (folds or cfg_a.run.folds)
     notes = []
     if cfg_b.split != cfg_a.split:
-        notes.append(f"{path_b.name} uses the split settings of {path_a.name} (both models see the same folds)")
+        notes.append(
+            f"{path_b.name} uses the split settings of {path_a.name} (both models see the same folds)"
+        )
     cfg_b.split = copy.deepcopy(cfg_a.split)
     for note in notes:
         console.print(f"note: {note}", markup=False, highlight=False)
@@ -183,8 +196,12 @@ def compare_configs(
     label_a, label_b = _labels(path_a, path_b)
     run_a = train(cfg_a, progress=progress)
     run_b = train(cfg_b, progress=progress)
-    if _split_signature(load_splits(run_a / "splits.json")) != _split_signature(load_splits(run_b / "splits.json")):
-        raise EmorecError(f"{run_a} and {run_b} were trained on different splits; the comparison is void")
+    if _split_signature(load_splits(run_a / "splits.json")) != _split_signature(
+        load_splits(run_b / "splits.json")
+    ):
+        raise EmorecError(
+            f"{run_a} and {run_b} were trained on different splits; the comparison is void"
+        )
     a, b = collect(run_a, label_a, str(path_a)), collect(run_b, label_b, str(path_b))
     winner = better_on_validation(a, b)
     return {
@@ -210,18 +227,30 @@ def format_table(comparison: dict[str, Any]):
     table = Table(title=f"compare (folds {comparison['folds']})")
     table.add_column("metric")
     for model in (a, b):
-        title = model["label"] if model["label"] == model["model"] else f"{model['label']} ({model['model']})"
+        title = (
+            model["label"]
+            if model["label"] == model["model"]
+            else f"{model['label']} ({model['model']})"
+        )
         table.add_column(title, justify="right")
     table.add_column("higher")
 
     def row(name: str, va: float, vb: float, fmt: str = "{:.3f}") -> None:
-        higher = "-" if math.isnan(va) or math.isnan(vb) or va == vb else (a["label"] if va > vb else b["label"])
+        higher = (
+            "-"
+            if math.isnan(va) or math.isnan(vb) or va == vb
+            else (a["label"] if va > vb else b["label"])
+        )
         table.add_row(name, fmt.format(va), fmt.format(vb), higher)
 
     for split in ("val", "test"):
         for metric in METRICS:
-            row(f"{split} {metric.replace('_', '-')}" + (" (selects)" if split == "val" and metric == "ua" else ""),
-                a[split][metric], b[split][metric])
+            row(
+                f"{split} {metric.replace('_', '-')}"
+                + (" (selects)" if split == "val" and metric == "ua" else ""),
+                a[split][metric],
+                b[split][metric],
+            )
     table.add_row("parameters", f"{a['parameters']:,}", f"{b['parameters']:,}", "")
     table.add_row("train seconds", f"{a['train_seconds']:.1f}", f"{b['train_seconds']:.1f}", "")
     return table
@@ -233,5 +262,7 @@ def verdict(comparison: dict[str, Any]) -> str:
     if winner is None:
         return "no winner: validation UA and macro-F1 are tied (test metrics never decide)"
     best, other = (a, b) if winner == a["label"] else (b, a)
-    return (f"better on validation: {best['label']} ({best['model']}), val UA {best['val']['ua']:.3f} vs "
-            f"{other['val']['ua']:.3f}; test metrics are shown for information, they do not select a model")
+    return (
+        f"better on validation: {best['label']} ({best['model']}), val UA {best['val']['ua']:.3f} vs "
+        f"{other['val']['ua']:.3f}; test metrics are shown for information, they do not select a model"
+    )

@@ -62,13 +62,17 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     rank_zero = is_global_zero()
     env_dir = os.environ.get(RUN_DIR_ENV, "").strip()
     if rank_zero and env_dir and (Path(env_dir) / "config.yaml").is_file():
-        raise EmorecError(f"{env_dir} already holds a run (${RUN_DIR_ENV}); continue it with "
-                          f"`emorec train --resume {env_dir}`")
+        raise EmorecError(
+            f"{env_dir} already holds a run (${RUN_DIR_ENV}); continue it with "
+            f"`emorec train --resume {env_dir}`"
+        )
     splits = None
     if env_dir and not rank_zero and (Path(env_dir) / "splits.json").is_file():
         splits = load_splits(Path(env_dir) / "splits.json")  # rank 0 wrote them: never re-split
     check_hardware(config)
-    experiment = prepare_experiment(config, progress=progress and rank_zero, splits=splits, views=True)
+    experiment = prepare_experiment(
+        config, progress=progress and rank_zero, splits=splits, views=True
+    )
     folds = select_folds(config.run.folds, len(experiment.splits))
     if rank_zero:
         if env_dir:
@@ -76,18 +80,26 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
             run_dir.mkdir(parents=True, exist_ok=True)
         else:
             run_dir = new_run_dir(config)
-        save_splits(experiment.splits, run_dir / "splits.json")  # first: config.yaml marks a resumable run
+        save_splits(
+            experiment.splits, run_dir / "splits.json"
+        )  # first: config.yaml marks a resumable run
         save_config(config, run_dir / "config.yaml")
         write_skipped(experiment.skipped, run_dir / "skipped.csv")
         if experiment.skipped:
-            console.print(f"[yellow]{len(experiment.skipped)} file(s) skipped; see {run_dir / 'skipped.csv'}")
+            console.print(
+                f"[yellow]{len(experiment.skipped)} file(s) skipped; see {run_dir / 'skipped.csv'}"
+            )
         console.print(f"run directory: {run_dir}")
     else:  # a DDP worker: rank 0 owns the folder (nothing is written here without $EMOREC_RUN_DIR)
-        run_dir = Path(env_dir) if env_dir else Path(config.run.dir) / f".rank-{os.getpid()}-unshared"
+        run_dir = (
+            Path(env_dir) if env_dir else Path(config.run.dir) / f".rank-{os.getpid()}-unshared"
+        )
     return _train_folds(experiment, run_dir, folds, progress=progress, resume=False)
 
 
-def resume(run_dir: str | os.PathLike, *, progress: bool = True, hardware: dict | None = None) -> Path:
+def resume(
+    run_dir: str | os.PathLike, *, progress: bool = True, hardware: dict | None = None
+) -> Path:
     """Continue a run directory after a crash, a kill or a preemption; returns it.
 
     Reads ``RUN/config.yaml`` and ``RUN/splits.json``; folds with a report are kept, folds with
@@ -113,8 +125,12 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = True, hardware: dict 
         validate_config(config)
     check_hardware(config)
     rank_zero = is_global_zero()
-    experiment = prepare_experiment(config, progress=progress and rank_zero, splits=load_splits(run_dir / "splits.json"),
-                                    views=True)
+    experiment = prepare_experiment(
+        config,
+        progress=progress and rank_zero,
+        splits=load_splits(run_dir / "splits.json"),
+        views=True,
+    )
     folds = select_folds(config.run.folds, len(experiment.splits))
     if rank_zero:
         console.print(f"resuming run directory: {run_dir}")
@@ -141,18 +157,29 @@ def check_hardware(config: TrainConfig) -> None:
     t = config.trainer
     lightning_log = logging.getLogger("lightning.pytorch")
     level = lightning_log.level
-    lightning_log.setLevel(logging.WARNING)  # its "GPU available" lines are printed by the real Trainer
+    lightning_log.setLevel(
+        logging.WARNING
+    )  # its "GPU available" lines are printed by the real Trainer
     try:
-        L.Trainer(**trainer_options(config), logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False)
+        L.Trainer(
+            **trainer_options(config),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
     except (MisconfigurationException, ValueError, RuntimeError) as error:
-        raise ConfigError(f"trainer (accelerator={t.accelerator}, devices={t.devices}, num_nodes={t.num_nodes}, "
-                          f"precision={t.precision}): {str(error).splitlines()[0]}") from None
+        raise ConfigError(
+            f"trainer (accelerator={t.accelerator}, devices={t.devices}, num_nodes={t.num_nodes}, "
+            f"precision={t.precision}): {str(error).splitlines()[0]}"
+        ) from None
     finally:
         lightning_log.setLevel(level)
 
 
-def _train_folds(experiment: Experiment, run_dir: Path, folds: list[int], *, progress: bool, resume: bool) -> Path:
+def _train_folds(
+    experiment: Experiment, run_dir: Path, folds: list[int], *, progress: bool, resume: bool
+) -> Path:
     from emorec.evaluation.run_eval import evaluate_fold, write_run_summary
     from emorec.training.callbacks import attach_log_file, detach_log_file
 
@@ -165,8 +192,13 @@ def _train_folds(experiment: Experiment, run_dir: Path, folds: list[int], *, pro
     states = {k: fold_state(run_dir / f"fold_{k}") if resume else "new" for k in folds}
     if rank_zero:
         write_run_status(run_dir, "running", folds, resumed=resume)
-        log.info("%s %s: folds %s%s", "resuming" if resume else "starting", run_dir, folds,
-                 f" ({', '.join(f'fold {k} {v}' for k, v in states.items())})" if resume else "")
+        log.info(
+            "%s %s: folds %s%s",
+            "resuming" if resume else "starting",
+            run_dir,
+            folds,
+            f" ({', '.join(f'fold {k} {v}' for k, v in states.items())})" if resume else "",
+        )
     reports = []
     try:
         pending = [k for k in folds if states[k] in ("new", "checkpoint")]
@@ -185,13 +217,23 @@ def _train_folds(experiment: Experiment, run_dir: Path, folds: list[int], *, pro
                     reports.append(json.loads((fold_dir / "report" / "report.json").read_text()))
                 continue
             if state in ("new", "checkpoint"):
-                train_fold(experiment, split, fold_dir, progress=progress, resume=state == "checkpoint")
+                train_fold(
+                    experiment, split, fold_dir, progress=progress, resume=state == "checkpoint"
+                )
             if rank_zero and not split.test:
-                log.info("fold %d: no test speakers (a release fold): its accuracy is its recipe's cross-validation", fold)
+                log.info(
+                    "fold %d: no test speakers (a release fold): its accuracy is its recipe's cross-validation",
+                    fold,
+                )
             elif rank_zero:
                 reports.append(evaluate_fold(fold_dir, experiment=experiment, split=split))
-                log.info("fold %d: test UA %.4f  WA %.4f  macro-F1 %.4f", fold, reports[-1]["ua"], reports[-1]["wa"],
-                         reports[-1]["macro_f1"])
+                log.info(
+                    "fold %d: test UA %.4f  WA %.4f  macro-F1 %.4f",
+                    fold,
+                    reports[-1]["ua"],
+                    reports[-1]["wa"],
+                    reports[-1]["macro_f1"],
+                )
         if rank_zero and len(reports) > 1:
             write_run_summary(run_dir, reports)
         if rank_zero:

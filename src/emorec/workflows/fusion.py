@@ -76,12 +76,16 @@ class EmbeddingExtractor(FeatureExtractor):
         inputs = sorted(self.meta.get("features", {}))
         if modality is None:
             if len(inputs) != 1:
-                raise ConfigError(f"embed: {found} reads {inputs}; say which batch key the embedding feeds (modality)")
+                raise ConfigError(
+                    f"embed: {found} reads {inputs}; say which batch key the embedding feeds (modality)"
+                )
             modality = inputs[0]
         if modality not in ("audio", "video"):
             raise ConfigError(f"embed: modality must be 'audio' or 'video', not {modality!r}")
         if self.meta.get("speaker_norm"):
-            raise ConfigError(f"embed: {found} was trained with per-speaker normalisation, which embed does not support")
+            raise ConfigError(
+                f"embed: {found} was trained with per-speaker normalisation, which embed does not support"
+            )
         self.modality = modality  # type: ignore[misc]  # instance value overrides the class one
         self.cache = str(cache) if cache else None
         self.fingerprint = model_fingerprint(found)
@@ -90,7 +94,11 @@ class EmbeddingExtractor(FeatureExtractor):
 
     def config(self) -> dict[str, Any]:
         """What defines the output: the source model (by fingerprint) and the batch key."""
-        return {"model": self.meta["model"], "fingerprint": self.fingerprint, "modality": self.modality}
+        return {
+            "model": self.meta["model"],
+            "fingerprint": self.fingerprint,
+            "modality": self.modality,
+        }
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -103,7 +111,9 @@ class EmbeddingExtractor(FeatureExtractor):
             from emorec.inference.predictor import Predictor
 
             predictor = Predictor.load(self.model_dir)
-            extractors = {m: extractor_from_spec(spec) for m, spec in predictor.meta.features.items()}
+            extractors = {
+                m: extractor_from_spec(spec) for m, spec in predictor.meta.features.items()
+            }
             self._state = (predictor, extractors, predictor.normalizers())
         return self._state
 
@@ -118,9 +128,15 @@ class EmbeddingExtractor(FeatureExtractor):
             if clip is not None and self.cache:
                 root = Path(self.cache) / config_key(extractor.name, extractor.config())
                 if root.is_dir():  # read the model's own cached input, never create a store
-                    features = FeatureStore(self.cache, extractor.name, extractor.config()).get(clip)
+                    features = FeatureStore(self.cache, extractor.name, extractor.config()).get(
+                        clip
+                    )
             if features is None:
-                features = compute_features(extractor, clip) if clip is not None else extractor.extract_file(path)
+                features = (
+                    compute_features(extractor, clip)
+                    if clip is not None
+                    else extractor.extract_file(path)
+                )
             arrays[modality] = features
         return arrays
 
@@ -149,17 +165,19 @@ class EmbeddingExtractor(FeatureExtractor):
         return self._embed(self._input_features(None, path), path)
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
-        raise NotImplementedError("embed features come from a trained model's input features, see extract_file")
+        raise NotImplementedError(
+            "embed features come from a trained model's input features, see extract_file"
+        )
 
 
 # -- the workflow ----------------------------------------------------------------------------------
 @dataclass
 class Branch:
-    role: str           # "audio" or "video"
+    role: str  # "audio" or "video"
     fold_dir: Path
     run_dir: Path
     meta: dict
-    config: Any         # TrainConfig of the branch run
+    config: Any  # TrainConfig of the branch run
     splits: list
 
     @property
@@ -171,7 +189,9 @@ class Branch:
 class FuseResult:
     fusion_run: Path
     finetune_run: Path | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)   # one per model: name, val UA, test UA/WA/F1
+    rows: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # one per model: name, val UA, test UA/WA/F1
 
 
 def _load_branch(path: str | os.PathLike, role: str) -> Branch:
@@ -182,14 +202,25 @@ def _load_branch(path: str | os.PathLike, role: str) -> Branch:
     fold_dir = find_model_dir(path)
     run_dir = fold_dir.parent
     if not fold_dir.name.startswith("fold_") or not (run_dir / "splits.json").is_file():
-        raise EmorecError(f"{fold_dir}: not a fold of a training run (expected RUN/fold_K with RUN/splits.json)")
+        raise EmorecError(
+            f"{fold_dir}: not a fold of a training run (expected RUN/fold_K with RUN/splits.json)"
+        )
     meta = ModelMeta.read(fold_dir)
     reads = sorted(meta.features)
     if reads != [role]:
-        raise EmorecError(f"{fold_dir}: the {role} model must read {role} features only; it reads {reads}")
+        raise EmorecError(
+            f"{fold_dir}: the {role} model must read {role} features only; it reads {reads}"
+        )
     if meta.get("speaker_norm"):
         raise EmorecError(f"{fold_dir}: per-speaker normalisation is not supported by fuse")
-    return Branch(role, fold_dir, run_dir, meta, load_run_config(run_dir), load_splits(run_dir / "splits.json"))
+    return Branch(
+        role,
+        fold_dir,
+        run_dir,
+        meta,
+        load_run_config(run_dir),
+        load_splits(run_dir / "splits.json"),
+    )
 
 
 def check_same_split(audio: Branch, video: Branch) -> None:
@@ -203,13 +234,20 @@ def check_same_split(audio: Branch, video: Branch) -> None:
             "train both with the same manifest and split settings"
         )
     if audio.fold_number != video.fold_number or audio.meta.get("fold") != video.meta.get("fold"):
-        raise LeakageError(f"{audio.fold_dir} and {video.fold_dir} are different folds; fuse one fold with the same fold")
+        raise LeakageError(
+            f"{audio.fold_dir} and {video.fold_dir} are different folds; fuse one fold with the same fold"
+        )
     if audio.meta["class_names"] != video.meta["class_names"]:
-        raise EmorecError(f"the models' classes differ: {audio.meta['class_names']} vs {video.meta['class_names']}")
+        raise EmorecError(
+            f"the models' classes differ: {audio.meta['class_names']} vs {video.meta['class_names']}"
+        )
 
 
 def _split_signature(splits: list) -> list[dict[str, Any]]:
-    return [{"name": s.name, "train": sorted(s.train), "val": sorted(s.val), "test": sorted(s.test)} for s in splits]
+    return [
+        {"name": s.name, "train": sorted(s.train), "val": sorted(s.val), "test": sorted(s.test)}
+        for s in splits
+    ]
 
 
 def train_on_split(config, splits: list, fold: int, *, progress: bool = True) -> Path:
@@ -224,11 +262,15 @@ def train_on_split(config, splits: list, fold: int, *, progress: bool = True) ->
     expected = _split_signature(splits)
     derived = prepare_experiment(config, extract=False, progress=False).splits
     if _split_signature(derived) != expected:
-        raise LeakageError("the fusion run would not reproduce the branches' split (were data.manifest or the "
-                           "split settings of the branch runs changed?); nothing was trained")
+        raise LeakageError(
+            "the fusion run would not reproduce the branches' split (were data.manifest or the "
+            "split settings of the branch runs changed?); nothing was trained"
+        )
     run_dir = train(config, progress=progress)
     if _split_signature(load_splits(run_dir / "splits.json")) != expected:
-        raise LeakageError(f"{run_dir} was trained on another split than the branches; do not use it")
+        raise LeakageError(
+            f"{run_dir} was trained on another split than the branches; do not use it"
+        )
     return run_dir
 
 
@@ -239,8 +281,20 @@ def _summary_row(name: str, fold_dir: Path) -> dict[str, Any]:
         fold = read_fold(fold_dir)
     except (EmorecError, OSError, ValueError, KeyError):
         nan = float("nan")
-        return {"model": name, "dir": str(fold_dir), "val_ua": nan, "test_ua": nan, "test_wa": nan, "test_macro_f1": nan}
-    return {"model": name, "dir": str(fold_dir), "val_ua": fold["val"]["ua"], **{f"test_{k}": v for k, v in fold["test"].items()}}
+        return {
+            "model": name,
+            "dir": str(fold_dir),
+            "val_ua": nan,
+            "test_ua": nan,
+            "test_wa": nan,
+            "test_macro_f1": nan,
+        }
+    return {
+        "model": name,
+        "dir": str(fold_dir),
+        "val_ua": fold["val"]["ua"],
+        **{f"test_{k}": v for k, v in fold["test"].items()},
+    }
 
 
 def _forget_init(fold_dir: Path) -> None:
@@ -290,13 +344,26 @@ def fuse(
 
     # 1-3: cached embeddings -> fusion classifier
     stage1 = copy.deepcopy(base)
-    stage1.data.features = {"name": "embed", "model_dir": str(audio.fold_dir.resolve()), "modality": "audio",
-                            "cache": str(Path(audio.config.data.cache).resolve())}
-    stage1.data.video_features = {"name": "embed", "model_dir": str(video.fold_dir.resolve()), "modality": "video",
-                                  "cache": str(Path(video.config.data.cache).resolve())}
+    stage1.data.features = {
+        "name": "embed",
+        "model_dir": str(audio.fold_dir.resolve()),
+        "modality": "audio",
+        "cache": str(Path(audio.config.data.cache).resolve()),
+    }
+    stage1.data.video_features = {
+        "name": "embed",
+        "model_dir": str(video.fold_dir.resolve()),
+        "modality": "video",
+        "cache": str(Path(video.config.data.cache).resolve()),
+    }
     stage1.data.normalization = "none"  # the fusion head's LayerNorm scales the embeddings
-    stage1.model = {"name": "embedding_fusion", "audio_model": "precomputed", "video_model": "precomputed",
-                    "fusion_hidden": hidden, "dropout": dropout}
+    stage1.model = {
+        "name": "embedding_fusion",
+        "audio_model": "precomputed",
+        "video_model": "precomputed",
+        "fusion_hidden": hidden,
+        "dropout": dropout,
+    }
     stage1.augment.enabled = False
     stage1.optim.lr = lr
     stage1.trainer.epochs = epochs
@@ -309,19 +376,28 @@ def fuse(
     # 4: end-to-end model from both checkpoints and the fusion classifier
     if finetune:
         if audio.config.data.normalization != video.config.data.normalization:
-            raise EmorecError(f"the branches were trained with different data.normalization "
-                              f"({audio.config.data.normalization} vs {video.config.data.normalization})")
+            raise EmorecError(
+                f"the branches were trained with different data.normalization "
+                f"({audio.config.data.normalization} vs {video.config.data.normalization})"
+            )
         stage2 = copy.deepcopy(base)
         stage2.data.features = dict(audio.meta["features"]["audio"])
         stage2.data.video_features = dict(video.meta["features"]["video"])
         stage2.data.normalization = audio.config.data.normalization
         stage2.model = {
             "name": "embedding_fusion",
-            "audio_model": audio.meta["model"], "audio_kwargs": audio.meta["model_kwargs"],
-            "video_model": video.meta["model"], "video_kwargs": video.meta["model_kwargs"],
-            "fusion_hidden": hidden, "dropout": dropout, "freeze_branches": freeze_branches,
-            "init_from": {"audio": str(audio.fold_dir.resolve()), "video": str(video.fold_dir.resolve()),
-                          "fusion": str(fusion_fold.resolve())},
+            "audio_model": audio.meta["model"],
+            "audio_kwargs": audio.meta["model_kwargs"],
+            "video_model": video.meta["model"],
+            "video_kwargs": video.meta["model_kwargs"],
+            "fusion_hidden": hidden,
+            "dropout": dropout,
+            "freeze_branches": freeze_branches,
+            "init_from": {
+                "audio": str(audio.fold_dir.resolve()),
+                "video": str(video.fold_dir.resolve()),
+                "fusion": str(fusion_fold.resolve()),
+            },
         }
         stage2.optim.lr = finetune_lr
         stage2.trainer.epochs = finetune_epochs if finetune_epochs is not None else epochs
@@ -335,5 +411,7 @@ def fuse(
         _summary_row("fusion classifier (cached embeddings)", fusion_fold),
     ]
     if result.finetune_run is not None:
-        result.rows.append(_summary_row("fine-tuned end to end", result.finetune_run / f"fold_{fold}"))
+        result.rows.append(
+            _summary_row("fine-tuned end to end", result.finetune_run / f"fold_{fold}")
+        )
     return result

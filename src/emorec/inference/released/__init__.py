@@ -26,6 +26,8 @@ def released_model_dir(name: str) -> Path | None:
 def default_model_dir() -> Path:
     path = released_model_dir(DEFAULT)
     if path is None:
-        raise EmorecError(f"this installation holds no released model {DEFAULT!r} (released: "
-                          f"{', '.join(released_models()) or 'none'}); give a trained model's folder")
+        raise EmorecError(
+            f"this installation holds no released model {DEFAULT!r} (released: "
+            f"{', '.join(released_models()) or 'none'}); give a trained model's folder"
+        )
     return path
