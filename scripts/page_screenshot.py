@@ -1,5 +1,6 @@
 """The screenshot in the README: `emorec serve` (the released model) on a loopback port, the page in
-headless Chromium (Debian's chromium + chromium-driver through Selenium), one uploaded clip, its result.
+headless Chromium (Debian's chromium + chromium-driver through Selenium), one uploaded clip, its
+result.
 
     .venv/bin/python scripts/page_screenshot.py CLIP.wav [--out docs/serve_page.png]
 """

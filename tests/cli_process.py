@@ -26,7 +26,8 @@ from pathlib import Path
 # and answers ``{"pid": ...}`` when the child starts and ``{"status": ...}`` when it ends.
 _SERVER = r"""
 import atexit, json, os, runpy, sys, threading, traceback
-import lightning.pytorch, torchmetrics, emorec.cli, emorec.workflows.crossval  # the imports every child shares
+# the imports every child shares
+import lightning.pytorch, torchmetrics, emorec.cli, emorec.workflows.crossval
 requests, replies = sys.stdin.buffer, os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 replies.write("ready\n")
@@ -44,11 +45,13 @@ for line in requests:
             os.chdir(job["cwd"])
             os.environ.clear(); os.environ.update(job["env"])
             threads = os.environ.get("OMP_NUM_THREADS", "")
-            if threads.isdigit() and int(threads) > 0:  # a fresh process would have read it at start-up
+            # a fresh process would have read it at start-up
+            if threads.isdigit() and int(threads) > 0:
                 import torch; torch.set_num_threads(int(threads))
             script = job["script"]
             sys.argv = [script or "emorec", *job["argv"]]
-            # as ``python -m`` puts the working directory first, and ``python FILE`` the file's folder
+            # as ``python -m`` puts the working directory
+            # first, and ``python FILE`` the file's folder
             sys.path[0] = os.path.dirname(script) if script else job["cwd"]
             try:
                 if script:
@@ -158,8 +161,8 @@ def emorec(
     **env: str,
 ) -> subprocess.CompletedProcess:
     """``python -m emorec ARGS`` in ``cwd`` with the suite's environment plus ``env``, as a
-    ``CompletedProcess`` with text output. ``check`` fails the test with the command's output when it
-    does not exit 0. ``EMOREC_RUN_DIR`` is dropped, so a command names its own run folder."""
+    ``CompletedProcess`` with text output. ``check`` fails the test with the command's output when
+    it does not exit 0. ``EMOREC_RUN_DIR`` is dropped, so a command names its own run folder."""
     return _run(None, args, cwd, check, timeout, fresh, env)
 
 

@@ -28,8 +28,8 @@ def shared_data() -> Path:
 
 
 def corpus_copy(name: str) -> Path:
-    """A corpus fetched beside the checkout (``$EMOREC_CORPORA_DIR/NAME`` or ``../corpora/NAME``, see
-    docs/CORPORA.md); the test skips when it is absent."""
+    """A corpus fetched beside the checkout (``$EMOREC_CORPORA_DIR/NAME`` or ``../corpora/NAME``,
+    see docs/CORPORA.md); the test skips when it is absent."""
     env = os.environ.get("EMOREC_CORPORA_DIR")
     path = (Path(env) if env else REPO.parent / "corpora") / name
     if not path.is_dir():

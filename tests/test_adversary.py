@@ -1,4 +1,5 @@
-"""The gradient-reversal corpus adversary (loss.corpus_adversary): reversal, training step, exported weights."""
+"""The gradient-reversal corpus adversary (loss.corpus_adversary): reversal, training step, exported
+weights."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def test_reversal_is_identity_forward_and_negated_gradient_backward():
 
 
 def test_the_adversary_pushes_the_encoder_away_from_telling_corpora_apart():
-    """Its own layers descend on the corpus loss; the embedding feeding it gets the opposite gradient."""
+    """Its own layers descend on the corpus loss; the embedding feeding it gets the opposite
+    gradient."""
     head = CorpusAdversary(embed_dim=4, num_corpora=2, hidden=5)
     embedding = torch.randn(8, 4, requires_grad=True)
     targets = torch.nn.functional.one_hot(torch.arange(8) % 2, 2).float()

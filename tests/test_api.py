@@ -43,7 +43,8 @@ def voice(seconds: float, f0: float, sr: int = 16000, seed: int = 0) -> np.ndarr
 
 
 def export_random_model(out: Path, temperature: float = 1.7) -> Path:
-    """``out/model.safetensors`` + ``model.json``: the format `emorec train` exports, random weights."""
+    """``out/model.safetensors`` + ``model.json``: the format `emorec train` exports, random
+    weights."""
     torch.manual_seed(0)
     spec = {"name": "logmel", "n_mels": 16, "deltas": True, "trim_db": 40}
     model = create_model("attn_crnn_v2", num_classes=len(CLASSES), audio_dim=48, **KWARGS).eval()
@@ -175,7 +176,9 @@ def test_the_api_runs_from_a_plain_script(model_dir, tmp_path):
     sf.write(tmp_path / "clip.wav", voice(1.0, 200), 16000)
     script = tmp_path / "script.py"
     script.write_text(
-        f"import emorec\nrec = emorec.load({str(model_dir)!r})\nprint(rec.predict({str(tmp_path / 'clip.wav')!r}).label)\n"
+        "import emorec\n"
+        f"rec = emorec.load({str(model_dir)!r})\n"
+        f"print(rec.predict({str(tmp_path / 'clip.wav')!r}).label)\n"
     )
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=300

@@ -110,7 +110,8 @@ def test_crossval_benchmark_trains_folds_in_parallel_and_runs_the_baseline_on_th
 
 
 def corpus_named(root: Path, name: str, emotions: tuple[str, ...], seed: int) -> list:
-    """A generated corpus whose clips, speakers and corpus column carry ``name`` (as RAVDESS's and CREMA-D's do)."""
+    """A generated corpus whose clips, speakers and corpus column carry ``name`` (as RAVDESS's and
+    CREMA-D's do)."""
     clips = prepare_corpus(
         "synthetic",
         generate_synthetic_corpus(
@@ -129,7 +130,8 @@ def corpus_named(root: Path, name: str, emotions: tuple[str, ...], seed: int) ->
 
 
 def in_corpus_predictions(clips, out: Path) -> None:
-    """A results JSON and its predictions file for two folds of ``clips`` (rows: fold, part, clip, true, probs)."""
+    """A results JSON and its predictions file for two folds of ``clips`` (rows: fold, part, clip,
+    true, probs)."""
     classes = ["neutral", "calm", "happy", "sad"]
     rng = np.random.default_rng(0)
     lines = ["fold,part,clip_id,true," + ",".join(f"prob_{c}" for c in classes)]
@@ -155,7 +157,8 @@ def test_crosscorpus_matrix_reads_in_corpus_and_cross_corpus_predictions_on_the_
     tmp_path,
 ):
     """Train on all of one corpus and test on all of the other (split.scheme cross_corpus), then the
-    matrix: the diagonal from the in-corpus folds without the unshared class, the cross cell pooled."""
+    matrix: the diagonal from the in-corpus folds without the unshared class, the cross cell
+    pooled."""
     first = corpus_named(tmp_path / "a", "ravdess", ("neutral", "happy", "sad", "calm"), seed=1)
     second = corpus_named(tmp_path / "b", "crema-d", ("neutral", "happy", "sad"), seed=2)
     write_manifest(first + second, tmp_path / "both.csv")
@@ -296,7 +299,8 @@ def test_release_trains_on_every_speaker_but_validation_and_ships_the_weights_it
 
     rec = emorec.load(shipped)
     assert rec.model_id == "tiny" and rec.classes == meta["class_names"]
-    # an inference-only front-end setting laid over the shipped model later: weights kept, record and card say so
+    # an inference-only front-end setting laid over the shipped
+    # model later: weights kept, record and card say so
     python_script(
         BENCHMARKS / "release.py",
         "--card-only",

@@ -54,8 +54,9 @@ def test_the_pages_are_what_the_registry_generates(make_readme):
 
 
 def test_no_result_file_is_left_unregistered(make_readme):
-    """A result is registered, read by a registered result (a source or a member), or the report of a
-    released model (its card names it); a superseded run leaves the tree and HISTORY.md keeps its line."""
+    """A result is registered, read by a registered result (a source or a member), or the report of
+    a released model (its card names it); a superseded run leaves the tree and HISTORY.md keeps its
+    line."""
     registered = {p.resolve() for b in make_readme.registry() for p in b.paths}
     texts = [p.read_text() for p in registered]
     texts += [p.read_text() for p in (REPO / "src" / "emorec").rglob("MODEL_CARD.md")]
@@ -76,7 +77,8 @@ def test_no_result_file_is_left_unregistered(make_readme):
 
 def test_a_registry_file_that_names_a_missing_result_is_refused(make_readme, tmp_path, monkeypatch):
     (tmp_path / "x.yaml").write_text(
-        "title: X\nsection: S\norder: 1\nmeasures: m\ncorpus: c\nprotocol: p\ncommand: python x.py\n"
+        "title: X\nsection: S\norder: 1\nmeasures: m\ncorpus: c\nprotocol: "
+        "p\ncommand: python x.py\n"
         "results: [results/not_there.json]\ntable: cv\n"
     )
     monkeypatch.setattr(make_readme, "REGISTRY", tmp_path)

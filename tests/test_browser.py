@@ -60,7 +60,8 @@ def wait_for_result(driver, previous: str = "", timeout: float = 60) -> str:
 
 
 def clip_for_browser(tmp_path: Path, shared) -> Path:
-    """A real RAVDESS clip when the data is here, else a generated voice; 16-bit WAV for the fake microphone."""
+    """A real RAVDESS clip when the data is here, else a generated voice; 16-bit WAV for the fake
+    microphone."""
     if shared is not None:
         from emorec.media.audio import load_audio
 
@@ -132,7 +133,8 @@ def sent_audio(driver):
         for (const b of blocks) { all.set(b, at); at += b.length; }
         const bytes = new Uint8Array(all.buffer);
         let text = "";
-        for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+        for (let i = 0; i < bytes.length; i += 8192)
+          text += String.fromCharCode(...bytes.subarray(i, i + 8192));
         return btoa(text);""")
     return np.frombuffer(base64.b64decode(encoded), "<i2")
 
@@ -234,7 +236,8 @@ def test_a_file_gets_a_player_a_band_of_segments_that_play_and_downloads(tmp_pat
             start, end = offline.segments[1].start, offline.segments[1].end
             WebDriverWait(driver, 20).until(
                 lambda d: d.execute_script(
-                    "const p = document.getElementById('player'); return !p.paused && p.currentTime > arguments[0];",
+                    "const p = document.getElementById('player'); return !p.paused && "
+                    "p.currentTime > arguments[0];",
                     start + 0.2,
                 )
             )
@@ -243,7 +246,8 @@ def test_a_file_gets_a_player_a_band_of_segments_that_play_and_downloads(tmp_pat
             texts = {
                 name: driver.execute_async_script(
                     "const done = arguments[arguments.length - 1];"
-                    "fetch(document.getElementById(arguments[0]).href).then((r) => r.text()).then(done);",
+                    "fetch(document.getElementById(arguments[0]).href).then((r) "
+                    "=> r.text()).then(done);",
                     f"download-{name}",
                 )
                 for name in ("csv", "json", "vtt")

@@ -18,7 +18,8 @@ from emorec.evaluation.calibration import (
 
 
 def overconfident(n: int = 4000, classes: int = 6, temperature: float = 2.5, seed: int = 0):
-    """Labels drawn from softmax(z), and logits z * temperature: a model ``temperature`` times too sure."""
+    """Labels drawn from softmax(z), and logits z * temperature: a model ``temperature`` times too
+    sure."""
     rng = np.random.default_rng(seed)
     z = rng.normal(0, 1.5, size=(n, classes))
     probs = softmax(z)

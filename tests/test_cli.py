@@ -18,7 +18,8 @@ from emorec.data import pad_collate
 
 
 def tiny_recipe(root: Path, name: str) -> Path:
-    """``root/recipe.yaml``: a seconds-long attn_crnn recipe over ``root/manifest.csv``, runs under ``root/runs``."""
+    """``root/recipe.yaml``: a seconds-long attn_crnn recipe over ``root/manifest.csv``, runs under
+    ``root/runs``."""
     config = {
         "base": str(Path(__file__).resolve().parents[1] / "configs" / "base.yaml"),
         "data": {
@@ -118,8 +119,8 @@ def test_train_writes_a_complete_run_directory(trained):
 
 
 def test_each_fold_fits_a_temperature_on_validation_and_reports_calibration(trained):
-    """model.json stores the temperature fitted on the fold's validation clips, prediction applies it,
-    and the report gives the test ECE before and after it with a reliability diagram."""
+    """model.json stores the temperature fitted on the fold's validation clips, prediction applies
+    it, and the report gives the test ECE before and after it with a reliability diagram."""
     from emorec.evaluation.calibration import softmax
     from emorec.inference.predictor import Predictor
 
@@ -196,7 +197,8 @@ def test_predict_with_an_ensemble_averages_the_models(trained, tmp_path):
 
 
 def test_the_python_api_takes_an_ensemble_as_its_backend(trained):
-    """``Recognizer`` over an ``EnsemblePredictor``: the members' mean, through the same path as one model."""
+    """``Recognizer`` over an ``EnsemblePredictor``: the members' mean, through the same path as one
+    model."""
     import emorec
     from emorec.inference.api import Recognizer
     from emorec.inference.predictor import EnsemblePredictor
@@ -263,7 +265,8 @@ def test_utterance_normalisation_makes_a_quieter_recording_predict_the_same(trai
 def test_conditions_training_with_level_normalisation_and_the_robustness_suite(trained, tmp_path):
     """A recipe that simulates recording conditions on its log-mel training clips, with the level
     taken out of each clip: gain leaves its predictions unchanged (robustness drop exactly 0), and
-    ``emorec robustness`` scores the fold's test clips under each condition with the class shares."""
+    ``emorec robustness`` scores the fold's test clips under each condition with the class
+    shares."""
     root, _, _ = trained
     emorec(
         "train",
@@ -542,7 +545,8 @@ def test_ensemble_refuses_members_that_cannot_be_averaged(trained, tmp_path):
     assert proc.returncode != 0 and "fewer than 2 members" in proc.stderr
     proc = emorec("ensemble", run_dir, run_dir, "--quiet", cwd=root, check=False)
     assert proc.returncode != 0 and "given twice" in proc.stderr
-    # A run whose fold 1 tested other clips: averaging would mix in a model that trained on this test fold.
+    # A run whose fold 1 tested other clips: averaging
+    # would mix in a model that trained on this test fold.
     other = tmp_path / "othersplit"
     shutil.copytree(run_dir, other)
     splits = json.loads((other / "splits.json").read_text())
@@ -635,7 +639,8 @@ def test_ensemble_benchmark_val_only_reads_no_test_row(trained, tmp_path, monkey
     )
     assert f"mean validation UA {expected:.3f}" in proc.stdout
     assert "test" not in proc.stdout.lower()
-    # Members that agree are averaged and scored on the test actors too: a member with itself scores as it does alone.
+    # Members that agree are averaged and scored on the test
+    # actors too: a member with itself scores as it does alone.
     report = json.loads(members[0].read_text()) | {
         "corpus": "synthetic",
         "features": "logmel",
@@ -679,7 +684,8 @@ def test_models_table_reads_the_headline_ensemble_with_its_members_training_time
                 "results": f"results/m{seed}.json",
                 "model": "attn_crnn_v2",
                 "mean_ua": 0.5,
-                "command": f"python ravdess_6fold.py --config ../configs/x.yaml --set trainer.seed={seed}",
+                "command": "python ravdess_6fold.py --config ../configs/x.yaml "
+                f"--set trainer.seed={seed}",
             }
         )
     ensemble = results / "e.json"
@@ -701,7 +707,8 @@ def test_models_table_reads_the_headline_ensemble_with_its_members_training_time
 
 def test_batch_norm_recalibration_recomputes_statistics_from_the_training_clips(trained):
     """Precise BN: every BatchNorm's statistics become an average over the fold's training clips,
-    whatever they were before (the exported ones, or garbage), and the model comes back in eval mode."""
+    whatever they were before (the exported ones, or garbage), and the model comes back in eval
+    mode."""
     from torch.nn.modules.batchnorm import _BatchNorm
 
     from emorec.evaluation.run_eval import (
@@ -917,7 +924,8 @@ def test_corpus_repeats_draw_a_corpus_several_times_per_epoch_with_statistics_fr
 ):
     """``data.corpus_repeats``: each training clip of the named corpus is listed N times in the
     training set (so a smaller corpus keeps its passes in a merged manifest); validation clips and
-    the normalisation statistics see every clip once; a corpus the training side lacks is refused."""
+    the normalisation statistics see every clip once; a corpus the training side lacks is
+    refused."""
     from emorec.errors import ConfigError
     from emorec.training.experiment import prepare_experiment
     from emorec.training.config import load_config

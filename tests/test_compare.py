@@ -1,4 +1,5 @@
-"""``emorec compare``: two recipes, one split, metrics side by side, the winner chosen on validation."""
+"""``emorec compare``: two recipes, one split, metrics side by side, the winner chosen on
+validation."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Recording conditions on waveforms (emorec.media.conditions, the robustness suite's) and simulated on
-log-mel features (emorec.features.conditions, training's), and the level-free normalisation."""
+"""Recording conditions on waveforms (emorec.media.conditions, the robustness suite's) and simulated
+on log-mel features (emorec.features.conditions, training's), and the level-free normalisation."""
 
 from __future__ import annotations
 
@@ -93,7 +93,8 @@ def test_a_wrong_condition_name_is_a_config_error(name):
 
 
 class Fixed:
-    """A generator stand-in that applies every condition with the middle of each range; noise pink."""
+    """A generator stand-in that applies every condition with the middle of each range; noise
+    pink."""
 
     def __init__(self, values: dict[float, float]):
         self.values, self.gen = values, np.random.default_rng(0)

@@ -104,7 +104,8 @@ def test_ravdess_include_selects_parts_and_garbage_videos_are_skipped_at_prepare
     result = prepare_corpus(
         "ravdess", tmp_path, include=("speech", "audio_video", "video"), progress=False
     )
-    # random bytes named .mp4 are listed now, not accepted with duration 0 and 0 channels to fail at extract
+    # random bytes named .mp4 are listed now, not accepted
+    # with duration 0 and 0 channels to fail at extract
     assert [c.clip_id for c in result.clips] == ["ravdess/03-01-08-02-01-01-19"]
     reasons = {Path(s.path).name: s.reason for s in result.skipped}
     assert set(reasons) == {"01-01-08-02-01-01-19.mp4", "02-01-08-02-01-01-19.mp4"}
@@ -500,7 +501,8 @@ def test_real_crema_d_metadata_join(shared_data: Path, tmp_path: Path) -> None:
 
 @pytest.mark.realdata
 def test_real_crema_d_opus_audio_is_prepared(shared_data: Path, tmp_path: Path) -> None:
-    """The shared CREMA-D audio is Ogg Opus: it used to give "0 clips" (.opus was not an audio suffix)."""
+    """The shared CREMA-D audio is Ogg Opus: it used to give "0 clips" (.opus was not an audio
+    suffix)."""
     meta = shared_data / "crema-d-metadata"
     stems = ("1001_DFA_ANG_XX", "1001_DFA_HAP_XX", "1002_IEO_SAD_HI", "1040_ITH_SAD_X")
     for stem in stems:  # links, not copies: the media stay in the shared folder

@@ -85,7 +85,8 @@ def test_utterance_normalizer_removes_each_clips_offset():
     clip = arrays[3]
     assert np.allclose(norm(clip + 6.0), norm(clip), atol=1e-5)
     assert np.allclose(norm(clip).mean(0), 0, atol=1e-5)
-    # scaled by the spread within clips (~2), not by the clips' offsets (~10), as a global fit would be
+    # scaled by the spread within clips (~2), not by the
+    # clips' offsets (~10), as a global fit would be
     assert np.all(norm.std < 3.0) and np.all(Normalizer.fit(arrays).std > 5.0)
     assert np.all(norm(clip[:1]) == 0)  # one frame: its own mean, finite zeros
     again = Normalizer.from_dict(norm.to_dict())

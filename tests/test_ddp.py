@@ -90,7 +90,8 @@ def run(args: list, cwd: Path, timeout: int = 900) -> subprocess.CompletedProces
     )
     if proc.returncode != 0:
         raise AssertionError(
-            f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}"
+            f"{' '.join(map(str, args))} failed "
+            f"({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}"
         )
     return proc
 

@@ -208,7 +208,8 @@ def errors(value, schema, where="task") -> list[str]:
 
 
 def load(path: Path) -> dict:
-    """The task as SkyPilot sees it: ``${VAR}`` in file_mounts filled from ``envs`` at parse time."""
+    """The task as SkyPilot sees it: ``${VAR}`` in file_mounts filled from ``envs`` at parse
+    time."""
     task = yaml.safe_load(path.read_text())
     envs = {k: str(v) for k, v in (task.get("envs") or {}).items()}
     mounts = yaml.safe_dump(task.get("file_mounts") or {})

@@ -311,7 +311,8 @@ def test_write_report_files(tmp_path):
 def test_report_md_says_how_the_kept_weights_were_made_and_which_epoch_of_how_many(tmp_path):
     y, scores = noisy_predictions(60, 3, accuracy=0.6, seed=3)
     summary = (
-        "last epoch (30 of 30), EMA of weights (half-life 2 epochs), BatchNorm statistics recomputed on "
+        "last epoch (30 of 30), EMA of weights (half-life 2 epochs), BatchNorm "
+        "statistics recomputed on "
         "training clips; its validation UA 0.477"
     )
     report = write_report(

@@ -257,7 +257,8 @@ def test_extractor_pickles_for_worker_processes(
 
 
 def test_face_models_load_once_per_thread_not_per_extractor() -> None:
-    """``emorec predict`` builds an extractor per file; reloading dlib's models cost ~1.4 s each time."""
+    """``emorec predict`` builds an extractor per file; reloading dlib's models cost ~1.4 s each
+    time."""
     import threading
 
     first, second = FaceLandmarks(fps=None), FaceCrops(fps=None)

@@ -244,7 +244,8 @@ def test_embedding_fusion_frozen_branches_and_missing_modality():
     model(batch).sum().backward()
     assert all(p.grad is None for p in model.branches.parameters())
     assert model.head[1].weight.grad is not None
-    # unfrozen: every trainable parameter gets a gradient (DDP needs that); the branch heads are unused and frozen
+    # unfrozen: every trainable parameter gets a gradient (DDP
+    # needs that); the branch heads are unused and frozen
     model = create_model(
         "embedding_fusion",
         num_classes=3,

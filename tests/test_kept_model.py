@@ -84,7 +84,8 @@ def test_monitor_shows_the_kept_model_and_how_it_was_made(run):
     )
     assert "best so far" not in out
     assert (
-        f"kept model last epoch ({EPOCHS} of {EPOCHS}), EMA of weights (half-life 1 epoch), BatchNorm "
+        f"kept model last epoch ({EPOCHS} of {EPOCHS}), EMA of weights "
+        "(half-life 1 epoch), BatchNorm "
         f"statistics recomputed on training clips; its validation UA {meta['best_score']:.3f}"
     ) in out, out
     assert f"val UA {meta['best_score']:.4f} (kept model)" in out
@@ -103,7 +104,8 @@ def test_report_says_how_the_kept_weights_were_made(run):
     _, run_dir, meta, _ = run
     md = (run_dir / "fold_1" / "report" / "report.md").read_text()
     assert (
-        f"- kept: last epoch ({EPOCHS} of {EPOCHS}), EMA of weights (half-life 1 epoch), BatchNorm statistics "
+        f"- kept: last epoch ({EPOCHS} of {EPOCHS}), EMA of weights (half-life 1 "
+        "epoch), BatchNorm statistics "
         f"recomputed on training clips; its validation UA {meta['best_score']:.3f}"
     ) in md
     assert f"- epochs: kept epoch {EPOCHS} of {EPOCHS} run" in md

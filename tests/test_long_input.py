@@ -22,7 +22,8 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def test_the_whole_answer_is_the_duration_weighted_mean_of_the_speech_segments(monkeypatch):
-    """Speech 0.5-4.5 s (says happy) and 8-9 s (says sad): 4 s against 1 s, the 3 s between not heard."""
+    """Speech 0.5-4.5 s (says happy) and 8-9 s (says sad): 4 s against 1 s, the 3 s between not
+    heard."""
     import emorec.inference.timeline as timeline
 
     monkeypatch.setattr(

@@ -18,7 +18,7 @@ from emorec.errors import ConfigError
 from emorec.layers import VariationalGRU, reverse_padded, run_rnn
 from emorec.models import create_model
 
-# ---------------------------------------------------------------- a generated audio-visual corpus
+# ---------------------------------------- a generated audio-visual corpus
 # generate_av_feature_corpus: each modality tells half of the label; one alone reaches 50% at best
 
 
@@ -83,7 +83,7 @@ def _batch(
     return batch
 
 
-# ---------------------------------------------------------------- ATTN-CRNN v2: recurrent dropout
+# ---------------------------------------- ATTN-CRNN v2: recurrent dropout
 def _gru_pair(p: float = 0.3) -> tuple[torch.nn.GRU, VariationalGRU]:
     torch.manual_seed(0)
     reference = torch.nn.GRU(5, 7, batch_first=True, bidirectional=True)
@@ -224,7 +224,7 @@ def test_attn_crnn_v2_attention_pooling_and_config_errors():
         create_model("attn_crnn_v2", num_classes=3, audio_dim=8, pooling="max")
 
 
-# ---------------------------------------------------------------- BiLSTM attention: one class, any modalities
+# ---------------------------------------- BiLSTM attention: one class, any modalities
 def _bilstm(**kw) -> torch.nn.Module:
     torch.manual_seed(0)
     model = create_model(
@@ -332,7 +332,7 @@ def test_av_models_train_through_modality_dropout(name, kw):
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
-# ---------------------------------------------------------------- hybrid TCN
+# ---------------------------------------- hybrid TCN
 def test_hybrid_tcn_modality_weights_sum_to_one_and_single_modalities():
     torch.manual_seed(0)
     kw = dict(
@@ -386,7 +386,7 @@ def test_hybrid_tcn_rejects_bad_sizes():
         create_model("hybrid_tcn", num_classes=3, audio_dim=6, model_dim=10, heads=4)
 
 
-# ---------------------------------------------------------------- CNN-LSTM / pooling
+# ---------------------------------------- CNN-LSTM / pooling
 def test_cnn_pooling_is_a_masked_mean_and_cnn_lstm_uses_final_states():
     torch.manual_seed(0)
     pooling = create_model("cnn_pooling", num_classes=3, audio_dim=6, dense=(4,)).eval()
@@ -428,7 +428,7 @@ def test_time_pooling_before_the_lstms_keeps_padding_invariance(name, kw):
             torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=0)
 
 
-# ---------------------------------------------------------------- audio-visual beats each modality alone
+# ---------------------------------------- audio-visual beats each modality alone
 def test_av_bilstm_beats_both_single_modality_variants(tmp_path):
     from emorec.evaluation.run_eval import evaluate_run
     from emorec.training.config import config_from_dict
@@ -447,7 +447,8 @@ def test_av_bilstm_beats_both_single_modality_variants(tmp_path):
         assert sorted(meta["features"]) == sorted(mods)
         ua[name] = json.loads((run_dir / "fold_1" / "report" / "report.json").read_text())["ua"]
         av_run = run_dir if len(mods) == 2 else av_run
-    # the AV model still predicts with a modality dropped (learned placeholder): `emorec evaluate --drop video`
+    # the AV model still predicts with a modality dropped
+    # (learned placeholder): `emorec evaluate --drop video`
     dropped, _ = evaluate_run(av_run, drop="video", progress=False)
     assert (
         0.0 <= dropped[0]["ua"] <= 1.0

@@ -406,8 +406,8 @@ def test_runs_and_monitor_show_the_kept_models_validation_score_not_the_best_epo
     text = render_text(run)
     assert "best so far" not in text and "0.7100" not in text
     assert (
-        "last epoch (10 of 10), EMA of weights (half-life 2 epochs), BatchNorm statistics recomputed"
-        in text
+        "last epoch (10 of 10), EMA of weights (half-life 2 epochs), "
+        "BatchNorm statistics recomputed" in text
     )
     assert "its validation UA 0.477" in text and "0.4770 (kept model)" in text
     from rich.console import Console

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def relative_recipe(root: Path) -> Path:
-    """A seconds-long recipe whose manifest, cache and run folder are relative paths, as a user writes them."""
+    """A seconds-long recipe whose manifest, cache and run folder are relative paths, as a user
+    writes them."""
     config = {
         "base": str(REPO / "configs" / "base.yaml"),
         "data": {
@@ -153,7 +154,8 @@ def test_evaluate_from_another_directory_and_after_moving_the_run(project, tmp_p
 
 
 def test_an_old_run_with_relative_paths_resolves_them_where_it_was_trained(project, tmp_path):
-    """Runs written before paths were stored resolved: relative to the folder that held ``runs/``."""
+    """Runs written before paths were stored resolved: relative to the folder that held
+    ``runs/``."""
     root, run_dir, _ = project
     old = root / "runs" / "old-relative"
     shutil.copytree(run_dir, old)

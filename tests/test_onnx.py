@@ -100,7 +100,8 @@ meta = session.get_modelmeta().custom_metadata_map
 waves = np.load(sys.argv[2])
 lengths = np.load(sys.argv[3])
 probs = session.run(None, {"waveform": waves, "lengths": lengths})[0]
-loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "emorec", "librosa"))
+heavy = ("torch", "emorec", "librosa")
+loaded = sorted(name for name in sys.modules if name.split(".")[0] in heavy)
 print(json.dumps({"classes": json.loads(meta["class_names"]), "rate": int(meta["sample_rate"]),
                   "probs": probs.tolist(), "loaded": loaded}))
 """
@@ -165,8 +166,9 @@ def test_the_exported_file_serves_alone_with_the_api_probabilities(tmp_path):
 def test_an_exported_model_with_the_noise_floor_trim_gives_the_api_probabilities(
     tmp_path, to_sample
 ):
-    """``trim_floor_db`` in the graph (a sort per row for the floor), with edges on the frame grid or
-    per sample: ONNX = ``Recognizer`` on clips with noise around the voice, alone and in one padded batch."""
+    """``trim_floor_db`` in the graph (a sort per row for the floor), with edges on the frame grid
+    or per sample: ONNX = ``Recognizer`` on clips with noise around the voice, alone and in one
+    padded batch."""
     from emorec.inference.onnx_export import export_onnx
     from emorec.inference.onnx_runtime import OnnxPredictor
 
@@ -203,7 +205,8 @@ def test_an_exported_model_with_the_noise_floor_trim_gives_the_api_probabilities
 @pytest.mark.realdata
 def test_onnx_parity_on_50_real_clips(shared_data, tmp_path):
     """The released model when this checkout has it (else a random one): its ONNX export gives the
-    probabilities of `Recognizer.predict` on 50 real clips, alone, in one padded batch and in batches."""
+    probabilities of `Recognizer.predict` on 50 real clips, alone, in one padded batch and in
+    batches."""
     from emorec.inference.onnx_export import export_onnx
     from emorec.inference.onnx_runtime import OnnxPredictor
     from emorec.inference.released import DEFAULT, released_model_dir

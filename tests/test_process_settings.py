@@ -1,5 +1,6 @@
 """Process-wide settings emorec makes for speed and memory: NumPy's BLAS on one thread while
-features are computed (emorec.threads), glibc's large blocks returned to the system (emorec.memory)."""
+features are computed (emorec.threads), glibc's large blocks returned to the system
+(emorec.memory)."""
 
 from __future__ import annotations
 

@@ -137,7 +137,8 @@ def zip_of(data: bytes) -> bytes:
 
 
 def silent_flac(seconds: float) -> bytes:
-    """Highly compressible: an hour of digital silence in a few hundred kB (a decompression bomb)."""
+    """Highly compressible: an hour of digital silence in a few hundred kB (a decompression
+    bomb)."""
     return encoded(np.zeros(int(seconds * 16000), np.float32), fmt="FLAC")
 
 

@@ -143,8 +143,8 @@ def test_crema5_folds_are_fixed_disjoint_and_chosen_by_auto() -> None:
 
 
 def test_crema5_folds_follow_their_rule_on_the_real_demographics(shared_data: Path) -> None:
-    """The table is the documented rule applied to the corpus's VideoDemographics.csv: 8-10 actors of each
-    sex per fold and the same spread of ages."""
+    """The table is the documented rule applied to the corpus's VideoDemographics.csv: 8-10 actors
+    of each sex per fold and the same spread of ages."""
     demographics = shared_data / "crema-d-metadata" / "VideoDemographics.csv"
     assert crema_d_folds_from_demographics(demographics) == CREMA_D_FOLDS
     import csv
@@ -344,8 +344,9 @@ def test_cross_corpus_trains_on_one_corpus_and_tests_on_all_of_the_other() -> No
 
 
 def test_merged_manifest_trains_with_a_corpus_on_the_training_side_only(tmp_path: Path) -> None:
-    """`emorec merge` joins two corpora's manifests (a repeated clip id is refused), and a recipe with
-    split.train_only_corpora gets folds of the first corpus with the second added to training."""
+    """`emorec merge` joins two corpora's manifests (a repeated clip id is refused), and a recipe
+    with split.train_only_corpora gets folds of the first corpus with the second added to
+    training."""
     from emorec.training.experiment import prepare_experiment
     from emorec.corpora.manifest import merge_manifests, write_manifest
     from emorec.training.config import load_config
@@ -379,8 +380,8 @@ def test_merged_manifest_trains_with_a_corpus_on_the_training_side_only(tmp_path
 
 
 def test_cross_corpus_validation_hears_every_sizeable_training_corpus() -> None:
-    """Three training corpora: validation speakers come from each by its share of the speakers, none from a
-    corpus too small to spare one (two speakers), and none from the held-out corpus."""
+    """Three training corpora: validation speakers come from each by its share of the speakers, none
+    from a corpus too small to spare one (two speakers), and none from the held-out corpus."""
     tiny = [
         Clip(
             clip_id=f"tess/{s}_{i}",

@@ -1,5 +1,6 @@
-"""Emotion while audio arrives (emorec.inference.streaming, Recognizer.stream): the online speech detector equals
-Silero's offline one, and a stream's final timeline equals ``Recognizer.timeline`` of the same audio."""
+"""Emotion while audio arrives (emorec.inference.streaming, Recognizer.stream): the online speech
+detector equals Silero's offline one, and a stream's final timeline equals ``Recognizer.timeline``
+of the same audio."""
 
 from __future__ import annotations
 

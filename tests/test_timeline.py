@@ -1,5 +1,6 @@
-"""Emotion over time (emorec.inference.timeline, `emorec timeline`): windows, streaming cuts, smoothing,
-the output files, and a recording made of real RAVDESS clips separated by silence and noise."""
+"""Emotion over time (emorec.inference.timeline, `emorec timeline`): windows, streaming cuts,
+smoothing, the output files, and a recording made of real RAVDESS clips separated by silence and
+noise."""
 
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ def test_webvtt_captions_name_each_segment_with_its_confidence():
 def speech_bounds(
     wave: np.ndarray, rate: int = 16000, below_peak_db: float = 25.0
 ) -> tuple[float, float]:
-    """Where a clip's speech starts and ends: its first and last 10 ms frame within 25 dB of its loudest."""
+    """Where a clip's speech starts and ends: its first and last 10 ms frame within 25 dB of its
+    loudest."""
     frame = rate // 100
     power = np.mean(
         wave[: wave.size // frame * frame].reshape(-1, frame).astype(np.float64) ** 2, axis=1
@@ -122,7 +124,8 @@ def speech_bounds(
 
 
 def recording_of_clips(files: list[Path], path: Path, seed: int = 0) -> list[tuple[float, float]]:
-    """Clips separated by 1 s of silence, 1 s of low noise and 1 s of silence; their speech bounds."""
+    """Clips separated by 1 s of silence, 1 s of low noise and 1 s of silence; their speech
+    bounds."""
     rng = np.random.default_rng(seed)
     parts, bounds, t = [], [], 0.0
     for file in files:
@@ -140,7 +143,8 @@ def recording_of_clips(files: list[Path], path: Path, seed: int = 0) -> list[tup
 
 
 def check_clip_segments(rec, files, bounds, timeline) -> None:
-    """One segment per clip, its edges within 0.3 s of the clip's speech, its label the clip's alone."""
+    """One segment per clip, its edges within 0.3 s of the clip's speech, its label the clip's
+    alone."""
     for file, (a, b) in zip(files, bounds):
         found = [s for s in timeline.segments if s.start < b and s.end > a]
         assert len(found) == 1, (file.name, a, b, found)

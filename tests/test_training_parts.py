@@ -157,7 +157,8 @@ def test_modality_dropout_removes_one_modality_per_chosen_clip():
 
 
 def _planes_batch():
-    """Two clips of (T, 3 x 4) features whose planes are distinguishable: plane p holds 10 p + bin."""
+    """Two clips of (T, 3 x 4) features whose planes are distinguishable: plane p holds 10 p +
+    bin."""
     planes = torch.arange(3)[:, None] * 10.0 + torch.arange(1, 5)[None, :]  # (3, 4)
     items = [
         {"audio": planes.flatten().repeat(n, 1), "label": 0, "index": i}

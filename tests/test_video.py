@@ -423,7 +423,8 @@ def test_real_ravdess_clip_decodes_and_has_no_audio_track(shared_data: Path) -> 
 
 @pytest.mark.parametrize("rotation,turns", [(90, 1), (-90, 3), (180, 2)])
 def test_display_rotation_is_applied(tmp_path: Path, rotation: int, turns: int) -> None:
-    """A phone's portrait video is stored on its side with a display matrix: frames come out upright."""
+    """A phone's portrait video is stored on its side with a display matrix: frames come out
+    upright."""
     image = np.zeros((48, 64, 3), np.uint8)
     image[:16, :24] = 255  # a bright block in the top-left corner of the stored picture
     path = write_video(tmp_path / "phone.mov", np.stack([image] * 5), rotation=rotation)

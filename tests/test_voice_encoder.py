@@ -281,7 +281,8 @@ def test_speed_views_need_an_extractor_that_can_make_them(tmp_path):
 
 
 def test_the_onnx_export_computes_the_encoder_in_the_graph(trained):
-    """``emorec export``: trim, level, mel and the LSTM layers inside the graph, the torch answers."""
+    """``emorec export``: trim, level, mel and the LSTM layers inside the graph, the torch
+    answers."""
     import cli_process
     import emorec
 

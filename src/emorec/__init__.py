@@ -14,7 +14,8 @@ __all__ = ["__version__", "load"]
 
 
 def load(model=None, **kwargs):
-    """A :class:`emorec.inference.api.Recognizer` for ``model`` (default: the released model); see :func:`emorec.inference.api.load`."""
+    """A :class:`emorec.inference.api.Recognizer` for ``model`` (default: the released model); see
+    :func:`emorec.inference.api.load`."""
     from emorec.inference.api import load as _load
 
     return _load(model, **kwargs)

@@ -1,12 +1,12 @@
 """Large freed buffers go back to the operating system (glibc only; elsewhere nothing changes).
 
-Why: a long recording's timeline allocates and frees thousands of arrays of a few hundred kB to a few
-MB, each a different size (waveform windows, spectrograms). glibc raises its mmap threshold each
+Why: a long recording's timeline allocates and frees thousands of arrays of a few hundred kB to a
+few MB, each a different size (waveform windows, spectrograms). glibc raises its mmap threshold each
 time such a block is freed, after which they come from the heap and fragment it, and resident memory
-grows with the recording's length. With a fixed 1 MiB threshold, ``benchmarks/use_speed.py`` finds the
-same peak for one hour as for ten minutes. The setting is process-wide and the same as starting Python with
-``MALLOC_MMAP_THRESHOLD_=1048576 MALLOC_TRIM_THRESHOLD_=1048576``; where either variable is set, the
-caller's choice stands.
+grows with the recording's length. With a fixed 1 MiB threshold, ``benchmarks/use_speed.py`` finds
+the same peak for one hour as for ten minutes. The setting is process-wide and the same as starting
+Python with ``MALLOC_MMAP_THRESHOLD_=1048576 MALLOC_TRIM_THRESHOLD_=1048576``; where either variable
+is set, the caller's choice stands.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ def config_show(
     overrides: list[str] = typer.Option([], "--set", help="section.key=value, as train takes it"),
     against: Optional[Path] = typer.Option(None, help="print only what differs from this recipe"),
 ) -> None:
-    """The recipe resolved: every setting training will use, its base: chain followed and defaults filled in."""
+    """The recipe resolved: every setting training will use,
+    its base: chain followed and defaults filled in."""
     import yaml
 
     from emorec.training.config import differences, load_config, recipe_chain
@@ -73,8 +74,8 @@ def _main(
 
 
 def _hush_libraries() -> None:
-    """``--quiet``: Lightning's info lines and tips, and libraries' deprecation notices, stay off the
-    terminal (train.log still gets Lightning's lines: only the terminal handlers are raised).
+    """``--quiet``: Lightning's info lines and tips, and libraries' deprecation notices, stay off
+    the terminal (train.log still gets Lightning's lines: only the terminal handlers are raised).
 
     Lightning gives its loggers a terminal handler on import unless the root logger has one (then
     they pass their lines up, and the ``lightning`` package logger prints them at INFO). So the

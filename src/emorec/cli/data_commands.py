@@ -1,4 +1,5 @@
-"""Data in: ``prepare`` a corpus into a manifest, ``merge`` manifests, ``split`` into folds, ``extract`` features."""
+"""Data in: ``prepare`` a corpus into a manifest, ``merge`` manifests, ``split`` into folds,
+``extract`` features."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def prepare(
         warnings_path = out_path.with_suffix(".warnings.txt")
         warnings_path.write_text("".join(f"{line}\n" for line in result.warnings), encoding="utf-8")
         err.print(
-            f"warning: {plural(len(result.warnings) - 10, 'more warning')}, all listed in {warnings_path}",
+            f"warning: {plural(len(result.warnings) - 10, 'more warning')}, all "
+            f"listed in {warnings_path}",
             style="yellow",
             markup=False,
             highlight=False,
@@ -153,14 +155,16 @@ def extract(
     cache: Path = typer.Option(Path(".cache/emorec"), help="feature cache folder"),
     workers: Optional[int] = typer.Option(None, help="processes (default: all cores)"),
 ) -> None:
-    """Extract features for every clip into the cache; cached clips are skipped, bad files listed."""
+    """Extract features for every clip into the cache;
+    cached clips are skipped, bad files listed."""
     from emorec.features.base import create_extractor
     from emorec.features.extract import extract_features, write_skipped
     from emorec.corpora.manifest import read_manifest
 
     extractor = create_extractor(features, **_options(option))
     result = extract_features(read_manifest(manifest), extractor, cache, workers=workers)
-    # Identical files share one cache entry, computed once: counted apart, "extracted" is what the bar counted.
+    # Identical files share one cache entry, computed once:
+    # counted apart, "extracted" is what the bar counted.
     many = result.duplicates > 1
     duplicates = (
         (

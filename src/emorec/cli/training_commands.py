@@ -1,5 +1,5 @@
-"""Training and judging: ``train``, ``evaluate``, ``robustness``, ``ensemble``, ``compare``, ``fuse``,
-``monitor`` and ``runs``."""
+"""Training and judging: ``train``, ``evaluate``, ``robustness``, ``ensemble``, ``compare``,
+``fuse``, ``monitor`` and ``runs``."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def train(
     folds: Optional[str] = typer.Option(None, help="'all' for cross-validation, or '1,3'"),
     jobs: Optional[int] = typer.Option(
         None,
-        help="train the folds in this many processes side by side, one run folder (run.jobs; default 1)",
+        help="train the folds in this many processes side by side, one run "
+        "folder (run.jobs; default 1)",
     ),
     seed: Optional[int] = typer.Option(
         None, help="random seed of training (default: the recipe's trainer.seed, else 0)"
@@ -170,7 +171,8 @@ def _print_run_result(run_dir: Path) -> None:
         m = data.get("mean", {})
         s = data.get("std", {})
         out.print(
-            f"cross-validation over {data.get('n_folds', '?')} folds: UA {m.get('ua', 0):.3f} ± {s.get('ua', 0):.3f}, "
+            f"cross-validation over {data.get('n_folds', '?')} folds: UA {m.get('ua', 0):.3f} "
+            f"± {s.get('ua', 0):.3f}, "
             f"WA {m.get('wa', 0):.3f} ± {s.get('wa', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}",
             soft_wrap=True,
         )
@@ -178,7 +180,8 @@ def _print_run_result(run_dir: Path) -> None:
     for report in sorted(run_dir.glob("fold_*/report/report.json")):
         data = json.loads(report.read_text())
         out.print(
-            f"{report.parent.parent.name}: UA {data['ua']:.3f}  WA {data['wa']:.3f}  macro-F1 {data['macro_f1']:.3f}  "
+            f"{report.parent.parent.name}: UA {data['ua']:.3f}  WA {data['wa']:.3f}  macro-F1 "
+            f"{data['macro_f1']:.3f}  "
             f"({report.parent / 'report.md'})",
             highlight=False,
             soft_wrap=True,
@@ -203,11 +206,13 @@ def evaluate(
     reports, summary = evaluate_run(run_dir, drop=drop, progress=not quiet)
     for report in reports:
         out.print(
-            f"{report.get('fold', '')}: UA {report['ua']:.3f}  WA {report['wa']:.3f}  macro-F1 {report['macro_f1']:.3f}"
+            f"{report.get('fold', '')}: UA {report['ua']:.3f}  WA {report['wa']:.3f}  macro-F1 "
+            f"{report['macro_f1']:.3f}"
         )
     if summary:
         out.print(
-            f"mean UA {summary['mean']['ua']:.3f} ± {summary['std']['ua']:.3f} -> {run_dir / 'summary.md'}"
+            f"mean UA {summary['mean']['ua']:.3f} ± {summary['std']['ua']:.3f} -> "
+            f"{run_dir / 'summary.md'}"
         )
     else:
         from emorec.evaluation.run_eval import trained_fold_dirs
@@ -242,8 +247,8 @@ def robustness(
     ),
     quiet: bool = typer.Option(False),
 ) -> None:
-    """UA of a run's test folds under recording conditions (gain, telephone band, noise, reverb, codecs) and
-    the share of predictions per class, beside the clean figure."""
+    """UA of a run's test folds under recording conditions (gain, telephone band, noise, reverb,
+    codecs) and the share of predictions per class, beside the clean figure."""
     from emorec.media.conditions import DEFAULT_SUITE, parse_condition
     from emorec.training.config import key_values
 
@@ -320,7 +325,8 @@ def compare(
     ),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
-    """Train two recipes on the same split; print their metrics side by side and the one better on validation."""
+    """Train two recipes on the same split;
+    print their metrics side by side and the one better on validation."""
     from emorec.atomic import write_json
     from emorec.workflows.compare import compare_configs, format_table, verdict
 
@@ -376,7 +382,8 @@ def fuse(
     run_dir: Optional[Path] = typer.Option(None, help="parent folder of the new run directories"),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
-    """Fuse a trained audio model and video model: cache their embeddings, train a fusion classifier, optionally fine-tune."""
+    """Fuse a trained audio model and video model:
+    cache their embeddings, train a fusion classifier, optionally fine-tune."""
     from emorec.workflows.fusion import fuse as run_fuse
 
     if quiet:

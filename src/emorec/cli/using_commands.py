@@ -1,4 +1,5 @@
-"""Using a model: ``predict``, ``timeline``, ``listen``, ``export``, ``serve``, ``models`` and ``demo``."""
+"""Using a model: ``predict``, ``timeline``, ``listen``, ``export``, ``serve``, ``models`` and
+``demo``."""
 
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ def predict(
         "(its answer is their duration-weighted mean)",
     ),
 ) -> None:
-    """Emotion probabilities per clip, as a table and as CSV/JSON (the released model unless told otherwise).
-    Input longer than a training clip (6 s) is windowed over its speech; input over 10 minutes is refused."""
+    """Emotion probabilities per clip, as a table and as CSV/JSON (the released model unless
+    told otherwise).
+    Input longer than a training clip (6 s) is windowed over its speech; input over 10 minutes is
+    refused."""
     from emorec.inference.predict import MEDIA_SUFFIXES, is_model_path, predict_paths
 
     if model is None and onnx is None and len(paths) > 1 and is_model_path(paths[0]):
@@ -51,7 +54,8 @@ def predict(
         and paths[0].suffix.lower() not in MEDIA_SUFFIXES
     ):
         raise EmorecError(
-            f"{paths[0]}: no such model or input (a model is a trained fold directory or model.safetensors)"
+            f"{paths[0]}: no such model or input (a model is a trained fold "
+            "directory or model.safetensors)"
         )
     if model is not None and onnx is not None:
         raise EmorecError("give --model or --onnx, not both")
@@ -89,7 +93,8 @@ def timeline(
     formats: str = typer.Option("csv,json,vtt,png", help="comma-separated: csv, json, vtt, png"),
     quiet: bool = typer.Option(False),
 ) -> None:
-    """Emotion over time: speech regions (Silero VAD), windowed calibrated probabilities, smoothed segments."""
+    """Emotion over time: speech regions (Silero VAD),
+    windowed calibrated probabilities, smoothed segments."""
     from rich.progress import Progress
 
     from emorec.inference.api import load
@@ -160,7 +165,8 @@ def listen(
     ),
 ) -> None:
     """Emotion while you speak: speech start and end, an interim answer every second of speech, and
-    each stretch of speech's final segments (the same as `emorec timeline` gives the recording). Ctrl-C ends it."""
+    each stretch of speech's final segments (the same as `emorec timeline` gives the recording).
+    Ctrl-C ends it."""
     import json
 
     from emorec.inference.api import load
@@ -189,7 +195,8 @@ def listen(
                 )
             elif event.kind == "window":
                 out.print(
-                    f"{event.time:8.1f} s  now {event.label:<10} {event.probabilities[event.label]:.0%}",
+                    f"{event.time:8.1f} s  now {event.label:<10} "
+                    f"{event.probabilities[event.label]:.0%}",
                     highlight=False,
                 )
             elif event.kind == "speech_start":
@@ -239,7 +246,8 @@ def export(
         False, help="also write OUT.int8.onnx with int8 dynamic quantisation of the weights"
     ),
 ) -> None:
-    """Export a model as a self-contained ONNX graph (front end inside: onnxruntime alone serves it)."""
+    """Export a model as a self-contained ONNX graph
+    (front end inside: onnxruntime alone serves it)."""
     from emorec.inference.onnx_export import export_onnx
     from emorec.inference.released import released_model_dir
 
@@ -249,7 +257,8 @@ def export(
         model = released_model_dir(str(model))
     written = export_onnx(model, out_path, quantize=quantize)
     out.print(
-        f"{written['onnx']} ({written['bytes'] / 1e6:.1f} MB); onnxruntime vs torch on a test batch: "
+        f"{written['onnx']} ({written['bytes'] / 1e6:.1f} MB); onnxruntime "
+        "vs torch on a test batch: "
         f"max |difference| {written['check']['max_abs_diff']:.1e}",
         highlight=False,
         soft_wrap=True,
@@ -293,8 +302,8 @@ def serve(
         8, help="live WebSocket streams at once (/v1/stream); the next is refused"
     ),
 ) -> None:
-    """Serve the model over HTTP: POST /v1/predict and /v1/timeline, WS /v1/stream, GET /v1/model, /healthz,
-    /metrics, a web page at /."""
+    """Serve the model over HTTP: POST /v1/predict and /v1/timeline, WS /v1/stream, GET /v1/model,
+    /healthz, /metrics, a web page at /."""
     import uvicorn
 
     from emorec.inference.released import released_model_dir
@@ -331,7 +340,8 @@ def serve(
 
 @app.command()
 def models() -> None:
-    """Released models (ready to use) and every registered architecture: name, modalities, parameters, seed."""
+    """Released models (ready to use) and every registered architecture:
+    name, modalities, parameters, seed."""
     from emorec.inference.model_files import ModelMeta
     from emorec.models.registry import describe_models
     from emorec.inference.released import DEFAULT, released_model_dir, released_models

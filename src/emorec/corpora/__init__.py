@@ -90,7 +90,8 @@ OPTION_HELP: dict[str, list[tuple[str, str]]] = {
         ),
         (
             "label_source=acted|voice|face|multimodal",
-            "the acted label from the name (default) or the crowd's vote from processedResults/summaryTable.csv",
+            "the acted label from the name (default) or the crowd's vote from "
+            "processedResults/summaryTable.csv",
         ),
         (
             "metadata_dir=DIR",
@@ -143,7 +144,8 @@ def prepare_corpus(kind: str, root: str | os.PathLike, **options: Any) -> Prepar
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for corpus {key}; accepted: {', '.join(accepted)}"
+            f"unknown option(s) {', '.join(unknown)} for corpus {key}; "
+            f"accepted: {', '.join(accepted)}"
         )
     result = prepare(root, **options)
     if not result.clips:
@@ -153,7 +155,8 @@ def prepare_corpus(kind: str, root: str | os.PathLike, **options: Any) -> Prepar
 
 
 def label_warnings(clips: list[Any]) -> list[str]:
-    """A line naming the labels outside :data:`~emorec.corpora.labels.EMOTIONS` and their counts, if any."""
+    """A line naming the labels outside :data:`~emorec.corpora.labels.EMOTIONS` and their counts, if
+    any."""
     outside = Counter(c.emotion for c in clips if c.emotion not in EMOTIONS)
     if not outside:
         return []

@@ -28,7 +28,8 @@ class PrepareResult:
 
     clips: list[Clip] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
-    #: One line each: things kept but worth a look (a truncated file, a label outside the built-in set).
+    #: One line each: things kept but worth a look (a
+    #: truncated file, a label outside the built-in set).
     warnings: list[str] = field(default_factory=list)
 
 
@@ -243,8 +244,8 @@ def prepare_named(
     progress: bool = True,
     workers: int | None = None,
 ) -> PrepareResult:
-    """A corpus whose labels, speakers and genders all lie in its file paths: ``clip_of(path)`` gives
-    each audio file's clip, or the reason (a string) it is skipped."""
+    """A corpus whose labels, speakers and genders all lie in its file paths: ``clip_of(path)``
+    gives each audio file's clip, or the reason (a string) it is skipped."""
     candidates, skipped = [], []
     for path in scan_files(require_root(root), AUDIO_SUFFIXES):
         clip = clip_of(path)

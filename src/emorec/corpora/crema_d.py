@@ -1,4 +1,5 @@
-"""CREMA-D: clips named ``AAAA_SSS_EEE_LL``; gender and crowd-perceived labels from its metadata CSVs."""
+"""CREMA-D: clips named ``AAAA_SSS_EEE_LL``; gender and crowd-perceived labels from its metadata
+CSVs."""
 
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ def read_demographics(path: str | os.PathLike) -> dict[str, str]:
 
 
 def read_ages(path: str | os.PathLike) -> dict[str, int]:
-    """``{actor id: age in years}`` from ``VideoDemographics.csv`` (actors without a usable age left out)."""
+    """``{actor id: age in years}`` from ``VideoDemographics.csv`` (actors without a usable age left
+    out)."""
     rows = _read_csv(path, ("ActorID",))
     return {
         row["ActorID"].strip(): int(row["Age"])

@@ -46,5 +46,6 @@ def clip_of(path: Path) -> Clip | str:
 def prepare(
     root: str | os.PathLike, *, progress: bool = True, workers: int | None = None
 ) -> PrepareResult:
-    """Prepare the EMOVO audio files under ``root`` (any folder layout; labels come from the names)."""
+    """Prepare the EMOVO audio files under ``root`` (any folder layout; labels come from the
+    names)."""
     return prepare_named(root, clip_of, description="EMOVO", progress=progress, workers=workers)

@@ -1,6 +1,7 @@
 """A user's own folder: labels from sub-folder names (``root/<label>/**/file``) or from a CSV.
 
-Audio files and videos (the suffixes :mod:`emorec.media.video` decodes; ``modality`` audio_video)."""
+Audio files and videos (the suffixes :mod:`emorec.media.video` decodes; ``modality``
+audio_video)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ SYNONYMS: dict[str, str] = {
 
 NO_LABEL = "no emotion label"
 NO_CLIP_HINTS = {
-    NO_LABEL: "give labels by sub-folder, PATH/<label>/file, or -O labels_csv=FILE with columns path, emotion",
+    NO_LABEL: "give labels by sub-folder, PATH/<label>/file, or -O labels_csv=FILE "
+    "with columns path, emotion",
 }
 
 

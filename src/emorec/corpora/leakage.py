@@ -2,7 +2,8 @@
 
 Speaker-independent evaluation is the default, and a split that puts one speaker (or one recording,
 or one performance shipped as several files) in training and in test is refused with the clips that
-show it. :func:`emorec.corpora.splits.make_splits` checks every split it makes, and training checks again.
+show it. :func:`emorec.corpora.splits.make_splits` checks every split it makes, and training checks
+again.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""RAVDESS: clips named ``MM-VV-EE-II-SS-RR-AA`` in ``Actor_XX`` folders (Livingstone & Russo 2018)."""
+"""RAVDESS: clips named ``MM-VV-EE-II-SS-RR-AA`` in ``Actor_XX`` folders (Livingstone & Russo
+2018)."""
 
 from __future__ import annotations
 
@@ -146,7 +147,8 @@ def prepare(
             skipped.append(
                 skip(
                     path,
-                    f"RAVDESS modality {name.modality} ({MODALITIES[name.modality]}) in {kind} file",
+                    f"RAVDESS modality {name.modality} "
+                    f"({MODALITIES[name.modality]}) in {kind} file",
                 )
             )
             continue

@@ -3,16 +3,19 @@
 Schemes (:func:`make_splits`):
 
 * ``ravdess6``: the six standard RAVDESS folds (4 test actors each, EmoBox protocol).
-* ``crema5``: five fixed CREMA-D folds of 18-19 actors, balanced by sex and age (:data:`CREMA_D_FOLDS`).
+* ``crema5``: five fixed CREMA-D folds of 18-19 actors, balanced by sex and age
+  (:data:`CREMA_D_FOLDS`).
 * ``speaker_kfold``: ``k`` folds of speakers, gender-stratified, deterministic given ``seed``.
 * ``stratified``: one plain 80/20 split stratified by label. **Speaker-dependent**
   (``speaker_independent=False``): its numbers are not comparable with speaker-independent ones.
 * ``cross_corpus``: one fold that trains on every corpus but ``test_corpora`` (validation speakers
-  drawn from each of them by its share of the speakers) and tests on all clips of ``test_corpora``: the cross-corpus figure.
+  drawn from each of them by its share of the speakers) and tests on all clips of ``test_corpora``:
+  the cross-corpus figure.
 * ``release``: one fold that trains on every speaker but ``val_speakers`` validation speakers
   (drawn from each corpus by its share of the speakers) and tests on none: the fold a released
   model is trained on; its accuracy is its recipe's cross-validation figure, never its own.
-* ``auto``: ``ravdess6`` for a complete RAVDESS manifest, ``crema5`` for a complete CREMA-D one, else ``speaker_kfold``.
+* ``auto``: ``ravdess6`` for a complete RAVDESS manifest, ``crema5`` for a complete CREMA-D one,
+  else ``speaker_kfold``.
 
 In speaker-independent schemes validation speakers come from the fold's training speakers,
 never from its test speakers.
@@ -102,7 +105,8 @@ def make_splits(
     train_only_corpora: Sequence[str] = (),
     test_corpora: Sequence[str] = (),
 ) -> list[Split]:
-    """Splits of ``clips`` under ``scheme`` (see the module doc); every one passes :func:`check_leakage`.
+    """Splits of ``clips`` under ``scheme`` (see the module doc); every one passes
+    :func:`check_leakage`.
 
     ``train_only_corpora``: the clips of these corpora are left out of the folds and added whole
     to every fold's training side, never to validation or test (e.g. all of CREMA-D added to each
@@ -114,11 +118,13 @@ def make_splits(
         folded = [c for c in clips if c.corpus not in set(train_only_corpora)]
         if not extra:
             raise EmorecError(
-                f"split.train_only_corpora {list(train_only_corpora)}: no clip of these corpora in the manifest"
+                f"split.train_only_corpora {list(train_only_corpora)}: no clip of "
+                "these corpora in the manifest"
             )
         if not folded:
             raise EmorecError(
-                "split.train_only_corpora names every corpus of the manifest: nothing left to test on"
+                "split.train_only_corpora names every corpus of the "
+                "manifest: nothing left to test on"
             )
         splits = make_splits(
             folded, scheme, k=k, val_speakers=val_speakers, test_size=test_size, seed=seed
@@ -132,7 +138,8 @@ def make_splits(
         raise EmorecError("cannot split an empty manifest")
     if (scheme == "cross_corpus") != bool(test_corpora):
         raise ConfigError(
-            "split.scheme cross_corpus and split.test_corpora go together (name the corpora to test on)"
+            "split.scheme cross_corpus and split.test_corpora go together "
+            "(name the corpora to test on)"
         )
     if scheme == "auto":
         speakers = {c.speaker for c in clips}
@@ -186,7 +193,8 @@ def _cross_corpus(
     corpora = {c.corpus for c in clips}
     if not test_corpora <= corpora or not corpora - test_corpora:
         raise EmorecError(
-            f"split.test_corpora {sorted(test_corpora)}: the manifest's corpora are {sorted(corpora)}; "
+            f"split.test_corpora {sorted(test_corpora)}: the manifest's "
+            f"corpora are {sorted(corpora)}; "
             "need at least one to test on and one to train on"
         )
     train_side = [c for c in clips if c.corpus not in test_corpora]
@@ -203,9 +211,10 @@ MIN_SPEAKERS_FOR_VALIDATION = 4
 def per_corpus_val_speakers(
     clips: Sequence[Clip], val_speakers: int, rng: np.random.Generator
 ) -> set[str]:
-    """About ``val_speakers`` validation speakers, drawn from each corpus by its share of the speakers
-    (at least one from each corpus of :data:`MIN_SPEAKERS_FOR_VALIDATION` speakers or more), so that
-    validation, which picks the epoch, hears every sizeable training corpus and not only the largest."""
+    """About ``val_speakers`` validation speakers, drawn from each corpus by its share of the
+    speakers (at least one from each corpus of :data:`MIN_SPEAKERS_FOR_VALIDATION` speakers or
+    more), so that validation, which picks the epoch, hears every sizeable training corpus and not
+    only the largest."""
     by_corpus: dict[str, list[Clip]] = defaultdict(list)
     for clip in clips:
         by_corpus[clip.corpus].append(clip)
@@ -236,8 +245,10 @@ def _require_known_speakers(clips: Sequence[Clip]) -> None:
     unknown = [c for c in clips if is_unknown_speaker(c.speaker)]
     if unknown:
         raise EmorecError(
-            f"{len(unknown)} clip(s) have no known speaker (e.g. {unknown[0].clip_id}); a speaker-independent "
-            "split is impossible: give speakers (folder corpus: labels_csv speaker column or speaker_pattern) "
+            f"{len(unknown)} clip(s) have no known speaker (e.g. "
+            f"{unknown[0].clip_id}); a speaker-independent "
+            "split is impossible: give speakers (folder corpus: labels_csv speaker "
+            "column or speaker_pattern) "
             "or use scheme 'stratified' (speaker-dependent)"
         )
 
@@ -304,7 +315,8 @@ def _fixed_folds(
     *,
     actors: str,
 ) -> list[Split]:
-    """Splits whose test speakers are a fixed table; validation speakers drawn from each fold's training speakers."""
+    """Splits whose test speakers are a fixed table; validation speakers drawn from each fold's
+    training speakers."""
     others = sorted({c.speaker for c in clips} - known)
     if others:
         raise EmorecError(
@@ -329,7 +341,8 @@ def _fixed_folds(
 
 
 def min_speakers(k: int, val_speakers: int) -> int:
-    """Fewest speakers for ``k`` folds with ``val_speakers`` validation and one training speaker each."""
+    """Fewest speakers for ``k`` folds with ``val_speakers`` validation and one training speaker
+    each."""
     n = k
     while n - math.ceil(n / k) < val_speakers + 1:
         n += 1
@@ -343,8 +356,10 @@ def _speaker_kfold(clips: Sequence[Clip], k: int, val_speakers: int, seed: int) 
     need = min_speakers(k, val_speakers)
     if len(genders) < need:
         raise EmorecError(
-            f"speaker_kfold with k={k} and val_speakers={val_speakers} needs at least {need} speakers; "
-            f"the manifest has {len(genders)} ({', '.join(sorted(genders)[:6])}{' ...' if len(genders) > 6 else ''})"
+            f"speaker_kfold with k={k} and val_speakers={val_speakers} needs "
+            f"at least {need} speakers; "
+            f"the manifest has {len(genders)} "
+            f"({', '.join(sorted(genders)[:6])}{' ...' if len(genders) > 6 else ''})"
         )
     rng = np.random.default_rng(seed)
     folds: list[list[str]] = [[] for _ in range(k)]

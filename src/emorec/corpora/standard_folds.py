@@ -15,10 +15,10 @@ RAVDESS_FOLDS: dict[int, tuple[int, ...]] = {
     6: (6, 13, 17, 22),
 }
 RAVDESS_ACTORS = {f"ravdess/{a:02d}" for a in range(1, 25)}
-#: Fixed speaker-independent CREMA-D folds (91 actors, 18-19 per fold, 8-10 of each sex): within each
-#: sex, actors sorted by (age, id) are dealt to folds 1..5 in serpentine order (1-5, 5-1, 1-5, ...),
-#: women first and the men continuing the same deal, so every fold spans the ages alike
-#: (``crema_d_folds_from_demographics`` applies the rule to ``VideoDemographics.csv``).
+#: Fixed speaker-independent CREMA-D folds (91 actors, 18-19 per fold, 8-10 of each sex): within
+#: each sex, actors sorted by (age, id) are dealt to folds 1..5 in serpentine order (1-5, 5-1,
+#: 1-5, ...), women first and the men continuing the same deal, so every fold spans the ages
+#: alike (``crema_d_folds_from_demographics`` applies the rule to ``VideoDemographics.csv``).
 CREMA_D_FOLDS: dict[int, tuple[int, ...]] = {
     1: (
         1004,

@@ -1,5 +1,6 @@
-"""TESS, the Toronto emotional speech set (Dupuis & Pichora-Fuller 2010): two actresses, aged 26 (YAF)
-and 64 (OAF), say "Say the word ___" for 200 target words in 7 emotions; files ``{OAF,YAF}_{word}_{emotion}``."""
+"""TESS, the Toronto emotional speech set (Dupuis & Pichora-Fuller 2010): two actresses, aged 26
+(YAF) and 64 (OAF), say "Say the word ___" for 200 target words in 7 emotions; files
+``{OAF,YAF}_{word}_{emotion}``."""
 
 from __future__ import annotations
 
@@ -53,5 +54,6 @@ def clip_of(path: Path) -> Clip | str:
 def prepare(
     root: str | os.PathLike, *, progress: bool = True, workers: int | None = None
 ) -> PrepareResult:
-    """Prepare the TESS audio files under ``root`` (any folder layout; labels come from the names)."""
+    """Prepare the TESS audio files under ``root`` (any folder layout; labels come from the
+    names)."""
     return prepare_named(root, clip_of, description="TESS", progress=progress, workers=workers)

@@ -39,5 +39,6 @@ def clip_of(path: Path) -> Clip | str:
 def prepare(
     root: str | os.PathLike, *, progress: bool = True, workers: int | None = None
 ) -> PrepareResult:
-    """Prepare the URDU audio files under ``root`` (any folder layout; labels come from the names)."""
+    """Prepare the URDU audio files under ``root`` (any folder layout; labels come from the
+    names)."""
     return prepare_named(root, clip_of, description="URDU", progress=progress, workers=workers)

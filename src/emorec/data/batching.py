@@ -69,7 +69,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.bucketing = bucketing
         self.epoch = 0
-        # weights: each epoch draws ``draws`` indices with replacement, index i with probability ∝ weights[i]
+        # weights: each epoch draws ``draws`` indices with
+        # replacement, index i with probability ∝ weights[i]
         if weights is not None and len(weights) != len(self.lengths):
             raise ValueError(f"{len(weights)} weights for {len(self.lengths)} clips")
         self.weights = None if weights is None else list(weights)
@@ -82,7 +83,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         return math.ceil(self.size / self.batch_size)
 
     def _epoch_order(self) -> tuple[list[int], random.Random]:
-        """This epoch's index order (shuffled or drawn by weight, then sorted by jittered length) and its RNG."""
+        """This epoch's index order (shuffled or drawn by weight, then sorted by jittered length)
+        and its RNG."""
         rng = random.Random(self.seed * 100_003 + self.epoch)
         self.epoch += 1
         if self.weights is not None and self.shuffle:

@@ -1,5 +1,6 @@
 """Datasets over cached features: each clip's frames from a pack (read when a batch needs them) or
-held in memory, with normalisation, simulated conditions and per-corpus class masks applied per item."""
+held in memory, with normalisation, simulated conditions and per-corpus class masks applied per
+item."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def missing_modality_frames(dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 class ClipFrames(Sequence):
     """One modality's frames of each clip of a dataset: ``frames[i]`` is ``(T_i, F)``, and
-    ``frames.entry(i)`` is ``(features, valid)`` with the real-frame mask ``(T_i,)`` (``None``: every
-    frame is real).
+    ``frames.entry(i)`` is ``(features, valid)`` with the real-frame mask ``(T_i,)`` (``None``:
+    every frame is real).
 
     A clip from a :class:`~emorec.features.packed.PackedStore` is read from its pack on access,
     so a dataset over any number of clips holds only their lengths; a clip from a plain
@@ -117,7 +118,8 @@ class ClipDataset(Dataset):
         self.corpus_index = dict(
             corpus_index or {}
         )  # corpus -> int: each item then carries it as "corpus"
-        # corpus -> (C,) bool: the classes its clips can have; each item then carries its row as "classes".
+        # corpus -> (C,) bool: the classes its clips can
+        # have; each item then carries its row as "classes".
         self.corpus_classes = dict(corpus_classes or {})
         self.modalities = [m for m in MODALITIES if m in stores]
         self.clips: list[Clip] = []
@@ -152,22 +154,26 @@ class ClipDataset(Dataset):
             sizes[m] = self.features[m][present].shape[1] if present is not None else sizes.get(m)
             if sizes[m] is None:
                 raise EmorecError(
-                    f"no clip has {m} features (extractor {stores[m].name}): nothing to learn {m} from"
+                    f"no clip has {m} features (extractor {stores[m].name}): "
+                    f"nothing to learn {m} from"
                 )
         for i, m in absent:
             self.features[m].replace(i, missing_modality_frames(sizes[m]))
         self.normalizers = dict(normalizers or {})
         self.speaker_norm = speaker_norm
-        # Random per-clip transforms of the raw features (training only: simulated recording conditions).
+        # Random per-clip transforms of the raw features
+        # (training only: simulated recording conditions).
         self.transforms = dict(transforms or {})
         self.seed = seed
-        # Other caches of the same clips (speed views): a draw reads the original or one of them, alike.
+        # Other caches of the same clips (speed views): a
+        # draw reads the original or one of them, alike.
         self.views = {m: list(v) for m, v in (views or {}).items() if v and m in self.modalities}
         self._rng: tuple[object, np.random.Generator] | None = None
 
     def generator(self) -> np.random.Generator:
-        """The transforms' random numbers: seeded by ``seed`` in the main process; in a loader worker
-        by that worker's torch seed, which differs per worker and per epoch (no repeated draws)."""
+        """The transforms' random numbers: seeded by ``seed`` in the main process; in a loader
+        worker by that worker's torch seed, which differs per worker and per epoch (no repeated
+        draws)."""
         info = torch.utils.data.get_worker_info()
         key = None if info is None else (info.id, torch.initial_seed())
         if self._rng is None or self._rng[0] != key:
@@ -232,7 +238,8 @@ class ClipDataset(Dataset):
 def corpus_class_masks(
     clips: Sequence[Clip], label_index: Mapping[str, int]
 ) -> dict[str, np.ndarray]:
-    """corpus -> ``(C,)`` bool: which classes of ``label_index`` occur among that corpus's ``clips``."""
+    """corpus -> ``(C,)`` bool: which classes of ``label_index`` occur among that corpus's
+    ``clips``."""
     masks: dict[str, np.ndarray] = {}
     for clip in clips:
         row = masks.setdefault(clip.corpus, np.zeros(len(label_index), dtype=bool))
@@ -242,12 +249,14 @@ def corpus_class_masks(
 
 
 def balanced_weights(clips: Sequence[Clip], power: float) -> np.ndarray:
-    """(N,) draw weights summing to 1: each corpus gets a share ∝ its clip count ** ``power``, each of its
-    speakers a share of that ∝ the speaker's clip count ** ``power``, split evenly over the speaker's clips.
+    """(N,) draw weights summing to 1: each corpus gets a share ∝ its clip count ** ``power``, each
+    of its speakers a share of that ∝ the speaker's clip count ** ``power``, split evenly over the
+    speaker's clips.
 
-    ``power`` 1 is the plain shuffle (every clip alike); 0 gives every corpus, and within it every speaker,
-    the same share, so 400 clips of 38 talk-show speakers weigh as much as 7442 clips of 91 actors. Between
-    lies the usual compromise of multilingual training (0.3-0.5): small corpora drawn more, not endlessly.
+    ``power`` 1 is the plain shuffle (every clip alike); 0 gives every corpus, and within it every
+    speaker, the same share, so 400 clips of 38 talk-show speakers weigh as much as 7442 clips of 91
+    actors. Between lies the usual compromise of multilingual training (0.3-0.5): small corpora
+    drawn more, not endlessly.
     """
     if not 0.0 <= power <= 1.0:
         raise ValueError(f"balance power must lie in [0, 1], got {power}")

@@ -10,7 +10,8 @@ import numpy as np
 
 
 class MappedSequence(Sequence):
-    """``function(items[i])`` computed when read: a view of a training set's frames, not a copy of them."""
+    """``function(items[i])`` computed when read: a view of a training set's frames, not a copy of
+    them."""
 
     def __init__(self, items: Sequence, function: Callable[..., np.ndarray]):
         self.items, self.function = items, function
@@ -75,7 +76,8 @@ class Normalizer:
     def _without_level(
         features: np.ndarray, columns: int, valid: np.ndarray | None = None
     ) -> np.ndarray:
-        """``features (T, F)`` with the mean of their real frames' first ``columns`` values taken from those columns."""
+        """``features (T, F)`` with the mean of their real frames' first ``columns`` values taken
+        from those columns."""
         real = features[:, :columns] if valid is None else features[valid, :columns]
         out = np.array(features, dtype=np.float32)
         if real.size:
@@ -113,7 +115,8 @@ class Normalizer:
     def __call__(
         self, features: np.ndarray, speaker: str | None = None, valid: np.ndarray | None = None
     ) -> np.ndarray:
-        """``features (T, F)`` -> standardised ``(T, F)``; ``valid (T,)`` marks real frames (default all)."""
+        """``features (T, F)`` -> standardised ``(T, F)``; ``valid (T,)`` marks real frames (default
+        all)."""
         mean, std = (
             self.per_speaker.get(speaker, (self.mean, self.std))
             if speaker

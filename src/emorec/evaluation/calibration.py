@@ -65,14 +65,15 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def uncalibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """The probabilities before scaling, from calibrated ``probs = softmax(z / T)``: ``softmax(T log p)``
-    (exact: ``T log p = z + const`` per row)."""
+    """The probabilities before scaling, from calibrated ``probs = softmax(z / T)``: ``softmax(T log
+    p)`` (exact: ``T log p = z + const`` per row)."""
     with np.errstate(divide="ignore"):
         return softmax(temperature * np.log(np.asarray(probs, dtype=np.float64)))
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> list[dict]:
-    """Per equal-width bin of top-label confidence: ``lower, upper, count, confidence, accuracy``."""
+    """Per equal-width bin of top-label confidence: ``lower, upper, count, confidence,
+    accuracy``."""
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
     confidence = probs.max(axis=1)

@@ -63,7 +63,8 @@ def ensemble_runs(
     if thin:
         raise EmorecError(
             f"folds {sorted(thin)} have fewer than {min_members} members "
-            f"({', '.join(f'fold {k}: {n}' for k, n in sorted(thin.items()))}); give every fold's runs"
+            f"({', '.join(f'fold {k}: {n}' for k, n in sorted(thin.items()))}); "
+            "give every fold's runs"
         )
     experiments = {run_dir: experiment_for_run(run_dir, progress=progress) for run_dir in run_dirs}
     out = (

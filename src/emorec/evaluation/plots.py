@@ -156,7 +156,8 @@ def plot_reliability(
 ) -> Path:
     """Reliability diagram: accuracy against mean confidence per confidence bin, one line per
     ``curves`` entry (``{"before scaling (ECE 0.12)": reliability_bins(...), ...}``), with the
-    share of clips in each bin as bars of the first curve. A calibrated model lies on the diagonal."""
+    share of clips in each bin as bars of the first curve. A calibrated model lies on the
+    diagonal."""
     fig, ax = plt.subplots(figsize=(6.0, 6.0))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
     first = next(iter(curves.values()), [])
@@ -194,7 +195,8 @@ def plot_robustness(
     result: Mapping[str, Any], path: str | os.PathLike, title: str | None = None
 ) -> Path:
     """Left: UA per recording condition with its 95 % CI and chance; right: the share of predictions
-    each class takes under each condition (a cell above 40 % is outlined: a collapse onto that class)."""
+    each class takes under each condition (a cell above 40 % is outlined: a collapse onto that
+    class)."""
     names = list(result["conditions"])
     classes = list(result["class_names"])
     scores = [result["conditions"][n] for n in names]

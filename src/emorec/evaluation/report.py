@@ -161,7 +161,8 @@ def _report_markdown(report: Mapping[str, Any]) -> str:
         lines += ["## Calibration", ""]
         if calibration.get("fitted_on"):
             lines += [
-                f"Temperature scaling, T = {calibration['temperature']:.3f}, fitted on the {calibration['fitted_on']} "
+                f"Temperature scaling, T = {calibration['temperature']:.3f}, fitted on the "
+                f"{calibration['fitted_on']} "
                 "(never the test clips); it changes probabilities, not predictions.",
                 "",
             ]

@@ -3,9 +3,9 @@ every fold is decoded, passed through each condition of the suite (``emorec.medi
 predicted by its own fold's model; UA per condition with its bootstrap CI, the drop from clean, and
 the share of predictions each class takes, so a collapse onto one class is visible.
 
-Only the test clips of the run's own folds are read (or, with ``part="val"``, its validation actors),
-with the weights the run kept; nothing here selects anything. Writes ``robustness.json`` and
-``robustness.png`` (``robustness_val.*``) into the (first) run folder, or ``out``.
+Only the test clips of the run's own folds are read (or, with ``part="val"``, its validation
+actors), with the weights the run kept; nothing here selects anything. Writes ``robustness.json``
+and ``robustness.png`` (``robustness_val.*``) into the (first) run folder, or ``out``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def robustness_run(
     validation actors instead (to choose a recipe for robustness without reading a test clip).
 
     ``features``: settings laid over every model's audio feature spec at inference only (e.g.
-    ``{"trim_floor_db": 6}``), to measure a front-end change on trained models; the result names them."""
+    ``{"trim_floor_db": 6}``), to measure a front-end change on trained models; the result names
+    them."""
     if part not in ("test", "val"):
         raise EmorecError(f"part must be 'test' or 'val', got {part!r}")
     from emorec.evaluation.plots import plot_robustness
@@ -100,7 +101,8 @@ def robustness_run(
             }
         if predictor.class_names != class_names:
             raise EmorecError(
-                f"{fold_dir}: model classes {predictor.class_names} differ from the data's {class_names}"
+                f"{fold_dir}: model classes {predictor.class_names} differ from "
+                f"the data's {class_names}"
             )
         rate = int(next(iter(predictor.meta["features"].values())).get("sample_rate", 16000))
         clips = [

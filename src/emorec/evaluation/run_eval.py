@@ -27,7 +27,8 @@ def trained_fold_dirs(run_dir: Path) -> list[Path]:
 
 
 def experiment_for_run(run_dir: Path, progress: bool = True):
-    """The run's data (manifest, features, splits) rebuilt from its saved config and ``splits.json``."""
+    """The run's data (manifest, features, splits) rebuilt from its saved config and
+    ``splits.json``."""
     from emorec.corpora.splits import load_splits
     from emorec.training.config import load_run_config
     from emorec.training.experiment import prepare_experiment
@@ -59,7 +60,8 @@ def fold_predictions(
     predictor = predictor or Predictor.load(fold_dir)
     if list(predictor.class_names) != list(experiment.class_names):
         raise EmorecError(
-            f"{fold_dir}: model classes {predictor.class_names} differ from the data's {experiment.class_names}"
+            f"{fold_dir}: model classes {predictor.class_names} differ from the data's "
+            f"{experiment.class_names}"
         )
     dataset = clips_dataset(experiment, getattr(split, part), predictor)
     if len(dataset) == 0:
@@ -96,7 +98,8 @@ def recalibrated_predictor(fold_dir, experiment, split):
     predictor = Predictor.load(fold_dir)
     if predictor.meta.get("speaker_norm"):
         raise EmorecError(
-            f"{fold_dir}: BatchNorm recalibration of a speaker-normalised (transductive) model is not supported"
+            f"{fold_dir}: BatchNorm recalibration of a speaker-normalised "
+            "(transductive) model is not supported"
         )
     recalibrate_batch_norm(predictor.model, clips_dataset(experiment, split.train, predictor))
     return predictor
@@ -169,7 +172,10 @@ def kept_model(meta: dict, experiment=None) -> dict:
     fallback = None
     if "ema" not in meta and experiment is not None:
         fallback = ema_record(vars(experiment.config.trainer), None)
-    label = f"kept: {'last' if meta.get('checkpoint') == 'last' else 'best'} epoch ({meta.get('best_epoch')})"
+    label = (
+        f"kept: {'last' if meta.get('checkpoint') == 'last' else 'best'} epoch "
+        f"({meta.get('best_epoch')})"
+    )
     return {
         "summary": kept_summary(meta, ema=fallback),
         "epoch": meta.get("best_epoch"),
@@ -183,7 +189,8 @@ def kept_model(meta: dict, experiment=None) -> dict:
 def _drop_modality(item: dict, modality: str) -> dict:
     if modality not in item:
         raise EmorecError(
-            f"cannot drop {modality!r}: the model's input has {sorted(k for k in item if k in ('audio', 'video'))}"
+            f"cannot drop {modality!r}: the model's input has "
+            f"{sorted(k for k in item if k in ('audio', 'video'))}"
         )
     out = dict(item)
     out.pop(modality)

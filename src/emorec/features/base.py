@@ -31,12 +31,14 @@ class FeatureExtractor(ABC):
         params = inspect.signature(type(self).__init__).parameters
         return {key: getattr(self, key) for key in params if key != "self"}
 
-    #: constructor arguments naming a file the extractor reads (weights): a model folder keeps a copy,
-    #: named relative to the folder, so a trained model travels whole (:func:`resolve_bundled`).
+    #: constructor arguments naming a file the extractor reads (weights):
+    #: a model folder keeps a copy, named relative to the folder, so a
+    #: trained model travels whole (:func:`resolve_bundled`).
     bundled: ClassVar[tuple[str, ...]] = ()
 
     def bundle(self, folder: Path) -> dict[str, str]:
-        """Copy the files this extractor reads into ``folder``; returns the spec keys naming them there."""
+        """Copy the files this extractor reads into ``folder``; returns the spec keys naming them
+        there."""
         return {}
 
     @property
@@ -45,7 +47,8 @@ class FeatureExtractor(ABC):
 
     @property
     def planes(self) -> int:
-        """How many equal-width planes the feature axis stacks (3 for values + delta + delta-delta)."""
+        """How many equal-width planes the feature axis stacks (3 for values + delta +
+        delta-delta)."""
         return 1
 
     def extract_file(self, path: str | os.PathLike) -> np.ndarray:
@@ -89,7 +92,8 @@ def create_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
 
 
 def extractor_from_spec(spec: dict[str, Any]) -> FeatureExtractor:
-    """The extractor a config's feature section (``{"name": ..., **constructor arguments}``) names."""
+    """The extractor a config's feature section (``{"name": ..., **constructor arguments}``)
+    names."""
     return create_extractor(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
 
 
@@ -129,7 +133,8 @@ def split_frame_mask(name: str, features: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def resolve_bundled(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``spec`` with the files its extractor keeps in a model folder named by their place in ``folder``."""
+    """``spec`` with the files its extractor keeps in a model folder named by their place in
+    ``folder``."""
     cls = extractor_class(spec["name"])
     keys = [
         k

@@ -2,9 +2,9 @@
 band, additive noise at an SNR and reverberation, computed in the mel power domain before
 normalisation, so every epoch sees new conditions without decoding audio again.
 
-Why the mel domain: a waveform pipeline (``emorec.media.conditions``) would decode and re-extract every
-clip every epoch, several times the cost of a training step on a CPU. Each operation here is the
-waveform operation's expected effect on mel power (a filter multiplies it by ``|H(f)|^2``, noise
+Why the mel domain: a waveform pipeline (``emorec.media.conditions``) would decode and re-extract
+every clip every epoch, several times the cost of a training step on a CPU. Each operation here is
+the waveform operation's expected effect on mel power (a filter multiplies it by ``|H(f)|^2``, noise
 adds its power with the fluctuation of a periodogram, late reverberation adds an exponentially
 decaying sum of the past frames). The robustness suite checks the result on real perturbed audio.
 """
@@ -22,7 +22,8 @@ from emorec.features import dsp
 
 @dataclass
 class MelConditions:
-    """``__call__(features (T, F) dB, rng) -> (T, F)``: each condition applied with its own probability.
+    """``__call__(features (T, F) dB, rng) -> (T, F)``: each condition applied with its own
+    probability.
 
     ``mel_basis (n_mels, bins)`` and ``sample_rate``/``hop_length`` describe the features; with
     ``planes == 3`` the features are values, delta and delta-delta, and the deltas are recomputed
@@ -62,7 +63,8 @@ class MelConditions:
     def for_extractor(cls, extractor, **settings) -> "MelConditions":
         if getattr(extractor, "name", None) != "logmel":
             raise ConfigError(
-                f"augment: recording conditions are simulated on logmel features, not {extractor.name!r}"
+                "augment: recording conditions are simulated on logmel "
+                f"features, not {extractor.name!r}"
             )
         return cls(
             mel_basis=extractor._mel_basis(),
@@ -81,7 +83,8 @@ class MelConditions:
         n_mels = self.mel_basis.shape[0]
         if features.shape[1] != n_mels * self.planes:
             raise ValueError(
-                f"features have {features.shape[1]} columns, expected {n_mels} x {self.planes} planes"
+                f"features have {features.shape[1]} columns, expected "
+                f"{n_mels} x {self.planes} planes"
             )
         power = 10.0 ** (features[:, :n_mels].astype(np.float64) / 10.0)  # (T, n_mels)
         if rng.random() < self.reverb:

@@ -98,7 +98,8 @@ FLOOR_QUANTILE = 0.1
 
 
 def floor_index(frames: int) -> int:
-    """Which frame of ``frames`` sorted by energy is the noise floor (the lower ``FLOOR_QUANTILE``)."""
+    """Which frame of ``frames`` sorted by energy is the noise floor (the lower
+    ``FLOOR_QUANTILE``)."""
     return int(FLOOR_QUANTILE * (frames - 1))
 
 
@@ -147,7 +148,8 @@ def trim(
 
 
 def _energy_per_sample(y: np.ndarray, frame_length: int) -> np.ndarray:
-    """``(n,)`` -> ``(n,)`` float64: the mean square of a ``frame_length`` frame centred on each sample."""
+    """``(n,)`` -> ``(n,)`` float64: the mean square of a ``frame_length`` frame centred on each
+    sample."""
     n = y.shape[-1]
     padded = np.pad(np.asarray(y, dtype=np.float32).astype(np.float64), frame_length // 2)
     # float64 running sums: a frame's energy is a difference of two sums that grow with the clip

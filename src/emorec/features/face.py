@@ -51,7 +51,8 @@ N_LANDMARKS = 68
 #: dlib 68-point indices: right eye (image left) 36-41, left eye 42-47, nose 27-35.
 RIGHT_EYE = slice(36, 42)
 LEFT_EYE = slice(42, 48)
-#: Points that move little with expression: eye corners and the nose. They fix the similarity transform.
+#: Points that move little with expression: eye corners
+#: and the nose. They fix the similarity transform.
 RIGID = np.array([27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45])
 POSE_COLUMNS = ("roll", "log_scale", "centre_x", "centre_y")
 STATIC_DIM = 2 * N_LANDMARKS + len(POSE_COLUMNS)  # 140
@@ -100,7 +101,8 @@ def landmark_columns() -> list[str]:
 
 
 def split_face_mask(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(T, F)`` face features -> ``(features (T, F-1), mask (T,) bool)``: True where a face was found."""
+    """``(T, F)`` face features -> ``(features (T, F-1), mask (T,) bool)``: True where a face was
+    found."""
     return features[:, :-1], features[:, -1] > 0.5
 
 
@@ -148,7 +150,8 @@ class _FaceVideoExtractor(FeatureExtractor):
     """Shared decoding and detection; subclasses turn one frame's face into a feature row."""
 
     modality: ClassVar[str] = "video"
-    #: The last column is a per-frame validity mask (1.0 face found, 0.0 not): see :func:`split_face_mask`.
+    #: The last column is a per-frame validity mask (1.0
+    #: face found, 0.0 not): see :func:`split_face_mask`.
     frame_mask_column: ClassVar[bool] = True
 
     def __init__(
@@ -211,7 +214,8 @@ class _FaceVideoExtractor(FeatureExtractor):
 
     # -- per frame ------------------------------------------------------------------------
     def detect(self, frame: Any) -> tuple[np.ndarray, Any] | None:
-        """``(landmarks (68, 2) pixels, dlib shape)`` of the best-scoring face in an ``av.VideoFrame``, or None."""
+        """``(landmarks (68, 2) pixels, dlib shape)`` of the best-scoring face in an
+        ``av.VideoFrame``, or None."""
         import dlib
         from PIL import Image
 

@@ -3,7 +3,8 @@
 Layout, beside the per-clip entries of the :class:`~emorec.features.store.FeatureStore`::
 
     CACHE/<extractor>-<hash>/packs/<dtype>-<clip set hash>/index.json
-    CACHE/<extractor>-<hash>/packs/<dtype>-<clip set hash>/shard-00000.npy   # (frames, F), <= SHARD_BYTES
+    # (frames, F), <= SHARD_BYTES
+    CACHE/<extractor>-<hash>/packs/<dtype>-<clip set hash>/shard-00000.npy
 
 A training run over tens of thousands of clips held every clip's ``(T, F)`` float32 array in
 memory (40 000 clips of 64-mel log-mel with deltas: about 7 GB). A pack holds them on disk
@@ -106,7 +107,8 @@ class PackedStore:
         data = os.pread(self._fd(shard), frames * row, self._offsets[shard] + start * row)
         if len(data) != frames * row:
             raise OSError(
-                f"{self._shards[shard]}: truncated pack shard (rebuild it by removing {self.folder})"
+                f"{self._shards[shard]}: truncated pack shard (rebuild it "
+                f"by removing {self.folder})"
             )
         return np.frombuffer(data, self.dtype).reshape(frames, self.n_features)
 
@@ -127,7 +129,8 @@ class PackedStore:
 
 
 def _build(store: FeatureStore, keys: Sequence[str], folder: Path, dtype: np.dtype) -> None:
-    """Write the pack of ``keys`` into a temporary folder beside ``folder``, then rename it there."""
+    """Write the pack of ``keys`` into a temporary folder beside ``folder``, then rename it
+    there."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(folder.parent)
     headers, readable = [], []

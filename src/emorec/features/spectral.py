@@ -1,4 +1,5 @@
-"""Log-mel spectrograms and MFCCs (the librosa definitions, computed by ``dsp.py``), in absolute dB so loudness is kept.
+"""Log-mel spectrograms and MFCCs (the librosa definitions, computed by ``dsp.py``), in absolute dB
+so loudness is kept.
 
 Nothing here normalises per utterance: the output depends only on the waveform and the
 constructor arguments, and normalisation statistics are computed later from training clips.
@@ -50,7 +51,8 @@ class _MelBase(FeatureExtractor):
         trim_floor_db: float | None = None,
         trim_to_sample: bool = False,
     ) -> None:
-        """Store the shared constructor arguments (typed, as config() reports them) and check them."""
+        """Store the shared constructor arguments (typed, as config() reports them) and check
+        them."""
         self.sample_rate = int(sample_rate)
         self.n_mels = int(n_mels)
         self.n_fft = int(n_fft)
@@ -68,7 +70,8 @@ class _MelBase(FeatureExtractor):
     def config(self) -> dict:
         config = super().config()
         if config.get("trim_floor_db") is None:
-            # Added later: unset, it leaves the cache key (and every cache and model made before) as it was.
+            # Added later: unset, it leaves the cache key (and
+            # every cache and model made before) as it was.
             config.pop("trim_floor_db", None)
         if not config.get("trim_to_sample"):
             config.pop("trim_to_sample", None)  # the same: added later, off by default
@@ -86,7 +89,8 @@ class _MelBase(FeatureExtractor):
             raise ConfigError(f"{self.name}: need 0 <= fmin < fmax (fmax is clipped to Nyquist)")
         if self.trim_floor_db is not None and (self.trim_db is None or self.trim_floor_db < 0):
             raise ConfigError(
-                f"{self.name}: trim_floor_db needs trim_db and must be >= 0, got {self.trim_floor_db}"
+                f"{self.name}: trim_floor_db needs trim_db and must be >= 0, "
+                f"got {self.trim_floor_db}"
             )
         if self.trim_to_sample and self.trim_db is None:
             raise ConfigError(f"{self.name}: trim_to_sample needs trim_db")
@@ -112,7 +116,8 @@ class _MelBase(FeatureExtractor):
         return 3 if self.deltas else 1
 
     def _log_mel(self, wave: np.ndarray) -> np.ndarray:
-        """``wave : (n,)`` -> log-mel power ``(n_mels, T)`` in dB re a fixed 1.0 (NumPy only: ``dsp.py``)."""
+        """``wave : (n,)`` -> log-mel power ``(n_mels, T)`` in dB re a fixed 1.0 (NumPy only:
+        ``dsp.py``)."""
         wave = np.asarray(wave, dtype=np.float32)
         if self.trim_db is not None:
             # Leading/trailing silence (about 1 s of each RAVDESS clip) carries no emotion.
@@ -163,10 +168,10 @@ class LogMel(_MelBase):
     ``T = 1 + n_samples // hop`` (centred frames, 100 per second by default).
 
     ``trim_db`` (e.g. 40) first trims leading and trailing audio quieter than that many dB
-    below the clip's peak; ``trim_floor_db`` (e.g. 6) also trims what is less than that many dB above
-    the clip's noise floor (``dsp.trim``: the noise before and after speech in a noisy recording);
-    ``trim_to_sample`` finds the edges per sample, so the answer does not depend on how much
-    silence precedes the speech (``dsp.trim``).
+    below the clip's peak; ``trim_floor_db`` (e.g. 6) also trims what is less than that many dB
+    above the clip's noise floor (``dsp.trim``: the noise before and after speech in a noisy
+    recording); ``trim_to_sample`` finds the edges per sample, so the answer does not depend on how
+    much silence precedes the speech (``dsp.trim``).
     ``top_db`` clips values more than that many dB below the clip's loudest bin (``None`` disables
     it); values are otherwise absolute, so loud and quiet clips differ.
     """

@@ -84,9 +84,10 @@ class FeatureStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
         try:
-            # No fsync per entry (it was a fifth of an extraction's time): the rename is atomic, so a
-            # kill or a crash of the process never leaves a partial entry, and an entry that cannot be
-            # read (a power cut before the data reached the disk) is treated as absent and recomputed.
+            # No fsync per entry (it was a fifth of an extraction's time): the
+            # rename is atomic, so a kill or a crash of the process never leaves a
+            # partial entry, and an entry that cannot be read (a power cut before
+            # the data reached the disk) is treated as absent and recomputed.
             with os.fdopen(fd, "wb") as handle:
                 np.save(handle, np.ascontiguousarray(features), allow_pickle=False)
             os.chmod(tmp, 0o644)

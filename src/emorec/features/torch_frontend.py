@@ -1,14 +1,14 @@
-"""The log-mel front end (``spectral.LogMel`` + its normaliser) as a torch module over a padded batch,
-built from ops an ONNX graph has: the exported model reads waveforms, not features. The voice
+"""The log-mel front end (``spectral.LogMel`` + its normaliser) as a torch module over a padded
+batch, built from ops an ONNX graph has: the exported model reads waveforms, not features. The voice
 encoder's front end (``voice_encoder.VoiceEncoder``: trim, level, power mel, the frozen LSTM layers)
 is :class:`VoiceEncoderFrontEnd`; :func:`front_end_for` picks the one an extractor needs.
 
 ``forward(wave (B, N) float32, lengths (B,) int64) -> (features (B, T, F), mask (B, T))`` computes,
 row by row, what ``LogMel.extract`` computes with ``dsp.py`` on each waveform alone: silence trim
 (frame energies over 2048 samples, hop 512 or every sample), centred STFT (periodic Hann), Slaney
-mel filterbank, dB with the ``top_db`` floor, Savitzky-Golay deltas with librosa's edge fits, then the model's
-normalisation. Every data-dependent step (trim bounds, each row's frame count, edge windows) is an
-index or a mask, never a shape, so one graph serves any batch of any lengths.
+mel filterbank, dB with the ``top_db`` floor, Savitzky-Golay deltas with librosa's edge fits, then
+the model's normalisation. Every data-dependent step (trim bounds, each row's frame count, edge
+windows) is an index or a mask, never a shape, so one graph serves any batch of any lengths.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def trim_rows(
 
 
 class LogMelFrontEnd(nn.Module):
-    """See the module docstring. ``normalizer``: the model's ``Normalizer.to_dict()`` (or ``None``)."""
+    """See the module docstring. ``normalizer``: the model's ``Normalizer.to_dict()`` (or
+    ``None``)."""
 
     def __init__(self, extractor, normalizer: dict | None = None):
         super().__init__()
@@ -243,10 +244,10 @@ class LogMelFrontEnd(nn.Module):
 
 
 class VoiceEncoderFrontEnd(nn.Module):
-    """``VoiceEncoder.extract`` row by row over a padded batch: trim, RMS level, power mel (40 bands,
-    25 ms every 10 ms), the encoder's LSTM layers, every ``stride``-th frame, the model's global
-    normalisation. The LSTMs run forward in time, so a row's trailing padding never reaches its real
-    frames: no per-row packing is needed."""
+    """``VoiceEncoder.extract`` row by row over a padded batch: trim, RMS level, power mel (40
+    bands, 25 ms every 10 ms), the encoder's LSTM layers, every ``stride``-th frame, the model's
+    global normalisation. The LSTMs run forward in time, so a row's trailing padding never reaches
+    its real frames: no per-row packing is needed."""
 
     def __init__(self, extractor, normalizer: dict | None = None):
         super().__init__()

@@ -127,8 +127,9 @@ class VoiceEncoder(FeatureExtractor):
 
     ``stride`` keeps every stride-th frame (2: 50 per second); the LSTM itself runs at 100 per
     second over the whole clip. ``trim_to_sample`` finds the trim's edges per sample (``dsp.trim``),
-    so the same speech behind more or less silence gives the same states. :meth:`config` holds ``weights_fingerprint`` (sha256 of the weights
-    file), so the cache key changes with the weights and a stored config checks them.
+    so the same speech behind more or less silence gives the same states. :meth:`config` holds
+    ``weights_fingerprint`` (sha256 of the weights file), so the cache key changes with the weights
+    and a stored config checks them.
     """
 
     name = "voice_encoder"
@@ -176,7 +177,8 @@ class VoiceEncoder(FeatureExtractor):
 
     @property
     def weights_fingerprint(self) -> str:
-        """sha256 of the weights file; a stored config (a trained model's) must find the same weights."""
+        """sha256 of the weights file; a stored config (a trained model's) must find the same
+        weights."""
         if self._fingerprint is None:
             path = weights_path(self.weights)
             found = file_sha256(path)[:16]
@@ -189,7 +191,8 @@ class VoiceEncoder(FeatureExtractor):
         return self._fingerprint
 
     def bundle(self, folder: Path) -> dict[str, str]:
-        """The encoder's LSTM tensors (5 MB, not the 17 MB training checkpoint) as safetensors in ``folder``."""
+        """The encoder's LSTM tensors (5 MB, not the 17 MB training checkpoint) as safetensors in
+        ``folder``."""
         from safetensors.torch import save_file
 
         from emorec.atomic import publish
@@ -205,7 +208,8 @@ class VoiceEncoder(FeatureExtractor):
         return SAMPLE_RATE / HOP / self.stride
 
     def mel(self, wave: np.ndarray) -> np.ndarray:
-        """``wave : (n,)`` -> power mel ``(T, 40)`` float32, as the encoder was trained on (not log)."""
+        """``wave : (n,)`` -> power mel ``(T, 40)`` float32, as the encoder was trained on (not
+        log)."""
         wave = np.asarray(wave, dtype=np.float32)
         if self.speed != 1.0:  # n samples -> n / speed at the same rate
             import soxr

@@ -12,8 +12,8 @@ A clip's result does not depend on the batch it is predicted in. Nothing here st
 it runs from a plain script without a ``__main__`` guard. Input longer than a training clip (over
 6 s) is windowed over its speech regions and answered by the duration-weighted mean of its speech
 segments (``prediction.method`` says so, ``prediction.segments`` has them: see
-:mod:`emorec.inference.long_input`). An input longer than ``max_seconds`` (default 10 minutes) is refused from
-its header, before it is decoded: emotion over time in a long recording is
+:mod:`emorec.inference.long_input`). An input longer than ``max_seconds`` (default 10 minutes) is
+refused from its header, before it is decoded: emotion over time in a long recording is
 :meth:`Recognizer.timeline`'s job, which streams it.
 """
 
@@ -48,9 +48,10 @@ AudioInput = Union[str, os.PathLike, np.ndarray]
 
 @dataclass(frozen=True)
 class Prediction:
-    """One input: the most probable ``label``, every class's calibrated probability, seconds of audio, and
-    how the answer was made (``method``: the whole clip, or for long input the duration-weighted mean of
-    its speech ``segments``, each an :class:`emorec.inference.timeline.Segment`)."""
+    """One input: the most probable ``label``, every class's calibrated probability, seconds of
+    audio, and how the answer was made (``method``: the whole clip, or for long input the
+    duration-weighted mean of its speech ``segments``, each an
+    :class:`emorec.inference.timeline.Segment`)."""
 
     label: str
     probabilities: dict[str, float]
@@ -92,8 +93,8 @@ class BatchPrediction:
 
 class Recognizer:
     """A model ready to predict: :func:`load` (a trained or released model, or an ``.onnx`` export),
-    or ``Recognizer(backend)`` around any :class:`emorec.inference.long_input.Backend`: every answer (files,
-    waveforms, long input, timeline, stream) goes through ``backend.probabilities``."""
+    or ``Recognizer(backend)`` around any :class:`emorec.inference.long_input.Backend`: every answer
+    (files, waveforms, long input, timeline, stream) goes through ``backend.probabilities``."""
 
     def __init__(
         self,
@@ -213,9 +214,10 @@ class Recognizer:
         edge_db: float = 25.0,
         progress=None,
     ):
-        """Emotion over time in a recording of any length (streamed): a :class:`emorec.inference.timeline.Timeline`
-        with Silero VAD speech regions, per-window probabilities and smoothed segments (``context``
-        and ``edge_db``: see :mod:`emorec.inference.timeline`)."""
+        """Emotion over time in a recording of any length (streamed): a
+        :class:`emorec.inference.timeline.Timeline` with Silero VAD speech regions, per-window
+        probabilities and smoothed segments (``context`` and ``edge_db``: see
+        :mod:`emorec.inference.timeline`)."""
         from emorec.inference.timeline import build_timeline
 
         return build_timeline(
@@ -242,9 +244,10 @@ class Recognizer:
         context: float = 1.0,
         edge_db: float = 25.0,
     ):
-        """Emotion while audio arrives: blocks of mono samples (float or int16, at ``sample_rate``) in,
-        :class:`emorec.inference.streaming.StreamEvent` updates out as they are made (speech start and end,
-        interim windows, each region's final segments, then the whole timeline, equal to
+        """Emotion while audio arrives: blocks of mono samples (float or int16, at ``sample_rate``)
+        in,
+        :class:`emorec.inference.streaming.StreamEvent` updates out as they are made (speech start
+        and end, interim windows, each region's final segments, then the whole timeline, equal to
         :meth:`timeline` of the same audio). See :mod:`emorec.inference.streaming`."""
         from emorec.inference.streaming import stream_events
 
@@ -263,7 +266,8 @@ class Recognizer:
     def answer(
         self, wave: np.ndarray, source: str = "<samples>", batch_size: int = 16
     ) -> Prediction:
-        """One mono waveform at the model's rate -> its :class:`Prediction` (long input windowed)."""
+        """One mono waveform at the model's rate -> its :class:`Prediction` (long input
+        windowed)."""
         return self._predict_waves([wave], [source], batch_size)[0]
 
     def _predict_waves(
@@ -301,8 +305,8 @@ class Recognizer:
 
 def load(model: str | os.PathLike | None = None, *, max_seconds: float = MAX_SECONDS) -> Recognizer:
     """A :class:`Recognizer` for ``model``: a fold directory, a one-fold run, ``model.safetensors``,
-    an ``.onnx`` export (run by onnxruntime), or the name of a released model; ``None`` is the default
-    released model."""
+    an ``.onnx`` export (run by onnxruntime), or the name of a released model; ``None`` is the
+    default released model."""
     if model is not None and os.fspath(model).endswith(".onnx"):
         from emorec.inference.onnx_runtime import OnnxPredictor
 

@@ -2,7 +2,8 @@
 real time (``--simulate``), as blocks of mono float32 samples at 16 kHz.
 
 The microphone needs ``sounddevice`` (PortAudio), the one library that records on Linux, macOS and
-Windows alike; it is the optional ``live`` extra, so nothing else in emorec pulls in a native audio stack.
+Windows alike; it is the optional ``live`` extra, so nothing else in emorec pulls in a native audio
+stack.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ RATE = 16000
 def played_file(
     path: str | os.PathLike, *, block_seconds: float = 0.1, speed: float = 1.0
 ) -> Iterator[np.ndarray]:
-    """``path`` decoded in blocks of ``block_seconds``, each given out when a listener would have heard
-    it at ``speed`` times real time (0: as fast as it decodes)."""
+    """``path`` decoded in blocks of ``block_seconds``, each given out when a listener would have
+    heard it at ``speed`` times real time (0: as fast as it decodes)."""
     size = max(1, int(round(block_seconds * RATE)))
     started, sent = time.monotonic(), 0
     pending = np.zeros(0, np.float32)
@@ -48,7 +49,8 @@ def microphone(
         import sounddevice
     except (ImportError, OSError) as problem:  # OSError: the package is there, PortAudio is not
         raise EmorecError(
-            f"the microphone needs sounddevice and PortAudio ({problem}): pip install 'emorec[live]', "
+            f"the microphone needs sounddevice and PortAudio ({problem}): pip "
+            "install 'emorec[live]', "
             "or play a file with --simulate FILE"
         ) from None
     blocks: queue.Queue[np.ndarray] = queue.Queue()

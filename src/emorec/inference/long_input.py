@@ -1,13 +1,14 @@
-"""Input longer than a training clip: one answer from its speech, never the clip model over everything.
+"""Input longer than a training clip: one answer from its speech, never the clip model over
+everything.
 
-The models learn from acted clips of 1.5-5 s. Read whole, a 58 s recording becomes one long clip whose
-pooled frames mean nothing the model was trained on (and minutes of silence or music count as much as
-speech). So a recording over :data:`LONG_INPUT_SECONDS` is windowed as the timeline does it: Silero VAD
-speech regions, windows of :data:`WINDOW_SECONDS` every :data:`HOP_SECONDS` inside them, labelled
-segments from the windows; the whole-file answer is the **duration-weighted mean of the speech
-segments' probabilities** (each second of speech counts once, silence not at all). ``predict`` (CLI),
-``Recognizer.predict``, ``/v1/predict`` and the web page all answer through :func:`windowed_answer`,
-and all refuse input over :data:`MAX_SECONDS`.
+The models learn from acted clips of 1.5-5 s. Read whole, a 58 s recording becomes one long clip
+whose pooled frames mean nothing the model was trained on (and minutes of silence or music count as
+much as speech). So a recording over :data:`LONG_INPUT_SECONDS` is windowed as the timeline does it:
+Silero VAD speech regions, windows of :data:`WINDOW_SECONDS` every :data:`HOP_SECONDS` inside them,
+labelled segments from the windows; the whole-file answer is the **duration-weighted mean of the
+speech segments' probabilities** (each second of speech counts once, silence not at all).
+``predict`` (CLI), ``Recognizer.predict``, ``/v1/predict`` and the web page all answer through
+:func:`windowed_answer`, and all refuse input over :data:`MAX_SECONDS`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import soxr
 
 from emorec.errors import BadInputError, SkippedFile
 
-#: The longest input any entry point accepts (10 minutes); longer recordings go to ``emorec timeline``.
+#: The longest input any entry point accepts (10
+#: minutes); longer recordings go to ``emorec timeline``.
 MAX_SECONDS = 600.0
 #: Input longer than this is windowed over its speech (the training clips are at most about 5 s).
 LONG_INPUT_SECONDS = 6.0
@@ -35,7 +37,8 @@ WINDOWED = "duration-weighted mean of speech windows"
 
 class Backend(Protocol):
     """What every answer needs of a model, whatever runs it: torch (``inference.Predictor``), ONNX
-    (``onnx_runtime.OnnxPredictor``) or an equal-weight ensemble (``inference.EnsemblePredictor``)."""
+    (``onnx_runtime.OnnxPredictor``) or an equal-weight ensemble
+    (``inference.EnsemblePredictor``)."""
 
     @property
     def class_names(self) -> list[str]: ...
@@ -44,14 +47,16 @@ class Backend(Protocol):
     def sample_rate(self) -> int: ...
 
     def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-        """Mono waveforms at :attr:`sample_rate` -> calibrated probabilities ``(N, C)`` in input order."""
+        """Mono waveforms at :attr:`sample_rate` -> calibrated probabilities ``(N, C)`` in input
+        order."""
         ...
 
 
 @dataclass(frozen=True)
 class WindowedAnswer:
     """``probabilities`` (C,) of the whole input and what they come from: speech regions, windows
-    ``(start, end, probs (C,))`` and labelled segments (``emorec.inference.timeline.Segment``), in seconds."""
+    ``(start, end, probs (C,))`` and labelled segments (``emorec.inference.timeline.Segment``), in
+    seconds."""
 
     probabilities: np.ndarray
     speech: list[tuple[float, float]] = field(default_factory=list)
@@ -138,8 +143,9 @@ def answer_file(
     probabilities_of: Callable[[list[np.ndarray]], np.ndarray],
     whole_clip: Callable[[], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, WindowedAnswer | None]:
-    """``(probabilities (C,), WindowedAnswer or None)`` of one file: refused past :data:`MAX_SECONDS`,
-    windowed past :data:`LONG_INPUT_SECONDS`, else ``whole_clip()`` (default: its waveform read whole)."""
+    """``(probabilities (C,), WindowedAnswer or None)`` of one file: refused past
+    :data:`MAX_SECONDS`, windowed past :data:`LONG_INPUT_SECONDS`, else ``whole_clip()`` (default:
+    its waveform read whole)."""
     from emorec.media.audio import load_audio, probe_duration
 
     seconds = probe_duration(path)
@@ -162,8 +168,8 @@ def answer_files(
 ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
     """Probabilities ``(C,)`` for each readable file through ``backend`` (:func:`answer_file`); an
     unreadable one is listed with its reason, not fatal. A windowed file's :class:`WindowedAnswer`
-    goes to ``answers[path]`` when a dict is given; ``whole_clip(path)`` answers a short file instead
-    of its decoded waveform (a model whose extractor reads the file itself)."""
+    goes to ``answers[path]`` when a dict is given; ``whole_clip(path)`` answers a short file
+    instead of its decoded waveform (a model whose extractor reads the file itself)."""
     results, skipped = [], []
     for path in paths:
         whole = (lambda path=path: whole_clip(path)) if whole_clip is not None else None

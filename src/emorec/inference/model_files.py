@@ -30,7 +30,8 @@ def find_model_dir(path: str | os.PathLike) -> Path:
         return folds[0].parent
     if len(folds) > 1:
         raise EmorecError(
-            f"{path}: a cross-validation run with {len(folds)} folds; name one, e.g. {folds[0].parent}"
+            f"{path}: a cross-validation run with {len(folds)} folds; name "
+            f"one, e.g. {folds[0].parent}"
         )
     raise EmorecError(f"{path}: no trained model here (expected {MODEL_META} + {MODEL_WEIGHTS})")
 
@@ -45,8 +46,8 @@ def read_model_files(model_dir: Path) -> tuple["ModelMeta", dict[str, Any]]:
 @dataclass
 class ModelMeta(MutableMapping):
     """What ``model.json`` holds, typed: how to rebuild a trained model (architecture, sizes), read
-    its input (front end, normalisers), turn its logits into probabilities (calibration), and how its
-    weights were made (``record``: fold, epochs, validation scores, weight average ...).
+    its input (front end, normalisers), turn its logits into probabilities (calibration), and how
+    its weights were made (``record``: fold, epochs, validation scores, weight average ...).
 
     The one reader (:meth:`read`) and writer (:meth:`write`, atomic) of the file, whose layout stays
     the flat JSON object it has always been: unknown keys of an older or newer file land in
@@ -98,8 +99,9 @@ class ModelMeta(MutableMapping):
 
     @staticmethod
     def peek(model_dir: str | os.PathLike) -> dict[str, Any]:
-        """The file's keys as they stand, ``{}`` when it is absent or unreadable: for views of runs in
-        progress (``emorec runs``, ``monitor``), which show what is there and never fail on it."""
+        """The file's keys as they stand, ``{}`` when it is absent or unreadable: for views of runs
+        in progress (``emorec runs``, ``monitor``), which show what is there and never fail on
+        it."""
         try:
             data = json.loads((Path(model_dir) / MODEL_META).read_text())
         except (OSError, ValueError):

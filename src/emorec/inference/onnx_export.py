@@ -39,7 +39,8 @@ CARD = "MODEL_CARD.md"
 
 
 class WaveformModel(nn.Module):
-    """``(waveform (B, N), lengths (B,)) -> probabilities (B, C)``: front end, model, temperature."""
+    """``(waveform (B, N), lengths (B,)) -> probabilities (B, C)``: front end, model,
+    temperature."""
 
     def __init__(self, predictor: Predictor):
         super().__init__()

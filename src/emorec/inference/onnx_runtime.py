@@ -1,6 +1,6 @@
 """An exported ONNX model (``emorec export --format onnx``) served by onnxruntime: the same
-``predict_files`` interface as :class:`emorec.inference.predictor.Predictor`, with emorec decoding the media
-and the graph doing everything after (front end, model, calibration)."""
+``predict_files`` interface as :class:`emorec.inference.predictor.Predictor`, with emorec decoding
+the media and the graph doing everything after (front end, model, calibration)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ class OnnxPredictor:
         meta = self.session.get_modelmeta().custom_metadata_map
         if "class_names" not in meta or "sample_rate" not in meta:
             raise EmorecError(
-                f"{path}: no emorec metadata (class_names, sample_rate); was it made by `emorec export`?"
+                f"{path}: no emorec metadata (class_names, sample_rate); was it "
+                "made by `emorec export`?"
             )
         self.meta = dict(meta)
         self.class_names = list(json.loads(meta["class_names"]))
@@ -60,7 +61,8 @@ class OnnxPredictor:
     def predict_files(
         self, paths: Sequence[str | os.PathLike], answers: dict | None = None
     ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
-        """As :meth:`emorec.inference.predictor.Predictor.predict_files` (long input windowed over its speech)."""
+        """As :meth:`emorec.inference.predictor.Predictor.predict_files` (long input windowed over
+        its speech)."""
         from emorec.inference.long_input import answer_files
 
         return answer_files(self, paths, answers)

@@ -37,7 +37,8 @@ def collect_files(inputs: Sequence[Path]) -> list[Path]:
             raise EmorecError(f"{path}: no such file or folder")
     if not files:
         raise EmorecError(
-            f"no audio or video files ({', '.join(MEDIA_SUFFIXES)}) under {', '.join(map(str, inputs))}"
+            f"no audio or video files ({', '.join(MEDIA_SUFFIXES)}) under "
+            f"{', '.join(map(str, inputs))}"
         )
     return files
 
@@ -88,7 +89,8 @@ def predict_paths(
 ) -> list[dict]:
     """Probabilities per file from one model (``None``: the released one; ``onnx``: an ONNX file
     through onnxruntime), or averaged over ``model`` and ``ensemble_with``. Input over 6 s is
-    windowed over its speech (:mod:`emorec.inference.long_input`); ``show_segments`` prints its segments."""
+    windowed over its speech (:mod:`emorec.inference.long_input`); ``show_segments`` prints its
+    segments."""
     if onnx is not None:
         from emorec.inference.onnx_runtime import OnnxPredictor
 
@@ -126,7 +128,8 @@ def predict_paths(
         if show_segments:
             for seg in answer.segments:
                 console.print(
-                    f"  {seg.start:7.2f}-{seg.end:7.2f} s  {seg.label} ({seg.probabilities[seg.label]:.2f})",
+                    f"  {seg.start:7.2f}-{seg.end:7.2f} s  {seg.label} "
+                    f"({seg.probabilities[seg.label]:.2f})",
                     highlight=False,
                 )
     for item in skipped:

@@ -51,7 +51,8 @@ def export_model(
     extra: dict | None = None,
 ) -> None:
     hp = module.hparams
-    # the files an extractor reads (an encoder's weights) go into the folder, so the model travels whole
+    # the files an extractor reads (an encoder's weights)
+    # go into the folder, so the model travels whole
     feature_specs = {
         m: {**spec, **extractor_from_spec(spec).bundle(out_dir)}
         for m, spec in feature_specs.items()
@@ -107,12 +108,14 @@ class Predictor:
 
     @property
     def temperature(self) -> float:
-        """The temperature scaling fitted on validation clips at export (1.0 for models without one)."""
+        """The temperature scaling fitted on validation clips at export (1.0 for models without
+        one)."""
         return self.meta.temperature
 
     @torch.inference_mode()
     def predict_items(self, items: Sequence[dict], batch_size: int = 32) -> np.ndarray:
-        """``items`` as a dataset yields them -> calibrated probabilities ``(N, C)``: ``softmax(logits / T)``."""
+        """``items`` as a dataset yields them -> calibrated probabilities ``(N, C)``:
+        ``softmax(logits / T)``."""
         out = []
         for start in range(0, len(items), batch_size):
             batch = pad_collate(items[start : start + batch_size])
@@ -126,7 +129,8 @@ class Predictor:
         return self._item(lambda extractor: extractor.extract_file(path))
 
     def features_for_wave(self, wave: np.ndarray, name: str = "<samples>") -> dict:
-        """Mono samples ``(n,)`` at the model's sample rate -> a dataset-style item (audio-only models)."""
+        """Mono samples ``(n,)`` at the model's sample rate -> a dataset-style item (audio-only
+        models)."""
         if any(extractor.modality != "audio" for extractor in self._front_end()[0].values()):
             raise EmorecError("this model reads video: give it a file, not samples")
         return self._item(lambda extractor: validate_features(name, extractor.extract(wave)))
@@ -177,10 +181,11 @@ class Predictor:
     def predict_files(
         self, paths: Sequence[str | os.PathLike], answers: dict | None = None
     ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
-        """Probabilities for each readable file; unreadable ones are listed, not fatal. An audio model
-        answers through :func:`emorec.inference.long_input.answer_files`, as every backend does (input longer than
-        a training clip windowed over its speech, its :class:`~emorec.inference.long_input.WindowedAnswer` in
-        ``answers[path]``); a model that reads video takes each file whole."""
+        """Probabilities for each readable file; unreadable ones are listed, not fatal. An audio
+        model answers through :func:`emorec.inference.long_input.answer_files`, as every backend
+        does (input longer than a training clip windowed over its speech, its
+        :class:`~emorec.inference.long_input.WindowedAnswer` in ``answers[path]``); a model that
+        reads video takes each file whole."""
         from emorec.inference.long_input import answer_files, check_length
         from emorec.media.audio import probe_duration
 
@@ -227,7 +232,8 @@ class EnsemblePredictor:
         for path, member in zip(paths[1:], members[1:]):
             if member.class_names != members[0].class_names:
                 raise EmorecError(
-                    f"{path}: classes {member.class_names} differ from {paths[0]}'s {members[0].class_names}"
+                    f"{path}: classes {member.class_names} differ from {paths[0]}'s "
+                    f"{members[0].class_names}"
                 )
         return cls(members=members)
 
@@ -244,7 +250,8 @@ class EnsemblePredictor:
         return self.members[0].sample_rate
 
     def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-        """The members' mean probabilities ``(N, C)`` (each member reads the waves at its own rate)."""
+        """The members' mean probabilities ``(N, C)`` (each member reads the waves at its own
+        rate)."""
         rate = self.sample_rate
         return np.mean(
             [
@@ -262,8 +269,9 @@ class EnsemblePredictor:
     def predict_files(
         self, paths: Sequence[str | os.PathLike], answers: dict | None = None
     ) -> tuple[list[tuple[str, np.ndarray]], list[SkippedFile]]:
-        """The members' mean probabilities: audio members through the one path of every backend (long
-        input windowed once, over the mean); with a video member, each member's own answers averaged."""
+        """The members' mean probabilities: audio members through the one path of every backend
+        (long input windowed once, over the mean); with a video member, each member's own answers
+        averaged."""
         if self.audio_only:
             from emorec.inference.long_input import answer_files
 

@@ -1,6 +1,7 @@
 """Emotion while the audio arrives: ``Recognizer.stream(chunks)`` and ``emorec listen``.
 
-Audio comes in blocks of any size. Silero VAD runs on it 32 ms at a time (its state carries over), and
+Audio comes in blocks of any size. Silero VAD runs on it 32 ms at a time (its state carries over),
+and
 :class:`SpeechDetector` turns its probabilities into speech regions exactly as Silero's
 ``get_speech_timestamps_from_probs`` does over a whole file, one probability at a time. Two kinds of
 answer come out, as a streaming speech recogniser gives partial and final results:
@@ -8,8 +9,8 @@ answer come out, as a streaming speech recogniser gives partial and final result
 - **interim** ``window`` events, every ``hop`` seconds while someone speaks: the model on the last
   ``window`` seconds of the region (the first ones shorter), made as soon as their audio is in;
 - **final** ``segments`` events, one per speech region once its bounds are decided: the windows,
-  speech edges and smoothed segments that :func:`emorec.inference.timeline.build_timeline` gives the same
-  audio. A region is decided when the next one has begun or when no region could begin within
+  speech edges and smoothed segments that :func:`emorec.inference.timeline.build_timeline` gives the
+  same audio. A region is decided when the next one has begun or when no region could begin within
   ``2 * context`` seconds of its end (its last window reaches halfway to the next region at most).
 
 So when the stream ends, :attr:`EmotionStream.timeline` equals ``Recognizer.timeline`` of the same
@@ -91,7 +92,8 @@ class SpeechDetector:
         self.triggered, self.start, self.temp_end = False, 0, 0
 
     def push(self, prob: float) -> tuple[int, int] | None:
-        """The padded ``(start, end)`` samples of a region that this probability closes, else ``None``."""
+        """The padded ``(start, end)`` samples of a region that this probability closes, else
+        ``None``."""
         cur = VAD_CHUNK * self.steps
         self.steps += 1
         if prob >= self.threshold and self.temp_end:
@@ -114,7 +116,8 @@ class SpeechDetector:
         return int(max(0, start - self.pad))
 
     def confirmed_start(self) -> int | None:
-        """The padded start of the open region once it is sure to be kept (longer than ``min_speech``)."""
+        """The padded start of the open region once it is sure to be kept (longer than
+        ``min_speech``)."""
         if not self.triggered:
             return None
         reached = self.temp_end or VAD_CHUNK * (self.steps - 1)
@@ -212,7 +215,8 @@ class EmotionStream:
         return self._take(vad_part, model_part, last=False)
 
     def close(self) -> list[StreamEvent]:
-        """The end of the audio: every region made final, then the ``end`` event with the timeline."""
+        """The end of the audio: every region made final, then the ``end`` event with the
+        timeline."""
         if self._closed:
             return []
         vad_tail = (
@@ -372,14 +376,16 @@ class EmotionStream:
         )
 
     def _cut(self, a: float, b: float) -> np.ndarray | None:
-        """Samples ``a``-``b`` s as :func:`emorec.inference.timeline.cut_windows` cuts them (cut short at the end)."""
+        """Samples ``a``-``b`` s as :func:`emorec.inference.timeline.cut_windows` cuts them (cut
+        short at the end)."""
         lo, hi = int(round(a * self.rate)), int(round(b * self.rate))
         if lo >= self._audio_total:
             return None
         return self._audio[max(0, lo - self._audio_start) : hi - self._audio_start].copy()
 
     def _probabilities(self, spans: list[tuple[float, float]]) -> list[np.ndarray | None]:
-        """Rows for each span (``None`` under 0.1 s, as the timeline skips those), computed once each."""
+        """Rows for each span (``None`` under 0.1 s, as the timeline skips those), computed once
+        each."""
         keys = [(int(round(a * self.rate)), int(round(b * self.rate))) for a, b in spans]
         waves = {k: self._cut(a, b) for k, (a, b) in zip(keys, spans) if k not in self._cache}
         todo = [k for k, w in waves.items() if w is not None and w.size >= self.rate // 10]
@@ -411,7 +417,8 @@ def _as_float(block: np.ndarray) -> np.ndarray:
 
 
 def stream_events(recognizer, chunks: Iterable[np.ndarray], **settings) -> Iterator[StreamEvent]:
-    """Events of the blocks in ``chunks`` as they arrive, then those of the end (see :class:`EmotionStream`)."""
+    """Events of the blocks in ``chunks`` as they arrive, then those of the end (see
+    :class:`EmotionStream`)."""
     stream = EmotionStream(recognizer, **settings)
     for chunk in chunks:
         yield from stream.feed(chunk)

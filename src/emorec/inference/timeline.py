@@ -1,6 +1,6 @@
-"""Emotion over time in a long recording: speech regions from a voice-activity detector (Silero VAD),
-windows of the length the model was trained on inside them, calibrated probabilities per window,
-smoothed into labelled segments.
+"""Emotion over time in a long recording: speech regions from a voice-activity detector (Silero
+VAD), windows of the length the model was trained on inside them, calibrated probabilities per
+window, smoothed into labelled segments.
 
 Two streaming passes over the file keep memory bounded for any length: the first runs the VAD
 block by block (its state carries across blocks) and keeps only one speech probability per 32 ms;
@@ -9,10 +9,10 @@ no longer than ``window`` seconds is one window; a longer one gets windows every
 and each hop of time takes the mean probabilities of the windows covering it. Segments are runs of
 one label, those shorter than ``min_segment`` merged into a neighbour.
 
-Why regions get ``context``: the VAD starts soft onsets (a sigh, a breathy first syllable) up to half
-a second late and ends some regions early, and the model trims leading and trailing silence itself.
-So each region's first and last window reach ``context`` seconds past the VAD's edges (never past
-halfway to the next region): a clip inside a recording is then heard as it is heard alone. The
+Why regions get ``context``: the VAD starts soft onsets (a sigh, a breathy first syllable) up to
+half a second late and ends some regions early, and the model trims leading and trailing silence
+itself. So each region's first and last window reach ``context`` seconds past the VAD's edges (never
+past halfway to the next region): a clip inside a recording is then heard as it is heard alone. The
 segment edges are where the sound around each VAD edge stays within ``edge_db`` of its window's
 loudest 10 ms, pauses up to 0.5 s bridged (a breath before a phrase belongs to it, and the model
 hears it in the clip alone), not the VAD's own edges.
@@ -94,7 +94,8 @@ def _vad_model():
 
 @torch.inference_mode()
 def speech_probabilities(blocks: Iterator[np.ndarray], model=None) -> tuple[list[float], int]:
-    """Silero VAD speech probability per 512-sample step of a 16 kHz stream, and the samples read."""
+    """Silero VAD speech probability per 512-sample step of a 16 kHz stream, and the samples
+    read."""
     model = model or _vad_model()
     model.reset_states()
     probs: list[float] = []
@@ -123,7 +124,8 @@ def speech_regions(
     min_silence: float = 0.3,
     pad: float = 0.05,
 ) -> list[tuple[float, float]]:
-    """Speech ``(start, end)`` seconds from VAD probabilities (Silero's own hysteresis and padding)."""
+    """Speech ``(start, end)`` seconds from VAD probabilities (Silero's own hysteresis and
+    padding)."""
     from silero_vad import get_speech_timestamps_from_probs
 
     stamps = get_speech_timestamps_from_probs(
@@ -175,9 +177,10 @@ def speech_edge(
     from_end: bool = False,
     max_gap: float = 0.5,
 ) -> float:
-    """Where speech starts (or, ``from_end``, ends) in ``samples``, in seconds from their start: from
-    the 10 ms frame at ``near`` (the VAD's edge), the first frame within ``edge_db`` of the loudest
-    is found inwards, then followed outwards over loud frames with gaps up to ``max_gap``."""
+    """Where speech starts (or, ``from_end``, ends) in ``samples``, in seconds from their start:
+    from the 10 ms frame at ``near`` (the VAD's edge), the first frame within ``edge_db`` of the
+    loudest is found inwards, then followed outwards over loud frames with gaps up to
+    ``max_gap``."""
     frame = max(1, rate // 100)
     count = samples.size // frame
     if count == 0:
@@ -357,7 +360,8 @@ def build_timeline(
         if len(pending) >= 4 * batch_size:
             flush()
     flush()
-    # Where the sound-based edges crossed (nothing loud enough in the region), the VAD's edges stand.
+    # Where the sound-based edges crossed (nothing loud
+    # enough in the region), the VAD's edges stand.
     speech = [(a, b) if b > a else vad for (a, b), vad in zip(speech, regions)]
     windows = [(planned[i][0], planned[i][1], results[i]) for i in sorted(results)]
     segments = smooth_segments(windows, speech, recognizer.classes, hop, min_segment)

@@ -1,6 +1,7 @@
-"""A :class:`~emorec.inference.timeline.Timeline` as files: CSV (one row per segment), JSON (everything),
-WebVTT (emotion captions a video editor or player shows over the recording) and a PNG (class
-probabilities over time, speech regions shaded, segments named). Each is written atomically."""
+"""A :class:`~emorec.inference.timeline.Timeline` as files: CSV (one row per segment), JSON
+(everything), WebVTT (emotion captions a video editor or player shows over the recording) and a PNG
+(class probabilities over time, speech regions shaded, segments named). Each is written
+atomically."""
 
 from __future__ import annotations
 
@@ -60,8 +61,9 @@ def to_csv(timeline: Timeline) -> str:
 
 def speech_lines(timeline: Timeline) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(x (n,), probabilities (n, C))`` per speech region, what the PNG draws: probabilities live
-    inside speech only (a line across silence would claim an emotion where nobody spoke). Each window
-    counts for the region it overlaps (it never reaches another); a region of one window is a level line."""
+    inside speech only (a line across silence would claim an emotion where nobody spoke). Each
+    window counts for the region it overlaps (it never reaches another); a region of one window is a
+    level line."""
     lines = []
     for a, b in timeline.speech:
         own = [(wa, wb, p) for wa, wb, p in timeline.windows if wa < b and wb > a]
@@ -104,7 +106,8 @@ def plot_timeline(timeline: Timeline, path: str | os.PathLike) -> Path:
     ax.set_xlim(0, max(timeline.duration, 1e-3))
     ax.set_ylim(0, 1.12)
     ax.set_xlabel(
-        "time (s); grey: speech (Silero VAD); lines: probabilities over speech; band on top: segments"
+        "time (s); grey: speech (Silero VAD); lines: probabilities over "
+        "speech; band on top: segments"
     )
     ax.set_ylabel("probability")
     ax.set_title(

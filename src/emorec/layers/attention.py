@@ -31,7 +31,8 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class AdditiveAttention(nn.Module):
-    """Bahdanau attention pooling: ``score_t = v^T tanh(W h_t + U q + b)``, ``context = sum_t a_t h_t``.
+    """Bahdanau attention pooling: ``score_t = v^T tanh(W h_t + U q + b)``, ``context = sum_t a_t
+    h_t``.
 
     ``h : [B x T x input_dim]``, ``mask : Bool[B x T]``, optional ``query : [B x query_dim]``
     (a decoder state or another modality's summary, for cross-modal pooling).

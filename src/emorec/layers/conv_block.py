@@ -211,8 +211,9 @@ def conv_bn_relu_pool(
 ) -> torch.Tensor:
     """``x : [B x C x T x F]`` with real frames ``[:lengths[b]]`` -> pooled ``[B x C' x T' x F']``,
     0 on padded windows. With batch statistics (training) it is differentiable and updates
-    ``norm``'s running statistics (``MaskedBatchNorm.update_running_stats``); with running statistics it is
-    forward-only (the block uses the reference path when gradients are wanted in eval mode)."""
+    ``norm``'s running statistics (``MaskedBatchNorm.update_running_stats``); with running
+    statistics it is forward-only (the block uses the reference path when gradients are wanted in
+    eval mode)."""
     padding = conv.padding[0]
     if not (norm.training or not norm.track_running_stats):
         with torch.no_grad():

@@ -12,7 +12,8 @@ __all__ = ["BidirectionalCrossAttention", "ModalityWeights"]
 
 
 class BidirectionalCrossAttention(nn.Module):
-    """Audio attends to video and video attends to audio (seed 004), each with a residual + LayerNorm::
+    """Audio attends to video and video attends to audio (seed 004), each with a residual +
+    LayerNorm::
 
         a' = LayerNorm(a + Dropout(MHA(query=a, key=value=v, key_mask=v_mask)))
         v' = LayerNorm(v + Dropout(MHA(query=v, key=value=a, key_mask=a_mask)))
@@ -43,7 +44,8 @@ class BidirectionalCrossAttention(nn.Module):
 class ModalityWeights(nn.Module):
     """Learned importance of ``n`` modalities: ``softmax`` over ``n`` learned logits (start equal).
 
-    ``forward()`` -> weights ``[n]`` summing to 1; ``combine([x_1, ..., x_n])`` -> ``sum_i w_i x_i``.
+    ``forward()`` -> weights ``[n]`` summing to 1; ``combine([x_1, ..., x_n])`` -> ``sum_i w_i
+    x_i``.
     """
 
     def __init__(self, n: int = 2):

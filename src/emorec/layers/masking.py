@@ -106,7 +106,8 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> torch.Tenso
 def pool_time_mask(mask: torch.Tensor, kernel: int) -> torch.Tensor:
     """The mask after a stride-``kernel`` time pooling with ``ceil_mode=True``.
 
-    ``Bool[B x T]`` -> ``Bool[B x ceil(T / kernel)]``: a window is real when it holds any real frame.
+    ``Bool[B x T]`` -> ``Bool[B x ceil(T / kernel)]``: a window is real when it holds any real
+    frame.
     """
     if kernel == 1:
         return mask
@@ -190,11 +191,11 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
     statistics count real frames only (padded zeros would otherwise bias mean and variance, and
     a clip's normalisation would depend on how much padding its batch has).
 
-    With ``mask=None``, or in eval mode with running statistics, it is exactly ``nn.BatchNorm1d/2d``.
-    The running variance is updated with the unbiased estimate, as PyTorch does. Unlike
-    ``nn.BatchNorm``, a single real value per channel is allowed (it normalises to ``bias``).
-    In training the padded positions of the output are 0; with running statistics they hold
-    ``bias - running_mean * scale``, so callers zero them.
+    With ``mask=None``, or in eval mode with running statistics, it is exactly
+    ``nn.BatchNorm1d/2d``. The running variance is updated with the unbiased estimate, as PyTorch
+    does. Unlike ``nn.BatchNorm``, a single real value per channel is allowed (it normalises to
+    ``bias``). In training the padded positions of the output are 0; with running statistics they
+    hold ``bias - running_mean * scale``, so callers zero them.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -270,7 +271,8 @@ class MaskedConvBlock2d(nn.Module):
         return max(1, min(self.freq_pool, freq))  # pooling stops once the frequency axis is small
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x : [B x C x T x F]``, ``mask : Bool[B x T]`` -> ``([B x C' x T' x F'], Bool[B x T'])``."""
+        """``x : [B x C x T x F]``, ``mask : Bool[B x T]`` -> ``([B x C' x T' x F'], Bool[B x
+        T'])``."""
         if not _GRAPH_EXPORT and self._fused_applies(x):
             lengths = prefix_lengths(mask)
             if lengths is not None:
@@ -300,7 +302,8 @@ class MaskedConvBlock2d(nn.Module):
     def reference_forward(
         self, x: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The block composed of PyTorch ops (any activation, any mask): what the fused path equals."""
+        """The block composed of PyTorch ops (any activation, any mask): what the fused path
+        equals."""
         x = apply_time_mask(x, mask, time_dim=2)
         x = self.act(self.norm(self.conv(x), mask))  # (B, C', T, F)
         time_kernel, freq_kernel = self.time_pool, self._freq_kernel(x.size(-1))

@@ -142,7 +142,8 @@ class VariationalGRU(nn.Module):
     def _fused(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Without recurrent dropout (eval mode, or ``p = 0``) the equations are ``nn.GRU``'s: run
         its kernel on the packed real frames with this module's parameters (several times faster
-        than the Python loop at inference on a CPU). A row without real frames keeps a zero state."""
+        than the Python loop at inference on a CPU). A row without real frames keeps a zero
+        state."""
         if prefix_lengths(mask) is None:
             return self._loop(x, mask)  # holes: the loop freezes the state on them
         params = {}

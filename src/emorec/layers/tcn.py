@@ -93,8 +93,8 @@ class TemporalBlock(nn.Module):
 class TemporalConvNet(nn.Module):
     """1x1 input projection then ``levels`` :class:`TemporalBlock` s with dilations 1, 2, 4, ...
 
-    ``x : [B x C_in x T]``, ``mask : Bool[B x T]`` -> ``[B x channels x T]`` (zero on padded frames).
-    The receptive field is ``1 + 2 * (kernel_size - 1) * (2**levels - 1)`` frames.
+    ``x : [B x C_in x T]``, ``mask : Bool[B x T]`` -> ``[B x channels x T]`` (zero on padded
+    frames). The receptive field is ``1 + 2 * (kernel_size - 1) * (2**levels - 1)`` frames.
     """
 
     def __init__(

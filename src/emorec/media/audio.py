@@ -19,7 +19,8 @@ import soxr
 from emorec.errors import BadInputError
 from emorec.media.silence import check_not_silent
 
-#: Ogg Opus (``.opus``) too: libsndfile decodes it, and it is how CREMA-D's audio is shared compactly.
+#: Ogg Opus (``.opus``) too: libsndfile decodes it,
+#: and it is how CREMA-D's audio is shared compactly.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 
 
@@ -39,8 +40,10 @@ class AudioInfo:
             return ""
         rate = self.sample_rate
         return (
-            f"header says {self.declared_frames} frames ({self.declared_frames / rate:.2f} s) but only "
-            f"{self.frames} ({self.frames / rate:.2f} s) decode: truncated file, kept at its decodable length"
+            f"header says {self.declared_frames} frames "
+            f"({self.declared_frames / rate:.2f} s) but only "
+            f"{self.frames} ({self.frames / rate:.2f} s) decode: truncated file, "
+            "kept at its decodable length"
         )
 
 
@@ -183,7 +186,8 @@ def _stream_video_audio(path, sample_rate: int, name: str | None = None) -> Iter
 
 def probe_duration(path: str | os.PathLike | bytes) -> float | None:
     """Seconds of audio a file (or the bytes of one) holds, read from its header without decoding it
-    (``None`` when the format does not say): lets a caller refuse an hour-long upload before it fills memory."""
+    (``None`` when the format does not say): lets a caller refuse an hour-long upload before it
+    fills memory."""
     from emorec.media.video import VIDEO_SUFFIXES
 
     in_memory = isinstance(path, (bytes, bytearray, memoryview))

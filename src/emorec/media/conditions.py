@@ -1,6 +1,7 @@
 """Recording conditions applied to a waveform: gain, telephone band, additive noise at an SNR,
 reverberation and codec round-trips. The robustness suite (``emorec robustness``) scores a model
-under each of them; they are reproducible (a condition's randomness comes from the seed it is given).
+under each of them; they are reproducible (a condition's randomness comes from the seed it is
+given).
 
 A condition is named by a short string, ``kind[:argument]``::
 
@@ -23,7 +24,8 @@ from scipy import fft, signal
 
 from emorec.errors import ConfigError
 
-#: The evaluation suite of ``emorec robustness`` (the issue's conditions plus reverberation and MP3).
+#: The evaluation suite of ``emorec robustness`` (the
+#: issue's conditions plus reverberation and MP3).
 DEFAULT_SUITE = (
     "clean",
     "gain:+12",
@@ -116,7 +118,8 @@ _CODECS = {"opus": ("OGG", "OPUS"), "mp3": ("MP3", "MPEG_LAYER_III"), "vorbis": 
 
 
 def codec_roundtrip(wave: np.ndarray, sample_rate: int, codec: str) -> np.ndarray:
-    """Encode with libsndfile's encoder at its default quality, decode, and keep the input's length."""
+    """Encode with libsndfile's encoder at its default quality, decode, and keep the input's
+    length."""
     container, subtype = _CODECS[codec]
     buffer = io.BytesIO()
     sf.write(buffer, np.clip(wave, -1.0, 1.0), sample_rate, format=container, subtype=subtype)
@@ -174,6 +177,7 @@ def parse_condition(name: str) -> Condition:
     except ValueError as err:
         raise ConfigError(f"condition {name!r}: {err}") from None
     raise ConfigError(
-        f"unknown condition {name!r}; known: clean, gain:DB, band:LOW-HIGH, noise:SNR[:white|pink|brown], "
+        f"unknown condition {name!r}; known: clean, gain:DB, band:LOW-HIGH, "
+        "noise:SNR[:white|pink|brown], "
         f"reverb:RT60, {', '.join(_CODECS)}"
     )

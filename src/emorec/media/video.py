@@ -38,7 +38,8 @@ NO_AUDIO_TRACK = "no audio track"
 INSTALL_HINT = "pip install emorec[video]"
 #: A file whose header promises N frames but decodes fewer than this share of them is truncated.
 TRUNCATED_SHARE = 0.9
-#: ... and when the header gives no frame count: decoded time short of the declared duration by this.
+#: ... and when the header gives no frame count:
+#: decoded time short of the declared duration by this.
 TRUNCATED_SECONDS = 1.0
 
 
@@ -264,7 +265,8 @@ def frame_to_array(
     frame: Any, format: str = "rgb24", width: int | None = None, height: int | None = None
 ) -> np.ndarray:
     """One ``av.VideoFrame`` as uint8 ``(H, W, 3)`` (``rgb24``) or ``(H, W)`` (``gray``), upright
-    (its display rotation applied), scaled by FFmpeg to ``width``/``height`` of the upright picture."""
+    (its display rotation applied), scaled by FFmpeg to ``width``/``height`` of the upright
+    picture."""
     turns = display_quarter_turns(frame)
     if width or height:
         if turns % 2:  # the stored picture is on its side: scale its sides the other way round
@@ -276,7 +278,8 @@ def frame_to_array(
 
 def frame_luma(frame: Any) -> np.ndarray:
     """The brightness of an ``av.VideoFrame``, ``(H, W)`` uint8 and upright: the Y plane itself
-    for planar YUV frames (no conversion, studio range as stored), FFmpeg's grey conversion otherwise."""
+    for planar YUV frames (no conversion, studio range as stored), FFmpeg's grey conversion
+    otherwise."""
     name = frame.format.name
     turns = display_quarter_turns(frame)
     if name.startswith(("yuv", "yuvj", "nv12", "nv21")) and frame.format.components[0].bits == 8:

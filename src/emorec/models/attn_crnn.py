@@ -1,11 +1,13 @@
-"""Attention CRNN for speech emotion recognition (seed 000, seed document ``000_0f45aec744754fab.txt``).
+"""Attention CRNN for speech emotion recognition (seed 000, seed document
+``000_0f45aec744754fab.txt``).
 
 Conv blocks learn local time-frequency patterns of the log-mel "image", a bidirectional GRU
 models their order, Bahdanau (additive) attention pools the frames that carry the emotion,
 and dense layers classify::
 
     audio [B x T x F] -> (Linear F->P if F is large) -> [Conv2d 3x3 -> BN -> ReLU -> max pool] x N
-      -> BiGRU (packed) -> additive attention -> Dense -> embed [B x dense] -> Linear -> logits [B x C]
+      -> BiGRU (packed) -> additive attention -> Dense -> embed [B x dense] -> Linear -> logits [B x
+        C]
 
 The seed trained on log-mel or wav2vec features in Keras; this is a PyTorch re-implementation
 that honours the batch contract: padding never changes a clip's logits or attention weights.
@@ -40,7 +42,8 @@ def build_conv_frontend(
     activation: str = "relu",
     input_channels: int = 1,
 ) -> tuple[nn.Linear | None, nn.ModuleList, int]:
-    """Checked conv front-end shared by the CRNNs: ``(input projection or None, conv blocks, C*F' out)``.
+    """Checked conv front-end shared by the CRNNs: ``(input projection or None, conv blocks, C*F'
+    out)``.
 
     ``input_channels > 1`` reads the feature axis as that many stacked planes of equal width
     (log-mel, delta and delta-delta from ``deltas: true`` are 3 planes of ``n_mels``), which become
@@ -55,7 +58,8 @@ def build_conv_frontend(
         raise ConfigError(f"{model}: audio_dim, num_classes and pool sizes must be >= 1")
     if input_channels < 1 or audio_dim % input_channels:
         raise ConfigError(
-            f"{model}: input_channels ({input_channels}) must divide the feature size ({audio_dim}); "
+            f"{model}: input_channels ({input_channels}) must divide the "
+            f"feature size ({audio_dim}); "
             "with deltas: true the features are 3 planes, so input_channels is 1 or 3"
         )
     if input_channels > 1 and input_proj:
@@ -77,7 +81,8 @@ def build_conv_frontend(
 def run_conv_frontend(
     x: torch.Tensor, mask: torch.Tensor, input_proj: nn.Linear | None, blocks: nn.ModuleList
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x [B x T x F]``, ``mask Bool[B x T]`` -> frame sequence ``[B x T' x C*F']`` and its mask ``[B x T']``."""
+    """``x [B x T x F]``, ``mask Bool[B x T]`` -> frame sequence ``[B x T' x C*F']`` and its mask
+    ``[B x T']``."""
     if input_proj is not None:
         x = input_proj(x)  # (B, T, P)
     planes = blocks[0].conv.in_channels if len(blocks) else 1

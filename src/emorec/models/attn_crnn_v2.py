@@ -1,5 +1,5 @@
-"""ATTN-CRNN v2 (seed 001, seed document ``001_67d2c08da372fa7c.txt``): the v1 conv blocks and BiGRU, with
-honest recurrent dropout, scaled dot-product self-attention with LayerNorm, and a wider
+"""ATTN-CRNN v2 (seed 001, seed document ``001_67d2c08da372fa7c.txt``): the v1 conv blocks and
+BiGRU, with honest recurrent dropout, scaled dot-product self-attention with LayerNorm, and a wider
 BatchNorm + GELU dense layer::
 
     audio [B x T x F] -> (Linear F->P if F is large) -> [Conv2d 3x3 -> BN -> act -> max pool] x N
@@ -42,8 +42,8 @@ CONV_ACTIVATIONS = ("relu", "gelu", "elu", "silu")
 
 
 class DenseBNGelu(nn.Module):
-    """``Linear -> BatchNorm -> GELU -> Dropout`` on ``[B x D_in]``; the BatchNorm accepts a batch of
-    one in training (it normalises to its bias), as a Keras model does."""
+    """``Linear -> BatchNorm -> GELU -> Dropout`` on ``[B x D_in]``; the BatchNorm accepts a batch
+    of one in training (it normalises to its bias), as a Keras model does."""
 
     def __init__(self, in_features: int, out_features: int, dropout: float):
         super().__init__()
@@ -62,7 +62,8 @@ class DenseBNGelu(nn.Module):
     "attn_crnn_v2",
     modalities=("audio",),
     seed="001",
-    summary="ATTN-CRNN v2: BiGRU with variational recurrent dropout, self-attention + LayerNorm, Dense/BN/GELU (seed 001)",
+    summary="ATTN-CRNN v2: BiGRU with variational recurrent dropout, self-attention + LayerNorm, "
+    "Dense/BN/GELU (seed 001)",
 )
 class AttnCRNNv2(nn.Module):
     """Conv blocks -> BiGRU (variational recurrent dropout) -> self-attention + LayerNorm ->
@@ -70,7 +71,8 @@ class AttnCRNNv2(nn.Module):
 
     ATTN-CRNN v2 (seed 001). ``pooling``: ``"mean"`` (masked mean of the self-attention output)
     or ``"attention"`` (masked additive attention, ``attention_dim``). ``conv_activation``: relu,
-    gelu, elu or silu. ``input_proj`` and ``input_channels`` as in ``attn_crnn``. ``video_dim`` is ignored."""
+    gelu, elu or silu. ``input_proj`` and ``input_channels`` as in ``attn_crnn``. ``video_dim`` is
+    ignored."""
 
     def __init__(
         self,
@@ -101,7 +103,8 @@ class AttnCRNNv2(nn.Module):
             raise ConfigError(f"attn_crnn_v2: pooling must be one of {POOLINGS}, got {pooling!r}")
         if conv_activation not in CONV_ACTIVATIONS:
             raise ConfigError(
-                f"attn_crnn_v2: conv_activation must be one of {CONV_ACTIVATIONS}, got {conv_activation!r}"
+                "attn_crnn_v2: conv_activation must be one of "
+                f"{CONV_ACTIVATIONS}, got {conv_activation!r}"
             )
         if not 0.0 <= recurrent_dropout < 1.0:
             raise ConfigError(

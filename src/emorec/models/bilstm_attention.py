@@ -1,13 +1,15 @@
-"""BiLSTM with masked attention for audio, video or both (seed 002, seed document ``002_50342a74a455f735.txt``)::
+"""BiLSTM with masked attention for audio, video or both (seed 002, seed document
+``002_50342a74a455f735.txt``)::
 
-    audio [B x T_a x F_a] -> BiLSTM(128) -> Dropout -> BiLSTM(64)  -> masked attention -> [B x 128] ┐
-    video [B x T_v x F_v] -> BiLSTM(256) -> Dropout -> BiLSTM(128) -> masked attention -> [B x 256] ┴-> concat
+    audio [B x T_a x F_a] -> BiLSTM(128) -> Dropout -> BiLSTM(64)  -> masked attention -> [B x 128]
+    ┐ video [B x T_v x F_v] -> BiLSTM(256) -> Dropout -> BiLSTM(128) -> masked attention -> [B x
+    256] ┴-> concat
       -> Dropout -> Dense -> ReLU -> embed [B x dense] -> Dropout -> Linear -> logits [B x C]
 
 ``audio_time_pool > 1`` first max-pools the audio frames (masked), for long inputs such as
-100 fps log-mel (default 1: none, as the seed). Every LSTM runs on packed sequences, so padding never enters the recurrent state; attention
-gives padded frames ``-inf`` scores before the softmax, so their weights are exactly 0 and the
-weights over real frames sum to 1.
+100 fps log-mel (default 1: none, as the seed). Every LSTM runs on packed sequences, so padding
+never enters the recurrent state; attention gives padded frames ``-inf`` scores before the softmax,
+so their weights are exactly 0 and the weights over real frames sum to 1.
 
 One class serves audio-only, video-only and audio-visual input:
 
@@ -41,8 +43,8 @@ class BiLSTMBranch(nn.Module):
     """(Masked max pool over ``time_pool`` frames) -> stacked BiLSTMs (packed, dropout between
     them) -> masked additive attention.
 
-    ``x : [B x T x F]``, ``mask : Bool[B x T]`` -> ``(context [B x 2 * hidden[-1]], weights [B x T'])``,
-    ``T' = ceil(T / time_pool)``.
+    ``x : [B x T x F]``, ``mask : Bool[B x T]`` -> ``(context [B x 2 * hidden[-1]], weights [B x
+    T'])``, ``T' = ceil(T / time_pool)``.
     """
 
     def __init__(
@@ -60,7 +62,8 @@ class BiLSTMBranch(nn.Module):
         self.time_pool = time_pool
         if not hidden or min(hidden) < 1:
             raise ConfigError(
-                f"bilstm_attention: LSTM sizes must be a non-empty list of positive ints, got {hidden}"
+                "bilstm_attention: LSTM sizes must be a non-empty list of "
+                f"positive ints, got {hidden}"
             )
         sizes = [input_dim] + [2 * h for h in hidden[:-1]]
         self.lstms = nn.ModuleList(
@@ -118,7 +121,8 @@ class BiLSTMAttention(nn.Module):
         unknown = sorted(set(modalities) - set(MODALITIES))
         if unknown or not modalities:
             raise ConfigError(
-                f"bilstm_attention: modalities must be a non-empty subset of {MODALITIES}, got {list(modalities)}"
+                "bilstm_attention: modalities must be a non-empty subset of "
+                f"{MODALITIES}, got {list(modalities)}"
             )
         self.branches = nn.ModuleDict()
         self.placeholders = nn.ParameterDict()
@@ -138,9 +142,10 @@ class BiLSTMAttention(nn.Module):
                 self.branches[name] = branch
                 self.placeholders[name] = nn.Parameter(torch.zeros(branch.out_dim))
         if not self.branches:
+            given = [m for m, d in (("audio", audio_dim), ("video", video_dim)) if d is not None]
             raise ConfigError(
-                f"bilstm_attention: no branch to build: modalities {list(modalities)} but the data gives "
-                f"{[m for m, d in (('audio', audio_dim), ('video', video_dim)) if d is not None] or 'no'} features"
+                f"bilstm_attention: no branch to build: modalities {list(modalities)} but the "
+                f"data gives {given or 'no'} features"
             )
         merged = sum(b.out_dim for b in self.branches.values())
         self.dense = nn.Sequential(nn.Dropout(dropout), nn.Linear(merged, dense), nn.ReLU())
@@ -159,7 +164,8 @@ class BiLSTMAttention(nn.Module):
         present = [m for m in self.branches if m in batch]
         if not present:
             raise ValueError(
-                f"bilstm_attention: the batch holds none of this model's modalities {self.modalities}"
+                "bilstm_attention: the batch holds none of this model's "
+                f"modalities {self.modalities}"
             )
         size = batch[present[0]].size(0)
         parts, weights = [], {}

@@ -3,7 +3,8 @@ concatenated and classified::
 
     audio sub-batch -> audio branch (any registered audio model).embed -> [B x D_a] ┐
     video sub-batch -> video branch (any registered video model).embed -> [B x D_v] ┴-> concat
-      -> LayerNorm -> Dropout -> Linear -> ReLU -> embed [B x fusion_hidden] -> Dropout -> Linear -> logits
+      -> LayerNorm -> Dropout -> Linear -> ReLU -> embed [B x fusion_hidden] -> Dropout -> Linear ->
+        logits
 
 A branch named ``"precomputed"`` takes embeddings already computed (one ``(1, D)`` "sequence"
 per clip, as ``emorec fuse`` caches them) and passes their masked mean through: that is the
@@ -52,13 +53,15 @@ def _build_branch(
     if name == PRECOMPUTED:
         if kwargs:
             raise ConfigError(
-                f"embedding_fusion: a {PRECOMPUTED!r} {modality} branch takes no arguments, got {sorted(kwargs)}"
+                f"embedding_fusion: a {PRECOMPUTED!r} {modality} branch takes no "
+                f"arguments, got {sorted(kwargs)}"
             )
         return PrecomputedEmbedding(modality, dim)
     info = model_info(name)
     if modality not in info.modalities:
         raise ConfigError(
-            f"embedding_fusion: {name!r} cannot be the {modality} branch (it reads {list(info.modalities)})"
+            f"embedding_fusion: {name!r} cannot be the {modality} branch (it reads "
+            f"{list(info.modalities)})"
         )
     dims = {
         "audio_dim": dim if modality == "audio" else None,
@@ -89,7 +92,8 @@ def _embed_dim(branch: nn.Module, modality: str, dim: int) -> int:
     "embedding_fusion",
     modalities=("audio", "video"),
     seed="000",
-    summary="Fuses an audio and a video model's embeddings; cached-embedding classifier or end-to-end (seed 000)",
+    summary="Fuses an audio and a video model's embeddings; cached-embedding classifier "
+    "or end-to-end (seed 000)",
 )
 class EmbeddingFusion(nn.Module):
     """Audio branch + video branch embeddings -> fusion MLP -> logits (see the module doc).
@@ -140,8 +144,8 @@ class EmbeddingFusion(nn.Module):
         if init_from:
             self.load_initial_weights(init_from)
         for branch in self.branches.values():
-            # a branch's own classifier head is kept (so its checkpoint loads as is) but unused:
-            # no gradient reaches it, so it is frozen (DDP requires every trained parameter to be used)
+            # a branch's own classifier head is kept (so its checkpoint loads as is) but unused: no
+            # gradient reaches it, so it is frozen (DDP requires every trained parameter to be used)
             for p in getattr(branch, "head", nn.Module()).parameters():
                 p.requires_grad_(False)
         if freeze_branches:
@@ -176,20 +180,23 @@ class EmbeddingFusion(nn.Module):
                 expected = self.branch_models[key]
                 if meta.get("model") != expected:
                     raise ConfigError(
-                        f"embedding_fusion: init_from.{key} {model_dir} holds a {meta.get('model')!r} "
+                        f"embedding_fusion: init_from.{key} {model_dir} holds "
+                        f"a {meta.get('model')!r} "
                         f"model, the {key} branch is {expected!r}"
                     )
                 target, what = self.branches[key], f"the {key} branch"
             else:
                 if meta.get("model") != "embedding_fusion":
                     raise ConfigError(
-                        f"embedding_fusion: init_from.fusion {model_dir} is a {meta.get('model')!r} model"
+                        f"embedding_fusion: init_from.fusion {model_dir} is a "
+                        f"{meta.get('model')!r} model"
                     )
                 state = {k: v for k, v in state.items() if not k.startswith("branches.")}
                 own = {k for k in self.state_dict() if not k.startswith("branches.")}
                 if set(state) != own:
                     raise ConfigError(
-                        f"embedding_fusion: init_from.fusion {model_dir} does not match this fusion "
+                        f"embedding_fusion: init_from.fusion {model_dir} "
+                        "does not match this fusion "
                         f"head (keys differ: {sorted(set(state) ^ own)[:4]})"
                     )
                 target, what = self, "the fusion head"

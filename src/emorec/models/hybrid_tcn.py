@@ -1,4 +1,5 @@
-"""Hybrid Conv1D-TCN with bidirectional cross-modal attention (seed 004, seed document ``004_21c7cb58aa1dfa4c.txt``)::
+"""Hybrid Conv1D-TCN with bidirectional cross-modal attention (seed 004, seed document
+``004_21c7cb58aa1dfa4c.txt``)::
 
     audio [B x T_a x F_a] -> [parallel Conv1D k=3 | k=5 -> concat -> BN -> ReLU -> max pool] x N
                           -> Linear -> [B x T_a' x d]
@@ -99,10 +100,12 @@ class VideoTCNBranch(nn.Module):
     "hybrid_tcn",
     modalities=("audio", "video"),
     seed="004",
-    summary="Multi-scale Conv1D audio + dilated TCN/self-attention video + cross-modal attention (seed 004)",
+    summary="Multi-scale Conv1D audio + dilated TCN/self-attention video + "
+    "cross-modal attention (seed 004)",
 )
 class HybridTCN(nn.Module):
-    """Conv1D audio branch + TCN/self-attention video branch + cross-modal attention + weighted fusion.
+    """Conv1D audio branch + TCN/self-attention video branch + cross-modal attention + weighted
+    fusion.
 
     Hybrid Conv1D-TCN (seed 004). Audio: ``audio_blocks`` blocks of parallel Conv1D with
     ``audio_kernels``, ``audio_channels`` each, max pool ``audio_pool``. Video: a TCN of
@@ -131,7 +134,8 @@ class HybridTCN(nn.Module):
         super().__init__()
         if audio_dim is None and video_dim is None:
             raise ConfigError(
-                "hybrid_tcn needs audio and/or video features (audio_dim and video_dim are both None)"
+                "hybrid_tcn needs audio and/or video features (audio_dim and "
+                "video_dim are both None)"
             )
         if model_dim % heads:
             raise ConfigError(

@@ -102,7 +102,8 @@ def create_model(
     unknown = set(kwargs) - set(model_arguments(name))
     if unknown:
         raise ConfigError(
-            f"model {name!r} has no argument(s) {sorted(unknown)}; it takes {sorted(model_arguments(name))}"
+            f"model {name!r} has no argument(s) {sorted(unknown)}; it takes "
+            f"{sorted(model_arguments(name))}"
         )
     params = inspect.signature(info.factory).parameters
     given = {"audio_dim": audio_dim, "video_dim": video_dim}

@@ -114,7 +114,8 @@ def best_epoch(metrics_csv: str | os.PathLike, monitor: str) -> int | None:
 
 
 def write_history(metrics_csv: str | os.PathLike, out: Path) -> None:
-    """``history.npz``: the per-epoch columns as arrays (``/`` in names becomes ``_``), atomically."""
+    """``history.npz``: the per-epoch columns as arrays (``/`` in names becomes ``_``),
+    atomically."""
     history = read_epoch_metrics(metrics_csv)
     tmp = out.with_name(f".{out.name}.tmp.npz")
     np.savez(tmp, **{k.replace("/", "_"): np.asarray(v) for k, v in history.items()})

@@ -22,13 +22,15 @@ def metric_words(monitor: str) -> str:
 
 
 def ema_half_life_epochs(decay: float, steps_per_epoch: float) -> float:
-    """The horizon of a per-step decay in epochs: after it, a step's weight in the average halves."""
+    """The horizon of a per-step decay in epochs: after it, a step's weight in the average
+    halves."""
     return math.log(0.5) / math.log(decay) / steps_per_epoch
 
 
 def ema_decay_per_step(half_life_epochs: float, steps_per_epoch: float) -> float:
     """The per-step decay whose average halves a step's weight after ``half_life_epochs`` epochs
-    of ``steps_per_epoch`` optimisation steps: ``0.5 ** (1 / (half_life_epochs * steps_per_epoch))``."""
+    of ``steps_per_epoch`` optimisation steps: ``0.5 ** (1 / (half_life_epochs *
+    steps_per_epoch))``."""
     if half_life_epochs <= 0 or steps_per_epoch <= 0:
         raise ValueError(
             f"half-life {half_life_epochs} epochs of {steps_per_epoch} steps: both must be > 0"

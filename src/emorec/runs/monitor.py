@@ -7,8 +7,9 @@ the estimated time to finish (from epoch durations), GPU utilisation and memory 
 ``pynvml`` when it is installed and a GPU is present, else the plain line ``no GPU``) and the
 last lines of ``RUN/train.log``; ``--follow`` redraws it live. ``runs`` lists run directories
 side by side: one row each when the table fits the width, else each run's name on a line of its
-own over its details (the name is never cut). Both read files only (see :mod:`emorec.runs.status`), so a run directory copied back from a cloud
-machine (``sky rsync-down``, a bucket) is shown the same way.
+own over its details (the name is never cut). Both read files only (see :mod:`emorec.runs.status`),
+so a run directory copied back from a cloud machine (``sky rsync-down``, a bucket) is shown the same
+way.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def render(run_dir: str | Path, *, log_lines: int = 12) -> Group:
         epoch = f"{hb.get('epoch', 0)} of {hb.get('max_epochs', '?')} complete"
         if fold.status in ("running", "stalled") and hb.get("batches"):
             epoch += (
-                f"; epoch {hb.get('current_epoch') or int(hb.get('epoch', 0)) + 1}: {hb.get('phase')}"
+                f"; epoch {hb.get('current_epoch') or int(hb.get('epoch', 0)) + 1}: "
+                f"{hb.get('phase')}"
                 f" batch {hb.get('batch', 0)}/{hb['batches']}"
             )
         table.add_row(f"{fold.path.name} epoch", epoch)
@@ -163,7 +165,10 @@ def render(run_dir: str | Path, *, log_lines: int = 12) -> Group:
                 and hb.get("early_stop_wait") is not None
                 and fold.status in ("running", "stalled")
             ):
-                best += f"  (early stop after {max(0, hb['patience'] - hb['early_stop_wait'])} more epoch(s) without improvement)"
+                best += (
+                    f"  (early stop after {max(0, hb['patience'] - hb['early_stop_wait'])} "
+                    "more epoch(s) without improvement)"
+                )
             table.add_row("best so far" if fold.keeps != "last" else "best epoch so far", best)
         seconds = hb.get("epoch_seconds") or []
         if seconds:
@@ -229,7 +234,8 @@ def monitor(
     log_lines: int = 12,
     console: Console | None = None,
 ) -> str:
-    """Print (or, with ``follow``, keep redrawing until the run ends) the run's status; returns it."""
+    """Print (or, with ``follow``, keep redrawing until the run ends) the run's status; returns
+    it."""
     console = console or Console()
     run_dir = _resolve(Path(run_dir))
     if not follow:

@@ -408,15 +408,17 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def fold_state(fold_dir: Path) -> str:
-    """``evaluated``, ``exported`` (trained, not evaluated), ``checkpoint`` (interrupted) or ``new``."""
+    """``evaluated``, ``exported`` (trained, not evaluated), ``checkpoint`` (interrupted) or
+    ``new``."""
     if (fold_dir / MODEL_META).is_file():
         return "evaluated" if (fold_dir / "report" / "report.json").is_file() else "exported"
     return "checkpoint" if (fold_dir / "checkpoints" / "last.ckpt").is_file() else "new"
 
 
 def write_run_status(run_dir: Path, status: str, folds: list[int], **extra) -> None:
-    """``run.json``: ``status`` (running, finished, failed, interrupted) and the sessions that worked
-    on the run (pid, host, argv, working directory, start, end); a session that vanished is "lost"."""
+    """``run.json``: ``status`` (running, finished, failed, interrupted) and the sessions that
+    worked on the run (pid, host, argv, working directory, start, end); a session that vanished is
+    "lost"."""
     path = run_dir / RUN_STATUS
     previous: dict = {}
     try:

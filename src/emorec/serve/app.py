@@ -44,7 +44,8 @@ class ServeSettings:
 
 
 class ModelService:
-    """What the endpoints need of a model: torch (:class:`emorec.inference.api.Recognizer`) or ONNX."""
+    """What the endpoints need of a model: torch (:class:`emorec.inference.api.Recognizer`) or
+    ONNX."""
 
     def __init__(self, model: str | Path | None = None):
         from emorec.inference.api import Recognizer, load
@@ -93,8 +94,9 @@ class ModelService:
         return self.backend.probabilities(waves, batch_size=batch_size)
 
     def predict(self, wave) -> dict:
-        """The answer ``emorec predict`` and ``Recognizer.predict`` give: input over 6 s windowed over its
-        speech, its segments listed (:mod:`emorec.inference.long_input`); no speech in it is a 422."""
+        """The answer ``emorec predict`` and ``Recognizer.predict`` give: input over 6 s windowed
+        over its speech, its segments listed (:mod:`emorec.inference.long_input`); no speech in it
+        is a 422."""
         from emorec.errors import BadInputError
         from emorec.inference.long_input import CLIP, WINDOWED, is_long, windowed_answer
 
@@ -148,7 +150,8 @@ def create_app(
     )
 
     settings = settings or ServeSettings()
-    release_large_blocks()  # a server decodes uploads of every size for days: keep its heap from fragmenting
+    # a server decodes uploads of every size for days: keep its heap from fragmenting
+    release_large_blocks()
     service = service or ModelService(model)
     pool = InferencePool(settings.workers, settings.queue, settings.timeout)
     registry = CollectorRegistry()
@@ -236,7 +239,8 @@ def create_app(
         ):
             raise UploadError(
                 415,
-                f"send audio as a multipart field 'file' or a raw audio body, not {content_type.split(';')[0]}",
+                "send audio as a multipart field 'file' or a raw audio body, not "
+                f"{content_type.split(';')[0]}",
             )
         return body
 
@@ -246,7 +250,8 @@ def create_app(
         ):  # refuse before reading the upload: overload costs the server as little as possible
             return JSONResponse(
                 {
-                    "detail": f"the server is busy ({pool.depth} requests in progress); retry shortly"
+                    "detail": f"the server is busy ({pool.depth} requests in "
+                    "progress); retry shortly"
                 },
                 503,
                 headers={"Retry-After": "1"},
@@ -278,7 +283,8 @@ def create_app(
 
     @app.post("/v1/predict", summary="Emotion probabilities of one recording")
     async def predict(request: Request, timeline: bool = False):
-        """``?timeline=true`` adds the recording's timeline (as ``/v1/timeline`` gives it) under ``timeline``."""
+        """``?timeline=true`` adds the recording's timeline (as ``/v1/timeline`` gives it) under
+        ``timeline``."""
         return await answer(request, lambda data: predict_job(data, timeline))
 
     @app.post("/v1/timeline", summary="Emotion over time: speech regions, windows and segments")

@@ -1,10 +1,11 @@
-"""``/v1/stream``: live emotion over a WebSocket (:class:`emorec.inference.streaming.EmotionStream` per connection).
+"""``/v1/stream``: live emotion over a WebSocket (:class:`emorec.inference.streaming.EmotionStream`
+per connection).
 
-The client connects to ``/v1/stream?format=pcm16&sample_rate=16000`` (``format``: ``pcm16`` little-endian
-mono, ``f32`` float32 mono, or ``opus``: one raw Opus packet per message, 48 kHz) and sends audio as
-binary messages; ``{"type": "end"}`` as a text message ends the audio. The server answers every update
-as a JSON text message (``emorec.inference.streaming.StreamEvent.to_dict``), the last one ``{"type": "end",
-"timeline": ...}``, and closes with 1000.
+The client connects to ``/v1/stream?format=pcm16&sample_rate=16000`` (``format``: ``pcm16``
+little-endian mono, ``f32`` float32 mono, or ``opus``: one raw Opus packet per message, 48 kHz) and
+sends audio as binary messages; ``{"type": "end"}`` as a text message ends the audio. The server
+answers every update as a JSON text message (``emorec.inference.streaming.StreamEvent.to_dict``),
+the last one ``{"type": "end", "timeline": ...}``, and closes with 1000.
 
 Refusals close the socket with a 4xxx code and a one-line reason, as the HTTP API answers 4xx:
 4401 without the API key (header, or ``?key=`` since browsers cannot set WebSocket headers), 4400 a
@@ -133,7 +134,8 @@ async def _serve_one(socket, service, settings, EmotionStream, WebSocketDisconne
         if block.size > MAX_BLOCK_SECONDS * rate:
             raise StreamRefused(
                 4413,
-                f"a block of {block.size / rate:.1f} s is over the limit of {MAX_BLOCK_SECONDS:.0f} s",
+                f"a block of {block.size / rate:.1f} s is over the limit of "
+                f"{MAX_BLOCK_SECONDS:.0f} s",
             )
         await send(await asyncio.to_thread(live.feed, block))
         if live.seconds > settings.max_seconds:
@@ -158,7 +160,8 @@ def _samples(data: bytes, fmt: str, opus: OpusFrames | None) -> np.ndarray:
 
 
 def authorised(connection, key: str, *, allow_query: bool = False) -> bool:
-    """``Authorization: Bearer KEY`` or ``X-API-Key``; ``?key=`` too where a client cannot set headers."""
+    """``Authorization: Bearer KEY`` or ``X-API-Key``; ``?key=`` too where a client cannot set
+    headers."""
     given = (
         connection.headers.get("x-api-key")
         or connection.headers.get("authorization", "").removeprefix("Bearer ").strip()

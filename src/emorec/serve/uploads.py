@@ -26,7 +26,8 @@ class UploadError(Exception):
 
 async def read_body(receive, *, max_bytes: int, deadline_seconds: float) -> bytes:
     """The request body, refused past ``max_bytes`` (413) or when it does not arrive within
-    ``deadline_seconds`` (408: a client that trickles its upload cannot hold a connection forever)."""
+    ``deadline_seconds`` (408: a client that trickles its upload cannot hold a connection
+    forever)."""
     chunks, size = [], 0
     deadline = time.monotonic() + deadline_seconds
     while True:
@@ -112,7 +113,8 @@ def decode_upload(
     data: bytes, sample_rate: int, *, max_seconds: float, name: str = "upload"
 ) -> np.ndarray:
     """Bytes of any supported container -> mono float32 at ``sample_rate``: 413 past ``max_seconds``
-    (from the header when it says, else while decoding), 415 undecodable, 422 empty, NaN or silent."""
+    (from the header when it says, else while decoding), 415 undecodable, 422 empty, NaN or
+    silent."""
     if not data:
         raise UploadError(422, "empty upload (0 bytes)")
     promised = wav_declared_frames(io.BytesIO(data))
@@ -126,7 +128,8 @@ def decode_upload(
         if present < promised:
             raise UploadError(
                 422,
-                f"truncated WAV: its header promises {promised} sample frames, the upload holds {present}",
+                f"truncated WAV: its header promises {promised} sample frames, "
+                f"the upload holds {present}",
             )
     seconds = probe_duration(data)
     if seconds is not None and seconds > max_seconds:

@@ -1,7 +1,7 @@
-"""A corpus adversary (Ganin & Lempitsky 2015): a small head guesses each training clip's corpus from the
-emotion model's embedding through a gradient-reversal layer, so the encoder is pushed to carry emotion and
-not the studio, language or microphone a corpus sounds like. Training logic only: the architecture and the
-exported model never see it."""
+"""A corpus adversary (Ganin & Lempitsky 2015): a small head guesses each training clip's corpus
+from the emotion model's embedding through a gradient-reversal layer, so the encoder is pushed to
+carry emotion and not the studio, language or microphone a corpus sounds like. Training logic only:
+the architecture and the exported model never see it."""
 
 from __future__ import annotations
 
@@ -50,13 +50,15 @@ class CorpusAdversary(nn.Module):
 
 
 def embedding_and_head(model: nn.Module) -> None:
-    """:class:`ConfigError` unless ``model`` splits into ``embed(batch)`` and ``head(embedding)``."""
+    """:class:`ConfigError` unless ``model`` splits into ``embed(batch)`` and
+    ``head(embedding)``."""
     if not (
         hasattr(model, "embed")
         and isinstance(getattr(model, "head", None), nn.Module)
         and hasattr(model, "embed_dim")
     ):
         raise ConfigError(
-            f"loss.corpus_adversary needs an architecture with embed() and head (e.g. attn_crnn_v2); "
+            "loss.corpus_adversary needs an architecture with embed() and "
+            "head (e.g. attn_crnn_v2); "
             f"{type(model).__name__} has none"
         )

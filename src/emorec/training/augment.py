@@ -28,7 +28,8 @@ def add_noise(batch: dict, sigma: float, generator: torch.Generator | None = Non
 
 
 def as_planes(audio: torch.Tensor, planes: int) -> torch.Tensor:
-    """``[B x T x F]`` -> a view ``[B x T x planes x F / planes]`` (writes go through to ``audio``)."""
+    """``[B x T x F]`` -> a view ``[B x T x planes x F / planes]`` (writes go through to
+    ``audio``)."""
     b, t, f = audio.shape
     if planes < 1 or f % planes:
         raise ValueError(f"feature size {f} is not {planes} equal planes")
@@ -88,7 +89,8 @@ def mixup(
 
 
 def frequency_shift(batch: dict, max_bins: int, rng: np.random.Generator, planes: int = 1) -> dict:
-    """Shift each clip's feature axis (each plane's) by up to ``max_bins`` bins, zero-filling the edge.
+    """Shift each clip's feature axis (each plane's) by up to ``max_bins`` bins, zero-filling the
+    edge.
 
     On log-mel features this is a cheap stand-in for vocal-tract-length perturbation
     (Jaitly & Hinton 2013): it moves formants and pitch harmonics as a different speaker

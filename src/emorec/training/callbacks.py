@@ -163,10 +163,10 @@ class HalfLifeEMA(EMAWeightAveraging):
 def weight_average(
     trainer_config: Any, *, steps_per_epoch: Callable[[], int]
 ) -> EMAWeightAveraging | None:
-    """The exponential moving average a ``trainer`` config section asks for (``ema_half_life_epochs``
-    or ``ema_decay``), or ``None``. It averages the weights and BatchNorm's running statistics
-    every step: validation, both checkpoints' ``state_dict`` and the export hold the average (the
-    raw weights travel in the checkpoint for resuming)."""
+    """The exponential moving average a ``trainer`` config section asks for
+    (``ema_half_life_epochs`` or ``ema_decay``), or ``None``. It averages the weights and
+    BatchNorm's running statistics every step: validation, both checkpoints' ``state_dict`` and the
+    export hold the average (the raw weights travel in the checkpoint for resuming)."""
     if trainer_config.ema_half_life_epochs:
         return HalfLifeEMA(trainer_config.ema_half_life_epochs, steps_per_epoch, use_buffers=True)
     if trainer_config.ema_decay:

@@ -67,19 +67,20 @@ class DataConfig:
         low=0,
         what="0 (extract in this process) or more processes (or leave it out: all cores)",
     )
-    # corpus -> N: each training clip of that corpus is drawn N times per epoch (a smaller corpus oversampled
-    # in a merged manifest, so it keeps its number of passes); validation and test clips are never repeated.
+    # corpus -> N: each training clip of that corpus is drawn N times per
+    # epoch (a smaller corpus oversampled in a merged manifest, so it keeps
+    # its number of passes); validation and test clips are never repeated.
     corpus_repeats: dict[str, int] = field(default_factory=dict)
-    # < 1: an epoch draws clips (with replacement) by corpus and speaker, each share ∝ its clip count ** this
-    # (0: every corpus and every speaker in it alike; 1: the plain shuffle, every clip once): see
-    # emorec.data.balanced_weights
+    # < 1: an epoch draws clips (with replacement) by corpus and speaker, each share
+    # ∝ its clip count ** this (0: every corpus and every speaker in it alike; 1:
+    # the plain shuffle, every clip once): see emorec.data.balanced_weights
     balance_power: float = ranged(1.0, low=0, high=1)
     epoch_draws: int = ranged(
         0, low=0, what="0 (as many as training clips) or more draws per epoch"
     )
-    # the features of the manifest's clips packed into shards read clip by clip (emorec.features.packed),
-    # so a run's memory does not grow with its corpus; float16 halves the pack (log-mel dB values keep
-    # about 0.03 dB); "none": every clip held in memory as before packs
+    # the features of the manifest's clips packed into shards read clip by clip
+    # (emorec.features.packed), so a run's memory does not grow with its corpus; float16 halves the
+    # pack (log-mel dB values keep about 0.03 dB); "none": every clip held in memory as before packs
     pack: str = choice("float32", PACKS)
 
 
@@ -112,8 +113,11 @@ class OptimConfig:
     )  # plateau: factor and patience
     lr_patience: int = ranged(2, low=0)
     warmup_epochs: int = ranged(
-        0, low=0
-    )  # past trainer.epochs: the rate only warms up; cosine: linear warm-up, then cosine decay to 0 at trainer.epochs
+        0,
+        low=0,
+        # past trainer.epochs: the rate only warms up; cosine:
+        # linear warm-up, then cosine decay to 0 at trainer.epochs
+    )
 
 
 @dataclass
@@ -122,12 +126,13 @@ class LossConfig:
     gamma: float = ranged(2.0, low=0)  # focal loss
     class_weights: str = choice("none", CLASS_WEIGHTS)  # "none" or "balanced" (inverse frequency)
     label_smoothing: float = ranged(0.0, low=0, high=1, high_open=True)
-    # Each training clip's softmax over only the classes its corpus has (union of corpora with different
-    # label sets): a CREMA-D clip then never pushes calm or surprised down, so "sounds like RAVDESS" cannot
-    # become evidence for RAVDESS-only classes.
+    # Each training clip's softmax over only the classes its corpus has (union of corpora
+    # with different label sets): a CREMA-D clip then never pushes calm or surprised
+    # down, so "sounds like RAVDESS" cannot become evidence for RAVDESS-only classes.
     corpus_classes: bool = False
-    # > 0: a corpus classifier on the embedding behind a gradient reversal, its loss weighted by this
-    # (emorec.training.adversary): the encoder learns features that do not tell the training corpora apart
+    # > 0: a corpus classifier on the embedding behind a gradient
+    # reversal, its loss weighted by this (emorec.training.adversary): the
+    # encoder learns features that do not tell the training corpora apart
     corpus_adversary: float = ranged(0.0, low=0)
 
 
@@ -147,7 +152,8 @@ class AugmentConfig:
     modality_dropout: float = ranged(
         0.0, low=0, high=1
     )  # share of AV clips trained with one modality removed
-    # Recording conditions simulated on log-mel features before normalisation (features/conditions.py):
+    # Recording conditions simulated on log-mel features
+    # before normalisation (features/conditions.py):
     gain_db: float = ranged(0.0, low=0)  # gain uniform in +-gain_db dB on every clip
     band_limit: float = ranged(
         0.0, low=0, high=1
@@ -159,10 +165,11 @@ class AugmentConfig:
     reverb: float = ranged(
         0.0, low=0, high=1
     )  # share of clips with late reverberation (RT60 0.2-1.0 s)
-    # Waveform speed factors (e.g. [0.9, 1.1]: tempo, pitch and formants together, so each is another
-    # voice) whose features are extracted and cached beside the originals; each training draw reads
-    # the original or one of them, alike. For front ends that cannot be perturbed after extraction
-    # (voice_encoder has a ``speed`` option); validation, test and the exported model see speed 1.
+    # Waveform speed factors (e.g. [0.9, 1.1]: tempo, pitch and formants together,
+    # so each is another voice) whose features are extracted and cached beside the
+    # originals; each training draw reads the original or one of them, alike. For
+    # front ends that cannot be perturbed after extraction (voice_encoder has a
+    # ``speed`` option); validation, test and the exported model see speed 1.
     speed_views: tuple[float, ...] = ranged((), low=0.5, high=2.0)
 
 
@@ -318,7 +325,8 @@ def load_config(
 
 
 def key_values(pairs: list[str], flag: str = "--set") -> dict[str, Any]:
-    """``["trim_floor_db=6", "deltas=true"]`` -> ``{"trim_floor_db": 6, "deltas": True}`` (values as YAML)."""
+    """``["trim_floor_db=6", "deltas=true"]`` -> ``{"trim_floor_db": 6, "deltas": True}`` (values as
+    YAML)."""
     settings: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -347,7 +355,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def recipe_chain(path: str | os.PathLike) -> list[Path]:
-    """The recipe files ``path`` is built from, itself first, then its ``base:`` and that one's base."""
+    """The recipe files ``path`` is built from, itself first, then its ``base:`` and that one's
+    base."""
     chain, path = [], Path(path)
     while path.is_file() and path not in chain:
         chain.append(path)

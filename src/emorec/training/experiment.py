@@ -39,7 +39,8 @@ class Experiment:
     feature_specs: dict[str, dict]
     splits: list[Split]
     skipped: list = field(default_factory=list)
-    #: modality -> caches of the same clips at other waveform speeds (``augment.speed_views``), for training draws
+    #: modality -> caches of the same clips at other waveform
+    #: speeds (``augment.speed_views``), for training draws
     view_stores: dict[str, list[FeatureStore]] = field(default_factory=dict)
 
     @property
@@ -122,8 +123,9 @@ def prepare_experiment(
 def speed_view_stores(
     config: TrainConfig, specs: dict[str, dict], clips: list[Clip], *, extract: bool, progress: bool
 ) -> dict[str, list[FeatureStore]]:
-    """The audio caches of ``augment.speed_views``, one per speed (extracted when ``extract``). A clip
-    a view cannot read is trained from its original features only: nothing is skipped for a view."""
+    """The audio caches of ``augment.speed_views``, one per speed (extracted when ``extract``). A
+    clip a view cannot read is trained from its original features only: nothing is skipped for a
+    view."""
     speeds = config.augment.speed_views if config.augment.enabled else ()
     if not speeds or "audio" not in specs:
         return {}
@@ -170,7 +172,8 @@ def select_folds(folds: str, n: int) -> list[int]:
     bad = [k for k in chosen if not 1 <= k <= n]
     if bad or not chosen:
         raise ConfigError(
-            f"run.folds: fold {bad[0] if bad else folds} does not exist (this split has folds 1..{n})"
+            f"run.folds: fold {bad[0] if bad else folds} does not exist "
+            f"(this split has folds 1..{n})"
         )
     return chosen
 

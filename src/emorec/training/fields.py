@@ -28,7 +28,8 @@ def ranged(
     what: str = "",
 ) -> Any:
     """A number within ``[low, high]`` (``(low`` / ``high)`` when open); ``None`` passes; a list or
-    tuple has each item checked. ``what`` words the expectation in the error (default: the interval)."""
+    tuple has each item checked. ``what`` words the expectation in the error (default: the
+    interval)."""
     bounds = {"low": low, "high": high, "low_open": low_open, "high_open": high_open, "what": what}
     return dataclasses.field(default=default, metadata={"range": bounds})
 
@@ -60,7 +61,10 @@ def check_range(
         if not what:
             left = "(" if low_open else "["
             right = ")" if high_open else "]"
-            what = f"a value in {left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+            what = (
+                f"a value in {left}{'-inf' if low is None else low}, "
+                f"{'inf' if high is None else high}{right}"
+            )
         raise ConfigError(f"{key}: expected {what}, got {value!r}")
 
 

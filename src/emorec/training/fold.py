@@ -3,9 +3,9 @@
 Fold directory::
 
     fold_K/checkpoints/        best.ckpt, last.ckpt (atomic, after every complete epoch)
-    fold_K/metrics.csv         one row per epoch (from 1): train and validation metrics, learning rate
-    fold_K/history.npz         the same columns as arrays      fold_K/tensorboard/  TensorBoard logs
-    fold_K/heartbeat.json      live status (pid, host, epoch x of y, metrics)
+    fold_K/metrics.csv         one row per epoch (from 1): train and validation metrics, learning
+    rate fold_K/history.npz         the same columns as arrays      fold_K/tensorboard/  TensorBoard
+    logs fold_K/heartbeat.json      live status (pid, host, epoch x of y, metrics)
     fold_K/train_summary.json  when training finished: epochs, metrics, hardware
     fold_K/model.safetensors + model.json   the kept weights and how to use them (no pickle)
 
@@ -198,8 +198,8 @@ def fold_datasets(
 
 
 def repeated(clips: list, repeats: dict[str, int], where: str) -> list:
-    """``clips`` with each clip of a corpus in ``repeats`` listed that many times (an epoch then draws it
-    that often); normalisation statistics are fitted before, on each clip once."""
+    """``clips`` with each clip of a corpus in ``repeats`` listed that many times (an epoch then
+    draws it that often); normalisation statistics are fitted before, on each clip once."""
     if not repeats:
         return clips
     present = {c.corpus for c in clips}
@@ -218,13 +218,15 @@ def repeated(clips: list, repeats: dict[str, int], where: str) -> list:
 
 def fit_normalizer(experiment: Experiment, modality: str, frames: list) -> Normalizer:
     """The modality's normaliser of ``data.normalization``, fitted on training frames. ``level``
-    centres a log-mel's dB values (not its deltas) per clip; other features are standardised globally."""
+    centres a log-mel's dB values (not its deltas) per clip; other features are standardised
+    globally."""
     normalization = experiment.config.data.normalization
     if normalization == "level" and modality == "audio":
         extractor = extractor_from_spec(experiment.feature_specs[modality])
         if extractor.name != "logmel":
             raise ConfigError(
-                f"data.normalization=level centres log-mel dB values; features are {extractor.name!r}"
+                "data.normalization=level centres log-mel dB values; "
+                f"features are {extractor.name!r}"
             )
         return Normalizer.fit(
             frames, center="level", level_columns=extractor.n_features // extractor.planes
@@ -282,7 +284,8 @@ def classifier_for(experiment: Experiment, train_set: ClipDataset):
 
 @dataclass
 class FoldState:
-    """Where a fold's training starts: from scratch, or after the last complete epoch of ``last_ckpt``."""
+    """Where a fold's training starts: from scratch, or after the last complete epoch of
+    ``last_ckpt``."""
 
     last_ckpt: Path | None = None
     rows: list[dict] = field(default_factory=list)  # metrics rows of the complete epochs

@@ -42,7 +42,8 @@ class SoftTargetLoss(nn.Module):
     def forward(
         self, logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``allowed (B, C)`` bool: each row's softmax (and label smoothing) runs over its own classes only."""
+        """``allowed (B, C)`` bool: each row's softmax (and label smoothing) runs over its own
+        classes only."""
         if targets.dim() == 1:
             targets = F.one_hot(targets, self.num_classes).float()  # (B, C)
         logits = logits.float()

@@ -97,7 +97,8 @@ class EmotionClassifier(L.LightningModule):
         num_corpora: int = 0,
     ) -> "EmotionClassifier":
         """The module a :class:`~emorec.training.config.TrainConfig` describes, for features of
-        ``dims`` (``{"audio": F_a, "video": F_v}``); augmentation off when ``augment.enabled`` is."""
+        ``dims`` (``{"audio": F_a, "video": F_v}``); augmentation off when ``augment.enabled``
+        is."""
         aug, optim, loss = config.augment, config.optim, config.loss
         on = aug.enabled
         spec = dict(

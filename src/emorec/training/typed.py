@@ -11,8 +11,8 @@ from emorec.errors import ConfigError
 
 
 def coerce(value: Any, kind: Any, where: str) -> Any:
-    """``value`` (as YAML gives it) as the type ``kind`` (unions, lists, tuples, dicts, bool, int, float,
-    str); ``where`` names the key in the error."""
+    """``value`` (as YAML gives it) as the type ``kind`` (unions, lists, tuples, dicts, bool, int,
+    float, str); ``where`` names the key in the error."""
     origin = typing.get_origin(kind)
     args = typing.get_args(kind)
     if kind is Any:
@@ -67,8 +67,9 @@ def coerce(value: Any, kind: Any, where: str) -> Any:
 
 
 def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
-    """An instance of the dataclass ``cls`` from the mapping ``data``: nested sections built alike, each
-    value coerced to its field's type; an unknown key or a wrong type is a :class:`ConfigError` naming it."""
+    """An instance of the dataclass ``cls`` from the mapping ``data``: nested sections built alike,
+    each value coerced to its field's type; an unknown key or a wrong type is a :class:`ConfigError`
+    naming it."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)

@@ -16,7 +16,8 @@ from emorec.training.fields import check_fields, check_range
 
 def validate_config(config) -> None:
     """Raise :class:`ConfigError` for the first impossible value of ``config``: each field against
-    the choices or range it declares (:mod:`emorec.training.fields`), then what ties fields together."""
+    the choices or range it declares (:mod:`emorec.training.fields`), then what ties fields
+    together."""
     for section in dataclasses.fields(config):
         value = getattr(config, section.name)
         if dataclasses.is_dataclass(
@@ -47,7 +48,8 @@ def validate_config(config) -> None:
         )
         if t.devices == 0:
             raise ConfigError(
-                "trainer.devices: expected a device count (-1: all), 'auto' or a list like '0,1', got 0"
+                "trainer.devices: expected a device count (-1: all), 'auto' or "
+                "a list like '0,1', got 0"
             )
     if t.ema_decay and t.ema_half_life_epochs:
         raise ConfigError(
@@ -58,7 +60,8 @@ def validate_config(config) -> None:
         (isinstance(t.devices, int) and t.devices * t.num_nodes > 1) or t.num_nodes > 1
     ):
         raise ConfigError(
-            "run.jobs: fold processes side by side and DDP over several devices don't mix; choose one"
+            "run.jobs: fold processes side by side and DDP over several "
+            "devices don't mix; choose one"
         )
     _validate_folds(r.folds)
     _validate_model(config.model)

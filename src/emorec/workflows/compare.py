@@ -64,7 +64,8 @@ def check_same_splits(config_a: TrainConfig, config_b: TrainConfig) -> None:
     b = _split_signature(prepare_experiment(config_b, extract=False, progress=False).splits)
     if a != b:
         raise EmorecError(
-            f"the two configs give different splits ({_first_difference(a, b)}); make data.manifest, "
+            "the two configs give different splits "
+            f"({_first_difference(a, b)}); make data.manifest, "
             "data.label_policy, data.labels and the split section the same"
         )
 
@@ -185,7 +186,8 @@ def compare_configs(
     notes = []
     if cfg_b.split != cfg_a.split:
         notes.append(
-            f"{path_b.name} uses the split settings of {path_a.name} (both models see the same folds)"
+            f"{path_b.name} uses the split settings of {path_a.name} (both "
+            "models see the same folds)"
         )
     cfg_b.split = copy.deepcopy(cfg_a.split)
     for note in notes:
@@ -208,7 +210,8 @@ def compare_configs(
         "models": [_as_dict(a), _as_dict(b)],
         "folds": chosen,
         "better_on_validation": winner,
-        "selected_by": "validation UA (then validation macro-F1); test metrics are for information only",
+        "selected_by": "validation UA (then validation macro-F1); test metrics "
+        "are for information only",
         "notes": notes,
     }
 
@@ -263,6 +266,8 @@ def verdict(comparison: dict[str, Any]) -> str:
         return "no winner: validation UA and macro-F1 are tied (test metrics never decide)"
     best, other = (a, b) if winner == a["label"] else (b, a)
     return (
-        f"better on validation: {best['label']} ({best['model']}), val UA {best['val']['ua']:.3f} vs "
-        f"{other['val']['ua']:.3f}; test metrics are shown for information, they do not select a model"
+        f"better on validation: {best['label']} ({best['model']}), val UA "
+        f"{best['val']['ua']:.3f} vs "
+        f"{other['val']['ua']:.3f}; test metrics are shown for information, "
+        "they do not select a model"
     )

@@ -151,7 +151,8 @@ def new_run_dir(config: TrainConfig) -> Path:
 
 def check_hardware(config: TrainConfig) -> None:
     """A :class:`ConfigError` now, before a run folder exists, if Lightning cannot set up the
-    requested accelerator, devices and precision on this machine (a Trainer is built and dropped)."""
+    requested accelerator, devices and precision on this machine (a Trainer is built and
+    dropped)."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     t = config.trainer
@@ -222,7 +223,8 @@ def _train_folds(
                 )
             if rank_zero and not split.test:
                 log.info(
-                    "fold %d: no test speakers (a release fold): its accuracy is its recipe's cross-validation",
+                    "fold %d: no test speakers (a release fold): its accuracy is its "
+                    "recipe's cross-validation",
                     fold,
                 )
             elif rank_zero:

@@ -77,14 +77,16 @@ class EmbeddingExtractor(FeatureExtractor):
         if modality is None:
             if len(inputs) != 1:
                 raise ConfigError(
-                    f"embed: {found} reads {inputs}; say which batch key the embedding feeds (modality)"
+                    f"embed: {found} reads {inputs}; say which batch key the "
+                    "embedding feeds (modality)"
                 )
             modality = inputs[0]
         if modality not in ("audio", "video"):
             raise ConfigError(f"embed: modality must be 'audio' or 'video', not {modality!r}")
         if self.meta.get("speaker_norm"):
             raise ConfigError(
-                f"embed: {found} was trained with per-speaker normalisation, which embed does not support"
+                f"embed: {found} was trained with per-speaker normalisation, "
+                "which embed does not support"
             )
         self.modality = modality  # type: ignore[misc]  # instance value overrides the class one
         self.cache = str(cache) if cache else None
@@ -224,22 +226,26 @@ def _load_branch(path: str | os.PathLike, role: str) -> Branch:
 
 
 def check_same_split(audio: Branch, video: Branch) -> None:
-    """Refuse (LeakageError) unless both branches were trained on identical splits and the same fold."""
+    """Refuse (LeakageError) unless both branches were trained on identical splits and the same
+    fold."""
     a = [s.to_dict() for s in audio.splits]
     v = [s.to_dict() for s in video.splits]
     if a != v:
         raise LeakageError(
-            f"{audio.run_dir / 'splits.json'} and {video.run_dir / 'splits.json'} differ: the two models were "
+            f"{audio.run_dir / 'splits.json'} and {video.run_dir / 'splits.json'} "
+            "differ: the two models were "
             "trained on different splits, so test clips of one may be training clips of the other; "
             "train both with the same manifest and split settings"
         )
     if audio.fold_number != video.fold_number or audio.meta.get("fold") != video.meta.get("fold"):
         raise LeakageError(
-            f"{audio.fold_dir} and {video.fold_dir} are different folds; fuse one fold with the same fold"
+            f"{audio.fold_dir} and {video.fold_dir} are different folds; fuse "
+            "one fold with the same fold"
         )
     if audio.meta["class_names"] != video.meta["class_names"]:
         raise EmorecError(
-            f"the models' classes differ: {audio.meta['class_names']} vs {video.meta['class_names']}"
+            f"the models' classes differ: {audio.meta['class_names']} vs "
+            f"{video.meta['class_names']}"
         )
 
 
@@ -251,9 +257,9 @@ def _split_signature(splits: list) -> list[dict[str, Any]]:
 
 
 def train_on_split(config, splits: list, fold: int, *, progress: bool = True) -> Path:
-    """:func:`emorec.workflows.crossval.train` of fold number ``fold``, refusing (LeakageError) unless
-    the config splits the data exactly as ``splits`` (checked before training and again in the
-    new run's ``splits.json``)."""
+    """:func:`emorec.workflows.crossval.train` of fold number ``fold``, refusing (LeakageError)
+    unless the config splits the data exactly as ``splits`` (checked before training and again in
+    the new run's ``splits.json``)."""
     from emorec.corpora.splits import load_splits
     from emorec.workflows.crossval import train
     from emorec.training.experiment import prepare_experiment
