@@ -19,7 +19,6 @@ OVER_LIMIT: dict[str, str] = {
     "src/emorec/inference/streaming.py": "the speech detector in a module of its own",
     "src/emorec/evaluation/plots.py": "the training-history plots in a module of their own",
     "src/emorec/training/config.py": "the recipe files (YAML, chains) apart from the schema",
-    "src/emorec/cli/training_commands.py": "one module per command group: training, judging, runs",
     "src/emorec/runs/status.py": "the fold and run views apart from run.json and its helpers",
     "src/emorec/corpora/splits.py": "the validation speakers' draw in a module of its own",
     "src/emorec/evaluation/report.py": "the cross-validation summary apart from the fold report",
