@@ -15,7 +15,8 @@ from test_timeline import recording_of_clips, speech_bounds
 
 import emorec
 from emorec.media.audio import load_audio
-from emorec.inference.streaming import EmotionStream, SpeechDetector
+from emorec.inference.speech_detector import SpeechDetector
+from emorec.inference.streaming import EmotionStream
 from emorec.inference.timeline import VAD_CHUNK, VAD_RATE
 
 
