@@ -3,8 +3,8 @@
 Layout, beside the per-clip entries of the :class:`~emorec.features.store.FeatureStore`::
 
     CACHE/<extractor>-<hash>/packs/<dtype>-<clip set hash>/index.json
-    # (frames, F), <= SHARD_BYTES
     CACHE/<extractor>-<hash>/packs/<dtype>-<clip set hash>/shard-00000.npy
+                                                   (frames, F), <= SHARD_BYTES each
 
 A training run over tens of thousands of clips held every clip's ``(T, F)`` float32 array in
 memory (40 000 clips of 64-mel log-mel with deltas: about 7 GB). A pack holds them on disk

@@ -244,11 +244,11 @@ class Recognizer:
         context: float = 1.0,
         edge_db: float = 25.0,
     ):
-        """Emotion while audio arrives: blocks of mono samples (float or int16, at ``sample_rate``)
-        in,
-        :class:`emorec.inference.streaming.StreamEvent` updates out as they are made (speech start
-        and end, interim windows, each region's final segments, then the whole timeline, equal to
-        :meth:`timeline` of the same audio). See :mod:`emorec.inference.streaming`."""
+        """Emotion while audio arrives: blocks of mono samples (float or int16, at
+        ``sample_rate``) in, :class:`emorec.inference.streaming.StreamEvent` updates out as they
+        are made (speech start and end, interim windows, each region's final segments, then the
+        whole timeline, equal to :meth:`timeline` of the same audio). See
+        :mod:`emorec.inference.streaming`."""
         from emorec.inference.streaming import stream_events
 
         return stream_events(

@@ -6,8 +6,8 @@ models their order, Bahdanau (additive) attention pools the frames that carry th
 and dense layers classify::
 
     audio [B x T x F] -> (Linear F->P if F is large) -> [Conv2d 3x3 -> BN -> ReLU -> max pool] x N
-      -> BiGRU (packed) -> additive attention -> Dense -> embed [B x dense] -> Linear -> logits [B x
-        C]
+      -> BiGRU (packed) -> additive attention -> Dense -> embed [B x dense]
+      -> Linear -> logits [B x C]
 
 The seed trained on log-mel or wav2vec features in Keras; this is a PyTorch re-implementation
 that honours the batch contract: padding never changes a clip's logits or attention weights.

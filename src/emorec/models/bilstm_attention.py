@@ -1,10 +1,10 @@
 """BiLSTM with masked attention for audio, video or both (seed 002, seed document
 ``002_50342a74a455f735.txt``)::
 
-    audio [B x T_a x F_a] -> BiLSTM(128) -> Dropout -> BiLSTM(64)  -> masked attention -> [B x 128]
-    ┐ video [B x T_v x F_v] -> BiLSTM(256) -> Dropout -> BiLSTM(128) -> masked attention -> [B x
-    256] ┴-> concat
-      -> Dropout -> Dense -> ReLU -> embed [B x dense] -> Dropout -> Linear -> logits [B x C]
+    audio [B x T_a x F_a] -> BiLSTM(128) -> Dropout -> BiLSTM(64)  -> attention -> [B x 128] ┐
+    video [B x T_v x F_v] -> BiLSTM(256) -> Dropout -> BiLSTM(128) -> attention -> [B x 256] ┴
+      -> concat -> Dropout -> Dense -> ReLU -> embed [B x dense]
+      -> Dropout -> Linear -> logits [B x C]
 
 ``audio_time_pool > 1`` first max-pools the audio frames (masked), for long inputs such as
 100 fps log-mel (default 1: none, as the seed). Every LSTM runs on packed sequences, so padding

@@ -9,8 +9,8 @@ kept the one that did better on validation (``emorec compare``)::
                    -> BiLSTM(128) -> Dropout -> BiLSTM(64) (packed) -> final fwd/bwd states
                    -> Dense -> ReLU -> embed -> Dropout -> Linear -> logits
     cnn_pooling: audio [B x T x F] -> (time-distributed Dense layers, none by default)
-                   -> masked global average pooling (optionally + std) -> [Dense -> ReLU -> Dropout]
-                     x N
+                   -> masked global average pooling (optionally + std)
+                   -> [Dense -> ReLU -> Dropout] x N
                    -> embed -> Linear -> logits
 
 Padding: time-distributed layers act per frame and their padded outputs are zeroed, LSTMs are

@@ -3,8 +3,8 @@ concatenated and classified::
 
     audio sub-batch -> audio branch (any registered audio model).embed -> [B x D_a] ┐
     video sub-batch -> video branch (any registered video model).embed -> [B x D_v] ┴-> concat
-      -> LayerNorm -> Dropout -> Linear -> ReLU -> embed [B x fusion_hidden] -> Dropout -> Linear ->
-        logits
+      -> LayerNorm -> Dropout -> Linear -> ReLU -> embed [B x fusion_hidden]
+      -> Dropout -> Linear -> logits
 
 A branch named ``"precomputed"`` takes embeddings already computed (one ``(1, D)`` "sequence"
 per clip, as ``emorec fuse`` caches them) and passes their masked mean through: that is the

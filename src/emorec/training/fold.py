@@ -3,9 +3,10 @@
 Fold directory::
 
     fold_K/checkpoints/        best.ckpt, last.ckpt (atomic, after every complete epoch)
-    fold_K/metrics.csv         one row per epoch (from 1): train and validation metrics, learning
-    rate fold_K/history.npz         the same columns as arrays      fold_K/tensorboard/  TensorBoard
-    logs fold_K/heartbeat.json      live status (pid, host, epoch x of y, metrics)
+    fold_K/metrics.csv         one row per epoch (from 1): train/validation metrics, learning rate
+    fold_K/history.npz         the same columns as arrays
+    fold_K/tensorboard/        TensorBoard logs
+    fold_K/heartbeat.json      live status (pid, host, epoch x of y, metrics)
     fold_K/train_summary.json  when training finished: epochs, metrics, hardware
     fold_K/model.safetensors + model.json   the kept weights and how to use them (no pickle)
 
