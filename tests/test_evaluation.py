@@ -11,13 +11,8 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from emorec.evaluation import classification_metrics, summarise_folds
-from emorec.evaluation.plots import (
-    plot_confusion_matrix,
-    plot_fold_summary,
-    plot_history,
-    plot_roc_curves,
-    read_metrics_csv,
-)
+from emorec.evaluation.history_plot import plot_history, read_metrics_csv
+from emorec.evaluation.plots import plot_confusion_matrix, plot_fold_summary, plot_roc_curves
 from emorec.evaluation.report import SPEAKER_DEPENDENT_WARNING, write_cv_summary, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -206,12 +201,14 @@ def test_read_metrics_csv_reads_one_row_per_epoch_as_written(tmp_path):
 
 
 def test_history_plot_marks_the_kept_epoch_and_the_kept_models_own_score(tmp_path, monkeypatch):
-    from emorec.evaluation import plots
+    from emorec.evaluation import history_plot
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
+    monkeypatch.setattr(
+        history_plot, "save_figure", lambda fig, path: figures.append(fig) or Path(path)
+    )
     history = {"epoch": [1, 2, 3], "train/loss": [1.0, 0.8, 0.7], "val/ua": [0.25, 0.3, 0.28]}
-    plots.plot_history(
+    history_plot.plot_history(
         history,
         tmp_path / "h.png",
         kept={"epoch": 3, "monitor": "val/ua", "score": 0.477, "label": "kept: last epoch (3)"},

@@ -16,7 +16,6 @@ LIMIT = 400
 OVER_LIMIT: dict[str, str] = {
     "src/emorec/workflows/fusion.py": "the embed extractor in a module of its own",
     "src/emorec/features/extract.py": "the worker processes in a module of their own",
-    "src/emorec/evaluation/plots.py": "the training-history plots in a module of their own",
     "src/emorec/training/config.py": "the recipe files (YAML, chains) apart from the schema",
     "src/emorec/runs/status.py": "the fold and run views apart from run.json and its helpers",
     "src/emorec/corpora/splits.py": "the validation speakers' draw in a module of its own",

@@ -15,9 +15,9 @@ from emorec.evaluation.metrics import bootstrap_ci, classification_metrics, summ
 _LAZY = {
     "plot_confusion_matrix": "plots",
     "plot_roc_curves": "plots",
-    "plot_history": "plots",
+    "plot_history": "history_plot",
     "plot_fold_summary": "plots",
-    "read_metrics_csv": "plots",
+    "read_metrics_csv": "history_plot",
     "write_report": "report",
     "write_cv_summary": "report",
     "SPEAKER_DEPENDENT_WARNING": "report",

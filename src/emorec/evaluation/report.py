@@ -26,10 +26,10 @@ from emorec.evaluation.metrics import (
     fmt_pct,
     summarise_folds,
 )
+from emorec.evaluation.history_plot import plot_history
 from emorec.evaluation.plots import (
     plot_confusion_matrix,
     plot_fold_summary,
-    plot_history,
     plot_reliability,
     plot_roc_curves,
 )
