@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from emorec.corpora.synthetic_av import generate_av_feature_corpus
 from emorec.errors import ConfigError, EmorecError, LeakageError
 from emorec.features.store import FeatureStore
-from emorec.workflows.fusion import EmbeddingExtractor, fuse, model_fingerprint
+from emorec.inference.embedding import EmbeddingExtractor, model_fingerprint
+from emorec.workflows.fusion import fuse
 from emorec.inference.predictor import Predictor
 from emorec.corpora.manifest import read_manifest
 from emorec.models import create_model

@@ -14,7 +14,6 @@ CHECKED = ["src", "tests", "scripts"]
 LIMIT = 400
 #: modules still over the limit, each with how it will come under it; the list only shrinks
 OVER_LIMIT: dict[str, str] = {
-    "src/emorec/workflows/fusion.py": "the embed extractor in a module of its own",
     "src/emorec/features/extract.py": "the worker processes in a module of their own",
     "src/emorec/training/config.py": "the recipe files (YAML, chains) apart from the schema",
     "src/emorec/runs/status.py": "the fold and run views apart from run.json and its helpers",

@@ -99,7 +99,8 @@ def extractor_from_spec(spec: dict[str, Any]) -> FeatureExtractor:
 
 #: Built-in extractors: name -> the module that registers it, imported on first use, so that
 #: optional heavy dependencies load only when their extractor is used and this module imports
-#: nothing above it (``embed`` reads trained models: the fusion workflow registers it).
+#: nothing above it (``embed`` reads trained models: ``emorec.inference.embedding`` registers
+#: it).
 BUILTIN_EXTRACTORS = {
     "logmel": "emorec.features.spectral",
     "mfcc": "emorec.features.spectral",
@@ -109,7 +110,7 @@ BUILTIN_EXTRACTORS = {
     "npy": "emorec.features.precomputed",
     "face_landmarks": "emorec.features.face",
     "face_crop": "emorec.features.face",
-    "embed": "emorec.workflows.fusion",
+    "embed": "emorec.inference.embedding",
 }
 
 
