@@ -31,7 +31,7 @@ from common import REPO, RESULTS, WORK, command_line
 from emorec.atomic import write_json
 from emorec.corpora.synthetic_av import generate_av_feature_corpus
 from emorec.evaluation.run_eval import evaluate_run
-from emorec.runs.status import fold_number
+from emorec.runs.folder import fold_number
 from emorec.training.config import load_config
 from emorec.workflows.crossval import train
 

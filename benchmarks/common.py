@@ -66,7 +66,7 @@ def run_to_result(run_dir: Path, *, corpus: str, features: str, model: str, comm
     """A cross-validation run directory -> the committed results format."""
     import json
 
-    from emorec.runs.status import fold_number
+    from emorec.runs.folder import fold_number
 
     folds = []
     for fold_dir in sorted(run_dir.glob("fold_*"), key=fold_number):

@@ -53,7 +53,7 @@ def export_predictions(run_dirs: list[Path], out: Path, *, parts: tuple[str, ...
     """Write every fold's probabilities on ``parts`` of ``run_dirs`` to ``out``; returns its repo path.
     ``predictor_for(fold_dir, experiment, split)`` gives the model to use instead of the fold's export."""
     from emorec.evaluation.run_eval import experiment_for_run, fold_predictions, fold_split, trained_fold_dirs
-    from emorec.runs.status import fold_number
+    from emorec.runs.folder import fold_number
 
     text, header = io.StringIO(), None
     writer = csv.writer(text)

@@ -45,7 +45,7 @@ def ensemble_runs(
         fold_split,
         trained_fold_dirs,
     )
-    from emorec.runs.status import fold_number
+    from emorec.runs.folder import fold_number
 
     if part not in ("test", "val"):
         raise EmorecError(f"part must be 'test' or 'val', got {part!r}")

@@ -22,7 +22,7 @@ from emorec.evaluation.metrics import classification_metrics
 from emorec.evaluation.run_eval import experiment_for_run, fold_split, trained_fold_dirs
 from emorec.inference.predictor import Predictor
 from emorec.media.audio import load_audio
-from emorec.runs.status import fold_number
+from emorec.runs.folder import fold_number
 
 
 def condition_scores(

@@ -13,7 +13,7 @@ from emorec.data import ClipDataset
 from emorec.errors import EmorecError
 from emorec.evaluation.metrics import age_group
 from emorec.inference.predictor import MODEL_META, Predictor
-from emorec.runs.status import fold_number
+from emorec.runs.folder import fold_number
 
 
 def trained_fold_dirs(run_dir: Path) -> list[Path]:

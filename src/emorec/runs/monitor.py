@@ -27,12 +27,12 @@ from rich.table import Table
 from rich.text import Text
 
 from emorec.errors import EmorecError
+from emorec.runs.folder import is_run_dir
 from emorec.runs.status import (
     FoldView,
     RunView,
     eta_seconds,
     format_seconds,
-    is_run_dir,
     list_runs,
     run_view,
 )

@@ -15,47 +15,25 @@ Scores: a fold's validation score is the *kept* model's (``model.json``'s ``val_
 best per-epoch value of a recipe that keeps another epoch (:mod:`emorec.runs.kept` says how the kept
 weights were made).
 
-Writing: :func:`write_run_status` keeps ``run.json`` (status and the sessions that worked on the
-run, each with its working directory), :func:`fold_state` says how far a fold got.
+The files themselves, and how training writes ``run.json``, are :mod:`emorec.runs.folder`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emorec.atomic import write_json
 from emorec.runs.epochs import number as _number
+from emorec.runs.folder import RUN_STATUS, file_times, fold_number, is_run_dir, read_json, read_yaml
 from emorec.runs.kept import kept_summary
-from emorec.inference.model_files import MODEL_META, ModelMeta
+from emorec.inference.model_files import ModelMeta
 
 MIN_STALL_SECONDS = 600.0
-RUN_STATUS = "run.json"
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -211,11 +189,6 @@ class RunView:
         return left + per_fold * len(waiting)
 
 
-def fold_number(fold_dir: str | os.PathLike) -> int:
-    """``K`` of a fold directory ``fold_K``."""
-    return int(Path(fold_dir).name.split("_")[-1])
-
-
 def fold_view(
     fold_dir: Path, *, now: float | None = None, this_host: str | None = None, keeps: str = "best"
 ) -> FoldView:
@@ -253,12 +226,6 @@ def fold_view(
     else:
         view.status = "running"
     return view
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and (
-        (path / "splits.json").is_file() or any(path.glob("fold_*"))
-    )
 
 
 def run_view(run_dir: str | os.PathLike, *, now: float | None = None) -> RunView:
@@ -337,18 +304,6 @@ def last_sign_of_life(
     return max(times) if times else None
 
 
-def file_times(run_dir: Path) -> list[float]:
-    """Modification times of the files a living run keeps touching: ``train.log`` and every
-    fold's ``heartbeat.json``."""
-    times = []
-    for path in [run_dir / "train.log", *run_dir.glob("fold_*/heartbeat.json")]:
-        try:
-            times.append(path.stat().st_mtime)
-        except OSError:
-            pass
-    return times
-
-
 def _run_status(
     run_json: dict, folds: list[FoldView], planned: list[int], same_host: bool, now: float
 ) -> tuple[str, str]:
@@ -405,54 +360,3 @@ def format_seconds(seconds: float | None) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def fold_state(fold_dir: Path) -> str:
-    """``evaluated``, ``exported`` (trained, not evaluated), ``checkpoint`` (interrupted) or
-    ``new``."""
-    if (fold_dir / MODEL_META).is_file():
-        return "evaluated" if (fold_dir / "report" / "report.json").is_file() else "exported"
-    return "checkpoint" if (fold_dir / "checkpoints" / "last.ckpt").is_file() else "new"
-
-
-def write_run_status(run_dir: Path, status: str, folds: list[int], **extra) -> None:
-    """``run.json``: ``status`` (running, finished, failed, interrupted) and the sessions that
-    worked on the run (pid, host, argv, working directory, start, end); a session that vanished is
-    "lost"."""
-    path = run_dir / RUN_STATUS
-    previous: dict = {}
-    try:
-        previous = json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
-    sessions = list(previous.get("sessions", []))
-    now = time.time()
-    if status == "running" and sessions and not sessions[-1].get("ended"):
-        # the previous session vanished (SIGKILL, preemption): it ended at its last sign of life
-        ended = max(file_times(run_dir), default=sessions[-1].get("started", now))
-        sessions[-1] = {**sessions[-1], "ended": ended, "status": "lost"}
-    if status == "running":
-        sessions.append(
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "started": now,
-                "argv": sys.argv,
-                "cwd": os.getcwd(),
-            }
-        )
-    elif sessions:
-        sessions[-1] = {**sessions[-1], "ended": now, "status": status}
-    write_json(
-        path,
-        {
-            "status": status,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "time": now,
-            "started": previous.get("started", now),
-            "folds": folds,
-            "sessions": sessions,
-            **extra,
-        },
-    )

@@ -421,7 +421,7 @@ def keep_and_export(
     validation scores, and export them with ``model.json`` saying how they were made."""
     from emorec.inference.predictor import export_model
     from emorec.runs.kept import ema_record, kept_summary
-    from emorec.runs.status import read_json
+    from emorec.runs.folder import read_json
     from emorec.training.checkpoints import BEST, LAST, load_checkpoint
 
     cfg = experiment.config

@@ -89,7 +89,7 @@ def run_fold_jobs(run_dir: Path, folds: list[int], jobs: int) -> None:
 def main(argv: list[str]) -> None:
     """One job: train the given folds of a run directory (no evaluation: the parent does it)."""
     from emorec.training.experiment import prepare_experiment
-    from emorec.runs.status import fold_state
+    from emorec.runs.folder import fold_state
     from emorec.corpora.splits import load_splits
     from emorec.training.callbacks import attach_log_file, detach_log_file
     from emorec.training.config import load_run_config

@@ -38,7 +38,7 @@ from rich.console import Console
 from emorec.errors import ConfigError, EmorecError
 from emorec.training.experiment import Experiment, prepare_experiment, select_folds
 from emorec.features.extract import write_skipped
-from emorec.runs.status import fold_state, write_run_status
+from emorec.runs.folder import fold_state, write_run_status
 from emorec.corpora.splits import load_splits, save_splits
 from emorec.training.config import TrainConfig, load_run_config, save_config
 from emorec.training.fold import is_global_zero, train_fold, trainer_options

@@ -30,7 +30,7 @@ from typing import Any
 
 from emorec.errors import EmorecError, LeakageError
 from emorec.inference.model_files import ModelMeta
-from emorec.runs.status import fold_number
+from emorec.runs.folder import fold_number
 
 __all__ = ["FuseResult", "check_same_split", "fuse"]
 
