@@ -26,8 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,12 @@ from emorec.atomic import write_json
 from emorec.errors import ConfigError, EmorecError
 from emorec.corpora.leakage import check_leakage
 from emorec.corpora.manifest import Clip
+from emorec.corpora.stratified import stratified_holdout
+from emorec.corpora.validation_speakers import (
+    per_corpus_val_speakers,
+    pick_val_speakers,
+    speaker_genders,
+)
 from emorec.corpora.standard_folds import (
     CREMA_D_ACTORS,
     CREMA_D_FOLDS,
@@ -204,38 +209,6 @@ def _cross_corpus(
     return _assemble(name, "cross_corpus", clips, test, val)
 
 
-#: A corpus with fewer speakers gives none to validation: it cannot spare one (TESS has two).
-MIN_SPEAKERS_FOR_VALIDATION = 4
-
-
-def per_corpus_val_speakers(
-    clips: Sequence[Clip], val_speakers: int, rng: np.random.Generator
-) -> set[str]:
-    """About ``val_speakers`` validation speakers, drawn from each corpus by its share of the
-    speakers (at least one from each corpus of :data:`MIN_SPEAKERS_FOR_VALIDATION` speakers or
-    more), so that validation, which picks the epoch, hears every sizeable training corpus and not
-    only the largest."""
-    by_corpus: dict[str, list[Clip]] = defaultdict(list)
-    for clip in clips:
-        by_corpus[clip.corpus].append(clip)
-    if len(by_corpus) == 1:
-        (only,) = by_corpus.values()
-        return set(
-            pick_val_speakers(sorted({c.speaker for c in only}), _genders(only), val_speakers, rng)
-        )
-    total = len({c.speaker for c in clips})
-    val: set[str] = set()
-    for corpus in sorted(by_corpus):
-        speakers = sorted({c.speaker for c in by_corpus[corpus]})
-        share = (
-            max(1, round(val_speakers * len(speakers) / total))
-            if len(speakers) >= MIN_SPEAKERS_FOR_VALIDATION
-            else 0
-        )
-        val |= set(pick_val_speakers(speakers, _genders(by_corpus[corpus]), share, rng))
-    return val
-
-
 def _release(clips: Sequence[Clip], val_speakers: int, seed: int) -> Split:
     val = per_corpus_val_speakers(clips, val_speakers, np.random.default_rng(seed))
     return _assemble("release", "release", clips, set(), val)
@@ -251,30 +224,6 @@ def _require_known_speakers(clips: Sequence[Clip]) -> None:
             "column or speaker_pattern) "
             "or use scheme 'stratified' (speaker-dependent)"
         )
-
-
-def _genders(clips: Iterable[Clip]) -> dict[str, str]:
-    """Speaker -> the gender most of its clips give ("" when none does)."""
-    votes: dict[str, Counter[str]] = defaultdict(Counter)
-    for clip in clips:
-        votes[clip.speaker].update([clip.gender] if clip.gender else [])
-    return {s: (v.most_common(1)[0][0] if v else "") for s, v in votes.items()}
-
-
-def pick_val_speakers(
-    train_speakers: Sequence[str], genders: dict[str, str], n: int, rng: np.random.Generator
-) -> list[str]:
-    """``n`` of ``train_speakers``, alternating genders where possible (deterministic given rng)."""
-    by_gender: dict[str, list[str]] = defaultdict(list)
-    for speaker in sorted(train_speakers):
-        by_gender[genders.get(speaker, "")].append(speaker)
-    pools = [list(rng.permutation(by_gender[g])) for g in sorted(by_gender)]
-    picked: list[str] = []
-    while len(picked) < n and any(pools):
-        for pool in sorted(pools, key=len, reverse=True):
-            if pool and len(picked) < n:
-                picked.append(str(pool.pop()))
-    return sorted(picked)
 
 
 def _assemble(
@@ -324,7 +273,7 @@ def _fixed_folds(
             + (" ..." if len(others) > 3 else "")
             + "; use scheme speaker_kfold"
         )
-    genders = _genders(clips)
+    genders = speaker_genders(clips)
     speakers = sorted(genders)
     splits = []
     for fold, actors in folds.items():
@@ -352,7 +301,7 @@ def min_speakers(k: int, val_speakers: int) -> int:
 def _speaker_kfold(clips: Sequence[Clip], k: int, val_speakers: int, seed: int) -> list[Split]:
     if k < 2:
         raise ConfigError(f"k must be at least 2 for speaker_kfold, got {k}")
-    genders = _genders(clips)
+    genders = speaker_genders(clips)
     need = min_speakers(k, val_speakers)
     if len(genders) < need:
         raise EmorecError(
@@ -376,66 +325,9 @@ def _speaker_kfold(clips: Sequence[Clip], k: int, val_speakers: int, seed: int) 
     return splits
 
 
-def _groups(clips: Sequence[Clip]) -> list[list[int]]:
-    """Indices of clips that must stay together: same performance or same audio (union-find)."""
-    parent = list(range(len(clips)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first: dict[str, int] = {}
-    for i, clip in enumerate(clips):
-        for key in (
-            f"p:{clip.performance}" if clip.performance else "",
-            f"h:{clip.content_hash}" if clip.content_hash else "",
-        ):
-            if key:
-                j = first.setdefault(key, i)
-                parent[find(i)] = find(j)
-    members: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(clips)):
-        members[find(i)].append(i)
-    return list(members.values())
-
-
-def _stratified_take(
-    groups: list[list[int]], clips: Sequence[Clip], fraction: float, rng: np.random.Generator
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Split groups into (rest, taken) with about ``fraction`` of each label's groups taken."""
-    by_label: dict[str, list[list[int]]] = defaultdict(list)
-    for group in groups:
-        by_label[Counter(clips[i].emotion for i in group).most_common(1)[0][0]].append(group)
-    rest, taken = [], []
-    for label in sorted(by_label):
-        members = by_label[label]
-        order = rng.permutation(len(members))
-        n_take = (
-            min(len(members) - 1, max(1, round(fraction * len(members)))) if len(members) > 1 else 0
-        )
-        taken += [members[j] for j in order[:n_take]]
-        rest += [members[j] for j in order[n_take:]]
-    return rest, taken
-
-
 def _stratified(clips: Sequence[Clip], test_size: float, seed: int) -> Split:
-    rng = np.random.default_rng(seed)
-    train_groups, test_groups = _stratified_take(_groups(clips), clips, test_size, rng)
-    train_groups, val_groups = _stratified_take(train_groups, clips, test_size, rng)
-
-    def ids(groups: list[list[int]]) -> list[str]:
-        return [clips[i].clip_id for i in sorted(i for g in groups for i in g)]
-
-    return Split(
-        "holdout",
-        ids(train_groups),
-        ids(val_groups),
-        ids(test_groups),
-        speaker_independent=False,
-        scheme="stratified",
-    )
+    train, val, test = stratified_holdout(clips, test_size, seed)
+    return Split("holdout", train, val, test, speaker_independent=False, scheme="stratified")
 
 
 def save_splits(splits: Sequence[Split], path: str | os.PathLike) -> Path:
