@@ -13,7 +13,8 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from emorec.evaluation import classification_metrics, summarise_folds
 from emorec.evaluation.history_plot import plot_history, read_metrics_csv
 from emorec.evaluation.plots import plot_confusion_matrix, plot_fold_summary, plot_roc_curves
-from emorec.evaluation.report import SPEAKER_DEPENDENT_WARNING, write_cv_summary, write_report
+from emorec.evaluation.report import write_cv_summary, write_report
+from emorec.evaluation.report_markdown import SPEAKER_DEPENDENT_WARNING
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

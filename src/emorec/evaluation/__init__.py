@@ -20,7 +20,7 @@ _LAZY = {
     "read_metrics_csv": "history_plot",
     "write_report": "report",
     "write_cv_summary": "report",
-    "SPEAKER_DEPENDENT_WARNING": "report",
+    "SPEAKER_DEPENDENT_WARNING": "report_markdown",
 }
 
 __all__ = ["bootstrap_ci", "classification_metrics", "summarise_folds", *_LAZY]
