@@ -20,7 +20,8 @@ from conftest import REPO, write_tone
 
 from emorec.errors import ConfigError
 from emorec.features import FeatureStore, create_extractor, extract_features, load_features
-from emorec.features.extract import remove_stale_tmp, write_skipped
+from emorec.features.extract import remove_stale_tmp
+from emorec.features.skipped import write_skipped
 from emorec.features.spectral import LogMel
 from emorec.corpora.manifest import Clip, write_manifest
 from emorec.media.audio import audio_info

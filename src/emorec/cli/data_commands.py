@@ -41,7 +41,7 @@ def prepare(
     """Scan a corpus and write its manifest (one row per clip); bad files are listed, not fatal."""
     from emorec.corpora import prepare_corpus
     from emorec.corpora.base import plural
-    from emorec.features.extract import write_skipped
+    from emorec.features.skipped import write_skipped
     from emorec.corpora.manifest import write_manifest
 
     result = prepare_corpus(corpus, path, **_options(option))
@@ -158,7 +158,8 @@ def extract(
     """Extract features for every clip into the cache;
     cached clips are skipped, bad files listed."""
     from emorec.features.base import create_extractor
-    from emorec.features.extract import extract_features, write_skipped
+    from emorec.features.extract import extract_features
+    from emorec.features.skipped import write_skipped
     from emorec.corpora.manifest import read_manifest
 
     extractor = create_extractor(features, **_options(option))

@@ -12,13 +12,8 @@ from emorec.features.base import (
     register_extractor,
     validate_features,
 )
-from emorec.features.extract import (
-    ExtractResult,
-    compute_features,
-    extract_features,
-    load_features,
-    write_skipped,
-)
+from emorec.features.extract import ExtractResult, compute_features, extract_features, load_features
+from emorec.features.skipped import write_skipped
 from emorec.features.store import FeatureStore
 
 __all__ = [

@@ -19,9 +19,7 @@ interactive sessions are never re-imported and keep their workers.
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import csv
 import logging
 import os
 import pickle
@@ -39,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emorec.atomic import atomic_open
 from emorec.errors import BadInputError, ConfigError, EmorecError, SkippedFile
 from emorec.features.base import FeatureExtractor, validate_features
+from emorec.features.main_guard import unguarded_main_script
 from emorec.features.store import FeatureStore
 from emorec.corpora.manifest import Clip
 
@@ -266,7 +264,7 @@ def extract_features(
         workers = (os.cpu_count() or 1) if getattr(extractor, "parallel", True) else 1
         workers = min(workers, -(-len(todo) // MIN_CLIPS_PER_WORKER))
     workers = max(0, min(int(workers), len(todo)))
-    script = _unguarded_main_script() if workers > 1 else None
+    script = unguarded_main_script() if workers > 1 else None
     if script is not None:
         log.warning(
             '%s calls extract_features outside `if __name__ == "__main__":`, so each '
@@ -304,37 +302,6 @@ def extract_features(
             _run_parallel([g[0] for g in todo], workers, payload, report)
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _unguarded_main_script() -> str | None:
-    """The caller's ``__main__`` file when a worker's re-import of it (as ``__mp_main__``)
-    would reach this call again, i.e. the call runs from its top level outside an
-    ``if __name__ == "__main__":`` block; else ``None``."""
-    main = sys.modules.get("__main__")
-    name = getattr(getattr(main, "__spec__", None), "name", None) or ""
-    path = getattr(main, "__file__", None)
-    if main is None or not path or name == "__main__" or name.endswith(".__main__"):
-        return None  # multiprocessing re-imports neither sessions nor a package's __main__
-    top, frame = None, sys._getframe(1)
-    while frame is not None:
-        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
-            top = frame
-        frame = frame.f_back
-    if top is None:
-        return None
-    try:
-        tree = ast.parse(Path(top.f_code.co_filename).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return None  # nothing a worker could re-import either
-    guards = ('__name__ == "__main__"', '"__main__" == __name__')
-    for node in tree.body:
-        if (
-            isinstance(node, ast.If)
-            and ast.unparse(node.test).replace("'", '"') in guards
-            and node.lineno <= top.f_lineno <= (node.end_lineno or node.lineno)
-        ):
-            return None
-    return str(path)
 
 
 @contextlib.contextmanager
@@ -399,26 +366,3 @@ def load_features(
             continue
         features[clip.clip_id] = array
     return features
-
-
-def read_skipped(path: str | os.PathLike) -> list[SkippedFile]:
-    """The rows of a skipped-files CSV (``[]`` when there is none)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [
-            SkippedFile(row["path"], row["reason"], row.get("stage", ""))
-            for row in csv.DictReader(handle)
-        ]
-
-
-def write_skipped(skipped: Iterable[SkippedFile], path: str | os.PathLike) -> Path:
-    """Write ``path,stage,reason`` rows as CSV, atomically. Returns the path."""
-    path = Path(path)
-    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "stage", "reason"])
-        for item in skipped:
-            writer.writerow([item.path, item.stage, item.reason])
-    return path

@@ -17,7 +17,8 @@ from rich.console import Console
 from emorec.data import Normalizer
 from emorec.errors import ConfigError
 from emorec.features.base import extractor_from_spec, split_frame_mask
-from emorec.features.extract import extract_features, read_skipped
+from emorec.features.extract import extract_features
+from emorec.features.skipped import read_skipped
 from emorec.features.packed import PackedStore
 from emorec.features.store import FeatureStore
 from emorec.corpora.labels import apply_label_policy, resolve_label_set

@@ -37,7 +37,7 @@ from rich.console import Console
 
 from emorec.errors import ConfigError, EmorecError
 from emorec.training.experiment import Experiment, prepare_experiment, select_folds
-from emorec.features.extract import write_skipped
+from emorec.features.skipped import write_skipped
 from emorec.runs.folder import fold_state, write_run_status
 from emorec.corpora.splits import load_splits, save_splits
 from emorec.training.config import TrainConfig, load_run_config, save_config
