@@ -128,9 +128,8 @@ class _Forker:
             pid = json.loads(helper.stdout.readline())["pid"]
             ready, _, _ = select.select([helper.stdout], [], [], timeout)
             if not ready:
-                os.killpg(
-                    pid, signal.SIGKILL
-                )  # the child leads its own session: it and what it started
+                # the child leads its own session: it and what it started
+                os.killpg(pid, signal.SIGKILL)
                 helper.stdout.readline()
                 raise subprocess.TimeoutExpired(
                     [script or "emorec", *argv], timeout, out.read_text(), err.read_text()

@@ -69,11 +69,9 @@ def test_a_training_step_adds_the_corpus_loss_and_the_exported_model_lacks_the_h
     batch = _batch()
     with_head = adversarial.training_step(batch, 0)
     without = plain.training_step(batch, 0)
-    assert torch.isfinite(with_head) and float(with_head) > float(
-        without
-    )  # the same model and data, plus 0.5 x corpus CE
+    # the same model and data, plus 0.5 x corpus CE
+    assert torch.isfinite(with_head) and float(with_head) > float(without)
     with_head.backward()
     assert all(p.grad is not None for p in adversarial.corpus_head.parameters())
-    assert set(adversarial.model.state_dict()) == set(
-        plain.model.state_dict()
-    )  # export reads module.model only
+    # export reads module.model only
+    assert set(adversarial.model.state_dict()) == set(plain.model.state_dict())

@@ -94,9 +94,8 @@ def test_a_file_a_waveform_and_another_rate_give_the_same_prediction(model_dir, 
     import soxr
 
     at_44k = soxr.resample(wave, 16000, 44100, quality="HQ")
-    resampled = rec.predict(
-        np.stack([at_44k, at_44k], axis=1), sample_rate=44100
-    )  # stereo at 44.1 kHz
+    # stereo at 44.1 kHz
+    resampled = rec.predict(np.stack([at_44k, at_44k], axis=1), sample_rate=44100)
     assert resampled.probabilities == pytest.approx(from_file.probabilities, abs=0.02)
 
 
@@ -107,9 +106,8 @@ def test_probabilities_are_the_calibrated_ones(model_dir, tmp_path):
         emorec.load(model_dir).predict(wave, 16000),
         emorec.load(hot).predict(wave, 16000),
     )
-    logits_ratio = (
-        np.log(list(raw.probabilities.values())) / 1.7
-    )  # softmax(z / T) = softmax(log softmax(z) / T)
+    # softmax(z / T) = softmax(log softmax(z) / T)
+    logits_ratio = np.log(list(raw.probabilities.values())) / 1.7
     expected = np.exp(logits_ratio) / np.exp(logits_ratio).sum()
     np.testing.assert_allclose(list(calibrated.probabilities.values()), expected, atol=1e-5)
 

@@ -61,15 +61,13 @@ def test_crossval_benchmark_trains_folds_in_parallel_and_runs_the_baseline_on_th
         0 <= result["mean_ua"] <= 1 and "wall_seconds" in result and "--jobs 2" in result["command"]
     )
     test_speakers = [s for f in result["folds"] for s in f["test_speakers"]]
-    assert (
-        sorted(test_speakers) == sorted(set(test_speakers)) and len(test_speakers) == 6
-    )  # each actor tested once
+    # each actor tested once
+    assert sorted(test_speakers) == sorted(set(test_speakers)) and len(test_speakers) == 6
     with gzip.open(tmp_path / "results" / "predictions" / "synthetic_3fold.csv.gz", "rt") as handle:
         rows = handle.read().splitlines()
     assert len(rows) > 54  # validation and test rows of every fold
-    two = (
-        tmp_path / "results" / "two_classes.json"
-    )  # the corpus is described as trained: clips and classes kept
+    # the corpus is described as trained: clips and classes kept
+    two = tmp_path / "results" / "two_classes.json"
     run_benchmark(
         "--manifest",
         tmp_path / "manifest.csv",
@@ -184,9 +182,8 @@ def test_crosscorpus_matrix_reads_in_corpus_and_cross_corpus_predictions_on_the_
     cross = json.loads((results / "cross.json").read_text())
     assert cross["protocol"].startswith("cross-corpus: ravdess -> crema-d")
     assert sorted(cross["folds"][0]["test_speakers"]) == sorted({c.speaker for c in second})
-    in_corpus_predictions(
-        first, results / "in.json"
-    )  # the diagonal's cross-validation, as crossval.py writes it
+    # the diagonal's cross-validation, as crossval.py writes it
+    in_corpus_predictions(first, results / "in.json")
     proc = python_script(
         BENCHMARKS / "crosscorpus.py",
         "--cell",
@@ -205,9 +202,8 @@ def test_crosscorpus_matrix_reads_in_corpus_and_cross_corpus_predictions_on_the_
     assert set(cells) == {("RAVDESS", "RAVDESS"), ("RAVDESS", "CREMA-D")}
     diagonal, off = cells[("RAVDESS", "RAVDESS")], cells[("RAVDESS", "CREMA-D")]
     assert diagonal["classes"] == off["classes"] == ["neutral", "happy", "sad"]
-    assert (
-        diagonal["n"] == 4 * 3 * 3 and diagonal["folds"] == 2
-    )  # every actor's clips but the calm ones
+    # every actor's clips but the calm ones
+    assert diagonal["n"] == 4 * 3 * 3 and diagonal["folds"] == 2
     assert off["n"] == len(second) and off["folds"] == 1
     for cell in cells.values():
         assert cell["ci_ua"][0] <= cell["ua"] <= cell["ci_ua"][1]

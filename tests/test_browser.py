@@ -148,18 +148,16 @@ def test_live_view_updates_while_the_microphone_plays_and_ends_with_the_timeline
 
     import emorec
 
-    if (
-        shared_data_dir() is None
-    ):  # Silero VAD gives a generated harmonic tone at most 0.17, so nothing would start
+    # Silero VAD gives a generated harmonic tone at most 0.17, so nothing would start
+    if shared_data_dir() is None:
         pytest.skip(
             "the live view needs a real voice (../shared/data or $EMOREC_DATA_DIR is absent)"
         )
     model = export_random_model(tmp_path / "model")
     clip = clip_for_browser(tmp_path, shared_data_dir())
     with ServeProcess(model) as server:
-        driver = chromium(
-            fake_audio=clip
-        )  # Chromium's fake microphone plays the clip over and over
+        # Chromium's fake microphone plays the clip over and over
+        driver = chromium(fake_audio=clip)
         try:
             driver.get(server.url + "/")
             driver.find_element(By.ID, "live").click()
@@ -172,9 +170,8 @@ def test_live_view_updates_while_the_microphone_plays_and_ends_with_the_timeline
             assert not driver.find_element(By.ID, "error").is_displayed(), driver.find_element(
                 By.ID, "error"
             ).text
-            assert (
-                driver.find_element(By.ID, "live-now").text in emorec.load(model).classes
-            )  # an interim update
+            # an interim update
+            assert driver.find_element(By.ID, "live-now").text in emorec.load(model).classes
             time.sleep(4)
             driver.find_element(By.ID, "live").click()
             WebDriverWait(driver, 60).until(
@@ -225,9 +222,8 @@ def test_a_file_gets_a_player_a_band_of_segments_that_play_and_downloads(tmp_pat
             driver.find_element(By.ID, "file").send_keys(str(tmp_path / "talk.wav"))
             driver.find_element(By.ID, "send").click()
             wait_for_result(driver)
-            assert (
-                "mean of speech windows" in driver.find_element(By.ID, "whole-how").text
-            )  # never the clip model
+            # never the clip model
+            assert "mean of speech windows" in driver.find_element(By.ID, "whole-how").text
             band = driver.find_elements(By.CSS_SELECTOR, "#file-band button.segment")
             assert len(band) == len(offline.segments) == len(files)
             assert all(offline.segments[0].label in band[0].get_attribute("title") for _ in [0])

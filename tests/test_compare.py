@@ -133,9 +133,8 @@ def test_winner_is_chosen_on_validation_never_on_test():
         )
 
     assert better_on_validation(result("a", 0.6, 0.5, 0.1), result("b", 0.5, 0.9, 0.9)) == "a"
-    assert (
-        better_on_validation(result("a", 0.6, 0.5, 0.9), result("b", 0.6, 0.7, 0.1)) == "b"
-    )  # tie on UA -> F1
+    # tie on UA -> F1
+    assert better_on_validation(result("a", 0.6, 0.5, 0.9), result("b", 0.6, 0.7, 0.1)) == "b"
     assert better_on_validation(result("a", 0.6, 0.7, 0.9), result("b", 0.6, 0.7, 0.1)) is None
     text = verdict(
         {

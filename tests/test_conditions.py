@@ -22,9 +22,8 @@ def speech_like(seconds: float = 2.0, seed: int = 0) -> np.ndarray:
     f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
     phase = 2 * np.pi * np.cumsum(f0) / SR
     wave = sum(np.sin(k * phase) / k * (1.5 if 3 <= k <= 6 else 1.0) for k in range(1, 30))
-    envelope = (
-        np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 2
-    )  # syllables with pauses between them
+    # syllables with pauses between them
+    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 2
     return (0.1 * wave * envelope + 1e-4 * rng.standard_normal(t.size)).astype(np.float32)
 
 
@@ -33,9 +32,8 @@ def tone(freq: float, seconds: float = 1.0) -> np.ndarray:
 
 
 def level_db(wave: np.ndarray) -> float:
-    return 10 * np.log10(
-        np.mean(wave[SR // 4 :].astype(np.float64) ** 2)
-    )  # past the filter's onset
+    # past the filter's onset
+    return 10 * np.log10(np.mean(wave[SR // 4 :].astype(np.float64) ** 2))
 
 
 @pytest.mark.parametrize("name", C.DEFAULT_SUITE)

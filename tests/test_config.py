@@ -68,9 +68,8 @@ def test_config_show_prints_the_resolved_recipe_and_what_differs_from_another(tm
     resolved = show(tmp_path / "child.yaml", "--set", "trainer.seed=5")
     settings = yaml.safe_load(resolved.stdout)
     assert settings["trainer"]["epochs"] == 7 and settings["trainer"]["seed"] == 5
-    assert (
-        settings["augment"]["freq_shift"] == 6 and "lr" in settings["optim"]
-    )  # defaults filled in
+    # defaults filled in
+    assert settings["augment"]["freq_shift"] == 6 and "lr" in settings["optim"]
     assert "child.yaml <- base.yaml" in resolved.stderr
     assert (
         show(tmp_path / "child.yaml", "--against", tmp_path / "base.yaml").stdout.strip()
@@ -98,9 +97,8 @@ def test_every_declared_choice_and_range_is_checked_at_load():
                 bounds = f.metadata["range"]
                 bad = bounds["low"] - 1 if bounds["low"] is not None else bounds["high"] + 1
                 if isinstance(f.default, tuple):
-                    bad = [bad] * max(
-                        len(f.default), 1
-                    )  # a variable-length tuple may default to ()
+                    # a variable-length tuple may default to ()
+                    bad = [bad] * max(len(f.default), 1)
             else:
                 continue
             with pytest.raises(ConfigError, match=rf"^{section}\.{f.name}"):

@@ -56,9 +56,8 @@ def test_fused_block_equals_the_reference_block(cin, cout, frames, freq, time_po
         (fused.norm.running_var, reference.norm.running_var),
     ):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
-    assert (
-        xa.grad[1, :, frames - 1 :].eq(0).all() and xa.grad[3, :, 1:].eq(0).all()
-    )  # no gradient into padding
+    # no gradient into padding
+    assert xa.grad[1, :, frames - 1 :].eq(0).all() and xa.grad[3, :, 1:].eq(0).all()
     fused.eval(), reference.eval()
     with torch.no_grad():
         torch.testing.assert_close(

@@ -258,9 +258,8 @@ def test_many_files_with_progress_enabled(tmp_path: Path) -> None:
 def test_crema_d_name_parsing() -> None:
     name = crema_d.parse_name("1001_DFA_ANG_XX")
     assert (name.actor, name.sentence, name.emotion, name.level) == ("1001", "DFA", "ANG", "XX")
-    assert (
-        crema_d.parse_name("1040_ITH_SAD_X").stem == "1040_ITH_SAD_XX"
-    )  # upstream's one misnamed file
+    # upstream's one misnamed file
+    assert crema_d.parse_name("1040_ITH_SAD_X").stem == "1040_ITH_SAD_XX"
     for bad in (
         "1001_DFA_ANG",
         "1001_DFA_BOR_XX",

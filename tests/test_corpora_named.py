@@ -41,9 +41,8 @@ def test_tess_names_give_speaker_age_and_labels(tmp_path: Path) -> None:
         clips["tess/YAF_bath_ps"].emotion == "surprised"
         and clips["tess/OAF_germ_fear"].emotion == "fearful"
     )
-    assert (
-        clips["tess/OAF_bite_neutral"].speaker == "tess/OAF"
-    )  # the upstream "OA_" typo is the older speaker
+    # the upstream "OA_" typo is the older speaker
+    assert clips["tess/OAF_bite_neutral"].speaker == "tess/OAF"
     assert {c.gender for c in clips.values()} == {"female"} and clips["tess/YAF_bath_ps"].age == 26
     assert sorted(Path(s.path).name for s in result.skipped) == ["YAF_bean_bored.wav", "notes.wav"]
     assert all("not a TESS name" in s.reason for s in result.skipped)
@@ -100,9 +99,8 @@ def test_urdu_speaker_numbers_count_within_each_sex(tmp_path: Path) -> None:
 
 def test_a_corrupt_file_is_listed_and_the_rest_prepared(tmp_path: Path) -> None:
     _files(tmp_path, ["f1/neu-f1-b1.wav"])
-    (tmp_path / "f1" / "tri-f1-b1.wav").write_bytes(
-        b"version https://git-lfs.github.com/spec/v1\n"
-    )  # an LFS pointer
+    # an LFS pointer
+    (tmp_path / "f1" / "tri-f1-b1.wav").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
     result = prepare_corpus("emovo", tmp_path, progress=False)
     assert [c.clip_id for c in result.clips] == ["emovo/neu-f1-b1"]
     assert len(result.skipped) == 1 and result.skipped[0].path.endswith("tri-f1-b1.wav")

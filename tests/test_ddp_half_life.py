@@ -57,9 +57,8 @@ def test_half_life_decay_counts_each_ranks_steps(tmp_path):
     )
     run_dir = next((tmp_path / "runs").iterdir())
     n_train = len(json.loads((run_dir / "splits.json").read_text())["splits"][0]["train"])
-    per_rank = math.ceil(
-        n_train / (2 * 8)
-    )  # not ceil(n_train / 8): each rank steps through its shard only
+    # not ceil(n_train / 8): each rank steps through its shard only
+    per_rank = math.ceil(n_train / (2 * 8))
     meta = json.loads((run_dir / "fold_1" / "model.json").read_text())
     assert meta["world_size"] == 2 and meta["ema"]["steps_per_epoch"] == per_rank
     assert meta["ema"]["decay_per_step"] == pytest.approx(0.5 ** (1 / (HALF_LIFE * per_rank)))

@@ -24,9 +24,8 @@ def test_the_site_builds_strictly(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     api = (tmp_path / "site" / "api" / "index.html").read_text()
-    assert (
-        'id="emorec.inference.api.Recognizer.predict"' in api
-    )  # the reference was rendered from the docstrings
+    # the reference was rendered from the docstrings
+    assert 'id="emorec.inference.api.Recognizer.predict"' in api
 
 
 def test_a_broken_link_fails_the_build(tmp_path):

@@ -128,9 +128,8 @@ def test_the_noise_floor_trim_trims_noise_as_silence_and_leaves_a_quiet_room_alo
 def test_the_floor_trim_is_a_later_option_that_keeps_old_cache_keys():
     from emorec.errors import ConfigError
 
-    assert (
-        "trim_floor_db" not in LogMel(trim_db=40).config()
-    )  # caches and models made before it stay valid
+    # caches and models made before it stay valid
+    assert "trim_floor_db" not in LogMel(trim_db=40).config()
     assert LogMel(trim_db=40, trim_floor_db=6).config()["trim_floor_db"] == 6.0
     with pytest.raises(ConfigError, match="trim_floor_db needs trim_db"):
         LogMel(trim_floor_db=6)

@@ -171,9 +171,8 @@ def test_moving_face_gives_stable_shape_and_tracks_pose(
     )
     assert aligned_spread < 0.08 and aligned_spread < 0.4 * naive_spread
     roll = np.degrees(pose[:, 0] - pose[:, 0].mean())
-    np.testing.assert_allclose(
-        roll, -(angles - angles.mean()), atol=2.5
-    )  # counter-clockwise on screen = negative roll
+    # counter-clockwise on screen = negative roll
+    np.testing.assert_allclose(roll, -(angles - angles.mean()), atol=2.5)
     assert np.corrcoef(pose[:, 1], np.log(scales))[0, 1] > 0.95
     deltas = rows[:, 140:280]
     np.testing.assert_array_equal(deltas[0], 0)
@@ -209,9 +208,8 @@ def test_clip_without_any_face_is_reported_not_crashing(tmp_path: Path) -> None:
 
 def test_rate_resampling_variable_frame_rate_and_cache(tmp_path: Path) -> None:
     frames, _, _ = moving_face(12)
-    times = np.array(
-        [0, 0.04, 0.08, 0.12, 0.4, 0.44, 0.48, 0.8, 0.84, 0.88, 0.92, 0.96]
-    )  # variable frame rate
+    # variable frame rate
+    times = np.array([0, 0.04, 0.08, 0.12, 0.4, 0.44, 0.48, 0.8, 0.84, 0.88, 0.92, 0.96])
     path = write_video(tmp_path / "vfr.mp4", frames, times=times)
     ext = create_extractor("face_landmarks", fps=10.0)
     assert ext.modality == "video" and ext.frames_per_second == 10.0
@@ -251,9 +249,8 @@ def test_extractor_pickles_for_worker_processes(
     clone = pickle.loads(pickle.dumps(extractor))  # the loaded dlib models stay behind
     assert clone.config() == extractor.config() and clone._predictor is None
     assert "dlib-" in extractor.config()["model_fingerprint"]
-    assert (
-        FaceLandmarks.frame_mask_column and FaceCrops.frame_mask_column
-    )  # the hook data loading reads
+    # the hook data loading reads
+    assert FaceLandmarks.frame_mask_column and FaceCrops.frame_mask_column
 
 
 def test_face_models_load_once_per_thread_not_per_extractor() -> None:
@@ -278,9 +275,8 @@ def test_face_crops(tmp_path: Path) -> None:
     crops = FaceCrops(size=32, fps=None).extract_file(path)
     assert crops.shape == (2, 32 * 32 + 1) and crops[:, -1].tolist() == [1.0, 1.0]
     assert 0.0 <= crops[:, :-1].min() and crops[:, :-1].max() <= 1.0
-    assert (
-        np.corrcoef(crops[0, :-1], crops[1, :-1])[0, 1] > 0.8
-    )  # aligned: rotation and scale undone
+    # aligned: rotation and scale undone
+    assert np.corrcoef(crops[0, :-1], crops[1, :-1])[0, 1] > 0.8
 
 
 def test_bad_settings_and_missing_packages(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,9 +66,8 @@ def test_mfcc_and_deltas(tmp_path):
     np.testing.assert_allclose(with_deltas[:, :40], mfcc, rtol=1e-6)
     logmel = create_extractor("logmel", n_mels=32, deltas=True)
     assert logmel.extract_file(path).shape == (101, 96)
-    assert (
-        logmel.planes == 3 and create_extractor("mfcc").planes == 1
-    )  # what training's frequency augmentations use
+    # what training's frequency augmentations use
+    assert logmel.planes == 3 and create_extractor("mfcc").planes == 1
     for n in (100, 800, 2000):  # 1, 6 and 13 frames: deltas work on very short clips too
         out = logmel.extract(np.random.default_rng(n).standard_normal(n).astype(np.float32))
         assert out.shape == (1 + n // 160, 96) and np.all(np.isfinite(out))
@@ -332,6 +331,5 @@ def test_ssl_refuses_pickled_weights_unless_trusted(tmp_path):
         create_extractor("ssl", model=str(directory)).extract(wave)
     trusted = create_extractor("ssl", model=str(directory), trust_pickled_weights=True)
     assert trusted.extract(wave).shape[1] == 16
-    assert (
-        "trust_pickled_weights" not in trusted.config()
-    )  # the output, and so the cache key, is the same
+    # the output, and so the cache key, is the same
+    assert "trust_pickled_weights" not in trusted.config()

@@ -80,9 +80,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_sees_function_level_imports():
     graph = import_graph()
     assert "emorec.errors" in graph["emorec.cli.app"]  # module level
-    assert (
-        "emorec.workflows.crossval" in graph["emorec.cli.training_commands"]
-    )  # inside the `train` command
+    # inside the `train` command
+    assert "emorec.workflows.crossval" in graph["emorec.cli.training_commands"]
 
 
 def test_no_import_cycle():

@@ -70,9 +70,8 @@ def test_runs_shows_the_kept_models_score(run):
     root, run_dir, meta, per_epoch = run
     out = emorec("runs", root / "runs", cwd=root).stdout
     lines = out.splitlines()
-    assert run_dir.name in [line.strip() for line in lines], (
-        out
-    )  # whole, on a line of its own at 80 columns
+    # whole, on a line of its own at 80 columns
+    assert run_dir.name in [line.strip() for line in lines], out
     details = lines[[line.strip() for line in lines].index(run_dir.name) + 1]
     assert f"{meta['best_score']:.3f}" in details and f"{max(per_epoch):.3f}" not in details, out
 

@@ -89,9 +89,8 @@ def test_masked_max_pool_is_padding_invariant(ndim):
     total = max(lengths)
     x = torch.zeros(len(clips), *shape[:1], total, *shape[1:])
     for i, c in enumerate(clips):
-        x[i, :, : c.size(1)] = (
-            c - 50.0
-        )  # all negative, so a zero leaking from padding would win the max
+        # all negative, so a zero leaking from padding would win the max
+        x[i, :, : c.size(1)] = c - 50.0
     mask = make_mask(lengths)
     fk = 2 if ndim == 4 else 1
     pooled, new_mask = masked_max_pool(x, mask, 2, fk)
@@ -136,17 +135,15 @@ def test_masked_batchnorm_gradcheck_and_single_value():
     with torch.no_grad():
         bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-1, 1)
     assert torch.autograd.gradcheck(lambda t: bn(t, mask), (x,))
-    one = MaskedBatchNorm(2).train()(
-        torch.randn(1, 2, 1), torch.ones(1, 1, dtype=torch.bool)
-    )  # (B, C, T)
+    # (B, C, T)
+    one = MaskedBatchNorm(2).train()(torch.randn(1, 2, 1), torch.ones(1, 1, dtype=torch.bool))
     assert torch.isfinite(one).all()
 
 
 def test_conv_block_is_padding_invariant_in_eval():
     block = MaskedConvBlock2d(1, 4, time_pool=2, freq_pool=2)
-    with (
-        torch.no_grad()
-    ):  # non-trivial running statistics and affine: padded outputs would not be 0
+    # non-trivial running statistics and affine: padded outputs would not be 0
+    with torch.no_grad():
         block.norm.running_mean.uniform_(-1, 1), block.norm.running_var.uniform_(0.5, 2)
         block.norm.bias.uniform_(-1, 1)
     block.eval()
@@ -224,9 +221,8 @@ def test_additive_attention_padding_invariant_and_query():
     clips = [torch.randn(n, 4) for n in (1, 4, 9)]
     x, mask = padded(clips)
     query = torch.randn(3, 3)
-    context, weights = att(
-        x + 7.0 * (~mask)[..., None], mask, query
-    )  # garbage in padding is ignored
+    # garbage in padding is ignored
+    context, weights = att(x + 7.0 * (~mask)[..., None], mask, query)
     for i, c in enumerate(clips):
         ctx_alone, w_alone = att(c.unsqueeze(0), make_mask([c.size(0)]), query[i : i + 1])
         torch.testing.assert_close(context[i], ctx_alone[0], atol=ATOL, rtol=0)

@@ -35,9 +35,8 @@ def test_the_whole_answer_is_the_duration_weighted_mean_of_the_speech_segments(m
     def probabilities_of(waves):
         heard.extend(w.size for w in waves)
         rows = np.zeros((len(waves), len(CLASSES)))
-        for row, w in zip(
-            rows, waves
-        ):  # windows of the first region are longer than 1.5 s, the second's not
+        # windows of the first region are longer than 1.5 s, the second's not
+        for row, w in zip(rows, waves):
             row[CLASSES.index("happy" if w.size > 2.5 * 16000 else "sad")] = 1.0
         return rows
 
@@ -48,9 +47,8 @@ def test_the_whole_answer_is_the_duration_weighted_mean_of_the_speech_segments(m
     ]
     assert answer.probabilities[CLASSES.index("happy")] == pytest.approx(0.8)
     assert answer.probabilities[CLASSES.index("sad")] == pytest.approx(0.2)
-    assert (
-        answer.speech_seconds == pytest.approx(5.0) and max(heard) == 3 * 16000
-    )  # 3 s windows, never the whole
+    # 3 s windows, never the whole
+    assert answer.speech_seconds == pytest.approx(5.0) and max(heard) == 3 * 16000
 
 
 def test_long_input_without_speech_is_refused_and_a_batch_goes_on(model_dir, tmp_path):

@@ -468,9 +468,8 @@ def test_clips_lacking_one_modality_stay_in_as_missing_modality(tmp_path):
     from emorec.workflows.crossval import train
 
     manifest, audio_dir, video_dir = generate_av_feature_corpus(tmp_path, speakers=6, clips=2)
-    lacking = sorted(
-        audio_dir.glob("av__0[1-6]-happy-00.npy")
-    )  # one clip per speaker loses its audio
+    # one clip per speaker loses its audio
+    lacking = sorted(audio_dir.glob("av__0[1-6]-happy-00.npy"))
     for path in lacking:
         path.unlink()
     cfg = config_from_dict(
@@ -493,9 +492,8 @@ def test_clips_lacking_one_modality_stay_in_as_missing_modality(tmp_path):
     assert report["n"] == 2 * 4 * 2  # every test clip (2 speakers) was classified
     # the dataset's view of such a clip: one invalid zero frame of the right size
     predictor = Predictor.load(run_dir / "fold_1")
-    reports, _ = evaluate_run(
-        run_dir, drop="video", progress=False
-    )  # then nothing is left for them but the placeholders
+    # then nothing is left for them but the placeholders
+    reports, _ = evaluate_run(run_dir, drop="video", progress=False)
     assert reports[0]["n"] == 16
     from emorec.training.experiment import prepare_experiment
 

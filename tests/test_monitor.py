@@ -325,9 +325,8 @@ def test_a_killed_run_lasted_until_its_last_sign_of_life(tmp_path):
     run = make_run(tmp_path, "killed", pid=dead_pid(), log="started\n")
     data = json.loads((run / "run.json").read_text())
     started = data["sessions"][0]["started"]
-    (run / "run.json").write_text(
-        json.dumps({**data, "time": started})
-    )  # written once, at the start
+    # written once, at the start
+    (run / "run.json").write_text(json.dumps({**data, "time": started}))
     beat = json.loads((run / "fold_1" / "heartbeat.json").read_text())
     (run / "fold_1" / "heartbeat.json").write_text(json.dumps({**beat, "time": started + 65}))
     for path in (run / "train.log", run / "fold_1" / "heartbeat.json"):
@@ -346,9 +345,8 @@ def test_runs_table_keeps_each_run_name_whole_on_one_line_at_80_columns(tmp_path
         tmp_path, long_name, status="finished", fold_status="finished", folds=2, finished_folds=2
     )
     make_run(tmp_path, "short", pid=dead_pid())
-    console = Console(
-        width=80, record=True, file=open("/dev/null", "w")
-    )  # the width when not in a terminal
+    # the width when not in a terminal
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))
     console.print(runs_table(tmp_path))
     lines = console.export_text().splitlines()
     assert any(line.strip() == long_name for line in lines), "\n".join(lines)
@@ -424,8 +422,7 @@ def test_a_last_epoch_recipe_in_training_shows_its_latest_validation_not_its_bes
     run = make_run(tmp_path, "training")
     config = yaml.safe_load((run / "config.yaml").read_text())
     (run / "config.yaml").write_text(yaml.safe_dump({**config, "trainer": {"checkpoint": "last"}}))
-    assert run_view(run).val_ua == pytest.approx(
-        0.65
-    )  # the latest epoch's, not the best epoch's 0.71
+    # the latest epoch's, not the best epoch's 0.71
+    assert run_view(run).val_ua == pytest.approx(0.65)
     text = render_text(run)
     assert "best epoch so far" in text and "keeps the last epoch" in text

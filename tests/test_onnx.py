@@ -193,9 +193,8 @@ def test_an_exported_model_with_the_noise_floor_trim_gives_the_api_probabilities
     served = OnnxPredictor(tmp_path / "m.onnx")
     want = rec.probabilities(waves)
     plain = emorec.load(export_random_model(tmp_path / "plain")).probabilities(waves)
-    assert (
-        np.abs(want - plain).max() > 1e-3
-    )  # the floor trims these clips, the 40 dB trim alone does not
+    # the floor trims these clips, the 40 dB trim alone does not
+    assert np.abs(want - plain).max() > 1e-3
     np.testing.assert_allclose(
         np.stack([served.probabilities([w])[0] for w in waves]), want, atol=1e-4
     )
@@ -218,9 +217,7 @@ def test_onnx_parity_on_50_real_clips(shared_data, tmp_path):
     waves = [rec.waveform(f)[0] for f in files]
     alone = np.stack([served.probabilities([w])[0] for w in waves])
     np.testing.assert_allclose(alone, rec.probabilities(waves), atol=1e-4)
-    np.testing.assert_allclose(
-        served.probabilities(waves, batch_size=50), alone, atol=1e-5
-    )  # one padded batch
-    np.testing.assert_allclose(
-        served.probabilities(waves, batch_size=7), alone, atol=1e-5
-    )  # batches by length
+    # one padded batch
+    np.testing.assert_allclose(served.probabilities(waves, batch_size=50), alone, atol=1e-5)
+    # batches by length
+    np.testing.assert_allclose(served.probabilities(waves, batch_size=7), alone, atol=1e-5)

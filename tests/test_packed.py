@@ -49,9 +49,8 @@ def test_float32_pack_reads_back_every_entry_exactly_across_shards(tmp_path, mon
             np.testing.assert_array_equal(pack.get(clip), arrays[clip.clip_id])
         else:
             assert clip not in pack and pack.get(clip) is None and pack.frames(clip) == 0
-    shard = np.load(
-        next(pack.folder.glob("shard-*.npy")), mmap_mode="r"
-    )  # a plain .npy anyone can map
+    # a plain .npy anyone can map
+    shard = np.load(next(pack.folder.glob("shard-*.npy")), mmap_mode="r")
     assert shard.dtype == np.float32 and shard.shape[1] == 6
 
 

@@ -41,9 +41,8 @@ def test_numpy_blas_runs_on_one_thread_inside_and_as_before_outside(monkeypatch)
         spectral, "add_deltas", lambda mel: seen.append(blas_threads()) or original(mel)
     )
     LogMel(deltas=True).extract(np.random.default_rng(0).standard_normal(16000).astype(np.float32))
-    assert seen and all(
-        n == 1 for n in seen[0]
-    )  # the extractor's matrix products run on one thread
+    # the extractor's matrix products run on one thread
+    assert seen and all(n == 1 for n in seen[0])
     assert blas_threads() == before
 
 

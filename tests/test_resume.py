@@ -220,9 +220,8 @@ def test_the_export_holds_the_chosen_checkpoints_weights_the_average_with_ema(ki
     root, run_dir, _, at_kill, _ = killed_and_resumed
     trainer = yaml.safe_load((root / "recipe.yaml").read_text())["trainer"]
     ema = trainer.get("ema_decay") or trainer.get("ema_half_life_epochs")
-    chosen = load_checkpoint(
-        run_dir / "fold_1" / "checkpoints" / "best.ckpt"
-    )  # the recipe keeps the best epoch
+    # the recipe keeps the best epoch
+    chosen = load_checkpoint(run_dir / "fold_1" / "checkpoints" / "best.ckpt")
     exported = load_file(run_dir / "fold_1" / "model.safetensors")
     assert exported.keys() and all(
         torch.equal(v, chosen["state_dict"][f"model.{k}"]) for k, v in exported.items()
@@ -233,9 +232,8 @@ def test_the_export_holds_the_chosen_checkpoints_weights_the_average_with_ema(ki
         assert at_kill["average_differs_from_raw"], (
             "mid-run, state_dict holds the average, not the raw weights"
         )
-        if trainer.get(
-            "ema_half_life_epochs"
-        ):  # the resumed session averaged with the same per-step decay
+        # the resumed session averaged with the same per-step decay
+        if trainer.get("ema_half_life_epochs"):
             steps = last["global_step"] // EPOCHS
             meta = json.loads((run_dir / "fold_1" / "model.json").read_text())
             assert meta["ema"]["decay_per_step"] == pytest.approx(

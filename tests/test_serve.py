@@ -76,9 +76,8 @@ def test_timeline_model_card_health_and_metrics(client):
     )
     timeline = client.post("/v1/timeline", content=encoded(wave.astype(np.float32)))
     assert timeline.status_code == 200, timeline.text
-    data = (
-        timeline.json()
-    )  # synthetic voices are not speech to the VAD: the real-clip test checks segments
+    # synthetic voices are not speech to the VAD: the real-clip test checks segments
+    data = timeline.json()
     assert {"speech", "segments", "windows", "duration"} <= set(data) and "source" not in data
     card = client.get("/v1/model").json()
     assert (
@@ -282,9 +281,8 @@ def test_api_key_overload_and_timeout(tmp_path):
         overflow = busy.post("/v1/predict", content=GOOD)
         assert overflow.status_code == 503 and overflow.headers["Retry-After"]
         first.join()
-        assert (
-            results[0].status_code == 503 and "longer than" in results[0].json()["detail"]
-        )  # the timeout
+        # the timeout
+        assert results[0].status_code == 503 and "longer than" in results[0].json()["detail"]
         release.set()
         clock.sleep(0.3)
         app.state.service.predict = original

@@ -51,9 +51,8 @@ def test_pcm_blocks_stream_to_the_same_timeline_as_the_file(model, shared_data, 
     assert code == 1000 and updates[-1]["type"] == "end"
     kinds = [u["type"] for u in updates]
     assert kinds.count("segments") == len(files) and "window" in kinds
-    offline = emorec.load(model).timeline(
-        tmp_path / "talk.flac"
-    )  # the int16 rounding is below the VAD's notice
+    # the int16 rounding is below the VAD's notice
+    offline = emorec.load(model).timeline(tmp_path / "talk.flac")
     assert [s["label"] for s in updates[-1]["timeline"]["segments"]] == [
         s.label for s in offline.segments
     ]
@@ -109,18 +108,16 @@ def test_the_key_the_stream_limit_and_the_length_limit(model):
             with client.websocket_connect("/v1/stream", headers={"X-API-Key": "s3cret"}) as second:
                 _, code, reason = received_until_close(second)
                 assert code == 4503 and "limit of 1 live streams" in reason
-            for _ in range(
-                25
-            ):  # 2.5 s of audio: past the 2 s limit, the timeline comes before the close
+            # 2.5 s of audio: past the 2 s limit, the timeline comes before the close
+            for _ in range(25):
                 first.send_bytes(np.zeros(1600, "<i2").tobytes())
             updates, code, reason = received_until_close(first)
             assert code == 4413 and "limit of 2 s" in reason and updates[-1]["type"] == "end"
         with client.websocket_connect(
             "/v1/stream", headers={"Authorization": "Bearer s3cret"}
         ) as again:
-            again.send_text(
-                '{"type": "end"}'
-            )  # the refused and the finished streams freed their places
+            # the refused and the finished streams freed their places
+            again.send_text('{"type": "end"}')
             assert received_until_close(again)[1] == 1000
 
 

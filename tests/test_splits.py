@@ -317,9 +317,8 @@ def test_train_only_corpora_join_every_training_side_and_never_validation_or_tes
     plain = make_splits(ravdess, "ravdess6")
     crema_ids = {c.clip_id for c in crema}
     for with_crema, alone in zip(splits, plain):
-        assert (
-            with_crema.test == alone.test and with_crema.val == alone.val
-        )  # RAVDESS's folds, unchanged
+        # RAVDESS's folds, unchanged
+        assert with_crema.test == alone.test and with_crema.val == alone.val
         assert set(with_crema.train) == set(alone.train) | crema_ids
     with pytest.raises(EmorecError, match="no clip of these corpora"):
         make_splits(ravdess, "ravdess6", train_only_corpora=["crema-d"])

@@ -106,9 +106,8 @@ def test_a_stream_of_real_clips_ends_with_the_timeline_of_the_file(
     assert [s for e in finals for s in e.segments] == events[-1].timeline.segments
     for start, final in zip([e for e in events if e.kind == "speech_start"], finals):
         assert start.time <= final.time
-    if (
-        block <= 4096
-    ):  # small blocks: an interim answer every second of speech, soon after its audio
+    # small blocks: an interim answer every second of speech, soon after its audio
+    if block <= 4096:
         interim = [e for e in events if e.kind == "window"]
         assert len(interim) >= sum(int(b - a) for a, b in offline.speech)
         assert all(e.time - e.end < block / 16000 + 0.033 for e in interim)

@@ -45,9 +45,8 @@ def test_windows_are_cut_from_a_stream_exactly_and_in_bounded_memory():
     assert sorted(got) == [0, 1, 2, 3]
     for index, (a, b) in enumerate(windows[:3]):
         np.testing.assert_array_equal(got[index], signal[int(a * rate) : int(b * rate)])
-    np.testing.assert_array_equal(
-        got[3], signal[9900:]
-    )  # the last one stops at the recording's end
+    # the last one stops at the recording's end
+    np.testing.assert_array_equal(got[3], signal[9900:])
 
 
 def test_regions_reach_into_their_context_but_never_past_halfway_to_a_neighbour():
@@ -57,26 +56,20 @@ def test_regions_reach_into_their_context_but_never_past_halfway_to_a_neighbour(
 
 def test_speech_edges_follow_the_sound_around_a_late_or_early_vad_edge():
     rate, rng = 16000, np.random.default_rng(0)
-    wave = 1e-4 * rng.standard_normal(6 * rate).astype(
-        np.float32
-    )  # room tone 50 dB under the speech
-    wave[int(1.0 * rate) : int(1.15 * rate)] += 0.1 * rng.standard_normal(
-        int(0.15 * rate)
-    )  # a breath, -20 dB
+    # room tone 50 dB under the speech
+    wave = 1e-4 * rng.standard_normal(6 * rate).astype(np.float32)
+    # a breath, -20 dB
+    wave[int(1.0 * rate) : int(1.15 * rate)] += 0.1 * rng.standard_normal(int(0.15 * rate))
     wave[int(1.55 * rate) : int(4.0 * rate)] += rng.standard_normal(int(2.45 * rate))  # the phrase
-    wave[int(4.8 * rate) : int(5.0 * rate)] += 0.3 * rng.standard_normal(
-        int(0.2 * rate)
-    )  # after 0.8 s: not the phrase
-    assert speech_edge(wave, rate, 1.7, edge_db=25) == pytest.approx(
-        1.0, abs=0.011
-    )  # VAD late: the breath joins
-    assert speech_edge(wave, rate, 0.6, edge_db=25) == pytest.approx(
-        1.0, abs=0.011
-    )  # VAD early: moved in
+    # after 0.8 s: not the phrase
+    wave[int(4.8 * rate) : int(5.0 * rate)] += 0.3 * rng.standard_normal(int(0.2 * rate))
+    # VAD late: the breath joins
+    assert speech_edge(wave, rate, 1.7, edge_db=25) == pytest.approx(1.0, abs=0.011)
+    # VAD early: moved in
+    assert speech_edge(wave, rate, 0.6, edge_db=25) == pytest.approx(1.0, abs=0.011)
     assert speech_edge(wave, rate, 3.8, edge_db=25, from_end=True) == pytest.approx(4.0, abs=0.011)
-    assert speech_edge(wave, rate, 1.7, edge_db=15) == pytest.approx(
-        1.55, abs=0.011
-    )  # the breath is 20 dB down
+    # the breath is 20 dB down
+    assert speech_edge(wave, rate, 1.7, edge_db=15) == pytest.approx(1.55, abs=0.011)
 
 
 def test_smoothing_merges_short_label_flips_into_their_neighbours():
@@ -241,9 +234,8 @@ def test_the_png_draws_probabilities_over_speech_only_and_segments_as_a_band(tmp
         segments=segments,
     )
     lines = speech_lines(timeline)
-    assert (
-        len(lines) == 2
-    )  # one line per region: nothing drawn over the 8 s of silence between them
+    # one line per region: nothing drawn over the 8 s of silence between them
+    assert len(lines) == 2
     for (x, probs), (a, b) in zip(lines, timeline.speech):
         assert x.min() >= a and x.max() <= b and probs.shape == (x.size, 2)
     np.testing.assert_array_equal(lines[0][0], [0.8, 2.0])  # one window: level across its region

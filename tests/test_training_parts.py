@@ -53,9 +53,8 @@ def test_a_clip_with_fewer_classes_is_scored_over_its_own_classes_only():
     mixed, _ = mixup(
         batch, torch.nn.functional.one_hot(batch["label"], 5).float(), 0.4, np.random.default_rng(0)
     )
-    assert torch.all(
-        mixed["classes"] >= batch["classes"]
-    )  # a mixed clip may have either clip's classes
+    # a mixed clip may have either clip's classes
+    assert torch.all(mixed["classes"] >= batch["classes"])
 
 
 def test_focal_loss_downweights_easy_examples():
@@ -269,9 +268,8 @@ def test_ema_half_life_gives_a_decay_per_step_that_depends_on_steps_per_epoch():
         decay = ema_decay_per_step(2.0, steps)
         assert decay ** (2 * steps) == pytest.approx(0.5)  # after 2 epochs a step's weight halves
         assert ema_half_life_epochs(decay, steps) == pytest.approx(2.0)
-    assert (
-        ema_decay_per_step(2.0, 12) < ema_decay_per_step(2.0, 34) < 1.0
-    )  # fewer steps, faster per step
+    # fewer steps, faster per step
+    assert ema_decay_per_step(2.0, 12) < ema_decay_per_step(2.0, 34) < 1.0
     # what the committed recipes' ema_decay 0.995 means on RAVDESS (34 steps) and on 12 steps
     assert ema_half_life_epochs(0.995, 34) == pytest.approx(math.log(0.5) / math.log(0.995) / 34)
     assert (
@@ -307,9 +305,8 @@ def test_half_life_ema_takes_its_decay_from_the_loader_length_when_fitting_start
     with torch.no_grad():
         module.w.fill_(1.0)
     average.update_parameters(module)
-    assert float(average.module.w.detach()) == pytest.approx(
-        1.0 - ema.decay
-    )  # decay × 0 + (1 - decay) × 1
+    # decay × 0 + (1 - decay) × 1
+    assert float(average.module.w.detach()) == pytest.approx(1.0 - ema.decay)
 
 
 def test_kept_summary_says_how_the_kept_weights_were_made():

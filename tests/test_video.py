@@ -204,9 +204,8 @@ def test_resampling_to_a_lower_and_a_higher_rate(tmp_path: Path) -> None:
 
 
 def test_variable_frame_rate_is_resampled_by_timestamp(tmp_path: Path) -> None:
-    times = np.array(
-        [0.0, 0.04, 0.08, 0.3, 0.34, 0.7, 0.74, 0.78, 0.82, 0.86]
-    )  # gaps of 40 ms and 220-360 ms
+    # gaps of 40 ms and 220-360 ms
+    times = np.array([0.0, 0.04, 0.08, 0.3, 0.34, 0.7, 0.74, 0.78, 0.82, 0.86])
     path = write_video(
         tmp_path / "vfr.mp4", level_frames([10 + 20 * i for i in range(10)]), times=times
     )

@@ -48,9 +48,8 @@ def test_frame_states_shape_rate_and_layers(weights):
     every = create_extractor("voice_encoder", weights=str(weights), trim_db=None, stride=1).extract(
         wave
     )
-    np.testing.assert_allclose(
-        every[::2], states, atol=1e-6
-    )  # stride subsamples, the LSTM runs at 100 fps
+    # stride subsamples, the LSTM runs at 100 fps
+    np.testing.assert_allclose(every[::2], states, atol=1e-6)
     first = create_extractor(
         "voice_encoder", weights=str(weights), trim_db=None, stride=1, layer=1
     ).extract(wave)
@@ -221,9 +220,8 @@ def test_speed_views_are_cached_beside_the_originals_and_the_model_never_sees_th
     entries = {
         speed: len(list(folder.glob("??/*.npy"))) for speed, folder in caches.items()
     }  # not packs
-    assert (
-        entries[0.9] == entries[1.1] == entries[1.0] > 0
-    )  # every clip the originals hold, at each speed
+    # every clip the originals hold, at each speed
+    assert entries[0.9] == entries[1.1] == entries[1.0] > 0
     spec = json.loads((fold / "model.json").read_text())["features"]["audio"]
     assert "speed" not in spec  # validation, test and the exported model read the clips as they are
 
@@ -257,9 +255,8 @@ def test_a_training_draw_reads_the_original_or_a_view_alike(tmp_path):
     view = FeatureStore(tmp_path, "voice_encoder", {"speed": 0.9})
     for clip in clips:
         original.put(clip, np.zeros((10, 4), np.float32))
-    view.put(
-        clips[0], np.ones((11, 4), np.float32)
-    )  # the second clip has no view: its original is read
+    # the second clip has no view: its original is read
+    view.put(clips[0], np.ones((11, 4), np.float32))
     data = ClipDataset(clips, {"happy": 0}, {"audio": original}, views={"audio": [view]}, seed=3)
     first = [tuple(data[0]["audio"].shape) for _ in range(200)]
     assert set(first) == {(10, 4), (11, 4)} and 60 < first.count((11, 4)) < 140
@@ -289,9 +286,8 @@ def test_the_onnx_export_computes_the_encoder_in_the_graph(trained):
     root, fold, _ = trained
     cli_process.emorec("export", fold, root / "m.onnx", cwd=root, timeout=600)
     waves = [0.3 * speech_like(s, seed=i) for i, s in enumerate((2.6, 1.1, 0.7))]
-    waves[1] = np.concatenate(
-        [np.zeros(5000, np.float32), waves[1], np.zeros(2000, np.float32)]
-    )  # trimmed away
+    # trimmed away
+    waves[1] = np.concatenate([np.zeros(5000, np.float32), waves[1], np.zeros(2000, np.float32)])
     torch_rec, onnx_rec = emorec.load(fold), emorec.load(root / "m.onnx")
     np.testing.assert_allclose(
         onnx_rec.probabilities(waves), torch_rec.probabilities(waves), atol=1e-4

@@ -115,9 +115,8 @@ class ClipDataset(Dataset):
         views: Mapping[str, Sequence[FeatureStore]] | None = None,
     ):
         self.label_index = dict(label_index)
-        self.corpus_index = dict(
-            corpus_index or {}
-        )  # corpus -> int: each item then carries it as "corpus"
+        # corpus -> int: each item then carries it as "corpus"
+        self.corpus_index = dict(corpus_index or {})
         # corpus -> (C,) bool: the classes its clips can
         # have; each item then carries its row as "classes".
         self.corpus_classes = dict(corpus_classes or {})

@@ -137,8 +137,7 @@ class Normalizer:
         return cls(
             mean=np.asarray(data["mean"], np.float32),
             std=np.asarray(data["std"], np.float32),
-            center=data.get(
-                "center", "global"
-            ),  # models exported before "center" existed are global
+            # models exported before "center" existed are global
+            center=data.get("center", "global"),
             level_columns=int(data.get("level_columns", 0)),
         )

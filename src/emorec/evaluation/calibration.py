@@ -79,9 +79,8 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) ->
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(
-        np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1
-    )  # (lower, upper] bins
+    # (lower, upper] bins
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     rows = []
     for b in range(bins):
         inside = which == b

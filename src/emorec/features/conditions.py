@@ -118,9 +118,8 @@ class MelConditions:
             / 10.0 ** (snr / 10.0)
             / max(float(mel_noise @ self.power_weight), 1e-30)
         )
-        fluctuation = rng.gamma(
-            self.noise_shape, 1.0 / self.noise_shape, size=power.shape
-        )  # mean 1
+        # mean 1
+        fluctuation = rng.gamma(self.noise_shape, 1.0 / self.noise_shape, size=power.shape)
         return power + scale * mel_noise[None, :] * fluctuation
 
     def _band_response(self, rng: np.random.Generator) -> np.ndarray:

@@ -41,9 +41,8 @@ def power_spectrogram(y: np.ndarray, *, n_fft: int, hop_length: int, win_length:
     # float64 like librosa (its window is float64): float32 FFT rounding is relative to a frame's
     # total energy and would move quiet bins of loud frames by a fraction of a dB
     spectrum = np.fft.rfft(frames * window, axis=1)  # (T, bins) complex128
-    return np.ascontiguousarray(
-        (spectrum.real**2 + spectrum.imag**2).T, dtype=np.float32
-    )  # (bins, T)
+    # (bins, T)
+    return np.ascontiguousarray((spectrum.real**2 + spectrum.imag**2).T, dtype=np.float32)
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -178,9 +177,8 @@ def _edge_operator(width: int, order: int, head: bool) -> np.ndarray:
     at = positions[:half] if head else positions[width - half :]
     powers = np.arange(order + 1)
     scale = np.array([math.perm(p, order) if p >= order else 0 for p in powers], dtype=np.float64)
-    derivative = (
-        scale[None, :] * at[:, None] ** np.clip(powers - order, 0, None)[None, :]
-    )  # (half, order + 1)
+    # (half, order + 1)
+    derivative = scale[None, :] * at[:, None] ** np.clip(powers - order, 0, None)[None, :]
     return derivative @ fit
 
 
@@ -193,9 +191,8 @@ def delta(features: np.ndarray, *, width: int, order: int, mode: str) -> np.ndar
     coefficients = _savgol_coefficients(width, order)
     source = np.pad(x, ((0, 0), (half, half)), mode="edge") if mode == "nearest" else x
     out = np.zeros_like(x)
-    inner = (
-        np.lib.stride_tricks.sliding_window_view(source, width, axis=1) @ coefficients
-    )  # (F, T') T' = T or T - 2 half
+    # (F, T') T' = T or T - 2 half
+    inner = np.lib.stride_tricks.sliding_window_view(source, width, axis=1) @ coefficients
     if mode == "nearest":
         out[:] = inner
     elif mode == "interp":

@@ -348,9 +348,8 @@ class FaceCrops(_FaceVideoExtractor):
         import dlib
 
         rgb = frame_to_array(frame, "rgb24")
-        chip = dlib.get_face_chip(
-            rgb, found[1], size=self.size, padding=self.padding
-        )  # (S, S, 3) uint8
+        # (S, S, 3) uint8
+        chip = dlib.get_face_chip(rgb, found[1], size=self.size, padding=self.padding)
         gray = chip.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         return (gray / 255.0).ravel()
 

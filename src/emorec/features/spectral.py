@@ -215,9 +215,8 @@ class LogMel(_MelBase):
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
         """``wave : (n,)`` mono at ``sample_rate`` -> ``(T, n_features)`` float32 dB."""
-        with (
-            numpy_blas_single_thread()
-        ):  # the same numbers on every path (cache, predict), and faster
+        # the same numbers on every path (cache, predict), and faster
+        with numpy_blas_single_thread():
             mel = self._log_mel(wave)
             if self.deltas:
                 mel = add_deltas(mel)

@@ -97,16 +97,13 @@ class LogMelFrontEnd(nn.Module):
         left = (self.n_fft - extractor.win_length) // 2
         window[left : left + extractor.win_length] = dsp._hann(extractor.win_length)
         bins = self.n_fft // 2 + 1
-        angles = (
-            2 * np.pi * np.outer(np.arange(bins), np.arange(self.n_fft)) / self.n_fft
-        )  # (bins, n_fft)
+        # (bins, n_fft)
+        angles = 2 * np.pi * np.outer(np.arange(bins), np.arange(self.n_fft)) / self.n_fft
         dft = np.concatenate([np.cos(angles) * window, -np.sin(angles) * window])  # (2 bins, n_fft)
-        self.register_buffer(
-            "dft", torch.tensor(dft, dtype=torch.float32).unsqueeze(1)
-        )  # (2 bins, 1, n_fft)
-        self.register_buffer(
-            "mel", torch.tensor(extractor._mel_basis(), dtype=torch.float32)
-        )  # (n_mels, bins)
+        # (2 bins, 1, n_fft)
+        self.register_buffer("dft", torch.tensor(dft, dtype=torch.float32).unsqueeze(1))
+        # (n_mels, bins)
+        self.register_buffer("mel", torch.tensor(extractor._mel_basis(), dtype=torch.float32))
         for order in (1, 2):
             self.register_buffer(
                 f"inner{order}_9",
@@ -152,18 +149,15 @@ class LogMelFrontEnd(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, N)`` -> dB ``(B, n_mels, T)`` and the frames of each row ``(B,)``."""
         half = self.n_fft // 2
-        spectrum = F.conv1d(
-            F.pad(wave, (half, half)).unsqueeze(1), self.dft, stride=self.hop
-        )  # (B, 2 bins, T)
+        # (B, 2 bins, T)
+        spectrum = F.conv1d(F.pad(wave, (half, half)).unsqueeze(1), self.dft, stride=self.hop)
         real, imag = spectrum.chunk(2, dim=1)
         power = real * real + imag * imag  # (B, bins, T)
-        db = 10 * torch.log10(
-            torch.matmul(self.mel, power).clamp_min(1e-10)
-        )  # (B, n_mels, T), re 1.0
+        # (B, n_mels, T), re 1.0
+        db = 10 * torch.log10(torch.matmul(self.mel, power).clamp_min(1e-10))
         frames = 1 + lengths // self.hop
-        real_frames = (
-            torch.arange(db.size(2), device=db.device)[None, :] < frames[:, None]
-        )  # (B, T)
+        # (B, T)
+        real_frames = torch.arange(db.size(2), device=db.device)[None, :] < frames[:, None]
         if self.top_db is not None:
             peak = torch.where(real_frames[:, None, :], db, db.new_full((), -1e4)).amax(
                 dim=(1, 2), keepdim=True
@@ -190,13 +184,11 @@ class LogMelFrontEnd(nn.Module):
             0, t - 1
         )  # (B, 9)
         tail_src = x.gather(2, tail_index[:, None, :].expand(b, f, 9))
-        tail = torch.einsum(
-            "bfk,hk->bfh", tail_src, getattr(self, f"tail{order}")
-        )  # (B, F, 4): frames n-4..n-1
+        # (B, F, 4): frames n-4..n-1
+        tail = torch.einsum("bfk,hk->bfh", tail_src, getattr(self, f"tail{order}"))
         position = steps[None, :]  # (1, T)
-        head_full = head.gather(
-            2, position.clamp(max=3).expand(b, t)[:, None, :].expand(b, f, t)
-        )  # (B, F, T)
+        # (B, F, T)
+        head_full = head.gather(2, position.clamp(max=3).expand(b, t)[:, None, :].expand(b, f, t))
         tail_position = (position - (frames[:, None] - 4)).clamp(0, 3)  # (B, T)
         tail_full = tail.gather(2, tail_position[:, None, :].expand(b, f, t))
         out9 = torch.where((position < 4)[:, None, :], head_full, inner9)
@@ -226,9 +218,8 @@ class LogMelFrontEnd(nn.Module):
         if self.deltas:
             planes += [self._delta(db, frames, 1), self._delta(db, frames, 2)]
         features = torch.cat(planes, dim=1).transpose(1, 2)  # (B, T, F)
-        mask = (
-            torch.arange(features.size(1), device=wave.device)[None, :] < frames[:, None]
-        )  # (B, T)
+        # (B, T)
+        mask = torch.arange(features.size(1), device=wave.device)[None, :] < frames[:, None]
         if self.center == "level":
             static = features[:, :, : self.level_columns]
             count = (frames * self.level_columns).clamp_min(1).to(features.dtype)
@@ -265,9 +256,8 @@ class VoiceEncoderFrontEnd(nn.Module):
         self.level_dbfs, self.stride, self.hop = extractor.level_dbfs, extractor.stride, ve.HOP
         self.n_fft = ve.N_FFT
         bins = ve.N_FFT // 2 + 1
-        angles = (
-            2 * np.pi * np.outer(np.arange(bins), np.arange(ve.N_FFT)) / ve.N_FFT
-        )  # (bins, n_fft)
+        # (bins, n_fft)
+        angles = 2 * np.pi * np.outer(np.arange(bins), np.arange(ve.N_FFT)) / ve.N_FFT
         window = dsp._hann(ve.N_FFT)
         dft = np.concatenate([np.cos(angles) * window, -np.sin(angles) * window])  # (2 bins, n_fft)
         self.register_buffer("dft", torch.tensor(dft, dtype=torch.float32).unsqueeze(1))
@@ -308,9 +298,8 @@ class VoiceEncoderFrontEnd(nn.Module):
             )
             wave = wave * gain.to(wave.dtype)[:, None]
         half = self.n_fft // 2
-        spectrum = F.conv1d(
-            F.pad(wave, (half, half)).unsqueeze(1), self.dft, stride=self.hop
-        )  # (B, 2 bins, T)
+        # (B, 2 bins, T)
+        spectrum = F.conv1d(F.pad(wave, (half, half)).unsqueeze(1), self.dft, stride=self.hop)
         re, im = spectrum.chunk(2, dim=1)
         x = torch.matmul(self.mel, re * re + im * im).transpose(1, 2)  # (B, T, 40)
         states = []
@@ -320,9 +309,8 @@ class VoiceEncoderFrontEnd(nn.Module):
                 states.append(x[:, :: self.stride])
         features = torch.cat(states, dim=2)  # (B, T', 256 * layers)
         frames = (1 + lengths // self.hop + self.stride - 1) // self.stride
-        mask = (
-            torch.arange(features.size(1), device=wave.device)[None, :] < frames[:, None]
-        )  # (B, T')
+        # (B, T')
+        mask = torch.arange(features.size(1), device=wave.device)[None, :] < frames[:, None]
         if self.center == "global":
             features = (features - self.norm_mean) / self.norm_std
         return torch.where(mask[:, :, None], features, features.new_zeros(())), mask

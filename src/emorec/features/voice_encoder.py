@@ -222,9 +222,8 @@ class VoiceEncoder(FeatureExtractor):
             rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
             if rms > 0:
                 wave = wave * np.float32(10 ** (self.level_dbfs / 20) / rms)
-        power = dsp.power_spectrogram(
-            wave, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT
-        )  # (201, T)
+        # (201, T)
+        power = dsp.power_spectrogram(wave, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT)
         return np.ascontiguousarray((mel_basis() @ power).T, dtype=np.float32)  # (T, 40)
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
@@ -237,9 +236,8 @@ class VoiceEncoder(FeatureExtractor):
         with torch.inference_mode():
             x = torch.from_numpy(self.mel(wave))[None]  # (1, T, 40)
             states = []
-            for layer in range(
-                1, max(layers) + 1
-            ):  # layer by layer: the same weights as one stacked LSTM
+            # layer by layer: the same weights as one stacked LSTM
+            for layer in range(1, max(layers) + 1):
                 x, _ = encoder(path, layer)(x)  # (1, T, 256)
                 if layer in layers:
                     states.append(x[0, :: self.stride])

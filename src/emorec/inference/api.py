@@ -150,9 +150,8 @@ class Recognizer:
         for index, item in enumerate(inputs):
             try:
                 wave, source = self.waveform(item, sample_rate, index=index)
-                if is_long(
-                    wave, self.sample_rate
-                ):  # windowed alone: one without speech is skipped, not fatal
+                # windowed alone: one without speech is skipped, not fatal
+                if is_long(wave, self.sample_rate):
                     answered[index] = self._predict_waves([wave], [source], batch_size)[0]
                     continue
             except BadInputError as err:
@@ -178,9 +177,8 @@ class Recognizer:
         if sample_rate is None:
             raise BadInputError(source, "a waveform needs its sample_rate")
         wave = np.asarray(item, dtype=np.float32)
-        if (
-            wave.ndim == 2
-        ):  # (samples, channels) or (channels, samples): the shorter axis is channels
+        # (samples, channels) or (channels, samples): the shorter axis is channels
+        if wave.ndim == 2:
             wave = wave.mean(axis=int(np.argmin(wave.shape)))
         if wave.ndim != 1 or wave.size == 0:
             raise BadInputError(

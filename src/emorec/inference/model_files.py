@@ -62,9 +62,8 @@ class ModelMeta(MutableMapping):
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     audio_dim: int | None = None  # feature sizes the model was built for
     video_dim: int | None = None
-    normalizers: dict[str, dict[str, Any]] = field(
-        default_factory=dict
-    )  # modality -> Normalizer.to_dict()
+    # modality -> Normalizer.to_dict()
+    normalizers: dict[str, dict[str, Any]] = field(default_factory=dict)
     speaker_norm: bool = False  # transductive: statistics of each speaker's own clips
     calibration: dict[str, Any] | None = None  # {"temperature": T, ...} fitted on validation clips
     format: int = 1

@@ -195,9 +195,8 @@ class Predictor:
         results, skipped = [], []
         for path in paths:
             try:
-                if os.path.exists(
-                    path
-                ):  # precomputed-feature extractors look files up by name instead
+                # precomputed-feature extractors look files up by name instead
+                if os.path.exists(path):
                     check_length(path, probe_duration(path))
                 results.append((str(path), whole(path)))
             except BadInputError as err:

@@ -220,9 +220,8 @@ class EmotionStream:
 
     def _region_closed(self, bounds: tuple[int, int]) -> list[StreamEvent]:
         if not self._regions or self._regions[-1].end is not None:
-            self._confirm(
-                bounds[0]
-            )  # a region confirmed only by its closing (cannot happen past min_speech)
+            # a region confirmed only by its closing (cannot happen past min_speech)
+            self._confirm(bounds[0])
         region = self._regions[-1]
         region.end = bounds[1] / VAD_RATE
         return [StreamEvent("speech_end", self.seconds, start=region.start, end=region.end)]

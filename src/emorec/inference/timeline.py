@@ -59,9 +59,8 @@ class Timeline:
     duration: float
     classes: list[str]
     speech: list[tuple[float, float]] = field(default_factory=list)
-    windows: list[tuple[float, float, np.ndarray]] = field(
-        default_factory=list
-    )  # (start, end, probs (C,))
+    # (start, end, probs (C,))
+    windows: list[tuple[float, float, np.ndarray]] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     model_id: str = ""
     settings: dict = field(default_factory=dict)

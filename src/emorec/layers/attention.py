@@ -42,9 +42,8 @@ class AdditiveAttention(nn.Module):
     def __init__(self, input_dim: int, attention_dim: int = 128, *, query_dim: int | None = None):
         super().__init__()
         self.proj = nn.Linear(input_dim, attention_dim)  # W h + b
-        self.query_proj = (
-            nn.Linear(query_dim, attention_dim, bias=False) if query_dim else None
-        )  # U q
+        # U q
+        self.query_proj = nn.Linear(query_dim, attention_dim, bias=False) if query_dim else None
         self.score = nn.Linear(attention_dim, 1, bias=False)  # v^T
 
     def forward(

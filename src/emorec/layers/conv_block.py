@@ -123,9 +123,8 @@ def _pool_normalise_relu(y, scale, shift, lengths, kt, kf):
     best, arg = _window_max(y, kt, kf)
     zero_tail_(y, lengths)
     out = best.mul_(scale.view(1, -1, 1, 1)).add_(shift.view(1, -1, 1, 1)).clamp_min_(0)
-    zero_tail_(
-        out, [-(-n // kt) for n in lengths]
-    )  # windows of padding only (-inf, or nan times 0)
+    # windows of padding only (-inf, or nan times 0)
+    zero_tail_(out, [-(-n // kt) for n in lengths])
     torch.maximum(arg, (out <= 0).to(torch.uint8).mul_(NO_GRADIENT), out=arg)
     return out, arg
 
@@ -179,9 +178,8 @@ class _ConvBNReLUPool(torch.autograd.Function):
         k = sum_dz_xhat / n
         coef_y = -scale * invstd * k
         const = scale * (mean * invstd * k - sum_dz / n)
-        grad_y = torch.addcmul(
-            const.view(shape), y, coef_y.view(shape)
-        )  # (B, C, T, F), channels last
+        # (B, C, T, F), channels last
+        grad_y = torch.addcmul(const.view(shape), y, coef_y.view(shape))
         for i, j, _, g in routed:
             grad_y[:, :, i::kt, j::kf].addcmul_(g, scale.view(shape))
         zero_tail_(grad_y, lengths)

@@ -111,9 +111,8 @@ def pool_time_mask(mask: torch.Tensor, kernel: int) -> torch.Tensor:
     """
     if kernel == 1:
         return mask
-    pooled = F.max_pool1d(
-        mask.to(torch.float32).unsqueeze(1), kernel, kernel, ceil_mode=True
-    )  # (B, 1, T')
+    # (B, 1, T')
+    pooled = F.max_pool1d(mask.to(torch.float32).unsqueeze(1), kernel, kernel, ceil_mode=True)
     return pooled.squeeze(1) > 0  # (B, T')
 
 
@@ -309,9 +308,8 @@ class MaskedConvBlock2d(nn.Module):
         time_kernel, freq_kernel = self.time_pool, self._freq_kernel(x.size(-1))
         if time_kernel == 1 and freq_kernel == 1:
             return apply_time_mask(x, mask, time_dim=2), mask
-        return masked_max_pool(
-            x, mask, time_kernel, freq_kernel
-        )  # ignores and zeroes padded frames
+        # ignores and zeroes padded frames
+        return masked_max_pool(x, mask, time_kernel, freq_kernel)
 
 
 def run_rnn(
@@ -335,9 +333,8 @@ def run_rnn(
     if not torch.equal(prefix, mask):
         # Holes (e.g. video frames without a face): run the real frames in order, then put the
         # outputs back at their time steps, so a missing frame is skipped, never read as zeros.
-        order = torch.argsort(
-            (~mask).to(torch.int8), dim=1, stable=True
-        )  # (B, T) real frames first
+        # (B, T) real frames first
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
         x = torch.gather(x, 1, order.unsqueeze(-1).expand_as(x))
     packed = pack_padded_sequence(
         x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
@@ -347,7 +344,6 @@ def run_rnn(
     )
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # (B, T, H*dirs)
     if order is not None:
-        out = torch.zeros_like(out).scatter(
-            1, order.unsqueeze(-1).expand_as(out), out
-        )  # (B, T, H*dirs)
+        # (B, T, H*dirs)
+        out = torch.zeros_like(out).scatter(1, order.unsqueeze(-1).expand_as(out), out)
     return apply_time_mask(out, mask), hidden

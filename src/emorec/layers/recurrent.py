@@ -173,14 +173,12 @@ class VariationalGRU(nn.Module):
             weights = [self.weight_ih[d], self.weight_hh[d], self.bias_ih[d], self.bias_hh[d]]
             source = x if d == 0 else reverse_padded(x, mask)
             # nn.GRU's own kernel (what its forward calls), one layer, one direction, batch first
-            out, _ = torch._VF.gru(
-                source, h0, weights, True, 1, 0.0, False, False, True
-            )  # (B, T, H)
+            # (B, T, H)
+            out, _ = torch._VF.gru(source, h0, weights, True, 1, 0.0, False, False, True)
             outs.append(out if d == 0 else reverse_padded(out, mask))
         out = apply_time_mask(torch.cat(outs, dim=-1), mask)  # (B, T, D*H)
-        return out, out.new_zeros(
-            self.num_directions, x.size(0), self.hidden_size
-        )  # final states: not traced
+        # final states: not traced
+        return out, out.new_zeros(self.num_directions, x.size(0), self.hidden_size)
 
     def _kernel(self) -> nn.GRU:
         """An ``nn.GRU`` of this shape whose parameters are replaced at each call (kept out of

@@ -105,9 +105,8 @@ def reverberate(
     t = np.arange(length) / sample_rate
     response = rng.standard_normal(length) * 10.0 ** (-3.0 * t / rt60)
     response[0] = 0.0
-    response *= 0.5 / max(
-        np.sqrt(np.sum(response**2)), 1e-12
-    )  # reverberant energy a quarter of the direct path's
+    # reverberant energy a quarter of the direct path's
+    response *= 0.5 / max(np.sqrt(np.sum(response**2)), 1e-12)
     response[0] = 1.0
     wet = signal.fftconvolve(wave.astype(np.float64), response)[: len(wave)]
     before, after = active_power(wave, sample_rate), active_power(wet, sample_rate)

@@ -339,9 +339,8 @@ def _read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int, float]:
             _start_seconds(container.streams.video[0]) if container.streams.video else None
         )
         first_time: float | None = None
-        resampler = av.AudioResampler(
-            format="fltp"
-        )  # keep layout and rate, convert to float planes
+        # keep layout and rate, convert to float planes
+        resampler = av.AudioResampler(format="fltp")
         chunks: list[np.ndarray] = []
         rate = int(stream.codec_context.sample_rate or 0)
         try:

@@ -87,9 +87,8 @@ def run_conv_frontend(
         x = input_proj(x)  # (B, T, P)
     planes = blocks[0].conv.in_channels if len(blocks) else 1
     b, t, f = x.shape
-    x = (
-        apply_time_mask(x, mask).reshape(b, t, planes, f // planes).transpose(1, 2)
-    )  # (B, planes, T, F / planes)
+    # (B, planes, T, F / planes)
+    x = apply_time_mask(x, mask).reshape(b, t, planes, f // planes).transpose(1, 2)
     for block in blocks:
         x, mask = block(x, mask)  # (B, C, T', F'), (B, T')
     b, c, t, f = x.shape

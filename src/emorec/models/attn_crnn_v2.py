@@ -140,9 +140,8 @@ class AttnCRNNv2(nn.Module):
             batch["audio"], batch["audio_mask"], self.input_proj, self.blocks
         )  # (B, T', C*F')
         h, _ = self.gru(self.dropout(x), mask)  # (B, T', 2H)
-        h, att = self.self_attention(
-            h, mask, return_weights=True
-        )  # (B, T', 2H), (B, heads, T', T')
+        # (B, T', 2H), (B, heads, T', T')
+        h, att = self.self_attention(h, mask, return_weights=True)
         if self.pool_attention is not None:
             pooled, weights = self.pool_attention(h, mask)  # (B, 2H), (B, T')
         else:

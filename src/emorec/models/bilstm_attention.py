@@ -76,9 +76,8 @@ class BiLSTMBranch(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = x
         if self.time_pool > 1:
-            pooled, mask = masked_max_pool(
-                x.transpose(1, 2), mask, self.time_pool
-            )  # (B, F, T'), (B, T')
+            # (B, F, T'), (B, T')
+            pooled, mask = masked_max_pool(x.transpose(1, 2), mask, self.time_pool)
             h = pooled.transpose(1, 2)  # (B, T', F)
         for i, lstm in enumerate(self.lstms):
             if i:
@@ -174,9 +173,8 @@ class BiLSTMAttention(nn.Module):
             if name in batch:
                 mask = batch[f"{name}_mask"]
                 context, weights[name] = branch(batch[name], mask)  # (B, D_m), (B, T_m)
-                has_frames = mask.any(
-                    dim=1, keepdim=True
-                )  # (B, 1): a row without frames is missing
+                # (B, 1): a row without frames is missing
+                has_frames = mask.any(dim=1, keepdim=True)
                 context = torch.where(has_frames, context, placeholder.expand_as(context))
             else:
                 context = placeholder.expand(size, -1)  # (B, D_m)

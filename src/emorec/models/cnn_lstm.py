@@ -104,18 +104,16 @@ class CNNLSTM(nn.Module):
         x, mask = batch["audio"], batch["audio_mask"]  # (B, T, F), (B, T)
         h = self.frames(apply_time_mask(x, mask), mask)  # (B, T, D)
         if self.time_pool > 1:
-            pooled, mask = masked_max_pool(
-                h.transpose(1, 2), mask, self.time_pool
-            )  # (B, D, T'), (B, T')
+            # (B, D, T'), (B, T')
+            pooled, mask = masked_max_pool(h.transpose(1, 2), mask, self.time_pool)
             h = pooled.transpose(1, 2)  # (B, T', D)
         state = None
         for i, lstm in enumerate(self.lstms):
             if i:
                 h = self.dropout(h)
             h, (state, _) = run_rnn(lstm, h, mask)  # (B, T, 2H), h_n (2, B, H)
-        last = torch.cat(
-            [state[0], state[1]], dim=-1
-        )  # (B, 2H): forward at the last real frame, backward at the first
+        # (B, 2H): forward at the last real frame, backward at the first
+        last = torch.cat([state[0], state[1]], dim=-1)
         return self.dense(self.dropout(last))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

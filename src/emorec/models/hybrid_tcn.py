@@ -227,9 +227,8 @@ class HybridTCN(nn.Module):
         batch = self._absent_as_missing(batch)
         seqs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         if self.audio is not None and "audio" in batch:
-            seqs["audio"] = self.audio(
-                batch["audio"], batch["audio_mask"]
-            )  # (B, T_a', d), (B, T_a')
+            # (B, T_a', d), (B, T_a')
+            seqs["audio"] = self.audio(batch["audio"], batch["audio_mask"])
         if self.video is not None and "video" in batch:
             mask = batch["video_mask"]
             seqs["video"] = (self.video(batch["video"], mask), mask)  # (B, T_v, d), (B, T_v)
@@ -248,9 +247,8 @@ class HybridTCN(nn.Module):
             fused = next(iter(pooled.values()))
         else:
             w = self.modality_weights()  # (2,)
-            present = torch.stack(
-                [seqs[m][1].any(dim=1) for m in ("audio", "video")], dim=1
-            )  # (B, 2)
+            # (B, 2)
+            present = torch.stack([seqs[m][1].any(dim=1) for m in ("audio", "video")], dim=1)
             w = w * present.to(w.dtype)  # (B, 2): missing modalities drop out, the rest renormalise
             w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
             fused = w[:, :1] * pooled["audio"] + w[:, 1:] * pooled["video"]  # (B, d)

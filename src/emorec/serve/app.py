@@ -50,9 +50,8 @@ class ModelService:
     def __init__(self, model: str | Path | None = None):
         from emorec.inference.api import Recognizer, load
 
-        if (
-            model is not None and Path(model).suffix == ".onnx"
-        ):  # one thread a request: the server runs several
+        # one thread a request: the server runs several
+        if model is not None and Path(model).suffix == ".onnx":
             from emorec.inference.onnx_runtime import OnnxPredictor
 
             onnx = OnnxPredictor(model, threads=1)
@@ -245,9 +244,8 @@ def create_app(
         return body
 
     async def answer(request: Request, work) -> Response:
-        if (
-            pool.full
-        ):  # refuse before reading the upload: overload costs the server as little as possible
+        # refuse before reading the upload: overload costs the server as little as possible
+        if pool.full:
             return JSONResponse(
                 {
                     "detail": f"the server is busy ({pool.depth} requests in "
@@ -276,9 +274,8 @@ def create_app(
         return result
 
     def timeline_job(data: bytes) -> dict:
-        decode_upload(
-            data, 16000, max_seconds=settings.max_seconds
-        )  # the same refusals as predict, first
+        # the same refusals as predict, first
+        decode_upload(data, 16000, max_seconds=settings.max_seconds)
         return service.timeline(data)
 
     @app.post("/v1/predict", summary="Emotion probabilities of one recording")

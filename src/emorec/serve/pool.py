@@ -52,9 +52,8 @@ class InferencePool:
                 )
             self._pending += 1
         future = self._executor.submit(job)
-        future.add_done_callback(
-            self._release
-        )  # the slot frees when the work ends, not when we stop waiting
+        # the slot frees when the work ends, not when we stop waiting
+        future.add_done_callback(self._release)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self.timeout)
         except asyncio.TimeoutError:

@@ -151,9 +151,8 @@ class EpochCheckpoint(Checkpoint):
                 self.best_score, self.best_epoch = score, epoch
             self._pending = None
         self.finished = final
-        trainer.save_checkpoint(
-            self.dirpath / LAST, weights_only=False
-        )  # collective: every rank calls it
+        # collective: every rank calls it
+        trainer.save_checkpoint(self.dirpath / LAST, weights_only=False)
         if trainer.is_global_zero and (improved or (final and self.best_epoch is None)):
             copy_atomic(self.dirpath / LAST, self.dirpath / BEST)
 

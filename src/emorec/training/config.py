@@ -105,12 +105,10 @@ class OptimConfig:
     lr: float = ranged(1e-3, low=0, low_open=True, what="a learning rate > 0")
     betas: tuple[float, float] = ranged((0.9, 0.999), low=0, high=1, high_open=True)
     weight_decay: float = ranged(0.0, low=0)
-    schedule: str = choice(
-        "plateau", SCHEDULES
-    )  # "plateau" (ReduceLROnPlateau on val/loss) or "cosine"
-    lr_factor: float = ranged(
-        0.5, low=0, high=1, low_open=True, high_open=True
-    )  # plateau: factor and patience
+    # "plateau" (ReduceLROnPlateau on val/loss) or "cosine"
+    schedule: str = choice("plateau", SCHEDULES)
+    # plateau: factor and patience
+    lr_factor: float = ranged(0.5, low=0, high=1, low_open=True, high_open=True)
     lr_patience: int = ranged(2, low=0)
     warmup_epochs: int = ranged(
         0,
@@ -146,25 +144,20 @@ class AugmentConfig:
     spec_time_width: int = ranged(20, low=1)
     spec_freq_width: int = ranged(8, low=1)
     freq_shift: int = ranged(0, low=0)  # max feature-bin shift per clip (VTLP-like, audio only)
-    time_stretch: float = ranged(
-        0.0, low=0, high=1, high_open=True
-    )  # max relative speed change per batch (0.1 = +-10%)
-    modality_dropout: float = ranged(
-        0.0, low=0, high=1
-    )  # share of AV clips trained with one modality removed
+    # max relative speed change per batch (0.1 = +-10%)
+    time_stretch: float = ranged(0.0, low=0, high=1, high_open=True)
+    # share of AV clips trained with one modality removed
+    modality_dropout: float = ranged(0.0, low=0, high=1)
     # Recording conditions simulated on log-mel features
     # before normalisation (features/conditions.py):
     gain_db: float = ranged(0.0, low=0)  # gain uniform in +-gain_db dB on every clip
-    band_limit: float = ranged(
-        0.0, low=0, high=1
-    )  # share of clips through a random telephone-like band (~300-3400 Hz)
-    additive_noise: float = ranged(
-        0.0, low=0, high=1
-    )  # share of clips with white/pink/brown noise at an SNR in snr_db
+    # share of clips through a random telephone-like band (~300-3400 Hz)
+    band_limit: float = ranged(0.0, low=0, high=1)
+    # share of clips with white/pink/brown noise at an SNR in snr_db
+    additive_noise: float = ranged(0.0, low=0, high=1)
     snr_db: tuple[float, float] = (5.0, 30.0)
-    reverb: float = ranged(
-        0.0, low=0, high=1
-    )  # share of clips with late reverberation (RT60 0.2-1.0 s)
+    # share of clips with late reverberation (RT60 0.2-1.0 s)
+    reverb: float = ranged(0.0, low=0, high=1)
     # Waveform speed factors (e.g. [0.9, 1.1]: tempo, pitch and formants together,
     # so each is another voice) whose features are extracted and cached beside the
     # originals; each training draw reads the original or one of them, alike. For
@@ -179,12 +172,10 @@ class TrainerConfig:
     batch_size: int = ranged(32, low=1, what="at least 1 clip per batch")
     patience: int = ranged(6, low=1, what="at least 1 epoch")
     min_epochs: int = 0  # early stopping cannot end training before this
-    monitor: str = choice(
-        "val/ua", MONITORS
-    )  # checkpoint + early stopping metric (validation only)
-    checkpoint: str = choice(
-        "best", CHECKPOINTS
-    )  # "best" (by monitor, early stopping) or "last" (fixed budget)
+    # checkpoint + early stopping metric (validation only)
+    monitor: str = choice("val/ua", MONITORS)
+    # "best" (by monitor, early stopping) or "last" (fixed budget)
+    checkpoint: str = choice("best", CHECKPOINTS)
     seed: int = 0
     bucketing: bool = True
     accelerator: str = choice("auto", ACCELERATORS)
@@ -193,16 +184,14 @@ class TrainerConfig:
     precision: str = choice("32-true", PRECISIONS)
     deterministic: bool = True
     num_workers: int = ranged(0, low=0)
-    threads: int | None = ranged(
-        None, low=1, what="at least 1 thread (or leave it out)"
-    )  # torch intra-op threads (default: torch's choice)
+    # torch intra-op threads (default: torch's choice)
+    threads: int | None = ranged(None, low=1, what="at least 1 thread (or leave it out)")
     ema_decay: float = ranged(
         0.0, low=0, high=1, high_open=True, what="0 (off) or a decay in (0, 1)"
     )  # >0: validate, checkpoint and export an EMA of the weights
     # (and of BatchNorm statistics: see recalibrate_bn)
-    ema_half_life_epochs: float = ranged(
-        0.0, low=0, what="0 (off) or a half-life in epochs > 0"
-    )  # >0: the same EMA, its horizon in epochs (a step's weight halves
+    # >0: the same EMA, its horizon in epochs (a step's weight halves
+    ema_half_life_epochs: float = ranged(0.0, low=0, what="0 (off) or a half-life in epochs > 0")
     # after this many epochs; the same on any corpus size); not with ema_decay
     recalibrate_bn: bool = (
         False  # recompute BatchNorm statistics of the kept weights on training clips
@@ -214,9 +203,8 @@ class RunConfig:
     dir: str = "runs"
     name: str = ""
     folds: str = "1"  # "all", "1", "1,3,5"
-    jobs: int = ranged(
-        1, low=1, what="at least 1 process"
-    )  # folds trained side by side in this many processes
+    # folds trained side by side in this many processes
+    jobs: int = ranged(1, low=1, what="at least 1 process")
     bootstrap: int = ranged(1000, low=0)
 
 

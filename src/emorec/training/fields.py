@@ -78,7 +78,6 @@ def check_fields(section: Any, prefix: str) -> None:
             if isinstance(value, (list, tuple)):
                 for i, item in enumerate(value):
                     check_range(f"{key}[{i}]", item, **f.metadata["range"])
-            elif not isinstance(
-                value, str
-            ):  # e.g. trainer.devices "auto" or "0,1": checked elsewhere
+            # e.g. trainer.devices "auto" or "0,1": checked elsewhere
+            elif not isinstance(value, str):
                 check_range(key, value, **f.metadata["range"])

@@ -296,9 +296,8 @@ class FoldState:
 
 def fresh_state(fold_dir: Path) -> FoldState:
     if is_global_zero() and (fold_dir / "tensorboard").is_dir():
-        shutil.rmtree(
-            fold_dir / "tensorboard", ignore_errors=True
-        )  # left by a start killed in epoch 1
+        # left by a start killed in epoch 1
+        shutil.rmtree(fold_dir / "tensorboard", ignore_errors=True)
     return FoldState()
 
 
@@ -344,9 +343,8 @@ def fold_trainer(
     from emorec.training.checkpoints import AtomicCheckpointIO, EpochCheckpoint
     from emorec.training.heartbeat import Heartbeat
 
-    monitor = (
-        cfg.trainer.monitor
-    )  # a val/ metric (validate.py): the test fold never selects a checkpoint
+    # a val/ metric (validate.py): the test fold never selects a checkpoint
+    monitor = cfg.trainer.monitor
     mode = monitor_mode(monitor)
     csv_logger = RowKeepingCSVLogger(fold_dir, name="", version="", rows=state.rows)
     checkpoint = EpochCheckpoint(
@@ -355,9 +353,8 @@ def fold_trainer(
     if state.finished:
         checkpoint.best_score = state.best_score
     beat = float(os.environ.get("EMOREC_HEARTBEAT_SECONDS") or 30)
-    best = (
-        cfg.trainer.checkpoint == "best"
-    )  # "last" trains the full budget and keeps its final epoch
+    # "last" trains the full budget and keeps its final epoch
+    best = cfg.trainer.checkpoint == "best"
     callbacks = [
         Heartbeat(
             fold_dir,
@@ -447,9 +444,8 @@ def keep_and_export(
     val_metrics = {
         k: v[row] for k, v in history.items() if k.startswith("val/") and row is not None
     }
-    if (
-        cfg.trainer.recalibrate_bn
-    ):  # the kept weights' own statistics; the checkpoints keep the trained ones
+    # the kept weights' own statistics; the checkpoints keep the trained ones
+    if cfg.trainer.recalibrate_bn:
         from emorec.training.batch_norm import recalibrate_batch_norm
 
         recalibrate_batch_norm(
@@ -461,9 +457,8 @@ def keep_and_export(
     score = val_metrics.get(
         monitor, checkpoint.best_score if cfg.trainer.checkpoint == "best" else None
     )
-    steps = (
-        summary.get("train_batches_per_epoch") or steps_per_epoch
-    )  # per rank, as the average counted them
+    # per rank, as the average counted them
+    steps = summary.get("train_batches_per_epoch") or steps_per_epoch
     extra = {
         "fold": split.name,
         "best_epoch": kept_epoch,

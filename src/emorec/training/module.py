@@ -149,9 +149,8 @@ class EmotionClassifier(L.LightningModule):
         if hp.spec_augment:
             batch = spec_augment(batch, rng=self._rng, planes=planes, **hp.spec_augment)
         batch = add_noise(batch, hp.noise)
-        if (
-            self.corpus_head is not None
-        ):  # corpus targets ride along, so MixUp mixes them with the same weights
+        # corpus targets ride along, so MixUp mixes them with the same weights
+        if self.corpus_head is not None:
             targets = torch.cat(
                 [targets, F.one_hot(batch["corpus"], hp.num_corpora).float()], dim=1
             )

@@ -20,9 +20,8 @@ def validate_config(config) -> None:
     together."""
     for section in dataclasses.fields(config):
         value = getattr(config, section.name)
-        if dataclasses.is_dataclass(
-            value
-        ):  # the typed sections; model is an open mapping, checked below
+        # the typed sections; model is an open mapping, checked below
+        if dataclasses.is_dataclass(value):
             check_fields(value, section.name)
     d, a, t, r = config.data, config.augment, config.trainer, config.run
     for key, spec in (("data.features", d.features), ("data.video_features", d.video_features)):

@@ -90,9 +90,8 @@ def read_fold(fold_dir: Path) -> dict[str, Any]:
         raise EmorecError(f"{fold_dir}: no test report (report/report.json)")
     report = json.loads(report_path.read_text())
     best = meta.get("best_epoch")
-    kept = meta.get(
-        "val_metrics"
-    )  # the kept weights' own scores (after averaging or recalibration)
+    # the kept weights' own scores (after averaging or recalibration)
+    kept = meta.get("val_metrics")
     if kept:
         val = {m: float(kept.get(key, math.nan)) for m, key in VAL_KEYS.items()}
     else:  # a model exported before val_metrics was recorded: the kept epoch's logged scores

@@ -80,9 +80,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
             run_dir.mkdir(parents=True, exist_ok=True)
         else:
             run_dir = new_run_dir(config)
-        save_splits(
-            experiment.splits, run_dir / "splits.json"
-        )  # first: config.yaml marks a resumable run
+        # first: config.yaml marks a resumable run
+        save_splits(experiment.splits, run_dir / "splits.json")
         save_config(config, run_dir / "config.yaml")
         write_skipped(experiment.skipped, run_dir / "skipped.csv")
         if experiment.skipped:
@@ -158,9 +157,8 @@ def check_hardware(config: TrainConfig) -> None:
     t = config.trainer
     lightning_log = logging.getLogger("lightning.pytorch")
     level = lightning_log.level
-    lightning_log.setLevel(
-        logging.WARNING
-    )  # its "GPU available" lines are printed by the real Trainer
+    # its "GPU available" lines are printed by the real Trainer
+    lightning_log.setLevel(logging.WARNING)
     try:
         L.Trainer(
             **trainer_options(config),

@@ -54,9 +54,8 @@ class Branch:
 class FuseResult:
     fusion_run: Path
     finetune_run: Path | None = None
-    rows: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # one per model: name, val UA, test UA/WA/F1
+    # one per model: name, val UA, test UA/WA/F1
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _load_branch(path: str | os.PathLike, role: str) -> Branch:
