@@ -15,7 +15,6 @@ LIMIT = 400
 #: modules still over the limit, each with how it will come under it; the list only shrinks
 OVER_LIMIT: dict[str, str] = {
     "src/emorec/training/config.py": "the recipe files (YAML, chains) apart from the schema",
-    "src/emorec/training/fold.py": "the export of the kept weights apart from the training loop",
 }
 
 
