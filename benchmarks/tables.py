@@ -204,6 +204,17 @@ def code_before_after(results: list[dict], _paths: list[Path]) -> list[str]:
             f"clips/s now: **{ab['speedup']:.2f}x** ({ab['threads']} thread).", "", f"Command: `{ab['command']}`", ""]
 
 
+def before_after_inference(results: list[dict], _paths: list[Path]) -> list[str]:
+    r = results[0]
+    lines = [f"Before: `{r['before_revision']}`; {r['threads']} thread(s), batch {r['batch']}, {r['frames']}.", "",
+             "| architecture | CPU ms before | CPU ms after | CPU speed-up | wall speed-up | outputs agree |",
+             "|---|---:|---:|---:|---:|:-:|"]
+    lines += [f"| {k} (`{r['recipes'][k]}`) | {s['before_cpu_ms']:.0f} | {s['after_cpu_ms']:.0f} | "
+              f"{s['cpu_speedup']:.2f}x | {s['wall_speedup']:.2f}x | {'yes' if s['outputs_agree'] else 'no'} |"
+              for k, s in r["summary"].items()]
+    return lines + ["", f"Command: `{r['command']}`", ""]
+
+
 def profile(results: list[dict], _paths: list[Path]) -> list[str]:
     lines = []
     for prof in results:
@@ -341,7 +352,7 @@ def fields(results: list[dict], _paths: list[Path]) -> list[str]:
 RENDERERS: dict[str, Renderer] = {
     "cv": cv, "ensemble": ensemble, "loco": loco, "models": models, "av_missing_modality": av_missing_modality,
     "crosscorpus": crosscorpus, "robustness": robustness, "speed_vs_keras": speed_vs_keras, "same_seed": same_seed,
-    "code_before_after": code_before_after, "profile": profile, "use_speed": use_speed, "serve_load": serve_load,
+    "code_before_after": code_before_after, "before_after_inference": before_after_inference, "profile": profile, "use_speed": use_speed, "serve_load": serve_load,
     "throughput": throughput, "store_memory": store_memory, "pack_precision": pack_precision, "ddp": ddp,
     "video_features": video_features, "fields": fields,
 }
