@@ -204,6 +204,31 @@ def code_before_after(results: list[dict], _paths: list[Path]) -> list[str]:
             f"clips/s now: **{ab['speedup']:.2f}x** ({ab['threads']} thread).", "", f"Command: `{ab['command']}`", ""]
 
 
+def before_after_inference(results: list[dict], _paths: list[Path]) -> list[str]:
+    r = results[0]
+    lines = [f"Before: `{r['before_revision']}`; {r['threads']} thread(s), batch {r['batch']}, {r['frames']}.", "",
+             "| architecture | CPU ms before | CPU ms after | CPU speed-up | wall speed-up | outputs agree |",
+             "|---|---:|---:|---:|---:|:-:|"]
+    lines += [f"| {k} (`{r['recipes'][k]}`) | {s['before_cpu_ms']:.0f} | {s['after_cpu_ms']:.0f} | "
+              f"{s['cpu_speedup']:.2f}x | {s['wall_speedup']:.2f}x | {'yes' if s['outputs_agree'] else 'no'} |"
+              for k, s in r["summary"].items()]
+    return lines + ["", f"Command: `{r['command']}`", ""]
+
+
+def class_bias(results: list[dict], _paths: list[Path]) -> list[str]:
+    r = results[0]
+    lines = [f"Recipe `{r['recipe']}`; kept by its validation rule: {'yes' if r['kept'] else 'no'}.", "",
+             "| held out | validation UA, halves | with biases (cross-fitted) | test UA | with biases | "
+             "top share | with biases |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {c['held_out']} | {fmt(c['val_ua_plain_halves'])} | {fmt(c['val_ua_crossfit_halves'])} | "
+              f"{fmt(c['test_ua_before'])} | {fmt(c['test_ua_after'])} | {100 * c['top_share_before']:.0f} % | "
+              f"{100 * c['top_share_after']:.0f} % ({c['top_class_after']}) |" for c in r["cells"]]
+    lines.append(f"| **mean** | {fmt(r['mean_val_ua_plain_halves'])} | {fmt(r['mean_val_ua_crossfit_halves'])} | "
+                 f"{fmt(r['mean_test_ua_before'])} | {fmt(r['mean_test_ua_after'])} | | "
+                 f"max {100 * r['max_top_share_after']:.0f} % |")
+    return lines + ["", f"Command: `{r['command']}`", ""]
+
+
 def profile(results: list[dict], _paths: list[Path]) -> list[str]:
     lines = []
     for prof in results:
@@ -341,7 +366,8 @@ def fields(results: list[dict], _paths: list[Path]) -> list[str]:
 RENDERERS: dict[str, Renderer] = {
     "cv": cv, "ensemble": ensemble, "loco": loco, "models": models, "av_missing_modality": av_missing_modality,
     "crosscorpus": crosscorpus, "robustness": robustness, "speed_vs_keras": speed_vs_keras, "same_seed": same_seed,
-    "code_before_after": code_before_after, "profile": profile, "use_speed": use_speed, "serve_load": serve_load,
+    "code_before_after": code_before_after, "before_after_inference": before_after_inference,
+    "class_bias": class_bias, "profile": profile, "use_speed": use_speed, "serve_load": serve_load,
     "throughput": throughput, "store_memory": store_memory, "pack_precision": pack_precision, "ddp": ddp,
     "video_features": video_features, "fields": fields,
 }

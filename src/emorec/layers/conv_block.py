@@ -107,11 +107,25 @@ def _offsets(y: torch.Tensor, kt: int, kf: int) -> list[tuple[int, int, torch.Te
     return [(i, j, y[:, :, i::kt, j::kf]) for i in range(kt) for j in range(kf)]
 
 
+def _window_max_values(y: torch.Tensor, kt: int, kf: int) -> torch.Tensor:
+    """The window maxima of :func:`_window_max` without the argmax, which only backward reads."""
+    best = y[:, :, 0::kt, 0::kf].clone()
+    for _, _, v in _offsets(y, kt, kf)[1:]:
+        b = best[:, :, : v.size(2), : v.size(3)]
+        torch.maximum(b, v, out=b)
+    return best
+
+
+def _masked_input(x, lengths):
+    """``x`` channels last with its padded frames zeroed, copied only when they are not already 0
+    (the caller's tensor is never written)."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    return x if _tail_is_zero(x, lengths) else zero_tail_(x.clone(), lengths)
+
+
 def _masked_conv(x, weight, lengths, padding):
     """``(x with padded frames zeroed, conv output zeroed on padded frames)``, without autograd."""
-    x = x.contiguous(memory_format=torch.channels_last)
-    if not _tail_is_zero(x, lengths):
-        x = zero_tail_(x.clone(), lengths)
+    x = _masked_input(x, lengths)
     return x, zero_tail_(F.conv2d(x, weight, None, 1, padding), lengths)  # (B, C, T, F)
 
 
@@ -204,6 +218,27 @@ class _ConvBNReLUPool(torch.autograd.Function):
         return grad_x, grad_w, sum_dz_xhat * sign, sum_dz, None, None, None, None, None
 
 
+def _inference_block(
+    x: torch.Tensor, lengths: list[int], conv: torch.nn.Conv2d, norm, kt: int, kf: int
+) -> torch.Tensor:
+    """The forward with running statistics and no gradient: the conv output's padded frames go
+    straight to ``-inf`` (no zeroing first) and windows keep their maxima only, so the two full-size
+    passes that exist for backward (the argmax and its ``NO_GRADIENT`` marks) are not made."""
+    sign = _signs(norm.weight)
+    scale = torch.rsqrt(norm.running_var + norm.eps) * norm.weight.abs()  # (C,)
+    shift = norm.bias - norm.running_mean * sign * scale
+    x = _masked_input(x, lengths)
+    y = F.conv2d(x, conv.weight * sign.view(-1, 1, 1, 1), None, 1, conv.padding[0])  # (B, C, T, F)
+    fill_tail_(y, lengths, float("-inf"))  # padding never wins a window that has a real frame
+    out = (
+        _window_max_values(y, kt, kf)
+        .mul_(scale.view(1, -1, 1, 1))
+        .add_(shift.view(1, -1, 1, 1))
+        .clamp_min_(0)
+    )
+    return zero_tail_(out, [-(-n // kt) for n in lengths])  # windows of padding only
+
+
 def conv_bn_relu_pool(
     x: torch.Tensor, lengths: list[int], conv: torch.nn.Conv2d, norm, kt: int, kf: int
 ) -> torch.Tensor:
@@ -215,12 +250,7 @@ def conv_bn_relu_pool(
     padding = conv.padding[0]
     if not (norm.training or not norm.track_running_stats):
         with torch.no_grad():
-            sign = _signs(norm.weight)
-            scale = torch.rsqrt(norm.running_var + norm.eps) * norm.weight.abs()
-            _, y = _masked_conv(x, conv.weight * sign.view(-1, 1, 1, 1), lengths, padding)
-            return _pool_normalise_relu(
-                y, scale, norm.bias - norm.running_mean * sign * scale, lengths, kt, kf
-            )[0]
+            return _inference_block(x, lengths, conv, norm, kt, kf)
     pooled, _, mean, var = _ConvBNReLUPool.apply(
         x, conv.weight, norm.weight, norm.bias, lengths, padding, kt, kf, norm.eps
     )
