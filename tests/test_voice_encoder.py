@@ -222,6 +222,8 @@ def test_speed_views_are_cached_beside_the_originals_and_the_model_never_sees_th
     }  # not packs
     # every clip the originals hold, at each speed
     assert entries[0.9] == entries[1.1] == entries[1.0] > 0
+    # training drew the views from packs (data.pack's default), as it reads the originals
+    assert all(list((caches[speed] / "packs").glob("float32-*/index.json")) for speed in caches)
     spec = json.loads((fold / "model.json").read_text())["features"]["audio"]
     assert "speed" not in spec  # validation, test and the exported model read the clips as they are
 

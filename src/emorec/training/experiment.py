@@ -42,7 +42,7 @@ class Experiment:
     skipped: list = field(default_factory=list)
     #: modality -> caches of the same clips at other waveform
     #: speeds (``augment.speed_views``), for training draws
-    view_stores: dict[str, list[FeatureStore]] = field(default_factory=dict)
+    view_stores: dict[str, list[FeatureStore | PackedStore]] = field(default_factory=dict)
 
     @property
     def by_id(self) -> dict[str, Clip]:
@@ -123,8 +123,9 @@ def prepare_experiment(
 
 def speed_view_stores(
     config: TrainConfig, specs: dict[str, dict], clips: list[Clip], *, extract: bool, progress: bool
-) -> dict[str, list[FeatureStore]]:
-    """The audio caches of ``augment.speed_views``, one per speed (extracted when ``extract``). A
+) -> dict[str, list[FeatureStore | PackedStore]]:
+    """The audio caches of ``augment.speed_views``, one per speed (extracted when ``extract``),
+    packed as ``data.pack`` says. A
     clip a view cannot read is trained from its original features only: nothing is skipped for a
     view."""
     speeds = config.augment.speed_views if config.augment.enabled else ()
@@ -144,7 +145,13 @@ def speed_view_stores(
             extract_features(
                 clips, extractor, config.data.cache, workers=config.data.workers, progress=progress
             )
-        stores.append(FeatureStore.for_extractor(config.data.cache, extractor))
+        store = FeatureStore.for_extractor(config.data.cache, extractor)
+        # a draw reads its view from the pack like the originals, not one .npy file per draw
+        stores.append(
+            store
+            if config.data.pack == "none"
+            else PackedStore.for_clips(store, clips, config.data.pack)
+        )
     return {"audio": stores}
 
 
