@@ -203,7 +203,7 @@ def set_front_end(meta: dict, pairs: list[str], earlier: dict | None = None) -> 
     the settings, checked by building the extractor (an unknown key or a bad value fails here)."""
     from emorec.errors import ConfigError
     from emorec.features.base import extractor_from_spec
-    from emorec.training.config import key_values
+    from emorec.training.recipe_files import key_values
 
     try:
         settings = {**(earlier or {}), **key_values(pairs, flag="--front-end")}

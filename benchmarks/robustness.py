@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", default=str(RESULTS / "robustness"))
     parser.add_argument("--feature", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    from emorec.training.config import key_values
+    from emorec.training.recipe_files import key_values
 
     features = key_values(args.feature, "--feature")
     source = Path(args.result)

@@ -44,7 +44,7 @@ def test_every_recipe_loads(recipe):
 def test_every_recipe_inherits_at_most_from_base_plus_one_level():
     """A recipe reads whole in two files at most besides itself: its family (an architecture's
     defaults) and base.yaml; the history of how it came about is in benchmarks/HISTORY.md."""
-    from emorec.training.config import recipe_chain
+    from emorec.training.recipe_files import recipe_chain
 
     deep = {
         p.name: [c.name for c in recipe_chain(p)]

@@ -106,6 +106,7 @@ LAYERS = [
             "emorec.training.config",
             "emorec.training.validate",
             "emorec.training.typed",
+            "emorec.training.recipe_files",
             "emorec.training.fields",
         ],
     ),

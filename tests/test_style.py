@@ -13,9 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKED = ["src", "tests", "scripts"]
 LIMIT = 400
 #: modules still over the limit, each with how it will come under it; the list only shrinks
-OVER_LIMIT: dict[str, str] = {
-    "src/emorec/training/config.py": "the recipe files (YAML, chains) apart from the schema",
-}
+OVER_LIMIT: dict[str, str] = {}
 
 
 def test_no_module_grows_past_400_lines():

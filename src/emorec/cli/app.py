@@ -33,7 +33,8 @@ def config_show(
     its base: chain followed and defaults filled in."""
     import yaml
 
-    from emorec.training.config import differences, load_config, recipe_chain
+    from emorec.training.config import load_config
+    from emorec.training.recipe_files import differences, recipe_chain
 
     config = load_config(recipe, overrides).to_dict()
     err.print(

@@ -74,7 +74,7 @@ def robustness(
     """UA of a run's test folds under recording conditions (gain, telephone band, noise, reverb,
     codecs) and the share of predictions per class, beside the clean figure."""
     from emorec.media.conditions import DEFAULT_SUITE, parse_condition
-    from emorec.training.config import key_values
+    from emorec.training.recipe_files import key_values
 
     if quiet:
         _hush_libraries()

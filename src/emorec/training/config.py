@@ -20,6 +20,7 @@ from emorec.features.packed import DTYPES as PACK_DTYPES
 from emorec.corpora.labels import LABEL_POLICIES
 from emorec.corpora.splits import SCHEMES as SPLIT_SCHEMES
 from emorec.training.fields import choice, ranged
+from emorec.training.recipe_files import yaml_problem
 from emorec.training.typed import build_dataclass
 
 NORMALIZATIONS = (
@@ -306,25 +307,10 @@ def load_config(
         try:
             node[keys[-1]] = yaml.safe_load(raw)
         except yaml.YAMLError as err:
-            raise ConfigError(f"override {item!r}: {_yaml_problem(err)}") from None
+            raise ConfigError(f"override {item!r}: {yaml_problem(err)}") from None
     if extra:
         data = _merge(data, extra)
     return resolve_paths(config_from_dict(data))
-
-
-def key_values(pairs: list[str], flag: str = "--set") -> dict[str, Any]:
-    """``["trim_floor_db=6", "deltas=true"]`` -> ``{"trim_floor_db": 6, "deltas": True}`` (values as
-    YAML)."""
-    settings: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE")
-        try:
-            settings[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{flag} {pair!r}: {_yaml_problem(err)}") from None
-    return settings
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -333,40 +319,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: {_yaml_problem(err)}") from None
+        raise ConfigError(f"{path}: {yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping")
     base = data.pop("base", None)
     if base:
         data = _merge(_read_yaml((path.parent / base).resolve()), data)
     return data
-
-
-def recipe_chain(path: str | os.PathLike) -> list[Path]:
-    """The recipe files ``path`` is built from, itself first, then its ``base:`` and that one's
-    base."""
-    chain, path = [], Path(path)
-    while path.is_file() and path not in chain:
-        chain.append(path)
-        base = (yaml.safe_load(path.read_text()) or {}).get("base")
-        if not base:
-            break
-        path = (path.parent / base).resolve()
-    return chain
-
-
-def differences(
-    new: dict[str, Any], old: dict[str, Any], prefix: str = ""
-) -> list[tuple[str, Any, Any]]:
-    """``(dotted key, old value, new value)`` wherever two config dicts differ."""
-    found = []
-    for key in sorted(set(new) | set(old), key=str):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found += differences(b, a, f"{prefix}{key}.")
-        elif a != b:
-            found.append((f"{prefix}{key}", a, b))
-    return found
 
 
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
@@ -406,14 +365,6 @@ def _locate(path: Path, origins: list[Path]) -> Path:
         return next((p for p in moved if p.exists()), path)
     candidates = [o / path for o in origins] + [Path.cwd() / path]
     return next((p for p in candidates if p.exists()), candidates[0]).resolve()
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    """``not valid YAML at line L, column C: PROBLEM`` (1-based, as editors count)."""
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"not valid YAML{where}: {problem}"
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
