@@ -27,7 +27,7 @@ def main() -> None:
         "--pages", default="index,ARCHITECTURE", help="page names without .md, comma-separated"
     )
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
-    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--width", type=int, default=1440)
     parser.add_argument("--height", type=int, default=900)
     args = parser.parse_args()
     from selenium import webdriver
