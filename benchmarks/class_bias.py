@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from common import REPO, RESULTS, WORK, command_line
+from loco import shared_classes
 
 GRID = np.round(np.arange(-2.0, 2.0001, 0.05), 2)
 
@@ -79,11 +80,7 @@ def speakers_of(manifest: Path) -> dict[str, str]:
 
 def shared_test(part: dict) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
     """Test clips over the classes the held-out corpus shares with the model (as loco.py)."""
-    classes = part["classes"]
-    shared = [c for c in classes if c in set(part["labels"])]
-    columns = [classes.index(c) for c in shared]
-    keep = np.array([label in shared for label in part["labels"]])
-    y = np.array([shared.index(label) for label, k in zip(part["labels"], keep) if k])
+    shared, columns, keep, y = shared_classes(part["classes"], part["labels"])
     return part["logp"][keep][:, columns], y, shared, columns
 
 

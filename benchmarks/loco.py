@@ -166,21 +166,28 @@ def _reap(running: list) -> list[str]:
         time.sleep(5)
 
 
+def shared_classes(names: list[str], labels: list[str]) -> tuple[list[str], list[int], np.ndarray, np.ndarray]:
+    """The classes a held-out corpus shares with a model of classes ``names``, for its clips labelled
+    ``labels``: ``(shared, their columns in the model's output, which clips (N,) keep, their label
+    indices into shared)``. A clip of a class the model lacks is left out, not counted wrong."""
+    from emorec.corpora.labels import canonical_order
+
+    shared = canonical_order(set(labels) & set(names))
+    keep = np.array([label in shared for label in labels])
+    y = np.array([shared.index(label) for label, k in zip(labels, keep) if k])
+    return shared, [names.index(c) for c in shared], keep, y
+
+
 def cell_of(held_out: str, path: Path, bootstrap: int) -> dict:
     """One held-out corpus: metrics of every test clip over the classes it shares with the model."""
     from emorec.evaluation.metrics import classification_metrics
-    from emorec.corpora.labels import canonical_order
 
     from predictions import load_predictions
 
     result = json.loads(path.read_text())
     (part,) = [p for (fold, kind), p in load_predictions(REPO / result["predictions"]).items() if kind == "test"]
     names = list(part.class_names)
-    labels = [names[i] for i in part.labels]
-    shared = canonical_order(set(labels) & set(names))
-    columns = [names.index(c) for c in shared]
-    keep = np.array([label in shared for label in labels])
-    y = np.array([shared.index(label) for label, k in zip(labels, keep) if k])
+    shared, columns, keep, y = shared_classes(names, [names[i] for i in part.labels])
     probs = part.probs[keep][:, columns]
     probs = probs / probs.sum(axis=1, keepdims=True)
     metrics = classification_metrics(y, probs, shared, bootstrap=bootstrap)

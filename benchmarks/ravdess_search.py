@@ -49,18 +49,17 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
+import tables
 from common import RESULTS, command_line
 from emorec.atomic import write_json
 
 
 def val_score(result: dict) -> float:
-    """Mean final-epoch validation UA over the folds of one candidate."""
-    scores = [fold["val_best"] for fold in result["folds"]]
-    if any(s is None for s in scores):
+    """Mean final-epoch validation UA over the folds of one candidate; a fold without one stops."""
+    score = tables.val_score(result)
+    if score is None:
         raise SystemExit(f"{result.get('run_dir')}: a fold has no validation score")
-    return float(np.mean(scores))
+    return score
 
 
 def main() -> None:
